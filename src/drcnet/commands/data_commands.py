@@ -1,0 +1,1 @@
+"""CLI commands for data: simulate, plot-sample."""

@@ -1,0 +1,183 @@
+"""The dataset file: one HDF5 layout shared by ``drcnet simulate``, ``drcnet frames reduce``
+and everything that reads datasets (training, evaluation, prediction).
+
+Layout (N objects, arm axis 0 = blue, 1 = red)::
+
+    /stripes      (N, 2, 11, 3000) float16  raw stripe in ADU after overscan/bias subtraction
+    /flux1d       (N, 2, 3000)     float32  boxcar (aperture) sum of the stripe's 11 rows, ADU, sky included
+    /ivar1d       (N, 2, 3000)     float32  inverse variance of flux1d (ADU^-2)
+    /sky1d        (N, 2, 3000)     float32  master-sky estimate under the same aperture (ADU)
+    /wave1d       (N, 2, 3000)     float32  vacuum wavelength of each stripe column for that fiber (Angstrom)
+    /label        (N,)  int8       0 F, 1 G, 2 K, -1 unknown
+    /subclass     (N,)  S8         MK subclass, b"" when unknown
+    /snr_r        (N,)  float32    measured S/N_r (median flux*sqrt(ivar) over 5600-6900 A, sky subtracted)
+    /snr_bin      (N,)  int8       0: S/N_r > 30, 1: 20-30, 2: 10-20, 3: < 10
+    /split        (N,)  int8       index into the ``split_names`` attribute
+    /object_id    (N,)  S40
+    /template_id  (N,)  S80        "<library>:<source id>" (b"" for real data with no template)
+    /flags        (N,)  uint16     bit mask, see :data:`FLAG_BITS`
+    /params/<name> (N,) float32    true simulation parameters (rv_kms, ebv, mag_r, airmass, ...)
+    /templates/*                   which template went to which split (simulated data only)
+
+Root attributes: ``schema_version``, ``classes``, ``arms``, ``split_names``,
+``stripe_rows``, ``stripe_cols``, ``col_start``, ``provenance`` (JSON),
+``config`` (JSON), ``seed``.
+
+float16 is used for the stripes to halve the file: its rounding error is at
+most 1/2048 of the value, below 9 % of the photon noise at the 65535 ADU
+ceiling and far below it elsewhere (it adds < 0.4 % to the noise in quadrature).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+SCHEMA_VERSION = 1
+ARMS: tuple[str, str] = ("blue", "red")
+STRIPE_ROWS = 11
+STRIPE_COLS = 3000
+COL_START = 500
+SPLIT_NAMES: tuple[str, ...] = ("train", "val", "test")
+SNR_BIN_NAMES: tuple[str, ...] = (">30", "20-30", "10-20", "<10")
+SNR_BIN_EDGES: tuple[float, float, float] = (30.0, 20.0, 10.0)
+R_BAND_A: tuple[float, float] = (5600.0, 6900.0)
+
+FLAG_BITS: dict[str, int] = {
+    "sky": 1 << 0,
+    "unused": 1 << 1,
+    "dead": 1 << 2,
+    "trace_lost": 1 << 3,
+    "saturated": 1 << 4,
+    "cosmic_ray": 1 << 5,
+    "low_snr": 1 << 6,
+    "bad_pixels": 1 << 7,
+}
+
+
+def snr_bin(snr: np.ndarray | float) -> np.ndarray:
+    """Return the paper's S/N_r bin index (0: >30, 1: 20-30, 2: 10-20, 3: <10)."""
+    snr = np.asarray(snr, dtype=float)
+    out = np.full(snr.shape, 3, dtype=np.int8)
+    out[snr >= SNR_BIN_EDGES[2]] = 2
+    out[snr >= SNR_BIN_EDGES[1]] = 1
+    out[snr > SNR_BIN_EDGES[0]] = 0
+    return out
+
+
+def flags_to_names(value: int) -> list[str]:
+    """Decode a flag bit mask into its names."""
+    return [name for name, bit in FLAG_BITS.items() if value & bit]
+
+
+_PER_OBJECT: dict[str, tuple[tuple[int, ...], Any]] = {
+    "stripes": ((2, STRIPE_ROWS, STRIPE_COLS), np.float16),
+    "flux1d": ((2, STRIPE_COLS), np.float32),
+    "ivar1d": ((2, STRIPE_COLS), np.float32),
+    "sky1d": ((2, STRIPE_COLS), np.float32),
+    "wave1d": ((2, STRIPE_COLS), np.float32),
+    "label": ((), np.int8),
+    "subclass": ((), "S8"),
+    "snr_r": ((), np.float32),
+    "snr_bin": ((), np.int8),
+    "split": ((), np.int8),
+    "object_id": ((), "S40"),
+    "template_id": ((), "S80"),
+    "flags": ((), np.uint16),
+}
+
+
+class DatasetWriter:
+    """Write a dataset file object by object (or in blocks) without holding it in memory.
+
+    Use as a context manager on a temporary path (see
+    :func:`drcnet.provenance.atomic_path`)::
+
+        with atomic_path(out) as tmp, DatasetWriter(tmp, n, param_names, attrs) as w:
+            w.write(start, block)
+
+    Parameters
+    ----------
+    path
+        File to create (overwritten).
+    n_objects
+        Number of objects the file will hold.
+    param_names
+        Names of the per-object true parameters stored under ``/params``.
+    attrs
+        Root attributes; dicts are stored as JSON strings.
+    """
+
+    def __init__(self, path: str | Path, n_objects: int, param_names: Sequence[str] = (),
+                 attrs: Mapping[str, Any] | None = None) -> None:
+        self.path = Path(path)
+        self.n = int(n_objects)
+        self._h5 = h5py.File(self.path, "w")
+        h = self._h5
+        base = {
+            "schema_version": SCHEMA_VERSION,
+            "classes": "F,G,K",
+            "arms": ",".join(ARMS),
+            "split_names": ",".join(SPLIT_NAMES),
+            "snr_bin_names": ",".join(SNR_BIN_NAMES),
+            "stripe_rows": STRIPE_ROWS,
+            "stripe_cols": STRIPE_COLS,
+            "col_start": COL_START,
+        }
+        base.update(attrs or {})
+        for key, value in base.items():
+            h.attrs[key] = json.dumps(value) if isinstance(value, (dict, list)) else value
+        for name, (shape, dtype) in _PER_OBJECT.items():
+            chunks = (1, *shape) if shape else (min(max(self.n, 1), 4096),)
+            h.create_dataset(name, shape=(self.n, *shape), dtype=dtype, chunks=chunks if self.n else None)
+        params = h.create_group("params")
+        for name in param_names:
+            params.create_dataset(name, shape=(self.n,), dtype=np.float32)
+
+    def write(self, start: int, block: Mapping[str, np.ndarray]) -> None:
+        """Write arrays for objects ``start .. start + len`` (keys as in the layout, ``params/<name>`` too)."""
+        for key, value in block.items():
+            value = np.asarray(value)
+            self._h5[key][start:start + len(value)] = value
+
+    def add_table(self, group: str, columns: Mapping[str, Sequence[Any]]) -> None:
+        """Store a small table (e.g. the template-to-split assignment) as one dataset per column."""
+        g = self._h5.require_group(group)
+        for key, values in columns.items():
+            arr = np.asarray(values)
+            if arr.dtype.kind == "U":
+                arr = np.char.encode(arr, "utf-8")
+            g.create_dataset(key, data=arr)
+
+    def close(self) -> None:
+        """Flush and close the file."""
+        self._h5.close()
+
+    def __enter__(self) -> DatasetWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def read_attrs(path: str | Path) -> dict[str, Any]:
+    """Return the root attributes of a dataset file, JSON strings decoded."""
+    with h5py.File(path, "r") as h:
+        out: dict[str, Any] = {}
+        for key, value in h.attrs.items():
+            if isinstance(value, bytes):
+                value = value.decode()
+            if key in ("provenance", "config") and isinstance(value, str):
+                value = json.loads(value)
+            out[key] = value.item() if isinstance(value, np.generic) else value
+    return out
+
+
+def decode(values: np.ndarray) -> list[str]:
+    """Decode an array of bytes strings to a list of str."""
+    return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in values]
