@@ -1,1 +1,100 @@
-"""CLI commands for data: simulate, plot-sample."""
+"""CLI commands for data: ``simulate`` and ``plot-sample``."""
+
+from __future__ import annotations
+
+import time
+import warnings
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+import drcnet.cli as _cli
+from drcnet.commands.common import friendly_errors, is_interactive
+
+console = Console(stderr=True, soft_wrap=True)
+
+
+def _resolve_libraries(library: list[Path] | None) -> list[Path]:
+    """Library folders from the option, else every library under $DRCNET_DATA that has F/G/K stars."""
+    if library:
+        missing = [p for p in library if not p.exists()]
+        if missing:
+            raise FileNotFoundError(f"library path {missing[0]} does not exist; pass a library folder or file")
+        return library
+    from drcnet.paths import data_root
+
+    default = data_root() / "spectral_libraries" / "pyhammer"
+    if not default.is_dir():
+        raise FileNotFoundError(f"no --library given and the default {default} does not exist")
+    return [default]
+
+
+@friendly_errors
+def simulate_cmd(
+    out: Annotated[Path, typer.Option("--out", help="output HDF5 file")],
+    library: Annotated[Optional[list[Path]], typer.Option("--library", help="library folder or file (repeatable); default: $DRCNET_DATA/spectral_libraries/pyhammer")] = None,
+    preset: Annotated[str, typer.Option(help="paper (Table 1, 7989 objects), small (1/10) or tiny (112)")] = "paper",
+    n: Annotated[Optional[int], typer.Option("--n", help="number of objects with S/N_r spread over --snr-min..--snr-max (instead of a preset)")] = None,
+    snr_min: Annotated[Optional[float], typer.Option("--snr-min")] = None,
+    snr_max: Annotated[Optional[float], typer.Option("--snr-max")] = None,
+    all_test: Annotated[bool, typer.Option("--all-test", help="with --n: put every object in the test split")] = False,
+    seed: Annotated[int, typer.Option(help="random seed: same seed, same data")] = 0,
+    workers: Annotated[Optional[int], typer.Option(help="worker processes (default: all cores)")] = None,
+    data_root: Annotated[Optional[Path], typer.Option("--data-root", help="reference data folder (default $DRCNET_DATA)")] = None,
+) -> None:
+    """Render a dataset of LAMOST stripes and 1D spectra from real stellar templates."""
+    from drcnet.library import LibraryWarning, load_templates, summarize
+    from drcnet.simulate.dataset import SimulationConfig, simulate_dataset
+
+    libs = _resolve_libraries(library)
+    config = SimulationConfig(libraries=[str(p) for p in libs], preset=None if n else preset, n=n,
+                              snr_min=snr_min, snr_max=snr_max, all_test=all_test, seed=seed)
+    t0 = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", LibraryWarning)
+        result = load_templates(libs, classes=("F", "G", "K"))
+    for w in caught:
+        console.print(f"[yellow]warning:[/] {w.message}")
+    console.print(summarize(result))
+    path = simulate_dataset(config, result.templates, out, data_root=data_root, workers=workers,
+                            progress=is_interactive())
+    _print_summary(path, time.perf_counter() - t0)
+
+
+def _print_summary(path: Path, seconds: float) -> None:
+    import h5py
+    import numpy as np
+
+    from drcnet import CLASSES
+    from drcnet.data.schema import SNR_BIN_NAMES, SPLIT_NAMES
+
+    with h5py.File(path, "r") as h:
+        split, b, label = h["split"][:], h["snr_bin"][:], h["label"][:]
+    console.print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, {split.size} objects) in {seconds:.1f} s")
+    header = "split      " + " ".join(f"{n:>7}" for n in SNR_BIN_NAMES) + "    " + " ".join(f"{c:>5}" for c in CLASSES)
+    console.print(header)
+    for s, name in enumerate(SPLIT_NAMES):
+        sel = split == s
+        bins = " ".join(f"{int(np.sum(sel & (b == k))):>7}" for k in range(4))
+        cls = " ".join(f"{int(np.sum(sel & (label == c))):>5}" for c in range(3))
+        console.print(f"{name:<10} {bins}    {cls}")
+
+
+@friendly_errors
+def plot_sample_cmd(
+    file: Annotated[Path, typer.Argument(help="dataset file (HDF5)")],
+    out: Annotated[Path, typer.Option("--out", help="output PNG")],
+    index: Annotated[int, typer.Option("--index", help="object index in the file")] = 0,
+    data_root: Annotated[Optional[Path], typer.Option("--data-root", help="reference data folder, to overplot the source template")] = None,
+) -> None:
+    """Plot one object's blue and red stripes, their 1D extractions and the source template."""
+    from drcnet.report.sample_plot import plot_sample
+
+    plot_sample(file, index, out, data_root=data_root)
+    console.print(f"wrote {out}")
+
+
+_cli.app.command("simulate")(simulate_cmd)
+_cli.app.command("plot-sample")(plot_sample_cmd)

@@ -1,0 +1,38 @@
+"""Helpers shared by the CLI command modules: error reporting and data-location options."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+
+err_console = Console(stderr=True, soft_wrap=True)  # long paths stay on one line
+F = TypeVar("F", bound=Callable[..., Any])
+
+# errors a user can fix: shown as one clear line, no traceback
+USER_ERRORS: tuple[type[BaseException], ...] = (OSError, ValueError, LookupError, RuntimeError)
+
+
+def friendly_errors(func: F) -> F:
+    """Turn user-fixable exceptions into a one-line message and exit status 2."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except USER_ERRORS as exc:
+            err_console.print(f"[bold red]error:[/] {exc}")
+            raise typer.Exit(code=2) from exc
+
+    return wrapper  # type: ignore[return-value]
+
+
+def is_interactive() -> bool:
+    """True when stderr is a terminal (progress bars on)."""
+    return sys.stderr.isatty()

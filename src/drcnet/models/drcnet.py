@@ -1,0 +1,185 @@
+"""DRC-Net (Zhang et al. 2023, RAA 23:125005): double-branch residual network on raw 2D stripes.
+
+Per arm (blue, red; separate weights):
+
+1. **Spatial dimension reduction**: three convolutions along the spatial axis with kernels
+   5x1, 5x1, 3x1 and no padding, 11 -> 7 -> 3 -> 1 rows (published). Channel counts are not
+   published; default ``reduce_channels = (8, 8, 1)``, ReLU after the first two, none after the
+   third, so the module ends in one 1 x 3000 sequence like the paper's figure 6 (a learned,
+   non-linear "spectral extraction").
+2. **Feature extraction**: the RC-Net backbone (:class:`~drcnet.models.rcnet.RCNetBackbone`) on the
+   1 x 3000 sequence -> 128-d feature (published).
+
+Then:
+
+3. **Fusion**: the two 128-d features stacked as a 2 x 128 map (arms as input channels) and two
+   kernel-3 ("1x3") convolutions with 'same' padding and ReLU; widths not published, default
+   ``fusion_channels = (32, 32)``.
+4. **Classifier**: three fully connected layers ``32*128 -> 256 -> 64 -> 3`` (widths not published;
+   ``fc_widths = (256, 64)``), ReLU between them, optional dropout (default 0: the paper names none),
+   softmax applied by the caller on the logits.
+
+Fast path (``model.fast = True``, default): the spatial reduction of both arms is computed as three
+batched matrix products per wavelength column (each kx1 convolution over the 11 rows is a banded
+matrix built from the same conv weights), which lands directly in the channels-last layout of the
+backbone's fast path. Same weights, same result to float rounding as the plain ``nn.Conv2d`` path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from drcnet.models.base import SpectralModel
+from drcnet.models.rcnet import RCNET_CHANNELS, RCNetBackbone, to_channels_last_1d
+
+
+class SpatialReduction(nn.Module):
+    """Convolutions with ``(k, 1)`` kernels, no padding, over the spatial rows of one arm's stripe.
+
+    ``(B, 1, rows, L)`` -> ``(B, channels[-1], L)``. ``sum(k - 1) == rows - 1`` so one row is left.
+    """
+
+    def __init__(self, rows: int = 11, channels: tuple[int, ...] = (8, 8, 1),
+                 kernels: tuple[int, ...] = (5, 5, 3)) -> None:
+        super().__init__()
+        if len(channels) != len(kernels):
+            raise ValueError(f"reduce_channels {channels} and reduce_kernels {kernels} differ in length")
+        if rows - sum(k - 1 for k in kernels) != 1:
+            raise ValueError(f"kernels {kernels} reduce {rows} rows to {rows - sum(k - 1 for k in kernels)}, not 1")
+        convs = []
+        c, h = 1, rows
+        self.heights: list[tuple[int, int]] = []
+        for c_out, k in zip(channels, kernels):
+            convs.append(nn.Conv2d(c, c_out, (k, 1)))
+            self.heights.append((h, h - k + 1))
+            c, h = c_out, h - k + 1
+        self.convs = nn.ModuleList(convs)
+        self.out_channels = c
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Plain path: ``(B, 1, rows, L)`` -> ``(B, C, L)``."""
+        n = len(self.convs)
+        for i, conv in enumerate(self.convs):
+            x = conv(x)
+            if i < n - 1:
+                x = F.relu(x)
+        return x.squeeze(2)
+
+    def banded(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Each conv as a ``(rows_in * c_in, rows_out * c_out)`` matrix and a bias (row-major, channel-minor).
+
+        ``E[(r + j) * c_in + ci, r * c_out + co] = W[co, ci, j, 0]``; differentiable in the conv weights.
+        """
+        out = []
+        for conv, (h_in, h_out) in zip(self.convs, self.heights):
+            w = conv.weight[..., 0].permute(2, 1, 0)  # (k, c_in, c_out)
+            k, c_in, c_out = w.shape
+            bands = [F.pad(w, (0, 0, 0, 0, r, h_in - k - r)) for r in range(h_out)]  # each (h_in, c_in, c_out)
+            e = torch.stack(bands, dim=2).reshape(h_in * c_in, h_out * c_out)
+            out.append((e, conv.bias.repeat(h_out)))
+        return out
+
+
+def reduce_arms_fast(reductions: nn.ModuleList, x: torch.Tensor) -> torch.Tensor:
+    """Fast spatial reduction of all arms: ``(B, A, rows, L)`` -> ``(A, B, L, C)`` (per arm channels-last).
+
+    Computes, per wavelength column, the same thing as each arm's plain ``SpatialReduction``.
+    """
+    mats = [r.banded() for r in reductions]
+    n = len(mats[0])
+    h = x.permute(1, 0, 3, 2)  # (A, B, L, rows)
+    for i in range(n):
+        e = torch.stack([m[i][0] for m in mats]).unsqueeze(1)  # (A, 1, in, out)
+        b = torch.stack([m[i][1] for m in mats])[:, None, None, :]  # (A, 1, 1, out)
+        h = torch.matmul(h, e) + b
+        if i < n - 1:
+            h = F.relu(h)
+    return h
+
+
+@dataclass
+class DRCNetConfig:
+    """DRC-Net hyper-parameters. Published: kernels, 11 -> 1 rows, RC-Net backbone, 128-d feature,
+    two 1x3 fusion convolutions, three FC layers. Chosen (not published): all widths below.
+
+    Attributes
+    ----------
+    rows, length
+        Stripe size (11 x 3000).
+    n_classes
+        Outputs (F, G, K).
+    reduce_channels, reduce_kernels
+        Spatial reduction convolutions (kernels published 5, 5, 3; channels chosen 8, 8, 1).
+    backbone_channels, kernel, feature_dim
+        RC-Net backbone (published).
+    fusion_channels
+        The two kernel-3 fusion convolutions (chosen 32, 32).
+    fc_widths
+        Hidden widths of the three-layer classifier (chosen 256, 64).
+    dropout
+        Dropout before each hidden FC layer (chosen 0.0; the paper names none).
+    """
+
+    rows: int = 11
+    length: int = 3000
+    n_classes: int = 3
+    reduce_channels: tuple[int, ...] = (8, 8, 1)
+    reduce_kernels: tuple[int, ...] = (5, 5, 3)
+    backbone_channels: tuple[int, ...] = RCNET_CHANNELS
+    kernel: int = 3
+    feature_dim: int = 128
+    fusion_channels: tuple[int, int] = (32, 32)
+    fc_widths: tuple[int, int] = (256, 64)
+    dropout: float = 0.0
+
+
+class DRCNet(SpectralModel):
+    """DRC-Net on ``(B, 2, 11, 3000)`` Z-scored stripes -> logits ``(B, n_classes)``."""
+
+    name = "drcnet"
+    input_kind = "stripes"
+    Config = DRCNetConfig
+    n_arms = 2
+
+    def __init__(self, config: DRCNetConfig | None = None) -> None:
+        config = config or DRCNetConfig()
+        super().__init__(config)
+        c = config
+        self.reduce = nn.ModuleList(
+            SpatialReduction(c.rows, tuple(c.reduce_channels), tuple(c.reduce_kernels)) for _ in range(self.n_arms))
+        c_red = self.reduce[0].out_channels
+        self.backbones = nn.ModuleList(
+            RCNetBackbone(c_red, c.length, tuple(c.backbone_channels), c.kernel, c.feature_dim)
+            for _ in range(self.n_arms))
+        f1, f2 = c.fusion_channels
+        self.fusion = nn.Sequential(
+            nn.Conv1d(self.n_arms, f1, 3, padding=1), nn.ReLU(),
+            nn.Conv1d(f1, f2, 3, padding=1), nn.ReLU(),
+        )
+        h1, h2 = c.fc_widths
+        self.classifier = nn.Sequential(
+            nn.Flatten(),
+            nn.Dropout(c.dropout), nn.Linear(f2 * c.feature_dim, h1), nn.ReLU(),
+            nn.Dropout(c.dropout), nn.Linear(h1, h2), nn.ReLU(),
+            nn.Linear(h2, c.n_classes),
+        )
+        self.fast = True
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-arm 128-d features stacked: ``(B, 2, feature_dim)``."""
+        if x.ndim != 4 or x.shape[1] != self.n_arms:
+            raise ValueError(f"DRC-Net expects (B, {self.n_arms}, rows, length) stripes, got {tuple(x.shape)}")
+        if self.fast:
+            h = reduce_arms_fast(self.reduce, x)  # (A, B, L, C): channels-last per arm
+            feats = [bb.forward_fast(h[a].unsqueeze(1).permute(0, 3, 1, 2)) for a, bb in enumerate(self.backbones)]
+        else:
+            feats = [bb(red(x[:, a:a + 1])) for a, (red, bb) in enumerate(zip(self.reduce, self.backbones))]
+        return torch.stack(feats, dim=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x``: ``(B, 2, rows, length)`` -> logits."""
+        return self.classifier(self.fusion(self.features(x)))

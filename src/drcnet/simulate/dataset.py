@@ -1,0 +1,219 @@
+"""``drcnet simulate``: render a whole dataset file from real templates with the forward model.
+
+Objects are rendered in parallel worker processes; each object's random stream
+is ``default_rng([seed, index])``, so the file does not depend on the number of
+workers. The main process writes blocks of objects to HDF5 as they arrive, so
+memory stays flat whatever the dataset size.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing as mp
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from drcnet import CLASSES
+from drcnet.data.schema import SPLIT_NAMES, DatasetWriter, snr_bin
+from drcnet.instrument import N_FIBERS, InstrumentConfig
+from drcnet.library.template import Template
+from drcnet.provenance import atomic_path, provenance
+from drcnet.simulate.plan import PRESETS, ObjectPlan, plan_objects, split_templates
+from drcnet.simulate.render import ForwardModel, ObjectResult, Source
+from drcnet.simulate.site import Site
+
+PARAM_NAMES = (
+    "rv_kms", "ebv", "mag_r", "airmass", "fiber", "snr_target", "attempts", "teff", "logg", "feh",
+    "trace_row0_blue", "trace_row0_red", "wave_shift_px_blue", "wave_shift_px_red", "fiber_throughput",
+)
+MAX_ATTEMPTS = 25
+BLOCK = 32
+
+
+class SimulationConfig(BaseModel):
+    """Everything that defines a simulated dataset (stored in the file)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    libraries: list[str] = Field(description="library folders or files the templates come from")
+    preset: Literal["paper", "small", "tiny"] | None = "paper"
+    n: int | None = Field(None, gt=0, description="number of objects (instead of a preset)")
+    snr_min: float | None = Field(None, gt=0)
+    snr_max: float | None = Field(None, gt=0)
+    all_test: bool = False
+    seed: int = 0
+    rv_sigma_kms: float = Field(40.0, ge=0, description="radial velocities ~ N(0, sigma), clipped at 4 sigma")
+    ebv_mean: float = Field(0.08, ge=0, description="E(B-V) ~ exponential with this mean, clipped at 0.6")
+    airmass_range: tuple[float, float] = (1.0, 1.6)
+    neighbour_mag_range: tuple[float, float] = (14.0, 18.5)
+    instrument: InstrumentConfig = InstrumentConfig()
+
+    @model_validator(mode="after")
+    def _check(self) -> SimulationConfig:
+        if self.n is not None:
+            if self.snr_min is None or self.snr_max is None:
+                raise ValueError("--n needs --snr-min and --snr-max")
+            if not self.snr_min < self.snr_max:
+                raise ValueError(f"--snr-min ({self.snr_min}) must be below --snr-max ({self.snr_max})")
+            self.preset = None
+        elif self.preset is None:
+            raise ValueError("give --preset or --n with --snr-min/--snr-max")
+        if self.all_test and self.n is None:
+            raise ValueError("--all-test goes with --n (a preset fixes its own splits)")
+        return self
+
+
+# -- worker side -------------------------------------------------------------------------------
+_STATE: dict[str, object] = {}
+
+
+def _init_worker(model: ForwardModel, plan: ObjectPlan, config: SimulationConfig, template_split: np.ndarray) -> None:
+    _STATE.update(model=model, plan=plan, config=config, template_split=template_split)
+
+
+def _draw_source(rng: np.random.Generator, template: int, cfg: SimulationConfig) -> Source:
+    rv = float(np.clip(rng.normal(0.0, cfg.rv_sigma_kms), -4 * cfg.rv_sigma_kms, 4 * cfg.rv_sigma_kms))
+    ebv = float(min(rng.exponential(cfg.ebv_mean), 0.6)) if cfg.ebv_mean > 0 else 0.0
+    airmass = float(rng.uniform(*cfg.airmass_range))
+    return Source(template=template, rv_kms=rv, ebv=ebv, airmass=airmass)
+
+
+def render_planned(index: int) -> ObjectResult:
+    """Render object ``index`` of the plan in this worker (re-drawing noise until its S/N bin is right)."""
+    model: ForwardModel = _STATE["model"]  # type: ignore[assignment]
+    plan: ObjectPlan = _STATE["plan"]  # type: ignore[assignment]
+    cfg: SimulationConfig = _STATE["config"]  # type: ignore[assignment]
+    template_split: np.ndarray = _STATE["template_split"]  # type: ignore[assignment]
+    seed = cfg.seed
+    rng = np.random.default_rng([seed, index])
+    source = _draw_source(rng, int(plan.template[index]), cfg)
+    fiber = int(rng.integers(0, N_FIBERS))
+    # neighbours come from the same split, so no other split's star leaks in through the halo
+    same_split = np.flatnonzero(template_split == plan.split[index])
+    neighbours = []
+    for _ in range(2):
+        if rng.uniform() < cfg.instrument.site.n_sky_fibers / N_FIBERS:
+            neighbours.append(None)
+        else:
+            nb = _draw_source(rng, int(rng.choice(same_split)), cfg)
+            neighbours.append(Source(nb.template, nb.rv_kms, nb.ebv, float(rng.uniform(*cfg.neighbour_mag_range)), source.airmass))
+    want = int(plan.snr_bin[index])
+    lo, hi = plan.snr_range[index]
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        target = float(math.exp(rng.uniform(math.log(lo), math.log(hi))))
+        result = model.render_object(source, fiber, rng, snr_target=target, neighbours=neighbours)
+        if want < 0 or int(snr_bin(result.snr_r)) == want:
+            result.params["attempts"] = attempt
+            return result
+    raise RuntimeError(f"object {index}: measured S/N_r kept missing bin {want} after {MAX_ATTEMPTS} attempts "
+                       f"(last {result.snr_r:.2f}); widen the target ranges in drcnet.simulate.plan")
+
+
+def _render_block(indices: Sequence[int]) -> list[ObjectResult]:
+    return [render_planned(i) for i in indices]
+
+
+# -- main side -----------------------------------------------------------------------------------
+def _blocks(n: int, size: int) -> Iterator[list[int]]:
+    for start in range(0, n, size):
+        yield list(range(start, min(n, start + size)))
+
+
+def _pack(block: list[ObjectResult], start: int, plan: ObjectPlan, templates: Sequence[Template]) -> dict[str, np.ndarray]:
+    idx = np.arange(start, start + len(block))
+    out: dict[str, np.ndarray] = {
+        "stripes": np.stack([[a.stripe for a in r.arms] for r in block]).astype(np.float16),
+        "flux1d": np.stack([[a.flux1d for a in r.arms] for r in block]).astype(np.float32),
+        "ivar1d": np.stack([[a.ivar1d for a in r.arms] for r in block]).astype(np.float32),
+        "sky1d": np.stack([[a.sky1d for a in r.arms] for r in block]).astype(np.float32),
+        "wave1d": np.stack([[a.wave for a in r.arms] for r in block]).astype(np.float32),
+        "label": plan.cls[idx].astype(np.int8),
+        "subclass": np.array([templates[r.source.template].subclass.encode() for r in block], dtype="S8"),
+        "snr_r": np.array([r.snr_r for r in block], dtype=np.float32),
+        "snr_bin": snr_bin(np.array([r.snr_r for r in block])),
+        "split": plan.split[idx].astype(np.int8),
+        "object_id": np.array([f"sim{i:07d}".encode() for i in idx], dtype="S40"),
+        "template_id": np.array([templates[r.source.template].template_id.encode() for r in block], dtype="S80"),
+        "flags": np.array([r.flags for r in block], dtype=np.uint16),
+    }
+    for name in PARAM_NAMES:
+        if name in ("teff", "logg", "feh"):
+            vals = [getattr(templates[r.source.template], name) for r in block]
+        else:
+            vals = [r.params.get(name, np.nan) for r in block]
+        out[f"params/{name}"] = np.array(vals, dtype=np.float32)
+    return out
+
+
+def simulate_dataset(config: SimulationConfig, templates: Sequence[Template], out: str | Path,
+                     data_root: str | Path | None = None, workers: int | None = None,
+                     progress: bool = True) -> Path:
+    """Render the dataset described by ``config`` into ``out`` (HDF5, written atomically).
+
+    Parameters
+    ----------
+    config
+        What to render.
+    templates
+        Loaded templates (F, G, K); see :func:`drcnet.library.load_templates`.
+    out
+        Output file.
+    data_root
+        Reference-data root for the sky and extinction curve (default ``$DRCNET_DATA``).
+    workers
+        Worker processes (default: all cores).
+    """
+    from tqdm import tqdm
+
+    rng = np.random.default_rng(config.seed)
+    templates = [t for t in templates if t.cls in CLASSES]
+    if not templates:
+        raise ValueError("no F, G or K templates to simulate from")
+    needed = SPLIT_NAMES if not config.all_test else ("test",)
+    template_split = split_templates(templates, rng, needed)
+    cells = PRESETS[config.preset] if config.preset else None
+    snr_range = (config.snr_min, config.snr_max) if config.n else None
+    plan = plan_objects(cells, templates, template_split, rng, n=config.n, snr_range=snr_range, all_test=config.all_test)
+    site = Site.load(config.instrument, data_root)
+    model = ForwardModel(config.instrument, site, templates)
+    n = len(plan)
+    workers = workers or os.cpu_count() or 1
+    attrs = {
+        "provenance": provenance(config.model_dump(mode="json"), config.seed),
+        "config": config.model_dump(mode="json"),
+        "seed": config.seed,
+        "n_objects": n,
+        "kind": "simulated",
+    }
+    out = Path(out)
+    with atomic_path(out) as tmp, DatasetWriter(tmp, n, PARAM_NAMES, attrs) as writer:
+        writer.add_table("templates", {
+            "template_id": [t.template_id for t in templates],
+            "split": [SPLIT_NAMES[s] if s >= 0 else "" for s in template_split],
+            "cls": [t.cls for t in templates],
+            "subclass": [t.subclass for t in templates],
+            "library": [t.library for t in templates],
+            "path": [t.path for t in templates],
+            "teff": np.array([t.teff for t in templates], dtype=np.float32),
+            "n_objects": np.bincount(plan.template, minlength=len(templates)),
+        })
+        bar = tqdm(total=n, desc=f"simulate {out.name}", unit="obj", disable=not progress)
+        blocks = list(_blocks(n, BLOCK))
+        if workers > 1:
+            ctx = mp.get_context("fork")
+            with ctx.Pool(workers, initializer=_init_worker, initargs=(model, plan, config, template_split)) as pool:
+                for k, results in enumerate(pool.imap(_render_block, blocks)):
+                    writer.write(blocks[k][0], _pack(results, blocks[k][0], plan, templates))
+                    bar.update(len(results))
+        else:
+            _init_worker(model, plan, config, template_split)
+            for block in blocks:
+                writer.write(block[0], _pack(_render_block(block), block[0], plan, templates))
+                bar.update(len(block))
+        bar.close()
+    return out

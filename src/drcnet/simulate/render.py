@@ -1,0 +1,305 @@
+"""The forward model for one fiber: source -> atmosphere -> spectrograph -> CCD -> stripe and 1D spectrum.
+
+:class:`ForwardModel` holds what is prepared once (templates at the instrument
+resolution, sky, extinction, reddening curves). :meth:`ForwardModel.render_object`
+renders one object's blue and red stripes as windows of the CCD, with its
+neighbours' light, noise, bias/overscan and cosmic rays, then cuts the paper's
+11 x 3000 stripe, extracts a boxcar 1D spectrum and measures S/N_r.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from drcnet.data.schema import FLAG_BITS, R_BAND_A
+from drcnet.instrument import (
+    N_FIBERS,
+    STRIPE_COL_START,
+    STRIPE_COL_STOP,
+    STRIPE_HALF_ROWS,
+    ArmConfig,
+    InstrumentConfig,
+)
+from drcnet.library.template import Template
+from drcnet.simulate.ccd import Window, cut_stripe, read_out, spread_light, subtract_overscan
+from drcnet.simulate.optics import FiberGeometry, ProfileTable, arm_throughput, dispersion, fiber_geometries, wavelength
+from drcnet.simulate.site import Site
+from drcnet.simulate.spectra import LogGridSpectrum, ab_magnitude, photon_flux, to_resolution
+
+NATIVE_RESOLUTION: dict[str, dict[str, float]] = {
+    "pyhammer": {"native_resolving_power": 2000.0},  # SDSS/BOSS co-adds
+    "miles": {"native_fwhm_a": 2.50},
+    "stelib": {"native_fwhm_a": 3.0},
+    "lamost": {"native_resolving_power": 1800.0},
+}
+"""Each library's own resolution, removed in quadrature when matching to LAMOST."""
+
+REFERENCE_MAG = 17.0
+"""Magnitude at which a source's counts are first computed, before scaling to its S/N."""
+
+STRIPE_COLS = np.arange(STRIPE_COL_START, STRIPE_COL_STOP)
+
+
+@dataclass(frozen=True)
+class Source:
+    """One star as seen from the telescope."""
+
+    template: int
+    """Index into the model's template list."""
+    rv_kms: float = 0.0
+    ebv: float = 0.0
+    mag_r: float = REFERENCE_MAG
+    airmass: float = 1.2
+
+
+@dataclass
+class ArmResult:
+    """One arm of one rendered object."""
+
+    stripe: np.ndarray
+    flux1d: np.ndarray
+    ivar1d: np.ndarray
+    sky1d: np.ndarray
+    wave: np.ndarray
+    flags: int
+    geometry: FiberGeometry
+    window: Window | None = None
+    net: np.ndarray | None = None
+
+
+@dataclass
+class ObjectResult:
+    """Both arms of one object plus its measured S/N_r and parameters."""
+
+    arms: tuple[ArmResult, ArmResult]
+    snr_r: float
+    source: Source
+    fiber: int
+    params: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def flags(self) -> int:
+        return self.arms[0].flags | self.arms[1].flags
+
+
+def prepare_template(t: Template, resolving_power: float) -> LogGridSpectrum:
+    """Template as photons/s/cm^2/A at r = 0 (AB), at the instrument's resolution."""
+    flam = t.flux * 10 ** (0.4 * ab_magnitude(t.wave, t.flux))  # r = 0 AB
+    native = NATIVE_RESOLUTION.get(t.library, {})
+    return to_resolution(t.wave, photon_flux(t.wave, flam), resolving_power, **native)
+
+
+def reddening_curve(wave: np.ndarray) -> np.ndarray:
+    """A(lambda) / E(B-V) for the Fitzpatrick (1999) law with R_V = 3.1 (dust_extinction)."""
+    import astropy.units as u
+    from dust_extinction.parameter_averages import F99
+
+    return 3.1 * F99(Rv=3.1)(np.asarray(wave) * u.AA)
+
+
+class ForwardModel:
+    """LAMOST forward model over a set of templates.
+
+    Parameters
+    ----------
+    instrument
+        Instrument, CCD and site configuration.
+    site
+        Loaded sky and atmosphere (:meth:`Site.load`).
+    templates
+        The source spectra; objects refer to them by index.
+    """
+
+    def __init__(self, instrument: InstrumentConfig, site: Site, templates: Sequence[Template]) -> None:
+        self.instrument = instrument
+        self.site = site
+        self.templates = list(templates)
+        rp = instrument.blue.resolving_power
+        self.prepared = [prepare_template(t, rp) for t in self.templates]
+        all_cols = np.arange(0, 4096)
+        # reddening and throughput are smooth: evaluate once per arm on the nominal solution
+        self._av_curve = {a.name: reddening_curve(wavelength(a, all_cols)) for a in instrument.arms}
+        self.profile = ProfileTable(instrument.fiber)
+        s = instrument.site
+        self._photons_to_e = s.area_cm2 * s.telescope_efficiency * s.fiber_efficiency * s.exposure_s
+
+    # -- light per column -------------------------------------------------
+    def fiber_electrons(self, arm: ArmConfig, geom: FiberGeometry, cols: np.ndarray,
+                        source: Source | None, sky_scale: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Expected electrons per column from the star and from the sky in one fiber.
+
+        Returns
+        -------
+        wave, star_e, sky_e
+            Wavelength of each column and the electrons (summed over the spatial
+            profile) from the star and from the sky.
+        """
+        wave = wavelength(arm, cols, geom.shift_px)
+        common = (self._photons_to_e * geom.throughput) * arm_throughput(arm, wave) * np.abs(dispersion(arm, cols, geom.shift_px))
+        sky_e = self.site.sky.at(wave) * sky_scale * common
+        if source is None:
+            return wave, np.zeros_like(wave), sky_e
+        star = self.prepared[source.template].at(wave, source.rv_kms) * 10 ** (-0.4 * source.mag_r)
+        redden = 10 ** (-0.4 * source.ebv * self._av_curve[arm.name][np.clip(cols, 0, 4095)])
+        atm = self.site.extinction(wave, source.airmass)
+        star_e = star * redden * atm * self.instrument.site.fiber_aperture_fraction * common
+        return wave, star_e, sky_e
+
+    # -- one object ---------------------------------------------------------
+    def render_object(self, source: Source, fiber: int, rng: np.random.Generator,
+                      snr_target: float | None = None,
+                      neighbours: Sequence[Source | None] = (None, None),
+                      cols: np.ndarray = STRIPE_COLS, keep_window: bool = False) -> ObjectResult:
+        """Render one object's blue and red stripes.
+
+        Parameters
+        ----------
+        source
+            The star. If ``snr_target`` is given its magnitude is replaced by
+            the one that gives that expected S/N_r.
+        fiber
+            0-based fiber index on the slit (sets the trace shape and the smile).
+        rng
+            Random generator (geometry jitter, sky, noise, cosmic rays).
+        neighbours
+            The sources in fibers ``fiber - 1`` and ``fiber + 1`` (None: a sky fiber).
+        cols
+            CCD columns to render; the paper's stripe uses 500..3499.
+        """
+        inst = self.instrument
+        fibers = [f for f in (fiber - 1, fiber, fiber + 1) if 0 <= f < N_FIBERS]
+        geoms = {a.name: dict(zip(fibers, fiber_geometries(inst.fiber, rng, np.array(fibers)), strict=True))
+                 for a in inst.arms}
+        sky_scale = {f: 1.0 + inst.site.sky_rms * rng.standard_normal() for f in fibers}
+        light = {}
+        for arm in inst.arms:
+            g = geoms[arm.name][fiber]
+            light[arm.name] = self.fiber_electrons(arm, g, cols, source, sky_scale[fiber])
+            ap = self._aperture_fraction(g, cols)
+            light[arm.name] = (*light[arm.name], ap)
+        if snr_target is not None:
+            scale = self._scale_for_snr(light["red"], snr_target)
+            source = Source(source.template, source.rv_kms, source.ebv,
+                            source.mag_r - 2.5 * math.log10(scale), source.airmass)
+            for name, (w, s, k, ap) in light.items():
+                light[name] = (w, s * scale, k, ap)
+        results = []
+        for arm in inst.arms:
+            wave, star_e, sky_e, ap = light[arm.name]
+            lights = [(geoms[arm.name][fiber], star_e + sky_e)]
+            for nb_fiber, nb in zip((fiber - 1, fiber + 1), neighbours, strict=True):
+                if nb_fiber in geoms[arm.name]:
+                    g = geoms[arm.name][nb_fiber]
+                    _, s, k = self.fiber_electrons(arm, g, cols, nb, sky_scale[nb_fiber])
+                    lights.append((g, s + k))
+            # the master sky is the plate's mean sky: it misses this fiber's own small sky deviation
+            mean_sky = sky_e / sky_scale[fiber]
+            results.append(self._render_arm(geoms[arm.name][fiber], cols, lights, wave, mean_sky, ap, rng, keep_window))
+        snr = measure_snr_r(results[1].flux1d, results[1].sky1d, results[1].ivar1d, results[1].wave)
+        params = {
+            "rv_kms": source.rv_kms, "ebv": source.ebv, "mag_r": source.mag_r, "airmass": source.airmass,
+            "fiber": float(fiber + 1), "snr_target": float("nan") if snr_target is None else snr_target,
+            "trace_row0_blue": results[0].geometry.row0, "trace_row0_red": results[1].geometry.row0,
+            "wave_shift_px_blue": results[0].geometry.shift_px, "wave_shift_px_red": results[1].geometry.shift_px,
+            "fiber_throughput": results[1].geometry.throughput,
+        }
+        return ObjectResult(arms=(results[0], results[1]), snr_r=snr, source=source, fiber=fiber, params=params)
+
+    def _aperture_fraction(self, geom: FiberGeometry, cols: np.ndarray) -> np.ndarray:
+        """Share of the fiber's light inside its 11-row stripe, per column."""
+        trace = geom.trace(cols)
+        rows = np.arange(-STRIPE_HALF_ROWS, STRIPE_HALF_ROWS + 1)
+        # rows relative to the rounded centre; shift the trace by the same integer
+        centre = np.floor(trace + 0.5)
+        return self.profile(rows, trace - centre).sum(axis=0)
+
+    def _background_e(self, sky_ap: np.ndarray) -> np.ndarray:
+        """Per-column noise variance (e-^2) of the sky-subtracted aperture sum, star excluded."""
+        ccd, site = self.instrument.ccd, self.instrument.site
+        n = 2 * STRIPE_HALF_ROWS + 1
+        dark = n * ccd.dark_e_per_s * site.exposure_s
+        read = n * ccd.read_noise_e**2
+        # only the star and the fiber's own sky, dark and read noise enter the pipeline's ivar
+        return sky_ap + dark + read
+
+    def _scale_for_snr(self, red_light: tuple[np.ndarray, ...], target: float) -> float:
+        """Flux scale that makes the expected S/N_r equal ``target`` (bisection in log scale)."""
+        wave, star_e, sky_e, ap = red_light
+        band = (wave >= R_BAND_A[0]) & (wave <= R_BAND_A[1])
+        s = star_e[band] * ap[band]
+        b = self._background_e(sky_e[band] * ap[band])
+        if not np.any(s > 0):
+            raise ValueError("the source has no flux in the r band of the red arm; cannot set its S/N")
+
+        def snr(log_k: float) -> float:
+            k = math.exp(log_k)
+            return float(np.median(k * s / np.sqrt(k * s + b)))
+
+        lo, hi = -20.0, 20.0
+        for _ in range(36):  # 40 / 2**36: far below the noise
+            mid = 0.5 * (lo + hi)
+            lo, hi = (mid, hi) if snr(mid) < target else (lo, mid)
+        return math.exp(0.5 * (lo + hi))
+
+    def _render_arm(self, geom: FiberGeometry, cols: np.ndarray, lights: list[tuple[FiberGeometry, np.ndarray]],
+                    wave: np.ndarray, sky_e: np.ndarray, ap: np.ndarray, rng: np.random.Generator,
+                    keep_window: bool) -> ArmResult:
+        inst = self.instrument
+        ccd = inst.ccd
+        trace = geom.trace(cols)
+        half = STRIPE_HALF_ROWS
+        centre = np.floor(trace + 0.5)
+        window = Window(int(centre.min()) - half - 1, int(centre.max()) + half + 2, cols)
+        expected = spread_light(window, lights, self.profile)
+        readout = read_out(expected, cols, ccd, inst.site.exposure_s, rng)
+        net = subtract_overscan(readout.raw, readout.overscan, cols)
+        stripe = cut_stripe(net, window.row_lo, trace, half)
+        raw_stripe = cut_stripe(readout.raw, window.row_lo, trace, half)
+        hit = cut_stripe(readout.cosmic, window.row_lo, trace, half)
+        flags = 0
+        if np.any(raw_stripe >= ccd.adc_max):
+            flags |= FLAG_BITS["saturated"]
+        if np.any(hit):
+            flags |= FLAG_BITS["cosmic_ray"]
+        flux1d, ivar1d = boxcar_extract(stripe, ccd.gain_e_per_adu, ccd.read_noise_e / ccd.gain_e_per_adu)
+        sky1d = self._master_sky(sky_e * ap, rng)
+        return ArmResult(stripe=stripe, flux1d=flux1d, ivar1d=ivar1d, sky1d=sky1d, wave=wave, flags=flags,
+                         geometry=geom, window=window if keep_window else None, net=net if keep_window else None)
+
+    def _master_sky(self, sky_ap_e: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Master-sky estimate under the aperture (ADU), as the mean of the sky fibers' extractions.
+
+        Sky fibers collect dark current too, so it is part of what is subtracted;
+        averaging ``n_sky_fibers`` leaves their photon and read noise divided by that number.
+        """
+        ccd, site = self.instrument.ccd, self.instrument.site
+        n = 2 * STRIPE_HALF_ROWS + 1
+        level_e = sky_ap_e + n * ccd.dark_e_per_s * site.exposure_s
+        var_e = (level_e + n * ccd.read_noise_e**2) / site.n_sky_fibers
+        return (level_e + np.sqrt(var_e) * rng.standard_normal(sky_ap_e.shape)) / ccd.gain_e_per_adu
+
+
+def boxcar_extract(stripe: np.ndarray, gain: float, read_noise_adu: float) -> tuple[np.ndarray, np.ndarray]:
+    """Aperture (boxcar) sum over the stripe's rows and its inverse variance.
+
+    The variance of each net pixel is its photo-electron count over the gain
+    squared plus the read noise: ``max(net, 0) / gain + read_noise_adu**2`` ADU^2.
+    """
+    flux = stripe.sum(axis=0)
+    var = (np.clip(stripe, 0, None) / gain + read_noise_adu**2).sum(axis=0)
+    return flux, 1.0 / var
+
+
+def measure_snr_r(flux1d: np.ndarray, sky1d: np.ndarray, ivar1d: np.ndarray, wave: np.ndarray) -> float:
+    """S/N_r like LAMOST's ``snrr``: median of (flux - sky) * sqrt(ivar) over 5600-6900 A.
+
+    On the red-arm stripe (6025-8540 A) this uses its 6025-6900 A part.
+    """
+    band = (wave >= R_BAND_A[0]) & (wave <= R_BAND_A[1])
+    if not np.any(band):
+        raise ValueError("the spectrum does not reach the r band (5600-6900 A)")
+    return float(np.median((flux1d[band] - sky1d[band]) * np.sqrt(ivar1d[band])))
