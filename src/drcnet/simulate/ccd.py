@@ -14,41 +14,28 @@ import numpy as np
 from drcnet.instrument import N_COLS, OVERSCAN, PIXEL_SIZE_CM, CCDConfig
 from drcnet.simulate.optics import FiberGeometry, ProfileTable
 
-@dataclass(frozen=True)
-class Window:
-    """A rectangle of the CCD data area: rows ``row_lo .. row_hi - 1`` at columns ``cols``."""
-
-    row_lo: int
-    row_hi: int
-    cols: np.ndarray
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        return (self.row_hi - self.row_lo, self.cols.size)
-
-    @property
-    def rows(self) -> np.ndarray:
-        return np.arange(self.row_lo, self.row_hi)
-
-
-def spread_light(window: Window, fibers: Sequence[tuple[FiberGeometry, np.ndarray]],
+def spread_light(rows: np.ndarray, cols: np.ndarray, fibers: Sequence[tuple[FiberGeometry, np.ndarray]],
                  profile: ProfileTable) -> np.ndarray:
-    """Expected electrons in every window pixel from fibers with per-column electrons.
+    """Expected electrons in pixels (``rows`` x ``cols``) from fibers with per-column electrons.
 
     Parameters
     ----------
-    window
-        The pixels to fill.
+    rows
+        CCD rows: 1D (a rectangle of the frame) or 2D rows x columns (pixels
+        that follow a trace, such as a stripe).
+    cols
+        CCD data columns.
     fibers
-        ``(geometry, electrons)`` pairs; ``electrons`` has one value per window
-        column (the fiber's total over the spatial profile).
+        ``(geometry, electrons)`` pairs; ``electrons`` has one value per column
+        (the fiber's total over its spatial profile).
     """
-    image = np.zeros(window.shape)
-    rows = window.rows
+    rows = np.asarray(rows)
+    image = np.zeros((rows.shape[0], cols.size))
+    lo, hi = rows.min(), rows.max()
     for geom, electrons in fibers:
-        centre = geom.trace(window.cols)
-        if centre.max() + profile.reach < rows[0] or centre.min() - profile.reach > rows[-1]:
-            continue  # too far to reach the window
+        centre = geom.trace(cols)
+        if centre.max() + profile.reach < lo or centre.min() - profile.reach > hi:
+            continue  # too far to reach these pixels
         image += electrons[None, :] * profile(rows, centre)
     return image
 
@@ -84,20 +71,17 @@ def add_cosmic_rays(electrons: np.ndarray, ccd: CCDConfig, exposure_s: float,
 
 @dataclass
 class Readout:
-    """What the CCD electronics deliver for a window.
+    """What the CCD electronics deliver for a set of pixels.
 
     Attributes
     ----------
     raw
         Data pixels in ADU as the 16-bit converter writes them (bias included).
-    overscan
-        ``(rows, 2, OVERSCAN)`` overscan pixels of amplifiers A and B for the same rows.
     cosmic
         Pixels hit by cosmic rays.
     """
 
     raw: np.ndarray
-    overscan: np.ndarray
     cosmic: np.ndarray
 
 
@@ -108,31 +92,46 @@ def read_out(expected_e: np.ndarray, cols: np.ndarray, ccd: CCDConfig, exposure_
     Parameters
     ----------
     expected_e
-        Expected photo-electrons per pixel (rows x window columns).
+        Expected photo-electrons per pixel (rows x columns).
     cols
-        The data columns of the window (selects each pixel's amplifier).
+        The data column of each pixel column (selects its amplifier).
     prnu
         Pixel response map (mean 1); drawn here when not given.
     """
     if prnu is None:
-        prnu = 1.0 + ccd.prnu_rms * rng.standard_normal(expected_e.shape)
+        prnu = 1.0 + ccd.prnu_rms * rng.standard_normal(expected_e.shape, dtype=np.float32)
     mean_e = expected_e * prnu + ccd.dark_e_per_s * exposure_s
     electrons = rng.poisson(np.clip(mean_e, 0, None)).astype(np.float64)
     cosmic = add_cosmic_rays(electrons, ccd, exposure_s, rng) if cosmics else np.zeros(electrons.shape, bool)
     bias = np.asarray(ccd.bias_adu)[amplifier_of(cols)][None, :]
     rn_adu = ccd.read_noise_e / ccd.gain_e_per_adu
-    adu = electrons / ccd.gain_e_per_adu + bias + rn_adu * rng.standard_normal(electrons.shape)
+    adu = electrons / ccd.gain_e_per_adu + bias + rn_adu * rng.standard_normal(electrons.shape, dtype=np.float32)
     raw = np.clip(np.rint(adu), 0, ccd.adc_max).astype(np.uint16)
-    n_rows = expected_e.shape[0]
+    return Readout(raw=raw, cosmic=cosmic)
+
+
+def read_overscan(n_rows: int, ccd: CCDConfig, rng: np.random.Generator) -> np.ndarray:
+    """Overscan pixels ``(n_rows, 2, OVERSCAN)`` of amplifiers A and B: bias plus read noise, in ADU."""
+    rn_adu = ccd.read_noise_e / ccd.gain_e_per_adu
     over = np.asarray(ccd.bias_adu)[None, :, None] + rn_adu * rng.standard_normal((n_rows, 2, OVERSCAN))
-    overscan = np.clip(np.rint(over), 0, ccd.adc_max).astype(np.uint16)
-    return Readout(raw=raw, overscan=overscan, cosmic=cosmic)
+    return np.clip(np.rint(over), 0, ccd.adc_max).astype(np.uint16)
 
 
-def subtract_overscan(raw: np.ndarray, overscan: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """Net ADU: each pixel minus the row mean of its amplifier's overscan strip (LAMOST's rule)."""
-    level = overscan.astype(np.float64).mean(axis=2)  # (rows, 2)
-    return raw.astype(np.float64) - level[:, amplifier_of(cols)]
+def overscan_level(overscan: np.ndarray) -> np.ndarray:
+    """Row mean of each amplifier's overscan strip, ``(rows, 2)`` (LAMOST's bias rule)."""
+    return overscan.astype(np.float64).mean(axis=2)
+
+
+def subtract_overscan(raw: np.ndarray, level: np.ndarray, cols: np.ndarray, row_index: np.ndarray | None = None) -> np.ndarray:
+    """Net ADU: each pixel minus the overscan level of its own row and amplifier.
+
+    ``row_index`` gives each pixel's row in ``level`` (rows x columns); by
+    default pixel row ``i`` uses level row ``i``.
+    """
+    amp = amplifier_of(cols)
+    if row_index is None:
+        return raw.astype(np.float64) - level[:, amp]
+    return raw.astype(np.float64) - level[row_index, amp[None, :]]
 
 
 def stripe_rows(trace: np.ndarray, half: int) -> np.ndarray:
@@ -141,7 +140,7 @@ def stripe_rows(trace: np.ndarray, half: int) -> np.ndarray:
     return centre[None, :] + np.arange(-half, half + 1)[:, None]
 
 
-def cut_stripe(image: np.ndarray, row_lo: int, trace: np.ndarray, half: int) -> np.ndarray:
+def cut_stripe(image: np.ndarray, row_lo: int, trace: np.ndarray, half: int = 5) -> np.ndarray:
     """Cut the paper's stripe from ``image``: centre pixel +- ``half`` rows, following the trace.
 
     ``image`` covers rows ``row_lo ..`` and the same columns as ``trace``.

@@ -137,12 +137,17 @@ class ProfileTable:
         self.table = profile_integral(offsets[:, None] - frac[None, :], cfg)
 
     def __call__(self, rows: np.ndarray, centre: np.ndarray) -> np.ndarray:
-        """Share of the light in pixels at ``rows`` (column vector) for trace ``centre`` (row vector)."""
+        """Share of the light in pixels at ``rows`` for a trace at ``centre`` (one value per column).
+
+        ``rows`` is either 1D (the same rows in every column) or 2D
+        (rows x columns, e.g. a stripe that follows the trace).
+        """
         base = np.floor(centre)
         pos = (centre - base) * self.oversample
         j = np.minimum(pos.astype(np.intp), self.oversample - 1)
         w = pos - j
-        m = rows.astype(np.intp)[:, None] - base.astype(np.intp)[None, :]
+        rows = np.asarray(rows, dtype=np.intp)
+        m = (rows[:, None] if rows.ndim == 1 else rows) - base.astype(np.intp)[None, :]
         outside = np.abs(m) > self.reach
         k = np.clip(m, -self.reach, self.reach) + self.reach + 1
         t = self.table
