@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import math
-import os
 import shutil
 import warnings
 from pathlib import Path
@@ -38,13 +37,9 @@ DR8 = "spec-55859-F5902_sp01-013_dr8.fits.gz"
 
 
 @pytest.fixture(scope="module")
-def data() -> Path:
-    """Shared reference data: ``$DRCNET_DATA``, else ``/work/shared/data`` beside the checkout."""
-    env = os.environ.get("DRCNET_DATA")
-    for cand in ([Path(env)] if env else []) + [Path(__file__).resolve().parents[2] / "shared" / "data"]:
-        if (cand / "spectral_libraries").is_dir():
-            return cand
-    pytest.skip("reference data not found: set DRCNET_DATA to the shared data folder (../shared/data in a checkout)")
+def data(data_root: Path) -> Path:
+    """Shared reference data (see ``data_root`` in conftest.py)."""
+    return data_root
 
 
 @pytest.fixture(scope="module")
@@ -59,10 +54,10 @@ def lamost(data: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def ph_miles(libs: Path) -> LoadResult:
-    """PyHammer + all MILES in one call (the PyHammer reads are reused for the splice)."""
+    """PyHammer + all MILES in one call (the PyHammer reads are reused for the splice), Teff-matched splice."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", LibraryWarning)
-        return load_templates([libs / "pyhammer", libs / "miles"])
+        return load_templates([libs / "pyhammer", libs / "miles"], splice_match="teff")
 
 
 def _by_id(result: LoadResult) -> dict[str, Template]:

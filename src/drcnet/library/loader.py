@@ -204,7 +204,7 @@ def load_templates(
     classes: Sequence[str] | None = ("F", "G", "K"),
     require_range: tuple[float, float] | None = (3700.0, 9000.0),
     splice_library: PathLike | None = None,
-    splice_match: str = "teff",
+    splice_match: str = "shape",
 ) -> LoadResult:
     """Read spectral-library folders and/or single spectrum files.
 
