@@ -62,7 +62,7 @@ def provenance(config: dict[str, Any] | None = None, seed: int | None = None) ->
         "package": "drcnet",
         "version": __version__,
         "git_commit": git_commit(),
-        "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "created_utc": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "python": platform.python_version(),
         "config": config or {},
         "seed": seed,

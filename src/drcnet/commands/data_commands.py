@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 import warnings
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -34,15 +34,15 @@ def _resolve_libraries(library: list[Path] | None) -> list[Path]:
 @friendly_errors
 def simulate_cmd(
     out: Annotated[Path, typer.Option("--out", help="output HDF5 file")],
-    library: Annotated[Optional[list[Path]], typer.Option("--library", help="library folder or file (repeatable); default: $DRCNET_DATA/spectral_libraries/pyhammer")] = None,
+    library: Annotated[list[Path] | None, typer.Option("--library", help="library folder or file (repeatable); default: $DRCNET_DATA/spectral_libraries/pyhammer")] = None,
     preset: Annotated[str, typer.Option(help="paper (Table 1, 7989 objects), small (1/10) or tiny (112)")] = "paper",
-    n: Annotated[Optional[int], typer.Option("--n", help="number of objects with S/N_r spread over --snr-min..--snr-max (instead of a preset)")] = None,
-    snr_min: Annotated[Optional[float], typer.Option("--snr-min")] = None,
-    snr_max: Annotated[Optional[float], typer.Option("--snr-max")] = None,
+    n: Annotated[int | None, typer.Option("--n", help="number of objects with S/N_r spread over --snr-min..--snr-max (instead of a preset)")] = None,
+    snr_min: Annotated[float | None, typer.Option("--snr-min")] = None,
+    snr_max: Annotated[float | None, typer.Option("--snr-max")] = None,
     all_test: Annotated[bool, typer.Option("--all-test", help="with --n: put every object in the test split")] = False,
     seed: Annotated[int, typer.Option(help="random seed: same seed, same data")] = 0,
-    workers: Annotated[Optional[int], typer.Option(help="worker processes (default: all cores)")] = None,
-    data_root: Annotated[Optional[Path], typer.Option("--data-root", help="reference data folder (default $DRCNET_DATA)")] = None,
+    workers: Annotated[int | None, typer.Option(help="worker processes (default: all cores)")] = None,
+    data_root: Annotated[Path | None, typer.Option("--data-root", help="reference data folder (default $DRCNET_DATA)")] = None,
 ) -> None:
     """Render a dataset of LAMOST stripes and 1D spectra from real stellar templates."""
     from drcnet.library import LibraryWarning, load_templates, summarize
@@ -87,7 +87,7 @@ def plot_sample_cmd(
     file: Annotated[Path, typer.Argument(help="dataset file (HDF5)")],
     out: Annotated[Path, typer.Option("--out", help="output PNG")],
     index: Annotated[int, typer.Option("--index", help="object index in the file")] = 0,
-    data_root: Annotated[Optional[Path], typer.Option("--data-root", help="reference data folder, to overplot the source template")] = None,
+    data_root: Annotated[Path | None, typer.Option("--data-root", help="reference data folder, to overplot the source template")] = None,
 ) -> None:
     """Plot one object's blue and red stripes, their 1D extractions and the source template."""
     from drcnet.report.sample_plot import plot_sample

@@ -20,9 +20,10 @@ Then:
    softmax applied by the caller on the logits.
 
 Fast path (``model.fast = True``, default): the spatial reduction of both arms is computed as three
-batched matrix products per wavelength column (each kx1 convolution over the 11 rows is a banded
-matrix built from the same conv weights), which lands directly in the channels-last layout of the
-backbone's fast path. Same weights, same result to float rounding as the plain ``nn.Conv2d`` path.
+grouped 1x1 convolutions on the rows-as-channels view of the input (each kx1 convolution over the
+11 rows is a banded matrix built from the same conv weights), then the backbones run on
+channels-last tensors (:meth:`~drcnet.models.rcnet.ResidualModule.forward_fast`).
+Same weights, same result to float rounding as the plain ``nn.Conv2d`` path.
 """
 
 from __future__ import annotations
@@ -84,21 +85,27 @@ class SpatialReduction(nn.Module):
         return out
 
 
-def reduce_arms_fast(reductions: nn.ModuleList, x: torch.Tensor) -> torch.Tensor:
-    """Fast spatial reduction of all arms: ``(B, A, rows, L)`` -> ``(A, B, L, C)`` (per arm channels-last).
+def reduce_arms_fast(reductions: nn.ModuleList, x: torch.Tensor) -> list[torch.Tensor]:
+    """Fast spatial reduction of all arms: ``(B, A, rows, L)`` -> A tensors ``(B, C, 1, L)`` (channels-last).
 
-    Computes, per wavelength column, the same thing as each arm's plain ``SpatialReduction``.
+    Each ``(k, 1)`` convolution over the rows is applied as one grouped ``1 x 1`` convolution (a group
+    per arm) whose weight is the banded matrix of :meth:`SpatialReduction.banded`, directly on
+    ``x.view(B, A * rows, 1, L)``: no transpose of the input, one call for both arms.
+    Computes the same thing as each arm's plain :class:`SpatialReduction`.
     """
     mats = [r.banded() for r in reductions]
+    n_arms = len(mats)
+    b, a, rows, length = x.shape
+    h = x.reshape(b, a * rows, 1, length)
     n = len(mats[0])
-    h = x.permute(1, 0, 3, 2)  # (A, B, L, rows)
     for i in range(n):
-        e = torch.stack([m[i][0] for m in mats]).unsqueeze(1)  # (A, 1, in, out)
-        b = torch.stack([m[i][1] for m in mats])[:, None, None, :]  # (A, 1, 1, out)
-        h = torch.matmul(h, e) + b
+        w = torch.cat([m[i][0].t() for m in mats])[:, :, None, None]  # (A * out, in, 1, 1)
+        bias = torch.cat([m[i][1] for m in mats])
+        h = F.conv2d(h, w, bias, groups=n_arms)
         if i < n - 1:
-            h = F.relu(h)
-    return h
+            h = h.relu_()
+    c = h.shape[1] // n_arms
+    return [h[:, k * c:(k + 1) * c].contiguous(memory_format=torch.channels_last) for k in range(n_arms)]
 
 
 @dataclass
@@ -174,8 +181,8 @@ class DRCNet(SpectralModel):
         if x.ndim != 4 or x.shape[1] != self.n_arms:
             raise ValueError(f"DRC-Net expects (B, {self.n_arms}, rows, length) stripes, got {tuple(x.shape)}")
         if self.fast:
-            h = reduce_arms_fast(self.reduce, x)  # (A, B, L, C): channels-last per arm
-            feats = [bb.forward_fast(h[a].unsqueeze(1).permute(0, 3, 1, 2)) for a, bb in enumerate(self.backbones)]
+            h = reduce_arms_fast(self.reduce, x)  # per arm (B, C, 1, L) channels-last
+            feats = [bb.forward_fast(h[a]) for a, bb in enumerate(self.backbones)]
         else:
             feats = [bb(red(x[:, a:a + 1])) for a, (red, bb) in enumerate(zip(self.reduce, self.backbones))]
         return torch.stack(feats, dim=1)

@@ -55,13 +55,28 @@ class ResidualModule(nn.Module):
         return F.max_pool1d(y, 2)
 
     def forward_fast(self, x: torch.Tensor) -> torch.Tensor:
-        """Fast path: ``x`` is ``(B, C, 1, L)`` in channels-last memory format."""
+        """Fast path: ``x`` is ``(B, C, 1, L)`` in channels-last memory format.
+
+        Same weights as :meth:`forward`; in-place ReLU and residual add (no extra tensors), and the
+        max-pool by 2 as the maximum of the even and odd columns (no int64 index tensor).
+        """
         p = (0, self.pad)
-        y = F.relu(F.conv2d(x, self.conv1.weight.unsqueeze(2), self.conv1.bias, padding=p))
-        y = F.relu(F.conv2d(y, self.conv2.weight.unsqueeze(2), self.conv2.bias, padding=p))
+        y = F.conv2d(x, self.conv1.weight.unsqueeze(2), self.conv1.bias, padding=p).relu_()
+        y = F.conv2d(y, self.conv2.weight.unsqueeze(2), self.conv2.bias, padding=p).relu_()
         y = F.conv2d(y, self.conv3.weight.unsqueeze(2), self.conv3.bias, padding=p)
-        y = F.relu(y + F.conv2d(x, self.shortcut.weight.unsqueeze(2), self.shortcut.bias))
-        return F.max_pool2d(y, (1, 2))
+        y += F.conv2d(x, self.shortcut.weight.unsqueeze(2), self.shortcut.bias)
+        y = y.relu_()
+        return pool2_last(y)
+
+
+def pool2_last(y: torch.Tensor) -> torch.Tensor:
+    """Max-pool by 2 along the last axis (floor mode), as ``max(y[..., 0::2], y[..., 1::2])``.
+
+    Equal to ``F.max_pool2d(y, (1, 2))``; faster on CPU because it keeps channels-last and
+    computes no argmax indices.
+    """
+    n = y.shape[-1] // 2 * 2
+    return torch.maximum(y[..., 0:n:2], y[..., 1:n:2])
 
 
 class RCNetBackbone(nn.Module):

@@ -14,6 +14,7 @@ import numpy as np
 from drcnet.instrument import N_COLS, OVERSCAN, PIXEL_SIZE_CM, CCDConfig
 from drcnet.simulate.optics import FiberGeometry, ProfileTable
 
+
 def spread_light(rows: np.ndarray, cols: np.ndarray, fibers: Sequence[tuple[FiberGeometry, np.ndarray]],
                  profile: ProfileTable) -> np.ndarray:
     """Expected electrons in pixels (``rows`` x ``cols``) from fibers with per-column electrons.
