@@ -26,6 +26,7 @@ def _register() -> None:
     # imported for their side effect of adding commands to ``app``
     from drcnet.commands import data_commands  # noqa: F401
     from drcnet.commands import model_commands  # noqa: F401
+    from drcnet.commands import frames_commands  # noqa: F401
 
 
 _register()

@@ -1,1 +1,93 @@
-"""CLI commands for models: train, evaluate, predict, report (filled in by the models work)."""
+"""CLI commands for models: train, evaluate, predict, report, models.
+
+Registered on :data:`drcnet.cli.app` at import (``drcnet.cli`` imports this module while it
+builds the app; ``app`` exists by then, so ``import drcnet.cli`` here is safe).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+import drcnet.cli as _cli
+from drcnet.train.command import train_cmd
+
+
+def evaluate_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="Run folder from `drcnet train`.")],
+    data: Annotated[Path, typer.Option("--data", "-d", help="Dataset HDF5 file.")],
+    split: Annotated[str, typer.Option(help="Split to evaluate.")] = "test",
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder (default: RUN_DIR).")] = None,
+    which: Annotated[str, typer.Option(help="best or last weights.")] = "best",
+    batch_size: Annotated[int, typer.Option("--batch-size")] = 64,
+    workers: Annotated[int, typer.Option(help="DataLoader workers.")] = 1,
+    fast: Annotated[bool, typer.Option("--fast/--no-fast", help="CPU fast path.")] = True,
+) -> None:
+    """Paper metrics (Table 3, per-S/N-bin Tables 4-5, confusion matrices) -> metrics.json + confusion.png."""
+    from drcnet.evaluate import evaluate_run
+
+    m = evaluate_run(run_dir, data, split=split, out=out, which=which, batch_size=batch_size, workers=workers,
+                     fast=fast)
+    t3 = m["table3"]
+    typer.echo(f"{m['model']}: S/N>30 accuracy {t3['accuracy']} (n={t3['n']}); per bin: "
+               + ", ".join(f"{k} {v['accuracy'] if v['accuracy'] is None else round(v['accuracy'], 4)} (n={v['n']})"
+                           for k, v in m["bins"].items()))
+    typer.echo(f"wrote {(out or run_dir) / 'metrics.json'}")
+
+
+def predict_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="Run folder from `drcnet train`.")],
+    data: Annotated[Path, typer.Option("--data", "-d", help="Dataset HDF5 file.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="CSV file to write.")],
+    split: Annotated[Optional[str], typer.Option(help="Split to predict (default: all objects).")] = None,
+    which: Annotated[str, typer.Option(help="best or last weights.")] = "best",
+    batch_size: Annotated[int, typer.Option("--batch-size")] = 64,
+    workers: Annotated[int, typer.Option(help="DataLoader workers.")] = 1,
+    fast: Annotated[bool, typer.Option("--fast/--no-fast", help="CPU fast path.")] = True,
+) -> None:
+    """Class probabilities per object -> CSV (object_id, label, pred, prob_F, prob_G, prob_K, snr_r)."""
+    from drcnet.evaluate import predict_run
+
+    path = predict_run(run_dir, data, out, split=split, which=which, batch_size=batch_size, workers=workers,
+                       fast=fast)
+    typer.echo(f"wrote {path}")
+
+
+def report_cmd(
+    run_dirs: Annotated[list[Path], typer.Argument(help="One or more run folders.")],
+    data: Annotated[Path, typer.Option("--data", "-d", help="Dataset HDF5 file.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Report folder.")],
+    split: Annotated[str, typer.Option(help="Split to report on.")] = "test",
+) -> None:
+    """report.md + report.html: Table 3 vs the paper, Tables 4-5, Figure 7, confusion matrices, curves."""
+    from drcnet.report import make_report
+
+    paths = make_report(run_dirs, data, out, split=split)
+    typer.echo(f"wrote {paths['md']} and {paths['html']}")
+
+
+def models_cmd(
+    details: Annotated[bool, typer.Option("--details", help="Print each model's default config.")] = False,
+) -> None:
+    """List the registered models, their input and parameter counts."""
+    from drcnet.models import create_model, list_models
+
+    for name in list_models():
+        m = create_model(name)
+        typer.echo(f"{name:8s} input={m.input_kind:9s} parameters={m.num_parameters():,}")
+        if details:
+            typer.echo("  " + json.dumps(m.config_dict()))
+
+
+def _register(app: typer.Typer) -> None:
+    app.command("train")(train_cmd)
+    app.command("evaluate")(evaluate_cmd)
+    app.command("predict")(predict_cmd)
+    app.command("report")(report_cmd)
+    app.command("models")(models_cmd)
+
+
+_register(_cli.app)

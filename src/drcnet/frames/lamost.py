@@ -99,7 +99,7 @@ def provenance_cards(prov: Mapping[str, Any]) -> list[tuple[str, Any, str]]:
         ("DRCGIT", str(prov.get("git_commit", "")), "drcnet git commit"),
         ("DRCDATE", str(prov.get("created_utc", "")), "written (UTC)"),
         ("DRCSEED", -1 if prov.get("seed") is None else int(prov["seed"]), "random seed (-1: none)"),
-        ("DRCCONF", json.dumps(prov.get("config", {}), separators=(",", ":")), "configuration (JSON)"),
+        ("DRCCONF", json.dumps(prov.get("config", {}), separators=(",", ":")), ""),
     ]
 
 
@@ -111,7 +111,7 @@ def frame_header(name: RawName, exptime_s: float, ccd: CCDConfig, prov: Mapping[
 
     h = fits.Header()
     cards: list[tuple[str, Any, str]] = [
-        ("TELESCOP", "LAMOST", "Large Sky Area Multi-Object Fiber Spectroscopic Telescope"),
+        ("TELESCOP", "LAMOST", "Guoshoujing Telescope"),
         ("INSTRUME", "LRS", "low-resolution spectrographs"),
         ("OBSTYPE", OBSTYPE[name.kind], "BIAS, FLAT, ARC or OBJECT"),
         ("EXPTIME", float(exptime_s), "exposure time (s)"),
@@ -127,8 +127,8 @@ def frame_header(name: RawName, exptime_s: float, ccd: CCDConfig, prov: Mapping[
         ("RDNOISE", float(ccd.read_noise_e), "read noise (e-)"),
         ("SATURATE", int(ccd.adc_max), "ADC ceiling (ADU)"),
         ("DATASEC", DATASEC, "data area (both amplifiers)"),
-        ("BIASSECA", BIASSEC_A, "overscan of amplifier A (data columns 0-2047)"),
-        ("BIASSECB", BIASSEC_B, "overscan of amplifier B (data columns 2048-4095)"),
+        ("BIASSECA", BIASSEC_A, "overscan of amplifier A (cols 0-2047)"),
+        ("BIASSECB", BIASSEC_B, "overscan of amp B (cols 2048-4095)"),
         ("NAMPS", 2, "output amplifiers"),
     ]
     cards += [(k, v, "") for k, v in (extra or {}).items()]
@@ -421,3 +421,37 @@ def find_exposure(folder: str | Path, spids: Sequence[int] | None = None, run: i
             raise MissingFrameError(f"{folder}: the fiber map of spectrograph {spid} ({fmap.name}) is missing")
         out.append(SpectrographFiles(spid=spid, planid=planids[0], arms=arms, fibermap=fmap))
     return out
+
+
+def check_frame_file(path: str | Path) -> fits.Header:
+    """Cheap check of a raw file before the reduction starts: readable header, right shape, not truncated.
+
+    Only the header is read; for an uncompressed file its size is compared with
+    the size the header announces. The full read (:func:`read_raw_frame`) checks the rest.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise MissingFrameError(f"{path}: file not found")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with fits.open(path, memmap=False, lazy_load_hdus=True) as hdul:
+                hdu = hdul[0]
+                header = hdu.header.copy()
+                offset = hdu._data_offset if hasattr(hdu, "_data_offset") else None
+    except (OSError, ValueError, TypeError, IndexError, EOFError, KeyError) as exc:
+        raise FrameError(f"{path}: cannot be read as a FITS file ({exc}); it is truncated or corrupt - "
+                         "copy it again from the archive") from exc
+    shape = (int(header.get("NAXIS2", 0)), int(header.get("NAXIS1", 0))) if header.get("NAXIS", 0) == 2 else None
+    if shape != RAW_SHAPE:
+        got = tuple(int(header.get(f"NAXIS{i}", 0)) for i in range(int(header.get("NAXIS", 0)), 0, -1))
+        raise FrameError(f"{path}: frame shape is {got}, expected {RAW_SHAPE} = {N_ROWS} rows x "
+                         f"({OVERSCAN} + {N_COLS} + {OVERSCAN}) columns (overscan A, data, overscan B); "
+                         "is this a raw LAMOST frame?")
+    if offset is not None and not path.name.endswith(".gz"):
+        need = offset + RAW_SHAPE[0] * RAW_SHAPE[1] * abs(int(header["BITPIX"])) // 8
+        size = path.stat().st_size
+        if size < need:
+            raise FrameError(f"{path}: the file is truncated ({size} bytes, the header announces {need}); "
+                             "copy it again from the archive")
+    return header

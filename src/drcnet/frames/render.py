@@ -117,13 +117,14 @@ class BandProfile:
         self.reach = profile.reach
         self.oversample = profile.oversample
         self.pad = max_band
-        t = profile.table.astype(np.float64)
+        t = profile.table.astype(np.float64).copy()
+        t[0] = t[-1] = 0.0  # offsets beyond +-reach: ProfileTable gives 0 there
         n_frac = t.shape[1]
         body = np.zeros((t.shape[0] + 2 * self.pad, n_frac + 1))
         body[self.pad:self.pad + t.shape[0], :n_frac] = t
         body[self.pad:self.pad + t.shape[0], n_frac] = t[:, -1]
         self.value = body[:, :-1].astype(np.float32).ravel()
-        self.slope = np.diff(body, axis=1)[:, :-1].astype(np.float32).ravel()
+        self.slope = np.diff(body, axis=1).astype(np.float32).ravel()
         self.stride = n_frac
         # pixel m rows from floor(centre) is table row m + reach + 1, padded row m + reach + 1 + pad
         self.offset = self.reach + 1 + self.pad

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from drcnet.models.base import SpectralModel
+from drcnet.models.base import SpectralModel, he_init, init_output_layer
 from drcnet.models.rcnet import RCNET_CHANNELS, RCNetBackbone, to_channels_last_1d
 
 
@@ -56,6 +56,7 @@ class SpatialReduction(nn.Module):
         self.heights: list[tuple[int, int]] = []
         for c_out, k in zip(channels, kernels):
             convs.append(nn.Conv2d(c, c_out, (k, 1)))
+            he_init(convs[-1], 1.0 if len(convs) < len(kernels) else 0.5 ** 0.5)  # last one is linear
             self.heights.append((h, h - k + 1))
             c, h = c_out, h - k + 1
         self.convs = nn.ModuleList(convs)
@@ -174,6 +175,9 @@ class DRCNet(SpectralModel):
             nn.Dropout(c.dropout), nn.Linear(h1, h2), nn.ReLU(),
             nn.Linear(h2, c.n_classes),
         )
+        for m in list(self.fusion) + list(self.classifier)[:-1]:
+            he_init(m)
+        init_output_layer(self.classifier[-1])
         self.fast = True
 
     def features(self, x: torch.Tensor) -> torch.Tensor:

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from drcnet.models.base import SpectralModel
+from drcnet.models.base import SpectralModel, he_init, init_output_layer
 
 
 @dataclass
@@ -70,6 +70,7 @@ class FFCNNBranch(nn.Module):
         for i, c_out in enumerate(cfg.channels):
             stride = (1, cfg.first_stride) if i == 0 else (1, 1)
             convs.append(nn.Conv2d(c, c_out, (kh, kw), stride=stride, padding=(kh // 2, kw // 2)))
+            he_init(convs[-1])
             c = c_out
         self.convs = nn.ModuleList(convs)
         self.pools = [tuple(p) for p in cfg.pools]
@@ -100,6 +101,8 @@ class FFCNN(SpectralModel):
             nn.Linear(2 * n_feat, config.hidden), nn.ReLU(), nn.Dropout(config.dropout),
             nn.Linear(config.hidden, config.n_classes),
         )
+        he_init(self.classifier[0])
+        init_output_layer(self.classifier[-1])
         self.fast = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from drcnet.models.base import SpectralModel
+from drcnet.models.base import SpectralModel, he_init, init_output_layer
 
 RCNET_CHANNELS: tuple[int, ...] = (16, 16, 32, 32, 64, 64, 128, 128)
 
@@ -46,6 +46,11 @@ class ResidualModule(nn.Module):
         self.conv3 = nn.Conv1d(c_out, c_out, kernel, padding=pad)
         self.shortcut = nn.Conv1d(c_in, c_out, 1)
         self.pad = pad
+        for conv in (self.conv1, self.conv2):
+            he_init(conv)
+        # the residual sum of two He-initialised paths would double the variance per module
+        he_init(self.conv3, 0.5 ** 0.5)
+        he_init(self.shortcut, 0.5 ** 0.5)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Plain path: ``x`` is ``(B, C, L)``."""
@@ -102,6 +107,7 @@ class RCNetBackbone(nn.Module):
         self.out_len = out_len
         self.out_channels = c
         self.fc = nn.Linear(c * out_len, feature_dim)
+        he_init(self.fc)
         self.feature_dim = feature_dim
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -160,6 +166,7 @@ class RCNet(SpectralModel):
         super().__init__(config)
         self.backbone = RCNetBackbone(1, config.length, tuple(config.channels), config.kernel, config.feature_dim)
         self.head = nn.Linear(config.feature_dim, config.n_classes)
+        init_output_layer(self.head)
         self.fast = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,180 @@
+"""DRC-Net CPU throughput and streaming-memory benchmark (not a test; no asserts on time).
+
+Runs, in one process, the plain eager float32 reference (the models' ``fast=False`` path:
+``nn.Conv1d``/``nn.Conv2d`` in PyTorch's default NCHW layout, glibc's default allocator) and the
+project's optimised path (``fast=True`` plus :func:`drcnet.models.fastpath.configure_cpu`), on the
+same weights and the same batch, and prints objects/s for training (forward + backward + AdamW
+step) and inference (``torch.inference_mode``), and the ratios. The allocator setting is
+process-wide and cannot be undone, so the reference is measured first.
+
+Then (unless ``--skip-memory``) it writes a paper-size dataset file (Table 1: 7,989 objects,
+~1 GB of float16 stripes) and trains one epoch on it with ``drcnet train`` in a subprocess,
+reporting that process's peak resident memory (``ru_maxrss``) and the end-to-end throughput,
+data streamed from disk.
+
+Usage::
+
+    .venv/bin/python benchmarks/bench_training.py [--batch 64] [--rounds 5] [--skip-memory]
+        [--compile] [--memory-file /tmp/paper_size.h5]
+
+Targets on 2 CPU cores, batch 64: training >= 150 objects/s, inference >= 800 objects/s;
+peak memory when training on the paper-size file <= 3 GB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from drcnet.models import create_model  # noqa: E402
+from drcnet.models.fastpath import configure_cpu, set_fast  # noqa: E402
+
+
+def _cpu_s() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def measure(fn, n_iter: int, rounds: int) -> dict[str, float]:
+    """Best (minimum) wall time per call over ``rounds`` rounds of ``n_iter`` calls, after 2 warm-up calls."""
+    fn()
+    fn()
+    best, cpu = float("inf"), float("inf")
+    for _ in range(rounds):
+        t, c = time.perf_counter(), _cpu_s()
+        for _ in range(n_iter):
+            fn()
+        best = min(best, (time.perf_counter() - t) / n_iter)
+        cpu = min(cpu, (_cpu_s() - c) / n_iter)
+    return {"wall_s": best, "cpu_s": cpu}
+
+
+def bench_model(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, n_iter: int, rounds: int,
+                compiled: bool = False) -> dict[str, float]:
+    """Objects/s for a training step and an inference pass of ``model`` on batch ``x``."""
+    b = len(x)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    fwd = torch.compile(model) if compiled else model
+
+    def train_step() -> None:
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(fwd(x), y).backward()
+        opt.step()
+
+    def infer() -> None:
+        with torch.inference_mode():
+            fwd(x)
+
+    model.train()
+    t = measure(train_step, n_iter, rounds)
+    model.eval()
+    i = measure(infer, n_iter * 2, rounds)
+    return {"train_obj_s": b / t["wall_s"], "infer_obj_s": b / i["wall_s"],
+            "train_obj_cpu_s": b / t["cpu_s"], "infer_obj_cpu_s": b / i["cpu_s"]}
+
+
+def memory_run(path: Path | None, keep: bool) -> dict[str, object]:
+    """Write a paper-size file and train one epoch on it in a subprocess; peak RSS and throughput."""
+    from synthetic_dataset import PAPER_LAYOUT, make_synthetic_dataset
+
+    tmp = Path(tempfile.mkdtemp(prefix="drcnet_bench_"))
+    data = path or tmp / "paper_size.h5"
+    t0 = time.perf_counter()
+    if not data.exists():
+        make_synthetic_dataset(data, PAPER_LAYOUT, seed=0)
+    gen_s = time.perf_counter() - t0
+    out = tmp / "run"
+    code = (
+        "import resource, sys, time, json\n"
+        "from drcnet.train import TrainConfig, train\n"
+        "t = time.perf_counter()\n"
+        f"meta = train(TrainConfig(model='drcnet', data={str(data)!r}, out={str(out)!r}, preset='fast', epochs=1,"
+        " batch_size=64, workers=0, progress=False))\n"
+        "dt = time.perf_counter() - t\n"
+        "print(json.dumps({'maxrss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,"
+        " 'seconds': dt, 'n_train': meta['n_train'], 'n_val': meta['n_val']}))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    res = json.loads(proc.stdout.strip().splitlines()[-1])
+    res.update({"file": str(data), "file_gb": data.stat().st_size / 1e9, "generate_s": gen_s,
+                "end_to_end_obj_s": (res["n_train"] + res["n_val"]) / res["seconds"]})
+    if not keep and path is None:
+        data.unlink()
+    return res
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--iters", type=int, default=3, help="calls per timing round")
+    ap.add_argument("--rounds", type=int, default=5, help="timing rounds (the best is kept)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--compile", action="store_true", help="also time torch.compile (inductor) on the fast path")
+    ap.add_argument("--skip-memory", action="store_true")
+    ap.add_argument("--memory-file", type=Path, default=None, help="reuse/keep this paper-size file")
+    args = ap.parse_args()
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    model = create_model("drcnet")
+    x = torch.randn(args.batch, 2, 11, 3000)
+    y = torch.randint(0, 3, (args.batch,))
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+
+    with torch.no_grad():
+        set_fast(model, False)
+        ref_out = model.eval()(x)
+        set_fast(model, True)
+        fast_out = model(x)
+    max_diff = (ref_out - fast_out).abs().max().item()
+
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}, "
+          f"DRC-Net {model.num_parameters():,} parameters, load average {os.getloadavg()[0]:.2f}")
+    print(f"max |logit difference| reference vs optimised path: {max_diff:.2e}")
+
+    set_fast(model, False)
+    ref = bench_model(model, x, y, args.iters, args.rounds)
+    model.load_state_dict(state)
+    cpu = configure_cpu(args.threads)
+    set_fast(model, True)
+    opt = bench_model(model, x, y, args.iters, args.rounds)
+    model.load_state_dict(state)
+    rows = [("plain eager reference", ref), (f"optimised path {cpu}", opt)]
+    if args.compile:
+        t = time.perf_counter()
+        comp = torch.compile(model)
+        with torch.inference_mode():
+            comp(x)
+        compile_s = time.perf_counter() - t
+        rows.append((f"optimised + torch.compile (compile {compile_s:.0f} s)",
+                     bench_model(model, x, y, args.iters, args.rounds, compiled=True)))
+    print(f"{'path':60s} {'train obj/s':>12s} {'infer obj/s':>12s}")
+    for name, r in rows:
+        print(f"{name:60s} {r['train_obj_s']:12.1f} {r['infer_obj_s']:12.1f}")
+    print(f"{'ratio optimised / reference':60s} {opt['train_obj_s'] / ref['train_obj_s']:12.2f} "
+          f"{opt['infer_obj_s'] / ref['infer_obj_s']:12.2f}")
+    print(f"(per CPU-second, less sensitive to other load: reference {ref['train_obj_cpu_s']:.1f} / "
+          f"{ref['infer_obj_cpu_s']:.1f}, optimised {opt['train_obj_cpu_s']:.1f} / {opt['infer_obj_cpu_s']:.1f} "
+          "objects per CPU-second / 1 core)")
+    if not args.skip_memory:
+        mem = memory_run(args.memory_file, keep=args.memory_file is not None)
+        print(f"paper-size file {mem['file_gb']:.2f} GB ({mem['generate_s']:.0f} s to write); one training epoch "
+              f"({mem['n_train']} train + {mem['n_val']} val objects, data streamed, workers 0): "
+              f"{mem['seconds']:.0f} s, {mem['end_to_end_obj_s']:.1f} objects/s end to end, "
+              f"peak RSS {mem['maxrss_mb']:.0f} MB")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,127 @@
+"""CLI commands for raw exposures: ``drcnet frames simulate | reduce | classify``."""
+
+from __future__ import annotations
+
+import time
+import warnings
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+import drcnet.cli as _cli
+from drcnet.commands.common import friendly_errors
+
+console = Console(stderr=True, soft_wrap=True)
+frames_app = typer.Typer(help="Raw LAMOST exposures: simulate frames, reduce them to stripes, classify a whole exposure.",
+                         no_args_is_help=True)
+
+
+def _libraries(library: list[Path] | None) -> list[Path]:
+    if library:
+        missing = [p for p in library if not p.exists()]
+        if missing:
+            raise FileNotFoundError(f"library path {missing[0]} does not exist; pass a library folder or file")
+        return library
+    from drcnet.paths import data_root
+
+    default = data_root() / "spectral_libraries" / "pyhammer"
+    if not default.is_dir():
+        raise FileNotFoundError(f"no --library given and the default {default} does not exist")
+    return [default]
+
+
+@friendly_errors
+def simulate_cmd(
+    out: Annotated[Path, typer.Option("--out", help="exposure folder to write")],
+    library: Annotated[Optional[list[Path]], typer.Option("--library", help="library folder or file (repeatable); default: $DRCNET_DATA/spectral_libraries/pyhammer")] = None,
+    spectrographs: Annotated[int, typer.Option("--spectrographs", min=1, max=16, help="simulate spectrographs 1..N")] = 1,
+    seed: Annotated[int, typer.Option(help="random seed: same seed, same frames")] = 0,
+    planid: Annotated[str, typer.Option(help="plan id in the file names (default SIM<seed>)")] = "",
+    gzip: Annotated[bool, typer.Option("--gzip/--no-gzip", help="write .fit.gz like the archive (slower)")] = False,
+    cosmics: Annotated[bool, typer.Option("--cosmics/--no-cosmics", help="add cosmic rays")] = True,
+    workers: Annotated[Optional[int], typer.Option(help="worker processes (default: all cores)")] = None,
+    data_root: Annotated[Optional[Path], typer.Option("--data-root", help="reference data folder (default $DRCNET_DATA)")] = None,
+) -> None:
+    """Simulate one plate's raw exposure set: bias x5, flat, arc and science per arm, fiber maps, truth."""
+    from drcnet.frames.plan import ExposureConfig
+    from drcnet.frames.simulate import simulate_exposure
+    from drcnet.library import LibraryWarning, load_templates
+
+    libs = _libraries(library)
+    config = ExposureConfig(libraries=[str(p) for p in libs], spectrographs=spectrographs, seed=seed, planid=planid,
+                            gzip=gzip, cosmics=cosmics)
+    t0 = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", LibraryWarning)
+        result = load_templates(libs, classes=("F", "G", "K"))
+    for w in caught:
+        console.print(f"[yellow]warning:[/] {w.message}")
+    t1 = time.perf_counter()
+    sim = simulate_exposure(config, result.templates, out, data_root=data_root, workers=workers)
+    n_files = sum(len(v) for sp in sim.spectrographs for t in sp.truth.values() for v in t.files.values())
+    console.print(f"wrote {n_files} raw frames, {len(sim.spectrographs)} fiber map(s) and truth file(s) to {out} "
+                  f"in {sim.seconds:.1f} s (templates loaded in {t1 - t0:.1f} s)")
+
+
+@friendly_errors
+def reduce_cmd(
+    exposure: Annotated[Path, typer.Argument(help="exposure folder (raw frames + fiber maps)")],
+    out: Annotated[Path, typer.Option("--out", help="output dataset file (HDF5, the schema of `drcnet simulate`)")],
+    spid: Annotated[Optional[list[int]], typer.Option("--spid", help="only these spectrographs (repeatable)")] = None,
+    run: Annotated[Optional[int], typer.Option("--run", help="run number of the science exposure when there are several")] = None,
+    threads: Annotated[int, typer.Option(min=1, help="arms reduced in parallel")] = 2,
+    data_root: Annotated[Optional[Path], typer.Option("--data-root", help="reference data folder, for the arc line lists")] = None,
+) -> None:
+    """Reduce raw frames to stripes, boxcar/optimal 1D spectra, S/N_r and flags (a dataset file)."""
+    from drcnet.frames.lamost import FrameWarning
+    from drcnet.reduce.output import write_reduced_dataset
+    from drcnet.reduce.pipeline import ReduceConfig, reduce_exposure
+
+    config = ReduceConfig(threads=threads)
+    t0 = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", FrameWarning)
+        reductions = reduce_exposure(exposure, config, spids=spid, run=run, data_root=data_root)
+    for w in caught:
+        console.print(f"[yellow]warning:[/] {w.message}")
+    path = write_reduced_dataset(reductions, out, config, exposure)
+    for sr in reductions:
+        for arm, a in sr.arms.items():
+            s = a.summary()
+            console.print(f"sp{sr.spid:02d} {arm}: traces rms {s['trace']['median_rms_px']:.4f} px, "
+                          f"{s['trace']['n_lost']} lost; arc rms {s['wavecal']['median_rms_px']:.4f} px; "
+                          f"{s['n_saturated']} saturated, {s['n_bad_pixels']} with NaN pixels")
+    console.print(f"wrote {path} ({sum(len(sr.fibermap) for sr in reductions)} fibers) in {time.perf_counter() - t0:.1f} s")
+
+
+@friendly_errors
+def classify_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="training run folder (`drcnet train`)")],
+    exposure: Annotated[Path, typer.Option("--exposure", help="exposure folder (raw frames + fiber maps)")],
+    out: Annotated[Path, typer.Option("--out", help="catalogue file: .csv or .fits")],
+    qa: Annotated[Optional[Path], typer.Option("--qa", help="QA page folder (default: <out stem>_qa next to the catalogue)")] = None,
+    no_qa: Annotated[bool, typer.Option("--no-qa", help="skip the QA page")] = False,
+    dataset: Annotated[Optional[Path], typer.Option("--dataset", help="also write the reduced dataset file here")] = None,
+    spid: Annotated[Optional[list[int]], typer.Option("--spid", help="only these spectrographs (repeatable)")] = None,
+    run: Annotated[Optional[int], typer.Option("--run", help="run number of the science exposure when there are several")] = None,
+    data_root: Annotated[Optional[Path], typer.Option("--data-root", help="reference data folder, for the arc line lists")] = None,
+) -> None:
+    """Classify every object fiber of a raw exposure: catalogue (pred, prob_F/G/K, S/N_r, flags) and QA page."""
+    from drcnet.frames.catalogue import classify_exposure
+
+    qa_dir = None if no_qa else (qa or out.with_name(out.name.split(".")[0] + "_qa"))
+    res = classify_exposure(run_dir, exposure, out, dataset_out=dataset, qa_dir=qa_dir, spids=spid, run=run,
+                            data_root=data_root)
+    t = res.timings
+    console.print(f"wrote {res.catalogue} ({len(res.table)} object fibers): reduce {t['reduce']:.1f} s, "
+                  f"classify {t['classify']:.1f} s" + (f", QA {t['qa']:.1f} s -> {res.qa}" if res.qa else ""))
+    if res.accuracy is not None:
+        console.print(f"accuracy against the fiber map's truth: {res.accuracy:.3f}")
+
+
+frames_app.command("simulate")(simulate_cmd)
+frames_app.command("reduce")(reduce_cmd)
+frames_app.command("classify")(classify_cmd)
+_cli.app.add_typer(frames_app, name="frames")

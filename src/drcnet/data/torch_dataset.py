@@ -1,0 +1,172 @@
+"""PyTorch view of a dataset file (:mod:`drcnet.data.schema`), read lazily from disk.
+
+:class:`SpectraDataset` keeps only the small per-object columns (label, split, S/N, object id) in
+memory; stripes and 1D spectra are read object by object from the HDF5 file when asked for. The
+file is opened on first access *in each process* (each DataLoader worker and each DDP rank opens
+its own handle; a handle is never shared across ``fork``), so a paper-size file streams with flat
+memory.
+
+Each item is ``(x, y, index)``: ``x`` the normalised model input (:mod:`drcnet.data.normalize`),
+``y`` the class label (int64, -1 unknown) and ``index`` the position within the dataset.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from drcnet.data.normalize import prepare_input
+from drcnet.data.schema import SPLIT_NAMES, decode, snr_bin
+
+INPUT_KINDS = ("stripes", "spectra1d")
+
+
+def split_names(h5: h5py.File) -> list[str]:
+    """The file's split names (``split_names`` attribute, default train/val/test)."""
+    raw = h5.attrs.get("split_names", ",".join(SPLIT_NAMES))
+    if isinstance(raw, bytes):
+        raw = raw.decode()
+    return [s for s in str(raw).split(",") if s]
+
+
+def split_index(path: str | Path, split: str) -> int:
+    """Index of split ``split`` in the file at ``path`` (raises with the valid names)."""
+    with h5py.File(path, "r") as h:
+        names = split_names(h)
+    if split not in names:
+        raise ValueError(f"{path}: no split named {split!r}; the file has {names}")
+    return names.index(split)
+
+
+class SpectraDataset(Dataset):
+    """Objects of one dataset file (optionally one split) as model inputs.
+
+    Parameters
+    ----------
+    path
+        Dataset HDF5 file.
+    input_kind
+        ``"stripes"`` -> ``x`` is ``(2, 11, 3000)`` float32 Z-scored per stripe;
+        ``"spectra1d"`` -> ``x`` is ``(1, 6000)`` float32 (per-arm Z-scored ``flux1d - sky1d``, concatenated).
+    split
+        Split name (``"train"``, ``"val"``, ``"test"``) or ``None`` for all objects.
+    indices
+        Explicit file rows (sorted); overrides ``split``.
+    labelled_only
+        Drop objects with label -1.
+    """
+
+    def __init__(self, path: str | Path, input_kind: str = "stripes", split: str | None = None,
+                 indices: np.ndarray | None = None, labelled_only: bool = False) -> None:
+        if input_kind not in INPUT_KINDS:
+            raise ValueError(f"input_kind must be one of {INPUT_KINDS}, got {input_kind!r}")
+        self.path = str(path)
+        self.input_kind = input_kind
+        self.split = split
+        if not Path(self.path).is_file():
+            raise FileNotFoundError(f"dataset file {self.path} does not exist (make one with `drcnet simulate`)")
+        with h5py.File(self.path, "r") as h:
+            n = h["label"].shape[0]
+            label = h["label"][:].astype(np.int64)
+            split_col = h["split"][:] if "split" in h else np.zeros(n, np.int8)
+            snr = h["snr_r"][:].astype(np.float32) if "snr_r" in h else np.full(n, np.nan, np.float32)
+            sbin = h["snr_bin"][:].astype(np.int8) if "snr_bin" in h else snr_bin(snr)
+            oid = decode(h["object_id"][:]) if "object_id" in h else [str(i) for i in range(n)]
+            names = split_names(h)
+            missing = [k for k in (("stripes",) if input_kind == "stripes" else ("flux1d", "sky1d")) if k not in h]
+        if missing:
+            raise KeyError(f"{self.path} lacks {missing}, needed for input kind {input_kind!r}")
+        if indices is not None:
+            rows = np.asarray(indices, dtype=np.int64)
+        elif split is not None:
+            if split not in names:
+                raise ValueError(f"{self.path}: no split named {split!r}; the file has {names}")
+            rows = np.flatnonzero(split_col == names.index(split))
+        else:
+            rows = np.arange(n)
+        if labelled_only:
+            rows = rows[label[rows] >= 0]
+        self.rows = rows
+        self.labels = label[rows]
+        self.snr_r = snr[rows]
+        self.snr_bin = sbin[rows]
+        self.object_id = [oid[i] for i in rows]
+        self._h5: h5py.File | None = None
+        self._pid: int | None = None
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def _file(self) -> h5py.File:
+        if self._h5 is None or self._pid != os.getpid():
+            # a handle inherited through fork is not used: open our own
+            self._h5 = h5py.File(self.path, "r")
+            self._pid = os.getpid()
+        return self._h5
+
+    def read_raw(self, i: int) -> dict[str, np.ndarray]:
+        """The raw arrays of item ``i`` (stripes, or flux1d and sky1d)."""
+        h = self._file()
+        row = int(self.rows[i])
+        if self.input_kind == "stripes":
+            return {"stripes": h["stripes"][row]}
+        return {"flux1d": h["flux1d"][row], "sky1d": h["sky1d"][row]}
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+        x = prepare_input(self.input_kind, **self.read_raw(i))
+        return torch.from_numpy(x), torch.tensor(self.labels[i], dtype=torch.int64), int(i)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_h5"] = None
+        state["_pid"] = None
+        return state
+
+    def close(self) -> None:
+        """Close this process's file handle (it is reopened on next access)."""
+        if self._h5 is not None and self._pid == os.getpid():
+            self._h5.close()
+        self._h5 = None
+
+
+def dataset_fingerprint(path: str | Path) -> dict[str, Any]:
+    """Identify a dataset file by content without reading all of it.
+
+    The ``sha256`` covers: the root attributes (sorted, JSON), every dataset's name, shape and dtype,
+    the full small per-object columns (``label``, ``split``, ``snr_r``, ``object_id``) and the first
+    and last object's ``stripes`` and ``flux1d``. Any change in the object list, labels, splits or the
+    simulation config changes it; it takes milliseconds for a paper-size file. File size and mtime
+    are recorded alongside for information only (a copy of the file keeps the same fingerprint).
+    """
+    path = Path(path)
+    h = hashlib.sha256()
+    with h5py.File(path, "r") as f:
+        attrs = {}
+        for key, value in sorted(f.attrs.items()):
+            if isinstance(value, bytes):
+                value = value.decode()
+            attrs[key] = value.tolist() if hasattr(value, "tolist") else value
+        h.update(json.dumps(attrs, sort_keys=True, default=str).encode())
+        items: list[tuple[str, h5py.Dataset]] = []
+        f.visititems(lambda name, obj: items.append((name, obj)) if isinstance(obj, h5py.Dataset) else None)
+        for name, ds in sorted(items, key=lambda t: t[0]):
+            h.update(f"{name}:{ds.shape}:{ds.dtype}".encode())
+        for key in ("label", "split", "snr_r", "object_id"):
+            if key in f:
+                h.update(np.ascontiguousarray(f[key][:]).tobytes())
+        n = f["label"].shape[0] if "label" in f else 0
+        for key in ("stripes", "flux1d"):
+            if key in f and n:
+                h.update(np.ascontiguousarray(f[key][0]).tobytes())
+                h.update(np.ascontiguousarray(f[key][n - 1]).tobytes())
+    st = path.stat()
+    return {"sha256": h.hexdigest(), "path": str(path.resolve()), "size_bytes": st.st_size,
+            "mtime": st.st_mtime, "n_objects": int(n)}

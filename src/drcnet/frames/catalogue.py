@@ -1,0 +1,215 @@
+"""Classify a whole exposure: raw frames -> reduction -> model -> catalogue (CSV or FITS) + QA page.
+
+:func:`classify_exposure` is what ``drcnet frames classify`` (and ``drcnet predict RUN_DIR
+--exposure DIR``) runs. The catalogue has one row per object fiber (fiber type
+Obj, F-std or PosErr) of every reduced spectrograph::
+
+    spid, fiber, object_id, fibertype, mag_r, pred, prob_F, prob_G, prob_K, snr_r, flags, flag_names
+    (+ true_class, true_subclass, true_snr_r, correct   when the fiber map has the TRUE_* columns)
+
+Fibers whose trace is lost get an empty ``pred`` and NaN probabilities: their
+stripe holds no light, and a class for it would be noise.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from astropy.io import fits
+from astropy.table import Table
+
+from drcnet import CLASSES
+from drcnet.data.schema import FLAG_BITS, flags_to_names
+from drcnet.frames.lamost import provenance_cards
+from drcnet.provenance import atomic_path, provenance, write_json_atomic
+from drcnet.reduce.output import object_ids, write_reduced_dataset
+from drcnet.reduce.pipeline import ARMS, ReduceConfig, SpectrographReduction, reduce_exposure
+
+Predictor = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+"""``(stripes (N,2,11,3000), flux1d (N,2,3000), sky1d (N,2,3000)) -> class probabilities (N, 3)``."""
+
+
+def load_predictor(run_dir: str | Path, batch_size: int = 64) -> tuple[Predictor, dict[str, Any]]:
+    """A predictor from a training run folder (best weights), and a description of the run.
+
+    The input is normalised as in training (:func:`drcnet.data.normalize.prepare_input`,
+    by the model's ``input_kind``); probabilities are the softmax of the logits.
+    """
+    import torch
+
+    from drcnet.data.normalize import prepare_input
+    from drcnet.train.run import load_model
+
+    model, info = load_model(run_dir)
+
+    def predict(stripes: np.ndarray, flux1d: np.ndarray, sky1d: np.ndarray) -> np.ndarray:
+        out = np.zeros((stripes.shape[0], len(CLASSES)), dtype=np.float32)
+        with torch.inference_mode():
+            for s in range(0, stripes.shape[0], batch_size):
+                sl = slice(s, s + batch_size)
+                x = prepare_input(info.input_kind, stripes=stripes[sl].astype(np.float32),
+                                  flux1d=flux1d[sl], sky1d=sky1d[sl])
+                logits = model(torch.as_tensor(np.ascontiguousarray(x), dtype=torch.float32))
+                out[sl] = torch.softmax(logits, dim=1).numpy()
+        return out
+
+    return predict, {"run_dir": str(run_dir), "model": info.model_name, "input_kind": info.input_kind}
+
+
+def model_inputs(sr: SpectrographReduction) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Stripes, flux1d and sky1d of a reduced spectrograph as the dataset file stores them.
+
+    The stripes go through float16 like the file, so a catalogue made from memory and
+    one made from the written dataset agree.
+    """
+    arms = [sr.arms[a] for a in ARMS]
+    stripes = np.stack([a.stripes for a in arms], axis=1).astype(np.float16)
+    flux = np.stack([a.flux1d for a in arms], axis=1).astype(np.float32)
+    sky = np.stack([a.sky1d for a in arms], axis=1).astype(np.float32)
+    return stripes, flux, sky
+
+
+def catalogue_table(reductions: Sequence[SpectrographReduction], probs: Sequence[np.ndarray]) -> Table:
+    """The catalogue: one row per object fiber, with truth columns when the fiber maps have them."""
+    rows: dict[str, list[Any]] = {k: [] for k in ("spid", "fiber", "object_id", "fibertype", "mag_r", "pred",
+                                                   "prob_F", "prob_G", "prob_K", "snr_r", "flags", "flag_names")}
+    has_truth = all(sr.fibermap.truth is not None for sr in reductions)
+    if has_truth:
+        for k in ("true_class", "true_subclass", "true_snr_r", "correct"):
+            rows[k] = []
+    for sr, p in zip(reductions, probs, strict=True):
+        fm = sr.fibermap
+        ids = object_ids(sr)
+        lost = (sr.flags & FLAG_BITS["trace_lost"]) > 0
+        for f in np.flatnonzero(fm.is_object):
+            pf = np.full(3, np.nan) if lost[f] else p[f]
+            pred = "" if lost[f] else CLASSES[int(np.argmax(pf))]
+            rows["spid"].append(sr.spid)
+            rows["fiber"].append(int(fm.fiber[f]))
+            rows["object_id"].append(str(ids[f]))
+            rows["fibertype"].append(str(fm.fibertype[f]))
+            rows["mag_r"].append(float(fm.mag[f]))
+            rows["pred"].append(pred)
+            for c, v in zip(CLASSES, pf, strict=True):
+                rows[f"prob_{c}"].append(float(v))
+            rows["snr_r"].append(float(sr.snr_r[f]))
+            rows["flags"].append(int(sr.flags[f]))
+            rows["flag_names"].append(",".join(flags_to_names(int(sr.flags[f]))))
+            if has_truth:
+                t = fm.truth or {}
+                tc = str(t["TRUE_CLASS"][f])
+                rows["true_class"].append(tc)
+                rows["true_subclass"].append(str(t["TRUE_SUBCLASS"][f]))
+                rows["true_snr_r"].append(float(t["TRUE_SNR_R"][f]))
+                rows["correct"].append(bool(pred and tc and pred == tc))
+    table = Table(rows)
+    for c in ("prob_F", "prob_G", "prob_K", "snr_r", "mag_r"):
+        table[c].info.format = ".4f"
+    return table
+
+
+def write_catalogue(table: Table, out: str | Path, prov: dict[str, Any]) -> Path:
+    """Write the catalogue as CSV (``.csv``, provenance in ``<out>.provenance.json``) or FITS (header cards)."""
+    out = Path(out)
+    suffix = out.name.lower()
+    if suffix.endswith((".fits", ".fit", ".fits.gz")):
+        hdu = fits.BinTableHDU(table, name="CATALOGUE")
+        for key, value, comment in provenance_cards(prov):
+            hdu.header[key] = (value, comment)
+        with atomic_path(out) as tmp:
+            fits.HDUList([fits.PrimaryHDU(), hdu]).writeto(tmp, overwrite=True)
+    elif suffix.endswith(".csv"):
+        with atomic_path(out) as tmp:
+            table.write(tmp, format="ascii.csv", overwrite=True)
+        write_json_atomic(out.with_name(out.name + ".provenance.json"), prov)
+    else:
+        raise ValueError(f"{out}: the catalogue must end in .csv or .fits")
+    return out
+
+
+@dataclass
+class ClassifyResult:
+    """What :func:`classify_exposure` produced."""
+
+    catalogue: Path
+    table: Table
+    dataset: Path | None
+    qa: Path | None
+    timings: dict[str, float] = field(default_factory=dict)
+    accuracy: float | None = None
+
+
+def classify_exposure(run_dir: str | Path | None, exposure: str | Path, out: str | Path,
+                      config: ReduceConfig | None = None, dataset_out: str | Path | None = None,
+                      qa_dir: str | Path | None = None, predictor: Predictor | None = None,
+                      spids: list[int] | None = None, run: int | None = None,
+                      data_root: str | Path | None = None) -> ClassifyResult:
+    """Reduce an exposure, classify every object fiber, write the catalogue (and dataset, QA page).
+
+    Parameters
+    ----------
+    run_dir
+        Training run folder (ignored when ``predictor`` is given).
+    exposure
+        Exposure folder of raw frames and fiber maps.
+    out
+        Catalogue file, ``.csv`` or ``.fits``.
+    dataset_out
+        Also write the reduced dataset file here (same schema as ``drcnet simulate``).
+    qa_dir
+        Write the QA page (``index.html`` and PNGs) here.
+    predictor
+        Use this instead of loading ``run_dir`` (tests, other front ends).
+    """
+    config = config or ReduceConfig()
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    run_info: dict[str, Any] = {}
+    if predictor is None:
+        if run_dir is None:
+            raise ValueError("give a training run folder (or a predictor) to classify with")
+        predictor, run_info = load_predictor(run_dir)
+    timings["load_model"] = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    reductions = reduce_exposure(exposure, config, spids=spids, run=run, data_root=data_root)
+    timings["reduce"] = time.perf_counter() - t1
+    t2 = time.perf_counter()
+    probs = [predictor(*model_inputs(sr)) for sr in reductions]
+    table = catalogue_table(reductions, probs)
+    timings["classify"] = time.perf_counter() - t2
+    cfg = {"reduce": config.model_dump(mode="json"), "exposure": str(Path(exposure).resolve()), "run": run_info}
+    prov = provenance(cfg)
+    t3 = time.perf_counter()
+    path = write_catalogue(table, out, prov)
+    timings["write_catalogue"] = time.perf_counter() - t3
+    dataset = None
+    if dataset_out is not None:
+        t4 = time.perf_counter()
+        dataset = write_reduced_dataset(reductions, dataset_out, config, exposure)
+        timings["write_dataset"] = time.perf_counter() - t4
+    accuracy = None
+    if "correct" in table.colnames:
+        known = np.array([bool(c) for c in table["true_class"]]) & np.array([bool(p) for p in table["pred"]])
+        accuracy = float(np.mean(np.asarray(table["correct"])[known])) if known.any() else None
+    qa = None
+    if qa_dir is not None:
+        from drcnet.frames.qa import write_qa_page
+
+        t5 = time.perf_counter()
+        qa = write_qa_page(qa_dir, reductions, table, exposure, prov)
+        timings["qa"] = time.perf_counter() - t5
+    timings["total"] = time.perf_counter() - t0
+    return ClassifyResult(catalogue=path, table=table, dataset=dataset, qa=qa, timings=timings, accuracy=accuracy)
+
+
+def summary_json(result: ClassifyResult) -> str:
+    """One-line JSON summary of a classification (for logs and benchmarks)."""
+    counts = {c: int(np.sum(np.asarray(result.table["pred"]) == c)) for c in CLASSES}
+    return json.dumps({"catalogue": str(result.catalogue), "rows": len(result.table), "pred_counts": counts,
+                       "accuracy": result.accuracy, "timings_s": {k: round(v, 3) for k, v in result.timings.items()}})

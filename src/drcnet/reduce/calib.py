@@ -1,0 +1,148 @@
+"""Overscan and bias: from raw ADU to net ADU, per amplifier.
+
+LAMOST's rule (``../shared/REFERENCE.md`` section 4): every pixel minus the
+mean of its own row of its amplifier's overscan strip. The five bias frames of
+a set then tell whether anything is left: their overscan-subtracted mean (the
+master bias) is reduced to a per-column pattern, and that pattern is
+subtracted only when it is *significant* - when it exceeds what the read noise
+alone leaves in a mean of ``n_frames x 4136`` pixels. A master bias made of
+noise only would just add its noise to every science pixel (and break the
+reproduction of the forward model's stripes); a real pattern (a column
+structure, an offset between the overscan and the data area) is removed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from drcnet.instrument import N_COLS
+from drcnet.simulate.ccd import overscan_level
+
+ALL_COLS = np.arange(N_COLS)
+AMP_COLS = (slice(0, N_COLS // 2), slice(N_COLS // 2, N_COLS))
+
+
+def levels(overscan: np.ndarray) -> np.ndarray:
+    """Overscan level of every row and amplifier ``(rows, 2)``; NaN pixels are ignored.
+
+    Equals :func:`drcnet.simulate.ccd.overscan_level` for frames without NaN.
+    """
+    if overscan.dtype.kind == "f" and np.isnan(overscan).any():
+        with np.errstate(invalid="ignore"), _quiet():
+            return np.nanmean(overscan.astype(np.float64), axis=2)
+    return overscan_level(overscan)
+
+
+class _quiet:
+    def __enter__(self) -> None:
+        import warnings
+
+        self._w = warnings.catch_warnings()
+        self._w.__enter__()
+        warnings.simplefilter("ignore", RuntimeWarning)
+
+    def __exit__(self, *exc: object) -> None:
+        self._w.__exit__(*exc)
+
+
+def net_image(data: np.ndarray, level: np.ndarray, bias_columns: np.ndarray | None = None,
+              dtype: type = np.float32) -> np.ndarray:
+    """Net ADU of a whole data area: ``data - level[row, amp(col)] (- bias pattern)``."""
+    out = data.astype(dtype)
+    for a, cols in enumerate(AMP_COLS):
+        out[:, cols] -= level[:, a].astype(dtype)[:, None]
+    if bias_columns is not None:
+        out -= bias_columns.astype(dtype)[None, :]
+    return out
+
+
+@dataclass
+class BiasModel:
+    """What the bias frames say about the bias left after the overscan.
+
+    Attributes
+    ----------
+    columns
+        Per-column pattern (ADU) of the master bias, ``(4096,)``.
+    applied
+        Whether the reduction subtracts it (it is significant).
+    n_frames
+        Bias frames used (0: none given; then nothing is subtracted).
+    read_noise_adu
+        Read noise measured from the bias frames (NaN without them).
+    chi2
+        Mean squared pattern over its expected noise (about 1 for pure noise).
+    offset_adu
+        Mean pattern of each amplifier (data area minus overscan).
+    """
+
+    columns: np.ndarray
+    applied: bool
+    n_frames: int
+    read_noise_adu: float
+    chi2: float
+    offset_adu: tuple[float, float]
+
+    def summary(self) -> dict[str, object]:
+        return {"n_frames": self.n_frames, "applied": self.applied, "read_noise_adu": round(self.read_noise_adu, 3),
+                "chi2": round(self.chi2, 3), "offset_adu": [round(o, 4) for o in self.offset_adu],
+                "pattern_rms_adu": round(float(np.std(self.columns)), 4)}
+
+
+def bias_model(bias_frames: Sequence[tuple[np.ndarray, np.ndarray]], significance: float = 5.0) -> BiasModel:
+    """Build the master-bias pattern from ``(data, overscan)`` pairs of bias frames.
+
+    Each frame is overscan-subtracted, winsorised at +-8 read noises around its
+    amplifier's median (rare cosmic rays and hot pixels do not pull the mean)
+    and averaged over its rows; the read noise is measured from differences of
+    consecutive frames.
+
+    Parameters
+    ----------
+    bias_frames
+        Data areas ``(rows, 4096)`` and overscans ``(rows, 2, 32)`` of the bias frames.
+    significance
+        The pattern is applied when its chi-square per column exceeds
+        ``1 + significance * sqrt(2 / n_columns)`` or an amplifier's mean offset
+        exceeds ``significance`` standard errors.
+    """
+    n = len(bias_frames)
+    if n == 0:
+        return BiasModel(np.zeros(N_COLS), False, 0, float("nan"), float("nan"), (0.0, 0.0))
+    col_sum = np.zeros(N_COLS)
+    prev = None
+    noise_est = []
+    rows = bias_frames[0][0].shape[0]
+    n_over = bias_frames[0][1].shape[2]
+    rn = float("nan")
+    for data, over in bias_frames:
+        net = net_image(data, levels(over))
+        if data.dtype.kind == "f":
+            net = np.nan_to_num(net, nan=0.0, copy=False)
+        sample = net[::8, ::8]
+        if not np.isfinite(rn):
+            rn = float(1.4826 * np.median(np.abs(sample - np.median(sample)))) or 1.0
+        for c in AMP_COLS:
+            centre = float(np.median(net[::8, c][:, ::8]))
+            np.clip(net[:, c], centre - 8 * rn, centre + 8 * rn, out=net[:, c])
+        col_sum += net.mean(axis=0, dtype=np.float64)
+        if prev is not None:
+            diff = (net[::4, ::4] - prev).ravel()
+            noise_est.append(1.4826 * float(np.median(np.abs(diff - np.median(diff)))) / np.sqrt(2))
+        prev = net[::4, ::4].copy()
+    columns = col_sum / n
+    if noise_est:
+        rn = float(np.median(noise_est))
+    # a column mean's noise: the read noise of its own pixels; an amplifier's mean offset also carries the
+    # noise of the overscan levels (32 pixels per row), common to all its columns
+    sigma_col = rn / np.sqrt(rows * n)
+    sigma_amp = rn * np.sqrt(1.0 / (n_over * rows * n) + 1.0 / (rows * n * N_COLS // 2))
+    chi2 = float(np.mean([np.mean(((columns[c] - columns[c].mean()) / sigma_col) ** 2) for c in AMP_COLS]))
+    offsets = tuple(float(columns[c].mean()) for c in AMP_COLS)
+    offset_sig = max(abs(o) / sigma_amp for o in offsets)
+    applied = chi2 > 1 + significance * np.sqrt(2.0 / N_COLS) or offset_sig > significance
+    return BiasModel(columns=columns, applied=bool(applied), n_frames=n, read_noise_adu=rn, chi2=chi2,
+                     offset_adu=offsets)  # type: ignore[arg-type]

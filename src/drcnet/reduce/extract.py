@@ -1,0 +1,197 @@
+"""Cutting the paper's stripes and extracting 1D spectra: boxcar (aperture) and optimal (Horne 1986).
+
+All functions work on every fiber at once: stripes are ``(n_fibers, 11, n_cols)``.
+
+* :func:`stripe_rows_all` -- ``round(trace) + k``, ``k = -5..5`` (the paper's centre pixel +-5);
+* :func:`cut_stripes` -- raw pixels minus the overscan level of their own row and amplifier, the
+  same arithmetic as :func:`drcnet.simulate.ccd.subtract_overscan` in the forward model;
+* :func:`boxcar` -- the aperture sum and its inverse variance
+  (:func:`drcnet.simulate.render.boxcar_extract`, the dataset path's function);
+* :func:`optimal_extract` -- Horne (1986, PASP 98, 609): profile-weighted fit with the
+  spatial profile of the lamp flat, variance from gain and read noise, iterative
+  rejection of cosmic-ray pixels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from drcnet.instrument import N_COLS, N_ROWS, STRIPE_HALF_ROWS
+from drcnet.simulate.ccd import amplifier_of
+from drcnet.simulate.render import boxcar_extract
+
+
+def stripe_rows_all(centres: np.ndarray, half: int = STRIPE_HALF_ROWS) -> np.ndarray:
+    """Row of every stripe pixel ``(n_fibers, 2 half + 1, n_cols)`` from trace centres ``(n_fibers, n_cols)``.
+
+    Same rounding as :func:`drcnet.simulate.ccd.stripe_rows` (``floor(trace + 0.5)``).
+    """
+    centre = np.floor(centres + 0.5).astype(np.intp)
+    return centre[:, None, :] + np.arange(-half, half + 1)[None, :, None]
+
+
+@dataclass
+class StripePixels:
+    """Where every stripe pixel lies on the CCD: rows ``(n_fibers, 11, n_cols)`` and columns ``(n_cols,)``.
+
+    Computed once per arm and reused for the science frame, the flat and its
+    smoothed copy (:meth:`take` gathers with precomputed flat indices).
+    """
+
+    rows: np.ndarray
+    cols: np.ndarray
+    off: np.ndarray
+
+    @classmethod
+    def from_centres(cls, centres: np.ndarray, cols: np.ndarray, half: int = STRIPE_HALF_ROWS,
+                     n_rows: int = N_ROWS) -> StripePixels:
+        rows = stripe_rows_all(centres, half)
+        off = (rows < 0) | (rows >= n_rows)
+        return cls(rows=np.clip(rows, 0, n_rows - 1), cols=np.asarray(cols), off=off)
+
+    def take(self, image: np.ndarray, col_offset: int = 0) -> np.ndarray:
+        """Pixels of a C-contiguous 2D ``image`` at the stripe pixels (column ``c`` is image column ``c + col_offset``)."""
+        image = np.ascontiguousarray(image)
+        idx = self.rows * image.shape[1] + (self.cols + col_offset)[None, None, :]
+        return np.take(image.reshape(-1), idx)
+
+
+def gather(image: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pixels of ``image`` at ``rows`` (``(..., n_cols)``) and columns ``cols``; rows off the CCD are clipped.
+
+    Returns the pixels and a mask of the ones that were off the CCD.
+    """
+    off = (rows < 0) | (rows >= image.shape[0])
+    r = np.clip(rows, 0, image.shape[0] - 1)
+    return image[r, cols], off
+
+
+def cut_stripes(raw_frame: np.ndarray, level: np.ndarray, pixels: StripePixels, data_col_offset: int,
+                bias_columns: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The paper's stripes of every fiber, net of overscan (and bias pattern when given).
+
+    Parameters
+    ----------
+    raw_frame
+        The raw frame (uint16, or float with NaN); data column ``c`` is frame
+        column ``c + data_col_offset``.
+    level
+        Overscan level ``(rows, 2)`` of amplifiers A and B.
+    pixels
+        The stripe pixels (:meth:`StripePixels.from_centres`).
+
+    Returns
+    -------
+    stripes, raw
+        Net ADU ``(n_fibers, 11, n_cols)`` float64 (NaN off the CCD), and the
+        raw pixel values (for the saturation test). The arithmetic is the
+        forward model's: ``raw.astype(float64) - level[row, amplifier]``.
+    """
+    raw = pixels.take(raw_frame, data_col_offset)
+    amp = amplifier_of(pixels.cols)
+    lev = np.take(np.ascontiguousarray(level).reshape(-1), pixels.rows * level.shape[1] + amp[None, None, :])
+    net = raw.astype(np.float64) - lev
+    if bias_columns is not None:
+        net -= bias_columns[pixels.cols]
+    net[pixels.off] = np.nan
+    return net, raw
+
+
+def boxcar(stripes: np.ndarray, gain: float, read_noise_adu: float) -> tuple[np.ndarray, np.ndarray]:
+    """Aperture sum of every stripe and its inverse variance ``(n_fibers, n_cols)`` each.
+
+    Uses :func:`drcnet.simulate.render.boxcar_extract` (the dataset path's
+    extraction) on the stripes' row axis.
+    """
+    flux, ivar = boxcar_extract(np.moveaxis(stripes, 1, 0), gain, read_noise_adu)
+    return flux, ivar
+
+
+def spatial_profile(flat_stripes: np.ndarray, smooth: int = 9) -> np.ndarray:
+    """Normalised spatial profile per column from the flat's stripes (same pixels as the science stripes).
+
+    Negative pixels are set to 0, each column is divided by its sum over the
+    aperture. ``smooth`` > 1 averages the flat over that many columns first,
+    along each stripe row (the profile changes slowly; where the rounded trace
+    steps by a row the running mean is taken in CCD rows, not stripe rows,
+    because the stripes are cut from a smoothed flat - see :func:`smooth_columns`).
+    """
+    p = np.clip(np.nan_to_num(flat_stripes, nan=0.0), 0, None).astype(np.float32)
+    total = p.sum(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, p / total, 0.0)
+
+
+def smooth_columns(image: np.ndarray, size: int) -> np.ndarray:
+    """Running mean of ``image`` along its columns (``size`` columns), NaN-safe (NaN counts as 0)."""
+    from scipy.ndimage import uniform_filter1d
+
+    if size <= 1:
+        return image
+    img = image.astype(np.float32)
+    if np.isnan(img).any():
+        img = np.nan_to_num(img, nan=0.0)
+    return uniform_filter1d(img, size, axis=1, mode="nearest")
+
+
+@dataclass
+class OptimalResult:
+    """Result of :func:`optimal_extract` (arrays ``(n_fibers, n_cols)`` unless said otherwise)."""
+
+    flux: np.ndarray
+    ivar: np.ndarray
+    rejected: np.ndarray
+    """``(n_fibers, 11, n_cols)`` pixels rejected as outliers (cosmic rays, bad pixels)."""
+    model: np.ndarray
+    """``(n_fibers, 11, n_cols)`` ``flux * profile``: the fitted stripe."""
+
+
+def optimal_extract(stripes: np.ndarray, profile: np.ndarray, gain: float, read_noise_adu: float,
+                    clip_sigma: float = 5.0, iterations: int = 3, bad: np.ndarray | None = None) -> OptimalResult:
+    """Horne (1986) optimal extraction of every stripe.
+
+    With the normalised spatial profile ``P`` (sum 1 over the aperture, per
+    column), the data ``D`` and the variance model ``V = max(f P, 0) / gain +
+    read_noise^2`` (ADU^2), each column's flux is ``f = sum(M P D / V) / sum(M P^2 / V)``
+    with variance ``sum(M P) / sum(M P^2 / V)``. ``M`` masks pixels whose
+    residual exceeds ``clip_sigma`` standard deviations (the worst one per
+    column and iteration, as Horne does) and ``bad`` pixels. The flux is on
+    the same scale as the boxcar sum over the aperture.
+    """
+    d = np.nan_to_num(stripes, nan=0.0)
+    p = profile
+    mask = np.ones(d.shape, dtype=bool) if bad is None else ~bad
+    rn2 = read_noise_adu**2
+    f = (d * mask).sum(axis=1) / np.maximum((p * mask).sum(axis=1), 1e-12)
+    rejected = np.zeros(d.shape, dtype=bool)
+    for _ in range(iterations):
+        model = f[:, None, :] * p
+        var = np.clip(model, 0, None) / gain + rn2
+        resid2 = (d - model) ** 2 / var
+        resid2 = np.where(mask, resid2, 0.0)
+        worst = resid2.max(axis=1, keepdims=True)
+        hit = (resid2 == worst) & (worst > clip_sigma**2)
+        if hit.any():
+            mask &= ~hit
+            rejected |= hit
+        w = mask * p / var
+        denom = (w * p).sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            f = np.where(denom > 0, (w * d).sum(axis=1) / denom, 0.0)
+    model = f[:, None, :] * p
+    var = np.clip(model, 0, None) / gain + rn2
+    denom = (mask * p * p / var).sum(axis=1)
+    psum = (mask * p).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ivar = np.where((denom > 0) & (psum > 0), denom / psum, 0.0)
+    return OptimalResult(flux=f, ivar=ivar, rejected=rejected, model=model)
+
+
+def full_width_boxcar(image: np.ndarray, centres: np.ndarray, half: int = STRIPE_HALF_ROWS) -> np.ndarray:
+    """Aperture sums ``(n_fibers, 4096)`` of a net image along traces over every column (arc spectra)."""
+    pixels = StripePixels.from_centres(centres, np.arange(N_COLS), half, n_rows=image.shape[0])
+    pix = pixels.take(image)
+    pix[pixels.off] = 0.0
+    return np.nansum(pix, axis=1)

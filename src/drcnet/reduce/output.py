@@ -1,0 +1,132 @@
+"""Writing a reduced exposure in the dataset schema of :mod:`drcnet.data.schema`.
+
+Every fiber of every reduced spectrograph is one row - object, sky, unused
+and dead fibers alike - so nothing is silently dropped; sky, unused and dead
+fibers carry their flags and label -1. ``drcnet frames classify`` lists the
+object fibers (Obj, F-std, PosErr).
+
+Beyond the common schema the file holds:
+
+* ``/flux1d_opt``, ``/ivar1d_opt`` ``(N, 2, 3000)`` float32: the optimal (Horne) extraction;
+* ``/fibertype`` ``(N,)`` S8, ``/spid`` ``(N,)`` int8, ``/fiber`` ``(N,)`` int16;
+* ``/params/*``: measured per-fiber values (trace row at the centre column,
+  trace fit rms, wavelength offset, relative fiber throughput per arm,
+  S/N_r of the optimal extraction) and, for simulated exposures, the
+  fiber map's expected S/N_r and magnitude;
+* root attribute ``calibration`` (JSON): per spectrograph and arm the bias,
+  trace and wavelength-solution summaries, the files used and warnings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from drcnet import CLASSES
+from drcnet.data.schema import SPLIT_NAMES, DatasetWriter, snr_bin
+from drcnet.provenance import atomic_path, provenance
+from drcnet.reduce.pipeline import ARMS, ReduceConfig, SpectrographReduction
+from drcnet.simulate.optics import U0
+
+PARAM_NAMES: tuple[str, ...] = (
+    "fiber", "spid", "mag_r", "snr_r_true", "snr_r_opt",
+    "trace_row0_blue", "trace_row0_red", "trace_rms_blue", "trace_rms_red",
+    "wave_shift_px_blue", "wave_shift_px_red", "fiber_throughput_blue", "fiber_throughput_red",
+)
+
+
+def object_ids(sr: SpectrographReduction) -> np.ndarray:
+    """The fiber map's object id, or ``<type>-<spid>-<fiber>`` for fibers without one."""
+    fm = sr.fibermap
+    ids = [o if o else f"{t.lower()}-{sr.planid}-{sr.spid:02d}-{f:03d}"
+           for o, t, f in zip(fm.objid, fm.fibertype, fm.fiber, strict=True)]
+    return np.array(ids)
+
+
+def pack(sr: SpectrographReduction) -> dict[str, np.ndarray]:
+    """All per-fiber arrays of one spectrograph, keyed like the dataset layout."""
+    fm = sr.fibermap
+    n = len(fm)
+    arms = [sr.arms[a] for a in ARMS]
+    truth = fm.truth or {}
+    cls = truth.get("TRUE_CLASS", np.full(n, ""))
+    label = np.array([CLASSES.index(c) if c in CLASSES else -1 for c in cls], dtype=np.int8)
+    out: dict[str, np.ndarray] = {
+        "stripes": np.stack([a.stripes for a in arms], axis=1).astype(np.float16),
+        "flux1d": np.stack([a.flux1d for a in arms], axis=1).astype(np.float32),
+        "ivar1d": np.stack([a.ivar1d for a in arms], axis=1).astype(np.float32),
+        "sky1d": np.stack([a.sky1d for a in arms], axis=1).astype(np.float32),
+        "wave1d": np.stack([a.wave1d for a in arms], axis=1).astype(np.float32),
+        "flux1d_opt": np.stack([a.flux_opt for a in arms], axis=1).astype(np.float32),
+        "ivar1d_opt": np.stack([a.ivar_opt for a in arms], axis=1).astype(np.float32),
+        "label": label,
+        "subclass": np.char.encode(np.asarray(truth.get("TRUE_SUBCLASS", np.full(n, ""))).astype(str)).astype("S8"),
+        "snr_r": sr.snr_r.astype(np.float32),
+        "snr_bin": snr_bin(sr.snr_r),
+        "split": np.full(n, SPLIT_NAMES.index("test"), dtype=np.int8),
+        "object_id": np.char.encode(object_ids(sr)).astype("S40"),
+        "template_id": np.char.encode(np.asarray(truth.get("TRUE_TEMPLATE", np.full(n, ""))).astype(str)).astype("S80"),
+        "flags": sr.flags.astype(np.uint16),
+        "fibertype": np.char.encode(fm.fibertype.astype(str)).astype("S8"),
+        "spid": np.full(n, sr.spid, dtype=np.int8),
+        "fiber": fm.fiber.astype(np.int16),
+    }
+    params = {
+        "fiber": fm.fiber, "spid": np.full(n, sr.spid), "mag_r": fm.mag,
+        "snr_r_true": truth.get("TRUE_SNR_R", np.full(n, np.nan)), "snr_r_opt": sr.snr_r_opt,
+    }
+    for a in arms:
+        centre = a.traces.centres(np.array([U0]))[:, 0]
+        params[f"trace_row0_{a.arm}"] = np.where(a.lost, np.nan, centre)
+        params[f"trace_rms_{a.arm}"] = a.traces.rms
+        params[f"wave_shift_px_{a.arm}"] = a.wave.shift_px
+        params[f"fiber_throughput_{a.arm}"] = np.where(a.lost, np.nan, np.median(a.efficiency, axis=1))
+    for name in PARAM_NAMES:
+        out[f"params/{name}"] = np.asarray(params[name], dtype=np.float32)
+    return out
+
+
+EXTRA = {"flux1d_opt": ((2, 3000), np.float32), "ivar1d_opt": ((2, 3000), np.float32),
+         "fibertype": ((), "S8"), "spid": ((), np.int8), "fiber": ((), np.int16)}
+
+
+def calibration_summary(reductions: Sequence[SpectrographReduction]) -> dict[str, Any]:
+    """Per spectrograph and arm: bias, traces, wavelength solution, files, warnings."""
+    return {f"sp{sr.spid:02d}": {a: sr.arms[a].summary() for a in ARMS} for sr in reductions}
+
+
+def write_reduced_dataset(reductions: Sequence[SpectrographReduction], out: str | Path, config: ReduceConfig,
+                          folder: str | Path) -> Path:
+    """Write reduced spectrographs as one dataset file (atomically)."""
+    n = sum(len(sr.fibermap) for sr in reductions)
+    seeds = {int(sr.arms["red"].header.get("DRCSEED", -1)) for sr in reductions}
+    seed = seeds.pop() if len(seeds) == 1 else None
+    cfg = {"reduce": config.model_dump(mode="json"), "exposure": str(Path(folder).resolve()),
+           "spectrographs": [sr.spid for sr in reductions]}
+    attrs = {
+        "provenance": provenance(cfg, seed if seed is not None and seed >= 0 else None),
+        "config": cfg,
+        "seed": -1 if seed is None else seed,
+        "n_objects": n,
+        "kind": "reduced",
+        "calibration": calibration_summary(reductions),
+        "planid": ",".join(sorted({sr.planid for sr in reductions})),
+    }
+    out = Path(out)
+    with atomic_path(out) as tmp, DatasetWriter(tmp, n, PARAM_NAMES, attrs) as writer:
+        root: dict[str, Any] = {}
+        start = 0
+        blocks = []
+        for sr in reductions:
+            block = pack(sr)
+            blocks.append((start, block))
+            start += len(sr.fibermap)
+        for name, (shape, dtype) in EXTRA.items():
+            root[name] = np.concatenate([b[name] for _, b in blocks]).astype(dtype).reshape(n, *shape)
+        writer.add_table("/", root)
+        for start, block in blocks:
+            writer.write(start, {k: v for k, v in block.items() if k not in EXTRA})
+    return out

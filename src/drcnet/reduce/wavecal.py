@@ -1,0 +1,168 @@
+"""Wavelength calibration from the arc: find the lamp lines in every fiber, fit its wavelength offset.
+
+The instrument's nominal solution (a cubic in the column, :class:`drcnet.instrument.ArmConfig`)
+fixes the shape; each fiber's spectrum is offset along the columns by a few
+tenths of a pixel to a couple of pixels (random part plus the smile across the
+slit). For each fiber the arc spectrum (aperture sum along the trace, all
+4096 columns) is searched near every usable line's nominal column, the line
+is centred with the windowed centroid of :mod:`drcnet.reduce.centroid`, and
+the fiber's offset is the clipped mean of (measured - nominal); with
+``degree=1`` a linear stretch is fitted too.
+
+Usable lines: inside the CCD with a margin, bright enough (after the arm's
+throughput) and isolated (no other line of comparable amplitude within
+``isolation_px``), since a blend pulls the centroid.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from drcnet.frames.arcs import FWHM_PER_SIGMA, ArcLines, columns_of
+from drcnet.instrument import N_COLS, ArmConfig
+from drcnet.reduce.centroid import windowed_centroid
+from drcnet.simulate.optics import U0, arm_throughput, wavelength
+
+
+class WavecalConfig(BaseModel):
+    """Options of :func:`calibrate`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    search_px: float = Field(6.0, gt=0, description="largest offset searched around a line's nominal column")
+    isolation_px: float = Field(14.0, ge=0, description="no line brighter than `blend_ratio` x this one within this distance")
+    blend_ratio: float = Field(0.05, ge=0)
+    min_relative_amplitude: float = Field(0.002, ge=0, description="lines fainter than this share of the brightest are skipped")
+    min_peak_snr: float = Field(15.0, gt=0)
+    edge_px: int = Field(20, ge=0)
+    degree: int = Field(0, ge=0, le=1, description="0: offset only; 1: offset and linear stretch")
+    clip_sigma: float = Field(3.5, gt=1)
+
+
+@dataclass
+class WaveSolution:
+    """Per-fiber wavelength solution of one arm.
+
+    ``shift_px`` and ``stretch`` define ``measured = nominal + shift + stretch * (nominal - 2047.5)``
+    for each line's nominal column; ``rms_px`` and ``n_lines`` describe the fit;
+    ``line_wave``, ``nominal``, ``measured`` (NaN: not found) and ``used`` (kept by
+    the clipped fit) keep the lines for QA and tests.
+    """
+
+    arm: ArmConfig
+    shift_px: np.ndarray
+    stretch: np.ndarray
+    rms_px: np.ndarray
+    n_lines: np.ndarray
+    line_wave: np.ndarray
+    nominal: np.ndarray
+    measured: np.ndarray
+    used: np.ndarray
+
+    def wavelength(self, fiber: int | np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """Vacuum wavelength at ``cols`` for fiber(s) ``fiber`` (0-based)."""
+        f = np.atleast_1d(fiber)
+        x = np.asarray(cols, dtype=float)[None, :]
+        a = self.shift_px[f][:, None]
+        b = self.stretch[f][:, None]
+        nominal_col = (x - a + b * U0) / (1.0 + b)
+        out = wavelength(self.arm, nominal_col, 0.0)
+        return out[0] if np.ndim(fiber) == 0 else out
+
+    def summary(self) -> dict[str, object]:
+        ok = self.n_lines > 0
+        return {"median_rms_px": float(np.median(self.rms_px[ok])) if ok.any() else float("nan"),
+                "median_lines": float(np.median(self.n_lines[ok])) if ok.any() else 0.0,
+                "shift_range_px": [float(self.shift_px[ok].min()), float(self.shift_px[ok].max())] if ok.any() else []}
+
+
+def usable_lines(arm: ArmConfig, lines: ArcLines, cfg: WavecalConfig) -> ArcLines:
+    """Lines of ``lines`` that fall on the arm's CCD, are bright enough and isolated."""
+    col = columns_of(arm, lines.wave)
+    strength = lines.amplitude * arm_throughput(arm, lines.wave)
+    on = (col > cfg.edge_px) & (col < N_COLS - 1 - cfg.edge_px)
+    col, strength, sel = col[on], strength[on], lines.select(on)
+    keep = strength > cfg.min_relative_amplitude * strength.max()
+    for i in range(col.size):
+        near = (np.abs(col - col[i]) < cfg.isolation_px) & (np.arange(col.size) != i)
+        if np.any(strength[near] > cfg.blend_ratio * strength[i]):
+            keep[i] = False
+    return sel.select(keep)
+
+
+def calibrate(arc_spectra: np.ndarray, arm: ArmConfig, lines: ArcLines, noise: np.ndarray,
+              lost: np.ndarray | None = None, config: WavecalConfig | None = None) -> WaveSolution:
+    """Fit every fiber's wavelength offset from its arc spectrum.
+
+    Parameters
+    ----------
+    arc_spectra
+        Aperture sums of the arc along each trace ``(n_fibers, 4096)`` (ADU).
+    arm
+        The arm (nominal solution and resolution).
+    lines
+        Lamp lines (:func:`drcnet.frames.arcs.read_arc_lines`).
+    noise
+        Noise (ADU) of each fiber's arc spectrum, per pixel ``(n_fibers,)``, for the peak S/N cut.
+    lost
+        Fibers to skip (no trace).
+    """
+    cfg = config or WavecalConfig()
+    use = usable_lines(arm, lines, cfg)
+    n_f = arc_spectra.shape[0]
+    nominal = columns_of(arm, use.wave)
+    sigma = np.median(use.wave / arm.resolving_power / FWHM_PER_SIGMA / arm.dispersion)
+    half = int(np.ceil(3 * sigma))
+    measured = np.full((n_f, use.wave.size), np.nan)
+    # coarse: the brightest pixel within the search range, then the windowed centroid
+    offs = np.arange(-int(np.ceil(cfg.search_px)), int(np.ceil(cfg.search_px)) + 1)
+    cols = np.clip(np.round(nominal).astype(int)[:, None] + offs[None, :], 0, N_COLS - 1)
+    lost = np.zeros(n_f, bool) if lost is None else lost
+    fibers = np.flatnonzero(~lost)
+    seg = arc_spectra[fibers][:, cols]                                  # (fibers, lines, search)
+    peak = np.take_along_axis(cols[None, :, :].repeat(fibers.size, 0), seg.argmax(axis=2)[..., None], 2)[..., 0]
+    which = np.repeat(fibers, cols.shape[0])
+    x, _ = windowed_centroid(arc_spectra, peak.ravel().astype(float), sigma, half, which=which)
+    x = x.reshape(peak.shape)
+    height = np.take_along_axis(arc_spectra[fibers], peak, axis=1)
+    bright = height > cfg.min_peak_snr * np.maximum(noise[fibers], 1e-6)[:, None]
+    inside = np.abs(x - nominal[None, :]) <= cfg.search_px
+    measured[fibers] = np.where(bright & inside & np.isfinite(x), x, np.nan)
+    shift = np.zeros(n_f)
+    stretch = np.zeros(n_f)
+    rms = np.full(n_f, np.nan)
+    n_lines = np.zeros(n_f, dtype=int)
+    used = np.zeros(measured.shape, dtype=bool)
+    u = nominal - U0
+    for f in np.flatnonzero(~lost):
+        d = measured[f] - nominal
+        ok = np.isfinite(d)
+        for _ in range(4):
+            if ok.sum() < cfg.degree + 2:
+                break
+            if cfg.degree == 0:
+                a, b = float(np.mean(d[ok])), 0.0
+            else:
+                b, a = np.polyfit(u[ok], d[ok], 1)
+            resid = d - (a + b * u)
+            s = max(1.4826 * float(np.nanmedian(np.abs(resid[ok]))), 0.02)
+            new = np.isfinite(d) & (np.abs(resid) < cfg.clip_sigma * s)
+            if np.array_equal(new, ok):
+                break
+            ok = new
+        if ok.sum() < cfg.degree + 2:
+            continue
+        shift[f], stretch[f] = a, b
+        rms[f] = float(np.sqrt(np.mean((d[ok] - (a + b * u[ok])) ** 2)))
+        n_lines[f] = int(ok.sum())
+        used[f] = ok
+    # fibers without a solution take the median offset of the others
+    solved = n_lines > 0
+    if solved.any():
+        shift[~solved] = np.median(shift[solved])
+        stretch[~solved] = np.median(stretch[solved])
+    return WaveSolution(arm=arm, shift_px=shift, stretch=stretch, rms_px=rms, n_lines=n_lines,
+                        line_wave=use.wave, nominal=nominal, measured=measured, used=used)

@@ -1,0 +1,53 @@
+"""The ``drcnet train`` command (also ``python -m drcnet.train`` for ``torchrun``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from drcnet.train.config import PRESETS, TrainConfig
+
+
+def train_cmd(
+    model: Annotated[str, typer.Option("--model", "-m", help="Registered model: drcnet, rcnet, ffcnn.")],
+    data: Annotated[Path, typer.Option("--data", "-d", help="Dataset HDF5 file (from `drcnet simulate`).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder to create (or resume).")],
+    preset: Annotated[str, typer.Option(help=f"Optimisation defaults: {', '.join(PRESETS)}.")] = "fast",
+    epochs: Annotated[Optional[int], typer.Option(help="Maximum epochs (default: preset).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Batch per process (default: preset).")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Learning rate (default: preset).")] = None,
+    optimizer: Annotated[Optional[str], typer.Option(help="adagrad, adamw, adam or sgd (default: preset).")] = None,
+    weight_decay: Annotated[Optional[float], typer.Option("--weight-decay", help="Default: preset.")] = None,
+    schedule: Annotated[Optional[str], typer.Option(help="constant, onecycle or cosine (default: preset).")] = None,
+    patience: Annotated[Optional[int], typer.Option(help="Early-stop patience in epochs (default: preset).")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")] = False,
+    workers: Annotated[int, typer.Option(help="DataLoader workers per process.")] = 1,
+    threads: Annotated[Optional[int], typer.Option(help="Intra-op threads per process.")] = None,
+    fast: Annotated[bool, typer.Option("--fast/--no-fast", help="CPU fast path (same results).")] = True,
+    class_weights: Annotated[bool, typer.Option("--class-weights", help="Inverse-frequency class weights.")] = False,
+    model_config: Annotated[Optional[str], typer.Option("--model-config", help="JSON overrides of the model config.")] = None,
+    stop_after_epochs: Annotated[Optional[int], typer.Option("--stop-after-epochs", hidden=True,
+                                                             help="Stop after N epochs as if killed (tests).")] = None,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
+) -> None:
+    """Train a model; the run folder gets weights, config, history and checkpoints. Works under torchrun."""
+    from drcnet.train.loop import train
+
+    cfg = TrainConfig(model=model, data=str(data), out=str(out), preset=preset, optimizer=optimizer, lr=lr,
+                      weight_decay=weight_decay, batch_size=batch_size, epochs=epochs, patience=patience,
+                      schedule=schedule, seed=seed, device=device, workers=workers, fast=fast, threads=threads,
+                      class_weights=class_weights, model_config=json.loads(model_config) if model_config else {},
+                      stop_after_epochs=stop_after_epochs, progress=progress)
+    try:
+        meta = train(cfg, resume=resume)
+    except (FileExistsError, FileNotFoundError, ValueError, KeyError) as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from err
+    if meta.get("status"):
+        typer.echo(f"{out}: {meta['status']} after epoch {meta['epochs_run']} (best epoch {meta['best_epoch']}, "
+                   f"val loss {meta['best_val_loss']})")

@@ -1,0 +1,137 @@
+"""Training configuration and the two presets.
+
+``paper`` is Table 2 of Zhang et al. (2023): AdaGrad, lr 0.001, batch 4, up to 300 epochs,
+cross-entropy, early stop after 50 epochs without a lower validation loss, best model kept.
+
+``fast`` reaches the paper preset's accuracy in a small fraction of the CPU time:
+
+* AdamW (lr 2e-3, weight decay 1e-4): adaptive per-parameter steps without AdaGrad's ever-shrinking
+  step size, so far fewer epochs are needed;
+* batch 32: ~8x fewer optimiser steps per epoch than batch 4, and much better CPU utilisation
+  (oneDNN convolutions are ~5x faster per object at batch 32 than at batch 4);
+* one-cycle schedule (linear warm-up over the first 10 % of steps, then cosine decay to lr/100),
+  a pure function of the step number, so resuming needs no scheduler state;
+* at most 40 epochs, early stopping patience 10.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "paper": {"optimizer": "adagrad", "lr": 1e-3, "weight_decay": 0.0, "batch_size": 4, "epochs": 300,
+              "patience": 50, "schedule": "constant", "warmup_frac": 0.0},
+    "fast": {"optimizer": "adamw", "lr": 2e-3, "weight_decay": 1e-4, "batch_size": 32, "epochs": 40,
+             "patience": 10, "schedule": "onecycle", "warmup_frac": 0.1},
+}
+OPTIMIZERS = ("adagrad", "adamw", "adam", "sgd")
+SCHEDULES = ("constant", "onecycle", "cosine")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (stored in ``run.json``).
+
+    Attributes
+    ----------
+    model, data, out
+        Registered model name, dataset file, run folder.
+    preset
+        ``"paper"`` or ``"fast"``: defaults for the optimisation settings below.
+    optimizer, lr, weight_decay, batch_size, epochs, patience, schedule, warmup_frac
+        Optimisation; ``None`` takes the preset's value. ``batch_size`` is per process under DDP.
+    seed
+        Seeds model initialisation and, with the epoch number, the data order and dropout.
+    device
+        ``"auto"`` (CUDA if available), ``"cpu"`` or ``"cuda"``.
+    workers
+        DataLoader worker processes per training process (each opens the HDF5 file itself).
+    fast
+        Use the models' channels-last fast path and the allocator tuning (same results).
+    threads
+        Intra-op threads per process (``None``: cores / processes on this node).
+    class_weights
+        Weight the loss by inverse class frequency of the training split (FFCNN does this).
+    model_config
+        Overrides for the model's config dataclass.
+    stop_after_epochs
+        Stop (as if killed) after this many epochs in this invocation; for testing ``--resume``.
+    progress
+        Show a progress bar.
+    """
+
+    model: str
+    data: str
+    out: str
+    preset: str = "fast"
+    optimizer: str | None = None
+    lr: float | None = None
+    weight_decay: float | None = None
+    batch_size: int | None = None
+    epochs: int | None = None
+    patience: int | None = None
+    schedule: str | None = None
+    warmup_frac: float | None = None
+    seed: int = 0
+    device: str = "auto"
+    workers: int = 1
+    fast: bool = True
+    threads: int | None = None
+    class_weights: bool = False
+    model_config: dict[str, Any] = field(default_factory=dict)
+    stop_after_epochs: int | None = None
+    progress: bool = True
+
+    def resolved(self) -> TrainConfig:
+        """A copy with every ``None`` optimisation setting filled from the preset, validated."""
+        if self.preset not in PRESETS:
+            raise ValueError(f"unknown preset {self.preset!r}; choose from {sorted(PRESETS)}")
+        values = dataclasses.asdict(self)
+        for key, value in PRESETS[self.preset].items():
+            if values.get(key) is None:
+                values[key] = value
+        cfg = TrainConfig(**values)
+        if cfg.optimizer not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {cfg.optimizer!r}; choose from {OPTIMIZERS}")
+        if cfg.schedule not in SCHEDULES:
+            raise ValueError(f"unknown schedule {cfg.schedule!r}; choose from {SCHEDULES}")
+        if cfg.batch_size < 1 or cfg.epochs < 1 or cfg.patience < 1:
+            raise ValueError(f"batch_size, epochs and patience must be >= 1 (got {cfg.batch_size}, "
+                             f"{cfg.epochs}, {cfg.patience})")
+        if cfg.lr < 0:
+            raise ValueError(f"lr must be >= 0, got {cfg.lr}")
+        if cfg.device not in ("auto", "cpu", "cuda") and not cfg.device.startswith("cuda:"):
+            raise ValueError(f"device must be auto, cpu or cuda, got {cfg.device!r}")
+        return cfg
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable dict."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        """Inverse of :meth:`to_dict` (unknown keys ignored, so older run folders still load)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in names})
+
+
+def lr_at(cfg: TrainConfig, step: int, total_steps: int) -> float:
+    """Learning rate at optimiser step ``step`` (0-based) of ``total_steps``: a pure function.
+
+    ``constant``: ``lr``. ``cosine``: cosine from ``lr`` to ``lr / 100``. ``onecycle``: linear
+    warm-up from ``lr / 25`` over ``warmup_frac`` of the steps, then cosine to ``lr / 100``.
+    """
+    import math
+
+    base = float(cfg.lr)
+    if cfg.schedule == "constant" or total_steps <= 1:
+        return base
+    final = base / 100.0
+    warm = int(round((cfg.warmup_frac or 0.0) * total_steps)) if cfg.schedule == "onecycle" else 0
+    if step < warm:
+        start = base / 25.0
+        return start + (base - start) * (step + 1) / warm
+    t = min(1.0, (step - warm) / max(1, total_steps - warm - 1))
+    return final + 0.5 * (base - final) * (1.0 + math.cos(math.pi * t))

@@ -1,0 +1,127 @@
+"""Evaluation and prediction: hand-computed metrics, metrics.json, predictions CSV, predict_arrays."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import h5py
+import numpy as np
+import pytest
+
+from conftest_models import cli, cli_runs, micro_data  # noqa: F401
+from drcnet.evaluate import (PRED_COLUMNS, classification_metrics, evaluate_predictions, predict_arrays,
+                             predict_dataset)
+from drcnet.train import load_model
+
+
+def test_metrics_match_hand_computed_values():
+    # true (F=0, G=1, K=2; -1 unknown is ignored) and predicted classes
+    y_true = [0, 0, 0, 1, 1, 2, 2, 2, 2, -1]
+    y_pred = [0, 1, 0, 1, 1, 2, 2, 0, 2, 1]
+    # confusion matrix, rows true F, G, K; columns predicted F, G, K:
+    #   F: 2 1 0
+    #   G: 0 2 0
+    #   K: 1 0 3
+    m = classification_metrics(y_true, y_pred)
+    assert m["confusion_matrix"] == [[2, 1, 0], [0, 2, 0], [1, 0, 3]]
+    assert m["n"] == 9
+    assert m["accuracy"] == pytest.approx(7 / 9)
+    pc = m["per_class"]
+    # precision = diagonal / column sum: F 2/3, G 2/3, K 3/3
+    assert pc["F"]["precision"] == pytest.approx(2 / 3)
+    assert pc["G"]["precision"] == pytest.approx(2 / 3)
+    assert pc["K"]["precision"] == pytest.approx(1.0)
+    # recall = diagonal / row sum: F 2/3, G 2/2, K 3/4
+    assert pc["F"]["recall"] == pytest.approx(2 / 3)
+    assert pc["G"]["recall"] == pytest.approx(1.0)
+    assert pc["K"]["recall"] == pytest.approx(3 / 4)
+    # F1 = 2PR / (P + R): F 2/3, G 2(2/3)(1)/(5/3) = 0.8, K 2(1)(3/4)/(7/4) = 6/7
+    assert pc["F"]["f1"] == pytest.approx(2 / 3)
+    assert pc["G"]["f1"] == pytest.approx(0.8)
+    assert pc["K"]["f1"] == pytest.approx(6 / 7)
+    assert [pc[c]["support"] for c in "FGK"] == [3, 2, 4]
+
+
+def test_zero_division_and_empty_bins_give_zero_or_none():
+    m = classification_metrics([0, 0], [1, 1])  # nothing predicted F, no true G
+    assert m["accuracy"] == 0.0
+    assert m["per_class"]["F"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 2}
+    assert m["per_class"]["G"]["precision"] == 0.0 and m["per_class"]["G"]["recall"] == 0.0
+    empty = classification_metrics([-1], [0])
+    assert empty["n"] == 0 and empty["accuracy"] is None
+
+
+def test_metrics_per_snr_bin():
+    pred = {"label": np.array([0, 1, 2, 0, 1, 2, -1]), "pred": np.array([0, 1, 1, 0, 0, 2, 2]),
+            "snr_bin": np.array([0, 0, 0, 3, 3, 3, 3])}
+    m = evaluate_predictions(pred)
+    assert m["table3"]["accuracy"] == pytest.approx(2 / 3) and m["table3"]["n"] == 3
+    assert m["bins"][">30"]["accuracy"] == m["table3"]["accuracy"]
+    assert m["bins"]["<10"]["accuracy"] == pytest.approx(2 / 3)
+    assert m["bins"]["20-30"]["n"] == 0 and m["bins"]["20-30"]["accuracy"] is None
+    assert m["counts"]["<10"] == {"objects": 4, "labelled": 3}
+    assert m["all"]["accuracy"] == pytest.approx(4 / 6)
+
+
+def test_cli_evaluate_writes_paper_metrics(cli_runs, micro_data, tmp_path):
+    out = tmp_path / "ev"
+    cli("evaluate", cli_runs["drcnet"], "--data", micro_data, "--out", out)
+    m = json.loads((out / "metrics.json").read_text())
+    assert (out / "confusion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert m["model"] == "drcnet" and m["split"] == "test" and m["provenance"]["package"] == "drcnet"
+    assert list(m["bins"]) == [">30", "20-30", "10-20", "<10"]
+    with h5py.File(micro_data) as h:
+        test = h["split"][:] == 2
+        lab = h["label"][:]
+        sbin = h["snr_bin"][:]
+    for b, name in enumerate(m["bins"]):
+        sel = test & (sbin == b)
+        assert m["counts"][name]["objects"] == int(sel.sum())
+        assert m["bins"][name]["n"] == int((sel & (lab >= 0)).sum())
+        cm = np.array(m["bins"][name]["confusion_matrix"])
+        assert cm.sum() == m["bins"][name]["n"]
+        assert m["bins"][name]["accuracy"] == pytest.approx(np.trace(cm) / cm.sum())
+        for c in m["bins"][name]["per_class"].values():
+            assert 0 <= c["precision"] <= 1 and 0 <= c["recall"] <= 1 and 0 <= c["f1"] <= 1
+    assert m["table3"]["n"] == m["bins"][">30"]["n"]
+
+
+def test_cli_predict_csv(cli_runs, micro_data, tmp_path):
+    out = tmp_path / "preds.csv"
+    cli("predict", cli_runs["rcnet"], "--data", micro_data, "--split", "test", "--out", out)
+    with out.open() as f:
+        rows = list(csv.DictReader(f))
+    assert tuple(rows[0]) == PRED_COLUMNS
+    with h5py.File(micro_data) as h:
+        test = np.flatnonzero(h["split"][:] == 2)
+        labels = h["label"][:][test]
+        ids = [v.decode() for v in h["object_id"][:][test]]
+    assert [r["object_id"] for r in rows] == ids
+    assert (labels == -1).any()
+    for r, lab in zip(rows, labels):
+        assert r["label"] == ("" if lab < 0 else "FGK"[lab])
+        probs = [float(r[f"prob_{c}"]) for c in "FGK"]
+        assert all(0 <= p <= 1 for p in probs) and sum(probs) == pytest.approx(1, abs=1e-5)
+        assert r["pred"] == "FGK"[int(np.argmax(probs))]
+        assert float(r["snr_r"]) > 0
+
+
+@pytest.mark.parametrize("name", ["drcnet", "rcnet"])
+def test_predict_arrays_equals_dataset_prediction(cli_runs, micro_data, name):
+    model, _ = load_model(cli_runs[name])
+    ref = predict_dataset(model, micro_data, "val", workers=0)
+    with h5py.File(micro_data) as h:
+        rows = np.flatnonzero(h["split"][:] == 1)
+        if name == "drcnet":
+            probs = predict_arrays(model, stripes=h["stripes"][rows[0]:rows[-1] + 1], batch_size=3)
+            one = predict_arrays(model, stripes=h["stripes"][rows[0]])
+        else:
+            sl = slice(rows[0], rows[-1] + 1)
+            probs = predict_arrays(model, flux1d=h["flux1d"][sl], sky1d=h["sky1d"][sl], batch_size=3)
+            one = predict_arrays(model, flux1d=h["flux1d"][rows[0]], sky1d=h["sky1d"][rows[0]])
+    assert probs.shape == (len(rows), 3)
+    assert np.allclose(probs, ref["prob"], atol=1e-5)
+    assert np.allclose(one, probs[0], atol=1e-5)
+    with pytest.raises(ValueError, match="takes"):
+        predict_arrays(model)
