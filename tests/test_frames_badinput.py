@@ -16,7 +16,8 @@ from typer.testing import CliRunner
 from drcnet.cli import app
 from drcnet.data.schema import FLAG_BITS
 from drcnet.frames.errors import FrameError, MissingFrameError
-from drcnet.frames.lamost import find_exposure, read_raw_frame
+from drcnet.frames.exposure import find_exposure
+from drcnet.frames.lamost import read_raw_frame
 from drcnet.reduce.pipeline import ReduceConfig, reduce_exposure
 
 runner = CliRunner()
@@ -144,9 +145,17 @@ def test_exposure_folder_layout_errors(tmp_path):
         find_exposure(tmp_path / "nope")
     with pytest.raises(MissingFrameError, match="no LAMOST raw frames"):
         find_exposure(tmp_path)
+    plan = tmp_path / "P1"
+    plan.mkdir()
     for name in ("rf-01b-P1-1-10.fit", "rf-01b-P1-2-11.fit", "ra-01b-P1-3-12.fit", "ro-01b-P1-4-13.fit"):
-        (tmp_path / name).touch()
+        (plan / name).touch()
     with pytest.raises(FrameError, match="2 spectrograph 1 blue flat frames"):
+        find_exposure(tmp_path)  # a folder holding one exposure folder is followed into it
+    with pytest.raises(FrameError, match="2 spectrograph 1 blue flat frames"):
+        find_exposure(plan / "ra-01b-P1-3-12.fit")  # a file of the exposure stands for its folder
+    (tmp_path / "P2").mkdir()
+    (tmp_path / "P2" / "ro-01b-P2-4-13.fit").touch()
+    with pytest.raises(FrameError, match="several exposure folders"):
         find_exposure(tmp_path)
 
 

@@ -225,3 +225,32 @@ def test_classify_writes_catalogue_and_qa(reduced, exposure, tmp_path, data_root
     for png in ("classmap_sp01.png", "frame_sp01_blue.png", "frame_sp01_red.png", "stripes_sp01.png"):
         assert png in page and (tmp_path / "qa" / png).stat().st_size > 1000
     assert "Accuracy against truth" in page
+
+
+def test_cli_classify_with_a_run_folder(exposure, tmp_path, data_root):
+    """``drcnet frames classify`` end to end with a real run folder (an untrained FFCNN: fast on the CPU)."""
+    import torch
+    from typer.testing import CliRunner
+
+    from drcnet.cli import app
+    from drcnet.models import create_model
+    from drcnet.train.checkpoint import BEST, RUN_JSON, save_weights
+
+    torch.manual_seed(0)
+    model = create_model("ffcnn")
+    run = tmp_path / "run"
+    run.mkdir()
+    save_weights(run / BEST, model, {"model": "ffcnn"})
+    (run / RUN_JSON).write_text(json.dumps({"model": "ffcnn", "model_config": model.config_dict(),
+                                            "input_kind": model.input_kind}))
+    out = tmp_path / "catalogue.csv"
+    res = CliRunner().invoke(app, ["frames", "classify", str(run), "--exposure", str(exposure), "--out", str(out),
+                                   "--no-qa", "--data-root", str(data_root)])
+    assert res.exit_code == 0, res.output
+    t = Table.read(out, format="ascii.csv")
+    preds = {str(p) for p in t["pred"]} - {"", "--"}  # lost traces have no class (masked in the CSV)
+    assert len(t) == 225 and preds and preds <= set(CLASSES)
+    prov = json.loads((tmp_path / "catalogue.csv.provenance.json").read_text())
+    assert prov["config"]["run"]["model"] == "ffcnn"
+    res = CliRunner().invoke(app, ["frames", "simulate", "--out", str(tmp_path / "x"), "--library", str(tmp_path / "nope")])
+    assert res.exit_code == 2 and "does not exist" in res.output

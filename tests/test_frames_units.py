@@ -9,8 +9,15 @@ from astropy.io import fits
 from drcnet.frames.arcs import arc_electrons, columns_of, read_arc_lines
 from drcnet.frames.errors import FrameError
 from drcnet.frames.fibermap import FiberMap, read_fibermap, write_fibermap
-from drcnet.frames.lamost import RAW_SHAPE, RawName, assemble_raw, frame_header, parse_raw_name, read_raw_frame, \
-    write_raw_frame
+from drcnet.frames.lamost import (
+    RAW_SHAPE,
+    RawName,
+    assemble_raw,
+    frame_header,
+    parse_raw_name,
+    read_raw_frame,
+    write_raw_frame,
+)
 from drcnet.frames.plan import ExposureConfig, plan_fibers
 from drcnet.frames.render import BandProfile, bias_data, deposit_cosmic_rays, expected_frames, fiber_band
 from drcnet.instrument import N_COLS, N_ROWS, PIXEL_SIZE_CM, InstrumentConfig

@@ -57,7 +57,7 @@ def test_a_few_steps_lower_the_loss_on_a_tiny_batch(name):
     t = torch.arange(x.shape[-1])
     for i in range(6):  # a class-dependent oscillation on top of the noise
         x[i] += torch.sin(t * (0.01 + 0.02 * y[i]))
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-4)
     with torch.no_grad():
         first = F.cross_entropy(model(x), y).item()
     for _ in range(12):
@@ -104,14 +104,28 @@ def test_fast_path_equals_plain_path(name):
     assert torch.allclose(grads[0], grads[1], rtol=1e-3, atol=1e-5 * grads[0].abs().max().item())
 
 
-def test_banded_spatial_reduction_equals_the_convolutions():
+@pytest.mark.parametrize("activation", ["none", "relu"])
+def test_fused_spatial_reduction_equals_the_convolutions(activation):
     torch.manual_seed(3)
-    reds = torch.nn.ModuleList(SpatialReduction(11, (3, 2, 1), (5, 5, 3)) for _ in range(2))
-    x = torch.randn(4, 2, 11, 50)
+    reds = torch.nn.ModuleList(SpatialReduction(11, (3, 2, 1), (5, 5, 3), activation) for _ in range(2))
+    for r in reds:  # non-zero biases, so their composition is checked too
+        for c in r.convs:
+            torch.nn.init.normal_(c.bias)
+    x = torch.randn(4, 2, 11, 50, requires_grad=True)
     fast = reduce_arms_fast(reds, x)
+    g_fast = torch.autograd.grad(sum(f.square().sum() for f in fast), list(reds.parameters()))
+    plain = [reds[a](x[:, a:a + 1]) for a in range(2)]  # (B, C, L)
+    g_plain = torch.autograd.grad(sum(p.square().sum() for p in plain), list(reds.parameters()))
     for a in range(2):
-        plain = reds[a](x[:, a:a + 1])  # (B, C, L)
-        assert torch.allclose(fast[a][:, :, 0, :], plain, atol=1e-5)
+        assert torch.allclose(fast[a][:, :, 0, :], plain[a], atol=1e-5)
+    for gf, gp in zip(g_fast, g_plain):
+        assert torch.allclose(gf, gp, rtol=1e-4, atol=1e-4)
+    if activation == "none":
+        e, b = reds[0].composed()
+        assert e.shape == (11, 1) and b.shape == (1,)
+    else:
+        with pytest.raises(ValueError, match="not one linear map"):
+            reds[0].composed()
     with pytest.raises(ValueError, match="not 1"):
         SpatialReduction(11, (4, 4), (5, 5))
 

@@ -13,7 +13,7 @@ from drcnet.frames.simulate import read_truth_geometries
 from drcnet.instrument import N_COLS, N_ROWS, InstrumentConfig
 from drcnet.reduce.calib import bias_model, levels, net_image
 from drcnet.reduce.centroid import windowed_centroid
-from drcnet.reduce.extract import StripePixels, boxcar, cut_stripes, optimal_extract, spatial_profile
+from drcnet.reduce.extract import StripePixels, boxcar, cut_stripes, optimal_extract
 from drcnet.reduce.sky import master_sky
 from drcnet.reduce.trace import trace_fibers
 from drcnet.simulate.ccd import spread_light

@@ -43,6 +43,7 @@ def test_cli_train_writes_a_complete_run_folder(cli_runs, micro_data):
     assert meta["data"]["sha256"] == dataset_fingerprint(micro_data)["sha256"]
     assert meta["provenance"]["package"] == "drcnet" and meta["provenance"]["version"]
     assert meta["train_config"]["preset"] == "fast" and meta["train_config"]["optimizer"] == "adamw"
+    assert meta["train_config"]["grad_clip"] == 1.0 and meta["train_config"]["lr"] == 5e-4
     assert meta["n_train"] == 25 and meta["steps_per_epoch"] == math.ceil(25 / 8)
     rows = _history(run)
     assert [int(r["epoch"]) for r in rows] == [1, 2]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 import warnings
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -35,14 +35,14 @@ def _libraries(library: list[Path] | None) -> list[Path]:
 @friendly_errors
 def simulate_cmd(
     out: Annotated[Path, typer.Option("--out", help="exposure folder to write")],
-    library: Annotated[Optional[list[Path]], typer.Option("--library", help="library folder or file (repeatable); default: $DRCNET_DATA/spectral_libraries/pyhammer")] = None,
+    library: Annotated[list[Path] | None, typer.Option("--library", help="library folder or file (repeatable); default: $DRCNET_DATA/spectral_libraries/pyhammer")] = None,
     spectrographs: Annotated[int, typer.Option("--spectrographs", min=1, max=16, help="simulate spectrographs 1..N")] = 1,
     seed: Annotated[int, typer.Option(help="random seed: same seed, same frames")] = 0,
     planid: Annotated[str, typer.Option(help="plan id in the file names (default SIM<seed>)")] = "",
     gzip: Annotated[bool, typer.Option("--gzip/--no-gzip", help="write .fit.gz like the archive (slower)")] = False,
     cosmics: Annotated[bool, typer.Option("--cosmics/--no-cosmics", help="add cosmic rays")] = True,
-    workers: Annotated[Optional[int], typer.Option(help="worker processes (default: all cores)")] = None,
-    data_root: Annotated[Optional[Path], typer.Option("--data-root", help="reference data folder (default $DRCNET_DATA)")] = None,
+    workers: Annotated[int | None, typer.Option(help="worker processes (default: all cores)")] = None,
+    data_root: Annotated[Path | None, typer.Option("--data-root", help="reference data folder (default $DRCNET_DATA)")] = None,
 ) -> None:
     """Simulate one plate's raw exposure set: bias x5, flat, arc and science per arm, fiber maps, truth."""
     from drcnet.frames.plan import ExposureConfig
@@ -69,10 +69,10 @@ def simulate_cmd(
 def reduce_cmd(
     exposure: Annotated[Path, typer.Argument(help="exposure folder (raw frames + fiber maps)")],
     out: Annotated[Path, typer.Option("--out", help="output dataset file (HDF5, the schema of `drcnet simulate`)")],
-    spid: Annotated[Optional[list[int]], typer.Option("--spid", help="only these spectrographs (repeatable)")] = None,
-    run: Annotated[Optional[int], typer.Option("--run", help="run number of the science exposure when there are several")] = None,
+    spid: Annotated[list[int] | None, typer.Option("--spid", help="only these spectrographs (repeatable)")] = None,
+    run: Annotated[int | None, typer.Option("--run", help="run number of the science exposure when there are several")] = None,
     threads: Annotated[int, typer.Option(min=1, help="arms reduced in parallel")] = 2,
-    data_root: Annotated[Optional[Path], typer.Option("--data-root", help="reference data folder, for the arc line lists")] = None,
+    data_root: Annotated[Path | None, typer.Option("--data-root", help="reference data folder, for the arc line lists")] = None,
 ) -> None:
     """Reduce raw frames to stripes, boxcar/optimal 1D spectra, S/N_r and flags (a dataset file)."""
     from drcnet.frames.lamost import FrameWarning
@@ -101,12 +101,12 @@ def classify_cmd(
     run_dir: Annotated[Path, typer.Argument(help="training run folder (`drcnet train`)")],
     exposure: Annotated[Path, typer.Option("--exposure", help="exposure folder (raw frames + fiber maps)")],
     out: Annotated[Path, typer.Option("--out", help="catalogue file: .csv or .fits")],
-    qa: Annotated[Optional[Path], typer.Option("--qa", help="QA page folder (default: <out stem>_qa next to the catalogue)")] = None,
+    qa: Annotated[Path | None, typer.Option("--qa", help="QA page folder (default: <out stem>_qa next to the catalogue)")] = None,
     no_qa: Annotated[bool, typer.Option("--no-qa", help="skip the QA page")] = False,
-    dataset: Annotated[Optional[Path], typer.Option("--dataset", help="also write the reduced dataset file here")] = None,
-    spid: Annotated[Optional[list[int]], typer.Option("--spid", help="only these spectrographs (repeatable)")] = None,
-    run: Annotated[Optional[int], typer.Option("--run", help="run number of the science exposure when there are several")] = None,
-    data_root: Annotated[Optional[Path], typer.Option("--data-root", help="reference data folder, for the arc line lists")] = None,
+    dataset: Annotated[Path | None, typer.Option("--dataset", help="also write the reduced dataset file here")] = None,
+    spid: Annotated[list[int] | None, typer.Option("--spid", help="only these spectrographs (repeatable)")] = None,
+    run: Annotated[int | None, typer.Option("--run", help="run number of the science exposure when there are several")] = None,
+    data_root: Annotated[Path | None, typer.Option("--data-root", help="reference data folder, for the arc line lists")] = None,
 ) -> None:
     """Classify every object fiber of a raw exposure: catalogue (pred, prob_F/G/K, S/N_r, flags) and QA page."""
     from drcnet.frames.catalogue import classify_exposure

@@ -1,6 +1,7 @@
 """Raw LAMOST exposures: simulate whole frames, read and check them, classify a whole exposure.
 
 * :mod:`drcnet.frames.lamost` -- LAMOST raw-file names, headers and reading (the instrument adapter);
+* :mod:`drcnet.frames.exposure` -- which files of an exposure folder belong to which spectrograph and arm;
 * :mod:`drcnet.frames.fibermap` -- the fiber map (FITS table) of a spectrograph;
 * :mod:`drcnet.frames.arcs` -- arc-lamp line lists and the lamp spectra of flats and arcs;
 * :mod:`drcnet.frames.plan` -- which object sits in which fiber (:class:`ExposureConfig`);

@@ -38,26 +38,20 @@ Predictor = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 def load_predictor(run_dir: str | Path, batch_size: int = 64) -> tuple[Predictor, dict[str, Any]]:
     """A predictor from a training run folder (best weights), and a description of the run.
 
-    The input is normalised as in training (:func:`drcnet.data.normalize.prepare_input`,
-    by the model's ``input_kind``); probabilities are the softmax of the logits.
+    Uses the models work's :func:`drcnet.evaluate.predict_arrays` (the training normalisation,
+    softmax probabilities) with the CPU fast path.
     """
-    import torch
-
-    from drcnet.data.normalize import prepare_input
+    from drcnet.evaluate import predict_arrays
+    from drcnet.models.fastpath import configure_cpu
     from drcnet.train.run import load_model
 
+    configure_cpu()
     model, info = load_model(run_dir)
 
     def predict(stripes: np.ndarray, flux1d: np.ndarray, sky1d: np.ndarray) -> np.ndarray:
-        out = np.zeros((stripes.shape[0], len(CLASSES)), dtype=np.float32)
-        with torch.inference_mode():
-            for s in range(0, stripes.shape[0], batch_size):
-                sl = slice(s, s + batch_size)
-                x = prepare_input(info.input_kind, stripes=stripes[sl].astype(np.float32),
-                                  flux1d=flux1d[sl], sky1d=sky1d[sl])
-                logits = model(torch.as_tensor(np.ascontiguousarray(x), dtype=torch.float32))
-                out[sl] = torch.softmax(logits, dim=1).numpy()
-        return out
+        if info.input_kind == "stripes":
+            return predict_arrays(model, stripes=stripes.astype(np.float32), batch_size=batch_size)
+        return predict_arrays(model, flux1d=flux1d, sky1d=sky1d, batch_size=batch_size)
 
     return predict, {"run_dir": str(run_dir), "model": info.model_name, "input_kind": info.input_kind}
 
@@ -73,6 +67,16 @@ def model_inputs(sr: SpectrographReduction) -> tuple[np.ndarray, np.ndarray, np.
     flux = np.stack([a.flux1d for a in arms], axis=1).astype(np.float32)
     sky = np.stack([a.sky1d for a in arms], axis=1).astype(np.float32)
     return stripes, flux, sky
+
+
+def predict_objects(predictor: Predictor, sr: SpectrographReduction) -> np.ndarray:
+    """Class probabilities ``(n_fibers, 3)`` of the traced object fibers (NaN for the other fibers)."""
+    stripes, flux, sky = model_inputs(sr)
+    use = np.flatnonzero(sr.fibermap.is_object & ((sr.flags & FLAG_BITS["trace_lost"]) == 0))
+    out = np.full((len(sr.fibermap), len(CLASSES)), np.nan, dtype=np.float32)
+    if use.size:
+        out[use] = predictor(stripes[use], flux[use], sky[use])
+    return out
 
 
 def catalogue_table(reductions: Sequence[SpectrographReduction], probs: Sequence[np.ndarray]) -> Table:
@@ -180,7 +184,7 @@ def classify_exposure(run_dir: str | Path | None, exposure: str | Path, out: str
     reductions = reduce_exposure(exposure, config, spids=spids, run=run, data_root=data_root)
     timings["reduce"] = time.perf_counter() - t1
     t2 = time.perf_counter()
-    probs = [predictor(*model_inputs(sr)) for sr in reductions]
+    probs = [predict_objects(predictor, sr) for sr in reductions]
     table = catalogue_table(reductions, probs)
     timings["classify"] = time.perf_counter() - t2
     cfg = {"reduce": config.model_dump(mode="json"), "exposure": str(Path(exposure).resolve()), "run": run_info}

@@ -47,7 +47,7 @@ def _frame_png(out: Path, sr: SpectrographReduction, arm: str, exposure: Path) -
     import matplotlib.pyplot as plt
 
     a = sr.arms[arm]
-    frame = read_raw_frame(exposure / str(a.files["science"]))
+    frame = read_raw_frame(Path(str(a.files.get("folder", exposure))) / str(a.files["science"]))
     net = net_image(frame.data, levels(frame.overscan))
     b = 8
     small = net[: net.shape[0] // b * b].reshape(-1, b, N_COLS // b, b).mean(axis=(1, 3))
@@ -178,9 +178,9 @@ def write_qa_page(out_dir: str | Path, reductions: Sequence[SpectrographReductio
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     exposure = Path(exposure)
-    parts = [f"<h1>drcnet QA: {html.escape(str(exposure))}</h1>",
-             f"<p>drcnet {html.escape(str(prov.get('version')))}, commit {html.escape(str(prov.get('git_commit')))}, "
-             f"written {html.escape(str(prov.get('created_utc')))}</p>", "<h2>Classification</h2>",
+    stamp = (f"<p>drcnet {html.escape(str(prov.get('version')))}, commit {html.escape(str(prov.get('git_commit')))}, "
+             f"written {html.escape(str(prov.get('created_utc')))}</p>")
+    parts = [f"<h1>drcnet QA: {html.escape(str(exposure))}</h1>", stamp, "<h2>Classification</h2>",
              _accuracy_html(table)]
     for sr in reductions:
         parts.append(f"<h2>Spectrograph {sr.spid} (plan {html.escape(sr.planid)})</h2>")

@@ -35,8 +35,8 @@ import numpy as np
 
 from drcnet import CLASSES
 from drcnet.frames.arcs import ArcLines, read_arc_lines
+from drcnet.frames.exposure import fibermap_name, truth_name
 from drcnet.frames.fibermap import FiberMap, write_fibermap
-from drcnet.frames.lamost import fibermap_name, truth_name
 from drcnet.frames.plan import ExposureConfig, FiberPlan, plan_fibers
 from drcnet.frames.render import ARMS, ArmTruth, render_arm
 from drcnet.library.template import Template

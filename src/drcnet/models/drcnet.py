@@ -4,9 +4,10 @@ Per arm (blue, red; separate weights):
 
 1. **Spatial dimension reduction**: three convolutions along the spatial axis with kernels
    5x1, 5x1, 3x1 and no padding, 11 -> 7 -> 3 -> 1 rows (published). Channel counts are not
-   published; default ``reduce_channels = (8, 8, 1)``, ReLU after the first two, none after the
-   third, so the module ends in one 1 x 3000 sequence like the paper's figure 6 (a learned,
-   non-linear "spectral extraction").
+   published; default ``reduce_channels = (8, 8, 1)``, so the module ends in one 1 x 3000 sequence
+   like the paper's figure 6. Activations are not published either: by default the three
+   convolutions are linear (a learned "spectral extraction", which is a linear weighted sum of rows;
+   ``reduce_activation="relu"`` puts a ReLU after the first two).
 2. **Feature extraction**: the RC-Net backbone (:class:`~drcnet.models.rcnet.RCNetBackbone`) on the
    1 x 3000 sequence -> 128-d feature (published).
 
@@ -19,10 +20,10 @@ Then:
    ``fc_widths = (256, 64)``), ReLU between them, optional dropout (default 0: the paper names none),
    softmax applied by the caller on the logits.
 
-Fast path (``model.fast = True``, default): the spatial reduction of both arms is computed as three
-grouped 1x1 convolutions on the rows-as-channels view of the input (each kx1 convolution over the
-11 rows is a banded matrix built from the same conv weights), then the backbones run on
-channels-last tensors (:meth:`~drcnet.models.rcnet.ResidualModule.forward_fast`).
+Fast path (``model.fast = True``, default): the spatial reduction of both arms is one grouped 1x1
+convolution on the rows-as-channels view of the input (the three linear kx1 convolutions composed
+into one 11 -> 1 matrix built from the same conv weights; with ReLUs, three banded ones), then the
+backbones run on channels-last tensors (:meth:`~drcnet.models.rcnet.ResidualModule.forward_fast`).
 Same weights, same result to float rounding as the plain ``nn.Conv2d`` path.
 """
 
@@ -45,8 +46,11 @@ class SpatialReduction(nn.Module):
     """
 
     def __init__(self, rows: int = 11, channels: tuple[int, ...] = (8, 8, 1),
-                 kernels: tuple[int, ...] = (5, 5, 3)) -> None:
+                 kernels: tuple[int, ...] = (5, 5, 3), activation: str = "none") -> None:
         super().__init__()
+        if activation not in ("none", "relu"):
+            raise ValueError(f"reduce_activation must be 'none' or 'relu', got {activation!r}")
+        self.activation = activation
         if len(channels) != len(kernels):
             raise ValueError(f"reduce_channels {channels} and reduce_kernels {kernels} differ in length")
         if rows - sum(k - 1 for k in kernels) != 1:
@@ -56,7 +60,8 @@ class SpatialReduction(nn.Module):
         self.heights: list[tuple[int, int]] = []
         for c_out, k in zip(channels, kernels):
             convs.append(nn.Conv2d(c, c_out, (k, 1)))
-            he_init(convs[-1], 1.0 if len(convs) < len(kernels) else 0.5 ** 0.5)  # last one is linear
+            # He gain where a ReLU follows; variance-preserving (gain 1) for linear layers
+            he_init(convs[-1], 1.0 if (activation == "relu" and len(convs) < len(kernels)) else 0.5 ** 0.5)
             self.heights.append((h, h - k + 1))
             c, h = c_out, h - k + 1
         self.convs = nn.ModuleList(convs)
@@ -67,7 +72,7 @@ class SpatialReduction(nn.Module):
         n = len(self.convs)
         for i, conv in enumerate(self.convs):
             x = conv(x)
-            if i < n - 1:
+            if i < n - 1 and self.activation == "relu":
                 x = F.relu(x)
         return x.squeeze(2)
 
@@ -85,25 +90,43 @@ class SpatialReduction(nn.Module):
             out.append((e, conv.bias.repeat(h_out)))
         return out
 
+    def composed(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The whole (linear) reduction as one ``(rows, c_out)`` matrix and bias: ``y = x @ E + b`` per column.
+
+        Only valid without activations (``activation == "none"``); the product of the banded matrices.
+        """
+        if self.activation != "none":
+            raise ValueError("the reduction has activations; it is not one linear map")
+        mats = self.banded()
+        e, b = mats[0]
+        for e_i, b_i in mats[1:]:
+            b = b @ e_i + b_i
+            e = e @ e_i
+        return e, b
+
 
 def reduce_arms_fast(reductions: nn.ModuleList, x: torch.Tensor) -> list[torch.Tensor]:
     """Fast spatial reduction of all arms: ``(B, A, rows, L)`` -> A tensors ``(B, C, 1, L)`` (channels-last).
 
-    Each ``(k, 1)`` convolution over the rows is applied as one grouped ``1 x 1`` convolution (a group
-    per arm) whose weight is the banded matrix of :meth:`SpatialReduction.banded`, directly on
-    ``x.view(B, A * rows, 1, L)``: no transpose of the input, one call for both arms.
-    Computes the same thing as each arm's plain :class:`SpatialReduction`.
+    Works on the rows-as-channels view ``x.view(B, A * rows, 1, L)`` (no transpose), one grouped
+    ``1 x 1`` convolution per layer for all arms (a group per arm). Linear reductions (the default)
+    are first composed into one ``rows -> C`` matrix (:meth:`SpatialReduction.composed`), so the three
+    convolutions cost one small matrix product per column; with ReLUs each ``(k, 1)`` convolution is
+    applied as its banded matrix (:meth:`SpatialReduction.banded`). Same result as the plain path.
     """
-    mats = [r.banded() for r in reductions]
-    n_arms = len(mats)
+    n_arms = len(reductions)
     b, a, rows, length = x.shape
     h = x.reshape(b, a * rows, 1, length)
-    n = len(mats[0])
-    for i in range(n):
-        w = torch.cat([m[i][0].t() for m in mats])[:, :, None, None]  # (A * out, in, 1, 1)
-        bias = torch.cat([m[i][1] for m in mats])
+    if all(r.activation == "none" for r in reductions):
+        layers = [[r.composed() for r in reductions]]
+    else:
+        per_arm = [r.banded() for r in reductions]
+        layers = [[m[i] for m in per_arm] for i in range(len(per_arm[0]))]
+    for i, layer in enumerate(layers):
+        w = torch.cat([e.t() for e, _ in layer])[:, :, None, None]  # (A * out, in, 1, 1)
+        bias = torch.cat([bb for _, bb in layer])
         h = F.conv2d(h, w, bias, groups=n_arms)
-        if i < n - 1:
+        if i < len(layers) - 1:
             h = h.relu_()
     c = h.shape[1] // n_arms
     return [h[:, k * c:(k + 1) * c].contiguous(memory_format=torch.channels_last) for k in range(n_arms)]
@@ -122,6 +145,10 @@ class DRCNetConfig:
         Outputs (F, G, K).
     reduce_channels, reduce_kernels
         Spatial reduction convolutions (kernels published 5, 5, 3; channels chosen 8, 8, 1).
+    reduce_activation
+        ``"none"`` (chosen): the three convolutions are linear, a learned extraction profile like
+        the aperture/optimal extraction they stand in for, and fuse into one ``11 -> 1`` map in the
+        fast path; ``"relu"``: a ReLU after the first two.
     backbone_channels, kernel, feature_dim
         RC-Net backbone (published).
     fusion_channels
@@ -137,6 +164,7 @@ class DRCNetConfig:
     n_classes: int = 3
     reduce_channels: tuple[int, ...] = (8, 8, 1)
     reduce_kernels: tuple[int, ...] = (5, 5, 3)
+    reduce_activation: str = "none"
     backbone_channels: tuple[int, ...] = RCNET_CHANNELS
     kernel: int = 3
     feature_dim: int = 128
@@ -158,7 +186,8 @@ class DRCNet(SpectralModel):
         super().__init__(config)
         c = config
         self.reduce = nn.ModuleList(
-            SpatialReduction(c.rows, tuple(c.reduce_channels), tuple(c.reduce_kernels)) for _ in range(self.n_arms))
+            SpatialReduction(c.rows, tuple(c.reduce_channels), tuple(c.reduce_kernels), c.reduce_activation)
+            for _ in range(self.n_arms))
         c_red = self.reduce[0].out_channels
         self.backbones = nn.ModuleList(
             RCNetBackbone(c_red, c.length, tuple(c.backbone_channels), c.kernel, c.feature_dim)

@@ -62,8 +62,10 @@ class ResidualModule(nn.Module):
     def forward_fast(self, x: torch.Tensor) -> torch.Tensor:
         """Fast path: ``x`` is ``(B, C, 1, L)`` in channels-last memory format.
 
-        Same weights as :meth:`forward`; in-place ReLU and residual add (no extra tensors), and the
-        max-pool by 2 as the maximum of the even and odd columns (no int64 index tensor).
+        Same weights as :meth:`forward`; in-place ReLU and residual add (no extra tensors). The
+        max-pool by 2 is, without autograd, the maximum of the even and odd columns (no int64 index
+        tensor; ~5 % faster inference) and, with autograd, ``max_pool2d`` (its backward is ~20 %
+        cheaper than that of ``torch.maximum`` on channels-last tensors).
         """
         p = (0, self.pad)
         y = F.conv2d(x, self.conv1.weight.unsqueeze(2), self.conv1.bias, padding=p).relu_()
@@ -71,6 +73,8 @@ class ResidualModule(nn.Module):
         y = F.conv2d(y, self.conv3.weight.unsqueeze(2), self.conv3.bias, padding=p)
         y += F.conv2d(x, self.shortcut.weight.unsqueeze(2), self.shortcut.bias)
         y = y.relu_()
+        if torch.is_grad_enabled():
+            return F.max_pool2d(y, (1, 2))
         return pool2_last(y)
 
 

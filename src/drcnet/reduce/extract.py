@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from drcnet.instrument import N_COLS, N_ROWS, STRIPE_HALF_ROWS
+from drcnet.instrument import N_ROWS, STRIPE_HALF_ROWS
 from drcnet.simulate.ccd import amplifier_of
 from drcnet.simulate.render import boxcar_extract
 
@@ -28,8 +28,8 @@ def stripe_rows_all(centres: np.ndarray, half: int = STRIPE_HALF_ROWS) -> np.nda
 
     Same rounding as :func:`drcnet.simulate.ccd.stripe_rows` (``floor(trace + 0.5)``).
     """
-    centre = np.floor(centres + 0.5).astype(np.intp)
-    return centre[:, None, :] + np.arange(-half, half + 1)[None, :, None]
+    centre = np.floor(centres + 0.5).astype(np.int32)
+    return centre[:, None, :] + np.arange(-half, half + 1, dtype=np.int32)[None, :, None]
 
 
 @dataclass
@@ -49,13 +49,24 @@ class StripePixels:
                      n_rows: int = N_ROWS) -> StripePixels:
         rows = stripe_rows_all(centres, half)
         off = (rows < 0) | (rows >= n_rows)
-        return cls(rows=np.clip(rows, 0, n_rows - 1), cols=np.asarray(cols), off=off)
+        if off.any():
+            np.clip(rows, 0, n_rows - 1, out=rows)
+        return cls(rows=rows, cols=np.asarray(cols, dtype=np.int32), off=off)
+
+    def index(self, width: int, col_offset: int = 0) -> np.ndarray:
+        """Flat indices (int32) of the stripe pixels in a C-contiguous image ``width`` columns wide."""
+        key = (width, col_offset)
+        cache = self.__dict__.setdefault("_index", {})
+        if key not in cache:
+            idx = self.rows * np.int32(width)
+            idx += (self.cols + np.int32(col_offset))[None, None, :]
+            cache[key] = idx
+        return cache[key]
 
     def take(self, image: np.ndarray, col_offset: int = 0) -> np.ndarray:
         """Pixels of a C-contiguous 2D ``image`` at the stripe pixels (column ``c`` is image column ``c + col_offset``)."""
         image = np.ascontiguousarray(image)
-        idx = self.rows * image.shape[1] + (self.cols + col_offset)[None, None, :]
-        return np.take(image.reshape(-1), idx)
+        return np.take(image.reshape(-1), self.index(image.shape[1], col_offset))
 
 
 def gather(image: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -90,8 +101,8 @@ def cut_stripes(raw_frame: np.ndarray, level: np.ndarray, pixels: StripePixels, 
         forward model's: ``raw.astype(float64) - level[row, amplifier]``.
     """
     raw = pixels.take(raw_frame, data_col_offset)
-    amp = amplifier_of(pixels.cols)
-    lev = np.take(np.ascontiguousarray(level).reshape(-1), pixels.rows * level.shape[1] + amp[None, None, :])
+    amp = amplifier_of(pixels.cols).astype(np.int32)
+    lev = np.take(np.ascontiguousarray(level).reshape(-1), pixels.rows * np.int32(level.shape[1]) + amp[None, None, :])
     net = raw.astype(np.float64) - lev
     if bias_columns is not None:
         net -= bias_columns[pixels.cols]
@@ -160,38 +171,60 @@ def optimal_extract(stripes: np.ndarray, profile: np.ndarray, gain: float, read_
     column and iteration, as Horne does) and ``bad`` pixels. The flux is on
     the same scale as the boxcar sum over the aperture.
     """
-    d = np.nan_to_num(stripes, nan=0.0)
-    p = profile
+    d = np.nan_to_num(stripes, nan=0.0).astype(np.float32, copy=False)
+    p = profile.astype(np.float32, copy=False)
     mask = np.ones(d.shape, dtype=bool) if bad is None else ~bad
-    rn2 = read_noise_adu**2
-    f = (d * mask).sum(axis=1) / np.maximum((p * mask).sum(axis=1), 1e-12)
+    maskf = mask.astype(np.float32)
+    rn2 = np.float32(read_noise_adu**2)
+    inv_gain = np.float32(1.0 / gain)
+    clip2 = np.float32(clip_sigma**2)
+    f = np.einsum("ijk,ijk->ik", d, maskf) / np.maximum(np.einsum("ijk,ijk->ik", p, maskf), 1e-12)
+    f = f.astype(np.float32)
     rejected = np.zeros(d.shape, dtype=bool)
+    model = np.empty_like(d)
+    var = np.empty_like(d)
+    work = np.empty_like(d)
+
+    def update(f: np.ndarray) -> None:
+        np.multiply(f[:, None, :], p, out=model)
+        np.maximum(model, 0, out=var)
+        np.multiply(var, inv_gain, out=var)
+        np.add(var, rn2, out=var)
+
     for _ in range(iterations):
-        model = f[:, None, :] * p
-        var = np.clip(model, 0, None) / gain + rn2
-        resid2 = (d - model) ** 2 / var
-        resid2 = np.where(mask, resid2, 0.0)
-        worst = resid2.max(axis=1, keepdims=True)
-        hit = (resid2 == worst) & (worst > clip_sigma**2)
+        update(f)
+        np.subtract(d, model, out=work)
+        work *= work
+        work /= var
+        work *= maskf
+        worst = work.max(axis=1, keepdims=True)
+        hit = (work == worst) & (worst > clip2)
         if hit.any():
-            mask &= ~hit
+            maskf[hit] = 0.0
             rejected |= hit
-        w = mask * p / var
-        denom = (w * p).sum(axis=1)
+        np.divide(p, var, out=work)
+        work *= maskf                                   # w = M P / V
+        denom = np.einsum("ijk,ijk->ik", work, p)
+        num = np.einsum("ijk,ijk->ik", work, d)
         with np.errstate(invalid="ignore", divide="ignore"):
-            f = np.where(denom > 0, (w * d).sum(axis=1) / denom, 0.0)
-    model = f[:, None, :] * p
-    var = np.clip(model, 0, None) / gain + rn2
-    denom = (mask * p * p / var).sum(axis=1)
-    psum = (mask * p).sum(axis=1)
+            f = np.where(denom > 0, num / denom, 0.0).astype(np.float32)
+    update(f)
+    np.divide(p, var, out=work)
+    work *= maskf
+    denom = np.einsum("ijk,ijk->ik", work, p)
+    psum = np.einsum("ijk,ijk->ik", p, maskf)
     with np.errstate(invalid="ignore", divide="ignore"):
         ivar = np.where((denom > 0) & (psum > 0), denom / psum, 0.0)
     return OptimalResult(flux=f, ivar=ivar, rejected=rejected, model=model)
 
 
-def full_width_boxcar(image: np.ndarray, centres: np.ndarray, half: int = STRIPE_HALF_ROWS) -> np.ndarray:
-    """Aperture sums ``(n_fibers, 4096)`` of a net image along traces over every column (arc spectra)."""
-    pixels = StripePixels.from_centres(centres, np.arange(N_COLS), half, n_rows=image.shape[0])
-    pix = pixels.take(image)
-    pix[pixels.off] = 0.0
-    return np.nansum(pix, axis=1)
+def aperture_sums(raw_frame: np.ndarray, level: np.ndarray, centres: np.ndarray, cols: np.ndarray,
+                  data_col_offset: int, half: int = STRIPE_HALF_ROWS,
+                  bias_columns: np.ndarray | None = None) -> np.ndarray:
+    """Net aperture sums ``(n_fibers, len(cols))`` along traces (``centres`` at ``cols``), e.g. arc spectra.
+
+    Pixels off the CCD and NaN pixels count as 0.
+    """
+    pixels = StripePixels.from_centres(centres, cols, half, n_rows=raw_frame.shape[0])
+    net, _ = cut_stripes(raw_frame, level, pixels, data_col_offset, bias_columns)
+    return np.nansum(net, axis=1)

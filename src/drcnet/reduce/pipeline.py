@@ -32,15 +32,23 @@ from pydantic import BaseModel, ConfigDict, Field
 from drcnet.data.schema import FLAG_BITS
 from drcnet.frames.arcs import LAMPS, ArcLines, read_arc_lines
 from drcnet.frames.errors import FrameError
+from drcnet.frames.exposure import ArmFiles, SpectrographFiles, check_frame_file, find_exposure
 from drcnet.frames.fibermap import FiberMap, read_fibermap
-from drcnet.frames.lamost import ArmFiles, FrameWarning, SpectrographFiles, check_frame_file, find_exposure, read_raw_frame
+from drcnet.frames.lamost import FrameWarning, read_raw_frame
 from drcnet.instrument import N_COLS, N_FIBERS, OVERSCAN, STRIPE_COL_START, STRIPE_COL_STOP, InstrumentConfig
 from drcnet.reduce.calib import BiasModel, bias_model, levels, net_image
-from drcnet.reduce.extract import StripePixels, boxcar, cut_stripes, full_width_boxcar, optimal_extract, \
-    smooth_columns, spatial_profile
+from drcnet.reduce.extract import (
+    StripePixels,
+    aperture_sums,
+    boxcar,
+    cut_stripes,
+    optimal_extract,
+    smooth_columns,
+    spatial_profile,
+)
 from drcnet.reduce.sky import fiber_efficiency, master_sky
 from drcnet.reduce.trace import TraceConfig, TraceSet, trace_fibers
-from drcnet.reduce.wavecal import WavecalConfig, WaveSolution, calibrate
+from drcnet.reduce.wavecal import WavecalConfig, WaveSolution, calibrate, line_columns
 from drcnet.simulate.render import measure_snr_r
 
 STRIPE_COLS = np.arange(STRIPE_COL_START, STRIPE_COL_STOP)
@@ -143,7 +151,11 @@ def reduce_arm(files: ArmFiles, spid: int, n_fibers: int, sky_fibers: np.ndarray
     centres = traces.centres(np.arange(N_COLS))
     clock.lap("trace")
     arc = read_raw_frame(files.arc, "arc", spid, files.arm)
-    arc_spec = full_width_boxcar(net_image(arc.data, levels(arc.overscan), bias_cols), centres)
+    # only the columns around the arc lines the calibration measures are summed
+    arc_cols = line_columns(arm_cfg, lines, config.wavecal)
+    arc_spec = np.zeros((n_fibers, N_COLS))
+    arc_spec[:, arc_cols] = aperture_sums(arc.raw, levels(arc.overscan), centres[:, arc_cols], arc_cols, OVERSCAN,
+                                          bias_columns=bias_cols)
     del arc
     noise = np.full(n_fibers, np.sqrt(11.0) * rn_adu)
     wave = calibrate(arc_spec, arm_cfg, lines, noise, traces.lost, config.wavecal)
@@ -183,7 +195,8 @@ def reduce_arm(files: ArmFiles, spid: int, n_fibers: int, sky_fibers: np.ndarray
         sky1d=sky1d, wave1d=wave1d, efficiency=eff, lost=lost, saturated=saturated & ~lost,
         cosmic=opt.rejected.any(axis=(1, 2)) & ~lost, bad_pixels=bad.any(axis=(1, 2)) & ~lost,
         traces=traces, wave=wave, bias=bias,
-        files={"science": files.science.name, "flat": files.flat.name, "arc": files.arc.name,
+        files={"folder": str(files.science.parent), "science": files.science.name, "flat": files.flat.name,
+               "arc": files.arc.name,
                "bias": [p.name for p in files.bias]},
         header=_header_info(read_header(files.science)), warnings=notes, timings=clock.laps)
 

@@ -111,7 +111,7 @@ def find_fibers(profile: np.ndarray, n_fibers: int, fiber: FiberConfig, lost_sig
     """
     p = np.nan_to_num(profile, nan=0.0)
     height = np.percentile(p, 99.5)
-    peaks, props = find_peaks(p, distance=max(2, int(0.6 * fiber.pitch_px)), prominence=lost_signal * height)
+    peaks, _ = find_peaks(p, distance=max(2, int(0.6 * fiber.pitch_px)), prominence=lost_signal * height)
     if peaks.size == 0:
         return np.full(n_fibers, np.nan)
     d = peaks - fiber.first_row
@@ -167,7 +167,7 @@ def trace_fibers(flat: np.ndarray, n_fibers: int, fiber: FiberConfig, config: Tr
                 break
             c, *_ = np.linalg.lstsq(design[use], centres[f, use], rcond=None)
             resid = centres[f] - design @ c
-            s = 1.4826 * np.nanmedian(np.abs(resid[use])) + 1e-3
+            s = 1.4826 * np.median(np.abs(resid[use])) + 1e-3
             new = np.isfinite(centres[f]) & (np.abs(resid) < cfg.clip_sigma * s)
             if np.array_equal(new, use):
                 break

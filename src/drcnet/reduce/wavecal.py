@@ -93,6 +93,17 @@ def usable_lines(arm: ArmConfig, lines: ArcLines, cfg: WavecalConfig) -> ArcLine
     return sel.select(keep)
 
 
+def line_columns(arm: ArmConfig, lines: ArcLines, config: WavecalConfig | None = None) -> np.ndarray:
+    """The columns :func:`calibrate` looks at: around each usable line, the search range plus the centroid window."""
+    cfg = config or WavecalConfig()
+    use = usable_lines(arm, lines, cfg)
+    nominal = columns_of(arm, use.wave)
+    sigma = np.median(use.wave / arm.resolving_power / FWHM_PER_SIGMA / arm.dispersion)
+    reach = int(np.ceil(cfg.search_px)) + int(np.ceil(3 * sigma)) + 3
+    cols = (np.round(nominal).astype(int)[:, None] + np.arange(-reach, reach + 1)[None, :]).ravel()
+    return np.unique(np.clip(cols, 0, N_COLS - 1))
+
+
 def calibrate(arc_spectra: np.ndarray, arm: ArmConfig, lines: ArcLines, noise: np.ndarray,
               lost: np.ndarray | None = None, config: WavecalConfig | None = None) -> WaveSolution:
     """Fit every fiber's wavelength offset from its arc spectrum.

@@ -23,6 +23,7 @@ def train_cmd(
     weight_decay: Annotated[Optional[float], typer.Option("--weight-decay", help="Default: preset.")] = None,
     schedule: Annotated[Optional[str], typer.Option(help="constant, onecycle or cosine (default: preset).")] = None,
     patience: Annotated[Optional[int], typer.Option(help="Early-stop patience in epochs (default: preset).")] = None,
+    grad_clip: Annotated[Optional[float], typer.Option("--grad-clip", help="Max gradient norm, 0 = off (default: preset).")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")] = False,
@@ -40,7 +41,7 @@ def train_cmd(
 
     cfg = TrainConfig(model=model, data=str(data), out=str(out), preset=preset, optimizer=optimizer, lr=lr,
                       weight_decay=weight_decay, batch_size=batch_size, epochs=epochs, patience=patience,
-                      schedule=schedule, seed=seed, device=device, workers=workers, fast=fast, threads=threads,
+                      schedule=schedule, grad_clip=grad_clip, seed=seed, device=device, workers=workers, fast=fast, threads=threads,
                       class_weights=class_weights, model_config=json.loads(model_config) if model_config else {},
                       stop_after_epochs=stop_after_epochs, progress=progress)
     try:

@@ -195,6 +195,8 @@ def _train(config: TrainConfig, resume: bool, info: DistInfo) -> dict[str, Any]:
     if resuming:
         saved = read_run_json(out)
         base = TrainConfig.from_dict(saved["train_config"])
+        if "grad_clip" not in saved["train_config"]:
+            base.grad_clip = 0.0  # run folders from before the option: they trained without clipping
         for key in _RUNTIME_KEYS + ("epochs", "patience"):
             value = getattr(config, key)
             if key in ("epochs", "patience") and value is None:
@@ -302,6 +304,8 @@ def _train(config: TrainConfig, resume: bool, info: DistInfo) -> dict[str, Any]:
                 loss = F.cross_entropy(logits.float(), y, weight=weight)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
+                if cfg.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
                 optimizer.step()
                 state["step"] += 1
                 steps += 1

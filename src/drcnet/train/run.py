@@ -51,7 +51,11 @@ def load_model(run_dir: str | Path, which: str = "best", device: str | torch.dev
         Use the CPU fast path (same results).
     """
     info = read_run(run_dir)
-    model = create_model(info.model_name, **info.model_config)
+    config = dict(info.model_config)
+    if info.model_name == "drcnet" and "reduce_activation" not in config:
+        # run folders written before the option existed used ReLUs between the reduction convolutions
+        config["reduce_activation"] = "relu"
+    model = create_model(info.model_name, **config)
     if which == "best":
         tensors, _ = read_safetensors(Path(run_dir) / BEST)
     elif which == "last":
