@@ -252,5 +252,12 @@ def test_cli_classify_with_a_run_folder(exposure, tmp_path, data_root):
     assert len(t) == 225 and preds and preds <= set(CLASSES)
     prov = json.loads((tmp_path / "catalogue.csv.provenance.json").read_text())
     assert prov["config"]["run"]["model"] == "ffcnn"
+    # the spelling: `drcnet predict RUN --exposure DIR`, with the QA page beside the catalogue
+    out2 = tmp_path / "via_predict.csv"
+    res = CliRunner().invoke(app, ["predict", str(run), "--exposure", str(exposure), "--out", str(out2)])
+    assert res.exit_code == 0, res.output
+    t2 = Table.read(out2, format="ascii.csv")
+    assert list(t2["fiber"]) == list(t["fiber"]) and list(t2["pred"]) == list(t["pred"])
+    assert (tmp_path / "via_predict_qa" / "index.html").is_file()
     res = CliRunner().invoke(app, ["frames", "simulate", "--out", str(tmp_path / "x"), "--library", str(tmp_path / "nope")])
     assert res.exit_code == 2 and "does not exist" in res.output

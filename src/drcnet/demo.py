@@ -38,7 +38,7 @@ def run(args: list[str]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="drcnet demo: simulate, train, evaluate, report, classify raw frames")
     parser.add_argument("--out", type=Path, default=Path("out/demo"))
-    parser.add_argument("--epochs", type=int, default=12, help="training epochs per model (fast preset)")
+    parser.add_argument("--epochs", type=int, default=8, help="training epochs per model (fast preset)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     out: Path = args.out
@@ -61,8 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     exposure = out / "exposure"
     run(["frames", "simulate", "--out", str(exposure), "--spectrographs", "1", "--seed", seed])
     model_for_frames = str(PRETRAINED) if PRETRAINED.is_dir() else runs[0]
-    run(["predict", model_for_frames, "--exposure", str(next(iter(sorted(exposure.iterdir())))) if any(exposure.iterdir()) else str(exposure),
-         "--out", str(out / "catalogue.csv")])
+    run(["predict", model_for_frames, "--exposure", str(exposure), "--out", str(out / "catalogue.csv")])
     print(f"\ndone: open {out / 'report' / 'report.html'} and the exposure QA page next to {out / 'catalogue.csv'}")
     return 0
 

@@ -13,6 +13,7 @@ from typing import Annotated, Optional
 import typer
 
 import drcnet.cli as _cli
+from drcnet.commands.common import friendly_errors
 from drcnet.train.command import train_cmd
 
 
@@ -40,8 +41,11 @@ def evaluate_cmd(
 
 def predict_cmd(
     run_dir: Annotated[Path, typer.Argument(help="Run folder from `drcnet train`.")],
-    data: Annotated[Path, typer.Option("--data", "-d", help="Dataset HDF5 file.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="CSV file to write.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="CSV file to write (.csv, or .fits with --exposure).")],
+    data: Annotated[Optional[Path], typer.Option("--data", "-d", help="Dataset HDF5 file.")] = None,
+    exposure: Annotated[Optional[Path], typer.Option(
+        "--exposure", help="Raw exposure folder instead of --data: reduce the frames and write a catalogue + QA page "
+                           "(same as `drcnet frames classify`).")] = None,
     split: Annotated[Optional[str], typer.Option(help="Split to predict (default: all objects).")] = None,
     which: Annotated[str, typer.Option(help="best or last weights.")] = "best",
     batch_size: Annotated[int, typer.Option("--batch-size")] = 64,
@@ -50,6 +54,14 @@ def predict_cmd(
 ) -> None:
     """Class probabilities per object -> CSV (object_id, label, pred, prob_F, prob_G, prob_K, snr_r)."""
     from drcnet.evaluate import predict_run
+
+    if (data is None) == (exposure is None):
+        raise ValueError("give exactly one of --data FILE.h5 (a dataset) or --exposure DIR (raw frames)")
+    if exposure is not None:
+        from drcnet.commands.frames_commands import classify_cmd
+
+        classify_cmd(run_dir, exposure, out)
+        return
 
     path = predict_run(run_dir, data, out, split=split, which=which, batch_size=batch_size, workers=workers,
                        fast=fast)
@@ -83,10 +95,11 @@ def models_cmd(
 
 
 def _register(app: typer.Typer) -> None:
-    app.command("train")(train_cmd)
-    app.command("evaluate")(evaluate_cmd)
-    app.command("predict")(predict_cmd)
-    app.command("report")(report_cmd)
+    # user-fixable errors (missing files, bad values) become one line and exit status 2
+    app.command("train")(friendly_errors(train_cmd))
+    app.command("evaluate")(friendly_errors(evaluate_cmd))
+    app.command("predict")(friendly_errors(predict_cmd))
+    app.command("report")(friendly_errors(report_cmd))
     app.command("models")(models_cmd)
 
 
