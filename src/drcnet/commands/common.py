@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from functools import wraps
+from pathlib import Path
 from typing import Any, TypeVar
 
 import typer
@@ -31,6 +32,27 @@ def friendly_errors(func: F) -> F:
             raise typer.Exit(code=2) from exc
 
     return wrapper  # type: ignore[return-value]
+
+
+def resolve_libraries(library: list[Path] | None) -> list[Path]:
+    """Library folders from ``--library``, else ``$DRCNET_DATA/spectral_libraries/pyhammer``.
+
+    Raises
+    ------
+    FileNotFoundError
+        Naming the path that does not exist.
+    """
+    if library:
+        missing = [p for p in library if not p.exists()]
+        if missing:
+            raise FileNotFoundError(f"library path {missing[0]} does not exist; pass a library folder or file")
+        return library
+    from drcnet.paths import data_root
+
+    default = data_root() / "spectral_libraries" / "pyhammer"
+    if not default.is_dir():
+        raise FileNotFoundError(f"no --library given and the default {default} does not exist")
+    return [default]
 
 
 def is_interactive() -> bool:

@@ -11,24 +11,9 @@ import typer
 from rich.console import Console
 
 import drcnet.cli as _cli
-from drcnet.commands.common import friendly_errors, is_interactive
+from drcnet.commands.common import friendly_errors, is_interactive, resolve_libraries
 
 console = Console(stderr=True, soft_wrap=True)
-
-
-def _resolve_libraries(library: list[Path] | None) -> list[Path]:
-    """Library folders from the option, else every library under $DRCNET_DATA that has F/G/K stars."""
-    if library:
-        missing = [p for p in library if not p.exists()]
-        if missing:
-            raise FileNotFoundError(f"library path {missing[0]} does not exist; pass a library folder or file")
-        return library
-    from drcnet.paths import data_root
-
-    default = data_root() / "spectral_libraries" / "pyhammer"
-    if not default.is_dir():
-        raise FileNotFoundError(f"no --library given and the default {default} does not exist")
-    return [default]
 
 
 @friendly_errors
@@ -48,7 +33,7 @@ def simulate_cmd(
     from drcnet.library import LibraryWarning, load_templates, summarize
     from drcnet.simulate.dataset import SimulationConfig, simulate_dataset
 
-    libs = _resolve_libraries(library)
+    libs = resolve_libraries(library)
     config = SimulationConfig(libraries=[str(p) for p in libs], preset=None if n else preset, n=n,
                               snr_min=snr_min, snr_max=snr_max, all_test=all_test, seed=seed)
     t0 = time.perf_counter()

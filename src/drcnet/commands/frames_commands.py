@@ -11,25 +11,11 @@ import typer
 from rich.console import Console
 
 import drcnet.cli as _cli
-from drcnet.commands.common import friendly_errors
+from drcnet.commands.common import friendly_errors, resolve_libraries
 
 console = Console(stderr=True, soft_wrap=True)
 frames_app = typer.Typer(help="Raw LAMOST exposures: simulate frames, reduce them to stripes, classify a whole exposure.",
                          no_args_is_help=True)
-
-
-def _libraries(library: list[Path] | None) -> list[Path]:
-    if library:
-        missing = [p for p in library if not p.exists()]
-        if missing:
-            raise FileNotFoundError(f"library path {missing[0]} does not exist; pass a library folder or file")
-        return library
-    from drcnet.paths import data_root
-
-    default = data_root() / "spectral_libraries" / "pyhammer"
-    if not default.is_dir():
-        raise FileNotFoundError(f"no --library given and the default {default} does not exist")
-    return [default]
 
 
 @friendly_errors
@@ -49,7 +35,7 @@ def simulate_cmd(
     from drcnet.frames.simulate import simulate_exposure
     from drcnet.library import LibraryWarning, load_templates
 
-    libs = _libraries(library)
+    libs = resolve_libraries(library)
     config = ExposureConfig(libraries=[str(p) for p in libs], spectrographs=spectrographs, seed=seed, planid=planid,
                             gzip=gzip, cosmics=cosmics)
     t0 = time.perf_counter()
