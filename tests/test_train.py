@@ -128,8 +128,7 @@ def test_steps_per_epoch_rule_matches_distributed_sampler(n, world, batch):
 
 def test_ddp_two_cpu_processes(micro_data, tmp_path):
     torchrun = Path(sys.executable).with_name("torchrun")
-    if not torchrun.exists():
-        pytest.skip("torchrun not installed beside the interpreter")
+    assert torchrun.exists(), "torchrun (installed with torch) should sit beside the interpreter"
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
     cmd = [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "drcnet.train", "--model", "drcnet",
