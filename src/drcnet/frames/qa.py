@@ -135,12 +135,13 @@ def _classmap_png(out: Path, sr: SpectrographReduction, table: Table) -> str:
         ax.scatter(fib[wrong], np.full(int(wrong.sum()), 1.12), c="k", s=10, marker="x", label="wrong")
     lost = np.asarray(t["pred"]) == ""
     ax.scatter(fib[lost], np.full(int(lost.sum()), 0.02), c="r", s=12, marker="^", label="trace lost")
-    for c, col in CLASS_COLORS.items():
-        if c:
-            ax.bar([], [], color=col, label=f"pred {c}")
+    from matplotlib.patches import Patch
+
+    handles = ax.get_legend_handles_labels()[0]
+    handles += [Patch(color=col, label=f"pred {c}") for c, col in CLASS_COLORS.items() if c]  # empty bars lose their colour
     ax.set(xlim=(0, len(sr.fibermap) + 1), ylim=(0, 1.2), xlabel="fiber", ylabel="max probability",
            title=f"sp{sr.spid:02d}: class map (bars: prediction; squares: truth)")
-    ax.legend(fontsize=7, ncol=6, loc="lower right")
+    ax.legend(handles=handles, fontsize=7, ncol=6, loc="lower right")
     fig.tight_layout()
     return _save(fig, out / f"classmap_sp{sr.spid:02d}.png")
 
