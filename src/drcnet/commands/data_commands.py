@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -11,7 +10,7 @@ import typer
 from rich.console import Console
 
 import drcnet.cli as _cli
-from drcnet.commands.common import friendly_errors, is_interactive, resolve_libraries
+from drcnet.commands.common import friendly_errors, is_interactive, load_fgk_templates, resolve_libraries
 
 console = Console(stderr=True, soft_wrap=True)
 
@@ -30,18 +29,14 @@ def simulate_cmd(
     data_root: Annotated[Path | None, typer.Option("--data-root", help="reference data folder (default $DRCNET_DATA)")] = None,
 ) -> None:
     """Render a dataset of LAMOST stripes and 1D spectra from real stellar templates."""
-    from drcnet.library import LibraryWarning, load_templates, summarize
+    from drcnet.library import summarize
     from drcnet.simulate.dataset import SimulationConfig, simulate_dataset
 
     libs = resolve_libraries(library)
     config = SimulationConfig(libraries=[str(p) for p in libs], preset=None if n else preset, n=n,
                               snr_min=snr_min, snr_max=snr_max, all_test=all_test, seed=seed)
     t0 = time.perf_counter()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", LibraryWarning)
-        result = load_templates(libs, classes=("F", "G", "K"))
-    for w in caught:
-        console.print(f"[yellow]warning:[/] {w.message}")
+    result = load_fgk_templates(libs, console)
     console.print(summarize(result))
     path = simulate_dataset(config, result.templates, out, data_root=data_root, workers=workers,
                             progress=is_interactive())

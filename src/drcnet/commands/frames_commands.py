@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 
 import drcnet.cli as _cli
-from drcnet.commands.common import friendly_errors, resolve_libraries
+from drcnet.commands.common import friendly_errors, load_fgk_templates, resolve_libraries
 
 console = Console(stderr=True, soft_wrap=True)
 frames_app = typer.Typer(help="Raw LAMOST exposures: simulate frames, reduce them to stripes, classify a whole exposure.",
@@ -33,17 +33,12 @@ def simulate_cmd(
     """Simulate one plate's raw exposure set: bias x5, flat, arc and science per arm, fiber maps, truth."""
     from drcnet.frames.plan import ExposureConfig
     from drcnet.frames.simulate import simulate_exposure
-    from drcnet.library import LibraryWarning, load_templates
 
     libs = resolve_libraries(library)
     config = ExposureConfig(libraries=[str(p) for p in libs], spectrographs=spectrographs, seed=seed, planid=planid,
                             gzip=gzip, cosmics=cosmics)
     t0 = time.perf_counter()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", LibraryWarning)
-        result = load_templates(libs, classes=("F", "G", "K"))
-    for w in caught:
-        console.print(f"[yellow]warning:[/] {w.message}")
+    result = load_fgk_templates(libs, console)
     t1 = time.perf_counter()
     sim = simulate_exposure(config, result.templates, out, data_root=data_root, workers=workers)
     n_files = sum(len(v) for sp in sim.spectrographs for t in sp.truth.values() for v in t.files.values())
