@@ -145,6 +145,36 @@ def test_ddp_two_cpu_processes(micro_data, tmp_path):
     assert all(torch.isfinite(p).all() for p in model.parameters())
 
 
+def test_sigterm_marks_the_run_interrupted_and_it_resumes(micro_data, tmp_path):
+    import signal
+    import time
+
+    out = tmp_path / "killed"
+    args = ["--model", "drcnet", "--data", str(micro_data), "--out", str(out), "--batch-size", "8", "--workers", "0",
+            "--threads", "1", "--no-progress", "--model-config", SMALL_DRCNET]
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.Popen([sys.executable, "-m", "drcnet.train", *args, "--epochs", "500"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 240
+        while not ((out / "history.csv").is_file() and len(_history(out)) >= 1):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "no epoch finished in 240 s"
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, stderr[-2000:]
+    assert "interrupted" in stderr and "--resume" in stderr
+    meta = json.loads((out / "run.json").read_text())
+    done = len(_history(out))
+    assert meta["status"] == "interrupted" and meta["epochs_run"] == done and 1 <= done < 500
+    cli("train", *args, "--resume", "--epochs", done + 1)
+    meta = json.loads((out / "run.json").read_text())
+    assert meta["status"] == "completed" and len(_history(out)) == done + 1
+
+
 @pytest.mark.parametrize("opt_name", ["adamw", "adagrad"])
 def test_checkpoint_round_trip_restores_weights_optimizer_and_rng(tmp_path, opt_name):
     from drcnet.train.loop import build_optimizer

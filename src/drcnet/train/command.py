@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import json
+import signal
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from drcnet.train.config import PRESETS, TrainConfig
+
+
+def _interrupt_on_sigterm(signum: int, frame: object) -> None:
+    """Turn SIGTERM (``kill``, batch-queue time limits, torchrun) into the same clean stop as Ctrl-C."""
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def train_cmd(
@@ -44,11 +50,19 @@ def train_cmd(
                       schedule=schedule, grad_clip=grad_clip, seed=seed, device=device, workers=workers, fast=fast, threads=threads,
                       class_weights=class_weights, model_config=json.loads(model_config) if model_config else {},
                       stop_after_epochs=stop_after_epochs, progress=progress)
+    # on SIGTERM the run folder says "interrupted" and keeps its last finished epoch for --resume
+    previous = signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
     try:
         meta = train(cfg, resume=resume)
     except (FileExistsError, FileNotFoundError, ValueError, KeyError) as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from err
+    except KeyboardInterrupt as err:
+        typer.echo(f"{out}: interrupted ({err or 'Ctrl-C'}); the last finished epoch is kept, continue with "
+                   f"the same command plus --resume", err=True)
+        raise typer.Exit(130) from err
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     if meta.get("status"):
         typer.echo(f"{out}: {meta['status']} after epoch {meta['epochs_run']} (best epoch {meta['best_epoch']}, "
                    f"val loss {meta['best_val_loss']})")
