@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 
 import h5py
 import numpy as np
 import pytest
 
 from conftest_models import cli, cli_runs, micro_data  # noqa: F401
-from drcnet.evaluate import (PRED_COLUMNS, classification_metrics, evaluate_predictions, predict_arrays,
+from drcnet.evaluate import (PRED_COLUMNS, accuracy_interval, classification_metrics, evaluate_predictions, predict_arrays,
                              predict_dataset)
 from drcnet.train import load_model
 
@@ -41,6 +42,23 @@ def test_metrics_match_hand_computed_values():
     assert pc["G"]["f1"] == pytest.approx(0.8)
     assert pc["K"]["f1"] == pytest.approx(6 / 7)
     assert [pc[c]["support"] for c in "FGK"] == [3, 2, 4]
+
+
+def test_accuracy_interval_is_the_wilson_score_interval():
+    # Wilson (1927): (p + z^2/2n -+ z sqrt(p(1-p)/n + z^2/4n^2)) / (1 + z^2/n), z = 1.95996 for 95 %
+    z = 1.959963984540054
+    for k, n in ((7, 9), (548, 605), (0, 2), (40, 40)):
+        p = k / n
+        centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+        half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+        lo, hi = accuracy_interval(k, n)
+        assert lo == pytest.approx(centre - half, abs=1e-9) and hi == pytest.approx(centre + half, abs=1e-9)
+        assert 0 <= lo <= p <= hi <= 1
+    lo, hi = accuracy_interval(548, 605)  # 90.6 % on the paper's 605 test objects at S/N > 30
+    assert 0.023 < (hi - lo) / 2 < 0.024
+    m = classification_metrics([0, 1, 2, 0, 1, 2, 0, 1, 2], [0, 1, 2, 0, 1, 2, 0, 0, 0])
+    assert m["accuracy_ci95"] == pytest.approx(accuracy_interval(7, 9))
+    assert accuracy_interval(0, 0) is None and classification_metrics([-1], [0])["accuracy_ci95"] is None
 
 
 def test_zero_division_and_empty_bins_give_zero_or_none():

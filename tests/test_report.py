@@ -34,3 +34,10 @@ def test_cli_report_over_two_runs(cli_runs, micro_data, tmp_path):
     assert "<table>" in html and "provenance" in html
     # a table row per S/N bin for each run
     assert md.count("| <10 |") == 2 and md.count("| 20-30 |") == 2
+    # each bin's accuracy sits inside its 95 % interval, which is the one metrics.json holds
+    metrics = (cli_runs["drcnet"] / "metrics.json").read_text()
+    rows = re.findall(r"\| (>30|20-30|10-20|<10) \| (\d+) \| ([0-9.]+) \| ([0-9.]+)-([0-9.]+) \|", md)
+    assert len(rows) == 8, rows
+    for _, n, acc, lo, hi in rows:
+        assert int(n) > 0 and float(lo) <= float(acc) <= float(hi) and float(hi) - float(lo) < 1
+    assert '"accuracy_ci95"' in metrics

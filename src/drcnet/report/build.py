@@ -97,13 +97,17 @@ def build_blocks(runs: list[dict[str, Any]], data: str, split: str, fingerprint:
     b.append(("p", "Accuracy and per-class precision (the paper's Tables 4-5), recall and F1 in each S/N_r bin. "
                    "The paper publishes only DRC-Net minus RC-Net accuracy differences per bin: "
                    + ", ".join(f"{k}: {v:+.1f}" for k, v in PAPER_DRC_MINUS_RC.items()) + " points."))
-    heads = ["S/N_r", "n", "ACC"] + [f"{m} {c}" for m in ("P", "R", "F1") for c in CLASSES]
+    b.append(("p", "ACC 95 % is the Wilson interval of the accuracy from the test set's size alone (the "
+                   "scatter between training runs with different seeds comes on top)."))
+    heads = ["S/N_r", "n", "ACC", "ACC 95 %"] + [f"{m} {c}" for m in ("P", "R", "F1") for c in CLASSES]
     for r in runs:
         rows = []
         for name in SNR_BIN_NAMES:
             m = r["metrics"]["bins"][name]
             pc = m.get("per_class") or {}
-            cells = [name, str(m.get("n", 0)), _fmt(m.get("accuracy"))]
+            ci = m.get("accuracy_ci95")
+            cells = [name, str(m.get("n", 0)), _fmt(m.get("accuracy")),
+                     f"{ci[0]:.3f}-{ci[1]:.3f}" if ci else "-"]
             for key in ("precision", "recall", "f1"):
                 cells += [_fmt((pc.get(c) or {}).get(key)) for c in CLASSES]
             rows.append(cells)
@@ -196,10 +200,11 @@ def make_report(run_dirs: Sequence[str | Path], data: str | Path, out: str | Pat
         write_json_atomic(out / f"metrics_{_slug(label)}.json", metrics)
     figs: dict[str, str] = {}
     curves = {r["label"]: [r["metrics"]["bins"][b]["accuracy"] for b in SNR_BIN_NAMES] for r in runs}
+    intervals = {r["label"]: [r["metrics"]["bins"][b].get("accuracy_ci95") for b in SNR_BIN_NAMES] for r in runs}
     drc = next((r["label"] for r in runs if r["model"] == "drcnet"), None)
     rc = next((r["label"] for r in runs if r["model"] == "rcnet"), None)
     plot_accuracy_vs_snr(curves, SNR_BIN_NAMES, out / "fig7_accuracy_vs_snr.png",
-                         diff_pair=(drc, rc) if drc and rc else None)
+                         diff_pair=(drc, rc) if drc and rc else None, intervals=intervals)
     figs["fig7"] = "fig7_accuracy_vs_snr.png"
     for r in runs:
         name = f"confusion_{_slug(r['label'])}.png"

@@ -68,7 +68,8 @@ def plot_confusions(panels: Mapping[str, Any], path: str | Path, suptitle: str =
 
 def plot_accuracy_vs_snr(curves: Mapping[str, Sequence[float | None]], bin_names: Sequence[str],
                          path: str | Path, paper_diff: Mapping[str, float] = PAPER_DRC_MINUS_RC,
-                         diff_pair: tuple[str, str] | None = None) -> Path:
+                         diff_pair: tuple[str, str] | None = None,
+                         intervals: Mapping[str, Sequence[Sequence[float] | None]] | None = None) -> Path:
     """Figure 7: test accuracy per S/N_r bin, one line per model; DRC-Net minus RC-Net annotated.
 
     Parameters
@@ -81,14 +82,26 @@ def plot_accuracy_vs_snr(curves: Mapping[str, Sequence[float | None]], bin_names
         Published DRC-Net minus RC-Net differences (points) per bin.
     diff_pair
         Labels of the (DRC-Net, RC-Net) curves whose difference is compared with the paper's.
+    intervals
+        Label -> (low, high) accuracy interval per bin (fractions; ``None`` where unknown), drawn as
+        error bars.
     """
     fig, (ax, ax2) = plt.subplots(2, 1, figsize=(6.4, 6.2), sharex=True, gridspec_kw={"height_ratios": [3, 2]})
     x = np.arange(len(bin_names))
-    for label, acc in curves.items():
+    for k, (label, acc) in enumerate(curves.items()):
         y = np.array([np.nan if a is None else 100 * a for a in acc], dtype=float)
-        ax.plot(x, y, marker="o", label=label)
+        ci = (intervals or {}).get(label)
+        if ci is None:
+            ax.plot(x, y, marker="o", label=label)
+            continue
+        lo = np.array([np.nan if c is None else 100 * c[0] for c in ci], dtype=float)
+        hi = np.array([np.nan if c is None else 100 * c[1] for c in ci], dtype=float)
+        # small horizontal offsets keep overlapping error bars apart
+        ax.errorbar(x + 0.04 * (k - (len(curves) - 1) / 2), y, yerr=[y - lo, hi - y], marker="o", capsize=3,
+                    label=label)
     ax.set_ylabel("test accuracy (%)")
-    ax.set_title("Accuracy against S/N$_r$ (paper Figure 7)")
+    ax.set_title("Accuracy against S/N$_r$ (paper Figure 7)"
+                 + ("; bars: 95 % Wilson intervals" if intervals else ""))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     width = 0.35
