@@ -138,11 +138,11 @@ def bias_model(bias_frames: Sequence[tuple[np.ndarray, np.ndarray]], significanc
     d = (samples[1] - samples[0]).ravel() / np.sqrt(2) if n >= 2 else samples[0].ravel()
     d = d[np.isfinite(d)]
     rn = float(1.4826 * np.median(np.abs(d - np.median(d))))
-    sigma_col = rn / np.sqrt(rows)  # one frame's column mean
+    sigma_frame_col = rn / np.sqrt(rows)  # noise of one frame's column mean
     m = np.array(means)
     if n >= 3:
         med = np.median(m, axis=0)
-        keep = np.abs(m - med) < 6 * sigma_col
+        keep = np.abs(m - med) < 6 * sigma_frame_col
         columns = (m * keep).sum(axis=0) / np.maximum(keep.sum(axis=0), 1)
     else:
         columns = m.mean(axis=0)

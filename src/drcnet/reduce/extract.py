@@ -14,7 +14,7 @@ All functions work on every fiber at once: stripes are ``(n_fibers, 11, n_cols)`
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -43,6 +43,7 @@ class StripePixels:
     rows: np.ndarray
     cols: np.ndarray
     off: np.ndarray
+    _index: dict[tuple[int, int], np.ndarray] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_centres(cls, centres: np.ndarray, cols: np.ndarray, half: int = STRIPE_HALF_ROWS,
@@ -56,12 +57,11 @@ class StripePixels:
     def index(self, width: int, col_offset: int = 0) -> np.ndarray:
         """Flat indices (int32) of the stripe pixels in a C-contiguous image ``width`` columns wide."""
         key = (width, col_offset)
-        cache = self.__dict__.setdefault("_index", {})
-        if key not in cache:
+        if key not in self._index:
             idx = self.rows * np.int32(width)
             idx += (self.cols + np.int32(col_offset))[None, None, :]
-            cache[key] = idx
-        return cache[key]
+            self._index[key] = idx
+        return self._index[key]
 
     def take(self, image: np.ndarray, col_offset: int = 0) -> np.ndarray:
         """Pixels of a C-contiguous 2D ``image`` at the stripe pixels (column ``c`` is image column ``c + col_offset``)."""
