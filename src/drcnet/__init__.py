@@ -12,7 +12,6 @@ try:
 except PackageNotFoundError:  # running from a source tree without install
     __version__ = "0.0.0+unknown"
 
-CLASSES: tuple[str, ...] = ("F", "G", "K")
-"""The three classes of the paper, in the order of model outputs."""
+from drcnet.conventions import CLASSES
 
 __all__ = ["CLASSES", "__version__"]

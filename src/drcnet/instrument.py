@@ -19,6 +19,8 @@ import math
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from drcnet.conventions import STRIPE_COL_START, STRIPE_COL_STOP, STRIPE_HALF_ROWS  # noqa: F401  (re-exported)
+
 N_ROWS = 4136
 """CCD rows (spatial axis)."""
 N_COLS = 4096
@@ -28,11 +30,6 @@ OVERSCAN = 32
 N_FIBERS = 250
 """Fibers per spectrograph."""
 N_SPECTROGRAPHS = 16
-STRIPE_HALF_ROWS = 5
-"""The paper's stripe: the centre pixel +- 5 rows."""
-STRIPE_COL_START = 500
-STRIPE_COL_STOP = 3500
-"""The paper's stripe: wavelength pixels 500 to 3500 (3000 columns)."""
 PIXEL_SIZE_CM = 12e-4
 """e2v CCD203-82: 12 micron pixels."""
 FIBER_DIAMETER_ARCSEC = 3.3

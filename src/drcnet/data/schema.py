@@ -39,41 +39,19 @@ import h5py
 import numpy as np
 
 SCHEMA_VERSION = 1
-ARMS: tuple[str, str] = ("blue", "red")
-STRIPE_ROWS = 11
-STRIPE_COLS = 3000
-COL_START = 500
-SPLIT_NAMES: tuple[str, ...] = ("train", "val", "test")
-SNR_BIN_NAMES: tuple[str, ...] = (">30", "20-30", "10-20", "<10")
-SNR_BIN_EDGES: tuple[float, float, float] = (30.0, 20.0, 10.0)
-R_BAND_A: tuple[float, float] = (5600.0, 6900.0)
-
-FLAG_BITS: dict[str, int] = {
-    "sky": 1 << 0,
-    "unused": 1 << 1,
-    "dead": 1 << 2,
-    "trace_lost": 1 << 3,
-    "saturated": 1 << 4,
-    "cosmic_ray": 1 << 5,
-    "low_snr": 1 << 6,
-    "bad_pixels": 1 << 7,
-}
-
-
-def snr_bin(snr: np.ndarray | float) -> np.ndarray:
-    """Return the paper's S/N_r bin index (0: >30, 1: 20-30, 2: 10-20, 3: <10)."""
-    snr = np.asarray(snr, dtype=float)
-    out = np.full(snr.shape, 3, dtype=np.int8)
-    out[snr >= SNR_BIN_EDGES[2]] = 2
-    out[snr >= SNR_BIN_EDGES[1]] = 1
-    out[snr > SNR_BIN_EDGES[0]] = 0
-    return out
-
-
-def flags_to_names(value: int) -> list[str]:
-    """Decode a flag bit mask into its names."""
-    return [name for name, bit in FLAG_BITS.items() if value & bit]
-
+from drcnet.conventions import (  # noqa: F401  (re-exported: the schema's vocabulary)
+    ARMS,
+    COL_START,
+    FLAG_BITS,
+    R_BAND_A,
+    SNR_BIN_EDGES,
+    SNR_BIN_NAMES,
+    SPLIT_NAMES,
+    STRIPE_COLS,
+    STRIPE_ROWS,
+    flags_to_names,
+    snr_bin,
+)
 
 _PER_OBJECT: dict[str, tuple[tuple[int, ...], Any]] = {
     "stripes": ((2, STRIPE_ROWS, STRIPE_COLS), np.float16),

@@ -5,7 +5,7 @@
 
 import typer
 
-from drcnet.train.command import train_cmd
+from drcnet.cli.train import train_cmd
 
 
 def main() -> None:

@@ -10,12 +10,9 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-import drcnet.cli as _cli
-from drcnet.commands.common import friendly_errors, load_fgk_templates, resolve_libraries
+from drcnet.cli.common import friendly_errors, load_fgk_templates, resolve_libraries
 
 console = Console(stderr=True, soft_wrap=True)
-frames_app = typer.Typer(help="Raw LAMOST exposures: simulate frames, reduce them to stripes, classify a whole exposure.",
-                         no_args_is_help=True)
 
 
 @friendly_errors
@@ -102,7 +99,13 @@ def classify_cmd(
         console.print(f"accuracy against the fiber map's truth: {res.accuracy:.3f}")
 
 
-frames_app.command("simulate")(simulate_cmd)
-frames_app.command("reduce")(reduce_cmd)
-frames_app.command("classify")(classify_cmd)
-_cli.app.add_typer(frames_app, name="frames")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``frames`` group (``simulate``, ``reduce``, ``classify``) to ``app``."""
+    frames_app = typer.Typer(help="Raw LAMOST exposures: simulate frames, reduce them to stripes, classify a whole exposure.",
+                             no_args_is_help=True)
+    frames_app.command("simulate")(simulate_cmd)
+    frames_app.command("reduce")(reduce_cmd)
+    frames_app.command("classify")(classify_cmd)
+    app.add_typer(frames_app, name="frames")

@@ -9,8 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-import drcnet.cli as _cli
-from drcnet.commands.common import friendly_errors, is_interactive, load_fgk_templates, resolve_libraries
+from drcnet.cli.common import friendly_errors, is_interactive, load_fgk_templates, resolve_libraries
 
 console = Console(stderr=True, soft_wrap=True)
 
@@ -76,5 +75,9 @@ def plot_sample_cmd(
     console.print(f"wrote {out}")
 
 
-_cli.app.command("simulate")(simulate_cmd)
-_cli.app.command("plot-sample")(plot_sample_cmd)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``simulate`` and ``plot-sample`` to ``app``."""
+    app.command("simulate")(simulate_cmd)
+    app.command("plot-sample")(plot_sample_cmd)

@@ -1,7 +1,6 @@
 """CLI commands for models: train, evaluate, predict, report, models.
 
-Registered on :data:`drcnet.cli.app` at import (``drcnet.cli`` imports this module while it
-builds the app; ``app`` exists by then, so ``import drcnet.cli`` here is safe).
+:func:`register` adds them to the app that :mod:`drcnet.cli` builds.
 """
 
 from __future__ import annotations
@@ -12,9 +11,8 @@ from typing import Annotated, Optional
 
 import typer
 
-import drcnet.cli as _cli
-from drcnet.commands.common import friendly_errors
-from drcnet.train.command import train_cmd
+from drcnet.cli.common import friendly_errors
+from drcnet.cli.train import train_cmd
 
 
 def evaluate_cmd(
@@ -58,7 +56,7 @@ def predict_cmd(
     if (data is None) == (exposure is None):
         raise ValueError("give exactly one of --data FILE.h5 (a dataset) or --exposure DIR (raw frames)")
     if exposure is not None:
-        from drcnet.commands.frames_commands import classify_cmd
+        from drcnet.cli.frames import classify_cmd
 
         classify_cmd(run_dir, exposure, out)
         return
@@ -94,7 +92,7 @@ def models_cmd(
             typer.echo("  " + json.dumps(m.config_dict()))
 
 
-def _register(app: typer.Typer) -> None:
+def register(app: typer.Typer) -> None:
     # user-fixable errors (missing files, bad values) become one line and exit status 2
     app.command("train")(friendly_errors(train_cmd))
     app.command("evaluate")(friendly_errors(evaluate_cmd))
@@ -102,5 +100,3 @@ def _register(app: typer.Typer) -> None:
     app.command("report")(friendly_errors(report_cmd))
     app.command("models")(models_cmd)
 
-
-_register(_cli.app)
