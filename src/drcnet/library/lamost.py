@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from astropy.io import fits
 
-from ._common import PathLike, file_stem, finalize, open_fits, to_float
+from ._common import PathLike, file_stem, finalize, to_float
 from .spectype import parse_spectral_type
 from .template import Template
 
@@ -94,12 +94,6 @@ def _header_meta(hdr: Mapping[str, Any], layout: str) -> dict[str, Any]:
         if f"SN_{band}" in hdr:
             meta[f"snr_{band.lower()}"] = to_float(hdr[f"SN_{band}"])
     return meta
-
-
-def read_lamost(path: PathLike, labels: Mapping[str, str] | None = None) -> Template:
-    """Read one LAMOST spectrum file; see :func:`lamost_from_hdul`."""
-    with open_fits(path) as hdul:
-        return lamost_from_hdul(hdul, path, labels)
 
 
 def lamost_from_hdul(hdul: fits.HDUList, path: PathLike, labels: Mapping[str, str] | None = None) -> Template:

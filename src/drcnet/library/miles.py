@@ -8,7 +8,7 @@ from collections.abc import Mapping
 import numpy as np
 from astropy.io import fits
 
-from ._common import PathLike, file_stem, finalize, open_fits, to_float
+from ._common import PathLike, file_stem, finalize, to_float
 from .airvac import air_to_vacuum
 from .spectype import parse_spectral_type
 from .template import Template
@@ -27,12 +27,6 @@ def linear_axis(header: Mapping[str, object], n: int) -> np.ndarray:
         raise KeyError("neither CDELT1 nor CD1_1 in header")
     crpix = float(header.get("CRPIX1", 1.0))  # type: ignore[arg-type]
     return crval + (np.arange(n, dtype=np.float64) + 1.0 - crpix) * float(step)  # type: ignore[arg-type]
-
-
-def read_miles(path: PathLike, labels: Mapping[str, str] | None = None) -> Template:
-    """Read one MILES spectrum file; see :func:`miles_from_hdul`."""
-    with open_fits(path) as hdul:
-        return miles_from_hdul(hdul, path, labels)
 
 
 def miles_from_hdul(hdul: fits.HDUList, path: PathLike, labels: Mapping[str, str] | None = None) -> Template:

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 import numpy as np
 from astropy.io import fits
 
-from ._common import PathLike, file_stem, finalize, open_fits, to_float
+from ._common import PathLike, file_stem, finalize, to_float
 from .spectype import parse_spectral_type
 from .template import Template
 
@@ -49,12 +49,6 @@ def _loglam_to_wave(loglam: np.ndarray) -> np.ndarray:
     if np.max(np.abs(fit - ll)) < 1e-6:
         ll = fit
     return np.exp(ll * np.log(10.0))
-
-
-def read_pyhammer(path: PathLike, labels: Mapping[str, str] | None = None) -> Template:
-    """Read one PyHammer template file; see :func:`pyhammer_from_hdul`."""
-    with open_fits(path) as hdul:
-        return pyhammer_from_hdul(hdul, path, labels)
 
 
 def pyhammer_from_hdul(hdul: fits.HDUList, path: PathLike, labels: Mapping[str, str] | None = None) -> Template:

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 import numpy as np
 from astropy.io import fits
 
-from ._common import PathLike, file_stem, finalize, open_fits, to_float
+from ._common import PathLike, file_stem, finalize, to_float
 from .airvac import air_to_vacuum
 from .miles import linear_axis
 from .spectype import parse_spectral_type
@@ -22,12 +22,6 @@ from .template import Template
 TELLURIC_WINDOWS_VAC: tuple[tuple[float, float], ...] = ((6860.0, 6960.0), (7590.0, 7705.0))
 
 _PREFIX = "STELIB_v3.2_"
-
-
-def read_stelib(path: PathLike, labels: Mapping[str, str] | None = None) -> Template:
-    """Read one STELIB spectrum file; see :func:`stelib_from_hdul`."""
-    with open_fits(path) as hdul:
-        return stelib_from_hdul(hdul, path, labels)
 
 
 def stelib_from_hdul(hdul: fits.HDUList, path: PathLike, labels: Mapping[str, str] | None = None) -> Template:
