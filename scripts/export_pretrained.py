@@ -1,7 +1,7 @@
 """Export a training run as the pretrained model shipped in ``src/drcnet/pretrained/<name>/``.
 
 Copies ``run.json``, ``history.csv`` and ``metrics.json`` and writes the best weights as float16
-safetensors (half the size; ``drcnet.train.load_model`` loads them into the float32 model, and the
+safetensors (half the size; ``drcnet.models.load_run`` loads them into the float32 model, and the
 class probabilities change by < 1e-3), with the export's own provenance in ``EXPORT.json``.
 
 Usage::
@@ -21,7 +21,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from drcnet.provenance import provenance, write_json_atomic
-from drcnet.train.checkpoint import read_safetensors
+from drcnet.models.run_folder import read_safetensors
 
 TARGET = Path(__file__).resolve().parents[1] / "src" / "drcnet" / "pretrained"
 

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from conftest_models import cli, cli_runs, micro_data  # noqa: F401
-from drcnet.evaluate import (PRED_COLUMNS, accuracy_interval, classification_metrics, evaluate_predictions, predict_arrays,
-                             predict_dataset)
-from drcnet.train import load_model
+from drcnet.metrics import accuracy_interval, classification_metrics, evaluate_predictions
+from drcnet.models import load_run
+from drcnet.predict import PRED_COLUMNS, predict_arrays, predict_dataset
 
 
 def test_metrics_match_hand_computed_values():
@@ -127,7 +127,7 @@ def test_cli_predict_csv(cli_runs, micro_data, tmp_path):
 
 @pytest.mark.parametrize("name", ["drcnet", "rcnet"])
 def test_predict_arrays_equals_dataset_prediction(cli_runs, micro_data, name):
-    model, _ = load_model(cli_runs[name])
+    model, _ = load_run(cli_runs[name])
     ref = predict_dataset(model, micro_data, "val", workers=0)
     with h5py.File(micro_data) as h:
         rows = np.flatnonzero(h["split"][:] == 1)

@@ -13,7 +13,8 @@ from drcnet.data.normalize import EPS, prepare_input, zscore_spectra1d, zscore_s
 from drcnet.models import create_model, list_models, model_input_kind
 from drcnet.models.drcnet import SpatialReduction, reduce_arms_fast
 from drcnet.models.fastpath import set_fast
-from drcnet.train.checkpoint import read_safetensors, save_weights
+from drcnet.models.run_folder import read_safetensors
+from drcnet.train.checkpoint import save_weights
 
 MODELS = list_models()
 

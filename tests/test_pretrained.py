@@ -7,12 +7,12 @@ import json
 import numpy as np
 
 from drcnet.demo import PRETRAINED
-from drcnet.evaluate import predict_arrays
-from drcnet.train import load_model
+from drcnet.predict import predict_arrays
+from drcnet.models import load_run
 
 
 def test_pretrained_drcnet_loads_and_predicts():
-    model, info = load_model(PRETRAINED)
+    model, info = load_run(PRETRAINED)
     assert info.model_name == "drcnet" and model.input_kind == "stripes"
     rng = np.random.default_rng(0)
     # a flat stripe with a Gaussian spatial profile: any class, but valid probabilities

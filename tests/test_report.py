@@ -6,7 +6,7 @@ import base64
 import re
 
 from conftest_models import cli, cli_runs, micro_data  # noqa: F401
-from drcnet.report.paper import PAPER_TABLE3
+from drcnet.paper import PAPER_TABLE3
 
 
 def test_cli_report_over_two_runs(cli_runs, micro_data, tmp_path):

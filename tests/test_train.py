@@ -23,8 +23,10 @@ from conftest_models import SMALL_DRCNET, cli, cli_runs, micro_data  # noqa: F40
 from drcnet.data.normalize import zscore_spectra1d, zscore_stripes
 from drcnet.data.torch_dataset import SpectraDataset, dataset_fingerprint
 from drcnet.models import create_model
-from drcnet.train import TrainConfig, load_model, lr_at, steps_per_epoch
-from drcnet.train.checkpoint import load_checkpoint, read_safetensors, save_checkpoint
+from drcnet.models import load_run
+from drcnet.train import TrainConfig, lr_at, steps_per_epoch
+from drcnet.models.run_folder import read_safetensors
+from drcnet.train.checkpoint import load_checkpoint, save_checkpoint
 
 
 def _history(run: Path) -> list[dict[str, str]]:
@@ -53,7 +55,7 @@ def test_cli_train_writes_a_complete_run_folder(cli_runs, micro_data):
         assert 0 <= float(r["train_acc"]) <= 1 and 0 <= float(r["val_acc"]) <= 1
         assert float(r["train_loss"]) > 0 and int(r["steps"]) == 4
     # no pickle anywhere: weights load with safetensors alone, and rebuild the model
-    model, info = load_model(run)
+    model, info = load_run(run)
     assert info.model_name == "drcnet" and not model.training
     tensors, meta_w = read_safetensors(run / "best.safetensors")
     assert meta_w["model"] == "drcnet" and set(tensors) == set(model.state_dict())
@@ -141,7 +143,7 @@ def test_ddp_two_cpu_processes(micro_data, tmp_path):
     expected = math.ceil(25 / (2 * 4))  # 25 train objects, 2 processes, batch 4 per process -> 4
     assert expected == 4 and meta["steps_per_epoch"] == expected
     assert [int(r["steps"]) for r in _history(out)] == [expected, expected]
-    model, _ = load_model(out)
+    model, _ = load_run(out)
     assert all(torch.isfinite(p).all() for p in model.parameters())
 
 
@@ -177,7 +179,7 @@ def test_sigterm_marks_the_run_interrupted_and_it_resumes(micro_data, tmp_path):
 
 @pytest.mark.parametrize("opt_name", ["adamw", "adagrad"])
 def test_checkpoint_round_trip_restores_weights_optimizer_and_rng(tmp_path, opt_name):
-    from drcnet.train.loop import build_optimizer
+    from drcnet.train.optim import build_optimizer
 
     torch.manual_seed(0)
     model = create_model("rcnet", channels=(4, 4, 4, 4, 4, 4, 8, 8), feature_dim=16)

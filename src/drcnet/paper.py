@@ -14,3 +14,5 @@ PAPER_TABLE3: dict[str, dict[str, float]] = {
 PAPER_NAMES: dict[str, str] = {"drcnet": "DRC-Net", "ffcnn": "FFCNN", "rcnet": "RC-Net"}
 PAPER_TABLE1: dict[str, tuple[int, int, int, int]] = {
     "train": (4840, 0, 0, 0), "val": (605, 0, 0, 0), "test": (605, 461, 436, 1042)}
+PAPER_DRC_MINUS_RC: dict[str, float] = {">30": 0.6, "20-30": -6.6, "10-20": 0.4, "<10": 6.5}
+"""DRC-Net minus RC-Net accuracy per S/N_r bin, in points (the paper's text on Figure 7 / Tables 4-5)."""

@@ -69,7 +69,7 @@ def plot_sample_cmd(
     data_root: Annotated[Path | None, typer.Option("--data-root", help="reference data folder, to overplot the source template")] = None,
 ) -> None:
     """Plot one object's blue and red stripes, their 1D extractions and the source template."""
-    from drcnet.report.sample_plot import plot_sample
+    from drcnet.plots.sample_plot import plot_sample
 
     plot_sample(file, index, out, data_root=data_root)
     console.print(f"wrote {out}")

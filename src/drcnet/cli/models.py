@@ -26,7 +26,7 @@ def evaluate_cmd(
     fast: Annotated[bool, typer.Option("--fast/--no-fast", help="CPU fast path.")] = True,
 ) -> None:
     """Paper metrics (Table 3, per-S/N-bin Tables 4-5, confusion matrices) -> metrics.json + confusion.png."""
-    from drcnet.evaluate import evaluate_run
+    from drcnet.workflows.evaluate import evaluate_run
 
     m = evaluate_run(run_dir, data, split=split, out=out, which=which, batch_size=batch_size, workers=workers,
                      fast=fast)
@@ -51,7 +51,7 @@ def predict_cmd(
     fast: Annotated[bool, typer.Option("--fast/--no-fast", help="CPU fast path.")] = True,
 ) -> None:
     """Class probabilities per object -> CSV (object_id, label, pred, prob_F, prob_G, prob_K, snr_r)."""
-    from drcnet.evaluate import predict_run
+    from drcnet.workflows.evaluate import predict_run
 
     if (data is None) == (exposure is None):
         raise ValueError("give exactly one of --data FILE.h5 (a dataset) or --exposure DIR (raw frames)")
@@ -73,7 +73,7 @@ def report_cmd(
     split: Annotated[str, typer.Option(help="Split to report on.")] = "test",
 ) -> None:
     """report.md + report.html: Table 3 vs the paper, Tables 4-5, Figure 7, confusion matrices, curves."""
-    from drcnet.report import make_report
+    from drcnet.workflows.report import make_report
 
     paths = make_report(run_dirs, data, out, split=split)
     typer.echo(f"wrote {paths['md']} and {paths['html']}")

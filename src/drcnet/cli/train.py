@@ -13,8 +13,14 @@ from drcnet.train.config import PRESETS, TrainConfig
 
 
 def _interrupt_on_sigterm(signum: int, frame: object) -> None:
-    """Turn SIGTERM (``kill``, batch-queue time limits, torchrun) into the same clean stop as Ctrl-C."""
-    raise KeyboardInterrupt(f"signal {signum}")
+    """Turn SIGTERM (``kill``, batch-queue time limits, torchrun) into the same clean stop as Ctrl-C.
+
+    Only a flag is set here; the loop raises at its next step (an exception raised inside a signal
+    handler can land in a finaliser or weakref callback, where Python prints and drops it).
+    """
+    from drcnet.train.loop import request_stop
+
+    request_stop(signum)
 
 
 def train_cmd(

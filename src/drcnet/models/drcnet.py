@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from drcnet.models.base import SpectralModel, he_init, init_output_layer
+from drcnet.models.registry import register_model
 from drcnet.models.rcnet import RCNET_CHANNELS, RCNetBackbone, to_channels_last_1d
 
 
@@ -173,6 +174,7 @@ class DRCNetConfig:
     dropout: float = 0.0
 
 
+@register_model
 class DRCNet(SpectralModel):
     """DRC-Net on ``(B, 2, 11, 3000)`` Z-scored stripes -> logits ``(B, n_classes)``."""
 

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from drcnet.models.base import SpectralModel, he_init, init_output_layer
+from drcnet.models.registry import register_model
 
 
 @dataclass
@@ -83,6 +84,7 @@ class FFCNNBranch(nn.Module):
         return x.reshape(x.shape[0], -1)
 
 
+@register_model
 class FFCNN(SpectralModel):
     """Two-branch 2D CNN on ``(B, 2, 11, 3000)`` Z-scored stripes -> logits."""
 

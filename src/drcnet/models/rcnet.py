@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from drcnet.models.base import SpectralModel, he_init, init_output_layer
+from drcnet.models.registry import register_model
 
 RCNET_CHANNELS: tuple[int, ...] = (16, 16, 32, 32, 64, 64, 128, 128)
 
@@ -158,6 +159,7 @@ class RCNetConfig:
     n_classes: int = 3
 
 
+@register_model
 class RCNet(SpectralModel):
     """RC-Net: backbone + ``Linear(128, n_classes)`` on the ``(B, 1, 6000)`` 1D input."""
 

@@ -13,11 +13,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from drcnet import CLASSES  # noqa: E402
+from drcnet.conventions import CLASSES  # noqa: E402
+from drcnet.paper import PAPER_DRC_MINUS_RC  # noqa: E402
 from drcnet.provenance import atomic_path  # noqa: E402
-
-PAPER_DRC_MINUS_RC: dict[str, float] = {">30": 0.6, "20-30": -6.6, "10-20": 0.4, "<10": 6.5}
-"""Published DRC-Net minus RC-Net test accuracy per S/N_r bin, percentage points (paper section 4)."""
 
 
 def save_png(fig: Any, path: str | Path, dpi: int = 110) -> Path:

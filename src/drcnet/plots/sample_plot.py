@@ -7,8 +7,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from drcnet import CLASSES
-from drcnet.data.schema import ARMS, decode
+from drcnet.conventions import ARMS, CLASSES
+from drcnet.data.schema import decode
 from drcnet.provenance import atomic_path
 
 LINES_A: dict[str, float] = {

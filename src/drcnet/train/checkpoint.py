@@ -1,16 +1,8 @@
-"""Run-folder files: weights and checkpoints in safetensors (no pickle), the rest in JSON.
+"""Writing run-folder files: weights and checkpoints in safetensors (no pickle).
 
-Run folder layout::
-
-    RUN_DIR/
-      run.json            model name + config, train config, data fingerprint, seed, provenance,
-                          world size, steps per epoch, status, best epoch
-      best.safetensors    weights of the epoch with the lowest validation loss (metadata: model, config)
-      last.safetensors    last finished epoch: weights, optimiser tensors, RNG states; metadata
-                          "state" (JSON): epoch, step, best/bad-epoch counters, history,
-                          optimiser param groups, Python/numpy RNG state
-      history.csv         epoch, train/val loss and accuracy, lr, steps, time
-      metrics.json ...    written by ``drcnet evaluate``
+The layout and the readers are in :mod:`drcnet.models.run_folder`. ``last.safetensors`` holds the
+last finished epoch: weights, optimiser tensors, RNG states; metadata "state" (JSON): epoch, step,
+best/bad-epoch counters, history, optimiser param groups, Python/numpy RNG state.
 
 Every file is written atomically (temporary name + rename, :mod:`drcnet.provenance`), and a
 checkpoint is one file, so a run killed at any moment resumes from a consistent state.
@@ -25,16 +17,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors import safe_open
 from safetensors.torch import save_file
 
+from drcnet.models.run_folder import FORMAT, read_safetensors
 from drcnet.provenance import atomic_path
-
-RUN_JSON = "run.json"
-BEST = "best.safetensors"
-LAST = "last.safetensors"
-HISTORY = "history.csv"
-FORMAT = "drcnet-run-v1"
 
 
 def _contig(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -47,22 +33,6 @@ def save_weights(path: str | Path, model: torch.nn.Module, metadata: dict[str, A
     with atomic_path(path) as tmp:
         save_file(_contig(model.state_dict()), str(tmp), metadata=meta)
     return Path(path)
-
-
-def read_safetensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Tensors and decoded metadata of a safetensors file."""
-    tensors: dict[str, torch.Tensor] = {}
-    with safe_open(str(path), framework="pt", device="cpu") as f:
-        meta = f.metadata() or {}
-        for key in f.keys():
-            tensors[key] = f.get_tensor(key)
-    out: dict[str, Any] = {}
-    for k, v in meta.items():
-        try:
-            out[k] = json.loads(v)
-        except (json.JSONDecodeError, TypeError):
-            out[k] = v
-    return tensors, out
 
 
 def rng_state() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -141,11 +111,3 @@ def load_checkpoint(path: str | Path, model: torch.nn.Module, optimizer: torch.o
     if restore_rng:
         set_rng_state(tensors, meta["rng"])
     return meta["state"]
-
-
-def read_run_json(run_dir: str | Path) -> dict[str, Any]:
-    """The run's ``run.json`` (raises with a hint when the folder is not a run folder)."""
-    p = Path(run_dir) / RUN_JSON
-    if not p.is_file():
-        raise FileNotFoundError(f"{run_dir} is not a drcnet run folder (no {RUN_JSON}); make one with `drcnet train`")
-    return json.loads(p.read_text())

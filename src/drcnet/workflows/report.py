@@ -18,12 +18,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from drcnet import CLASSES
-from drcnet.data.schema import SNR_BIN_NAMES
+from drcnet.conventions import CLASSES, SNR_BIN_NAMES
 from drcnet.data.torch_dataset import dataset_fingerprint
+from drcnet.models import read_run
+from drcnet.paper import PAPER_DRC_MINUS_RC, PAPER_NAMES, PAPER_TABLE3
 from drcnet.provenance import provenance, write_json_atomic, write_text_atomic
-from drcnet.report.figures import PAPER_DRC_MINUS_RC, plot_accuracy_vs_snr, plot_confusions, plot_history
-from drcnet.report.paper import PAPER_NAMES, PAPER_TABLE3
+from drcnet.plots.figures import plot_accuracy_vs_snr, plot_confusions, plot_history
+from drcnet.workflows.evaluate import METRICS_JSON, evaluate_run
 
 Block = tuple  # ("h", level, text) | ("p", text) | ("table", headers, rows) | ("img", file, alt)
 
@@ -42,8 +43,6 @@ def _slug(text: str) -> str:
 
 def load_or_evaluate(run_dir: str | Path, data: str | Path, split: str, fingerprint: dict[str, Any]) -> tuple[dict, bool]:
     """The run's ``metrics.json`` if it was made from this data file and split, else a fresh evaluation."""
-    from drcnet.evaluate import METRICS_JSON, evaluate_run
-
     p = Path(run_dir) / METRICS_JSON
     if p.is_file():
         m = json.loads(p.read_text())
@@ -180,8 +179,6 @@ def render_html(blocks: Sequence[Block], folder: Path) -> str:
 
 def make_report(run_dirs: Sequence[str | Path], data: str | Path, out: str | Path, split: str = "test") -> dict[str, Path]:
     """Write ``report.md``, ``report.html`` and the PNG figures into ``out``; return their paths."""
-    from drcnet.train.run import read_run
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     fingerprint = dataset_fingerprint(data)

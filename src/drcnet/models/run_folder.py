@@ -1,0 +1,158 @@
+"""A trained model's folder rebuilds itself: ``load_run(run_dir)`` (astroNN's ``load_folder`` idea).
+
+Run folder layout (written by :mod:`drcnet.train`)::
+
+    RUN_DIR/
+      run.json            model name + config, train config, data fingerprint, seed, provenance,
+                          world size, steps per epoch, status, best epoch
+      best.safetensors    weights of the epoch with the lowest validation loss (metadata: model, config)
+      last.safetensors    last finished epoch: weights, optimiser tensors, RNG states and loop state
+      history.csv         epoch, train/val loss and accuracy, lr, steps, time
+      metrics.json ...    written by ``drcnet evaluate``
+
+The normalisation is not stored: it is fixed by the model's ``input_kind``
+(:mod:`drcnet.data.normalize`), so a rebuilt model sees exactly what it saw in training.
+Shipped models live in ``drcnet/pretrained/<name>/`` in the same layout (:func:`pretrained_dir`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+
+from drcnet.models.base import SpectralModel
+from drcnet.models.fastpath import set_fast
+from drcnet.models.registry import create_model
+
+RUN_JSON = "run.json"
+BEST = "best.safetensors"
+LAST = "last.safetensors"
+HISTORY = "history.csv"
+FORMAT = "drcnet-run-v1"
+PRETRAINED_ROOT = Path(__file__).resolve().parent.parent / "pretrained"
+
+
+def read_safetensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Tensors and JSON-decoded metadata of a safetensors file.
+
+    Returns
+    -------
+    tensors : dict of str to torch.Tensor
+        Every tensor of the file, on the CPU.
+    metadata : dict
+        The file's metadata, each value decoded from JSON where it is JSON.
+    """
+    tensors: dict[str, torch.Tensor] = {}
+    with safe_open(str(path), framework="pt", device="cpu") as f:
+        meta = f.metadata() or {}
+        for key in f.keys():
+            tensors[key] = f.get_tensor(key)
+    out: dict[str, Any] = {}
+    for k, v in meta.items():
+        try:
+            out[k] = json.loads(v)
+        except (json.JSONDecodeError, TypeError):
+            out[k] = v
+    return tensors, out
+
+
+def read_run_json(run_dir: str | Path) -> dict[str, Any]:
+    """The run's ``run.json``.
+
+    Raises
+    ------
+    FileNotFoundError
+        When ``run_dir`` holds no ``run.json`` (the message says how to make one).
+    """
+    p = Path(run_dir) / RUN_JSON
+    if not p.is_file():
+        raise FileNotFoundError(f"{run_dir} is not a drcnet run folder (no {RUN_JSON}); make one with `drcnet train`")
+    return json.loads(p.read_text())
+
+
+@dataclass
+class RunInfo:
+    """What ``run.json`` says about a run, plus where it lives."""
+
+    run_dir: Path
+    model_name: str
+    model_config: dict[str, Any]
+    input_kind: str
+    meta: dict[str, Any]
+
+    @property
+    def label(self) -> str:
+        """A short name for tables: the model name and the run folder's name."""
+        return f"{self.model_name} ({self.run_dir.name})"
+
+
+def read_run(run_dir: str | Path) -> RunInfo:
+    """Read a run folder's ``run.json`` into a :class:`RunInfo`."""
+    meta = read_run_json(run_dir)
+    return RunInfo(Path(run_dir), meta["model"], meta["model_config"], meta["input_kind"], meta)
+
+
+def load_run(run_dir: str | Path, which: str = "best", device: str | torch.device = "cpu",
+             fast: bool = True) -> tuple[SpectralModel, RunInfo]:
+    """Rebuild the model of a run folder with its best (or last) weights, in eval mode.
+
+    Parameters
+    ----------
+    run_dir
+        Folder written by ``drcnet train`` (or a shipped model, :func:`pretrained_dir`).
+    which
+        ``"best"`` (lowest validation loss) or ``"last"`` (last finished epoch).
+    device
+        Where to put the model.
+    fast
+        Use the CPU fast path (same results).
+
+    Returns
+    -------
+    model : SpectralModel
+        In eval mode on ``device``.
+    info : RunInfo
+
+    Raises
+    ------
+    FileNotFoundError
+        No ``run.json`` in ``run_dir``.
+    ValueError
+        ``which`` is neither ``"best"`` nor ``"last"``.
+    """
+    info = read_run(run_dir)
+    config = dict(info.model_config)
+    if info.model_name == "drcnet" and "reduce_activation" not in config:
+        # run folders written before the option existed used ReLUs between the reduction convolutions
+        config["reduce_activation"] = "relu"
+    model = create_model(info.model_name, **config)
+    if which == "best":
+        tensors, _ = read_safetensors(Path(run_dir) / BEST)
+    elif which == "last":
+        raw, _ = read_safetensors(Path(run_dir) / LAST)
+        tensors = {k[len("model."):]: v for k, v in raw.items() if k.startswith("model.")}
+    else:
+        raise ValueError(f"which must be 'best' or 'last', got {which!r}")
+    model.load_state_dict(tensors)
+    set_fast(model, fast)
+    return model.to(device).eval(), info
+
+
+def pretrained_dir(name: str = "drcnet") -> Path:
+    """Folder of the shipped model ``name`` (a run folder inside the installed package).
+
+    Raises
+    ------
+    FileNotFoundError
+        When no shipped model has that name (the message lists the shipped ones).
+    """
+    folder = PRETRAINED_ROOT / name
+    if not (folder / RUN_JSON).is_file():
+        shipped = sorted(p.name for p in PRETRAINED_ROOT.iterdir() if (p / RUN_JSON).is_file())
+        raise FileNotFoundError(f"no shipped model named {name!r}; shipped: {', '.join(shipped) or 'none'}")
+    return folder

@@ -1,0 +1,72 @@
+"""``drcnet evaluate`` and ``drcnet predict`` on a dataset file: load the run, predict, score, write.
+
+* :func:`evaluate_run` - metrics.json (Table 3, Tables 4-5, intervals) and the confusion-matrix figure.
+* :func:`predict_run` - the prediction table (:data:`drcnet.predict.PRED_COLUMNS`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from drcnet.conventions import CLASSES, SNR_BIN_NAMES
+from drcnet.data.torch_dataset import dataset_fingerprint
+from drcnet.metrics import evaluate_predictions
+from drcnet.models import load_run
+from drcnet.models.fastpath import configure_cpu
+from drcnet.predict import predict_dataset, predictions_csv
+from drcnet.provenance import provenance, write_json_atomic, write_text_atomic
+
+METRICS_JSON = "metrics.json"
+
+
+def evaluate_run(run_dir: str | Path, data: str | Path, split: str = "test", out: str | Path | None = None,
+                 which: str = "best", batch_size: int = 64, workers: int = 1, fast: bool = True,
+                 write: bool = True) -> dict[str, Any]:
+    """Evaluate a run folder's model on ``split`` of ``data``; write ``metrics.json`` and confusion PNG.
+
+    Parameters
+    ----------
+    run_dir
+        Folder written by ``drcnet train``.
+    data
+        Dataset file.
+    split
+        Split to evaluate (the paper: ``test``, which holds every S/N bin).
+    out
+        Output folder (default: the run folder).
+    which
+        ``best`` or ``last`` weights.
+    write
+        Write the files (``False``: only return the metrics).
+    """
+    from drcnet.plots.figures import plot_confusions
+
+    if fast:
+        configure_cpu()
+    model, info = load_run(run_dir, which=which, fast=fast)
+    pred = predict_dataset(model, data, split, batch_size=batch_size, workers=workers)
+    metrics = {
+        "run": str(Path(run_dir).resolve()), "model": info.model_name, "weights": which, "split": split,
+        "classes": list(CLASSES), "snr_bins": list(SNR_BIN_NAMES), "data": dataset_fingerprint(data),
+        **evaluate_predictions(pred),
+        "provenance": provenance({"run": str(run_dir), "data": str(data), "split": split, "weights": which},
+                                 info.meta.get("seed")),
+    }
+    if write:
+        out_dir = Path(out) if out is not None else Path(run_dir)
+        write_json_atomic(out_dir / METRICS_JSON, metrics)
+        panels = {f"S/N {k} (n={v['n']})": (v["confusion_matrix"] if v["n"] else None)
+                  for k, v in metrics["bins"].items()}
+        plot_confusions(panels, out_dir / "confusion.png", suptitle=f"{info.model_name}: {split} split")
+    return metrics
+
+
+def predict_run(run_dir: str | Path, data: str | Path, out: str | Path, split: str | None = None,
+                which: str = "best", batch_size: int = 64, workers: int = 1, fast: bool = True) -> Path:
+    """Write a prediction table (:data:`PRED_COLUMNS`) for ``split`` (``None``: all objects) of ``data``."""
+    if fast:
+        configure_cpu()
+    model, _ = load_run(run_dir, which=which, fast=fast)
+    pred = predict_dataset(model, data, split, batch_size=batch_size, workers=workers)
+    return write_text_atomic(out, predictions_csv(pred))
