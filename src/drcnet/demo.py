@@ -18,7 +18,8 @@ import sys
 import time
 from pathlib import Path
 
-PRETRAINED = Path(__file__).resolve().parent / "pretrained" / "drcnet"
+from drcnet.models import pretrained_dir
+
 
 
 def run(args: list[str]) -> None:
@@ -56,12 +57,11 @@ def main(argv: list[str] | None = None) -> int:
         run(["evaluate", str(run_dir), "--data", str(data)])
         runs.append(str(run_dir))
     run(["report", *runs, "--data", str(data), "--out", str(out / "report")])
-    if PRETRAINED.is_dir():
-        run(["evaluate", str(PRETRAINED), "--data", str(data), "--out", str(out / "pretrained_eval")])
+    shipped = str(pretrained_dir("drcnet"))
+    run(["evaluate", shipped, "--data", str(data), "--out", str(out / "pretrained_eval")])
     exposure = out / "exposure"
     run(["frames", "simulate", "--out", str(exposure), "--spectrographs", "1", "--seed", seed])
-    model_for_frames = str(PRETRAINED) if PRETRAINED.is_dir() else runs[0]
-    run(["predict", model_for_frames, "--exposure", str(exposure), "--out", str(out / "catalogue.csv")])
+    run(["predict", shipped, "--exposure", str(exposure), "--out", str(out / "catalogue.csv")])
     print(f"\ndone: open {out / 'report' / 'report.html'} and the exposure QA page next to {out / 'catalogue.csv'}")
     return 0
 

@@ -44,9 +44,35 @@ def model_class(name: str) -> type[SpectralModel]:
         raise KeyError(f"unknown model {name!r}; registered models: {', '.join(list_models())}") from None
 
 
-def create_model(name: str, **config: Any) -> SpectralModel:
-    """Build model ``name`` with its default config overridden by ``config`` (unknown keys raise ``ValueError``)."""
+def create_model(name: str, pretrained: bool = False, **config: Any) -> SpectralModel:
+    """Build model ``name`` with its default config overridden by ``config``.
+
+    Parameters
+    ----------
+    name
+        A registered model (:func:`list_models`).
+    pretrained
+        Return the shipped trained model of that name instead (``drcnet/pretrained/<name>``, in eval
+        mode, its own config; ``config`` must then be empty).
+    **config
+        Overrides of the model's config dataclass.
+
+    Raises
+    ------
+    KeyError
+        Unknown model name.
+    ValueError
+        Unknown config keys, or config overrides together with ``pretrained``.
+    FileNotFoundError
+        ``pretrained`` for a model that is not shipped.
+    """
     cls = model_class(name)
+    if pretrained:
+        if config:
+            raise ValueError(f"a pretrained {name!r} has its own config; drop {sorted(config)} or pretrained=True")
+        from drcnet.models.run_folder import load_run, pretrained_dir
+
+        return load_run(pretrained_dir(name))[0]
     return cls(config_from_dict(cls.Config, config))
 
 
