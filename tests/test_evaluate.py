@@ -143,3 +143,38 @@ def test_predict_arrays_equals_dataset_prediction(cli_runs, micro_data, name):
     assert np.allclose(one, probs[0], atol=1e-5)
     with pytest.raises(ValueError, match="takes"):
         predict_arrays(model)
+
+
+def test_group_metrics_match_hand_counts():
+    from drcnet.metrics import group_metrics
+
+    label = np.array([0, 1, 2, 0, 1, -1])
+    pred = np.array([0, 2, 2, 1, 1, 0])
+    sbin = np.array([0, 0, 3, 3, 0, 0])
+    g = group_metrics(label, pred, sbin, {"source": ["miles", "miles", "lamost", "lamost", "miles", "miles"]})
+    miles, lamost = g["source"]["miles"], g["source"]["lamost"]
+    assert miles["n"] == 3 and miles["accuracy"] == pytest.approx(2 / 3)  # the unlabelled object is left out
+    assert miles["bins"][">30"]["n"] == 3 and miles["bins"]["<10"] == {"n": 0, "accuracy": None, "accuracy_ci95": None}
+    assert lamost["n"] == 2 and lamost["accuracy"] == pytest.approx(0.5) and lamost["bins"]["<10"]["accuracy"] == 0.5
+    assert lamost["accuracy_ci95"][0] < 0.5 < lamost["accuracy_ci95"][1]
+
+
+def test_luminosity_class_and_reddening_ranges():
+    from drcnet.data.groups import ebv_range_of, lum_class_of
+
+    assert [lum_class_of(x) for x in (2.7, 3.49, 3.5, 4.6)] == ["giant", "giant", "dwarf", "dwarf"]
+    assert lum_class_of(float("nan"), "III") == "giant" and lum_class_of(float("nan"), "IV") == "dwarf"
+    assert lum_class_of(float("nan"), "") == "unknown"
+    assert [ebv_range_of(x) for x in (0.0, 0.099, 0.1, 0.45, 0.6, 1.2, float("nan"))] == \
+        ["0-0.1", "0-0.1", "0.1-0.3", "0.3-0.6", ">=0.6", ">=0.6", "unknown"]
+
+
+def test_cli_evaluate_reports_accuracy_by_source(cli_runs, micro_data, tmp_path):
+    out = tmp_path / "ev"
+    cli("evaluate", cli_runs["drcnet"], "--data", micro_data, "--out", out)
+    m = json.loads((out / "metrics.json").read_text())
+    # every test object of the synthetic file comes from the "synthetic" source with unknown log g and E(B-V)
+    assert set(m["groups"]) == {"source", "lum_class", "ebv"}
+    assert list(m["groups"]["source"]) == ["synthetic"] and m["groups"]["source"]["synthetic"]["n"] == m["all"]["n"]
+    assert m["groups"]["source"]["synthetic"]["accuracy"] == pytest.approx(m["all"]["accuracy"])
+    assert list(m["groups"]["lum_class"]) == ["unknown"] and list(m["groups"]["ebv"]) == ["unknown"]

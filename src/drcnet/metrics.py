@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -76,3 +77,42 @@ def evaluate_predictions(pred: dict[str, Any]) -> dict[str, Any]:
         counts[name] = {"objects": int(m.sum()), "labelled": int((m & (label >= 0)).sum())}
     return {"table3": {"snr_bin": SNR_BIN_NAMES[0], **bins[SNR_BIN_NAMES[0]]}, "bins": bins,
             "all": classification_metrics(label, yhat), "counts": counts}
+
+
+def group_metrics(label: Any, pred: Any, snr_bin: Any, groups: dict[str, Sequence[str]]) -> dict[str, Any]:
+    """Accuracy per group value, overall and per S/N_r bin (where a model fails: source, luminosity class, ...).
+
+    Parameters
+    ----------
+    label, pred, snr_bin
+        ``(N,)`` true class (-1 unknown, left out), predicted class and S/N_r bin index.
+    groups
+        Group name -> ``(N,)`` group value of each object (e.g. from :func:`drcnet.data.groups.object_groups`).
+
+    Returns
+    -------
+    dict
+        ``{group: {value: {"n", "accuracy", "accuracy_ci95", "bins": {bin name: {"n", "accuracy",
+        "accuracy_ci95"}}}}}``; accuracies are ``None`` where a cell has no labelled object.
+    """
+    label = np.asarray(label, dtype=np.int64)
+    pred = np.asarray(pred, dtype=np.int64)
+    sbin = np.asarray(snr_bin, dtype=np.int64)
+    out: dict[str, Any] = {}
+    for name, values in groups.items():
+        values = np.asarray(values, dtype=object)
+        table: dict[str, Any] = {}
+        for value in sorted(set(values.tolist())):
+            m = (values == value) & (label >= 0)
+            cell = _accuracy_cell(label[m], pred[m])
+            cell["bins"] = {b: _accuracy_cell(label[m & (sbin == k)], pred[m & (sbin == k)])
+                            for k, b in enumerate(SNR_BIN_NAMES)}
+            table[str(value)] = cell
+        out[name] = table
+    return out
+
+
+def _accuracy_cell(y: np.ndarray, yhat: np.ndarray) -> dict[str, Any]:
+    n_correct = int((y == yhat).sum())
+    return {"n": int(len(y)), "accuracy": _num(n_correct / len(y)) if len(y) else None,
+            "accuracy_ci95": accuracy_interval(n_correct, len(y))}

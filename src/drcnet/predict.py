@@ -97,8 +97,8 @@ def predict_dataset(model: torch.nn.Module, data: str | Path, split: str | None 
                     workers: int = 1, progress: bool = False) -> dict[str, Any]:
     """Probabilities for every object of ``split`` (``None``: all) of a dataset file, read lazily.
 
-    Returns a dict of arrays: ``object_id`` (list), ``label`` (-1 unknown), ``snr_r``, ``snr_bin``,
-    ``prob`` ``(N, 3)`` and ``pred``.
+    Returns a dict of arrays: ``object_id`` (list), ``rows`` (index of each object in the file),
+    ``label`` (-1 unknown), ``snr_r``, ``snr_bin``, ``prob`` ``(N, 3)`` and ``pred``.
     """
     from tqdm.auto import tqdm
 
@@ -112,7 +112,8 @@ def predict_dataset(model: torch.nn.Module, data: str | Path, split: str | None 
     for x, _, idx in tqdm(loader, desc="predict", disable=not progress, leave=False):
         logits = model(x.to(device, non_blocking=True))
         prob[idx.numpy()] = torch.softmax(logits.float(), dim=1).cpu().numpy()
-    return {"object_id": ds.object_id, "label": ds.labels.astype(np.int64), "snr_r": ds.snr_r,
+    return {"object_id": ds.object_id, "rows": np.asarray(ds.rows, dtype=np.int64),
+            "label": ds.labels.astype(np.int64), "snr_r": ds.snr_r,
             "snr_bin": ds.snr_bin.astype(np.int64), "prob": prob, "pred": prob.argmax(axis=1) if len(ds) else
             np.zeros(0, np.int64)}
 

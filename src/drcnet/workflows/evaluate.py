@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from drcnet.conventions import CLASSES, SNR_BIN_NAMES
+from drcnet.data.groups import object_groups
 from drcnet.data.torch_dataset import dataset_fingerprint
-from drcnet.metrics import evaluate_predictions
+from drcnet.metrics import evaluate_predictions, group_metrics
 from drcnet.models import load_run
 from drcnet.models.fastpath import configure_cpu
 from drcnet.predict import predict_dataset, predictions_csv
@@ -50,6 +51,7 @@ def evaluate_run(run_dir: str | Path, data: str | Path, split: str = "test", out
         "run": str(Path(run_dir).resolve()), "model": info.model_name, "weights": which, "split": split,
         "classes": list(CLASSES), "snr_bins": list(SNR_BIN_NAMES), "data": dataset_fingerprint(data),
         **evaluate_predictions(pred),
+        "groups": group_metrics(pred["label"], pred["pred"], pred["snr_bin"], object_groups(data, pred["rows"])),
         "provenance": provenance({"run": str(run_dir), "data": str(data), "split": split, "weights": which},
                                  info.meta.get("seed")),
     }

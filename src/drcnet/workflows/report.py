@@ -113,6 +113,8 @@ def build_blocks(runs: list[dict[str, Any]], data: str, split: str, fingerprint:
         b.append(("h", 3, r["label"]))
         b.append(("table", heads, rows))
 
+    b += _group_blocks(runs)
+
     b.append(("h", 2, "Figure 7: accuracy against S/N_r"))
     b.append(("img", figs["fig7"], "accuracy against S/N bin"))
     b.append(("h", 2, "Confusion matrices"))
@@ -129,6 +131,30 @@ def build_blocks(runs: list[dict[str, Any]], data: str, split: str, fingerprint:
                            f"`{meta.get('train_config', {}).get('preset')}`, {meta.get('n_parameters')} parameters."))
             b.append(("img", figs[f"hist:{r['label']}"], f"training curves {r['label']}"))
     return b
+
+
+def _group_blocks(runs: list[dict[str, Any]]) -> list[Block]:
+    """Accuracy by source, luminosity class and E(B-V) range, per S/N_r bin (runs whose metrics have groups)."""
+    with_groups = [r for r in runs if r["metrics"].get("groups")]
+    if not with_groups:
+        return []
+    b: list[Block] = [("h", 2, "Where it fails: accuracy by source, luminosity class and E(B-V)"),
+                      ("p", "Accuracy (number of labelled objects) per group and S/N_r bin. Sources: the "
+                            "library of each object's template, `lamost` for real LAMOST spectra; giants have "
+                            "log g < 3.5.")]
+    heads = ["group", "value", "all"] + list(SNR_BIN_NAMES)
+    for r in with_groups:
+        rows = []
+        for group, table in r["metrics"]["groups"].items():
+            for value, cell in table.items():
+                rows.append([group, value, _cell(cell)] + [_cell(cell["bins"][k]) for k in SNR_BIN_NAMES])
+        b.append(("h", 3, r["label"]))
+        b.append(("table", heads, rows))
+    return b
+
+
+def _cell(cell: dict[str, Any]) -> str:
+    return f"{_fmt(cell.get('accuracy'))} ({cell.get('n', 0)})" if cell.get("n") else "-"
 
 
 def render_markdown(blocks: Sequence[Block]) -> str:
