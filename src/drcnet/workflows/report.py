@@ -142,7 +142,7 @@ def _group_blocks(runs: list[dict[str, Any]]) -> list[Block]:
                       ("p", "Accuracy (number of labelled objects) per group and S/N_r bin. Sources: the "
                             "library of each object's template, `lamost` for real LAMOST spectra; giants have "
                             "log g < 3.5.")]
-    heads = ["group", "value", "all"] + list(SNR_BIN_NAMES)
+    heads = ["group", "value", "all"] + [f"S/N_r {k}" for k in SNR_BIN_NAMES]
     for r in with_groups:
         rows = []
         for group, table in r["metrics"]["groups"].items():
