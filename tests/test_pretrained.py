@@ -6,9 +6,11 @@ import json
 
 import numpy as np
 
-from drcnet.demo import PRETRAINED
+from conftest_models import cli, cli_runs, micro_data  # noqa: F401
+from drcnet.models import create_model, load_run, pretrained_dir, shipped_models
 from drcnet.predict import predict_arrays
-from drcnet.models import load_run
+
+PRETRAINED = pretrained_dir("drcnet")
 
 
 def test_pretrained_drcnet_loads_and_predicts():
@@ -30,3 +32,42 @@ def test_pretrained_records_its_training_and_score():
     assert run["model"] == "drcnet" and "provenance" in run
     assert metrics["table3"]["n"] == 605 and metrics["table3"]["accuracy"] > 0.85
     assert export["config"]["weights"] == "float16"
+
+
+def test_shipped_files_name_no_machine_paths():
+    for path in PRETRAINED.iterdir():
+        if path.suffix in (".json", ".csv", ".md"):
+            text = path.read_text()
+            for marker in ('"/', "/work/", "/home/", "/tmp/", "C:\\"):
+                assert marker not in text, f"{path.name} holds a machine path ({marker!r})"
+
+
+def test_predict_without_a_run_folder_uses_the_default_model(micro_data, tmp_path):
+    out = tmp_path / "p.csv"
+    cli("predict", "--data", micro_data, "--split", "test", "--out", out)
+    explicit = tmp_path / "q.csv"
+    cli("predict", str(PRETRAINED), "--data", micro_data, "--split", "test", "--out", explicit)
+    assert out.read_text() == explicit.read_text() and len(out.read_text().splitlines()) == 1 + 20
+
+
+def test_models_lists_the_shipped_default_with_its_version():
+    text = cli("models")
+    assert "drcnet (default): drcnet, version 0.1.0" in text
+    assert [s["name"] for s in shipped_models()] == ["drcnet"]
+    assert create_model("drcnet", pretrained=True).training is False
+
+
+def test_export_round_trip_keeps_predictions_and_strips_paths(cli_runs, micro_data, tmp_path):
+    import torch
+
+    from drcnet.train.export import export_run
+
+    target = export_run(cli_runs["drcnet"], tmp_path / "shipped")
+    full, _ = load_run(cli_runs["drcnet"])
+    half, _ = load_run(target)
+    x = torch.randn(3, 2, 11, 3000)
+    with torch.no_grad():
+        p_full, p_half = torch.softmax(full(x), 1), torch.softmax(half(x), 1)
+    assert float((p_full - p_half).abs().max()) < 1e-3
+    run = json.loads((target / "run.json").read_text())
+    assert run["train_config"]["data"] == micro_data.name and run["train_config"]["out"] == "drcnet"

@@ -15,9 +15,18 @@ from drcnet.cli.common import friendly_errors
 from drcnet.cli.train import train_cmd
 
 
+DEFAULT_RUN_HELP = "Run folder from `drcnet train` (default: the shipped default model, see `drcnet models`)."
+
+
+def _run_or_default(run_dir: Path | None) -> Path:
+    from drcnet.models import DEFAULT_MODEL, pretrained_dir
+
+    return run_dir if run_dir is not None else pretrained_dir(DEFAULT_MODEL)
+
+
 def evaluate_cmd(
-    run_dir: Annotated[Path, typer.Argument(help="Run folder from `drcnet train`.")],
     data: Annotated[Path, typer.Option("--data", "-d", help="Dataset HDF5 file.")],
+    run_dir: Annotated[Optional[Path], typer.Argument(help=DEFAULT_RUN_HELP)] = None,
     split: Annotated[str, typer.Option(help="Split to evaluate.")] = "test",
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder (default: RUN_DIR).")] = None,
     which: Annotated[str, typer.Option(help="best or last weights.")] = "best",
@@ -28,6 +37,7 @@ def evaluate_cmd(
     """Paper metrics (Table 3, per-S/N-bin Tables 4-5, confusion matrices) -> metrics.json + confusion.png."""
     from drcnet.workflows.evaluate import evaluate_run
 
+    run_dir = _run_or_default(run_dir)
     m = evaluate_run(run_dir, data, split=split, out=out, which=which, batch_size=batch_size, workers=workers,
                      fast=fast)
     t3 = m["table3"]
@@ -38,8 +48,8 @@ def evaluate_cmd(
 
 
 def predict_cmd(
-    run_dir: Annotated[Path, typer.Argument(help="Run folder from `drcnet train`.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="CSV file to write (.csv, or .fits with --exposure).")],
+    run_dir: Annotated[Optional[Path], typer.Argument(help=DEFAULT_RUN_HELP)] = None,
     data: Annotated[Optional[Path], typer.Option("--data", "-d", help="Dataset HDF5 file.")] = None,
     exposure: Annotated[Optional[Path], typer.Option(
         "--exposure", help="Raw exposure folder instead of --data: reduce the frames and write a catalogue + QA page "
@@ -55,6 +65,7 @@ def predict_cmd(
 
     if (data is None) == (exposure is None):
         raise ValueError("give exactly one of --data FILE.h5 (a dataset) or --exposure DIR (raw frames)")
+    run_dir = _run_or_default(run_dir)
     if exposure is not None:
         from drcnet.cli.frames import classify_cmd
 
@@ -82,17 +93,24 @@ def report_cmd(
 def models_cmd(
     details: Annotated[bool, typer.Option("--details", help="Print each model's default config.")] = False,
 ) -> None:
-    """List the registered models, their input and parameter counts."""
-    from drcnet.models import create_model, list_models
+    """List the registered models (input, parameters) and the shipped trained models (version, training)."""
+    from drcnet.models import DEFAULT_MODEL, create_model, list_models, shipped_models
 
+    typer.echo("registered models:")
     for name in list_models():
         m = create_model(name)
-        typer.echo(f"{name:8s} input={m.input_kind:9s} parameters={m.num_parameters():,}")
+        typer.echo(f"  {name:8s} input={m.input_kind:9s} parameters={m.num_parameters():,}")
         if details:
-            typer.echo("  " + json.dumps(m.config_dict()))
+            typer.echo("    " + json.dumps(m.config_dict()))
+    typer.echo("shipped trained models (use by name: no run folder needed):")
+    for s in shipped_models():
+        mark = " (default)" if s["name"] == DEFAULT_MODEL else ""
+        typer.echo(f"  {s['name']}{mark}: {s['model']}, version {s['version']} ({s['git_commit']}), preset "
+                   f"{s['preset']}, best epoch {s['best_epoch']}; {s['path']}")
 
 
 def register(app: typer.Typer) -> None:
+    """Add ``train``, ``evaluate``, ``predict``, ``report`` and ``models`` to ``app``."""
     # user-fixable errors (missing files, bad values) become one line and exit status 2
     app.command("train")(friendly_errors(train_cmd))
     app.command("evaluate")(friendly_errors(evaluate_cmd))

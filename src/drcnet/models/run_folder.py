@@ -35,6 +35,9 @@ LAST = "last.safetensors"
 HISTORY = "history.csv"
 FORMAT = "drcnet-run-v1"
 PRETRAINED_ROOT = Path(__file__).resolve().parent.parent / "pretrained"
+DEFAULT_MODEL = "drcnet"
+"""The shipped model that ``drcnet predict`` / ``evaluate`` use when no run folder is given."""
+EXPORT_JSON = "EXPORT.json"
 
 
 def read_safetensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -156,3 +159,23 @@ def pretrained_dir(name: str = "drcnet") -> Path:
         shipped = sorted(p.name for p in PRETRAINED_ROOT.iterdir() if (p / RUN_JSON).is_file())
         raise FileNotFoundError(f"no shipped model named {name!r}; shipped: {', '.join(shipped) or 'none'}")
     return folder
+
+
+def shipped_models() -> list[dict[str, Any]]:
+    """The trained models shipped inside the package, with their version and training facts.
+
+    Returns
+    -------
+    list of dict
+        One per folder of ``drcnet/pretrained``: ``name``, ``model``, ``version`` and ``git_commit``
+        (of the export), ``preset``, ``best_epoch`` and ``path``.
+    """
+    out = []
+    for folder in sorted(p for p in PRETRAINED_ROOT.iterdir() if (p / RUN_JSON).is_file()):
+        meta = read_run_json(folder)
+        export = json.loads((folder / EXPORT_JSON).read_text()) if (folder / EXPORT_JSON).is_file() else {}
+        out.append({"name": folder.name, "model": meta.get("model"), "version": export.get("version", "?"),
+                    "git_commit": str(export.get("git_commit", "?"))[:12],
+                    "preset": meta.get("train_config", {}).get("preset"), "best_epoch": meta.get("best_epoch"),
+                    "path": str(folder)})
+    return out
