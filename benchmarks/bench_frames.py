@@ -61,7 +61,7 @@ def _templates(root: Path, dataset: Path | None = None) -> list:
 
 
 def _predictor(run: Path | None, model_name: str):
-    from drcnet.frames.catalogue import load_predictor
+    from drcnet.workflows.classify_exposure import load_predictor
 
     if run is not None:
         return load_predictor(run)[0]
@@ -88,7 +88,7 @@ def _predictor(run: Path | None, model_name: str):
 def _child(folder: str, run: str | None, model_name: str, out: str, queue) -> None:  # type: ignore[no-untyped-def]
     import torch
 
-    from drcnet.frames.catalogue import classify_exposure
+    from drcnet.workflows.classify_exposure import classify_exposure
 
     torch.set_num_threads(2)
     t0 = time.perf_counter()
@@ -104,8 +104,7 @@ def _child(folder: str, run: str | None, model_name: str, out: str, queue) -> No
 def speed(args: argparse.Namespace) -> int:
     from astropy.io import fits
 
-    from drcnet.frames.plan import ExposureConfig
-    from drcnet.frames.simulate import simulate_exposure
+    from drcnet.simulate.exposure import ExposureConfig, simulate_exposure
     from drcnet.paths import data_root
 
     root = data_root()
@@ -143,9 +142,8 @@ def speed(args: argparse.Namespace) -> int:
 def accuracy(args: argparse.Namespace) -> int:
     from drcnet import CLASSES
     from drcnet.data.schema import SNR_BIN_NAMES, snr_bin
-    from drcnet.frames.catalogue import classify_exposure, load_predictor
-    from drcnet.frames.plan import ExposureConfig
-    from drcnet.frames.simulate import simulate_exposure
+    from drcnet.workflows.classify_exposure import classify_exposure, load_predictor
+    from drcnet.simulate.exposure import ExposureConfig, simulate_exposure
     from drcnet.paths import data_root
     from drcnet.simulate.render import ForwardModel
     from drcnet.simulate.site import Site

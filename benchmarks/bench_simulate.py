@@ -28,10 +28,11 @@ import numpy as np
 from drcnet.instrument import FiberConfig, InstrumentConfig
 from drcnet.library import load_templates
 from drcnet.paths import data_root
-from drcnet.simulate.dataset import SimulationConfig, simulate_dataset
+from drcnet.simulate.dataset import SimulationConfig
 from drcnet.simulate.optics import profile_integral
 from drcnet.simulate.render import ForwardModel, Source
 from drcnet.simulate.site import Site
+from drcnet.workflows.simulate_dataset import simulate_dataset
 
 
 class PlainProfile:

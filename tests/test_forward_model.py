@@ -8,8 +8,9 @@ import pytest
 from drcnet.instrument import InstrumentConfig
 from drcnet.library import load_templates
 from drcnet.library.template import Template
+from drcnet.reduce.snr import measure_snr_r
 from drcnet.simulate.optics import column_of, wavelength
-from drcnet.simulate.render import ForwardModel, Source, measure_snr_r
+from drcnet.simulate.render import ForwardModel, Source
 from drcnet.simulate.site import Site
 from drcnet.simulate.spectra import C_KM_S
 

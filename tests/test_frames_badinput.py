@@ -15,10 +15,11 @@ from typer.testing import CliRunner
 
 from drcnet.cli import app
 from drcnet.data.schema import FLAG_BITS
-from drcnet.frames.errors import FrameError, MissingFrameError
-from drcnet.frames.exposure import find_exposure
-from drcnet.frames.lamost import read_raw_frame
-from drcnet.reduce.pipeline import ReduceConfig, reduce_exposure
+from drcnet.instrument.errors import FrameError, MissingFrameError
+from drcnet.instrument.exposure import find_exposure
+from drcnet.instrument.rawframe import read_raw_frame
+from drcnet.reduce.arm import ReduceConfig
+from drcnet.workflows.reduce_exposure import reduce_exposure
 
 runner = CliRunner()
 

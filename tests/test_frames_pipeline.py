@@ -19,15 +19,16 @@ from test_frames_shared import clean_reduction, full_exposure, one, rms
 
 from drcnet import CLASSES
 from drcnet.data.schema import FLAG_BITS, SPLIT_NAMES, read_attrs
-from drcnet.frames.arcs import columns_of
-from drcnet.frames.catalogue import classify_exposure, model_inputs
-from drcnet.frames.fibermap import read_fibermap
-from drcnet.frames.lamost import RAW_SHAPE, parse_raw_name, read_raw_frame
-from drcnet.frames.render import truth_stripes
-from drcnet.frames.simulate import read_truth_geometries
 from drcnet.instrument import InstrumentConfig
-from drcnet.reduce.output import write_reduced_dataset
-from drcnet.reduce.pipeline import ReduceConfig
+from drcnet.instrument.fibermap import read_fibermap
+from drcnet.instrument.lamost import RAW_SHAPE, parse_raw_name
+from drcnet.instrument.rawframe import read_raw_frame
+from drcnet.reduce.arm import ReduceConfig
+from drcnet.reduce.wavesol import columns_of
+from drcnet.simulate.exposure.arm import truth_stripes
+from drcnet.simulate.exposure.run import read_truth_geometries
+from drcnet.workflows.classify_exposure import classify_exposure, model_inputs
+from drcnet.workflows.reduced_dataset import write_reduced_dataset
 
 COLS = np.arange(500, 3500)
 
@@ -234,7 +235,8 @@ def test_cli_classify_with_a_run_folder(exposure, tmp_path, data_root):
 
     from drcnet.cli import app
     from drcnet.models import create_model
-    from drcnet.train.checkpoint import BEST, RUN_JSON, save_weights
+    from drcnet.models.run_folder import BEST, RUN_JSON
+    from drcnet.train.checkpoint import save_weights
 
     torch.manual_seed(0)
     model = create_model("ffcnn")

@@ -38,8 +38,7 @@ def shared_root(tmp_path_factory) -> Path:
 
 def full_exposure(tmp_path_factory, data_root: Path) -> Path:
     """The session's full-size simulated exposure folder (simulated once, under a lock)."""
-    from drcnet.frames.plan import ExposureConfig
-    from drcnet.frames.simulate import simulate_exposure
+    from drcnet.simulate.exposure import ExposureConfig, simulate_exposure
 
     root = shared_root(tmp_path_factory)
     folder = root / "frames_full_exposure"
@@ -62,7 +61,8 @@ _REDUCED: dict[str, object] = {}
 
 def clean_reduction(folder: Path, data_root: Path):
     """The reduction of the shared exposure, made once per worker process."""
-    from drcnet.reduce.pipeline import ReduceConfig, reduce_exposure
+    from drcnet.reduce.arm import ReduceConfig
+    from drcnet.workflows.reduce_exposure import reduce_exposure
 
     key = str(folder)
     if key not in _REDUCED:

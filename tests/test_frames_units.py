@@ -6,24 +6,20 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from drcnet.frames.arcs import arc_electrons, columns_of, read_arc_lines
-from drcnet.frames.errors import FrameError
-from drcnet.frames.fibermap import FiberMap, read_fibermap, write_fibermap
-from drcnet.frames.lamost import (
-    RAW_SHAPE,
-    RawName,
-    assemble_raw,
-    frame_header,
-    parse_raw_name,
-    read_raw_frame,
-    write_raw_frame,
-)
-from drcnet.frames.plan import ExposureConfig, plan_fibers
-from drcnet.frames.render import BandProfile, bias_data, deposit_cosmic_rays, expected_frames, fiber_band
 from drcnet.instrument import N_COLS, N_ROWS, PIXEL_SIZE_CM, InstrumentConfig
+from drcnet.instrument.arclines import read_arc_lines
+from drcnet.instrument.errors import FrameError
+from drcnet.instrument.fibermap import FiberMap, read_fibermap, write_fibermap
+from drcnet.instrument.lamost import RAW_SHAPE, RawName, assemble_raw, frame_header, parse_raw_name, write_raw_frame
+from drcnet.instrument.rawframe import read_raw_frame
 from drcnet.library.template import Template
 from drcnet.provenance import provenance
+from drcnet.reduce.wavesol import columns_of
 from drcnet.simulate.ccd import spread_light
+from drcnet.simulate.cosmics import deposit_cosmic_rays
+from drcnet.simulate.exposure.frames import BandProfile, bias_data, expected_frames, fiber_band
+from drcnet.simulate.exposure.lamps import arc_electrons
+from drcnet.simulate.exposure.plan import ExposureConfig, plan_fibers
 from drcnet.simulate.optics import FiberGeometry, ProfileTable, column_of, fiber_geometries
 
 INST = InstrumentConfig()

@@ -7,16 +7,17 @@ import numpy as np
 import pytest
 from test_frames_shared import full_exposure, one, rms
 
-from drcnet.frames.lamost import OVERSCAN, RAW_SHAPE, read_raw_frame
-from drcnet.frames.render import expected_frames
-from drcnet.frames.simulate import read_truth_geometries
 from drcnet.instrument import N_COLS, N_ROWS, InstrumentConfig
+from drcnet.instrument.lamost import OVERSCAN, RAW_SHAPE
+from drcnet.instrument.rawframe import read_raw_frame
 from drcnet.reduce.calib import bias_model, levels, net_image
 from drcnet.reduce.centroid import windowed_centroid
 from drcnet.reduce.extract import StripePixels, boxcar, cut_stripes, optimal_extract
 from drcnet.reduce.sky import master_sky
 from drcnet.reduce.trace import trace_fibers
 from drcnet.simulate.ccd import spread_light
+from drcnet.simulate.exposure.frames import expected_frames
+from drcnet.simulate.exposure.run import read_truth_geometries
 from drcnet.simulate.optics import ProfileTable, fiber_geometries
 
 INST = InstrumentConfig()

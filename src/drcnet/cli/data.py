@@ -29,7 +29,8 @@ def simulate_cmd(
 ) -> None:
     """Render a dataset of LAMOST stripes and 1D spectra from real stellar templates."""
     from drcnet.library import summarize
-    from drcnet.simulate.dataset import SimulationConfig, simulate_dataset
+    from drcnet.simulate.dataset import SimulationConfig
+    from drcnet.workflows.simulate_dataset import simulate_dataset
 
     libs = resolve_libraries(library)
     config = SimulationConfig(libraries=[str(p) for p in libs], preset=None if n else preset, n=n,

@@ -28,8 +28,7 @@ def simulate_cmd(
     data_root: Annotated[Path | None, typer.Option("--data-root", help="reference data folder (default $DRCNET_DATA)")] = None,
 ) -> None:
     """Simulate one plate's raw exposure set: bias x5, flat, arc and science per arm, fiber maps, truth."""
-    from drcnet.frames.plan import ExposureConfig
-    from drcnet.frames.simulate import simulate_exposure
+    from drcnet.simulate.exposure import ExposureConfig, simulate_exposure
 
     libs = resolve_libraries(library)
     config = ExposureConfig(libraries=[str(p) for p in libs], spectrographs=spectrographs, seed=seed, planid=planid,
@@ -53,9 +52,10 @@ def reduce_cmd(
     data_root: Annotated[Path | None, typer.Option("--data-root", help="reference data folder, for the arc line lists")] = None,
 ) -> None:
     """Reduce raw frames to stripes, boxcar/optimal 1D spectra, S/N_r and flags (a dataset file)."""
-    from drcnet.frames.lamost import FrameWarning
-    from drcnet.reduce.output import write_reduced_dataset
-    from drcnet.reduce.pipeline import ReduceConfig, reduce_exposure
+    from drcnet.instrument.errors import FrameWarning
+    from drcnet.reduce.arm import ReduceConfig
+    from drcnet.workflows.reduce_exposure import reduce_exposure
+    from drcnet.workflows.reduced_dataset import write_reduced_dataset
 
     config = ReduceConfig(threads=threads)
     t0 = time.perf_counter()
@@ -87,7 +87,7 @@ def classify_cmd(
     data_root: Annotated[Path | None, typer.Option("--data-root", help="reference data folder, for the arc line lists")] = None,
 ) -> None:
     """Classify every object fiber of a raw exposure: catalogue (pred, prob_F/G/K, S/N_r, flags) and QA page."""
-    from drcnet.frames.catalogue import classify_exposure
+    from drcnet.workflows.classify_exposure import classify_exposure
 
     qa_dir = None if no_qa else (qa or out.with_name(out.name.split(".")[0] + "_qa"))
     res = classify_exposure(run_dir, exposure, out, dataset_out=dataset, qa_dir=qa_dir, spids=spid, run=run,

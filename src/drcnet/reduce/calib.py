@@ -18,17 +18,31 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from drcnet.instrument import N_COLS
-from drcnet.simulate.ccd import overscan_level
+from drcnet.instrument.config import N_COLS
 
-ALL_COLS = np.arange(N_COLS)
 AMP_COLS = (slice(0, N_COLS // 2), slice(N_COLS // 2, N_COLS))
+
+
+def amplifier_of(cols: np.ndarray) -> np.ndarray:
+    """Amplifier index (0 = A, left; 1 = B, right) of data columns (int, the shape of ``cols``)."""
+    return (np.asarray(cols) >= N_COLS // 2).astype(np.intp)
+
+
+def overscan_level(overscan: np.ndarray) -> np.ndarray:
+    """Row mean of each amplifier's overscan strip, ``(rows, 2)`` float64 (LAMOST's bias rule).
+
+    Parameters
+    ----------
+    overscan : numpy.ndarray
+        Overscan pixels ``(rows, 2, n_overscan)`` of amplifiers A and B (ADU).
+    """
+    return overscan.astype(np.float64).mean(axis=2)
 
 
 def levels(overscan: np.ndarray) -> np.ndarray:
     """Overscan level of every row and amplifier ``(rows, 2)``; NaN pixels are ignored.
 
-    Equals :func:`drcnet.simulate.ccd.overscan_level` for frames without NaN.
+    Equals :func:`overscan_level` for frames without NaN.
     """
     if overscan.dtype.kind == "f" and np.isnan(overscan).any():
         with np.errstate(invalid="ignore"), _quiet():
@@ -86,7 +100,13 @@ class BiasModel:
     chi2: float
     offset_adu: tuple[float, float]
 
+    @property
+    def pattern(self) -> np.ndarray | None:
+        """The per-column pattern to subtract ``(4096,)``, or None when it is not significant."""
+        return self.columns if self.applied else None
+
     def summary(self) -> dict[str, object]:
+        """JSON-ready numbers for the dataset file's calibration record."""
         return {"n_frames": self.n_frames, "applied": self.applied, "read_noise_adu": round(self.read_noise_adu, 3),
                 "chi2": round(self.chi2, 3), "offset_adu": [round(o, 4) for o in self.offset_adu],
                 "pattern_rms_adu": round(float(np.std(self.columns)), 4)}

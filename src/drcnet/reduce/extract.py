@@ -5,8 +5,8 @@ All functions work on every fiber at once: stripes are ``(n_fibers, 11, n_cols)`
 * :func:`stripe_rows_all` -- ``round(trace) + k``, ``k = -5..5`` (the paper's centre pixel +-5);
 * :func:`cut_stripes` -- raw pixels minus the overscan level of their own row and amplifier, the
   same arithmetic as :func:`drcnet.simulate.ccd.subtract_overscan` in the forward model;
-* :func:`boxcar` -- the aperture sum and its inverse variance
-  (:func:`drcnet.simulate.render.boxcar_extract`, the dataset path's function);
+* :func:`boxcar_extract` -- the aperture sum of a stripe and its inverse variance (the forward model's
+  dataset path uses it too); :func:`boxcar` applies it to every fiber;
 * :func:`optimal_extract` -- Horne (1986, PASP 98, 609): profile-weighted fit with the
   spatial profile of the lamp flat, variance from gain and read noise, iterative
   rejection of cosmic-ray pixels.
@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from drcnet.instrument import N_ROWS, STRIPE_HALF_ROWS
-from drcnet.simulate.ccd import amplifier_of
-from drcnet.simulate.render import boxcar_extract
+from drcnet.conventions import STRIPE_HALF_ROWS
+from drcnet.instrument.config import N_ROWS
+from drcnet.reduce.calib import amplifier_of
 
 
 def stripe_rows_all(centres: np.ndarray, half: int = STRIPE_HALF_ROWS) -> np.ndarray:
@@ -110,11 +110,36 @@ def cut_stripes(raw_frame: np.ndarray, level: np.ndarray, pixels: StripePixels, 
     return net, raw
 
 
+def boxcar_extract(stripe: np.ndarray, gain: float, read_noise_adu: float) -> tuple[np.ndarray, np.ndarray]:
+    """Aperture (boxcar) sum over the stripe's rows and its inverse variance.
+
+    The variance of each net pixel is its photo-electron count over the gain
+    squared plus the read noise: ``max(net, 0) / gain + read_noise_adu**2`` ADU^2.
+
+    Parameters
+    ----------
+    stripe : numpy.ndarray
+        Net ADU ``(rows, n_cols, ...)``: the sum runs over axis 0.
+    gain : float
+        e-/ADU.
+    read_noise_adu : float
+        Read noise per pixel (ADU).
+
+    Returns
+    -------
+    flux, ivar
+        ``stripe.shape[1:]`` each: ADU and 1/ADU^2.
+    """
+    flux = stripe.sum(axis=0)
+    var = (np.clip(stripe, 0, None) / gain + read_noise_adu**2).sum(axis=0)
+    return flux, 1.0 / var
+
+
 def boxcar(stripes: np.ndarray, gain: float, read_noise_adu: float) -> tuple[np.ndarray, np.ndarray]:
     """Aperture sum of every stripe and its inverse variance ``(n_fibers, n_cols)`` each.
 
-    Uses :func:`drcnet.simulate.render.boxcar_extract` (the dataset path's
-    extraction) on the stripes' row axis.
+    :func:`boxcar_extract` (the dataset path's extraction) on the stripes' row axis
+    (stripes ``(n_fibers, 11, n_cols)``).
     """
     flux, ivar = boxcar_extract(np.moveaxis(stripes, 1, 0), gain, read_noise_adu)
     return flux, ivar

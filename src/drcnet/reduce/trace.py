@@ -23,11 +23,9 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from scipy.signal import find_peaks
 
-from drcnet.instrument import FiberConfig
+from drcnet.conventions import FWHM_PER_SIGMA
+from drcnet.instrument.config import U0, FiberConfig
 from drcnet.reduce.centroid import windowed_centroid
-from drcnet.simulate.optics import U0
-
-FWHM_PER_SIGMA = 2.3548200450309493
 
 
 class TraceConfig(BaseModel):

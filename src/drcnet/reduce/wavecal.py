@@ -1,6 +1,7 @@
 """Wavelength calibration from the arc: find the lamp lines in every fiber, fit its wavelength offset.
 
-The instrument's nominal solution (a cubic in the column, :class:`drcnet.instrument.ArmConfig`)
+The instrument's nominal solution (a cubic in the column, :class:`drcnet.instrument.config.ArmConfig`;
+the arithmetic is :mod:`drcnet.reduce.wavesol`)
 fixes the shape; each fiber's spectrum is offset along the columns by a few
 tenths of a pixel to a couple of pixels (random part plus the smile across the
 slit). For each fiber the arc spectrum (aperture sum along the trace, all
@@ -17,14 +18,27 @@ throughput) and isolated (no other line of comparable amplitude within
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from drcnet.frames.arcs import FWHM_PER_SIGMA, ArcLines, columns_of
-from drcnet.instrument import N_COLS, ArmConfig
+from drcnet.conventions import FWHM_PER_SIGMA
+from drcnet.instrument.config import N_COLS, U0, ArmConfig, arm_throughput
 from drcnet.reduce.centroid import windowed_centroid
-from drcnet.simulate.optics import U0, arm_throughput, wavelength
+from drcnet.reduce.wavesol import columns_of, wavelength
+
+
+class LineList(Protocol):
+    """What the calibration needs of a lamp line list (:class:`drcnet.instrument.arclines.ArcLines` is one).
+
+    ``wave``: vacuum wavelengths (A); ``amplitude``: relative strengths; ``select``: the sub-list a mask keeps.
+    """
+
+    wave: np.ndarray
+    amplitude: np.ndarray
+
+    def select(self, keep: np.ndarray) -> LineList: ...
 
 
 class WavecalConfig(BaseModel):
@@ -79,7 +93,7 @@ class WaveSolution:
                 "shift_range_px": [float(self.shift_px[ok].min()), float(self.shift_px[ok].max())] if ok.any() else []}
 
 
-def usable_lines(arm: ArmConfig, lines: ArcLines, cfg: WavecalConfig) -> ArcLines:
+def usable_lines(arm: ArmConfig, lines: LineList, cfg: WavecalConfig) -> LineList:
     """Lines of ``lines`` that fall on the arm's CCD, are bright enough and isolated."""
     col = columns_of(arm, lines.wave)
     strength = lines.amplitude * arm_throughput(arm, lines.wave)
@@ -93,7 +107,7 @@ def usable_lines(arm: ArmConfig, lines: ArcLines, cfg: WavecalConfig) -> ArcLine
     return sel.select(keep)
 
 
-def line_columns(arm: ArmConfig, lines: ArcLines, config: WavecalConfig | None = None) -> np.ndarray:
+def line_columns(arm: ArmConfig, lines: LineList, config: WavecalConfig | None = None) -> np.ndarray:
     """The columns :func:`calibrate` looks at: around each usable line, the search range plus the centroid window."""
     cfg = config or WavecalConfig()
     use = usable_lines(arm, lines, cfg)
@@ -104,7 +118,7 @@ def line_columns(arm: ArmConfig, lines: ArcLines, config: WavecalConfig | None =
     return np.unique(np.clip(cols, 0, N_COLS - 1))
 
 
-def calibrate(arc_spectra: np.ndarray, arm: ArmConfig, lines: ArcLines, noise: np.ndarray,
+def calibrate(arc_spectra: np.ndarray, arm: ArmConfig, lines: LineList, noise: np.ndarray,
               lost: np.ndarray | None = None, config: WavecalConfig | None = None) -> WaveSolution:
     """Fit every fiber's wavelength offset from its arc spectrum.
 
@@ -115,7 +129,7 @@ def calibrate(arc_spectra: np.ndarray, arm: ArmConfig, lines: ArcLines, noise: n
     arm
         The arm (nominal solution and resolution).
     lines
-        Lamp lines (:func:`drcnet.frames.arcs.read_arc_lines`).
+        Lamp lines (:func:`drcnet.instrument.arclines.read_arc_lines`): ``wave``, ``amplitude`` and ``select``.
     noise
         Noise (ADU) of each fiber's arc spectrum, per pixel ``(n_fibers,)``, for the peak S/N cut.
     lost

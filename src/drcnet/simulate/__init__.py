@@ -1,0 +1,1 @@
+"""The forward model (source -> atmosphere -> spectrograph -> CCD), datasets of stripes and whole exposures."""

@@ -2,6 +2,8 @@
 
 The same functions render a small window around one fiber (for datasets) and a
 whole frame (for raw exposures), so a stripe is always a window of a frame.
+Cosmic rays are :mod:`drcnet.simulate.cosmics`; the overscan level and the
+amplifier of a column are the reduction's (:mod:`drcnet.reduce.calib`).
 """
 
 from __future__ import annotations
@@ -11,8 +13,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from drcnet.instrument import N_COLS, OVERSCAN, PIXEL_SIZE_CM, CCDConfig
+from drcnet.instrument.config import OVERSCAN, CCDConfig
+from drcnet.reduce.calib import amplifier_of, overscan_level
+from drcnet.simulate.cosmics import add_cosmic_rays
 from drcnet.simulate.optics import FiberGeometry, ProfileTable
+
+__all__ = ["Readout", "add_cosmic_rays", "amplifier_of", "cut_stripe", "overscan_level", "read_out", "read_overscan",
+           "spread_light", "stripe_rows", "subtract_overscan"]
 
 
 def spread_light(rows: np.ndarray, cols: np.ndarray, fibers: Sequence[tuple[FiberGeometry, np.ndarray]],
@@ -39,35 +46,6 @@ def spread_light(rows: np.ndarray, cols: np.ndarray, fibers: Sequence[tuple[Fibe
             continue  # too far to reach these pixels
         image += electrons[None, :] * profile(rows, centre)
     return image
-
-
-def amplifier_of(cols: np.ndarray) -> np.ndarray:
-    """Amplifier index (0 = A, left; 1 = B, right) of data columns."""
-    return (np.asarray(cols) >= N_COLS // 2).astype(np.intp)
-
-
-def add_cosmic_rays(electrons: np.ndarray, ccd: CCDConfig, exposure_s: float,
-                    rng: np.random.Generator) -> np.ndarray:
-    """Add cosmic-ray tracks in place; return a boolean mask of the hit pixels.
-
-    Events arrive as a Poisson process over the window's area; each deposits an
-    exponentially distributed charge along a short straight track of 1-6 pixels.
-    """
-    n_rows, n_cols = electrons.shape
-    area_cm2 = n_rows * n_cols * PIXEL_SIZE_CM**2
-    n_events = rng.poisson(ccd.cosmic_rate_per_cm2_min * area_cm2 * exposure_s / 60.0)
-    hit = np.zeros(electrons.shape, dtype=bool)
-    for _ in range(n_events):
-        length = rng.integers(1, 7)
-        angle = rng.uniform(0, np.pi)
-        r0, c0 = rng.uniform(0, n_rows), rng.uniform(0, n_cols)
-        t = np.arange(length)
-        rr = np.clip((r0 + t * np.sin(angle)).astype(int), 0, n_rows - 1)
-        cc = np.clip((c0 + t * np.cos(angle)).astype(int), 0, n_cols - 1)
-        charge = rng.exponential(ccd.cosmic_mean_e) / length
-        np.add.at(electrons, (rr, cc), charge)
-        hit[rr, cc] = True
-    return hit
 
 
 @dataclass
@@ -116,11 +94,6 @@ def read_overscan(n_rows: int, ccd: CCDConfig, rng: np.random.Generator) -> np.n
     rn_adu = ccd.read_noise_e / ccd.gain_e_per_adu
     over = np.asarray(ccd.bias_adu)[None, :, None] + rn_adu * rng.standard_normal((n_rows, 2, OVERSCAN))
     return np.clip(np.rint(over), 0, ccd.adc_max).astype(np.uint16)
-
-
-def overscan_level(overscan: np.ndarray) -> np.ndarray:
-    """Row mean of each amplifier's overscan strip, ``(rows, 2)`` (LAMOST's bias rule)."""
-    return overscan.astype(np.float64).mean(axis=2)
 
 
 def subtract_overscan(raw: np.ndarray, level: np.ndarray, cols: np.ndarray, row_index: np.ndarray | None = None) -> np.ndarray:

@@ -1,9 +1,12 @@
-"""``drcnet simulate``: render a whole dataset file from real templates with the forward model.
+"""Rendering a dataset from real templates with the forward model (``drcnet simulate``).
 
-Objects are rendered in parallel worker processes; each object's random stream
-is ``default_rng([seed, index])``, so the file does not depend on the number of
-workers. The main process writes blocks of objects to HDF5 as they arrive, so
-memory stays flat whatever the dataset size.
+:func:`prepare_dataset` splits the templates and plans the objects;
+:func:`render_blocks` renders them in parallel worker processes and yields
+blocks of rows in the dataset layout. Each object's random stream is
+``default_rng([seed, index])``, so the rows do not depend on the number of
+workers. :func:`drcnet.workflows.simulate_dataset.simulate_dataset` writes the
+blocks to the HDF5 file as they arrive, so memory stays flat whatever the
+dataset size.
 """
 
 from __future__ import annotations
@@ -12,17 +15,16 @@ import math
 import multiprocessing as mp
 import os
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from drcnet import CLASSES
-from drcnet.data.schema import SPLIT_NAMES, DatasetWriter, snr_bin
-from drcnet.instrument import N_FIBERS, InstrumentConfig
+from drcnet.conventions import CLASSES, SPLIT_NAMES, snr_bin
+from drcnet.instrument.config import N_FIBERS, InstrumentConfig
 from drcnet.library.template import Template
-from drcnet.provenance import atomic_path, provenance
 from drcnet.simulate.plan import PRESETS, ObjectPlan, plan_objects, split_templates
 from drcnet.simulate.render import ForwardModel, ObjectResult, Source
 from drcnet.simulate.site import Site
@@ -150,26 +152,48 @@ def _pack(block: list[ObjectResult], start: int, plan: ObjectPlan, templates: Se
     return out
 
 
-def simulate_dataset(config: SimulationConfig, templates: Sequence[Template], out: str | Path,
-                     data_root: str | Path | None = None, workers: int | None = None,
-                     progress: bool = True) -> Path:
-    """Render the dataset described by ``config`` into ``out`` (HDF5, written atomically).
+@dataclass
+class PreparedDataset:
+    """What a dataset is rendered from: the F/G/K templates, their split, the object plan and the model."""
+
+    templates: list[Template]
+    template_split: np.ndarray
+    plan: ObjectPlan
+    model: ForwardModel
+
+    def template_table(self) -> dict[str, object]:
+        """The dataset file's ``templates`` table: one row per template (id, split, class, source, use count)."""
+        templates = self.templates
+        return {
+            "template_id": [t.template_id for t in templates],
+            "split": [SPLIT_NAMES[s] if s >= 0 else "" for s in self.template_split],
+            "cls": [t.cls for t in templates],
+            "subclass": [t.subclass for t in templates],
+            "library": [t.library for t in templates],
+            "path": [t.path for t in templates],
+            "teff": np.array([t.teff for t in templates], dtype=np.float32),
+            "n_objects": np.bincount(self.plan.template, minlength=len(templates)),
+        }
+
+
+def prepare_dataset(config: SimulationConfig, templates: Sequence[Template],
+                    data_root: str | Path | None = None) -> PreparedDataset:
+    """Split the templates, plan every object (Table 1 or ``--n``) and build the forward model.
 
     Parameters
     ----------
     config
-        What to render.
+        What to render; ``config.seed`` drives the split and the plan.
     templates
-        Loaded templates (F, G, K); see :func:`drcnet.library.load_templates`.
-    out
-        Output file.
+        Loaded templates; only F, G and K are used.
     data_root
         Reference-data root for the sky and extinction curve (default ``$DRCNET_DATA``).
-    workers
-        Worker processes (default: all cores).
-    """
-    from tqdm import tqdm
 
+    Raises
+    ------
+    ValueError
+        No F, G or K template.
+    """
     rng = np.random.default_rng(config.seed)
     templates = [t for t in templates if t.cls in CLASSES]
     if not templates:
@@ -180,40 +204,28 @@ def simulate_dataset(config: SimulationConfig, templates: Sequence[Template], ou
     snr_range = (config.snr_min, config.snr_max) if config.n else None
     plan = plan_objects(cells, templates, template_split, rng, n=config.n, snr_range=snr_range, all_test=config.all_test)
     site = Site.load(config.instrument, data_root)
-    model = ForwardModel(config.instrument, site, templates)
-    n = len(plan)
+    return PreparedDataset(templates, template_split, plan, ForwardModel(config.instrument, site, templates))
+
+
+def render_blocks(prepared: PreparedDataset, config: SimulationConfig,
+                  workers: int | None = None) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+    """Render every planned object, in blocks of :data:`BLOCK`, in worker processes.
+
+    Yields
+    ------
+    start, arrays
+        The index of the block's first object and its rows keyed like the dataset layout
+        (``stripes``, ``flux1d``, ..., ``params/<name>``), in object order.
+    """
     workers = workers or os.cpu_count() or 1
-    attrs = {
-        "provenance": provenance(config.model_dump(mode="json"), config.seed),
-        "config": config.model_dump(mode="json"),
-        "seed": config.seed,
-        "n_objects": n,
-        "kind": "simulated",
-    }
-    out = Path(out)
-    with atomic_path(out) as tmp, DatasetWriter(tmp, n, PARAM_NAMES, attrs) as writer:
-        writer.add_table("templates", {
-            "template_id": [t.template_id for t in templates],
-            "split": [SPLIT_NAMES[s] if s >= 0 else "" for s in template_split],
-            "cls": [t.cls for t in templates],
-            "subclass": [t.subclass for t in templates],
-            "library": [t.library for t in templates],
-            "path": [t.path for t in templates],
-            "teff": np.array([t.teff for t in templates], dtype=np.float32),
-            "n_objects": np.bincount(plan.template, minlength=len(templates)),
-        })
-        bar = tqdm(total=n, desc=f"simulate {out.name}", unit="obj", disable=not progress)
-        blocks = list(_blocks(n, BLOCK))
-        if workers > 1:
-            ctx = mp.get_context("fork")
-            with ctx.Pool(workers, initializer=_init_worker, initargs=(model, plan, config, template_split)) as pool:
-                for k, results in enumerate(pool.imap(_render_block, blocks)):
-                    writer.write(blocks[k][0], _pack(results, blocks[k][0], plan, templates))
-                    bar.update(len(results))
-        else:
-            _init_worker(model, plan, config, template_split)
-            for block in blocks:
-                writer.write(block[0], _pack(_render_block(block), block[0], plan, templates))
-                bar.update(len(block))
-        bar.close()
-    return out
+    plan, templates = prepared.plan, prepared.templates
+    state = (prepared.model, plan, config, prepared.template_split)
+    blocks = list(_blocks(len(plan), BLOCK))
+    if workers > 1:
+        with mp.get_context("fork").Pool(workers, initializer=_init_worker, initargs=state) as pool:
+            for k, results in enumerate(pool.imap(_render_block, blocks)):
+                yield blocks[k][0], _pack(results, blocks[k][0], plan, templates)
+    else:
+        _init_worker(*state)
+        for block in blocks:
+            yield block[0], _pack(_render_block(block), block[0], plan, templates)

@@ -1,4 +1,10 @@
-"""Spectrograph optics: per-fiber wavelength solutions, traces, throughput and spatial profile."""
+"""Spectrograph optics: per-fiber traces and wavelength offsets, throughput and spatial profile.
+
+The nominal wavelength solution (:func:`wavelength`, :func:`dispersion`,
+:func:`column_of`) is the reduction's arithmetic (:mod:`drcnet.reduce.wavesol`)
+and the arm throughput the instrument's (:func:`drcnet.instrument.config.arm_throughput`);
+both are re-exported here for the forward model.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +13,12 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import ndtr
 
-from drcnet.instrument import N_COLS, ArmConfig, FiberConfig, fiber_row_at_centre, slit_position
+from drcnet.conventions import FWHM_PER_SIGMA
+from drcnet.instrument.config import U0, FiberConfig, arm_throughput, fiber_row_at_centre, slit_position
+from drcnet.reduce.wavesol import column_of, dispersion, wavelength
 
-U0 = (N_COLS - 1) / 2.0
-"""Centre of the data columns; solutions and traces are polynomials in x - U0."""
+__all__ = ["U0", "FiberGeometry", "ProfileTable", "arm_throughput", "column_of", "dispersion", "fiber_geometries",
+           "profile_integral", "wavelength"]
 
 
 @dataclass(frozen=True)
@@ -44,44 +52,6 @@ class FiberGeometry:
         return self.row0 + self.tilt * v + self.bow * v * v
 
 
-def wavelength(arm: ArmConfig, cols: np.ndarray, shift_px: float = 0.0) -> np.ndarray:
-    """Vacuum wavelength (A) at data columns ``cols`` for a fiber offset by ``shift_px``.
-
-    The offset moves the spectrum along the columns: the light of wavelength
-    ``lambda`` lands ``shift_px`` pixels further than in the nominal solution.
-    """
-    u = np.asarray(cols, dtype=float) - U0 - shift_px
-    return arm.center_a + u * (arm.dispersion + u * (arm.quad + u * arm.cubic))
-
-
-def dispersion(arm: ArmConfig, cols: np.ndarray, shift_px: float = 0.0) -> np.ndarray:
-    """A per pixel at ``cols`` (derivative of :func:`wavelength`)."""
-    u = np.asarray(cols, dtype=float) - U0 - shift_px
-    return arm.dispersion + u * (2 * arm.quad + 3 * u * arm.cubic)
-
-
-def column_of(arm: ArmConfig, wave_a: float, shift_px: float = 0.0) -> float:
-    """Column (fractional) where vacuum wavelength ``wave_a`` lands (Newton on the cubic)."""
-    u = (wave_a - arm.center_a) / arm.dispersion
-    for _ in range(8):
-        f = arm.center_a + u * (arm.dispersion + u * (arm.quad + u * arm.cubic)) - wave_a
-        u -= f / (arm.dispersion + u * (2 * arm.quad + 3 * u * arm.cubic))
-    return float(u + U0 + shift_px)
-
-
-def arm_throughput(arm: ArmConfig, wave: np.ndarray) -> np.ndarray:
-    """Arm efficiency (QE x spectrograph) at ``wave``.
-
-    Logistic edges at the arm's band limits (the dichroic crosses over near
-    5800 A) and a gentle fall toward the short-wavelength side (coatings, QE).
-    """
-    w = np.asarray(wave, dtype=float)
-    rise = 1.0 / (1.0 + np.exp(-(w - arm.band_min_a) / arm.edge_width_a))
-    fall = 1.0 / (1.0 + np.exp((w - arm.band_max_a) / arm.edge_width_a))
-    shape = 1.0 - 0.5 * np.exp(-(w - arm.band_min_a).clip(0) / arm.blue_falloff_a)
-    return arm.peak_throughput * rise * fall * shape
-
-
 def fiber_geometries(cfg: FiberConfig, rng: np.random.Generator, fibers: np.ndarray) -> list[FiberGeometry]:
     """Draw the geometry of ``fibers`` (0-based indices) for one arm of one spectrograph.
 
@@ -108,7 +78,7 @@ def profile_integral(delta: np.ndarray, cfg: FiberConfig) -> np.ndarray:
     halo holding ``wing_fraction`` of the light; both are integrated exactly
     over the pixel, so the shares over all rows sum to 1.
     """
-    sigma = cfg.profile_fwhm_px / 2.3548200450309493
+    sigma = cfg.profile_fwhm_px / FWHM_PER_SIGMA
     hi = delta + 0.5
     lo = delta - 0.5
     core = ndtr(hi / sigma) - ndtr(lo / sigma)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from drcnet import CLASSES
-from drcnet.data.schema import SPLIT_NAMES
+from drcnet.conventions import SPLIT_NAMES
 from drcnet.library.template import Template
 
 TABLE1: dict[tuple[str, int], int] = {

@@ -4,7 +4,11 @@
 resolution, sky, extinction, reddening curves). :meth:`ForwardModel.render_object`
 renders one object's blue and red stripes as windows of the CCD, with its
 neighbours' light, noise, bias/overscan and cosmic rays, then cuts the paper's
-11 x 3000 stripe, extracts a boxcar 1D spectrum and measures S/N_r.
+11 x 3000 stripe, extracts a boxcar 1D spectrum and measures S/N_r (with the
+reduction's own :func:`~drcnet.reduce.extract.boxcar_extract` and
+:func:`~drcnet.reduce.snr.measure_snr_r`). :func:`expected_snr` is the one
+formula of the *expected* S/N_r, used to set a star's flux for a target S/N_r
+and for the fiber map of a simulated exposure.
 """
 
 from __future__ import annotations
@@ -15,33 +19,18 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from drcnet.data.schema import FLAG_BITS, R_BAND_A
-from drcnet.instrument import (
-    N_FIBERS,
-    STRIPE_COL_START,
-    STRIPE_COL_STOP,
-    STRIPE_HALF_ROWS,
-    ArmConfig,
-    InstrumentConfig,
-)
+from drcnet.conventions import FLAG_BITS, R_BAND_A, STRIPE_HALF_ROWS, stripe_columns
+from drcnet.instrument.config import N_FIBERS, ArmConfig, InstrumentConfig
 from drcnet.library.template import Template
+from drcnet.reduce.extract import boxcar_extract
+from drcnet.reduce.snr import measure_snr_r
 from drcnet.simulate.ccd import overscan_level, read_out, read_overscan, spread_light, stripe_rows, subtract_overscan
 from drcnet.simulate.optics import FiberGeometry, ProfileTable, arm_throughput, dispersion, fiber_geometries, wavelength
 from drcnet.simulate.site import Site
-from drcnet.simulate.spectra import LogGridSpectrum, ab_magnitude, photon_flux, to_resolution
-
-NATIVE_RESOLUTION: dict[str, dict[str, float]] = {
-    "pyhammer": {"native_resolving_power": 2000.0},  # SDSS/BOSS co-adds
-    "miles": {"native_fwhm_a": 2.50},
-    "stelib": {"native_fwhm_a": 3.0},
-    "lamost": {"native_resolving_power": 1800.0},
-}
-"""Each library's own resolution, removed in quadrature when matching to LAMOST."""
+from drcnet.simulate.spectra import prepare_template, reddening_curve
 
 REFERENCE_MAG = 17.0
 """Magnitude at which a source's counts are first computed, before scaling to its S/N."""
-
-STRIPE_COLS = np.arange(STRIPE_COL_START, STRIPE_COL_STOP)
 
 
 @dataclass(frozen=True)
@@ -82,21 +71,6 @@ class ObjectResult:
     @property
     def flags(self) -> int:
         return self.arms[0].flags | self.arms[1].flags
-
-
-def prepare_template(t: Template, resolving_power: float) -> LogGridSpectrum:
-    """Template as photons/s/cm^2/A at r = 0 (AB), at the instrument's resolution."""
-    flam = t.flux * 10 ** (0.4 * ab_magnitude(t.wave, t.flux))  # r = 0 AB
-    native = NATIVE_RESOLUTION.get(t.library, {})
-    return to_resolution(t.wave, photon_flux(t.wave, flam), resolving_power, **native)
-
-
-def reddening_curve(wave: np.ndarray) -> np.ndarray:
-    """A(lambda) / E(B-V) for the Fitzpatrick (1999) law with R_V = 3.1 (dust_extinction)."""
-    import astropy.units as u
-    from dust_extinction.parameter_averages import F99
-
-    return 3.1 * F99(Rv=3.1)(np.asarray(wave) * u.AA)
 
 
 class ForwardModel:
@@ -151,7 +125,7 @@ class ForwardModel:
     def render_object(self, source: Source, fiber: int, rng: np.random.Generator,
                       snr_target: float | None = None,
                       neighbours: Sequence[Source | None] = (None, None),
-                      cols: np.ndarray = STRIPE_COLS) -> ObjectResult:
+                      cols: np.ndarray | None = None) -> ObjectResult:
         """Render one object's blue and red stripes.
 
         Parameters
@@ -166,8 +140,9 @@ class ForwardModel:
         neighbours
             The sources in fibers ``fiber - 1`` and ``fiber + 1`` (None: a sky fiber).
         cols
-            CCD columns to render; the paper's stripe uses 500..3499.
+            CCD columns to render; default the paper's stripe, 500..3499.
         """
+        cols = stripe_columns() if cols is None else cols
         inst = self.instrument
         fibers = [f for f in (fiber - 1, fiber, fiber + 1) if 0 <= f < N_FIBERS]
         geoms = {a.name: dict(zip(fibers, fiber_geometries(inst.fiber, rng, np.array(fibers)), strict=True))
@@ -207,6 +182,33 @@ class ForwardModel:
         }
         return ObjectResult(arms=(results[0], results[1]), snr_r=snr, source=source, fiber=fiber, params=params)
 
+    def expected_snr_r(self, arm: ArmConfig, geom: FiberGeometry, source: Source, sky_scale: float = 1.0,
+                       cols: np.ndarray | None = None) -> float:
+        """Expected S/N_r of a star in one fiber (no noise drawn): :func:`expected_snr` over the r band.
+
+        Parameters
+        ----------
+        arm, geom, source, sky_scale
+            As for :meth:`fiber_electrons`.
+        cols
+            Columns of the stripe (default 500..3499).
+
+        Returns
+        -------
+        float
+            The median expected S/N per column over the r band; NaN when the columns miss it.
+        """
+        cols = stripe_columns() if cols is None else cols
+        wave, star_e, sky_e = self.fiber_electrons(arm, geom, cols, source, sky_scale)
+        s, b = self._r_band_counts(wave, star_e, sky_e, self._aperture_fraction(geom, cols))
+        return float(expected_snr(s, b)) if s.size else float("nan")
+
+    def _r_band_counts(self, wave: np.ndarray, star_e: np.ndarray, sky_e: np.ndarray,
+                       ap: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Star electrons in the stripe aperture and the background variance (e-^2), r-band columns only."""
+        band = (wave >= R_BAND_A[0]) & (wave <= R_BAND_A[1])
+        return star_e[band] * ap[band], self._background_e(sky_e[band] * ap[band])
+
     def _aperture_fraction(self, geom: FiberGeometry, cols: np.ndarray) -> np.ndarray:
         """Share of the fiber's light inside its 11-row stripe, per column."""
         trace = geom.trace(cols)
@@ -226,10 +228,7 @@ class ForwardModel:
 
     def _scale_for_snr(self, red_light: tuple[np.ndarray, ...], target: float) -> float:
         """Flux scale that makes the expected S/N_r equal ``target`` (bisection in log scale)."""
-        wave, star_e, sky_e, ap = red_light
-        band = (wave >= R_BAND_A[0]) & (wave <= R_BAND_A[1])
-        s = star_e[band] * ap[band]
-        b = self._background_e(sky_e[band] * ap[band])
+        s, b = self._r_band_counts(*red_light)
         if not np.any(s > 0):
             raise ValueError("the source has no flux in the r band of the red arm; cannot set its S/N")
 
@@ -238,7 +237,7 @@ class ForwardModel:
         for _ in range(3):
             log_k = np.linspace(lo, hi, 32)
             k = np.exp(log_k)[:, None]
-            snr = np.median(k * s / np.sqrt(k * s + b), axis=1)
+            snr = expected_snr(k * s, b)
             i = int(np.clip(np.searchsorted(snr, target), 1, 31))
             lo, hi = log_k[i - 1], log_k[i]
         return math.exp(0.5 * (lo + hi))
@@ -283,23 +282,20 @@ class ForwardModel:
         return (level_e + np.sqrt(var_e) * rng.standard_normal(sky_ap_e.shape)) / ccd.gain_e_per_adu
 
 
-def boxcar_extract(stripe: np.ndarray, gain: float, read_noise_adu: float) -> tuple[np.ndarray, np.ndarray]:
-    """Aperture (boxcar) sum over the stripe's rows and its inverse variance.
+def expected_snr(star_e: np.ndarray, background_e: np.ndarray) -> np.ndarray:
+    """Expected S/N_r: the median over columns of ``star / sqrt(star + background)``.
 
-    The variance of each net pixel is its photo-electron count over the gain
-    squared plus the read noise: ``max(net, 0) / gain + read_noise_adu**2`` ADU^2.
+    Parameters
+    ----------
+    star_e : numpy.ndarray
+        ``(..., n_cols)`` star electrons in the stripe aperture per r-band column.
+    background_e : numpy.ndarray
+        ``(n_cols,)`` noise variance (e-^2) of the sky-subtracted aperture sum without the star
+        (sky, dark, read noise; see ``ForwardModel._background_e``).
+
+    Returns
+    -------
+    numpy.ndarray
+        The median over the last axis (a 0-d array for 1D input).
     """
-    flux = stripe.sum(axis=0)
-    var = (np.clip(stripe, 0, None) / gain + read_noise_adu**2).sum(axis=0)
-    return flux, 1.0 / var
-
-
-def measure_snr_r(flux1d: np.ndarray, sky1d: np.ndarray, ivar1d: np.ndarray, wave: np.ndarray) -> float:
-    """S/N_r like LAMOST's ``snrr``: median of (flux - sky) * sqrt(ivar) over 5600-6900 A.
-
-    On the red-arm stripe (6025-8540 A) this uses its 6025-6900 A part.
-    """
-    band = (wave >= R_BAND_A[0]) & (wave <= R_BAND_A[1])
-    if not np.any(band):
-        raise ValueError("the spectrum does not reach the r band (5600-6900 A)")
-    return float(np.median((flux1d[band] - sky1d[band]) * np.sqrt(ivar1d[band])))
+    return np.median(star_e / np.sqrt(star_e + background_e), axis=-1)

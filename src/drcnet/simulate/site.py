@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 
-from drcnet.instrument import InstrumentConfig
+from drcnet.instrument.config import InstrumentConfig
 from drcnet.paths import DataNotFoundError, observatory_dir
 from drcnet.simulate.spectra import LogGridSpectrum, ab_magnitude, photon_flux, to_resolution
 

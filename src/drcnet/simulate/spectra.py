@@ -11,12 +11,14 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
+from drcnet.conventions import FWHM_PER_SIGMA
+from drcnet.library.template import Template
+
 C_A_PER_S = 2.99792458e18
 """Speed of light in Angstrom per second."""
 C_KM_S = 299792.458
 HC_ERG_A = 1.98644586e-8
 """Planck constant times c, erg Angstrom (photon energy = HC / lambda)."""
-FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
 
 R_BAND_EDGES_A = (5500.0, 5650.0, 6850.0, 7000.0)
 """Approximate SDSS r response: zero below 5500, rising to flat 5650-6850, zero above 7000 A.
@@ -25,6 +27,14 @@ Used only to put templates and the sky on an r-band AB magnitude scale; the
 exact filter shape changes magnitudes by a few hundredths, far below what
 matters for setting S/N (which is measured, not assumed).
 """
+
+NATIVE_RESOLUTION: dict[str, dict[str, float]] = {
+    "pyhammer": {"native_resolving_power": 2000.0},  # SDSS/BOSS co-adds
+    "miles": {"native_fwhm_a": 2.50},
+    "stelib": {"native_fwhm_a": 3.0},
+    "lamost": {"native_resolving_power": 1800.0},
+}
+"""Each library's own resolution, removed in quadrature when matching to LAMOST."""
 
 LN_STEP = 2.0e-5
 """Step of the uniform ln(lambda) grid templates are prepared on (6 km/s, ~12 steps per LSF sigma)."""
@@ -131,3 +141,21 @@ def to_resolution(wave: np.ndarray, flux: np.ndarray, resolving_power: float,
         cols = np.arange(n)
         out = stack[idx, cols] * (1 - frac) + stack[idx + 1, cols] * frac
     return LogGridSpectrum(ln_start=ln0, ln_step=ln_step, flux=out.astype(np.float64))
+
+
+def prepare_template(t: Template, resolving_power: float) -> LogGridSpectrum:
+    """Template as photons/s/cm^2/A at r = 0 (AB), at the instrument's resolution.
+
+    The library's own resolution (:data:`NATIVE_RESOLUTION`) is removed in quadrature.
+    """
+    flam = t.flux * 10 ** (0.4 * ab_magnitude(t.wave, t.flux))  # r = 0 AB
+    native = NATIVE_RESOLUTION.get(t.library, {})
+    return to_resolution(t.wave, photon_flux(t.wave, flam), resolving_power, **native)
+
+
+def reddening_curve(wave: np.ndarray) -> np.ndarray:
+    """A(lambda) / E(B-V) for the Fitzpatrick (1999) law with R_V = 3.1 (dust_extinction), the shape of ``wave`` (A)."""
+    import astropy.units as u
+    from dust_extinction.parameter_averages import F99
+
+    return 3.1 * F99(Rv=3.1)(np.asarray(wave) * u.AA)

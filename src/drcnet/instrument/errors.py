@@ -14,3 +14,7 @@ class FrameError(ValueError):
 
 class MissingFrameError(FrameError, FileNotFoundError):
     """A frame the reduction needs (an arm's flat, arc or science exposure) is not in the folder."""
+
+
+class FrameWarning(UserWarning):
+    """Something odd in a raw file that the reduction works around (e.g. a missing GAIN card)."""

@@ -1,23 +1,19 @@
 """An exposure folder on disk: which raw files belong to which spectrograph and arm (LAMOST layout).
 
 :func:`find_exposure` finds, per spectrograph, the bias frames, flat, arc and
-science frame of both arms and the fiber map; :func:`check_frame_file` checks
-a raw file cheaply (header, shape, size) so a bad file is reported before any
-work starts.
+science frame of both arms and the fiber map
+(:func:`drcnet.instrument.rawframe.check_frame_file` then checks each raw file
+cheaply, so a bad file is reported before any work starts).
 """
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from astropy.io import fits
-
-from drcnet.frames.errors import FrameError, MissingFrameError
-from drcnet.frames.lamost import ARM_LETTER, KIND_LETTER, RAW_SHAPE, RawName, parse_raw_name
-from drcnet.instrument import N_COLS, N_ROWS, OVERSCAN
+from drcnet.instrument.errors import FrameError, MissingFrameError
+from drcnet.instrument.lamost import ARM_LETTER, KIND_LETTER, RawName, parse_raw_name
 
 
 @dataclass
@@ -91,6 +87,11 @@ def find_exposure(folder: str | Path, spids: Sequence[int] | None = None, run: i
     run
         The run number of the science exposure when the folder holds several.
 
+    Returns
+    -------
+    list of SpectrographFiles
+        One entry per spectrograph, in the order of ``spids`` (default: ascending).
+
     Raises
     ------
     MissingFrameError
@@ -143,37 +144,3 @@ def find_exposure(folder: str | Path, spids: Sequence[int] | None = None, run: i
             raise MissingFrameError(f"{folder}: the fiber map of spectrograph {spid} ({fmap.name}) is missing")
         out.append(SpectrographFiles(spid=spid, planid=planids[0], arms=arms, fibermap=fmap))
     return out
-
-
-def check_frame_file(path: str | Path) -> fits.Header:
-    """Cheap check of a raw file before the reduction starts: readable header, right shape, not truncated.
-
-    Only the header is read; for an uncompressed file its size is compared with
-    the size the header announces. The full read (:func:`read_raw_frame`) checks the rest.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise MissingFrameError(f"{path}: file not found")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with fits.open(path, memmap=False, lazy_load_hdus=True) as hdul:
-                hdu = hdul[0]
-                header = hdu.header.copy()
-                offset = hdu._data_offset if hasattr(hdu, "_data_offset") else None
-    except (OSError, ValueError, TypeError, IndexError, EOFError, KeyError) as exc:
-        raise FrameError(f"{path}: cannot be read as a FITS file ({exc}); it is truncated or corrupt - "
-                         "copy it again from the archive") from exc
-    shape = (int(header.get("NAXIS2", 0)), int(header.get("NAXIS1", 0))) if header.get("NAXIS", 0) == 2 else None
-    if shape != RAW_SHAPE:
-        got = tuple(int(header.get(f"NAXIS{i}", 0)) for i in range(int(header.get("NAXIS", 0)), 0, -1))
-        raise FrameError(f"{path}: frame shape is {got}, expected {RAW_SHAPE} = {N_ROWS} rows x "
-                         f"({OVERSCAN} + {N_COLS} + {OVERSCAN}) columns (overscan A, data, overscan B); "
-                         "is this a raw LAMOST frame?")
-    if offset is not None and not path.name.endswith(".gz"):
-        need = offset + RAW_SHAPE[0] * RAW_SHAPE[1] * abs(int(header["BITPIX"])) // 8
-        size = path.stat().st_size
-        if size < need:
-            raise FrameError(f"{path}: the file is truncated ({size} bytes, the header announces {need}); "
-                             "copy it again from the archive")
-    return header

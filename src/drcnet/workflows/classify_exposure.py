@@ -24,12 +24,12 @@ import numpy as np
 from astropy.io import fits
 from astropy.table import Table
 
-from drcnet import CLASSES
-from drcnet.data.schema import FLAG_BITS, flags_to_names
-from drcnet.frames.lamost import provenance_cards
+from drcnet.conventions import ARMS, CLASSES, FLAG_BITS, flags_to_names
+from drcnet.instrument.lamost import provenance_cards
 from drcnet.provenance import atomic_path, provenance, write_json_atomic
-from drcnet.reduce.output import object_ids, write_reduced_dataset
-from drcnet.reduce.pipeline import ARMS, ReduceConfig, SpectrographReduction, reduce_exposure
+from drcnet.reduce.arm import ReduceConfig
+from drcnet.workflows.reduce_exposure import SpectrographReduction, reduce_exposure
+from drcnet.workflows.reduced_dataset import object_ids, write_reduced_dataset
 
 Predictor = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 """``(stripes (N,2,11,3000), flux1d (N,2,3000), sky1d (N,2,3000)) -> class probabilities (N, 3)``."""
@@ -38,15 +38,15 @@ Predictor = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 def load_predictor(run_dir: str | Path, batch_size: int = 64) -> tuple[Predictor, dict[str, Any]]:
     """A predictor from a training run folder (best weights), and a description of the run.
 
-    Uses the models work's :func:`drcnet.evaluate.predict_arrays` (the training normalisation,
-    softmax probabilities) with the CPU fast path.
+    Uses :func:`drcnet.predict.predict_arrays` (the training normalisation, softmax
+    probabilities) with the CPU fast path.
     """
-    from drcnet.evaluate import predict_arrays
+    from drcnet.models import load_run
     from drcnet.models.fastpath import configure_cpu
-    from drcnet.train.run import load_model
+    from drcnet.predict import predict_arrays
 
     configure_cpu()
-    model, info = load_model(run_dir)
+    model, info = load_run(run_dir)
 
     def predict(stripes: np.ndarray, flux1d: np.ndarray, sky1d: np.ndarray) -> np.ndarray:
         if info.input_kind == "stripes":
@@ -203,7 +203,7 @@ def classify_exposure(run_dir: str | Path | None, exposure: str | Path, out: str
         accuracy = float(np.mean(np.asarray(table["correct"])[known])) if known.any() else None
     qa = None
     if qa_dir is not None:
-        from drcnet.frames.qa import write_qa_page
+        from drcnet.workflows.qa import write_qa_page
 
         t5 = time.perf_counter()
         qa = write_qa_page(qa_dir, reductions, table, exposure, prov)

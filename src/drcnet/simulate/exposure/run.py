@@ -2,7 +2,7 @@
 
 Per spectrograph and arm the folder receives ``n_bias`` bias frames, a lamp
 flat, an arc and a science exposure (LAMOST names and headers,
-:mod:`drcnet.frames.lamost`), plus per spectrograph a fiber map and a truth
+:mod:`drcnet.instrument.lamost`), plus per spectrograph a fiber map and a truth
 sidecar::
 
     DIR/
@@ -33,15 +33,15 @@ from typing import Any
 import h5py
 import numpy as np
 
-from drcnet import CLASSES
-from drcnet.frames.arcs import ArcLines, read_arc_lines
-from drcnet.frames.exposure import fibermap_name, truth_name
-from drcnet.frames.fibermap import FiberMap, write_fibermap
-from drcnet.frames.plan import ExposureConfig, FiberPlan, plan_fibers
-from drcnet.frames.render import ARMS, ArmTruth, render_arm
+from drcnet.conventions import ARMS, CLASSES
+from drcnet.instrument.arclines import ArcLines, read_arc_lines
+from drcnet.instrument.exposure import fibermap_name, truth_name
+from drcnet.instrument.fibermap import FiberMap, write_fibermap
 from drcnet.library.template import Template
 from drcnet.paths import observatory_dir
 from drcnet.provenance import atomic_path, provenance
+from drcnet.simulate.exposure.arm import ArmTruth, render_arm
+from drcnet.simulate.exposure.plan import ExposureConfig, FiberPlan, plan_fibers
 from drcnet.simulate.optics import FiberGeometry
 from drcnet.simulate.render import ForwardModel
 from drcnet.simulate.site import Site
@@ -105,6 +105,18 @@ def simulate_exposure(config: ExposureConfig, templates: Sequence[Template], out
     keep_truth_stripes
         Return each fiber's true stripe (cut at the true trace from the written
         science frame) in memory, for tests.
+    arcs
+        The arc lines (default: read from ``<data_root>/observatory/arc_lines``).
+
+    Returns
+    -------
+    SimulatedExposure
+        The folder, the configuration and, per spectrograph, its plan, per-arm truth and files.
+
+    Raises
+    ------
+    ValueError
+        No F, G or K template to fill the plate with.
     """
     t0 = time.perf_counter()
     out = Path(out_dir)
@@ -171,7 +183,7 @@ def write_truth(path: Path, plan: FiberPlan, templates: Sequence[Template], trut
     Layout: ``/<arm>/{row0,tilt,bow,shift_px,throughput,stripe_saturated,stripe_cosmic}``,
     ``/fibers/{fibertype,objid,template_id,template,mag_r,rv_kms,ebv,airmass,sky_scale,snr_expected}``;
     attributes ``provenance`` (JSON) and ``spid``. The true stripes are not stored:
-    :func:`drcnet.frames.render.truth_stripes` recomputes them exactly from the
+    :func:`drcnet.simulate.exposure.arm.truth_stripes` recomputes them exactly from the
     science frame and :func:`read_truth_geometries`.
     """
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as h:
@@ -195,7 +207,7 @@ def write_truth(path: Path, plan: FiberPlan, templates: Sequence[Template], trut
 
 
 def read_truth_geometries(path: str | Path, arm: str) -> list[FiberGeometry]:
-    """The true fiber geometries of one arm from a truth sidecar."""
+    """The true fiber geometries of one arm (``"blue"`` or ``"red"``) from a truth sidecar, in fiber order."""
     with h5py.File(path, "r") as h:
         g = h[arm]
         cols = [g[name][:] for name in GEOMETRY_FIELDS]

@@ -25,11 +25,12 @@ from typing import Any
 
 import numpy as np
 
-from drcnet import CLASSES
-from drcnet.data.schema import SPLIT_NAMES, DatasetWriter, snr_bin
+from drcnet.conventions import ARMS, CLASSES, SPLIT_NAMES, snr_bin
+from drcnet.data.schema import DatasetWriter
+from drcnet.instrument.config import U0
 from drcnet.provenance import atomic_path, provenance
-from drcnet.reduce.pipeline import ARMS, ReduceConfig, SpectrographReduction
-from drcnet.simulate.optics import U0
+from drcnet.reduce.arm import ReduceConfig
+from drcnet.workflows.reduce_exposure import SpectrographReduction
 
 PARAM_NAMES: tuple[str, ...] = (
     "fiber", "spid", "mag_r", "snr_r_true", "snr_r_opt",
@@ -100,7 +101,24 @@ def calibration_summary(reductions: Sequence[SpectrographReduction]) -> dict[str
 
 def write_reduced_dataset(reductions: Sequence[SpectrographReduction], out: str | Path, config: ReduceConfig,
                           folder: str | Path) -> Path:
-    """Write reduced spectrographs as one dataset file (atomically)."""
+    """Write reduced spectrographs as one dataset file (atomically).
+
+    Parameters
+    ----------
+    reductions
+        From :func:`drcnet.workflows.reduce_exposure.reduce_exposure`; one row per fiber, in order.
+    out
+        The HDF5 file to write.
+    config
+        The reduction's options (stored in the provenance).
+    folder
+        The exposure folder (stored in the provenance).
+
+    Returns
+    -------
+    pathlib.Path
+        ``out``.
+    """
     n = sum(len(sr.fibermap) for sr in reductions)
     seeds = {int(sr.arms["red"].header.get("DRCSEED", -1)) for sr in reductions}
     seed = seeds.pop() if len(seeds) == 1 else None

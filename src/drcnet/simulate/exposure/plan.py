@@ -17,7 +17,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from drcnet import CLASSES
-from drcnet.instrument import N_FIBERS, InstrumentConfig
+from drcnet.instrument.config import N_FIBERS, InstrumentConfig
 from drcnet.library.template import Template
 from drcnet.simulate.plan import CLASS_RATIO
 from drcnet.simulate.render import Source

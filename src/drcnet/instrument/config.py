@@ -1,5 +1,9 @@
 """LAMOST low-resolution spectrograph, CCD and site: every instrument number in one place.
 
+This module imports only numpy, pydantic and :mod:`drcnet.conventions`; the
+reduction (:mod:`drcnet.reduce`) may use it, the file I/O of the adapter lives
+in the sibling modules.
+
 Published values (``../shared/REFERENCE.md`` section 4) are used as given; values
 that are not published are chosen to be plausible, marked *chosen* below, and can
 be changed through the configuration (every class is a validated pydantic model,
@@ -30,9 +34,13 @@ OVERSCAN = 32
 N_FIBERS = 250
 """Fibers per spectrograph."""
 N_SPECTROGRAPHS = 16
+U0 = (N_COLS - 1) / 2.0
+"""Centre of the data columns; wavelength solutions and traces are polynomials in x - U0."""
 PIXEL_SIZE_CM = 12e-4
 """e2v CCD203-82: 12 micron pixels."""
 FIBER_DIAMETER_ARCSEC = 3.3
+LAMPS: tuple[str, ...] = ("HgI", "NeI", "ArI", "CdI")
+"""Arc lamps of the calibration unit (PypeIt line-list names)."""
 
 
 class _Frozen(BaseModel):
@@ -149,6 +157,31 @@ class InstrumentConfig(_Frozen):
     @property
     def arms(self) -> tuple[ArmConfig, ArmConfig]:
         return (self.blue, self.red)
+
+
+def arm_throughput(arm: ArmConfig, wave: np.ndarray) -> np.ndarray:
+    """Arm efficiency (QE x spectrograph) at ``wave``.
+
+    Logistic edges at the arm's band limits (the dichroic crosses over near
+    5800 A) and a gentle fall toward the short-wavelength side (coatings, QE).
+
+    Parameters
+    ----------
+    arm : ArmConfig
+        The arm (band edges, edge width, peak throughput, blue fall-off).
+    wave : array_like
+        Vacuum wavelengths (A), any shape.
+
+    Returns
+    -------
+    numpy.ndarray
+        Throughput (0 .. ``arm.peak_throughput``), the shape of ``wave``.
+    """
+    w = np.asarray(wave, dtype=float)
+    rise = 1.0 / (1.0 + np.exp(-(w - arm.band_min_a) / arm.edge_width_a))
+    fall = 1.0 / (1.0 + np.exp((w - arm.band_max_a) / arm.edge_width_a))
+    shape = 1.0 - 0.5 * np.exp(-(w - arm.band_min_a).clip(0) / arm.blue_falloff_a)
+    return arm.peak_throughput * rise * fall * shape
 
 
 def fiber_row_at_centre(fiber_index: np.ndarray | int, cfg: FiberConfig) -> np.ndarray:

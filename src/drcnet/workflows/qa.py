@@ -23,13 +23,12 @@ from typing import Any
 import numpy as np
 from astropy.table import Table
 
-from drcnet import CLASSES
-from drcnet.data.schema import FLAG_BITS, SNR_BIN_NAMES, snr_bin
-from drcnet.frames.lamost import read_raw_frame
-from drcnet.instrument import N_COLS
+from drcnet.conventions import ARMS, CLASSES, FLAG_BITS, SNR_BIN_NAMES, snr_bin
+from drcnet.instrument.config import N_COLS
+from drcnet.instrument.rawframe import read_raw_frame
 from drcnet.provenance import atomic_path, write_text_atomic
 from drcnet.reduce.calib import levels, net_image
-from drcnet.reduce.pipeline import ARMS, SpectrographReduction
+from drcnet.workflows.reduce_exposure import SpectrographReduction
 
 CLASS_COLORS = {"F": "#1f77b4", "G": "#2ca02c", "K": "#d62728", "": "#999999"}
 

@@ -27,8 +27,8 @@ import numpy as np
 from astropy.io import fits
 from astropy.table import Table
 
-from drcnet.frames.errors import FrameError, MissingFrameError
-from drcnet.frames.lamost import provenance_cards
+from drcnet.instrument.errors import FrameError, MissingFrameError
+from drcnet.instrument.lamost import provenance_cards
 from drcnet.provenance import atomic_path
 
 FIBERTYPES: tuple[str, ...] = ("Obj", "Sky", "F-std", "Unused", "PosErr", "Dead")

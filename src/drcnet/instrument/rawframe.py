@@ -1,0 +1,231 @@
+"""Reading and checking one raw frame (the LAMOST layout by default; any :class:`Spectrograph`).
+
+:func:`read_raw_frame` reads the pixels and checks them (shape, pixel type,
+NaN share) and the header against what the file should be (frame type,
+spectrograph, camera); :func:`check_frame_file` is the cheap check of the
+header and file size that runs before any work starts.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from astropy.io import fits
+
+from drcnet.instrument.base import Spectrograph
+from drcnet.instrument.config import CCDConfig
+from drcnet.instrument.errors import FrameError, FrameWarning, MissingFrameError
+from drcnet.instrument.lamost import LAMOST, RawName, parse_raw_name
+
+MAX_NAN_FRACTION = 0.5
+"""A frame with more NaN pixels than this share is refused outright."""
+
+
+@dataclass
+class RawFrame:
+    """A raw frame read from disk and checked.
+
+    Attributes
+    ----------
+    path
+        The file.
+    raw
+        Pixels, ``RAW_SHAPE``: uint16 as written by the camera, or float32
+        when the file holds floats (then NaN marks bad pixels).
+    header
+        Primary header.
+    name
+        The parsed file name (``None`` when the name is not LAMOST-style).
+    """
+
+    path: Path
+    raw: np.ndarray
+    header: fits.Header
+    name: RawName | None = None
+    warnings: list[str] = field(default_factory=list)
+    spectrograph: Spectrograph = field(default=LAMOST, repr=False)
+
+    @property
+    def data(self) -> np.ndarray:
+        """Data columns 0..4095 (a view)."""
+        return self.spectrograph.data_area(self.raw)
+
+    @property
+    def overscan(self) -> np.ndarray:
+        """Overscan strips ``(rows, 2, 32)``."""
+        return self.spectrograph.overscan_area(self.raw)
+
+    @property
+    def exptime(self) -> float:
+        """Exposure time (s) from the header; 0 when absent."""
+        return float(self.spectrograph.card(self.header, "exptime", 0.0))
+
+    def gain(self, default: CCDConfig) -> float:
+        """GAIN (e-/ADU) from the header; the configured value (with a warning) when it is missing."""
+        return self._card("gain", default.gain_e_per_adu)
+
+    def read_noise_e(self, default: CCDConfig) -> float:
+        """RDNOISE (e-) from the header; the configured value (with a warning) when it is missing."""
+        return self._card("read_noise", default.read_noise_e)
+
+    def saturation(self, default: CCDConfig) -> float:
+        """SATURATE (ADU) from the header; the configured ADC ceiling when it is missing."""
+        return self._card("saturation", float(default.adc_max), warn=False)
+
+    def _card(self, meaning: str, default: float, warn: bool = True) -> float:
+        key = self.spectrograph.header_keys[meaning]
+        value = self.header.get(key)
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            value = float("nan")
+        if not np.isfinite(value) or value <= 0:
+            if warn:
+                msg = f"{self.path}: header card {key} is missing or invalid; using the configured {default}"
+                warnings.warn(msg, FrameWarning, stacklevel=3)
+                self.warnings.append(msg)
+            return float(default)
+        return value
+
+
+@contextmanager
+def _fits_errors(path: Path) -> Iterator[None]:
+    """Turn astropy's errors on a truncated or corrupt file into one :class:`FrameError` naming it."""
+    try:
+        yield
+    except (OSError, ValueError, TypeError, IndexError, EOFError, KeyError) as exc:
+        raise FrameError(f"{path}: cannot be read as a FITS file ({exc}); it is truncated or corrupt - "
+                         "copy it again from the archive") from exc
+
+
+def _open_fits(path: Path) -> tuple[np.ndarray | None, fits.Header]:
+    with _fits_errors(path), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with fits.open(path, memmap=False) as hdul:
+            header = hdul[0].header.copy()
+            data = hdul[0].data
+            data = None if data is None else np.asarray(data)
+    return data, header
+
+
+def read_raw_frame(path: str | Path, kind: str | None = None, spid: int | None = None,
+                   arm: str | None = None, spectrograph: Spectrograph = LAMOST) -> RawFrame:
+    """Read and check one raw frame.
+
+    Parameters
+    ----------
+    path
+        The FITS file.
+    kind, spid, arm
+        What the frame should be; checked against the header (``OBSTYPE``,
+        ``SPID``, ``CAMERA``) where given.
+    spectrograph
+        The instrument (detector layout, header map); LAMOST by default.
+
+    Returns
+    -------
+    RawFrame
+        Pixels ``spectrograph.raw_shape`` (uint16, or float32 with NaN for bad pixels) and header.
+
+    Raises
+    ------
+    MissingFrameError
+        The file does not exist.
+    FrameError
+        Unreadable FITS, wrong shape, no pixels, mostly NaN pixels, or a header
+        that says it is another kind of frame, spectrograph or arm.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise MissingFrameError(f"{path}: file not found")
+    data, header = _open_fits(path)
+    raw_shape = spectrograph.raw_shape
+    if data is None:
+        raise FrameError(f"{path}: the primary HDU holds no image; expected a raw frame of {raw_shape[0]} rows x "
+                         f"{raw_shape[1]} columns")
+    if data.shape != raw_shape:
+        raise FrameError(_shape_message(path, data.shape, spectrograph))
+    if data.dtype.kind in "ui":
+        raw = data.astype(np.uint16, copy=False) if data.dtype != np.uint16 else data
+    elif data.dtype.kind == "f":
+        raw = data.astype(np.float32, copy=False)
+        bad = ~np.isfinite(raw)
+        if bad.mean() > MAX_NAN_FRACTION:
+            raise FrameError(f"{path}: {100 * bad.mean():.0f} % of the pixels are NaN or infinite; the frame is unusable")
+        raw[bad] = np.nan
+    else:
+        raise FrameError(f"{path}: pixel type {data.dtype} is not an image type")
+    name = parse_raw_name(path.name)
+    frame = RawFrame(path=path, raw=raw, header=header, name=name, spectrograph=spectrograph)
+    _check_header(frame, kind, spid, arm)
+    return frame
+
+
+def _shape_message(path: Path, shape: tuple[int, ...], spec: Spectrograph) -> str:
+    return (f"{path}: frame shape is {shape}, expected {spec.raw_shape} = {spec.n_rows} rows x "
+            f"({spec.overscan} + {spec.n_cols} + {spec.overscan}) columns (overscan A, data, overscan B); "
+            f"is this a raw {spec.name} frame?")
+
+
+def _check_header(frame: RawFrame, kind: str | None, spid: int | None, arm: str | None) -> None:
+    h, path, spec = frame.header, frame.path, frame.spectrograph
+    key = spec.header_keys["frame_type"]
+    if kind is not None and key in h:
+        got = str(h[key]).strip().upper()
+        if got != spec.frame_types[kind]:
+            raise FrameError(f"{path}: header {key} is {got!r} but this file is used as the {kind} frame "
+                             f"({key} {spec.frame_types[kind]!r}); check the file name's type letter")
+    key = spec.header_keys["spectrograph"]
+    if spid is not None and key in h and int(h[key]) != spid:
+        raise FrameError(f"{path}: header {key} is {h[key]} but the file name says spectrograph {spid}")
+    key = spec.header_keys["camera"]
+    if arm is not None and key in h:
+        cam = str(h[key]).strip().lower()[:1]
+        if cam and cam != spec.camera_letters[arm]:
+            raise FrameError(f"{path}: header {key} is {h[key]!r} but the file name says the {arm} arm")
+
+
+def check_frame_file(path: str | Path, spectrograph: Spectrograph = LAMOST) -> fits.Header:
+    """Cheap check of a raw file before the reduction starts: readable header, right shape, not truncated.
+
+    Only the header is read; for an uncompressed file its size is compared with
+    the size the header announces. The full read (:func:`read_raw_frame`) checks the rest.
+
+    Returns
+    -------
+    astropy.io.fits.Header
+        The primary header.
+
+    Raises
+    ------
+    MissingFrameError
+        The file does not exist.
+    FrameError
+        Unreadable header, wrong shape, or a file shorter than its header announces.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise MissingFrameError(f"{path}: file not found")
+    with _fits_errors(path), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with fits.open(path, memmap=False, lazy_load_hdus=True) as hdul:
+            hdu = hdul[0]
+            header = hdu.header.copy()
+            offset = hdu._data_offset if hasattr(hdu, "_data_offset") else None
+    raw_shape = spectrograph.raw_shape
+    shape = (int(header.get("NAXIS2", 0)), int(header.get("NAXIS1", 0))) if header.get("NAXIS", 0) == 2 else None
+    if shape != raw_shape:
+        got = tuple(int(header.get(f"NAXIS{i}", 0)) for i in range(int(header.get("NAXIS", 0)), 0, -1))
+        raise FrameError(_shape_message(path, got, spectrograph))
+    if offset is not None and not path.name.endswith(".gz"):
+        need = offset + raw_shape[0] * raw_shape[1] * abs(int(header["BITPIX"])) // 8
+        size = path.stat().st_size
+        if size < need:
+            raise FrameError(f"{path}: the file is truncated ({size} bytes, the header announces {need}); "
+                             "copy it again from the archive")
+    return header

@@ -1,0 +1,15 @@
+"""Whole simulated exposures: a plate's raw frames, fiber maps and truth from the forward model.
+
+* :mod:`~drcnet.simulate.exposure.plan` -- :class:`ExposureConfig` and which object sits in which fiber;
+* :mod:`~drcnet.simulate.exposure.lamps` -- the flat and arc lamps' light in a fiber;
+* :mod:`~drcnet.simulate.exposure.frames` -- per-fiber light -> whole expected frames -> raw ADU;
+* :mod:`~drcnet.simulate.exposure.arm` -- one arm: geometry, frames on disk, truth (:func:`truth_stripes`);
+* :mod:`~drcnet.simulate.exposure.run` -- :func:`simulate_exposure` (``drcnet frames simulate``), truth files.
+"""
+
+from __future__ import annotations
+
+from drcnet.simulate.exposure.plan import ExposureConfig
+from drcnet.simulate.exposure.run import SimulatedExposure, read_truth_geometries, simulate_exposure
+
+__all__ = ["ExposureConfig", "SimulatedExposure", "read_truth_geometries", "simulate_exposure"]

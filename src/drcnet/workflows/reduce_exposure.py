@@ -1,0 +1,247 @@
+"""``drcnet frames reduce``: raw frames of an exposure -> stripes, 1D spectra, S/N_r, flags (in memory).
+
+Per spectrograph and arm (the two arms run in parallel threads), :func:`reduce_arm`
+reads each frame through the instrument adapter (:mod:`drcnet.instrument`) just
+before the step that needs it and hands the arrays to the reduction's named steps
+(:mod:`drcnet.reduce.arm`):
+
+1. the science frame's header (gain, read noise, saturation); the bias frames'
+   pattern where significant (:mod:`drcnet.reduce.calib`);
+2. trace all fibers on the flat (:mod:`drcnet.reduce.trace`);
+3. extract the arc along the traces and fit each fiber's wavelength offset
+   (:mod:`drcnet.reduce.wavecal`);
+4. cut every fiber's 11 x 3000 stripe from the science frame, boxcar and optimal
+   extraction with the flat's spatial profile (:mod:`drcnet.reduce.extract`),
+   relative fiber efficiency and the master sky (:mod:`drcnet.reduce.sky`);
+5. per fiber: saturation, cosmic-ray hits, NaN pixels, lost traces.
+
+Then S/N_r is measured on the red arm as the dataset path does
+(:func:`drcnet.reduce.snr.measure_snr_r`) and joined with the fiber map;
+:func:`drcnet.workflows.reduced_dataset.write_reduced_dataset` writes the dataset file.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from astropy.io import fits
+
+from drcnet.conventions import ARMS, FLAG_BITS, stripe_columns
+from drcnet.instrument.arclines import ArcLines, read_arc_lines
+from drcnet.instrument.config import N_COLS, N_FIBERS, CCDConfig
+from drcnet.instrument.errors import FrameError, FrameWarning
+from drcnet.instrument.exposure import ArmFiles, SpectrographFiles, find_exposure
+from drcnet.instrument.fibermap import FiberMap, read_fibermap
+from drcnet.instrument.lamost import LAMOST
+from drcnet.instrument.rawframe import RawFrame, check_frame_file, read_raw_frame
+from drcnet.reduce.arm import (
+    ArmReduction,
+    ReduceConfig,
+    assemble_arm,
+    calibrate_arc,
+    cut_science,
+    extract_spectra,
+    flat_profile,
+    sky_spectra,
+    trace_flat,
+)
+from drcnet.reduce.calib import BiasModel, bias_model
+from drcnet.reduce.snr import measure_snr_r
+
+__all__ = ["ArmReduction", "ReduceConfig", "SpectrographReduction", "fiber_flags", "load_lines", "reduce_arm",
+           "reduce_exposure", "reduce_spectrograph"]
+
+HEADER_KEYS = ("OBSTYPE", "EXPTIME", "SPID", "CAMERA", "PLANID", "RUN", "MJD", "DATE-OBS", "GAIN", "RDNOISE", "DRCSEED")
+"""Science-frame header cards kept in the dataset file's calibration record."""
+
+
+@dataclass
+class SpectrographReduction:
+    """Both arms of one spectrograph, joined with its fiber map."""
+
+    spid: int
+    planid: str
+    fibermap: FiberMap
+    arms: dict[str, ArmReduction]
+    snr_r: np.ndarray
+    snr_r_opt: np.ndarray
+    flags: np.ndarray
+
+
+class _Clock:
+    """Wall time of each stage of an arm's reduction."""
+
+    def __init__(self) -> None:
+        self._t = time.perf_counter()
+        self.laps: dict[str, float] = {}
+
+    def lap(self, name: str) -> None:
+        t = time.perf_counter()
+        self.laps[name] = t - self._t
+        self._t = t
+
+
+def _read_science(files: ArmFiles, spid: int, ccd: CCDConfig) -> tuple[RawFrame, float, float, float, list[str]]:
+    """The science frame, its gain (e-/ADU), read noise (ADU), saturation (ADU) and the header warnings."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", FrameWarning)
+        sci = read_raw_frame(files.science, "science", spid, files.arm)
+        gain = sci.gain(ccd)
+        rn_adu = sci.read_noise_e(ccd) / gain
+        saturation = sci.saturation(ccd)
+    return sci, gain, rn_adu, saturation, [str(w.message) for w in caught]
+
+
+def _bias(files: ArmFiles, spid: int, config: ReduceConfig, notes: list[str]) -> BiasModel:
+    biases = [read_raw_frame(p, "bias", spid, files.arm) for p in files.bias]
+    bias = bias_model([(b.data, b.overscan) for b in biases], config.bias_significance)
+    if bias.n_frames == 0:
+        notes.append(f"spectrograph {spid} {files.arm}: no bias frames; the overscan alone sets the bias")
+    return bias
+
+
+def reduce_arm(files: ArmFiles, spid: int, n_fibers: int, sky_fibers: np.ndarray, lines: ArcLines,
+               config: ReduceConfig) -> ArmReduction:
+    """Reduce one arm: bias, traces, wavelength solution, stripes, 1D spectra, master sky, per-fiber flags.
+
+    Each frame is read just before the step that needs it and dropped after it.
+
+    Raises
+    ------
+    FrameError
+        A frame cannot be read or used (names the file): no fibers on the flat, no usable sky fiber.
+    """
+    arm_cfg = config.instrument.arm(files.arm)
+    offset = LAMOST.overscan  # data column c is raw column c + offset
+    clock = _Clock()
+    sci, gain, rn_adu, saturation, notes = _read_science(files, spid, config.instrument.ccd)
+    bias = _bias(files, spid, config, notes)
+    clock.lap("bias")
+    flat = read_raw_frame(files.flat, "flat", spid, files.arm)
+    try:
+        flat_net, traces = trace_flat(flat.data, flat.overscan, bias.pattern, n_fibers, config)
+    except ValueError as exc:
+        raise FrameError(f"{files.flat}: {exc}; is this a lamp flat of spectrograph {spid}?") from exc
+    del flat
+    centres = traces.centres(np.arange(N_COLS))
+    clock.lap("trace")
+    arc = read_raw_frame(files.arc, "arc", spid, files.arm)
+    wave = calibrate_arc(arc.raw, arc.overscan, offset, centres, traces.lost, arm_cfg, lines, rn_adu, bias.pattern,
+                         config)
+    del arc
+    clock.lap("wavecal")
+    science = cut_science(sci.raw, sci.overscan, offset, centres, bias.pattern, saturation)
+    del sci
+    profile, flat_flux = flat_profile(flat_net, science.pixels, config.flat_smooth_cols)
+    del flat_net
+    clock.lap("stripes")
+    extracted = extract_spectra(science, profile, gain, rn_adu, config.optimal_clip_sigma)
+    clock.lap("extract")
+    wave1d = wave.wavelength(np.arange(n_fibers), stripe_columns())
+    usable_sky = sky_fibers & ~traces.lost & ~science.saturated & ~science.bad.any(axis=(1, 2))
+    try:
+        sky = sky_spectra(extracted[1], wave1d, flat_flux, traces.lost, usable_sky)
+    except ValueError as exc:
+        raise FrameError(f"{files.science}: {exc} (the fiber map marks {int(sky_fibers.sum())}); "
+                         "cannot build the master sky") from exc
+    clock.lap("sky")
+    out = assemble_arm(files.arm, science, extracted, sky, wave1d, traces, wave, bias)
+    out.files = {"folder": str(files.science.parent), "science": files.science.name, "flat": files.flat.name,
+                 "arc": files.arc.name, "bias": [p.name for p in files.bias]}
+    header = fits.getheader(files.science)
+    out.header = {k: header[k] for k in HEADER_KEYS if k in header}
+    out.warnings, out.timings = notes, clock.laps
+    return out
+
+
+def check_files(sp: SpectrographFiles) -> None:
+    """Check every raw file of a spectrograph (header, shape, size) before any work starts."""
+    for files in sp.arms.values():
+        for p in (*files.bias, files.flat, files.arc, files.science):
+            check_frame_file(p)
+
+
+def reduce_spectrograph(sp: SpectrographFiles, config: ReduceConfig, lines: ArcLines) -> SpectrographReduction:
+    """Reduce both arms of one spectrograph and join them with its fiber map."""
+    check_files(sp)
+    n_fibers = int(fits.getheader(sp.arms["blue"].science).get("NFIBERS", N_FIBERS))
+    fmap = read_fibermap(sp.fibermap, spid=sp.spid, n_fibers=n_fibers)
+    sky = fmap.of_type("Sky")
+    if config.threads > 1:
+        with ThreadPoolExecutor(max_workers=min(config.threads, 2)) as pool:
+            futures = {arm: pool.submit(reduce_arm, sp.arms[arm], sp.spid, n_fibers, sky, lines, config) for arm in ARMS}
+            arms = {arm: f.result() for arm, f in futures.items()}
+    else:
+        arms = {arm: reduce_arm(sp.arms[arm], sp.spid, n_fibers, sky, lines, config) for arm in ARMS}
+    red = arms["red"]
+    snr = np.zeros(n_fibers)
+    snr_opt = np.zeros(n_fibers)
+    for f in range(n_fibers):
+        if red.lost[f]:
+            continue
+        snr[f] = measure_snr_r(red.flux1d[f], red.sky1d[f], red.ivar1d[f], red.wave1d[f])
+        snr_opt[f] = measure_snr_r(red.flux_opt[f], red.sky1d[f], red.ivar_opt[f], red.wave1d[f])
+    flags = fiber_flags(fmap, arms, snr, config.low_snr)
+    return SpectrographReduction(spid=sp.spid, planid=sp.planid, fibermap=fmap, arms=arms, snr_r=snr,
+                                 snr_r_opt=snr_opt, flags=flags)
+
+
+def fiber_flags(fmap: FiberMap, arms: dict[str, ArmReduction], snr: np.ndarray, low_snr: float) -> np.ndarray:
+    """Per-fiber flag bits ``(n_fibers,)`` uint16 (:data:`drcnet.conventions.FLAG_BITS`) from the fiber map and both arms."""
+    flags = np.zeros(len(fmap), dtype=np.uint16)
+    flags[fmap.of_type("Sky")] |= FLAG_BITS["sky"]
+    flags[fmap.of_type("Unused")] |= FLAG_BITS["unused"]
+    flags[fmap.of_type("Dead")] |= FLAG_BITS["dead"]
+    for a in arms.values():
+        flags[a.lost] |= FLAG_BITS["trace_lost"]
+        flags[a.saturated] |= FLAG_BITS["saturated"]
+        flags[a.cosmic] |= FLAG_BITS["cosmic_ray"]
+        flags[a.bad_pixels] |= FLAG_BITS["bad_pixels"]
+    traced = ~np.any([a.lost for a in arms.values()], axis=0)
+    flags[fmap.is_object & traced & (snr < low_snr)] |= FLAG_BITS["low_snr"]
+    return flags
+
+
+def load_lines(config: ReduceConfig, data_root: str | Path | None = None) -> ArcLines:
+    """The arc lines the reduction calibrates with (``<data>/observatory/arc_lines``)."""
+    from drcnet.paths import observatory_dir
+
+    return read_arc_lines(observatory_dir(data_root) / "arc_lines", config.lamps)
+
+
+def reduce_exposure(folder: str | Path, config: ReduceConfig | None = None, spids: list[int] | None = None,
+                    run: int | None = None, data_root: str | Path | None = None) -> list[SpectrographReduction]:
+    """Reduce every (or the chosen) spectrograph of an exposure folder, in memory.
+
+    Parameters
+    ----------
+    folder
+        Exposure folder of raw frames and fiber maps (:func:`~drcnet.instrument.exposure.find_exposure`).
+    config
+        Reduction options (default :class:`ReduceConfig`).
+    spids
+        Only these spectrographs.
+    run
+        Run number of the science exposure when there are several.
+    data_root
+        Reference data folder (arc line lists).
+
+    Returns
+    -------
+    list of SpectrographReduction
+        One per spectrograph, in the order found.
+
+    Raises
+    ------
+    FrameError
+        A missing, unreadable or inconsistent file (the message names it).
+    """
+    config = config or ReduceConfig()
+    found = find_exposure(folder, spids, run)
+    lines = load_lines(config, data_root)
+    return [reduce_spectrograph(sp, config, lines) for sp in found]
