@@ -20,6 +20,9 @@ from astropy.io.fits.verify import VerifyWarning
 from astropy.utils.exceptions import AstropyUserWarning
 from numpy.typing import NDArray
 
+from .spectype import parse_spectral_type
+from .template import Template
+
 PathLike = str | os.PathLike[str]
 
 #: Name of the per-folder label table shipped with the reference data.
@@ -141,3 +144,21 @@ def file_stem(path: PathLike) -> str:
         if name.lower().endswith(suffix):
             name = name[: -len(suffix)]
     return name
+
+
+def typed_template(wave: NDArray[np.float64], flux: NDArray[np.float64], mask: NDArray[np.bool_], spt_raw: str, *,
+                   library: str, source_id: str, path: PathLike, meta: dict[str, Any], teff: float, logg: float,
+                   feh: float, unparsed_label: str | None = None, dwarfs: bool = False) -> Template:
+    """A :class:`Template` classified by its MK type ``spt_raw`` (class, subclass, luminosity class).
+
+    ``meta`` gets ``spt_raw`` and, when the type cannot be parsed, ``unparsed_label``
+    (default: ``spt_raw``). With ``dwarfs`` every spectrum of the library is a dwarf:
+    a parsed type gets luminosity class V whatever it says.
+    """
+    st = parse_spectral_type(spt_raw)
+    meta["spt_raw"] = spt_raw
+    if not st.parsed:
+        meta["unparsed_label"] = spt_raw if unparsed_label is None else unparsed_label
+    lumclass = ("V" if st.parsed else "") if dwarfs else st.lumclass
+    return Template(wave=wave, flux=flux, mask=mask, cls=st.cls, subclass=st.subclass, teff=teff, logg=logg, feh=feh,
+                    lumclass=lumclass, library=library, source_id=source_id, path=str(path), meta=meta)

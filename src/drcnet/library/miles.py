@@ -8,9 +8,8 @@ from collections.abc import Mapping
 import numpy as np
 from astropy.io import fits
 
-from ._common import PathLike, file_stem, finalize, to_float
+from ._common import PathLike, file_stem, finalize, to_float, typed_template
 from .airvac import air_to_vacuum
-from .spectype import parse_spectral_type
 from .template import Template
 
 _MILES_ID = re.compile(r"(m\d{4})", re.IGNORECASE)
@@ -76,22 +75,6 @@ def miles_from_hdul(hdul: fits.HDUList, path: PathLike, labels: Mapping[str, str
         spt_raw = ""
         teff = logg = feh = float("nan")
         meta["unlabelled"] = True
-    st = parse_spectral_type(spt_raw)
-    meta["spt_raw"] = spt_raw
-    if not st.parsed:
-        meta["unparsed_label"] = spt_raw if labels else "<no labels.csv row>"
-    return Template(
-        wave=wave,
-        flux=flux,
-        mask=mask,
-        cls=st.cls,
-        subclass=st.subclass,
-        teff=teff,
-        logg=logg,
-        feh=feh,
-        lumclass=st.lumclass,
-        library="miles",
-        source_id=source_id.lower(),
-        path=str(path),
-        meta=meta,
-    )
+    return typed_template(wave, flux, mask, spt_raw, library="miles", source_id=source_id.lower(), path=path,
+                          meta=meta, teff=teff, logg=logg, feh=feh,
+                          unparsed_label=spt_raw if labels else "<no labels.csv row>")

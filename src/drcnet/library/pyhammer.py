@@ -9,8 +9,7 @@ from collections.abc import Mapping
 import numpy as np
 from astropy.io import fits
 
-from ._common import PathLike, file_stem, finalize, to_float
-from .spectype import parse_spectral_type
+from ._common import PathLike, file_stem, finalize, to_float, typed_template
 from .template import Template
 
 # "<SpT>_<feh bin>_Dwarf", e.g. "F0_+0.0_Dwarf"
@@ -99,24 +98,7 @@ def pyhammer_from_hdul(hdul: fits.HDUList, path: PathLike, labels: Mapping[str, 
         spt_raw = name.group("spt") if name else ""
         feh_tag = name.group("feh") if name else ""
         teff, logg = hdr_teff, hdr_logg
-    st = parse_spectral_type(spt_raw)
-    meta: dict[str, object] = {"format": "pyhammer", "feh_bin": feh_tag, "spt_raw": spt_raw}
-    if not st.parsed:
-        meta["unparsed_label"] = spt_raw
+    meta: dict[str, object] = {"format": "pyhammer", "feh_bin": feh_tag}
     # Every PyHammer template is a dwarf co-add (file names end in _Dwarf).
-    lumclass = "V" if st.parsed else ""
-    return Template(
-        wave=wave,
-        flux=flux,
-        mask=mask,
-        cls=st.cls,
-        subclass=st.subclass,
-        teff=teff,
-        logg=logg,
-        feh=feh_bin_centre(feh_tag),
-        lumclass=lumclass,
-        library="pyhammer",
-        source_id=stem,
-        path=str(path),
-        meta=meta,
-    )
+    return typed_template(wave, flux, mask, spt_raw, library="pyhammer", source_id=stem, path=path, meta=meta,
+                          teff=teff, logg=logg, feh=feh_bin_centre(feh_tag), dwarfs=True)

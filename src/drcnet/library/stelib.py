@@ -7,10 +7,9 @@ from collections.abc import Mapping
 import numpy as np
 from astropy.io import fits
 
-from ._common import PathLike, file_stem, finalize, to_float
+from ._common import PathLike, file_stem, finalize, to_float, typed_template
 from .airvac import air_to_vacuum
 from .miles import linear_axis
-from .spectype import parse_spectral_type
 from .template import Template
 
 #: Telluric O2 bands left in STELIB, VACUUM Angstrom (B band, A band). Chosen
@@ -79,24 +78,7 @@ def stelib_from_hdul(hdul: fits.HDUList, path: PathLike, labels: Mapping[str, st
         teff = teff if np.isfinite(teff) else to_float(labels.get("teff"))
         logg = logg if np.isfinite(logg) else to_float(labels.get("logg"))
         feh = feh if np.isfinite(feh) else to_float(labels.get("feh"))
-    st = parse_spectral_type(spectype)
-    meta["spt_raw"] = spectype
-    if not st.parsed:
-        meta["unparsed_label"] = spectype
     stem = file_stem(path)
     source_id = stem[len(_PREFIX):] if stem.startswith(_PREFIX) else stem
-    return Template(
-        wave=wave,
-        flux=flux,
-        mask=mask,
-        cls=st.cls,
-        subclass=st.subclass,
-        teff=teff,
-        logg=logg,
-        feh=feh,
-        lumclass=st.lumclass,
-        library="stelib",
-        source_id=source_id,
-        path=str(path),
-        meta=meta,
-    )
+    return typed_template(wave, flux, mask, spectype, library="stelib", source_id=source_id, path=path, meta=meta,
+                          teff=teff, logg=logg, feh=feh)
