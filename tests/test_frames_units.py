@@ -132,3 +132,20 @@ def test_cosmic_rays_and_bias_frames():
     for a, cols in enumerate((slice(0, 2048), slice(2048, 4096))):
         assert abs(b[:, cols].mean() - ccd.bias_adu[a]) < 0.01
         assert abs(b[:, cols].std() - np.sqrt(rn**2 + 1 / 12)) < 0.02
+
+
+def test_lamost_is_a_spectrograph_with_a_header_map():
+    """The adapter's base class: detector layout, header cards and frame types come from the LAMOST subclass."""
+    from drcnet.instrument.base import Spectrograph
+    from drcnet.instrument.config import CCDConfig
+    from drcnet.instrument.lamost import LAMOST
+
+    assert isinstance(LAMOST, Spectrograph) and LAMOST.raw_shape == RAW_SHAPE
+    ccd = CCDConfig()
+    header = frame_header(RawName("arc", 3, "red", "P1", 10006, 86400732), 30.0, ccd, {})
+    assert LAMOST.frame_type(header) == "arc" and LAMOST.card(header, "gain") == ccd.gain_e_per_adu
+    assert LAMOST.card(header, "camera") == "r" and LAMOST.card(header, "exptime") == 30.0
+    data = np.arange(N_ROWS * N_COLS, dtype=np.uint32).reshape(N_ROWS, N_COLS).astype(np.uint16)
+    over = np.full((N_ROWS, 2, (RAW_SHAPE[1] - N_COLS) // 2), 7, dtype=np.uint16)
+    raw = LAMOST.assemble_raw(data, over)
+    assert np.array_equal(LAMOST.data_area(raw), data) and np.array_equal(LAMOST.overscan_area(raw), over)

@@ -156,6 +156,7 @@ class InstrumentConfig(_Frozen):
 
     @property
     def arms(self) -> tuple[ArmConfig, ArmConfig]:
+        """Both arms, ``(blue, red)`` (the order of :data:`drcnet.conventions.ARMS`)."""
         return (self.blue, self.red)
 
 

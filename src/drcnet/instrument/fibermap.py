@@ -59,6 +59,7 @@ class FiberMap:
         return np.isin(self.fibertype, list(OBJECT_TYPES))
 
     def of_type(self, *types: str) -> np.ndarray:
+        """Mask ``(n_fibers,)`` of the fibers whose FIBERTYPE is one of ``types``."""
         return np.isin(self.fibertype, list(types))
 
 

@@ -48,6 +48,7 @@ class StripePixels:
     @classmethod
     def from_centres(cls, centres: np.ndarray, cols: np.ndarray, half: int = STRIPE_HALF_ROWS,
                      n_rows: int = N_ROWS) -> StripePixels:
+        """Stripe pixels of traces ``centres`` ``(n_fibers, n_cols)`` at columns ``cols``; rows off the CCD are clipped (and marked in ``off``)."""
         rows = stripe_rows_all(centres, half)
         off = (rows < 0) | (rows >= n_rows)
         if off.any():

@@ -70,6 +70,7 @@ class TraceSet:
 
     @property
     def n_fibers(self) -> int:
+        """Fibers on the slit."""
         return int(self.coeffs.shape[0])
 
     def centres(self, cols: np.ndarray) -> np.ndarray:
@@ -79,6 +80,7 @@ class TraceSet:
         return self.coeffs @ powers
 
     def summary(self) -> dict[str, object]:
+        """JSON-ready numbers: fibers, lost fibers (1-based), median fit rms (rows)."""
         ok = ~self.lost
         return {"n_fibers": self.n_fibers, "n_lost": int(self.lost.sum()),
                 "lost_fibers": (np.flatnonzero(self.lost) + 1).tolist(),

@@ -87,6 +87,7 @@ class WaveSolution:
         return out[0] if np.ndim(fiber) == 0 else out
 
     def summary(self) -> dict[str, object]:
+        """JSON-ready numbers: median line rms (px), median lines per fiber, range of the offsets (px)."""
         ok = self.n_lines > 0
         return {"median_rms_px": float(np.median(self.rms_px[ok])) if ok.any() else float("nan"),
                 "median_lines": float(np.median(self.n_lines[ok])) if ok.any() else 0.0,

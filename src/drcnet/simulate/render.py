@@ -70,6 +70,7 @@ class ObjectResult:
 
     @property
     def flags(self) -> int:
+        """Flag bits of both arms together."""
         return self.arms[0].flags | self.arms[1].flags
 
 

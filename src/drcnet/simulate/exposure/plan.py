@@ -69,6 +69,7 @@ class ExposureConfig(BaseModel):
 
     @property
     def science_exptime_s(self) -> float:
+        """Exposure time of the science frame (s): the instrument's site exposure."""
         return self.instrument.site.exposure_s
 
 
