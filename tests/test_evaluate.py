@@ -78,7 +78,7 @@ def test_metrics_per_snr_bin():
     assert m["bins"][">30"]["accuracy"] == m["table3"]["accuracy"]
     assert m["bins"]["<10"]["accuracy"] == pytest.approx(2 / 3)
     assert m["bins"]["20-30"]["n"] == 0 and m["bins"]["20-30"]["accuracy"] is None
-    assert m["counts"]["<10"] == {"objects": 4, "labelled": 3}
+    assert m["counts"]["<10"] == {"objects": 4, "labelled": 3, "bad_input": 0}
     assert m["all"]["accuracy"] == pytest.approx(4 / 6)
 
 

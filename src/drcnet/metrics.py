@@ -64,19 +64,23 @@ def evaluate_predictions(pred: dict[str, Any]) -> dict[str, Any]:
 
     ``table3``: the objects with S/N_r > 30 (bin 0); ``bins``: one entry per S/N bin name
     (``>30``, ``20-30``, ``10-20``, ``<10``; Tables 4-5) with accuracy, per-class metrics, confusion
-    matrix and counts; ``all``: every labelled object; ``counts``: objects per bin (labelled or not).
+    matrix and counts; ``all``: every labelled object; ``counts``: objects per bin (labelled or not,
+    and how many were not classified because their input holds NaN/inf pixels). Objects that were
+    not classified (``pred`` -1) are left out of every metric and counted in ``n_bad_input``.
     """
     label = np.asarray(pred["label"])
     yhat = np.asarray(pred["pred"])
     sbin = np.asarray(pred["snr_bin"])
+    ok = yhat >= 0
     bins = {}
     counts = {}
     for b, name in enumerate(SNR_BIN_NAMES):
         m = sbin == b
-        bins[name] = classification_metrics(label[m], yhat[m])
-        counts[name] = {"objects": int(m.sum()), "labelled": int((m & (label >= 0)).sum())}
+        bins[name] = classification_metrics(label[m & ok], yhat[m & ok])
+        counts[name] = {"objects": int(m.sum()), "labelled": int((m & (label >= 0)).sum()),
+                        "bad_input": int((m & ~ok).sum())}
     return {"table3": {"snr_bin": SNR_BIN_NAMES[0], **bins[SNR_BIN_NAMES[0]]}, "bins": bins,
-            "all": classification_metrics(label, yhat), "counts": counts}
+            "all": classification_metrics(label[ok], yhat[ok]), "counts": counts, "n_bad_input": int((~ok).sum())}
 
 
 def group_metrics(label: Any, pred: Any, snr_bin: Any, groups: dict[str, Sequence[str]]) -> dict[str, Any]:
@@ -85,7 +89,8 @@ def group_metrics(label: Any, pred: Any, snr_bin: Any, groups: dict[str, Sequenc
     Parameters
     ----------
     label, pred, snr_bin
-        ``(N,)`` true class (-1 unknown, left out), predicted class and S/N_r bin index.
+        ``(N,)`` true class (-1 unknown, left out), predicted class (-1 not classified, left out)
+        and S/N_r bin index.
     groups
         Group name -> ``(N,)`` group value of each object (e.g. from :func:`drcnet.data.groups.object_groups`).
 
@@ -103,7 +108,7 @@ def group_metrics(label: Any, pred: Any, snr_bin: Any, groups: dict[str, Sequenc
         values = np.asarray(values, dtype=object)
         table: dict[str, Any] = {}
         for value in sorted(set(values.tolist())):
-            m = (values == value) & (label >= 0)
+            m = (values == value) & (label >= 0) & (pred >= 0)
             cell = _accuracy_cell(label[m], pred[m])
             cell["bins"] = {b: _accuracy_cell(label[m & (sbin == k)], pred[m & (sbin == k)])
                             for k, b in enumerate(SNR_BIN_NAMES)}

@@ -23,7 +23,14 @@ from drcnet.conventions import CLASSES
 from drcnet.data.normalize import prepare_input
 from drcnet.data.torch_dataset import SpectraDataset
 
-PRED_COLUMNS = ("object_id", "label", "pred", "prob_F", "prob_G", "prob_K", "snr_r")
+PRED_COLUMNS = ("object_id", "label", "pred", "prob_F", "prob_G", "prob_K", "snr_r", "bad_input")
+"""Columns of the prediction table; ``bad_input`` is 1 for an object whose input holds NaN/inf pixels
+(it gets no class: ``pred`` empty, probabilities ``nan``)."""
+
+
+def finite_rows(a: np.ndarray) -> np.ndarray:
+    """``(N,)`` bool: True where object ``i`` of ``a`` (shape ``(N, ...)``) has only finite values."""
+    return np.isfinite(a.reshape(len(a), -1)).all(axis=1)
 
 
 def _device_of(model: torch.nn.Module) -> torch.device:
@@ -62,7 +69,8 @@ def predict_arrays(model: torch.nn.Module, stripes: Any = None, flux1d: Any = No
     Returns
     -------
     numpy.ndarray
-        ``(N, 3)`` float32 softmax probabilities in :data:`drcnet.CLASSES` order.
+        ``(N, 3)`` float32 softmax probabilities in :data:`drcnet.CLASSES` order; all ``nan`` for an
+        object whose input holds a NaN or inf pixel (no class is made up for damaged data).
 
     The same normalisation as in training is applied (:func:`drcnet.data.normalize.prepare_input`).
     """
@@ -88,6 +96,10 @@ def predict_arrays(model: torch.nn.Module, stripes: Any = None, flux1d: Any = No
             x = prepare_input(kind, flux1d=main[sl], sky1d=None if sky1d is None else sky1d[sl])
         logits = model(torch.from_numpy(x).to(device))
         out[sl] = torch.softmax(logits.float(), dim=1).cpu().numpy()
+    bad = ~finite_rows(main)
+    if sky1d is not None and kind != "stripes":
+        bad |= ~finite_rows(sky1d)
+    out[bad] = np.nan
     model.train(was_training)
     return out[0] if single else out
 
@@ -98,34 +110,39 @@ def predict_dataset(model: torch.nn.Module, data: str | Path, split: str | None 
     """Probabilities for every object of ``split`` (``None``: all) of a dataset file, read lazily.
 
     Returns a dict of arrays: ``object_id`` (list), ``rows`` (index of each object in the file),
-    ``label`` (-1 unknown), ``snr_r``, ``snr_bin``, ``prob`` ``(N, 3)`` and ``pred``.
+    ``label`` (-1 unknown), ``snr_r``, ``snr_bin``, ``prob`` ``(N, 3)``, ``pred`` and ``valid``
+    (False where the input holds NaN/inf pixels: ``prob`` is ``nan`` and ``pred`` -1 there).
     """
     from tqdm.auto import tqdm
 
     kind = getattr(model, "input_kind", "stripes")
-    ds = SpectraDataset(data, kind, split)
+    ds = SpectraDataset(data, kind, split, with_validity=True)
     model.eval()
     device = _device_of(model)
     prob = np.empty((len(ds), len(CLASSES)), dtype=np.float32)
+    valid = np.ones(len(ds), dtype=bool)
     loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=workers if len(ds) > batch_size else 0,
                         pin_memory=device.type == "cuda")
-    for x, _, idx in tqdm(loader, desc="predict", disable=not progress, leave=False):
+    for x, _, idx, ok in tqdm(loader, desc="predict", disable=not progress, leave=False):
         logits = model(x.to(device, non_blocking=True))
         prob[idx.numpy()] = torch.softmax(logits.float(), dim=1).cpu().numpy()
+        valid[idx.numpy()] = ok.numpy()
+    prob[~valid] = np.nan
+    pred = np.where(valid, np.nan_to_num(prob).argmax(axis=1), -1) if len(ds) else np.zeros(0, np.int64)
     return {"object_id": ds.object_id, "rows": np.asarray(ds.rows, dtype=np.int64),
             "label": ds.labels.astype(np.int64), "snr_r": ds.snr_r,
-            "snr_bin": ds.snr_bin.astype(np.int64), "prob": prob, "pred": prob.argmax(axis=1) if len(ds) else
-            np.zeros(0, np.int64)}
+            "snr_bin": ds.snr_bin.astype(np.int64), "prob": prob, "pred": pred, "valid": valid}
 
 
 def predictions_csv(pred: dict[str, Any]) -> str:
-    """CSV text with :data:`PRED_COLUMNS`; label and pred as class letters, label empty when unknown."""
+    """CSV text with :data:`PRED_COLUMNS`; label and pred as class letters, empty when unknown / not classified."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(PRED_COLUMNS)
     for i, oid in enumerate(pred["object_id"]):
         lab = int(pred["label"][i])
         p = pred["prob"][i]
-        w.writerow([oid, CLASSES[lab] if lab >= 0 else "", CLASSES[int(pred["pred"][i])],
-                    f"{p[0]:.6f}", f"{p[1]:.6f}", f"{p[2]:.6f}", f"{float(pred['snr_r'][i]):.3f}"])
+        k = int(pred["pred"][i])
+        w.writerow([oid, CLASSES[lab] if lab >= 0 else "", CLASSES[k] if k >= 0 else "",
+                    f"{p[0]:.6f}", f"{p[1]:.6f}", f"{p[2]:.6f}", f"{float(pred['snr_r'][i]):.3f}", int(k < 0)])
     return buf.getvalue()

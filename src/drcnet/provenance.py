@@ -15,6 +15,7 @@ import os
 import platform
 import subprocess
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -69,10 +70,23 @@ def provenance(config: dict[str, Any] | None = None, seed: int | None = None) ->
     }
 
 
+_UMASK_LOCK = threading.Lock()
+
+
+def current_umask() -> int:
+    """The process's file-creation mask (read without changing it for other threads)."""
+    with _UMASK_LOCK:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(final: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path in the target folder; rename it to ``final`` on success.
 
+    The file gets the mode an ordinary ``open()`` would give it (``0o666`` less the umask), not
+    the ``0o600`` of a temporary file, so shared survey outputs stay readable by the group.
     On any exception the temporary file is removed and ``final`` is untouched.
     """
     final = Path(final)
@@ -82,6 +96,8 @@ def atomic_path(final: str | os.PathLike[str]) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
+        if tmp.exists():
+            os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, final)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -44,6 +44,9 @@ def evaluate_cmd(
     typer.echo(f"{m['model']}: S/N>30 accuracy {t3['accuracy']} (n={t3['n']}); per bin: "
                + ", ".join(f"{k} {v['accuracy'] if v['accuracy'] is None else round(v['accuracy'], 4)} (n={v['n']})"
                            for k, v in m["bins"].items()))
+    if m.get("n_bad_input"):
+        typer.echo(f"{m['n_bad_input']} object(s) have NaN/inf pixels in their input: not classified, left out of "
+                   "every metric (counts.<bin>.bad_input in metrics.json)")
     typer.echo(f"wrote {(out or run_dir) / 'metrics.json'}")
 
 

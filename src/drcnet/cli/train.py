@@ -27,7 +27,7 @@ def train_cmd(
     model: Annotated[str, typer.Option("--model", "-m", help="Registered model: drcnet, rcnet, ffcnn.")],
     data: Annotated[Path, typer.Option("--data", "-d", help="Dataset HDF5 file (from `drcnet simulate`).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder to create (or resume).")],
-    preset: Annotated[str, typer.Option(help=f"Optimisation defaults: {', '.join(PRESETS)}.")] = "fast",
+    preset: Annotated[Optional[str], typer.Option(help=f"Optimisation defaults: {', '.join(PRESETS)} (default fast).")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Maximum epochs (default: preset).")] = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Batch per process (default: preset).")] = None,
     lr: Annotated[Optional[float], typer.Option(help="Learning rate (default: preset).")] = None,
@@ -36,9 +36,10 @@ def train_cmd(
     schedule: Annotated[Optional[str], typer.Option(help="constant, onecycle or cosine (default: preset).")] = None,
     patience: Annotated[Optional[int], typer.Option(help="Early-stop patience in epochs (default: preset).")] = None,
     grad_clip: Annotated[Optional[float], typer.Option("--grad-clip", help="Max gradient norm, 0 = off (default: preset).")] = None,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    seed: Annotated[Optional[int], typer.Option(help="Random seed (default 0; on --resume the run's own).")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a run already in --out.")] = False,
     workers: Annotated[int, typer.Option(help="DataLoader workers per process.")] = 1,
     threads: Annotated[Optional[int], typer.Option(help="Intra-op threads per process.")] = None,
     fast: Annotated[bool, typer.Option("--fast/--no-fast", help="CPU fast path (same results).")] = True,
@@ -51,15 +52,24 @@ def train_cmd(
     """Train a model; the run folder gets weights, config, history and checkpoints. Works under torchrun."""
     from drcnet.train.loop import train
 
+    try:
+        overrides = json.loads(model_config) if model_config else {}
+    except json.JSONDecodeError as err:
+        typer.echo(f"error: --model-config is not valid JSON ({err}): {model_config!r}; "
+                   "example: --model-config '{\"fc_widths\": [128, 32]}'", err=True)
+        raise typer.Exit(2) from err
+    if not isinstance(overrides, dict):
+        typer.echo(f"error: --model-config must be a JSON object of config overrides, got {model_config!r}", err=True)
+        raise typer.Exit(2)
     cfg = TrainConfig(model=model, data=str(data), out=str(out), preset=preset, optimizer=optimizer, lr=lr,
                       weight_decay=weight_decay, batch_size=batch_size, epochs=epochs, patience=patience,
                       schedule=schedule, grad_clip=grad_clip, seed=seed, device=device, workers=workers, fast=fast, threads=threads,
-                      class_weights=class_weights, model_config=json.loads(model_config) if model_config else {},
+                      class_weights=class_weights, model_config=overrides,
                       stop_after_epochs=stop_after_epochs, progress=progress)
     # on SIGTERM the run folder says "interrupted" and keeps its last finished epoch for --resume
     previous = signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
     try:
-        meta = train(cfg, resume=resume)
+        meta = train(cfg, resume=resume, overwrite=overwrite)
     except (FileExistsError, FileNotFoundError, ValueError, KeyError) as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from err

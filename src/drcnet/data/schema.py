@@ -156,6 +156,35 @@ def read_attrs(path: str | Path) -> dict[str, Any]:
     return out
 
 
+def open_dataset(path: str | Path, mode: str = "r") -> h5py.File:
+    """Open a dataset file with h5py, turning low-level HDF5 errors into one line naming the file.
+
+    Raises
+    ------
+    FileNotFoundError
+        No such file.
+    OSError
+        Naming the file: not HDF5, truncated, or locked by another process (with what to do).
+    KeyError
+        Naming the file: it is HDF5 but has no ``label`` dataset, so it is not a drcnet dataset file.
+    """
+    path = Path(path)
+    if mode == "r" and not path.is_file():
+        raise FileNotFoundError(f"dataset file {path} does not exist (make one with `drcnet simulate` or "
+                                "`drcnet frames reduce`)")
+    try:
+        h = h5py.File(path, mode)
+    except OSError as err:
+        raise OSError(f"{path}: cannot be read as an HDF5 dataset file ({err}); it may be truncated, not HDF5, or "
+                      "locked by another process (close it there, or set HDF5_USE_FILE_LOCKING=FALSE on a "
+                      "read-only share)") from err
+    if mode == "r" and "label" not in h:
+        h.close()
+        raise KeyError(f"{path}: not a drcnet dataset file (no 'label' dataset); make one with `drcnet simulate` "
+                       "or `drcnet frames reduce`")
+    return h
+
+
 def decode(values: np.ndarray) -> list[str]:
     """Decode an array of bytes strings to a list of str."""
     return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in values]

@@ -24,7 +24,7 @@ import torch
 from torch.utils.data import Dataset
 
 from drcnet.data.normalize import prepare_input
-from drcnet.data.schema import SPLIT_NAMES, decode, snr_bin
+from drcnet.data.schema import SPLIT_NAMES, decode, open_dataset, snr_bin
 
 INPUT_KINDS = ("stripes", "spectra1d")
 
@@ -39,7 +39,7 @@ def split_names(h5: h5py.File) -> list[str]:
 
 def split_index(path: str | Path, split: str) -> int:
     """Index of split ``split`` in the file at ``path`` (raises with the valid names)."""
-    with h5py.File(path, "r") as h:
+    with open_dataset(path) as h:
         names = split_names(h)
     if split not in names:
         raise ValueError(f"{path}: no split named {split!r}; the file has {names}")
@@ -62,18 +62,20 @@ class SpectraDataset(Dataset):
         Explicit file rows (sorted); overrides ``split``.
     labelled_only
         Drop objects with label -1.
+    with_validity
+        Items are ``(x, y, i, valid)``: ``valid`` is False when the raw input holds a NaN or inf
+        pixel (the normalisation sets those to 0, so the model's answer would be made up).
     """
 
     def __init__(self, path: str | Path, input_kind: str = "stripes", split: str | None = None,
-                 indices: np.ndarray | None = None, labelled_only: bool = False) -> None:
+                 indices: np.ndarray | None = None, labelled_only: bool = False, with_validity: bool = False) -> None:
         if input_kind not in INPUT_KINDS:
             raise ValueError(f"input_kind must be one of {INPUT_KINDS}, got {input_kind!r}")
         self.path = str(path)
         self.input_kind = input_kind
         self.split = split
-        if not Path(self.path).is_file():
-            raise FileNotFoundError(f"dataset file {self.path} does not exist (make one with `drcnet simulate`)")
-        with h5py.File(self.path, "r") as h:
+        self.with_validity = with_validity
+        with open_dataset(self.path) as h:
             n = h["label"].shape[0]
             label = h["label"][:].astype(np.int64)
             split_col = h["split"][:] if "split" in h else np.zeros(n, np.int8)
@@ -108,7 +110,7 @@ class SpectraDataset(Dataset):
     def _file(self) -> h5py.File:
         if self._h5 is None or self._pid != os.getpid():
             # a handle inherited through fork is not used: open our own
-            self._h5 = h5py.File(self.path, "r")
+            self._h5 = open_dataset(self.path)
             self._pid = os.getpid()
         return self._h5
 
@@ -120,9 +122,13 @@ class SpectraDataset(Dataset):
             return {"stripes": h["stripes"][row]}
         return {"flux1d": h["flux1d"][row], "sky1d": h["sky1d"][row]}
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, int]:
-        x = prepare_input(self.input_kind, **self.read_raw(i))
-        return torch.from_numpy(x), torch.tensor(self.labels[i], dtype=torch.int64), int(i)
+    def __getitem__(self, i: int) -> tuple[Any, ...]:
+        raw = self.read_raw(i)
+        x = prepare_input(self.input_kind, **raw)
+        item = (torch.from_numpy(x), torch.tensor(self.labels[i], dtype=torch.int64), int(i))
+        if self.with_validity:
+            return (*item, all(bool(np.isfinite(a).all()) for a in raw.values()))
+        return item
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -148,7 +154,7 @@ def dataset_fingerprint(path: str | Path) -> dict[str, Any]:
     """
     path = Path(path)
     h = hashlib.sha256()
-    with h5py.File(path, "r") as f:
+    with open_dataset(path) as f:
         attrs = {}
         for key, value in sorted(f.attrs.items()):
             if isinstance(value, bytes):

@@ -17,6 +17,7 @@ Shipped models live in ``drcnet/pretrained/<name>/`` in the same layout (:func:`
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +41,31 @@ DEFAULT_MODEL = "drcnet"
 EXPORT_JSON = "EXPORT.json"
 
 
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 hex digest of a file's bytes (read in 1 MiB blocks)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def verify_checksum(path: str | Path, expected: str | None) -> None:
+    """Check a weights file against the SHA-256 its run folder recorded (no-op when none was recorded).
+
+    Raises
+    ------
+    ValueError
+        Naming the file, when its bytes differ from what was written.
+    """
+    if not expected:
+        return
+    actual = file_sha256(path)
+    if actual != expected:
+        raise ValueError(f"{path}: damaged weights file (SHA-256 {actual[:16]}..., run.json recorded "
+                         f"{expected[:16]}...); restore it from a backup, re-export or retrain")
+
+
 def read_safetensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Tensors and JSON-decoded metadata of a safetensors file.
 
@@ -49,12 +75,26 @@ def read_safetensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[st
         Every tensor of the file, on the CPU.
     metadata : dict
         The file's metadata, each value decoded from JSON where it is JSON.
+
+    Raises
+    ------
+    FileNotFoundError
+        No such file.
+    ValueError
+        Naming the file, when it is not a readable safetensors file (garbled header, cut short).
     """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist")
     tensors: dict[str, torch.Tensor] = {}
-    with safe_open(str(path), framework="pt", device="cpu") as f:
-        meta = f.metadata() or {}
-        for key in f.keys():
-            tensors[key] = f.get_tensor(key)
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            meta = f.metadata() or {}
+            for key in f.keys():
+                tensors[key] = f.get_tensor(key)
+    except Exception as err:  # safetensors raises its own SafetensorError (and OSError/ValueError) on damage
+        raise ValueError(f"{path}: not a readable safetensors file ({type(err).__name__}: {err}); the file is "
+                         "damaged or cut short: restore it, re-export or retrain") from err
     out: dict[str, Any] = {}
     for k, v in meta.items():
         try:
@@ -126,7 +166,8 @@ def load_run(run_dir: str | Path, which: str = "best", device: str | torch.devic
     FileNotFoundError
         No ``run.json`` in ``run_dir``.
     ValueError
-        ``which`` is neither ``"best"`` nor ``"last"``.
+        ``which`` is neither ``"best"`` nor ``"last"``; the weights file is damaged (its SHA-256
+        differs from the one ``run.json`` recorded, or it cannot be read) or does not fit the model.
     """
     info = read_run(run_dir)
     config = dict(info.model_config)
@@ -134,14 +175,17 @@ def load_run(run_dir: str | Path, which: str = "best", device: str | torch.devic
         # run folders written before the option existed used ReLUs between the reduction convolutions
         config["reduce_activation"] = "relu"
     model = create_model(info.model_name, **config)
-    if which == "best":
-        tensors, _ = read_safetensors(Path(run_dir) / BEST)
-    elif which == "last":
-        raw, _ = read_safetensors(Path(run_dir) / LAST)
-        tensors = {k[len("model."):]: v for k, v in raw.items() if k.startswith("model.")}
-    else:
+    if which not in ("best", "last"):
         raise ValueError(f"which must be 'best' or 'last', got {which!r}")
-    model.load_state_dict(tensors)
+    path = Path(run_dir) / (BEST if which == "best" else LAST)
+    verify_checksum(path, info.meta.get("checksums", {}).get(path.name))
+    raw, _ = read_safetensors(path)
+    tensors = raw if which == "best" else {k[len("model."):]: v for k, v in raw.items() if k.startswith("model.")}
+    try:
+        model.load_state_dict(tensors)
+    except RuntimeError as err:
+        raise ValueError(f"{path}: weights do not fit a {info.model_name} with the config in run.json "
+                         f"({str(err).splitlines()[0]})") from err
     set_fast(model, fast)
     return model.to(device).eval(), info
 

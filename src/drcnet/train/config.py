@@ -41,12 +41,14 @@ class TrainConfig:
     model, data, out
         Registered model name, dataset file, run folder.
     preset
-        ``"paper"`` or ``"fast"``: defaults for the optimisation settings below.
+        ``"paper"`` or ``"fast"``: defaults for the optimisation settings below (``None``: ``"fast"``
+        for a new run, the saved preset when resuming).
     optimizer, lr, weight_decay, batch_size, epochs, patience, schedule, warmup_frac, grad_clip
         Optimisation; ``None`` takes the preset's value. ``batch_size`` is per process under DDP.
         ``grad_clip``: maximum global gradient norm (0: no clipping).
     seed
-        Seeds model initialisation and, with the epoch number, the data order and dropout.
+        Seeds model initialisation and, with the epoch number, the data order and dropout
+        (``None``: 0 for a new run, the saved seed when resuming).
     device
         ``"auto"`` (CUDA if available), ``"cpu"`` or ``"cuda"``.
     workers
@@ -68,7 +70,7 @@ class TrainConfig:
     model: str
     data: str
     out: str
-    preset: str = "fast"
+    preset: str | None = "fast"
     optimizer: str | None = None
     lr: float | None = None
     weight_decay: float | None = None
@@ -78,7 +80,7 @@ class TrainConfig:
     schedule: str | None = None
     warmup_frac: float | None = None
     grad_clip: float | None = None
-    seed: int = 0
+    seed: int | None = 0
     device: str = "auto"
     workers: int = 1
     fast: bool = True
@@ -90,12 +92,16 @@ class TrainConfig:
 
     def resolved(self) -> TrainConfig:
         """A copy with every ``None`` optimisation setting filled from the preset, validated."""
-        if self.preset not in PRESETS:
-            raise ValueError(f"unknown preset {self.preset!r}; choose from {sorted(PRESETS)}")
+        preset = self.preset or "fast"
+        if preset not in PRESETS:
+            raise ValueError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")
         values = dataclasses.asdict(self)
-        for key, value in PRESETS[self.preset].items():
+        values["preset"] = preset
+        for key, value in PRESETS[preset].items():
             if values.get(key) is None:
                 values[key] = value
+        if values["seed"] is None:
+            values["seed"] = 0
         cfg = TrainConfig(**values)
         if cfg.optimizer not in OPTIMIZERS:
             raise ValueError(f"unknown optimizer {cfg.optimizer!r}; choose from {OPTIMIZERS}")
@@ -119,6 +125,31 @@ class TrainConfig:
         """Inverse of :meth:`to_dict` (unknown keys ignored, so older run folders still load)."""
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in names})
+
+
+IDENTITY_KEYS = ("model", "preset", "optimizer", "lr", "weight_decay", "batch_size", "schedule", "warmup_frac",
+                 "grad_clip", "seed", "class_weights", "model_config")
+"""Settings that define what a run computes: a resume must not change them (``epochs`` and ``patience`` may)."""
+
+
+def resume_conflicts(saved: TrainConfig, asked: TrainConfig) -> list[str]:
+    """The identity settings ``asked`` gives explicitly (not ``None`` / empty) that differ from the saved run's.
+
+    Returns
+    -------
+    list of str
+        ``"name: saved -> asked"`` for each conflict (empty when the resume is consistent).
+    """
+    out = []
+    for key in IDENTITY_KEYS:
+        new, old = getattr(asked, key), getattr(saved, key)
+        if new is None or (key == "model_config" and not new) or (key == "class_weights" and new is False):
+            continue
+        if key == "model_config":
+            new = {**old, **new}
+        if new != old:
+            out.append(f"{key}: {old!r} -> {new!r}")
+    return out
 
 
 def lr_at(cfg: TrainConfig, step: int, total_steps: int) -> float:

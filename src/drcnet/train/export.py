@@ -3,7 +3,8 @@
 Copies ``run.json``, ``history.csv``, ``metrics.json`` (and ``MODEL_CARD.md`` when the run has
 one), writes the best weights as float16 safetensors (half the size; :func:`drcnet.models.load_run`
 loads them into the float32 model, and class probabilities change by < 1e-3) and records the
-export's own provenance in ``EXPORT.json``. Absolute paths of the machine the run was made on are
+export's own provenance in ``EXPORT.json``; ``run.json`` records the SHA-256 of the shipped
+weights, which :func:`drcnet.models.load_run` checks. Absolute paths of the machine the run was made on are
 replaced by their last component in every JSON file, so shipped files name no local folders.
 """
 
@@ -19,7 +20,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from drcnet.models.run_folder import BEST, EXPORT_JSON, RUN_JSON, read_safetensors
+from drcnet.models.run_folder import BEST, EXPORT_JSON, RUN_JSON, file_sha256, read_safetensors
 from drcnet.provenance import atomic_path, provenance, write_json_atomic
 
 _ABS_PATH = re.compile(r"^(/|[A-Za-z]:[\\/]|~[/\\])")
@@ -68,5 +69,8 @@ def export_run(run_dir: str | Path, target: str | Path) -> Path:
     half = {k: v.to(torch.float16).contiguous() if v.is_floating_point() else v for k, v in tensors.items()}
     with atomic_path(target / BEST) as tmp:
         save_file(half, str(tmp), metadata=raw_meta)
+    run = json.loads((target / RUN_JSON).read_text())
+    run["checksums"] = {BEST: file_sha256(target / BEST)}  # the shipped float16 file, checked at every load
+    write_json_atomic(target / RUN_JSON, run)
     write_json_atomic(target / EXPORT_JSON, provenance({"source_run": run_dir.name, "weights": "float16"}))
     return target

@@ -44,10 +44,10 @@ from drcnet.conventions import CLASSES
 from drcnet.data.torch_dataset import SpectraDataset, dataset_fingerprint
 from drcnet.models import SpectralModel, create_model, model_input_kind
 from drcnet.models.fastpath import configure_cpu, set_fast
-from drcnet.models.run_folder import BEST, FORMAT, HISTORY, LAST, RUN_JSON, read_run_json
+from drcnet.models.run_folder import BEST, FORMAT, HISTORY, LAST, RUN_JSON, file_sha256, read_run_json, verify_checksum
 from drcnet.provenance import provenance, write_json_atomic, write_text_atomic
 from drcnet.train.checkpoint import load_checkpoint, save_checkpoint, save_weights
-from drcnet.train.config import TrainConfig, lr_at
+from drcnet.train.config import TrainConfig, lr_at, resume_conflicts
 from drcnet.train.optim import build_optimizer, class_weights
 from drcnet.train.distributed import (DistInfo, all_reduce_sums, epoch_seed, init_distributed, resolve_device,
                                       steps_per_epoch)
@@ -137,30 +137,38 @@ class _Run:
         return self.meta
 
     def save_best(self, epoch: int, val_loss: float | None) -> None:
-        save_weights(self.out / BEST, self.model, {"model": self.cfg.model, "model_config": self.model.config_dict(),
-                                                   "epoch": epoch, "val_loss": val_loss})
+        path = save_weights(self.out / BEST, self.model, {"model": self.cfg.model, "model_config": self.model.config_dict(),
+                                                          "epoch": epoch, "val_loss": val_loss})
+        self.meta.setdefault("checksums", {})[BEST] = file_sha256(path)
+
+    def save_last(self) -> None:
+        path = save_checkpoint(self.out / LAST, self.model, self.optimizer, self.state)
+        self.meta.setdefault("checksums", {})[LAST] = file_sha256(path)
 
 
-def train(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
+def train(config: TrainConfig, resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
     """Train ``config.model`` on ``config.data`` into ``config.out``; return the final ``run.json`` dict.
 
     With ``resume=True`` and a ``last.safetensors`` in the run folder, continue that run from its
     last finished epoch (its saved config is used; ``epochs``, ``patience``, ``device``, ``workers``,
-    ``threads``, ``progress`` and ``stop_after_epochs`` may be changed). Works under ``torchrun``.
+    ``threads``, ``progress`` and ``stop_after_epochs`` may be changed; a changed identity setting,
+    :data:`~drcnet.train.config.IDENTITY_KEYS`, is refused). Works under ``torchrun``.
+    ``overwrite=True`` removes an existing run's files from ``config.out`` first.
 
     Raises
     ------
     FileExistsError
-        ``config.out`` holds a run and ``resume`` is false.
+        ``config.out`` holds run files, ``resume`` is false and ``overwrite`` is false.
     ValueError
-        A resume onto another dataset or world size; a dataset without train/val objects.
+        A resume onto another dataset or world size or with other settings; a dataset without
+        train/val objects.
     KeyboardInterrupt
         Ctrl-C or :func:`request_stop`; the run folder then says ``interrupted``.
     """
     _STOP_REQUESTS.clear()
     info = init_distributed(config.device)
     try:
-        cfg, resuming = _resolve_config(config, resume, info)
+        cfg, resuming = _resolve_config(config, resume, info, overwrite)
         run = _setup(cfg, info, resuming)
         if run.state["stop_reason"] == "early_stop" or run.state["epoch"] >= cfg.epochs:
             _log(info, f"{run.out}: run already finished ({run.state['stop_reason'] or 'max_epochs'} after epoch "
@@ -178,18 +186,33 @@ def train(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
             dist.destroy_process_group()
 
 
-def _resolve_config(config: TrainConfig, resume: bool, info: DistInfo) -> tuple[TrainConfig, bool]:
+RUN_FILES = (RUN_JSON, BEST, LAST, HISTORY, "metrics.json", "confusion.png", "MODEL_CARD.md")
+"""Files of a run folder that ``--overwrite`` removes before a new run starts there."""
+
+
+def _resolve_config(config: TrainConfig, resume: bool, info: DistInfo,
+                    overwrite: bool = False) -> tuple[TrainConfig, bool]:
     """The effective config: the saved one when resuming (with the runtime keys changed), else ``config``."""
     out = Path(config.out)
     last_path = out / LAST
     if not (resume and last_path.is_file()):
-        if (out / RUN_JSON).is_file() and last_path.is_file():
-            raise FileExistsError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+        present = [name for name in RUN_FILES if (out / name).exists()]
+        if present and not overwrite:
+            hint = "pass --resume to continue it, " if last_path.is_file() else ""
+            raise FileExistsError(f"{out} already holds a run ({', '.join(present)}); {hint}choose another --out, "
+                                  "or pass --overwrite to replace it")
+        if present and info.rank == 0:
+            for name in present:
+                (out / name).unlink()
         return config.resolved(), False
     saved = read_run_json(out)
     base = TrainConfig.from_dict(saved["train_config"])
     if "grad_clip" not in saved["train_config"]:
         base.grad_clip = 0.0  # run folders from before the option: they trained without clipping
+    conflicts = resume_conflicts(base, config)
+    if conflicts:
+        raise ValueError(f"cannot resume {out} with other settings ({'; '.join(conflicts)}); drop those options "
+                         "to continue the run as it was, or train into a new --out")
     for key in _RUNTIME_KEYS + ("epochs", "patience"):
         value = getattr(config, key)
         if key in ("epochs", "patience") and value is None:
@@ -238,6 +261,8 @@ def _setup(cfg: TrainConfig, info: DistInfo, resuming: bool) -> _Run:
                              "history": [], "stop_reason": None}
     out = Path(cfg.out)
     if resuming:
+        saved_sums = read_run_json(out).get("checksums", {})
+        verify_checksum(out / LAST, saved_sums.get(LAST))
         state = load_checkpoint(out / LAST, model, optimizer)
         _log(info, f"resuming {out} after epoch {state['epoch']} (step {state['step']})")
 
@@ -252,6 +277,8 @@ def _setup(cfg: TrainConfig, info: DistInfo, resuming: bool) -> _Run:
         "n_train": len(train_ds), "n_val": len(val_ds), "device": str(device), "cpu_settings": cpu_settings,
         "provenance": provenance(cfg.to_dict(), cfg.seed),
     }
+    if resuming:
+        meta["checksums"] = saved_sums
     return _Run(cfg, info, device, model, ddp_model, optimizer, weight, train_ds, val_ds, n_steps * cfg.epochs,
                 state, meta)
 
@@ -360,7 +387,7 @@ def _end_epoch(run: _Run, epoch: int, row: dict[str, Any]) -> bool:
     if run.info.rank == 0:
         if improved:
             run.save_best(epoch, val_loss)
-        save_checkpoint(run.out / LAST, run.model, run.optimizer, state)
+        run.save_last()
         write_text_atomic(run.out / HISTORY, history_csv(state["history"]))
         run.write_status("running")
     _log(run.info, f"epoch {epoch:3d}/{cfg.epochs}  train loss {row['train_loss']:.4f} acc {row['train_acc']:.3f}  "

@@ -6,8 +6,11 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from drcnet.conventions import CLASSES, SNR_BIN_NAMES
 from drcnet.data.groups import object_groups
@@ -47,6 +50,11 @@ def evaluate_run(run_dir: str | Path, data: str | Path, split: str = "test", out
         configure_cpu()
     model, info = load_run(run_dir, which=which, fast=fast)
     pred = predict_dataset(model, data, split, batch_size=batch_size, workers=workers)
+    if not len(pred["label"]):
+        raise ValueError(f"{data}: the {split!r} split holds no objects; nothing to evaluate (choose --split)")
+    if not (np.asarray(pred["label"]) >= 0).any():
+        raise ValueError(f"{data}: none of the {len(pred['label'])} objects of the {split!r} split has a label; "
+                         "nothing to evaluate against (use `drcnet predict` for unlabelled data)")
     metrics = {
         "run": str(Path(run_dir).resolve()), "model": info.model_name, "weights": which, "split": split,
         "classes": list(CLASSES), "snr_bins": list(SNR_BIN_NAMES), "data": dataset_fingerprint(data),
@@ -66,9 +74,16 @@ def evaluate_run(run_dir: str | Path, data: str | Path, split: str = "test", out
 
 def predict_run(run_dir: str | Path, data: str | Path, out: str | Path, split: str | None = None,
                 which: str = "best", batch_size: int = 64, workers: int = 1, fast: bool = True) -> Path:
-    """Write a prediction table (:data:`PRED_COLUMNS`) for ``split`` (``None``: all objects) of ``data``."""
+    """Write a prediction table (:data:`PRED_COLUMNS`) for ``split`` (``None``: all objects) of ``data``.
+
+    Objects whose input holds NaN/inf pixels get no class (``bad_input`` 1) and a ``UserWarning`` says how many.
+    """
     if fast:
         configure_cpu()
     model, _ = load_run(run_dir, which=which, fast=fast)
     pred = predict_dataset(model, data, split, batch_size=batch_size, workers=workers)
+    n_bad = int((~pred["valid"]).sum())
+    if n_bad:
+        warnings.warn(f"{data}: {n_bad} of {len(pred['valid'])} objects have NaN/inf pixels in their input and are "
+                      "not classified (bad_input = 1 in the table)", stacklevel=2)
     return write_text_atomic(out, predictions_csv(pred))
