@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     for model in ("drcnet", "rcnet"):
         run_dir = out / "runs" / model
         run(["train", "--model", model, "--data", str(data), "--out", str(run_dir), "--preset", "fast",
-             "--epochs", str(args.epochs), "--seed", seed])
+             "--epochs", str(args.epochs), "--seed", seed, "--overwrite"])
         run(["evaluate", str(run_dir), "--data", str(data)])
         runs.append(str(run_dir))
     run(["report", *runs, "--data", str(data), "--out", str(out / "report")])
