@@ -31,10 +31,8 @@ class FFCNNConfig:
 
     Attributes
     ----------
-    rows, length
-        Stripe size (11 x 3000).
-    n_classes
-        Outputs (F, G, K).
+    rows, length, n_classes
+        Stripe size (11 x 3000) and number of outputs (F, G, K).
     channels
         Output channels of the three convolution stages per branch.
     kernel
