@@ -18,7 +18,7 @@ def _interrupt_on_sigterm(signum: int, frame: object) -> None:
     Only a flag is set here; the loop raises at its next step (an exception raised inside a signal
     handler can land in a finaliser or weakref callback, where Python prints and drops it).
     """
-    from drcnet.train.loop import request_stop
+    from drcnet.train.stop import request_stop
 
     request_stop(signum)
 

@@ -37,7 +37,7 @@ from torch import nn
 
 from drcnet.models.base import SpectralModel, he_init, init_output_layer
 from drcnet.models.registry import register_model
-from drcnet.models.rcnet import RCNET_CHANNELS, RCNetBackbone, to_channels_last_1d
+from drcnet.models.rcnet import RCNET_CHANNELS, RCNetBackbone
 
 
 class SpatialReduction(nn.Module):

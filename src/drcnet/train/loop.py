@@ -24,8 +24,6 @@ The loop reads top to bottom: :func:`train` -> :func:`_resolve_config` -> :func:
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 import time
 from dataclasses import dataclass, field
@@ -36,7 +34,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 from tqdm.auto import tqdm
 
@@ -44,62 +42,34 @@ from drcnet.conventions import CLASSES
 from drcnet.data.torch_dataset import SpectraDataset, dataset_fingerprint
 from drcnet.models import SpectralModel, create_model, model_input_kind
 from drcnet.models.fastpath import configure_cpu, set_fast
-from drcnet.models.run_folder import BEST, FORMAT, HISTORY, LAST, RUN_JSON, file_sha256, read_run_json, verify_checksum
+from drcnet.models.run_folder import (
+    BEST,
+    FORMAT,
+    HISTORY,
+    LAST,
+    RUN_JSON,
+    file_sha256,
+    read_run_json,
+    verify_checksum,
+)
 from drcnet.provenance import provenance, write_json_atomic, write_text_atomic
 from drcnet.train.checkpoint import load_checkpoint, save_checkpoint, save_weights
 from drcnet.train.config import TrainConfig, lr_at, resume_conflicts
+from drcnet.train.distributed import (
+    DistInfo,
+    all_reduce_sums,
+    epoch_seed,
+    init_distributed,
+    resolve_device,
+    steps_per_epoch,
+)
+from drcnet.train.epoch import HISTORY_COLUMNS, evaluate_loss, history_csv
 from drcnet.train.optim import build_optimizer, class_weights
-from drcnet.train.distributed import (DistInfo, all_reduce_sums, epoch_seed, init_distributed, resolve_device,
-                                      steps_per_epoch)
+from drcnet.train.stop import check_stop, clear_stop_requests, request_stop
 
-HISTORY_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "steps", "time_s", "improved")
 _RUNTIME_KEYS = ("device", "workers", "threads", "progress", "stop_after_epochs")
-_STOP_REQUESTS: list[int] = []
 
 __all__ = ["HISTORY_COLUMNS", "evaluate_loss", "history_csv", "request_stop", "steps_per_epoch", "train"]
-
-
-def request_stop(signum: int) -> None:
-    """Ask the running loop to stop at its next step (safe to call from a signal handler)."""
-    _STOP_REQUESTS.append(int(signum))
-
-
-def _check_stop() -> None:
-    if _STOP_REQUESTS:
-        raise KeyboardInterrupt(f"signal {_STOP_REQUESTS[-1]}")
-
-
-@torch.inference_mode()
-def evaluate_loss(model: torch.nn.Module, ds: SpectraDataset, info: DistInfo, device: torch.device,
-                  batch_size: int = 64, workers: int = 0) -> tuple[float, float, int]:
-    """Mean cross-entropy and accuracy of ``model`` on ``ds`` (rows split over ranks, sums all-reduced)."""
-    was_training = model.training
-    model.eval()
-    part = Subset(ds, list(range(info.rank, len(ds), info.world))) if info.is_dist else ds
-    loader = DataLoader(part, batch_size=batch_size, shuffle=False, num_workers=workers)
-    loss_sum = correct = count = 0.0
-    for x, y, _ in loader:
-        _check_stop()
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        logits = model(x).float()
-        loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
-        correct += (logits.argmax(1) == y).sum().item()
-        count += len(y)
-    loss_sum, correct, count = all_reduce_sums([loss_sum, correct, count], info, device)
-    model.train(was_training)
-    if count == 0:
-        return float("nan"), float("nan"), 0
-    return loss_sum / count, correct / count, int(count)
-
-
-def history_csv(rows: list[dict[str, Any]]) -> str:
-    """The history rows as CSV text."""
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=HISTORY_COLUMNS, lineterminator="\n")
-    w.writeheader()
-    for r in rows:
-        w.writerow({k: r.get(k) for k in HISTORY_COLUMNS})
-    return buf.getvalue()
 
 
 def _log(info: DistInfo, msg: str) -> None:
@@ -165,7 +135,7 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False) ->
     KeyboardInterrupt
         Ctrl-C or :func:`request_stop`; the run folder then says ``interrupted``.
     """
-    _STOP_REQUESTS.clear()
+    clear_stop_requests()
     info = init_distributed(config.device)
     try:
         cfg, resuming = _resolve_config(config, resume, info, overwrite)
@@ -334,7 +304,7 @@ def _train_epoch(run: _Run, epoch: int, show: bool) -> dict[str, Any]:
     bar = tqdm(total=len(loader), desc=f"epoch {epoch}/{cfg.epochs}", leave=False, disable=not show,
                dynamic_ncols=True)
     for x, y, _ in loader:
-        _check_stop()
+        check_stop()
         lr = lr_at(cfg, state["step"], run.total_steps)
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         logits = _step(run, x, y, lr)
@@ -347,7 +317,7 @@ def _train_epoch(run: _Run, epoch: int, show: bool) -> dict[str, Any]:
         bar.update(1)
         bar.set_postfix(loss=f"{loss_sum / count:.4f}", acc=f"{correct / count:.3f}", lr=f"{lr:.2e}")
     bar.close()
-    _check_stop()
+    check_stop()
     loss_sum, correct, count = all_reduce_sums([loss_sum, correct, count], info, device)
     return {"epoch": epoch, "train_loss": loss_sum / count, "train_acc": correct / count, "lr": lr, "steps": steps}
 
