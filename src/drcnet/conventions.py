@@ -1,8 +1,9 @@
 """The conventions every part of drcnet shares, one copy each.
 
 Classes, arms, the paper's stripe window, the S/N_r bins, the r band used for
-S/N_r, the dataset splits and the per-fiber flag bits. This module imports only
-numpy, so any module may import it (it sits at the bottom of the import graph).
+S/N_r, the dataset splits and the per-fiber flag bits. This module imports
+nothing of drcnet (it sits at the bottom of the import graph) and numpy only inside the functions
+that need it, so importing it (and ``drcnet``) stays cheap for the command line.
 
 Sources: the DRC-Net paper (Zhang et al. 2023, RAA 23:125005: the stripe cut,
 the classes, the S/N_r bins of Table 1) and the LAMOST data-release
@@ -12,8 +13,10 @@ documentation (``snrr``: S/N in the SDSS r band, about 5600-6900 A).
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 CLASSES: tuple[str, ...] = ("F", "G", "K")
 """The three classes of the paper, in the order of model outputs."""
@@ -43,6 +46,8 @@ def stripe_columns() -> np.ndarray:
     numpy.ndarray
         ``(3000,)`` int, ``500 .. 3499``.
     """
+    import numpy as np
+
     return np.arange(STRIPE_COL_START, STRIPE_COL_STOP)
 
 
@@ -69,6 +74,9 @@ FLAG_BITS: dict[str, int] = {
     "cosmic_ray": 1 << 5,
     "low_snr": 1 << 6,
     "bad_pixels": 1 << 7,
+    "bad_calib": 1 << 8,
+    "no_arc_lines": 1 << 9,
+    "bad_arm": 1 << 10,
 }
 """Per-fiber flag bits of the dataset file and the catalogue."""
 
@@ -86,6 +94,8 @@ def snr_bin(snr: np.ndarray | float) -> np.ndarray:
     numpy.ndarray
         int8 of the same shape: 0 for S/N_r > 30, 1 for 20-30, 2 for 10-20, 3 below 10.
     """
+    import numpy as np
+
     snr = np.asarray(snr, dtype=float)
     out = np.full(snr.shape, 3, dtype=np.int8)
     out[snr >= SNR_BIN_EDGES[2]] = 2
