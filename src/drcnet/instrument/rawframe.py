@@ -8,7 +8,10 @@ header and file size that runs before any work starts.
 
 from __future__ import annotations
 
+import gzip
+import io
 import warnings
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -16,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 from astropy.io import fits
+from astropy.io.fits.verify import VerifyError
 
 from drcnet.instrument.base import Spectrograph
 from drcnet.instrument.config import CCDConfig
@@ -49,6 +53,8 @@ class RawFrame:
     name: RawName | None = None
     warnings: list[str] = field(default_factory=list)
     spectrograph: Spectrograph = field(default=LAMOST, repr=False)
+    garbled: dict[str, str] = field(default_factory=dict)
+    """Header cards that could not be parsed (keyword -> the card's raw text); removed from ``header``."""
 
     @property
     def data(self) -> np.ndarray:
@@ -79,14 +85,15 @@ class RawFrame:
 
     def _card(self, meaning: str, default: float, warn: bool = True) -> float:
         key = self.spectrograph.header_keys[meaning]
-        value = self.header.get(key)
+        raw = self.garbled.get(key, self.header.get(key))
         try:
-            value = float(value)
+            value = float(raw)  # type: ignore[arg-type]
         except (TypeError, ValueError):
             value = float("nan")
         if not np.isfinite(value) or value <= 0:
             if warn:
-                msg = f"{self.path}: header card {key} is missing or invalid; using the configured {default}"
+                what = "is missing" if raw is None else f"= {str(raw).strip()!r} is not a usable number"
+                msg = f"{self.path}: header card {key} {what}; using the configured {default}"
                 warnings.warn(msg, FrameWarning, stacklevel=3)
                 self.warnings.append(msg)
             return float(default)
@@ -103,14 +110,86 @@ def _fits_errors(path: Path) -> Iterator[None]:
                          "copy it again from the archive") from exc
 
 
-def _open_fits(path: Path) -> tuple[np.ndarray | None, fits.Header]:
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+def _is_gzip(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        return fh.read(2) == GZIP_MAGIC
+
+
+def _gzip_error(path: Path, exc: BaseException) -> FrameError:
+    return FrameError(f"{path}: the gzip stream is damaged ({type(exc).__name__}: {exc}); the pixels cannot be "
+                      "trusted - copy the file again from the archive")
+
+
+def _read_bytes(path: Path) -> bytes:
+    """The file's bytes, decompressed in full when gzipped (so the gzip CRC and length are verified)."""
+    raw = path.read_bytes()
+    if raw[:2] == GZIP_MAGIC:
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise _gzip_error(path, exc) from exc
+    return raw
+
+
+def verify_gzip(path: Path, chunk: int = 1 << 22) -> None:
+    """Decompress a gzipped file to its end without keeping it, so a damaged stream (CRC, length) is caught.
+
+    Raises
+    ------
+    FrameError
+        The gzip stream is damaged or cut short (names the file).
+    """
+    try:
+        with gzip.open(path, "rb") as fh:
+            while fh.read(chunk):
+                pass
+    except (OSError, EOFError, zlib.error) as exc:
+        raise _gzip_error(path, exc) from exc
+
+
+def clean_header(header: fits.Header) -> dict[str, str]:
+    """Remove the cards of ``header`` whose value cannot be parsed; return keyword -> the card's raw text.
+
+    astropy raises a long :class:`~astropy.io.fits.verify.VerifyError` on the first
+    access to such a card (``GAIN    = 1.5 e-/ADU``); the reader reports it instead,
+    naming the file, the card and its text, and carries on without it.
+    """
+    garbled: dict[str, str] = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for card in list(header.cards):
+            image = str(getattr(card, "_image", None) or "")
+            try:
+                card.value  # noqa: B018 - parsing is the check
+            except (VerifyError, ValueError):
+                text = image[10:] if image[8:10] == "= " else image[8:]
+                garbled[card.keyword] = text.strip()
+        for key in garbled:
+            while key in header:
+                del header[key]
+    return garbled
+
+
+def _open_fits(path: Path) -> tuple[np.ndarray | None, fits.Header, dict[str, str]]:
+    raw = _read_bytes(path)
     with _fits_errors(path), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        with fits.open(path, memmap=False) as hdul:
+        with fits.open(io.BytesIO(raw), memmap=False) as hdul:
             header = hdul[0].header.copy()
             data = hdul[0].data
             data = None if data is None else np.asarray(data)
-    return data, header
+    del raw
+    return data, header, clean_header(header)
+
+
+def _garbled_warnings(path: Path, garbled: dict[str, str]) -> list[str]:
+    msgs = [f"{path}: header card {k} cannot be parsed ({v!r}); it is ignored" for k, v in garbled.items()]
+    for m in msgs:
+        warnings.warn(m, FrameWarning, stacklevel=3)
+    return msgs
 
 
 def read_raw_frame(path: str | Path, kind: str | None = None, spid: int | None = None,
@@ -143,7 +222,7 @@ def read_raw_frame(path: str | Path, kind: str | None = None, spid: int | None =
     path = Path(path)
     if not path.is_file():
         raise MissingFrameError(f"{path}: file not found")
-    data, header = _open_fits(path)
+    data, header, garbled = _open_fits(path)
     raw_shape = spectrograph.raw_shape
     if data is None:
         raise FrameError(f"{path}: the primary HDU holds no image; expected a raw frame of {raw_shape[0]} rows x "
@@ -161,7 +240,10 @@ def read_raw_frame(path: str | Path, kind: str | None = None, spid: int | None =
     else:
         raise FrameError(f"{path}: pixel type {data.dtype} is not an image type")
     name = parse_raw_name(path.name)
-    frame = RawFrame(path=path, raw=raw, header=header, name=name, spectrograph=spectrograph)
+    frame = RawFrame(path=path, raw=raw, header=header, name=name, spectrograph=spectrograph, garbled=garbled)
+    spec_keys = spectrograph.header_keys
+    quiet = {spec_keys[m] for m in ("gain", "read_noise", "saturation") if m in spec_keys}  # reported by _card
+    frame.warnings.extend(_garbled_warnings(path, {k: v for k, v in garbled.items() if k not in quiet}))
     _check_header(frame, kind, spid, arm)
     return frame
 
@@ -181,8 +263,9 @@ def _check_header(frame: RawFrame, kind: str | None, spid: int | None, arm: str 
             raise FrameError(f"{path}: header {key} is {got!r} but this file is used as the {kind} frame "
                              f"({key} {spec.frame_types[kind]!r}); check the file name's type letter")
     key = spec.header_keys["spectrograph"]
-    if spid is not None and key in h and int(h[key]) != spid:
-        raise FrameError(f"{path}: header {key} is {h[key]} but the file name says spectrograph {spid}")
+    if spid is not None and key in h and _as_int(h[key]) != spid:
+        raise FrameError(f"{path}: header {key} is {h[key]} but the file name says spectrograph {spid}; "
+                         f"a frame of another spectrograph? (remove it, or choose spectrographs with --spid)")
     key = spec.header_keys["camera"]
     if arm is not None and key in h:
         cam = str(h[key]).strip().lower()[:1]
@@ -190,11 +273,20 @@ def _check_header(frame: RawFrame, kind: str | None, spid: int | None, arm: str 
             raise FrameError(f"{path}: header {key} is {h[key]!r} but the file name says the {arm} arm")
 
 
+def _as_int(value: object) -> int | None:
+    try:
+        return int(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        return None
+
+
 def check_frame_file(path: str | Path, spectrograph: Spectrograph = LAMOST) -> fits.Header:
     """Cheap check of a raw file before the reduction starts: readable header, right shape, not truncated.
 
     Only the header is read; for an uncompressed file its size is compared with
-    the size the header announces. The full read (:func:`read_raw_frame`) checks the rest.
+    the size the header announces, a gzipped file is decompressed to its end (its
+    CRC checked, nothing kept). Unparsable header cards are dropped from the
+    returned header. The full read (:func:`read_raw_frame`) checks the rest.
 
     Returns
     -------
@@ -206,23 +298,27 @@ def check_frame_file(path: str | Path, spectrograph: Spectrograph = LAMOST) -> f
     MissingFrameError
         The file does not exist.
     FrameError
-        Unreadable header, wrong shape, or a file shorter than its header announces.
+        Unreadable header, wrong shape, a file shorter than its header announces, or a damaged gzip stream.
     """
     path = Path(path)
     if not path.is_file():
         raise MissingFrameError(f"{path}: file not found")
+    gzipped = _is_gzip(path)
+    if gzipped:
+        verify_gzip(path)
     with _fits_errors(path), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with fits.open(path, memmap=False, lazy_load_hdus=True) as hdul:
             hdu = hdul[0]
             header = hdu.header.copy()
             offset = hdu._data_offset if hasattr(hdu, "_data_offset") else None
+    clean_header(header)
     raw_shape = spectrograph.raw_shape
     shape = (int(header.get("NAXIS2", 0)), int(header.get("NAXIS1", 0))) if header.get("NAXIS", 0) == 2 else None
     if shape != raw_shape:
         got = tuple(int(header.get(f"NAXIS{i}", 0)) for i in range(int(header.get("NAXIS", 0)), 0, -1))
         raise FrameError(_shape_message(path, got, spectrograph))
-    if offset is not None and not path.name.endswith(".gz"):
+    if offset is not None and not gzipped:
         need = offset + raw_shape[0] * raw_shape[1] * abs(int(header["BITPIX"])) // 8
         size = path.stat().st_size
         if size < need:

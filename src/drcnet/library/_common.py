@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 from astropy.io import fits
-from astropy.io.fits.verify import VerifyWarning
+from astropy.io.fits.verify import VerifyError, VerifyWarning
 from astropy.utils.exceptions import AstropyUserWarning
 from numpy.typing import NDArray
 
@@ -58,6 +58,18 @@ def open_fits(path: PathLike) -> Iterator[fits.HDUList]:
         except AstropyUserWarning as exc:
             # A warning escalated above: report it as the I/O error it is.
             raise OSError(str(exc)) from exc
+        except VerifyError as exc:
+            # An unparsable header card (``Z = 0.001 +- 0.0002``): astropy's message is long and names no file.
+            raise ValueError(f"{path}: {_card_problem(exc)}; the file's header is damaged") from exc
+
+
+def _card_problem(exc: BaseException) -> str:
+    """``unparsable header card Z`` from astropy's VerifyError text (first line only)."""
+    import re
+
+    lines = str(exc).strip().splitlines()
+    m = re.search(r"Unparsable card \((\S+)\)", lines[0] if lines else "")
+    return f"unparsable header card {m.group(1)}" if m else f"invalid header ({lines[0] if lines else type(exc).__name__})"
 
 
 def fill_masked(wave: NDArray[np.float64], flux: NDArray[np.float64], good: NDArray[np.bool_]) -> NDArray[np.float64]:

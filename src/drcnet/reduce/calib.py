@@ -39,15 +39,66 @@ def overscan_level(overscan: np.ndarray) -> np.ndarray:
     return overscan.astype(np.float64).mean(axis=2)
 
 
-def levels(overscan: np.ndarray) -> np.ndarray:
-    """Overscan level of every row and amplifier ``(rows, 2)``; NaN pixels are ignored.
+OVERSCAN_CLIP = 8.0
+"""Overscan pixels further than this many robust sigma from their row's median are left out of its level."""
+MIN_OVERSCAN_PIXELS = 8
+"""A row with fewer usable overscan pixels takes its level from the neighbouring rows (and is reported)."""
 
-    Equals :func:`overscan_level` for frames without NaN.
+
+def levels(overscan: np.ndarray) -> np.ndarray:
+    """Overscan level of every row and amplifier ``(rows, 2)``: outlier-resistant, NaN pixels ignored.
+
+    Equals :func:`overscan_level` (the plain row mean, the forward model's rule) for a
+    frame without NaN or outlying overscan pixels. See :func:`robust_levels`.
     """
-    if overscan.dtype.kind == "f" and np.isnan(overscan).any():
+    return robust_levels(overscan)[0]
+
+
+def robust_levels(overscan: np.ndarray, clip: float = OVERSCAN_CLIP,
+                  min_pixels: int = MIN_OVERSCAN_PIXELS) -> tuple[np.ndarray, np.ndarray]:
+    """Row levels of the overscan that a cosmic ray or hot pixel cannot pull, and the rows they could not save.
+
+    Each pixel further than ``clip`` robust standard deviations (the amplifier's
+    median absolute deviation about the row medians, at least 0.5 ADU) from its
+    row's median is left out, as are NaN pixels; the level is the mean of the rest
+    (exactly the plain mean when nothing is left out). A row with fewer than
+    ``min_pixels`` usable pixels takes the level interpolated from the nearest
+    good rows of its amplifier.
+
+    Parameters
+    ----------
+    overscan
+        ``(rows, 2, n_overscan)`` pixels of amplifiers A and B (ADU).
+
+    Returns
+    -------
+    level, repaired
+        ``(rows, 2)`` float64 levels, and ``(rows, 2)`` bool: rows whose level was
+        interpolated (the fibers crossing them should be flagged).
+    """
+    o = overscan.astype(np.float64)
+    finite = np.isfinite(o)
+    if finite.all():
+        med = np.median(o, axis=2, keepdims=True)
+    else:
         with np.errstate(invalid="ignore"), _quiet():
-            return np.nanmean(overscan.astype(np.float64), axis=2)
-    return overscan_level(overscan)
+            med = np.nanmedian(o, axis=2, keepdims=True)
+    with np.errstate(invalid="ignore"), _quiet():
+        dev = np.abs(o - med)
+        sigma = np.maximum(1.4826 * np.nanmedian(dev, axis=(0, 2)), 0.5)  # (2,)
+        good = finite & (dev < clip * sigma[None, :, None])
+    if good.all():
+        return o.mean(axis=2), np.zeros(o.shape[:2], dtype=bool)
+    n_good = good.sum(axis=2)
+    level = np.where(good, o, 0.0).sum(axis=2) / np.maximum(n_good, 1)
+    repaired = n_good < min_pixels
+    rows = np.arange(o.shape[0])
+    for a in range(o.shape[1]):
+        bad = repaired[:, a]
+        if bad.any():
+            ok = ~bad
+            level[bad, a] = np.interp(rows[bad], rows[ok], level[ok, a]) if ok.any() else np.nan
+    return level, repaired
 
 
 class _quiet:

@@ -183,6 +183,8 @@ class OptimalResult:
     """``(n_fibers, 11, n_cols)`` pixels rejected as outliers (cosmic rays, bad pixels)."""
     model: np.ndarray
     """``(n_fibers, 11, n_cols)`` ``flux * profile``: the fitted stripe."""
+    spikes: np.ndarray | None = None
+    """``(n_fibers, n_cols)`` columns repaired as spikes along wavelength (set by the caller), or None."""
 
 
 def optimal_extract(stripes: np.ndarray, profile: np.ndarray, gain: float, read_noise_adu: float,
@@ -254,3 +256,65 @@ def aperture_sums(raw_frame: np.ndarray, level: np.ndarray, centres: np.ndarray,
     pixels = StripePixels.from_centres(centres, cols, half, n_rows=raw_frame.shape[0])
     net, _ = cut_stripes(raw_frame, level, pixels, data_col_offset, bias_columns)
     return np.nansum(net, axis=1)
+
+
+def spike_columns(flux: np.ndarray, ivar: np.ndarray, clip: float = 8.0, sharpness: float = 0.2,
+                  gap: int = 3, width: int = 6, common: float = 0.03) -> np.ndarray:
+    """Columns of 1D spectra that hold a spike narrower than any spectral feature (a cosmic-ray residue).
+
+    A hit that covers every row of the aperture in one column (a track along the
+    slit) is invisible to a per-column rejection: the whole column rises together.
+    Along wavelength it stands out: a real line or sky line is resolved by several
+    columns (its neighbours carry most of its peak), a hit is one or two columns
+    wide. The baseline of column ``c`` is the median of columns ``c +- gap ..
+    c +- (gap + width - 1)``; a column (or a pair of adjacent columns) is a spike when
+    it exceeds the baseline by more than ``clip`` standard deviations while its
+    outer neighbours exceed it by less than ``sharpness`` times as much. Only
+    positive spikes count, and a column where more than ``common`` of the fibers
+    (at least 3) show one within +-2 columns holds a narrow sky or lamp line, not a hit.
+
+    Parameters
+    ----------
+    flux, ivar
+        ``(n_fibers, n_cols)`` spectra and inverse variances (fibers on a common column grid, to within a few
+        columns).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n_fibers, n_cols)`` bool.
+    """
+    from scipy.ndimage import median_filter
+
+    f = np.asarray(flux, dtype=np.float64)
+    reach = gap + width - 1
+    footprint = np.zeros((1, 2 * reach + 1), dtype=bool)
+    footprint[0, :width] = True
+    footprint[0, -width:] = True
+    base = median_filter(f, footprint=footprint, mode="nearest")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        sigma = np.where(ivar > 0, 1.0 / np.sqrt(np.maximum(ivar, 1e-30)), np.inf)
+    ex = f - base
+    pad = np.pad(ex, ((0, 0), (2, 2)), mode="edge")
+    left1, right1, right2 = pad[:, 1:-3], pad[:, 3:-1], pad[:, 4:]
+    strong = ex > clip * sigma
+    single = strong & (left1 < sharpness * ex) & (right1 < sharpness * ex)
+    pair_peak = np.minimum(ex, right1)
+    pair = strong & np.roll(strong, -1, axis=1) & (left1 < sharpness * pair_peak) & (right2 < sharpness * pair_peak)
+    pair[:, -1] = False
+    out = single | pair
+    out[:, 1:] |= pair[:, :-1]
+    per_col = np.convolve(out.sum(axis=0), np.ones(5), mode="same")
+    out &= (per_col <= max(3, common * out.shape[0]))[None, :]
+    return out
+
+
+def repair_spikes(flux: np.ndarray, ivar: np.ndarray, spikes: np.ndarray) -> None:
+    """Replace spike columns (:func:`spike_columns`) in place: flux by the mean of the nearest clean columns, ivar 0."""
+    for f in np.flatnonzero(spikes.any(axis=1)):
+        bad = spikes[f]
+        good = np.flatnonzero(~bad)
+        if good.size:
+            cols = np.flatnonzero(bad)
+            flux[f, cols] = np.interp(cols, good, flux[f, good])
+        ivar[f, bad] = 0.0

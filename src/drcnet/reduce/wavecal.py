@@ -75,6 +75,8 @@ class WaveSolution:
     nominal: np.ndarray
     measured: np.ndarray
     used: np.ndarray
+    bad_pixels: np.ndarray | None = None
+    """``(n_fibers,)`` the fiber's arc aperture held NaN pixels near a line (set by the caller), or None."""
 
     def wavelength(self, fiber: int | np.ndarray, cols: np.ndarray) -> np.ndarray:
         """Vacuum wavelength at ``cols`` for fiber(s) ``fiber`` (0-based)."""
@@ -89,8 +91,9 @@ class WaveSolution:
     def summary(self) -> dict[str, object]:
         """JSON-ready numbers: median line rms (px), median lines per fiber, range of the offsets (px)."""
         ok = self.n_lines > 0
-        return {"median_rms_px": float(np.median(self.rms_px[ok])) if ok.any() else float("nan"),
+        return {"median_rms_px": float(np.median(self.rms_px[ok])) if ok.any() else None,
                 "median_lines": float(np.median(self.n_lines[ok])) if ok.any() else 0.0,
+                "n_fibers_without_lines": int(np.sum(~ok)),
                 "shift_range_px": [float(self.shift_px[ok].min()), float(self.shift_px[ok].max())] if ok.any() else []}
 
 

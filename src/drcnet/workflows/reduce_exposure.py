@@ -43,6 +43,7 @@ from drcnet.reduce.arm import (
     ArmReduction,
     ReduceConfig,
     assemble_arm,
+    bad_flat_fibers,
     calibrate_arc,
     cut_science,
     extract_spectra,
@@ -51,6 +52,7 @@ from drcnet.reduce.arm import (
     trace_flat,
 )
 from drcnet.reduce.calib import BiasModel, bias_model
+from drcnet.reduce.plausibility import light_problems, raw_problems
 from drcnet.reduce.snr import measure_snr_r
 
 __all__ = ["ArmReduction", "ReduceConfig", "SpectrographReduction", "fiber_flags", "load_lines", "reduce_arm",
@@ -106,78 +108,191 @@ def _bias(files: ArmFiles, spid: int, config: ReduceConfig, notes: list[str]) ->
 
 
 def reduce_arm(files: ArmFiles, spid: int, n_fibers: int, sky_fibers: np.ndarray, lines: ArcLines,
-               config: ReduceConfig) -> ArmReduction:
+               config: ReduceConfig, fibertype: np.ndarray | None = None) -> ArmReduction:
     """Reduce one arm: bias, traces, wavelength solution, stripes, 1D spectra, master sky, per-fiber flags.
 
     Each frame is read just before the step that needs it and dropped after it.
+    ``fibertype`` (the fiber map's FIBERTYPE per fiber) anchors the fiber numbering
+    on the flat (dead fibers are dark) and feeds the plausibility checks of the
+    science frame (:mod:`drcnet.reduce.plausibility`). Anything worked around is
+    recorded in ``warnings`` (naming the file).
 
     Raises
     ------
     FrameError
-        A frame cannot be read or used (names the file): no fibers on the flat, no usable sky fiber.
+        A frame cannot be read or used (names the file): no fibers on the flat, an
+        ambiguous fiber numbering, no usable sky fiber.
     """
     arm_cfg = config.instrument.arm(files.arm)
     offset = LAMOST.overscan  # data column c is raw column c + offset
+    ftype = np.asarray(fibertype) if fibertype is not None else np.full(n_fibers, "Obj")
     clock = _Clock()
     sci, gain, rn_adu, saturation, notes = _read_science(files, spid, config.instrument.ccd)
+    problems = raw_problems(sci.data, sci.overscan, rn_adu)
     bias = _bias(files, spid, config, notes)
     clock.lap("bias")
     flat = read_raw_frame(files.flat, "flat", spid, files.arm)
+    notes.extend(flat.warnings)
     try:
-        flat_net, traces = trace_flat(flat.data, flat.overscan, bias.pattern, n_fibers, config)
+        flat_net, traces = trace_flat(flat.data, flat.overscan, bias.pattern, n_fibers, config, ftype != "Dead")
     except ValueError as exc:
         raise FrameError(f"{files.flat}: {exc}; is this a lamp flat of spectrograph {spid}?") from exc
     del flat
+    if traces.slit_shift:
+        notes.append(f"{files.flat}: the slit image is shifted by {traces.slit_shift:+d} fibers from its nominal "
+                     "place; fibers numbered by the fiber map's pattern")
     centres = traces.centres(np.arange(N_COLS))
     clock.lap("trace")
     arc = read_raw_frame(files.arc, "arc", spid, files.arm)
+    notes.extend(arc.warnings)
     wave = calibrate_arc(arc.raw, arc.overscan, offset, centres, traces.lost, arm_cfg, lines, rn_adu, bias.pattern,
                          config)
     del arc
+    _arc_notes(files, wave.n_lines, traces.lost, notes)
     clock.lap("wavecal")
-    science = cut_science(sci.raw, sci.overscan, offset, centres, bias.pattern, saturation)
+    science = cut_science(sci.raw, sci.overscan, offset, centres, bias.pattern, saturation,
+                          config.defect_column_share)
+    sci_header = sci.header
     del sci
-    profile, flat_flux = flat_profile(flat_net, science.pixels, config.flat_smooth_cols)
+    cols = stripe_columns()
+    bad_flat = bad_flat_fibers(flat_net, science.pixels)
+    profile, flat_flux = flat_profile(flat_net, science.pixels, config.flat_smooth_cols,
+                                      centres[:, cols] if bad_flat.any() or traces.bad_flat.any() else None)
     del flat_net
     clock.lap("stripes")
     extracted = extract_spectra(science, profile, gain, rn_adu, config.optimal_clip_sigma)
     clock.lap("extract")
-    wave1d = wave.wavelength(np.arange(n_fibers), stripe_columns())
-    usable_sky = sky_fibers & ~traces.lost & ~science.saturated & ~science.bad.any(axis=(1, 2))
+    wave1d = wave.wavelength(np.arange(n_fibers), cols)
+    assert science.bad_fiber is not None
+    usable_sky = sky_fibers & ~traces.lost & ~science.saturated & ~science.bad_fiber
     try:
         sky = sky_spectra(extracted[1], wave1d, flat_flux, traces.lost, usable_sky)
     except ValueError as exc:
-        raise FrameError(f"{files.science}: {exc} (the fiber map marks {int(sky_fibers.sum())}); "
+        raise FrameError(f"{files.science}: {exc} (the fiber map marks {int(sky_fibers.sum())}: "
+                         f"{int((sky_fibers & traces.lost).sum())} without a trace, "
+                         f"{int((sky_fibers & science.saturated).sum())} saturated, "
+                         f"{int((sky_fibers & science.bad_fiber).sum())} with NaN pixels); "
                          "cannot build the master sky") from exc
     clock.lap("sky")
-    out = assemble_arm(files.arm, science, extracted, sky, wave1d, traces, wave, bias)
+    out = assemble_arm(files.arm, science, extracted, sky, wave1d, traces, wave, bias, bad_flat, config)
+    lit = ~traces.lost & ~science.saturated
+    problems += light_problems(out.stripes, profile, out.flux1d, lit & (ftype != "Dead"), lit & (ftype == "Sky"),
+                               lit & (ftype == "Unused"), lit & np.isin(ftype, ["Obj", "F-std", "PosErr"]), rn_adu)
+    _science_notes(files, out, problems, notes)
+    out.problems = problems
     out.files = {"folder": str(files.science.parent), "science": files.science.name, "flat": files.flat.name,
                  "arc": files.arc.name, "bias": [p.name for p in files.bias]}
-    header = fits.getheader(files.science)
-    out.header = {k: header[k] for k in HEADER_KEYS if k in header}
+    out.header = {k: _json_value(sci_header[k]) for k in HEADER_KEYS if k in sci_header}
     out.warnings, out.timings = notes, clock.laps
     return out
 
 
-def check_files(sp: SpectrographFiles) -> None:
-    """Check every raw file of a spectrograph (header, shape, size) before any work starts."""
-    for files in sp.arms.values():
+def _json_value(value: object) -> object:
+    return value if isinstance(value, (str, int, float, bool)) else str(value)
+
+
+def _arc_notes(files: ArmFiles, n_lines: np.ndarray, lost: np.ndarray, notes: list[str]) -> None:
+    """Warn (naming the arc file) when the arc shows no lines for some or all traced fibers."""
+    missing = (n_lines == 0) & ~lost
+    if missing.all() or not (~lost).any():
+        msg = (f"{files.arc}: no arc line found in any fiber (lamp off or wrong frame?); every fiber keeps the "
+               "nominal wavelength solution and is flagged no_arc_lines")
+    elif missing.any():
+        fibers = (np.flatnonzero(missing) + 1).tolist()
+        msg = (f"{files.arc}: no arc line found for {missing.sum()} fiber(s) ({fibers[:10]}"
+               f"{' ...' if len(fibers) > 10 else ''}); they take the median offset and are flagged no_arc_lines")
+    else:
+        return
+    warnings.warn(msg, FrameWarning, stacklevel=3)
+    notes.append(msg)
+
+
+def _science_notes(files: ArmFiles, out: ArmReduction, problems: list[str], notes: list[str]) -> None:
+    """Warnings (naming the science file) for defect columns, bad calibration pixels and an implausible arm."""
+    msgs = []
+    if out.defect_columns:
+        c = out.defect_columns
+        msgs.append(f"{files.science}: {len(c)} column(s) saturated or NaN across most fibers ({c[:5]}"
+                    f"{' ...' if len(c) > 5 else ''}): a detector defect, interpolated; the fibers are not flagged")
+    assert out.bad_calib is not None
+    if out.bad_calib.any():
+        fibers = (np.flatnonzero(out.bad_calib) + 1).tolist()
+        msgs.append(f"{files.science.parent}: bad calibration pixels (flat, arc or overscan) touch "
+                    f"{len(fibers)} fiber(s) ({fibers[:10]}{' ...' if len(fibers) > 10 else ''}): flagged bad_calib")
+    if problems:
+        msgs.append(f"{files.science}: implausible science frame ({'; '.join(problems)}); every fiber of the "
+                    f"{files.arm} arm is flagged bad_arm and gets no class")
+    for m in msgs:
+        warnings.warn(m, FrameWarning, stacklevel=3)
+    notes.extend(msgs)
+
+
+def check_files(sp: SpectrographFiles) -> dict[str, fits.Header]:
+    """Check every raw file of a spectrograph (header, shape, size, gzip CRC) before any work starts.
+
+    Returns
+    -------
+    dict
+        Arm -> the science frame's header (unparsable cards dropped).
+    """
+    headers = {}
+    for arm, files in sp.arms.items():
         for p in (*files.bias, files.flat, files.arc, files.science):
-            check_frame_file(p)
+            header = check_frame_file(p)
+            if p == files.science:
+                headers[arm] = header
+    return headers
+
+
+def fiber_count(sp: SpectrographFiles, headers: dict[str, fits.Header], n_default: int = N_FIBERS) -> int:
+    """Fibers of the spectrograph: the science headers' NFIBERS, checked against each other and the fiber map.
+
+    Raises
+    ------
+    FrameError
+        NFIBERS is not a whole number, differs between the arms, or differs from the
+        fiber map while the fiber map agrees with the instrument (the science header is
+        blamed, naming it).
+    """
+    counts: dict[str, int] = {}
+    for arm, header in headers.items():
+        if "NFIBERS" not in header:
+            continue
+        try:
+            counts[arm] = int(header["NFIBERS"])
+        except (TypeError, ValueError) as exc:
+            raise FrameError(f"{sp.arms[arm].science}: header NFIBERS = {header['NFIBERS']!r} is not a whole "
+                             "number of fibers") from exc
+    if not counts:
+        return n_default
+    n_map = None
+    try:
+        n_map = int(fits.getval(sp.fibermap, "NAXIS2", 1))
+    except (OSError, KeyError, IndexError, ValueError):
+        pass  # read_fibermap reports an unreadable map
+    for arm, n in counts.items():
+        if n_map is not None and n != n_map and n_map == n_default:
+            raise FrameError(f"{sp.arms[arm].science}: header NFIBERS = {n} but the fiber map {sp.fibermap.name} "
+                             f"lists {n_map} fibers, as a {LAMOST.name} spectrograph has; the science header is wrong")
+    if len(set(counts.values())) > 1:
+        raise FrameError(f"{sp.arms['red'].science}: header NFIBERS = {counts.get('red')} but the blue science frame "
+                         f"says {counts.get('blue')}")
+    return next(iter(counts.values()))
 
 
 def reduce_spectrograph(sp: SpectrographFiles, config: ReduceConfig, lines: ArcLines) -> SpectrographReduction:
     """Reduce both arms of one spectrograph and join them with its fiber map."""
-    check_files(sp)
-    n_fibers = int(fits.getheader(sp.arms["blue"].science).get("NFIBERS", N_FIBERS))
+    headers = check_files(sp)
+    n_fibers = fiber_count(sp, headers)
     fmap = read_fibermap(sp.fibermap, spid=sp.spid, n_fibers=n_fibers)
     sky = fmap.of_type("Sky")
+    args = (sp.spid, n_fibers, sky, lines, config, fmap.fibertype)
     if config.threads > 1:
         with ThreadPoolExecutor(max_workers=min(config.threads, 2)) as pool:
-            futures = {arm: pool.submit(reduce_arm, sp.arms[arm], sp.spid, n_fibers, sky, lines, config) for arm in ARMS}
+            futures = {arm: pool.submit(reduce_arm, sp.arms[arm], *args) for arm in ARMS}
             arms = {arm: f.result() for arm, f in futures.items()}
     else:
-        arms = {arm: reduce_arm(sp.arms[arm], sp.spid, n_fibers, sky, lines, config) for arm in ARMS}
+        arms = {arm: reduce_arm(sp.arms[arm], *args) for arm in ARMS}
     red = arms["red"]
     snr = np.zeros(n_fibers)
     snr_opt = np.zeros(n_fibers)
@@ -202,6 +317,11 @@ def fiber_flags(fmap: FiberMap, arms: dict[str, ArmReduction], snr: np.ndarray, 
         flags[a.saturated] |= FLAG_BITS["saturated"]
         flags[a.cosmic] |= FLAG_BITS["cosmic_ray"]
         flags[a.bad_pixels] |= FLAG_BITS["bad_pixels"]
+        assert a.bad_calib is not None and a.no_arc_lines is not None
+        flags[a.bad_calib] |= FLAG_BITS["bad_calib"]
+        flags[a.no_arc_lines] |= FLAG_BITS["no_arc_lines"]
+        if a.implausible:
+            flags |= FLAG_BITS["bad_arm"]
     traced = ~np.any([a.lost for a in arms.values()], axis=0)
     flags[fmap.is_object & traced & (snr < low_snr)] |= FLAG_BITS["low_snr"]
     return flags
