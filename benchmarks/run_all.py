@@ -1,4 +1,4 @@
-"""Run every benchmark in turn (``make bench``): simulate, training/inference, raw-exposure speed.
+"""Run every benchmark in turn (``make bench``): simulate, training/inference, raw-exposure speed, nights on Dask.
 
 Each benchmark prints its own numbers, targets and ratios against its plain reference. The
 accuracy-consistency benchmark of the raw-exposure path needs a trained run folder and is run by
@@ -16,6 +16,7 @@ COMMANDS = [
     [sys.executable, str(HERE / "bench_simulate.py")],
     [sys.executable, str(HERE / "bench_training.py")],
     [sys.executable, str(HERE / "bench_frames.py"), "speed"],
+    [sys.executable, str(HERE / "bench_night.py"), "--quick"],
 ]
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import typer
 
-from drcnet.cli import data, frames, models
+from drcnet.cli import data, frames, models, night
 
 app = typer.Typer(
     name="drcnet",
@@ -26,7 +26,7 @@ def _main() -> None:
     """drcnet: simulate LAMOST stripes from real spectra, train DRC-Net, RC-Net and FFCNN, evaluate like the paper."""
 
 
-for _module in (data, models, frames):
+for _module in (data, models, frames, night):
     _module.register(app)
 
 __all__ = ["app"]

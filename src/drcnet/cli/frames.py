@@ -26,6 +26,8 @@ def simulate_cmd(
     cosmics: Annotated[bool, typer.Option("--cosmics/--no-cosmics", help="add cosmic rays")] = True,
     workers: Annotated[int | None, typer.Option(help="worker processes (default: all cores)")] = None,
     data_root: Annotated[Path | None, typer.Option("--data-root", help="reference data folder (default $DRCNET_DATA)")] = None,
+    exposures: Annotated[int, typer.Option("--exposures", min=1, help="several plates: exposure k in OUT/<planid>/ with seed + k")] = 1,
+    scheduler: Annotated[str | None, typer.Option("--scheduler", help="Dask scheduler address: one task per (exposure, spectrograph) on its workers")] = None,
 ) -> None:
     """Simulate one plate's raw exposure set: bias x5, flat, arc and science per arm, fiber maps, truth."""
     from drcnet.simulate.exposure import ExposureConfig, simulate_exposure
@@ -36,6 +38,24 @@ def simulate_cmd(
     t0 = time.perf_counter()
     result = load_fgk_templates(libs, console)
     t1 = time.perf_counter()
+    if exposures > 1 or scheduler:
+        from drcnet.simulate.exposure import simulate_night
+
+        client = None
+        if scheduler:
+            from distributed import Client
+
+            client = Client(scheduler, timeout="60s")
+        try:
+            sims = simulate_night(config, result.templates, out, exposures, data_root=data_root, workers=workers,
+                                  client=client)
+        finally:
+            if client is not None:
+                client.close()
+        console.print(f"wrote {len(sims)} exposures x {spectrographs} spectrograph(s) to {out}/"
+                      f"{{{','.join(s.config.planid for s in sims)}}} in {time.perf_counter() - t1:.1f} s "
+                      f"(templates loaded in {t1 - t0:.1f} s)")
+        return
     sim = simulate_exposure(config, result.templates, out, data_root=data_root, workers=workers)
     n_files = sum(len(v) for sp in sim.spectrographs for t in sp.truth.values() for v in t.files.values())
     console.print(f"wrote {n_files} raw frames, {len(sim.spectrographs)} fiber map(s) and truth file(s) to {out} "

@@ -87,8 +87,9 @@ def _render_job(job: tuple[int, int]) -> tuple[int, int, ArmTruth]:
 
 def simulate_exposure(config: ExposureConfig, templates: Sequence[Template], out_dir: str | Path,
                       data_root: str | Path | None = None, workers: int | None = None,
-                      keep_truth_stripes: bool = False, arcs: ArcLines | None = None) -> SimulatedExposure:
-    """Simulate the raw exposure set of spectrographs ``1..config.spectrographs`` into ``out_dir``.
+                      keep_truth_stripes: bool = False, arcs: ArcLines | None = None,
+                      spids: Sequence[int] | None = None) -> SimulatedExposure:
+    """Simulate the raw exposure set of spectrographs ``1..config.spectrographs`` (or ``spids``) into ``out_dir``.
 
     Parameters
     ----------
@@ -107,6 +108,9 @@ def simulate_exposure(config: ExposureConfig, templates: Sequence[Template], out
         science frame) in memory, for tests.
     arcs
         The arc lines (default: read from ``<data_root>/observatory/arc_lines``).
+    spids
+        Only these spectrographs (default ``1..config.spectrographs``); each one's files are the same
+        as in a full run, since every random stream is keyed by ``[seed, spid, ...]``.
 
     Returns
     -------
@@ -126,7 +130,7 @@ def simulate_exposure(config: ExposureConfig, templates: Sequence[Template], out
         raise ValueError("no F, G or K templates to fill the plate with")
     site = Site.load(config.instrument, data_root)
     arcs = arcs if arcs is not None else read_arc_lines(observatory_dir(data_root) / "arc_lines")
-    spids = list(range(1, config.spectrographs + 1))
+    spids = list(range(1, config.spectrographs + 1)) if spids is None else [int(s) for s in spids]
     plans = {spid: plan_fibers(config, templates, spid) for spid in spids}
     used = sorted({s.template for p in plans.values() for s in p.sources if s is not None})
     model = ForwardModel(config.instrument, site, [templates[i] for i in used])

@@ -1,0 +1,74 @@
+"""CLI command for whole nights on a Dask cluster: ``drcnet night classify``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from drcnet.cli.common import friendly_errors, is_interactive
+
+console = Console(stderr=True, soft_wrap=True)
+
+
+@friendly_errors
+def classify_cmd(
+    root: Annotated[Path, typer.Argument(help="night root: exposure folders (raw frames + fiber maps) anywhere below it")],
+    out: Annotated[Path, typer.Option("--out", help="merged catalogue, .parquet (+ .fits and .manifest.json beside it)")],
+    run_dir: Annotated[Path | None, typer.Argument(help="training run folder (default: the shipped DRC-Net)")] = None,
+    scheduler: Annotated[str | None, typer.Option("--scheduler", help="address of a running Dask scheduler (tcp://host:8786); default: a LocalCluster here")] = None,
+    workers: Annotated[int | None, typer.Option("--workers", min=1, help="LocalCluster workers (default: one per core)")] = None,
+    threads: Annotated[bool, typer.Option("--threads/--processes", help="LocalCluster workers as threads of this process instead of processes")] = False,
+    arm_threads: Annotated[int, typer.Option("--arm-threads", min=1, max=2, help="threads per task for the two arms")] = 1,
+    force: Annotated[bool, typer.Option("--force", help="redo every task, even those already done")] = False,
+    trust_mtime: Annotated[bool, typer.Option("--trust-mtime", help="skip finished tasks whose inputs' size and mtime are unchanged, without hashing them")] = False,
+    data_root: Annotated[Path | None, typer.Option("--data-root", help="reference data folder, for the arc line lists")] = None,
+) -> None:
+    """Classify every exposure under ROOT on a Dask cluster: one catalogue, a manifest, resumable.
+
+    Exit status: 0 when every task finished; 3 when any (exposure, spectrograph) failed (the others are still merged into the catalogue, the manifest names the failures); 2 for a usage error.
+    """
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from drcnet.workflows.night import EXIT_TASKS_FAILED, classify_night, summary_line
+
+    progress = Progress(TextColumn("night"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[fibers]} fibers"),
+                        TimeElapsedColumn(), TimeRemainingColumn(), console=console, disable=not is_interactive())
+    state: dict[str, Any] = {"task": None, "fibers": 0}
+
+    def on_start(n: int) -> None:
+        state["task"] = progress.add_task("night", total=n, fibers=0)
+
+    def on_task(rec: dict[str, Any]) -> None:
+        state["fibers"] += int(rec.get("n_fibers") or 0)
+        progress.update(state["task"], advance=1, fibers=state["fibers"])
+        if rec["status"] not in ("ok", "skipped"):
+            progress.console.print(f"[yellow]failed:[/] {rec['id']}: {rec['error']}")
+
+    with progress:
+        res = classify_night(root, out, run_dir, scheduler=scheduler, workers=workers, processes=not threads,
+                             arm_threads=arm_threads, force=force, trust_mtime=trust_mtime, data_root=data_root,
+                             on_start=on_start, on_task=on_task)
+    console.print(f"night: {summary_line(res.summary)}")
+    console.print(f"wrote {res.catalogue}, {res.fits} and {res.manifest}")
+    if res.failed:
+        console.print(f"[yellow]warning:[/] {len(res.failed)} task(s) failed: "
+                      f"{', '.join(r['id'] for r in res.failed)}; see {res.manifest}; exit status {EXIT_TASKS_FAILED}")
+        raise typer.Exit(code=EXIT_TASKS_FAILED)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``night`` group (``classify``) to ``app``."""
+    night_app = typer.Typer(help="Whole nights: many exposures on a Dask cluster, one merged catalogue, resumable.",
+                            no_args_is_help=True)
+    night_app.command("classify")(classify_cmd)
+    app.add_typer(night_app, name="night")
