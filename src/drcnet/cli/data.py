@@ -26,12 +26,17 @@ def simulate_cmd(
     seed: Annotated[int, typer.Option(help="random seed: same seed, same data")] = 0,
     workers: Annotated[int | None, typer.Option(help="worker processes (default: all cores)")] = None,
     data_root: Annotated[Path | None, typer.Option("--data-root", help="reference data folder (default $DRCNET_DATA)")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="replace an existing --out file")] = False,
 ) -> None:
     """Render a dataset of LAMOST stripes and 1D spectra from real stellar templates."""
     from drcnet.library import summarize
     from drcnet.simulate.dataset import SimulationConfig
     from drcnet.workflows.simulate_dataset import simulate_dataset
 
+    if out.is_dir():
+        raise IsADirectoryError(f"{out}: --out is a folder; give the dataset file to write (.h5)")
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out}: already exists; pass --overwrite to replace it, or choose another --out")
     libs = resolve_libraries(library)
     config = SimulationConfig(libraries=[str(p) for p in libs], preset=None if n else preset, n=n,
                               snr_min=snr_min, snr_max=snr_max, all_test=all_test, seed=seed)

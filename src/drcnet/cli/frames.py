@@ -26,12 +26,15 @@ def simulate_cmd(
     cosmics: Annotated[bool, typer.Option("--cosmics/--no-cosmics", help="add cosmic rays")] = True,
     workers: Annotated[int | None, typer.Option(help="worker processes (default: all cores)")] = None,
     data_root: Annotated[Path | None, typer.Option("--data-root", help="reference data folder (default $DRCNET_DATA)")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="replace an exposure already in --out")] = False,
     exposures: Annotated[int, typer.Option("--exposures", min=1, help="several plates: exposure k in OUT/<planid>/ with seed + k")] = 1,
     scheduler: Annotated[str | None, typer.Option("--scheduler", help="Dask scheduler address: one task per (exposure, spectrograph) on its workers")] = None,
 ) -> None:
     """Simulate one plate's raw exposure set: bias x5, flat, arc and science per arm, fiber maps, truth."""
     from drcnet.simulate.exposure import ExposureConfig, simulate_exposure
+    from drcnet.simulate.exposure.safety import refuse_existing_exposure
 
+    refuse_existing_exposure(out, overwrite)
     libs = resolve_libraries(library)
     config = ExposureConfig(libraries=[str(p) for p in libs], spectrographs=spectrographs, seed=seed, planid=planid,
                             gzip=gzip, cosmics=cosmics)
@@ -88,17 +91,22 @@ def reduce_cmd(
     for sr in reductions:
         for arm, a in sr.arms.items():
             s = a.summary()
-            console.print(f"sp{sr.spid:02d} {arm}: traces rms {s['trace']['median_rms_px']:.4f} px, "
-                          f"{s['trace']['n_lost']} lost; arc rms {s['wavecal']['median_rms_px']:.4f} px; "
-                          f"{s['n_saturated']} saturated, {s['n_bad_pixels']} with NaN pixels")
+            arc = s["wavecal"]["median_rms_px"]
+            trace = s["trace"]["median_rms_px"]
+            console.print(f"sp{sr.spid:02d} {arm}: traces rms {'none' if trace is None else f'{trace:.4f} px'}, "
+                          f"{s['trace']['n_lost']} lost; arc rms {'no lines' if arc is None else f'{arc:.4f} px'}; "
+                          f"{s['n_saturated']} saturated, {s['n_bad_pixels']} with NaN pixels, "
+                          f"{s['n_bad_calib']} bad calibration, {s['n_cosmic']} cosmic-ray"
+                          + (f"; IMPLAUSIBLE: {'; '.join(a.problems)}" if a.problems else ""))
     console.print(f"wrote {path} ({sum(len(sr.fibermap) for sr in reductions)} fibers) in {time.perf_counter() - t0:.1f} s")
 
 
 @friendly_errors
 def classify_cmd(
-    run_dir: Annotated[Path, typer.Argument(help="training run folder (`drcnet train`)")],
-    exposure: Annotated[Path, typer.Option("--exposure", help="exposure folder (raw frames + fiber maps)")],
-    out: Annotated[Path, typer.Option("--out", help="catalogue file: .csv or .fits")],
+    run_dir: Annotated[Path | None, typer.Argument(help="training run folder (`drcnet train`); default: the shipped "
+                                                        "model")] = None,
+    exposure: Annotated[Path, typer.Option("--exposure", help="exposure folder (raw frames + fiber maps)")] = ...,  # type: ignore[assignment]
+    out: Annotated[Path, typer.Option("--out", help="catalogue file: .csv or .fits")] = ...,  # type: ignore[assignment]
     qa: Annotated[Path | None, typer.Option("--qa", help="QA page folder (default: <out stem>_qa next to the catalogue)")] = None,
     no_qa: Annotated[bool, typer.Option("--no-qa", help="skip the QA page")] = False,
     dataset: Annotated[Path | None, typer.Option("--dataset", help="also write the reduced dataset file here")] = None,
@@ -107,14 +115,26 @@ def classify_cmd(
     data_root: Annotated[Path | None, typer.Option("--data-root", help="reference data folder, for the arc line lists")] = None,
 ) -> None:
     """Classify every object fiber of a raw exposure: catalogue (pred, prob_F/G/K, S/N_r, flags) and QA page."""
-    from drcnet.workflows.classify_exposure import classify_exposure
+    from drcnet.instrument.errors import FrameWarning
+    from drcnet.models import DEFAULT_MODEL, pretrained_dir
+    from drcnet.workflows.classify_exposure import check_outputs, classify_exposure
 
+    run_dir = run_dir if run_dir is not None else pretrained_dir(DEFAULT_MODEL)
     qa_dir = None if no_qa else (qa or out.with_name(out.name.split(".")[0] + "_qa"))
-    res = classify_exposure(run_dir, exposure, out, dataset_out=dataset, qa_dir=qa_dir, spids=spid, run=run,
-                            data_root=data_root)
+    check_outputs(out, qa_dir, dataset)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FrameWarning)  # printed below from the result
+        res = classify_exposure(run_dir, exposure, out, dataset_out=dataset, qa_dir=qa_dir, spids=spid, run=run,
+                                data_root=data_root)
+    for w in res.warnings:
+        console.print(f"[yellow]warning:[/] {w}")
     t = res.timings
     console.print(f"wrote {res.catalogue} ({len(res.table)} object fibers): reduce {t['reduce']:.1f} s, "
                   f"classify {t['classify']:.1f} s" + (f", QA {t['qa']:.1f} s -> {res.qa}" if res.qa else ""))
+    if res.n_no_class:
+        console.print(f"no class for {sum(res.n_no_class.values())} object fiber(s) ("
+                      + ", ".join(f"{k} {v}" for k, v in res.n_no_class.items())
+                      + "): column no_class; left out of the accuracy")
     if res.accuracy is not None:
         console.print(f"accuracy against the fiber map's truth: {res.accuracy:.3f}")
 

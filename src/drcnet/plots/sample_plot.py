@@ -18,6 +18,43 @@ LINES_A: dict[str, float] = {
 """Vacuum wavelengths of the lines marked on the plots."""
 
 
+TEMPLATE_FOLDERS: tuple[str, ...] = ("spectral_libraries", "lamost_format_examples")
+"""Folders of the data root a dataset's template paths may point into."""
+
+
+def resolve_template(stored: str, data_root: str | Path | None = None) -> tuple[Path | None, str]:
+    """The template file a dataset names, looked up under the configured data root only.
+
+    A dataset file is input, not a trusted pointer: its ``/templates/path`` is never
+    opened as it stands. Its part from a known library folder on
+    (``.../spectral_libraries/pyhammer/K5_+0.0_Dwarf.fits.gz`` ->
+    ``<data root>/spectral_libraries/pyhammer/K5_+0.0_Dwarf.fits.gz``) is joined to the
+    data root, and used only when it stays inside it and exists.
+
+    Returns
+    -------
+    path, why
+        The file, or None and the reason it is not used.
+    """
+    from drcnet.paths import DataNotFoundError
+    from drcnet.paths import data_root as configured_root
+
+    try:
+        root = configured_root(data_root).resolve()
+    except DataNotFoundError:
+        return None, "no data root is configured (--data-root or $DRCNET_DATA)"
+    parts = Path(stored).parts
+    start = next((i for i, p in enumerate(parts) if p in TEMPLATE_FOLDERS), None)
+    if start is None:
+        return None, f"the stored path {stored!r} is not inside a library folder of the data root; not opened"
+    candidate = root.joinpath(*parts[start:]).resolve()
+    if not candidate.is_relative_to(root):
+        return None, f"the stored path {stored!r} leads outside the data root; not opened"
+    if not candidate.is_file():
+        return None, f"{candidate} does not exist"
+    return candidate, ""
+
+
 def plot_sample(file: str | Path, index: int, out: str | Path, data_root: str | Path | None = None) -> Path:
     """Plot object ``index`` of ``file`` into the PNG ``out``.
 
@@ -67,11 +104,14 @@ def plot_sample(file: str | Path, index: int, out: str | Path, data_root: str | 
         ax1.legend(fontsize=7, loc="upper right")
         _mark_lines(ax1, wave[a][0], wave[a][-1])
     ax_t = fig.add_subplot(grid[3:, :])
-    if tpath:
+    resolved, why = resolve_template(tpath, data_root) if tpath else (None, "")
+    if tpath and resolved is None:
+        ax_t.text(0.5, 0.5, f"template {tid}: {why}", ha="center", transform=ax_t.transAxes)
+    elif resolved is not None:
         try:
             from drcnet.library import read_spectrum
 
-            t = read_spectrum(tpath)
+            t = read_spectrum(resolved)
             sel = (t.wave > 3700) & (t.wave < 9100)
             ax_t.plot(t.wave[sel], t.flux[sel] / np.median(t.flux[sel]), lw=0.5, color="k")
             ax_t.set_title(f"source template {tid}")

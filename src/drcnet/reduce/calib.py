@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.ndimage import median_filter
 
 from drcnet.instrument.config import N_COLS
 
@@ -54,16 +55,18 @@ def levels(overscan: np.ndarray) -> np.ndarray:
     return robust_levels(overscan)[0]
 
 
-def robust_levels(overscan: np.ndarray, clip: float = OVERSCAN_CLIP,
-                  min_pixels: int = MIN_OVERSCAN_PIXELS) -> tuple[np.ndarray, np.ndarray]:
+def robust_levels(overscan: np.ndarray, clip: float = OVERSCAN_CLIP, min_pixels: int = MIN_OVERSCAN_PIXELS,
+                  row_window: int = 401) -> tuple[np.ndarray, np.ndarray]:
     """Row levels of the overscan that a cosmic ray or hot pixel cannot pull, and the rows they could not save.
 
     Each pixel further than ``clip`` robust standard deviations (the amplifier's
     median absolute deviation about the row medians, at least 0.5 ADU) from its
     row's median is left out, as are NaN pixels; the level is the mean of the rest
     (exactly the plain mean when nothing is left out). A row with fewer than
-    ``min_pixels`` usable pixels takes the level interpolated from the nearest
-    good rows of its amplifier.
+    ``min_pixels`` usable pixels, or whose median lies further than ``clip`` sigma
+    from the running median of its ``row_window`` neighbouring rows' medians (a
+    flooded or saturated overscan row), takes the level interpolated from the
+    nearest good rows of its amplifier.
 
     Parameters
     ----------
@@ -87,11 +90,15 @@ def robust_levels(overscan: np.ndarray, clip: float = OVERSCAN_CLIP,
         dev = np.abs(o - med)
         sigma = np.maximum(1.4826 * np.nanmedian(dev, axis=(0, 2)), 0.5)  # (2,)
         good = finite & (dev < clip * sigma[None, :, None])
-    if good.all():
+        # a whole row off its neighbours' level (a saturated or flooded overscan row) cannot be trusted either
+        row_med = med[:, :, 0]
+        ref = median_filter(np.nan_to_num(row_med, nan=np.nanmedian(row_med)), size=(row_window, 1), mode="nearest")
+        row_off = ~(np.abs(row_med - ref) < clip * sigma[None, :])
+    if good.all() and not row_off.any():
         return o.mean(axis=2), np.zeros(o.shape[:2], dtype=bool)
     n_good = good.sum(axis=2)
     level = np.where(good, o, 0.0).sum(axis=2) / np.maximum(n_good, 1)
-    repaired = n_good < min_pixels
+    repaired = (n_good < min_pixels) | row_off
     rows = np.arange(o.shape[0])
     for a in range(o.shape[1]):
         bad = repaired[:, a]

@@ -7,8 +7,11 @@ Obj, F-std or PosErr) of every reduced spectrograph::
     spid, fiber, object_id, fibertype, mag_r, pred, prob_F, prob_G, prob_K, snr_r, flags, flag_names
     (+ true_class, true_subclass, true_snr_r, correct   when the fiber map has the TRUE_* columns)
 
-Fibers whose trace is lost get an empty ``pred`` and NaN probabilities: their
-stripe holds no light, and a class for it would be noise.
+No class is given (empty ``pred``, NaN probabilities, and the reason in
+``no_class``) to a fiber whose trace is lost (its stripe holds no light), whose
+arm is implausible (``bad_arm``: a zero, unlit or garbage frame), or whose model
+input holds NaN/inf values (the model returns no probabilities for it). Those
+fibers are left out of the accuracy against the truth.
 """
 
 from __future__ import annotations
@@ -69,10 +72,28 @@ def model_inputs(sr: SpectrographReduction) -> tuple[np.ndarray, np.ndarray, np.
     return stripes, flux, sky
 
 
+NO_CLASS_FLAGS = ("trace_lost", "bad_arm")
+"""Flags that withhold a class: the fiber's light is missing, or its arm's frame is implausible."""
+
+
+def no_class_reason(flags: int, probs: np.ndarray) -> str:
+    """Why a fiber gets no class (``""`` when it gets one): a withholding flag, or no probabilities from the model."""
+    for name in NO_CLASS_FLAGS:
+        if flags & FLAG_BITS[name]:
+            return name
+    if not np.all(np.isfinite(probs)):
+        return "bad_input"
+    return ""
+
+
 def predict_objects(predictor: Predictor, sr: SpectrographReduction) -> np.ndarray:
-    """Class probabilities ``(n_fibers, 3)`` of the traced object fibers (NaN for the other fibers)."""
+    """Class probabilities ``(n_fibers, 3)`` of the classifiable object fibers (NaN for the other fibers).
+
+    A row the model returns as NaN (input with NaN/inf values) stays NaN.
+    """
     stripes, flux, sky = model_inputs(sr)
-    use = np.flatnonzero(sr.fibermap.is_object & ((sr.flags & FLAG_BITS["trace_lost"]) == 0))
+    withheld = sum(FLAG_BITS[n] for n in NO_CLASS_FLAGS)
+    use = np.flatnonzero(sr.fibermap.is_object & ((sr.flags & withheld) == 0))
     out = np.full((len(sr.fibermap), len(CLASSES)), np.nan, dtype=np.float32)
     if use.size:
         out[use] = predictor(stripes[use], flux[use], sky[use])
@@ -82,7 +103,8 @@ def predict_objects(predictor: Predictor, sr: SpectrographReduction) -> np.ndarr
 def catalogue_table(reductions: Sequence[SpectrographReduction], probs: Sequence[np.ndarray]) -> Table:
     """The catalogue: one row per object fiber, with truth columns when the fiber maps have them."""
     rows: dict[str, list[Any]] = {k: [] for k in ("spid", "fiber", "object_id", "fibertype", "mag_r", "pred",
-                                                   "prob_F", "prob_G", "prob_K", "snr_r", "flags", "flag_names")}
+                                                   "prob_F", "prob_G", "prob_K", "snr_r", "flags", "flag_names",
+                                                   "no_class")}
     has_truth = all(sr.fibermap.truth is not None for sr in reductions)
     if has_truth:
         for k in ("true_class", "true_subclass", "true_snr_r", "correct"):
@@ -90,10 +112,10 @@ def catalogue_table(reductions: Sequence[SpectrographReduction], probs: Sequence
     for sr, p in zip(reductions, probs, strict=True):
         fm = sr.fibermap
         ids = object_ids(sr)
-        lost = (sr.flags & FLAG_BITS["trace_lost"]) > 0
         for f in np.flatnonzero(fm.is_object):
-            pf = np.full(3, np.nan) if lost[f] else p[f]
-            pred = "" if lost[f] else CLASSES[int(np.argmax(pf))]
+            reason = no_class_reason(int(sr.flags[f]), p[f])
+            pf = np.full(3, np.nan) if reason else p[f]
+            pred = "" if reason else CLASSES[int(np.argmax(pf))]
             rows["spid"].append(sr.spid)
             rows["fiber"].append(int(fm.fiber[f]))
             rows["object_id"].append(str(ids[f]))
@@ -105,6 +127,7 @@ def catalogue_table(reductions: Sequence[SpectrographReduction], probs: Sequence
             rows["snr_r"].append(float(sr.snr_r[f]))
             rows["flags"].append(int(sr.flags[f]))
             rows["flag_names"].append(",".join(flags_to_names(int(sr.flags[f]))))
+            rows["no_class"].append(reason)
             if has_truth:
                 t = fm.truth or {}
                 tc = str(t["TRUE_CLASS"][f])
@@ -147,6 +170,38 @@ class ClassifyResult:
     qa: Path | None
     timings: dict[str, float] = field(default_factory=dict)
     accuracy: float | None = None
+    n_no_class: dict[str, int] = field(default_factory=dict)
+    """Object fibers without a class, by reason (``trace_lost``, ``bad_arm``, ``bad_input``)."""
+    warnings: list[str] = field(default_factory=list)
+    """The reduction's warnings (each names its file)."""
+
+
+def check_outputs(out: str | Path, qa_dir: str | Path | None = None, dataset_out: str | Path | None = None) -> None:
+    """Refuse unusable output paths before any work: the catalogue's suffix, a QA folder that is a file, ...
+
+    Raises
+    ------
+    ValueError
+        Naming the path and the option.
+    """
+    out = Path(out)
+    if not out.name.lower().endswith((".csv", ".fits", ".fit", ".fits.gz")):
+        raise ValueError(f"{out}: the catalogue (--out) must end in .csv or .fits")
+    if out.is_dir():
+        raise ValueError(f"{out}: --out is a folder; give a catalogue file (.csv or .fits)")
+    if qa_dir is not None and Path(qa_dir).exists() and not Path(qa_dir).is_dir():
+        raise ValueError(f"{qa_dir}: --qa must be a folder for the QA page, but this is an existing file; "
+                         "choose another path or --no-qa")
+    if dataset_out is not None and Path(dataset_out).is_dir():
+        raise ValueError(f"{dataset_out}: --dataset is a folder; give the dataset file to write (.h5)")
+    for p, what in ((out, "--out"), (qa_dir, "--qa"), (dataset_out, "--dataset")):
+        if p is None:
+            continue
+        parent = Path(p).parent
+        while not parent.exists() and parent != parent.parent:
+            parent = parent.parent
+        if parent.exists() and not parent.is_dir():
+            raise ValueError(f"{p}: cannot write {what} there: {parent} is a file, not a folder")
 
 
 def classify_exposure(run_dir: str | Path | None, exposure: str | Path, out: str | Path,
@@ -172,6 +227,7 @@ def classify_exposure(run_dir: str | Path | None, exposure: str | Path, out: str
         Use this instead of loading ``run_dir`` (tests, other front ends).
     """
     config = config or ReduceConfig()
+    check_outputs(out, qa_dir, dataset_out)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     run_info: dict[str, Any] = {}
@@ -201,6 +257,8 @@ def classify_exposure(run_dir: str | Path | None, exposure: str | Path, out: str
     if "correct" in table.colnames:
         known = np.array([bool(c) for c in table["true_class"]]) & np.array([bool(p) for p in table["pred"]])
         accuracy = float(np.mean(np.asarray(table["correct"])[known])) if known.any() else None
+    reasons = [str(r) for r in table["no_class"] if r]
+    n_no_class = {r: reasons.count(r) for r in sorted(set(reasons))}
     qa = None
     if qa_dir is not None:
         from drcnet.workflows.qa import write_qa_page
@@ -209,11 +267,13 @@ def classify_exposure(run_dir: str | Path | None, exposure: str | Path, out: str
         qa = write_qa_page(qa_dir, reductions, table, exposure, prov)
         timings["qa"] = time.perf_counter() - t5
     timings["total"] = time.perf_counter() - t0
-    return ClassifyResult(catalogue=path, table=table, dataset=dataset, qa=qa, timings=timings, accuracy=accuracy)
+    notes = [w for sr in reductions for a in sr.arms.values() for w in a.warnings]
+    return ClassifyResult(catalogue=path, table=table, dataset=dataset, qa=qa, timings=timings, accuracy=accuracy,
+                          n_no_class=n_no_class, warnings=notes)
 
 
 def summary_json(result: ClassifyResult) -> str:
     """One-line JSON summary of a classification (for logs and benchmarks)."""
     counts = {c: int(np.sum(np.asarray(result.table["pred"]) == c)) for c in CLASSES}
     return json.dumps({"catalogue": str(result.catalogue), "rows": len(result.table), "pred_counts": counts,
-                       "accuracy": result.accuracy, "timings_s": {k: round(v, 3) for k, v in result.timings.items()}})
+                       "accuracy": result.accuracy, "no_class": result.n_no_class, "timings_s": {k: round(v, 3) for k, v in result.timings.items()}})

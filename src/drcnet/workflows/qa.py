@@ -169,6 +169,11 @@ def _accuracy_html(table: Table) -> str:
             f"<table><tr><th></th>{''.join(f'<th>{c}</th>' for c in CLASSES)}</tr>{cm_rows}</table>")
 
 
+def _num(value: object) -> str:
+    """A number with 4 decimals, or "none" (e.g. no arc line measured)."""
+    return f"{value:.4f}" if isinstance(value, (int, float)) and np.isfinite(value) else "none"
+
+
 def write_qa_page(out_dir: str | Path, reductions: Sequence[SpectrographReduction], table: Table,
                   exposure: str | Path, prov: dict[str, Any]) -> Path:
     """Write ``out_dir/index.html`` and its PNGs; return the HTML path."""
@@ -188,11 +193,16 @@ def write_qa_page(out_dir: str | Path, reductions: Sequence[SpectrographReductio
         parts.append("<p>Fibers flagged: " + ", ".join(f"{k} {v}" for k, v in counts.items()) + "</p>")
         cal_rows = "".join(
             f"<tr><td>{arm}</td><td>{sr.arms[arm].bias.n_frames} / {'yes' if sr.arms[arm].bias.applied else 'no'}</td>"
-            f"<td>{sr.arms[arm].traces.summary()['median_rms_px']:.4f}</td>"
-            f"<td>{sr.arms[arm].wave.summary()['median_rms_px']:.4f}</td>"
-            f"<td>{int(sr.arms[arm].lost.sum())}</td></tr>" for arm in ARMS)
+            f"<td>{_num(sr.arms[arm].traces.summary()['median_rms_px'])}</td>"
+            f"<td>{_num(sr.arms[arm].wave.summary()['median_rms_px'])}</td>"
+            f"<td>{int(sr.arms[arm].lost.sum())}</td>"
+            f"<td>{'<b>IMPLAUSIBLE</b>: ' + html.escape('; '.join(sr.arms[arm].problems)) if sr.arms[arm].problems else 'ok'}"
+            "</td></tr>" for arm in ARMS)
         parts.append("<table><tr><th>arm</th><th>bias frames / pattern subtracted</th><th>trace fit rms (px)</th>"
-                     f"<th>arc line rms (px)</th><th>lost traces</th></tr>{cal_rows}</table>")
+                     f"<th>arc line rms (px)</th><th>lost traces</th><th>science frame</th></tr>{cal_rows}</table>")
+        notes = [w for arm in ARMS for w in sr.arms[arm].warnings]
+        if notes:
+            parts.append("<p>Warnings:</p><ul>" + "".join(f"<li>{html.escape(w)}</li>" for w in notes) + "</ul>")
         parts.append(f'<img src="{_classmap_png(out, sr, table)}" width="100%">')
         for arm in ARMS:
             parts.append(f'<img src="{_frame_png(out, sr, arm, exposure)}" width="100%">')

@@ -194,7 +194,7 @@ def _json_value(value: object) -> object:
 def _arc_notes(files: ArmFiles, n_lines: np.ndarray, lost: np.ndarray, notes: list[str]) -> None:
     """Warn (naming the arc file) when the arc shows no lines for some or all traced fibers."""
     missing = (n_lines == 0) & ~lost
-    if missing.all() or not (~lost).any():
+    if missing[~lost].all():
         msg = (f"{files.arc}: no arc line found in any fiber (lamp off or wrong frame?); every fiber keeps the "
                "nominal wavelength solution and is flagged no_arc_lines")
     elif missing.any():

@@ -95,8 +95,19 @@ EXTRA = {"flux1d_opt": ((2, 3000), np.float32), "ivar1d_opt": ((2, 3000), np.flo
 
 
 def calibration_summary(reductions: Sequence[SpectrographReduction]) -> dict[str, Any]:
-    """Per spectrograph and arm: bias, traces, wavelength solution, files, warnings."""
-    return {f"sp{sr.spid:02d}": {a: sr.arms[a].summary() for a in ARMS} for sr in reductions}
+    """Per spectrograph and arm: bias, traces, wavelength solution, files, warnings (non-finite numbers -> None)."""
+    return _finite({f"sp{sr.spid:02d}": {a: sr.arms[a].summary() for a in ARMS} for sr in reductions})
+
+
+def _finite(obj: Any) -> Any:
+    """``obj`` with every NaN/inf float replaced by None, so the JSON record holds no bare ``NaN``."""
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if np.isfinite(obj) else None
+    return obj
 
 
 def write_reduced_dataset(reductions: Sequence[SpectrographReduction], out: str | Path, config: ReduceConfig,

@@ -42,6 +42,7 @@ from drcnet.paths import observatory_dir
 from drcnet.provenance import atomic_path, provenance
 from drcnet.simulate.exposure.arm import ArmTruth, render_arm
 from drcnet.simulate.exposure.plan import ExposureConfig, FiberPlan, plan_fibers
+from drcnet.simulate.exposure.safety import die_with_parent, remove_stale_parts
 from drcnet.simulate.optics import FiberGeometry
 from drcnet.simulate.render import ForwardModel
 from drcnet.simulate.site import Site
@@ -75,6 +76,11 @@ _STATE: dict[str, Any] = {}
 
 def _init_worker(state: dict[str, Any]) -> None:
     _STATE.update(state)
+
+
+def _init_pool_worker(state: dict[str, Any]) -> None:
+    die_with_parent()  # a SIGKILLed parent must not leave workers writing frames
+    _init_worker(state)
 
 
 def _render_job(job: tuple[int, int]) -> tuple[int, int, ArmTruth]:
@@ -125,6 +131,7 @@ def simulate_exposure(config: ExposureConfig, templates: Sequence[Template], out
     t0 = time.perf_counter()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    remove_stale_parts(out)  # what a killed run left behind
     templates = [t for t in templates if t.cls in CLASSES]
     if not templates:
         raise ValueError("no F, G or K templates to fill the plate with")
@@ -143,7 +150,7 @@ def simulate_exposure(config: ExposureConfig, templates: Sequence[Template], out
     workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
     results: dict[int, dict[str, ArmTruth]] = {spid: {} for spid in spids}
     if workers > 1:
-        with mp.get_context("fork").Pool(workers, initializer=_init_worker, initargs=(state,)) as pool:
+        with mp.get_context("fork").Pool(workers, initializer=_init_pool_worker, initargs=(state,)) as pool:
             for spid, a, truth in pool.imap_unordered(_render_job, jobs):
                 results[spid][ARMS[a]] = truth
     else:
