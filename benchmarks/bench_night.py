@@ -9,6 +9,9 @@ Timing: fibers/s = object fibers classified / seconds from the first task submit
 result back (the cluster start is printed separately; the reference's model load is excluded too).
 Memory per worker: the largest resident set size a worker process reported after any of its
 tasks (model, reduction buffers and all); the reference's peak RSS is that of this process.
+CPU seconds (the tasks' own, and this process's for the reference) and "cores busy" (CPU-s / wall s)
+show what the machine actually gave: on a machine shared with other jobs the wall-clock speed-up of
+2 workers is capped by the cores left free; fibers per CPU-second is not.
 
 Usage::
 
@@ -29,6 +32,11 @@ import time
 from pathlib import Path
 
 
+def _cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 def _simulate(root: Path, exposures: int, spectrographs: int) -> None:
     from drcnet.library import load_templates
     from drcnet.paths import data_root
@@ -47,14 +55,15 @@ def _sequential(root: Path, run_dir: Path, out: Path) -> dict:
     t0 = time.perf_counter()
     predictor, _ = load_predictor(run_dir)
     load = time.perf_counter() - t0
-    t1 = time.perf_counter()
+    t1, cpu1 = time.perf_counter(), _cpu()
     rows = 0
     for k, folder in enumerate(exposure_folders(root)):
         res = classify_exposure(None, folder, out / f"seq_{k}.csv", predictor=predictor)
         rows += len(res.table)
-    seconds = time.perf_counter() - t1
+    seconds, cpu = time.perf_counter() - t1, _cpu() - cpu1
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"fibers": rows, "seconds": seconds, "fibers_per_s": rows / seconds, "load_model_s": load, "rss_mb": rss}
+    return {"fibers": rows, "seconds": seconds, "fibers_per_s": rows / seconds, "load_model_s": load, "rss_mb": rss,
+            "cpu_s": cpu}
 
 
 def _night(root: Path, run_dir: Path, out: Path, workers: int) -> dict:
@@ -73,7 +82,8 @@ def _night(root: Path, run_dir: Path, out: Path, workers: int) -> dict:
         print(f"  warning: {len(res.failed)} task(s) failed: {[r['error'] for r in res.failed]}")
     return {"fibers": s["fibers_new"], "seconds": s["task_seconds"], "fibers_per_s": s["fibers_per_s"],
             "startup_s": wall - s["task_seconds"], "wall_s": wall, "worker_rss_mb": per_worker,
-            "models_loaded": s["models_loaded"], "tasks": s["tasks"]}
+            "models_loaded": s["models_loaded"], "tasks": s["tasks"],
+            "cpu_s": sum(r.get("cpu_s") or 0.0 for r in res.records)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -102,7 +112,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"night root {root}; model {run_dir}")
         seq = _sequential(root, run_dir, out)
         print(f"sequential classify_exposure loop: {seq['fibers']} fibers in {seq['seconds']:.1f} s = "
-              f"{seq['fibers_per_s']:.1f} fibers/s (model load {seq['load_model_s']:.1f} s, peak RSS {seq['rss_mb']:.0f} MB)")
+              f"{seq['fibers_per_s']:.1f} fibers/s (model load {seq['load_model_s']:.1f} s, peak RSS {seq['rss_mb']:.0f} MB); "
+              f"{seq['cpu_s']:.1f} CPU-s = {seq['fibers'] / seq['cpu_s']:.1f} fibers/CPU-s, "
+              f"{seq['cpu_s'] / seq['seconds']:.2f} cores busy")
         results = {}
         for w in (1, 2):
             r = _night(root, run_dir, out, w)
@@ -110,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
             mem = ", ".join(f"{v:.0f}" for v in r["worker_rss_mb"].values())
             print(f"night, {w} worker(s): {r['fibers']} fibers in {r['seconds']:.1f} s = {r['fibers_per_s']:.1f} "
                   f"fibers/s (+ {r['startup_s']:.1f} s cluster start and merge); worker RSS {mem} MB; "
-                  f"model loaded {r['models_loaded']}x for {r['tasks']} tasks")
+                  f"model loaded {r['models_loaded']}x for {r['tasks']} tasks; {r['cpu_s']:.1f} CPU-s = "
+                  f"{r['fibers'] / r['cpu_s']:.1f} fibers/CPU-s, {r['cpu_s'] / r['seconds']:.2f} cores busy")
         base = seq["fibers_per_s"]
         print("ratios (fibers/s): " + ", ".join(
             [f"1 worker / sequential x{results[1]['fibers_per_s'] / base:.2f}",

@@ -178,6 +178,12 @@ def _worker_name() -> str:
     return str(getattr(worker, "address", "")) or f"local-{os.getpid()}"
 
 
+def _cpu_s() -> float:
+    """CPU seconds of this process (all threads): per task exact with one thread per worker process."""
+    t = os.times()
+    return t.user + t.system
+
+
 def _rss_mb() -> float | None:
     try:
         import psutil
@@ -240,7 +246,7 @@ def run_task(spec: TaskSpec, settings: NightSettings) -> dict[str, Any]:
     dict
         The task's record: ``id``, the spec, ``status`` (``ok``, ``skipped`` or ``failed``),
         ``worker``, ``started_utc``, ``seconds``, ``timings`` (checksum, load_model, reduce,
-        classify, write), ``inputs`` (name -> sha256, size, mtime_ns), ``n_fibers``, ``pred_counts``,
+        classify, write), ``cpu_s``, ``inputs`` (name -> sha256, size, mtime_ns), ``n_fibers``, ``pred_counts``,
         ``result``, ``error`` (+ ``traceback``), ``warnings``, ``model_loaded``, ``rss_mb``,
         ``produced_by`` (the night run that made the result).
     """
@@ -249,7 +255,7 @@ def run_task(spec: TaskSpec, settings: NightSettings) -> dict[str, Any]:
     from drcnet.workflows.classify_exposure import catalogue_table, predict_objects
     from drcnet.workflows.reduce_exposure import reduce_exposure
 
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), _cpu_s()
     work = Path(settings.work_dir)
     result, record = spec.result_path(work), spec.record_path(work)
     timings: dict[str, float] = {}
@@ -311,6 +317,7 @@ def run_task(spec: TaskSpec, settings: NightSettings) -> dict[str, Any]:
         except OSError:
             pass
     rec["seconds"] = round(time.perf_counter() - t0, 4)
+    rec["cpu_s"] = round(_cpu_s() - cpu0, 3)
     rec["rss_mb"] = _rss_mb()
     try:
         write_record(record, rec)
