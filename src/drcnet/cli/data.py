@@ -9,7 +9,12 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from drcnet.cli.common import friendly_errors, is_interactive, load_fgk_templates, resolve_libraries
+from drcnet.cli.common import (
+    friendly_errors,
+    is_interactive,
+    load_fgk_templates,
+    resolve_libraries,
+)
 
 console = Console(stderr=True, soft_wrap=True)
 

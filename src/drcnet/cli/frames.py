@@ -115,13 +115,15 @@ def classify_cmd(
     data_root: Annotated[Path | None, typer.Option("--data-root", help="reference data folder, for the arc line lists")] = None,
 ) -> None:
     """Classify every object fiber of a raw exposure: catalogue (pred, prob_F/G/K, S/N_r, flags) and QA page."""
+    from drcnet.workflows.classify_exposure import check_outputs
+
+    qa_dir = None if no_qa else (qa or out.with_name(out.name.split(".")[0] + "_qa"))
+    check_outputs(out, qa_dir, dataset)  # before any work
     from drcnet.instrument.errors import FrameWarning
     from drcnet.models import DEFAULT_MODEL, pretrained_dir
-    from drcnet.workflows.classify_exposure import check_outputs, classify_exposure
+    from drcnet.workflows.classify_exposure import classify_exposure
 
     run_dir = run_dir if run_dir is not None else pretrained_dir(DEFAULT_MODEL)
-    qa_dir = None if no_qa else (qa or out.with_name(out.name.split(".")[0] + "_qa"))
-    check_outputs(out, qa_dir, dataset)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FrameWarning)  # printed below from the result
         res = classify_exposure(run_dir, exposure, out, dataset_out=dataset, qa_dir=qa_dir, spids=spid, run=run,

@@ -25,7 +25,12 @@ from dataclasses import dataclass, field
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from drcnet.conventions import STRIPE_COL_START, STRIPE_COL_STOP, STRIPE_ROWS, stripe_columns
+from drcnet.conventions import (
+    STRIPE_COL_START,
+    STRIPE_COL_STOP,
+    STRIPE_ROWS,
+    stripe_columns,
+)
 from drcnet.instrument.config import LAMPS, N_COLS, ArmConfig, InstrumentConfig
 from drcnet.reduce.calib import BiasModel, levels, net_image, robust_levels
 from drcnet.reduce.extract import (
@@ -41,7 +46,13 @@ from drcnet.reduce.extract import (
 )
 from drcnet.reduce.sky import fiber_efficiency, master_sky
 from drcnet.reduce.trace import TraceConfig, TraceSet, trace_fibers
-from drcnet.reduce.wavecal import LineList, WavecalConfig, WaveSolution, calibrate, line_columns
+from drcnet.reduce.wavecal import (
+    LineList,
+    WavecalConfig,
+    WaveSolution,
+    calibrate,
+    line_columns,
+)
 
 
 class ReduceConfig(BaseModel):
