@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     data = out / "small.h5"
     seed = str(args.seed)
-    run(["simulate", "--preset", "small", "--out", str(data), "--seed", seed])
+    run(["simulate", "--preset", "small", "--out", str(data), "--seed", seed, "--overwrite"])
     for index in (0, 1, 2):
         run(["plot-sample", str(data), "--index", str(index), "--out", str(out / f"sample_{index}.png")])
     runs = []
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     shipped = str(pretrained_dir("drcnet"))
     run(["evaluate", shipped, "--data", str(data), "--out", str(out / "pretrained_eval")])
     exposure = out / "exposure"
-    run(["frames", "simulate", "--out", str(exposure), "--spectrographs", "1", "--seed", seed])
+    run(["frames", "simulate", "--out", str(exposure), "--spectrographs", "1", "--seed", seed, "--overwrite"])
     run(["predict", shipped, "--exposure", str(exposure), "--out", str(out / "catalogue.csv")])
     print(f"\ndone: open {out / 'report' / 'report.html'} and the exposure QA page next to {out / 'catalogue.csv'}")
     return 0
