@@ -32,7 +32,13 @@ from drcnet.conventions import (
     stripe_columns,
 )
 from drcnet.instrument.config import LAMPS, N_COLS, ArmConfig, InstrumentConfig
-from drcnet.reduce.calib import BiasModel, levels, net_image, robust_levels
+from drcnet.reduce.calib import (
+    BiasModel,
+    levels,
+    net_image,
+    quiet_nan_warnings,
+    robust_levels,
+)
 from drcnet.reduce.extract import (
     OptimalResult,
     StripePixels,
@@ -310,7 +316,7 @@ def flat_profile(flat_net: np.ndarray, pixels: StripePixels, smooth_cols: int,
             profile[f][:, c] = (g / g.sum(axis=0, keepdims=True)).astype(profile.dtype)
             nb = [k for k in (f - 2, f - 1, f + 1, f + 2) if 0 <= k < flat_flux.shape[0]]
             vals = np.where(bad_fc[nb][:, c], np.nan, flat_flux[nb][:, c])
-            with np.errstate(invalid="ignore"), _quiet_nan():
+            with np.errstate(invalid="ignore"), quiet_nan_warnings():
                 flat_flux[f, c] = np.nan_to_num(np.nanmedian(vals, axis=0), nan=0.0)
     return profile, flat_flux
 
@@ -322,18 +328,6 @@ def bad_flat_fibers(flat_net: np.ndarray, pixels: StripePixels) -> np.ndarray:
     return np.isnan(pixels.take(flat_net)).any(axis=(1, 2))
 
 
-class _quiet_nan:
-    """Silence numpy's all-NaN slice warnings (the caller handles NaN results)."""
-
-    def __enter__(self) -> None:
-        import warnings
-
-        self._w = warnings.catch_warnings()
-        self._w.__enter__()
-        warnings.simplefilter("ignore", RuntimeWarning)
-
-    def __exit__(self, *exc: object) -> None:
-        self._w.__exit__(*exc)
 
 
 def extract_spectra(science: ScienceStripes, profile: np.ndarray, gain: float, read_noise_adu: float,

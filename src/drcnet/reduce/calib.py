@@ -13,7 +13,9 @@ structure, an offset between the overscan and the data area) is removed.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import warnings
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -84,9 +86,9 @@ def robust_levels(overscan: np.ndarray, clip: float = OVERSCAN_CLIP, min_pixels:
     if finite.all():
         med = np.median(o, axis=2, keepdims=True)
     else:
-        with np.errstate(invalid="ignore"), _quiet():
+        with np.errstate(invalid="ignore"), quiet_nan_warnings():
             med = np.nanmedian(o, axis=2, keepdims=True)
-    with np.errstate(invalid="ignore"), _quiet():
+    with np.errstate(invalid="ignore"), quiet_nan_warnings():
         dev = np.abs(o - med)
         sigma = np.maximum(1.4826 * np.nanmedian(dev, axis=(0, 2)), 0.5)  # (2,)
         good = finite & (dev < clip * sigma[None, :, None])
@@ -108,16 +110,12 @@ def robust_levels(overscan: np.ndarray, clip: float = OVERSCAN_CLIP, min_pixels:
     return level, repaired
 
 
-class _quiet:
-    def __enter__(self) -> None:
-        import warnings
-
-        self._w = warnings.catch_warnings()
-        self._w.__enter__()
+@contextlib.contextmanager
+def quiet_nan_warnings() -> Iterator[None]:
+    """Silence numpy's all-NaN / empty-slice ``RuntimeWarning`` (the caller handles the NaN results)."""
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-
-    def __exit__(self, *exc: object) -> None:
-        self._w.__exit__(*exc)
+        yield
 
 
 def net_image(data: np.ndarray, level: np.ndarray, bias_columns: np.ndarray | None = None,
