@@ -50,7 +50,8 @@ def test_cli_train_writes_a_complete_run_folder(cli_runs, micro_data):
     rows = _history(run)
     assert [int(r["epoch"]) for r in rows] == [1, 2]
     assert list(rows[0]) == ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "steps", "time_s",
-                             "improved"]
+                             "improved", "feat_std_blue", "feat_std_red", "aux_acc_blue", "aux_acc_red"]
+    assert float(rows[0]["feat_std_blue"]) >= 0 and float(rows[0]["feat_std_red"]) >= 0  # per-arm spread logged
     for r in rows:
         assert 0 <= float(r["train_acc"]) <= 1 and 0 <= float(r["val_acc"]) <= 1
         assert float(r["train_loss"]) > 0 and int(r["steps"]) == 4

@@ -73,6 +73,44 @@ def _print_summary(path: Path, seconds: float) -> None:
 
 
 @friendly_errors
+def simulate_population_cmd(
+    out: Annotated[Path, typer.Option("--out", help="output HDF5 file")],
+    n_train: Annotated[int, typer.Option("--n-train", min=0, help="training objects")] = 8000,
+    n_val: Annotated[int, typer.Option("--n-val", min=0, help="validation objects")] = 1000,
+    n_test: Annotated[int, typer.Option("--n-test", min=0, help="test objects (stars of the held-out part)")] = 0,
+    snr_min: Annotated[float | None, typer.Option("--snr-min", help="default: the randomisation's range (2-150)")] = None,
+    snr_max: Annotated[float | None, typer.Option("--snr-max")] = None,
+    randomize: Annotated[bool, typer.Option("--randomize/--no-randomize", help="domain randomisation (off: the nominal instrument, for evaluation files)")] = True,
+    include: Annotated[str, typer.Option(help="comma-separated sources: lamost, pyhammer, miles, stelib")] = "lamost,pyhammer,miles,stelib",
+    lamost_splits: Annotated[Path | None, typer.Option("--lamost-splits", help="also write train/val/test folders of links to the real LAMOST files of each split here")] = None,
+    seed: Annotated[int, typer.Option(help="random seed: same seed, same data")] = 0,
+    workers: Annotated[int | None, typer.Option(help="worker processes (default: all cores)")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="replace an existing --out file")] = False,
+    data_root: Annotated[Path | None, typer.Option("--data-root", help="reference data folder (default $DRCNET_DATA)")] = None,
+) -> None:
+    """Render the survey population (real LAMOST + libraries, LAMOST labels, domain-randomised) for the robust model."""
+    from drcnet.paths import data_root as find_root
+    from drcnet.workflows.simulate_population import simulate_population
+
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out}: already exists; pass --overwrite to replace it, or choose another --out")
+    if (snr_min is None) != (snr_max is None):
+        raise ValueError("give both --snr-min and --snr-max, or neither")
+    counts = {k: v for k, v in (("train", n_train), ("val", n_val), ("test", n_test)) if v > 0}
+    if not counts:
+        raise ValueError("nothing to render: --n-train, --n-val and --n-test are all 0")
+    root = data_root or find_root()
+    t0 = time.perf_counter()
+    path, table = simulate_population(out, root, counts, seed=seed, randomize=randomize,
+                                      snr_range=(snr_min, snr_max) if snr_min is not None else None,
+                                      include=tuple(x.strip() for x in include.split(",") if x.strip()),
+                                      workers=workers, lamost_splits=lamost_splits, progress=is_interactive())
+    for name, by in table.items():
+        console.print(f"templates {name}: " + ", ".join(f"{k} {v}" for k, v in by.items()))
+    _print_summary(path, time.perf_counter() - t0)
+
+
+@friendly_errors
 def plot_sample_cmd(
     file: Annotated[Path, typer.Argument(help="dataset file (HDF5)")],
     out: Annotated[Path, typer.Option("--out", help="output PNG")],
@@ -91,4 +129,5 @@ def plot_sample_cmd(
 def register(app: typer.Typer) -> None:
     """Add ``simulate`` and ``plot-sample`` to ``app``."""
     app.command("simulate")(simulate_cmd)
+    app.command("simulate-population")(simulate_population_cmd)
     app.command("plot-sample")(plot_sample_cmd)

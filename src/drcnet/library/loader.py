@@ -22,6 +22,12 @@ from .template import Template
 SPECTRUM_SUFFIXES = (".fits", ".fits.gz", ".fit", ".fit.gz", ".fts", ".fits.fz")
 #: Minimum fraction of measured (mask True) pixels inside ``require_range``.
 MIN_COVERAGE = 0.95
+#: The same for already-observed survey spectra (LAMOST): their masks flag sky-line residuals and bad
+#: columns, which are bridged by linear interpolation (:func:`~drcnet.library._common.fill_masked`)
+#: rather than dropping the star; only spectra with most of the range missing are skipped.
+MIN_COVERAGE_OBSERVED = 0.60
+#: Where a PyHammer folder to splice from is looked for, relative to a library folder.
+SPLICE_CANDIDATES = ("../pyhammer", "../spectral_libraries/pyhammer")
 #: A template whose red end falls short of ``require_range[1]`` by less than
 #: this (A) is spliced from PyHammer; a larger shortfall is rejected.
 MAX_SPLICE_SHORTFALL = 2000.0
@@ -130,7 +136,19 @@ class _Loader:
 
     def pool_for(self, t: Template) -> tuple[PartnerPool | None, Path]:
         """PyHammer templates to splice ``t`` from (``splice_library`` or ``<folder>/../pyhammer``)."""
-        folder = self.splice_library or Path(t.path).parent.parent / "pyhammer"
+        folder = self.splice_library
+        if folder is None:
+            here = Path(t.path).parent
+            found = [here / c for c in SPLICE_CANDIDATES if (here / c).is_dir()]
+            if not found:  # e.g. a folder of survey spectra outside the data root: use the root's PyHammer
+                try:
+                    from drcnet.paths import data_root
+
+                    root_ph = data_root() / "spectral_libraries" / "pyhammer"
+                    found = [root_ph] if root_ph.is_dir() else []
+                except Exception:  # noqa: BLE001  (no data root configured: report "no PyHammer library")
+                    found = []
+            folder = found[0] if found else here / SPLICE_CANDIDATES[0]
         key = folder.resolve()
         if key not in self._pools:
             pool: PartnerPool | None = None
@@ -171,8 +189,9 @@ class _Loader:
             except SpliceError as exc:
                 return f"ends at {t.wave[-1]:.1f} A < {wmax:.0f} A and cannot be spliced: {exc}"
         cov = measured_coverage(t, wmin, wmax)
-        if cov < MIN_COVERAGE:
-            return f"measured coverage of {wmin:.0f}-{wmax:.0f} A is {100 * cov:.1f} % < {100 * MIN_COVERAGE:.0f} %"
+        need = MIN_COVERAGE_OBSERVED if t.library == "lamost" else MIN_COVERAGE
+        if cov < need:
+            return f"measured coverage of {wmin:.0f}-{wmax:.0f} A is {100 * cov:.1f} % < {100 * need:.0f} %"
         return t
 
     def add(self, path: Path) -> bool:

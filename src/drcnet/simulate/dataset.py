@@ -50,7 +50,8 @@ class SimulationConfig(BaseModel):
     all_test: bool = False
     seed: int = 0
     rv_sigma_kms: float = Field(40.0, ge=0, description="radial velocities ~ N(0, sigma), clipped at 4 sigma")
-    ebv_mean: float = Field(0.08, ge=0, description="E(B-V) ~ exponential with this mean, clipped at 0.6")
+    ebv_mean: float = Field(0.08, ge=0, description="E(B-V) ~ exponential with this mean, clipped at ebv_max")
+    ebv_max: float = Field(0.6, ge=0, description="largest E(B-V) drawn (LAMOST low-latitude plates reach ~1)")
     airmass_range: tuple[float, float] = (1.0, 1.6)
     neighbour_mag_range: tuple[float, float] = (14.0, 18.5)
     instrument: InstrumentConfig = InstrumentConfig()
@@ -75,14 +76,28 @@ _STATE: dict[str, object] = {}
 
 
 def _init_worker(model: ForwardModel, plan: ObjectPlan, config: SimulationConfig, template_split: np.ndarray) -> None:
+    _STATE.clear()
     _STATE.update(model=model, plan=plan, config=config, template_split=template_split)
 
 
-def _draw_source(rng: np.random.Generator, template: int, cfg: SimulationConfig) -> Source:
+def _draw_source(rng: np.random.Generator, template: int, cfg: SimulationConfig, observed: bool = False) -> Source:
+    """Radial velocity, reddening and airmass of one source.
+
+    ``observed`` sources (real survey spectra: :func:`is_observed`) are already reddened and carry their
+    own radial velocity: they get E(B-V) = 0 and v = 0 (the random numbers are drawn all the same, so
+    the stream does not depend on the source).
+    """
     rv = float(np.clip(rng.normal(0.0, cfg.rv_sigma_kms), -4 * cfg.rv_sigma_kms, 4 * cfg.rv_sigma_kms))
-    ebv = float(min(rng.exponential(cfg.ebv_mean), 0.6)) if cfg.ebv_mean > 0 else 0.0
+    ebv = float(min(rng.exponential(cfg.ebv_mean), cfg.ebv_max)) if cfg.ebv_mean > 0 else 0.0
     airmass = float(rng.uniform(*cfg.airmass_range))
+    if observed:
+        rv = ebv = 0.0
     return Source(template=template, rv_kms=rv, ebv=ebv, airmass=airmass)
+
+
+def is_observed(t: Template) -> bool:
+    """True for a real survey spectrum (already reddened, at LAMOST resolution, with its own RV)."""
+    return bool(t.meta.get("observed")) or t.library == "lamost"
 
 
 def render_planned(index: int) -> ObjectResult:
@@ -93,7 +108,10 @@ def render_planned(index: int) -> ObjectResult:
     template_split: np.ndarray = _STATE["template_split"]  # type: ignore[assignment]
     seed = cfg.seed
     rng = np.random.default_rng([seed, index])
-    source = _draw_source(rng, int(plan.template[index]), cfg)
+    observed = _STATE.get("observed")
+    if observed is None:
+        observed = _STATE["observed"] = [is_observed(t) for t in model.templates]
+    source = _draw_source(rng, int(plan.template[index]), cfg, observed[int(plan.template[index])])
     fiber = int(rng.integers(0, N_FIBERS))
     # neighbours come from the same split, so no other split's star leaks in through the halo
     same_split = np.flatnonzero(template_split == plan.split[index])
@@ -102,7 +120,8 @@ def render_planned(index: int) -> ObjectResult:
         if rng.uniform() < cfg.instrument.site.n_sky_fibers / N_FIBERS:
             neighbours.append(None)
         else:
-            nb = _draw_source(rng, int(rng.choice(same_split)), cfg)
+            k = int(rng.choice(same_split))
+            nb = _draw_source(rng, k, cfg, observed[k])
             neighbours.append(Source(nb.template, nb.rv_kms, nb.ebv, float(rng.uniform(*cfg.neighbour_mag_range)), source.airmass))
     want = int(plan.snr_bin[index])
     lo, hi = plan.snr_range[index]
@@ -126,7 +145,8 @@ def _blocks(n: int, size: int) -> Iterator[list[int]]:
         yield list(range(start, min(n, start + size)))
 
 
-def _pack(block: list[ObjectResult], start: int, plan: ObjectPlan, templates: Sequence[Template]) -> dict[str, np.ndarray]:
+def _pack(block: list[ObjectResult], start: int, plan: ObjectPlan, templates: Sequence[Template],
+          param_names: Sequence[str] = PARAM_NAMES) -> dict[str, np.ndarray]:
     idx = np.arange(start, start + len(block))
     out: dict[str, np.ndarray] = {
         "stripes": np.stack([[a.stripe for a in r.arms] for r in block]).astype(np.float16),
@@ -143,7 +163,7 @@ def _pack(block: list[ObjectResult], start: int, plan: ObjectPlan, templates: Se
         "template_id": np.array([templates[r.source.template].template_id.encode() for r in block], dtype="S80"),
         "flags": np.array([r.flags for r in block], dtype=np.uint16),
     }
-    for name in PARAM_NAMES:
+    for name in param_names:
         if name in ("teff", "logg", "feh"):
             vals = [getattr(templates[r.source.template], name) for r in block]
         else:
@@ -160,6 +180,8 @@ class PreparedDataset:
     template_split: np.ndarray
     plan: ObjectPlan
     model: ForwardModel
+    param_names: tuple[str, ...] = PARAM_NAMES
+    """Per-object parameters stored under ``params/`` (a randomised model adds its own)."""
 
     def template_table(self) -> dict[str, object]:
         """The dataset file's ``templates`` table: one row per template (id, split, class, source, use count)."""
@@ -170,6 +192,9 @@ class PreparedDataset:
             "cls": [t.cls for t in templates],
             "subclass": [t.subclass for t in templates],
             "library": [t.library for t in templates],
+            "lumclass": [t.lumclass for t in templates],
+            "label_source": [str(t.meta.get("label_source", "")) for t in templates],
+            "mk_class": [str(t.meta.get("mk_class", t.cls)) for t in templates],
             "path": [t.path for t in templates],
             "teff": np.array([t.teff for t in templates], dtype=np.float32),
             "n_objects": np.bincount(self.plan.template, minlength=len(templates)),
@@ -218,14 +243,14 @@ def render_blocks(prepared: PreparedDataset, config: SimulationConfig,
         (``stripes``, ``flux1d``, ..., ``params/<name>``), in object order.
     """
     workers = workers or os.cpu_count() or 1
-    plan, templates = prepared.plan, prepared.templates
+    plan, templates, names = prepared.plan, prepared.templates, prepared.param_names
     state = (prepared.model, plan, config, prepared.template_split)
     blocks = list(_blocks(len(plan), BLOCK))
     if workers > 1:
         with mp.get_context("fork").Pool(workers, initializer=_init_worker, initargs=state) as pool:
             for k, results in enumerate(pool.imap(_render_block, blocks)):
-                yield blocks[k][0], _pack(results, blocks[k][0], plan, templates)
+                yield blocks[k][0], _pack(results, blocks[k][0], plan, templates, names)
     else:
         _init_worker(*state)
         for block in blocks:
-            yield block[0], _pack(_render_block(block), block[0], plan, templates)
+            yield block[0], _pack(_render_block(block), block[0], plan, templates, names)

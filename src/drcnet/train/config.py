@@ -27,6 +27,12 @@ PRESETS: dict[str, dict[str, Any]] = {
               "patience": 50, "schedule": "constant", "warmup_frac": 0.0, "grad_clip": 0.0},
     "fast": {"optimizer": "adamw", "lr": 5e-4, "weight_decay": 1e-4, "batch_size": 32, "epochs": 40,
              "patience": 10, "schedule": "onecycle", "warmup_frac": 0.1, "grad_clip": 1.0},
+    # robust: the fast optimiser on the domain-randomised survey population (`drcnet simulate-population`),
+    # sized for one CPU core (8000 objects, ~3-5 min per epoch); per-arm auxiliary losses and
+    # profile-initialised reductions against a collapsing arm (docs/notes_real_stars.md).
+    "robust": {"optimizer": "adamw", "lr": 7e-4, "weight_decay": 1e-4, "batch_size": 32, "epochs": 12,
+               "patience": 5, "schedule": "onecycle", "warmup_frac": 0.08, "grad_clip": 1.0, "aux_weight": 0.3,
+               "model_defaults": {"drcnet": {"reduce_init": "profile", "aux_heads": True}}},
 }
 OPTIMIZERS = ("adagrad", "adamw", "adam", "sgd")
 SCHEDULES = ("constant", "onecycle", "cosine")
@@ -65,6 +71,8 @@ class TrainConfig:
         Stop (as if killed) after this many epochs in this invocation; for testing ``--resume``.
     progress
         Show a progress bar.
+    aux_weight
+        Weight of the per-arm auxiliary cross-entropy (models with ``aux_heads``; 0 = off; ``None``: preset).
     """
 
     model: str
@@ -89,6 +97,7 @@ class TrainConfig:
     model_config: dict[str, Any] = field(default_factory=dict)
     stop_after_epochs: int | None = None
     progress: bool = True
+    aux_weight: float | None = None
 
     def resolved(self) -> TrainConfig:
         """A copy with every ``None`` optimisation setting filled from the preset, validated."""
@@ -98,8 +107,12 @@ class TrainConfig:
         values = dataclasses.asdict(self)
         values["preset"] = preset
         for key, value in PRESETS[preset].items():
-            if values.get(key) is None:
+            if key == "model_defaults":
+                values["model_config"] = {**value.get(self.model, {}), **(values.get("model_config") or {})}
+            elif values.get(key) is None:
                 values[key] = value
+        if values.get("aux_weight") is None:
+            values["aux_weight"] = 0.0
         if values["seed"] is None:
             values["seed"] = 0
         cfg = TrainConfig(**values)
@@ -128,7 +141,7 @@ class TrainConfig:
 
 
 IDENTITY_KEYS = ("model", "preset", "optimizer", "lr", "weight_decay", "batch_size", "schedule", "warmup_frac",
-                 "grad_clip", "seed", "class_weights", "model_config")
+                 "grad_clip", "seed", "class_weights", "model_config", "aux_weight")
 """Settings that define what a run computes: a resume must not change them (``epochs`` and ``patience`` may)."""
 
 

@@ -14,7 +14,41 @@ from drcnet.data.torch_dataset import SpectraDataset
 from drcnet.train.distributed import DistInfo, all_reduce_sums
 from drcnet.train.stop import check_stop
 
-HISTORY_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "steps", "time_s", "improved")
+HISTORY_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "steps", "time_s", "improved",
+                   "feat_std_blue", "feat_std_red", "aux_acc_blue", "aux_acc_red")
+FEATURE_SPREAD_OBJECTS = 256
+"""Validation objects used for the per-arm feature spread logged every epoch."""
+
+
+@torch.inference_mode()
+def arm_feature_spread(model: torch.nn.Module, ds: SpectraDataset, device: torch.device,
+                       n: int = FEATURE_SPREAD_OBJECTS) -> list[float] | None:
+    """Per-arm spread of a two-arm model's features on the first ``n`` validation objects.
+
+    A collapsing arm shows here while it happens: its feature spread over objects falls towards 0
+    (:meth:`drcnet.models.DRCNet.feature_spread`). Models with per-arm heads (``aux_heads``) also
+    give each head's accuracy, the measure of how much class information each arm carries.
+
+    Returns
+    -------
+    list of float or None
+        ``[std_blue, std_red]`` (plus ``[acc_blue, acc_red]`` with per-arm heads); ``None`` for a
+        model without two arms.
+    """
+    if not hasattr(model, "feature_spread") or len(ds) == 0:
+        return None
+    was = model.training
+    model.eval()
+    items = [ds[i] for i in range(min(n, len(ds)))]
+    x = torch.stack([it[0] for it in items]).to(device)
+    y = torch.stack([it[1] for it in items]).to(device)
+    out = model.feature_spread(x)
+    aux = getattr(model, "aux", None)
+    if aux is not None:
+        f = model.features(x)
+        out += [float((head(f[:, a]).argmax(1) == y).float().mean()) for a, head in enumerate(aux)]
+    model.train(was)
+    return out
 
 
 @torch.inference_mode()

@@ -63,7 +63,7 @@ from drcnet.train.distributed import (
     resolve_device,
     steps_per_epoch,
 )
-from drcnet.train.epoch import HISTORY_COLUMNS, evaluate_loss, history_csv
+from drcnet.train.epoch import HISTORY_COLUMNS, arm_feature_spread, evaluate_loss, history_csv
 from drcnet.train.optim import build_optimizer, class_weights
 from drcnet.train.stop import check_stop, clear_stop_requests, request_stop
 
@@ -328,6 +328,9 @@ def _step(run: _Run, x: torch.Tensor, y: torch.Tensor, lr: float) -> torch.Tenso
         g["lr"] = lr
     logits = run.ddp_model(x).float()
     loss = F.cross_entropy(logits, y, weight=run.weight)
+    aux = getattr(run.model, "aux_logits", None)  # per-arm heads of the last forward pass (robust preset)
+    if aux and run.cfg.aux_weight:
+        loss = loss + run.cfg.aux_weight * sum(F.cross_entropy(a.float(), y, weight=run.weight) for a in aux)
     run.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if run.cfg.grad_clip:
@@ -348,6 +351,11 @@ def _end_epoch(run: _Run, epoch: int, row: dict[str, Any]) -> bool:
         state["bad_epochs"] += 1
     state["epoch"] = epoch
     row = {k: row[k] for k in HISTORY_COLUMNS if k in row} | {"improved": int(improved)}
+    spread = arm_feature_spread(run.model, run.val_ds, run.device) if run.info.rank == 0 else None
+    if spread is not None:
+        row["feat_std_blue"], row["feat_std_red"] = round(spread[0], 5), round(spread[1], 5)
+        if len(spread) == 4:
+            row["aux_acc_blue"], row["aux_acc_red"] = round(spread[2], 4), round(spread[3], 4)
     state["history"].append(row)
     stop = state["bad_epochs"] >= cfg.patience
     if stop:
@@ -362,5 +370,7 @@ def _end_epoch(run: _Run, epoch: int, row: dict[str, Any]) -> bool:
         run.write_status("running")
     _log(run.info, f"epoch {epoch:3d}/{cfg.epochs}  train loss {row['train_loss']:.4f} acc {row['train_acc']:.3f}  "
                    f"val loss {val_loss:.4f} acc {row['val_acc']:.3f}  lr {row['lr']:.2e}  {row['time_s']:.1f}s"
+                   + (f"  feat std blue {spread[0]:.3f} red {spread[1]:.3f}" if spread else "")
+                   + (f"  arm-head acc blue {spread[2]:.3f} red {spread[3]:.3f}" if spread and len(spread) == 4 else "")
                    + ("  *" if improved else ""))
     return stop

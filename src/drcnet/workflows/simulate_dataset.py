@@ -13,12 +13,13 @@ from pathlib import Path
 from drcnet.data.schema import DatasetWriter
 from drcnet.library.template import Template
 from drcnet.provenance import atomic_path, provenance
-from drcnet.simulate.dataset import PARAM_NAMES, SimulationConfig, prepare_dataset, render_blocks
+from drcnet.simulate.dataset import PreparedDataset, SimulationConfig, prepare_dataset, render_blocks
 
 
 def simulate_dataset(config: SimulationConfig, templates: Sequence[Template], out: str | Path,
                      data_root: str | Path | None = None, workers: int | None = None,
-                     progress: bool = True) -> Path:
+                     progress: bool = True, prepared: PreparedDataset | None = None,
+                     extra_config: dict[str, object] | None = None) -> Path:
     """Render the dataset described by ``config`` into ``out`` (HDF5, written atomically).
 
     Parameters
@@ -35,6 +36,11 @@ def simulate_dataset(config: SimulationConfig, templates: Sequence[Template], ou
         Worker processes (default: all cores).
     progress
         Show a progress bar.
+    prepared
+        A ready-made split, plan and forward model (e.g. the survey population of
+        :mod:`drcnet.simulate.population`); by default made here from ``config`` and ``templates``.
+    extra_config
+        More settings to record in the file's ``config`` and provenance (e.g. the population's).
 
     Returns
     -------
@@ -48,17 +54,18 @@ def simulate_dataset(config: SimulationConfig, templates: Sequence[Template], ou
     """
     from tqdm import tqdm
 
-    prepared = prepare_dataset(config, templates, data_root)
+    prepared = prepared or prepare_dataset(config, templates, data_root)
     n = len(prepared.plan)
+    recorded = {**config.model_dump(mode="json"), **(extra_config or {})}
     attrs = {
-        "provenance": provenance(config.model_dump(mode="json"), config.seed),
-        "config": config.model_dump(mode="json"),
+        "provenance": provenance(recorded, config.seed),
+        "config": recorded,
         "seed": config.seed,
         "n_objects": n,
         "kind": "simulated",
     }
     out = Path(out)
-    with atomic_path(out) as tmp, DatasetWriter(tmp, n, PARAM_NAMES, attrs) as writer:
+    with atomic_path(out) as tmp, DatasetWriter(tmp, n, prepared.param_names, attrs) as writer:
         writer.add_table("templates", prepared.template_table())
         bar = tqdm(total=n, desc=f"simulate {out.name}", unit="obj", disable=not progress)
         for start, rows in render_blocks(prepared, config, workers):

@@ -1,0 +1,200 @@
+"""One label convention for every source: LAMOST's.
+
+LAMOST's 1D pipeline labels (``CLASS``/``SUBCLASS``) are the truth that the DRC-Net paper and the
+survey's users compare against, so every training label is put on that convention here, in one place:
+
+* **LAMOST spectra** keep their pipeline label (``SUBCLASS`` ``"G5"`` -> class G, subclass G5); the
+  luminosity class, which LAMOST's subclass does not carry, comes from the LASP ``logg`` when it is
+  known (:func:`lumclass_from_logg`).
+* **Library stars** (PyHammer, MILES, STELIB) carry MK types on the Teff-ordered dwarf scale, which
+  disagrees with LAMOST exactly where it matters: a LAMOST "F9" is often a metal-poor star with a G
+  dwarf's Teff, a LAMOST "G5" is usually a ~4,900 K giant (``../shared/data/lamost_real/README.md``).
+  :class:`LamostLabelMap` learns LAMOST's class as a function of (Teff, logg, [Fe/H]) from the real
+  LAMOST spectra that carry LASP parameters (k nearest neighbours, k = 7, in units of 250 K, 0.5 dex,
+  0.5 dex) and relabels a library star when its parameters lie inside the region the real stars cover
+  (at least ``k`` reference stars within distance 1.5); outside that region (e.g. K dwarfs below
+  5,000 K, of which lamost_real has 7 with parameters) the MK class is kept. What happened to each
+  star is recorded in ``meta["label_source"]``: ``"lamost"``, ``"lamost_knn"`` or ``"mk"``.
+
+Strings that are not MK types are never guessed (:func:`~drcnet.library.spectype.parse_spectral_type`).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from .spectype import parse_spectral_type
+from .template import Template
+
+#: Scale of each parameter in the neighbour distance: (Teff K, logg dex, [Fe/H] dex). 250 K is about
+#: one LAMOST F/G subclass step and 2x LASP's Teff error at S/N 10-20; 0.5 dex separates dwarfs,
+#: subgiants and giants; 0.5 dex in [Fe/H] is the width of a PyHammer metallicity bin.
+PARAM_SCALE = (250.0, 0.5, 0.5)
+#: Neighbours voted over, and the distance (in the scaled units) inside which they must all lie for
+#: the map to be trusted.
+K_NEIGHBOURS = 7
+MAX_DISTANCE = 1.5
+#: Assumed [Fe/H] when a library star has none (solar neighbourhood mean).
+DEFAULT_FEH = 0.0
+
+
+def lumclass_from_logg(logg: float) -> str:
+    """Luminosity class from surface gravity (cgs): < 3.5 giant III, 3.5-4.0 subgiant IV, else dwarf V.
+
+    Returns ``""`` for NaN. The cuts follow the usual Kiel-diagram split of F/G/K stars (giants below
+    log g 3.5, e.g. the LAMOST "G5" giants at median log g 2.7).
+    """
+    if not math.isfinite(logg):
+        return ""
+    if logg < 3.5:
+        return "III"
+    if logg < 4.0:
+        return "IV"
+    return "V"
+
+
+def lamost_label(class_raw: str, subclass_raw: str) -> tuple[str, str]:
+    """Class and subclass of a LAMOST ``CLASS``/``SUBCLASS`` pair, ``("", "")`` when not a typed star.
+
+    >>> lamost_label("STAR", "G5")
+    ('G', 'G5')
+    >>> lamost_label("GALAXY", "Non")
+    ('', '')
+    """
+    if str(class_raw).strip().upper() != "STAR":
+        return "", ""
+    st = parse_spectral_type(subclass_raw)
+    if not st.parsed:
+        return "", ""
+    return st.cls, st.subclass or st.cls
+
+
+def read_lamost_index(folder: str | Path) -> dict[str, dict[str, float]]:
+    """LASP parameters from ``<folder>/index.csv`` keyed by file name: ``{"teff", "logg", "feh"}`` (NaN unknown)."""
+    path = Path(folder) / "index.csv"
+    if not path.is_file():
+        return {}
+    out: dict[str, dict[str, float]] = {}
+    with open(path, newline="", encoding="utf-8") as fh:
+        for row in csv.DictReader(fh):
+            vals = {}
+            for key in ("teff", "logg", "feh"):
+                try:
+                    vals[key] = float(row.get(key) or "nan")
+                except ValueError:
+                    vals[key] = math.nan
+            out[row["file"]] = vals
+    return out
+
+
+def with_lamost_parameters(t: Template, index: Mapping[str, Mapping[str, float]] | None = None) -> Template:
+    """A LAMOST template with LASP Teff/logg/[Fe/H] (from ``index.csv`` beside it) and luminosity class.
+
+    Non-LAMOST templates are returned unchanged.
+    """
+    if t.library != "lamost":
+        return t
+    if index is None:
+        index = read_lamost_index(Path(t.path).parent)
+    p = index.get(Path(t.path).name, {})
+    teff, logg, feh = (float(p.get(k, getattr(t, k))) for k in ("teff", "logg", "feh"))
+    meta = dict(t.meta, label_source="lamost", observed=True)
+    return replace(t, teff=teff, logg=logg, feh=feh, lumclass=t.lumclass or lumclass_from_logg(logg), meta=meta)
+
+
+@dataclass
+class LamostLabelMap:
+    """k-nearest-neighbour map (Teff, logg, [Fe/H]) -> LAMOST class and subclass.
+
+    Build it with :meth:`fit` from LAMOST templates that carry LASP parameters (any class: the A and M
+    stars mark where F and K end).
+    """
+
+    points: np.ndarray
+    """(N, 3) scaled parameters of the reference stars."""
+    classes: list[str]
+    subclasses: list[str]
+    k: int = K_NEIGHBOURS
+    max_distance: float = MAX_DISTANCE
+
+    @staticmethod
+    def scale(teff: float, logg: float, feh: float) -> np.ndarray:
+        """Parameters in units of :data:`PARAM_SCALE`."""
+        return np.array([teff / PARAM_SCALE[0], logg / PARAM_SCALE[1], feh / PARAM_SCALE[2]])
+
+    @classmethod
+    def fit(cls, lamost: Sequence[Template]) -> LamostLabelMap:
+        """Reference set: every LAMOST template with finite Teff, logg and [Fe/H] and a class."""
+        pts, cl, sub = [], [], []
+        for t in lamost:
+            if t.library == "lamost" and t.cls and all(math.isfinite(v) for v in (t.teff, t.logg, t.feh)):
+                pts.append(cls.scale(t.teff, t.logg, t.feh))
+                cl.append(t.cls)
+                sub.append(t.subclass or t.cls)
+        if len(pts) < K_NEIGHBOURS:
+            raise ValueError(f"only {len(pts)} LAMOST spectra with LASP parameters; need >= {K_NEIGHBOURS}")
+        return cls(np.array(pts), cl, sub)
+
+    def predict(self, teff: float, logg: float, feh: float) -> tuple[str, str] | None:
+        """LAMOST (class, subclass) at these parameters, or None outside the reference region.
+
+        The class is the majority of the ``k`` nearest reference stars; the subclass is the most common
+        subclass among those neighbours of that class. None when Teff or logg is unknown, or when the
+        ``k``-th neighbour is farther than ``max_distance``.
+        """
+        if not (math.isfinite(teff) and math.isfinite(logg)):
+            return None
+        q = self.scale(teff, logg, feh if math.isfinite(feh) else DEFAULT_FEH)
+        d = np.sqrt(((self.points - q) ** 2).sum(axis=1))
+        order = np.argsort(d, kind="stable")[: self.k]
+        if d[order[-1]] > self.max_distance:
+            return None
+        votes: dict[str, int] = {}
+        for i in order:
+            votes[self.classes[i]] = votes.get(self.classes[i], 0) + 1
+        best = max(votes, key=lambda c: (votes[c], -min(d[i] for i in order if self.classes[i] == c)))
+        subs = [self.subclasses[i] for i in order if self.classes[i] == best]
+        return best, max(set(subs), key=subs.count)
+
+    def relabel(self, t: Template) -> Template:
+        """A library template on LAMOST's convention (``meta["mk_class"]`` keeps the MK class)."""
+        if t.library == "lamost":
+            return t
+        lum = t.lumclass or lumclass_from_logg(t.logg)
+        meta = dict(t.meta, mk_class=t.cls, mk_subclass=t.subclass)
+        hit = self.predict(t.teff, t.logg, t.feh)
+        if hit is None:
+            meta["label_source"] = "mk"
+            return replace(t, lumclass=lum, meta=meta)
+        meta["label_source"] = "lamost_knn"
+        return replace(t, cls=hit[0], subclass=hit[1], lumclass=lum, meta=meta)
+
+
+def to_lamost_convention(templates: Sequence[Template], label_map: LamostLabelMap | None = None) -> list[Template]:
+    """Every template on LAMOST's label convention (see the module docstring).
+
+    LAMOST templates get their LASP parameters and luminosity class; library templates are relabelled
+    by ``label_map`` (default: fitted on the LAMOST templates given here, if any carry parameters).
+    """
+    lam = [with_lamost_parameters(t) for t in templates if t.library == "lamost"]
+    if label_map is None:
+        try:
+            label_map = LamostLabelMap.fit(lam)
+        except ValueError:
+            label_map = None
+    it = iter(lam)
+    out = []
+    for t in templates:
+        if t.library == "lamost":
+            out.append(next(it))
+        elif label_map is not None:
+            out.append(label_map.relabel(t))
+        else:
+            out.append(t)
+    return out

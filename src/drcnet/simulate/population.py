@@ -1,0 +1,219 @@
+"""A training population like the survey's: real LAMOST spectra plus three libraries, on LAMOST's labels.
+
+Sources (all F/G/K, labels on LAMOST's convention by :func:`drcnet.library.labels.to_lamost_convention`):
+
+* ``lamost_real`` (``<data>/lamost_real``): 915 real LAMOST F/G/K spectra (already observed: no second
+  reddening, radial velocity or line spread; masked pixels bridged). Split **by star** (LAMOST
+  designation, else file) into train / val / test = 70 / 15 / 15 % with a hash of the star name, so
+  the split does not depend on which other files are present, and the val and test stars are never
+  rendered into the training split. :func:`write_lamost_split` writes each part as a folder of links
+  (with the ``index.csv`` rows) so a held-out part can be rendered by ``drcnet simulate --library``.
+* PyHammer, MILES, STELIB (dwarfs, subgiants, giants): split 8:1:1 by source star as in
+  :func:`drcnet.simulate.plan.split_templates`. They supply the K stars (lamost_real has 52) and the
+  giants, reddened with E(B-V) ~ exponential (mean 0.15, up to 1.0: LAMOST's anticentre plates reach
+  ~1 mag) by the forward model.
+
+Sampling (:data:`SOURCE_SHARE`, :data:`CLASS_SHARE`): within each class, templates are drawn with
+probability ``share(source) / n(source, class)``, so each source contributes its share whatever its
+size; classes are balanced F 0.34 : G 0.36 : K 0.30 (LAMOST's F/G/K catalogue is G-heavy; K is kept
+near a third so the scarce real K stars are not swamped). Teff/logg/[Fe/H] therefore follow the real
+LAMOST stars for half of the objects and the libraries' coverage (dwarfs to giants, [Fe/H] -2.5 to
++0.5) for the rest.
+
+``drcnet simulate-population`` renders it (:mod:`drcnet.workflows.simulate_population`).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+import re
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from drcnet.conventions import CLASSES, SPLIT_NAMES
+from drcnet.library import load_templates
+from drcnet.library.labels import to_lamost_convention
+from drcnet.library.template import Template
+from drcnet.simulate.dataset import PARAM_NAMES, PreparedDataset, SimulationConfig
+from drcnet.simulate.plan import ObjectPlan, apportion, split_templates
+from drcnet.simulate.randomize import RANDOMIZED_PARAM_NAMES, DomainRandomization, RandomizedForwardModel
+from drcnet.simulate.render import ForwardModel
+from drcnet.simulate.site import Site
+
+LAMOST_SPLIT_FRACTIONS = (0.70, 0.15, 0.15)
+"""Share of the real LAMOST stars in train / val / test (held out)."""
+SOURCE_SHARE: dict[str, float] = {"lamost": 0.5, "miles": 0.2, "pyhammer": 0.15, "stelib": 0.15}
+"""Share of each source's templates among the objects of one class (renormalised over sources present)."""
+CLASS_SHARE: dict[str, float] = {"F": 0.34, "G": 0.36, "K": 0.30}
+"""Share of each class among the objects."""
+LIBRARY_FOLDERS = ("spectral_libraries/pyhammer", "spectral_libraries/miles", "spectral_libraries/stelib")
+LAMOST_FOLDER = "lamost_real"
+
+
+def star_key(t: Template) -> str:
+    """Name of a LAMOST star (designation, else the file stem), so repeat visits share a split."""
+    name = str(t.meta.get("designation") or "").strip()
+    return re.sub(r"\s+", "", name).upper() if name else t.source_id
+
+
+def lamost_split_of(key: str, fractions: Sequence[float] = LAMOST_SPLIT_FRACTIONS, salt: str = "drcnet") -> int:
+    """Split index (0 train, 1 val, 2 test) of a star from a hash of its name: stable and order-free."""
+    h = int(hashlib.sha256(f"{salt}:{key}".encode()).hexdigest()[:12], 16) / float(16**12)
+    edges = np.cumsum(fractions) / np.sum(fractions)
+    return int(np.searchsorted(edges, h, side="right"))
+
+
+def load_population(data_root: str | Path, seed: int = 0,
+                    include: Sequence[str] = ("lamost", "pyhammer", "miles", "stelib")) -> tuple[list[Template], np.ndarray]:
+    """Load every source, put labels on LAMOST's convention and split by star.
+
+    Returns
+    -------
+    templates, template_split
+        F/G/K templates and their split index (0 train, 1 val, 2 test).
+    """
+    root = Path(data_root)
+    paths = []
+    if "lamost" in include:
+        paths.append(root / LAMOST_FOLDER)
+    paths += [root / f for f in LIBRARY_FOLDERS if f.split("/")[-1] in include]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = load_templates(paths, classes=None)
+    templates = [t for t in to_lamost_convention(res.templates) if t.cls in CLASSES]
+    split = np.full(len(templates), -1, dtype=int)
+    lam = [i for i, t in enumerate(templates) if t.library == "lamost"]
+    for i in lam:
+        split[i] = lamost_split_of(star_key(templates[i]))
+    lib = [i for i, t in enumerate(templates) if t.library != "lamost"]
+    if lib:
+        split[lib] = split_templates([templates[i] for i in lib], np.random.default_rng(seed))
+    return templates, split
+
+
+def sampling_weights(templates: Sequence[Template], template_split: np.ndarray, split: int) -> np.ndarray:
+    """Probability of drawing each template for an object of its class in ``split`` (sums to 1 per class)."""
+    w = np.zeros(len(templates))
+    for c in CLASSES:
+        members = [i for i, t in enumerate(templates) if t.cls == c and template_split[i] == split]
+        counts: dict[str, int] = {}
+        for i in members:
+            counts[templates[i].library] = counts.get(templates[i].library, 0) + 1
+        total = sum(SOURCE_SHARE.get(lib, 0.1) for lib in counts)
+        for i in members:
+            lib = templates[i].library
+            w[i] = SOURCE_SHARE.get(lib, 0.1) / total / counts[lib]
+    return w
+
+
+def plan_population(templates: Sequence[Template], template_split: np.ndarray, counts: dict[str, int],
+                    snr_range: tuple[float, float], rng: np.random.Generator) -> ObjectPlan:
+    """Objects per split (``{"train": N, ...}``) with classes by :data:`CLASS_SHARE`, free S/N."""
+    cls_l, split_l, tmpl_l = [], [], []
+    for name, n in counts.items():
+        s = SPLIT_NAMES.index(name)
+        w = sampling_weights(templates, template_split, s)
+        for c, k in zip(CLASSES, apportion(n, [CLASS_SHARE[c] for c in CLASSES]), strict=True):
+            idx = np.flatnonzero([(t.cls == c) and template_split[i] == s for i, t in enumerate(templates)])
+            if idx.size == 0 or k == 0:
+                continue
+            p = w[idx] / w[idx].sum()
+            tmpl_l.append(rng.choice(idx, size=int(k), p=p))
+            cls_l.append(np.full(int(k), CLASSES.index(c)))
+            split_l.append(np.full(int(k), s))
+    cls = np.concatenate(cls_l)
+    order = rng.permutation(cls.size)
+    n = cls.size
+    return ObjectPlan(cls=cls[order], split=np.concatenate(split_l)[order], snr_bin=np.full(n, -1),
+                      snr_range=np.tile(np.asarray(snr_range, dtype=float), (n, 1)),
+                      template=np.concatenate(tmpl_l)[order])
+
+
+def write_lamost_split(templates: Sequence[Template], template_split: np.ndarray, split: int, out: str | Path) -> Path:
+    """Folder of links to the real LAMOST files of one split, with their ``index.csv`` rows."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    files = {Path(t.path) for i, t in enumerate(templates) if t.library == "lamost" and template_split[i] == split}
+    rows = []
+    for f in sorted(files):
+        link = out / f.name
+        if not link.exists():
+            os.symlink(f.resolve(), link)
+        rows.append(f.name)
+    src = next(iter(files)).parent / "index.csv" if files else None
+    if src is not None and src.is_file():
+        with open(src, newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            keep = [r for r in reader if r["file"] in set(rows)]
+            fields = reader.fieldnames or []
+        with open(out / "index.csv", "w", newline="", encoding="utf-8") as fh:
+            w = csv.DictWriter(fh, fieldnames=fields)
+            w.writeheader()
+            w.writerows(keep)
+    return out
+
+
+def prepare_population(data_root: str | Path, counts: dict[str, int], seed: int = 0,
+                       snr_range: tuple[float, float] | None = None, randomize: bool = True,
+                       include: Sequence[str] = ("lamost", "pyhammer", "miles", "stelib"),
+                       randomization: DomainRandomization | None = None) -> tuple[SimulationConfig, PreparedDataset]:
+    """The survey population's templates, split, plan and (domain-randomised) forward model.
+
+    Parameters
+    ----------
+    data_root
+        Reference-data root (``lamost_real`` and ``spectral_libraries`` under it).
+    counts
+        Objects per split, e.g. ``{"train": 8000, "val": 1000}``.
+    seed
+        Seeds the library split, the plan and the rendering.
+    snr_range
+        S/N_r range, drawn log-uniformly (default: the randomisation's ``snr_range``, 2-150).
+    randomize
+        Domain randomisation (:class:`~drcnet.simulate.randomize.RandomizedForwardModel`); ``False``
+        renders with the nominal instrument (for evaluation files).
+    include
+        Sources to render (the LAMOST stars always define the label map).
+
+    Returns
+    -------
+    config, prepared
+        The :class:`~drcnet.simulate.dataset.SimulationConfig` stored in the file and the
+        :class:`~drcnet.simulate.dataset.PreparedDataset` to render.
+    """
+    from drcnet.instrument import InstrumentConfig
+
+    root = Path(data_root)
+    templates, tsplit = load_population(root, seed=seed)
+    keep = [i for i, t in enumerate(templates) if t.library in set(include)]
+    templates, tsplit = [templates[i] for i in keep], tsplit[keep]
+    dr = randomization or DomainRandomization()
+    snr = snr_range or dr.snr_range
+    cfg = SimulationConfig(libraries=[str(root / LAMOST_FOLDER)] + [str(root / f) for f in LIBRARY_FOLDERS],
+                           n=sum(counts.values()), snr_min=snr[0], snr_max=snr[1], seed=seed, ebv_mean=0.15,
+                           ebv_max=1.0, instrument=InstrumentConfig())
+    plan = plan_population(templates, tsplit, counts, snr, np.random.default_rng(seed))
+    site = Site.load(cfg.instrument, root)
+    if randomize:
+        model: ForwardModel = RandomizedForwardModel(cfg.instrument, site, templates, dr)
+        names = PARAM_NAMES + RANDOMIZED_PARAM_NAMES
+    else:
+        model, names = ForwardModel(cfg.instrument, site, templates), PARAM_NAMES
+    return cfg, PreparedDataset(templates, tsplit, plan, model, tuple(names))
+
+
+def split_counts(templates: Sequence[Template], template_split: np.ndarray) -> dict[str, dict[str, int]]:
+    """``{split: {"library:class": n}}``: how many templates of each source and class went where."""
+    out: dict[str, dict[str, int]] = {}
+    for s, name in enumerate(SPLIT_NAMES):
+        by: dict[str, int] = {}
+        for i, t in enumerate(templates):
+            if template_split[i] == s:
+                by[f"{t.library}:{t.cls}"] = by.get(f"{t.library}:{t.cls}", 0) + 1
+        out[name] = dict(sorted(by.items()))
+    return out
