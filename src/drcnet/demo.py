@@ -4,7 +4,7 @@
 2. plot one object of each class;
 3. train DRC-Net and RC-Net with the fast preset;
 4. evaluate them like the paper and write the report (Table 3, Tables 4-5, Figure 7);
-5. classify the same test set with the shipped pretrained DRC-Net;
+5. evaluate the shipped default model (robust DRC-Net) on the same test set;
 6. simulate one raw LAMOST exposure (one spectrograph) and classify it straight from the raw frames.
 
 Everything lands in ``--out`` (default ``out/demo``); the report is ``report/report.html``.
@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from drcnet.models import pretrained_dir
+from drcnet.models import DEFAULT_MODEL, pretrained_dir
 
 
 
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         run(["evaluate", str(run_dir), "--data", str(data)])
         runs.append(str(run_dir))
     run(["report", *runs, "--data", str(data), "--out", str(out / "report")])
-    shipped = str(pretrained_dir("drcnet"))
+    shipped = str(pretrained_dir(DEFAULT_MODEL))
     run(["evaluate", shipped, "--data", str(data), "--out", str(out / "pretrained_eval")])
     exposure = out / "exposure"
     run(["frames", "simulate", "--out", str(exposure), "--spectrographs", "1", "--seed", seed, "--overwrite"])

@@ -52,8 +52,9 @@ def create_model(name: str, pretrained: bool = False, **config: Any) -> Spectral
     name
         A registered model (:func:`list_models`).
     pretrained
-        Return the shipped trained model of that name instead (``drcnet/pretrained/<name>``, in eval
-        mode, its own config; ``config`` must then be empty).
+        Return a shipped trained model of that architecture instead (in eval mode, with its own config;
+        ``config`` must then be empty): the default model when it is that architecture, else the
+        shipped folder named ``name``, else the first shipped one of that architecture.
     **config
         Overrides of the model's config dataclass.
 
@@ -70,9 +71,14 @@ def create_model(name: str, pretrained: bool = False, **config: Any) -> Spectral
     if pretrained:
         if config:
             raise ValueError(f"a pretrained {name!r} has its own config; drop {sorted(config)} or pretrained=True")
-        from drcnet.models.run_folder import load_run, pretrained_dir
+        from drcnet.models.run_folder import DEFAULT_MODEL, load_run, pretrained_dir, shipped_models
 
-        return load_run(pretrained_dir(name))[0]
+        shipped = {s["name"]: s["model"] for s in shipped_models()}
+        candidates = [DEFAULT_MODEL, name] + sorted(shipped)
+        folder = next((c for c in candidates if shipped.get(c) == name), None)
+        if folder is None:
+            raise FileNotFoundError(f"no shipped {name!r} model; shipped: {', '.join(sorted(shipped)) or 'none'}")
+        return load_run(pretrained_dir(folder))[0]
     return cls(config_from_dict(cls.Config, config))
 
 

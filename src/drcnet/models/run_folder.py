@@ -36,8 +36,11 @@ LAST = "last.safetensors"
 HISTORY = "history.csv"
 FORMAT = "drcnet-run-v1"
 PRETRAINED_ROOT = Path(__file__).resolve().parent.parent / "pretrained"
-DEFAULT_MODEL = "drcnet"
-"""The shipped model that ``drcnet predict`` / ``evaluate`` use when no run folder is given."""
+DEFAULT_MODEL = "drcnet-robust"
+"""The shipped model that ``predict``, ``evaluate``, ``frames classify`` and ``night classify`` use when no
+run folder is given: DRC-Net trained with the ``robust`` preset on the survey population (real LAMOST
+spectra + libraries on LAMOST's labels, domain-randomised); its ``MODEL_CARD.md`` says what it does and
+does not do. ``drcnet`` is the paper reproduction (fast preset, PyHammer dwarfs)."""
 EXPORT_JSON = "EXPORT.json"
 
 
@@ -190,7 +193,7 @@ def load_run(run_dir: str | Path, which: str = "best", device: str | torch.devic
     return model.to(device).eval(), info
 
 
-def pretrained_dir(name: str = "drcnet") -> Path:
+def pretrained_dir(name: str = DEFAULT_MODEL) -> Path:
     """Folder of the shipped model ``name`` (a run folder inside the installed package).
 
     Raises
