@@ -133,7 +133,7 @@ def test_default_model_needs_its_blue_arm(real_star_stripes):
     assert clean >= 0.7 and ablated < clean - 0.3, (clean, ablated)
 
 
-@pytest.mark.xfail(strict=True, reason="known limit (MODEL_CARD.md): the red branch of drcnet-robust barely counts")
+@pytest.mark.xfail(strict=True, reason="known limit (MODEL_CARD.md): the red arm of drcnet-robust does not count at prediction time")
 def test_default_model_needs_its_red_arm(real_star_stripes):
     clean, ablated = _accuracy_with_arm_replaced(*real_star_stripes, arm=1)
     assert ablated < clean - 0.05, (clean, ablated)
