@@ -1,5 +1,5 @@
 import sys, numpy as np, torch
-from drcnet.train.run import load_model
+from drcnet.models import load_run as load_model
 from drcnet.data.torch_dataset import SpectraDataset
 torch.set_num_threads(1)
 run, data = sys.argv[1], sys.argv[2]; n = int(sys.argv[3]) if len(sys.argv) > 3 else 300

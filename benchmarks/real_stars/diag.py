@@ -1,6 +1,6 @@
 """Diagnose per-arm collapse of a DRC-Net run on a dataset file."""
 import sys, numpy as np, torch, h5py
-from drcnet.train.run import load_model
+from drcnet.models import load_run as load_model
 from drcnet.data.normalize import zscore_stripes
 run, data = sys.argv[1], sys.argv[2]
 model = load_model(run)[0]

@@ -4,7 +4,7 @@ usage: eval9.py RUN DATA [--split test] [--ablate] [--labels-from-population]
 """
 import argparse, json, sys, collections
 import numpy as np, torch, h5py
-from drcnet.train.run import load_model
+from drcnet.models import load_run as load_model
 from drcnet.data.torch_dataset import SpectraDataset
 from drcnet.data.schema import decode
 

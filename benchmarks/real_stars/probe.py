@@ -1,3 +1,4 @@
+import sys
 import h5py, numpy as np, torch
 from drcnet.data.normalize import zscore_stripes
 from drcnet.simulate.optics import profile_integral
@@ -5,7 +6,7 @@ from drcnet.instrument import FiberConfig
 from scipy.ndimage import median_filter
 torch.set_num_threads(1)
 P = profile_integral(np.arange(-5, 6).astype(float), FiberConfig())
-with h5py.File('RUNS/pop_robust.h5') as h:
+with h5py.File(sys.argv[1]) as h:  # a population file from `drcnet simulate-population`
     N = 2500
     st = h['stripes'][:N].astype(np.float32); y = h['label'][:N].astype(int); snr = h['snr_r'][:N]
     f1 = h['flux1d'][:N] - h['sky1d'][:N]

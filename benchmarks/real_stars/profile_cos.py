@@ -1,5 +1,5 @@
 import numpy as np, torch
-from drcnet.train.run import load_model
+from drcnet.models import load_run as load_model
 from drcnet.models.drcnet import SpatialReduction
 from drcnet.simulate.optics import profile_integral
 from drcnet.instrument import FiberConfig
