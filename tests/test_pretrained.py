@@ -91,18 +91,13 @@ def test_robust_models_carry_a_model_card_and_their_real_star_scores(name):
 
 
 @pytest.fixture(scope="module")
-def real_star_stripes(tmp_path_factory):
+def real_star_stripes(tmp_path_factory, data_root):
     """Stripes of 36 real LAMOST F/G/K spectra (12 per class) rendered at S/N_r 30-80 by ``drcnet simulate``."""
     import csv
 
     import h5py
 
-    from drcnet.paths import data_root
-
-    try:
-        folder = data_root() / "lamost_real"
-    except (FileNotFoundError, OSError) as err:
-        pytest.skip(f"no shared data: {err}")
+    folder = data_root / "lamost_real"  # the conftest fixture fails the test when the data are missing
     rows = sorted(csv.DictReader((folder / "index.csv").open()), key=lambda r: r["file"])
     picked = {c: [r["file"] for r in rows if r["sptype"] == c and r["cls"] == "STAR"][:12] for c in "FGK"}
     lib = tmp_path_factory.mktemp("stars")
@@ -137,3 +132,12 @@ def test_default_model_needs_its_blue_arm(real_star_stripes):
 def test_default_model_needs_its_red_arm(real_star_stripes):
     clean, ablated = _accuracy_with_arm_replaced(*real_star_stripes, arm=1)
     assert ablated < clean - 0.05, (clean, ablated)
+
+
+def test_strip_machine_paths_keeps_only_the_last_component(tmp_path):
+    from drcnet.train.export import strip_machine_paths
+
+    local = str(tmp_path / "runs" / "paper.h5")  # an absolute path of this machine
+    obj = {"data": local, "n": 3, "nested": [str(tmp_path) + "/", "rel/x", {"w": "C:\\runs\\a.h5"}], "home": "~/r/b"}
+    assert strip_machine_paths(obj) == {"data": "paper.h5", "n": 3, "nested": [tmp_path.name, "rel/x", {"w": "a.h5"}],
+                                        "home": "b"}

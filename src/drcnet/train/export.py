@@ -29,10 +29,10 @@ TEXT_FILES = ("history.csv", "MODEL_CARD.md")
 
 
 def strip_machine_paths(obj: Any) -> Any:
-    """``obj`` with every absolute path string (``/a/b/c.h5``, ``C:\\x\\y``) replaced by its last component.
+    """``obj`` with every absolute path string replaced by its last component.
 
-    >>> strip_machine_paths({"data": "/work/runs/paper.h5", "n": 3, "l": ["rel/x", "/tmp/y/"]})
-    {'data': 'paper.h5', 'n': 3, 'l': ['rel/x', 'y']}
+    POSIX (leading ``/``), Windows (drive letter) and home-relative (``~/``) paths are recognised, in
+    nested dicts and lists; relative paths and other values are kept as they are.
     """
     if isinstance(obj, dict):
         return {k: strip_machine_paths(v) for k, v in obj.items()}
