@@ -22,9 +22,8 @@ import h5py
 import numpy as np
 
 from drcnet.data.schema import decode
+from drcnet.library.labels import GIANT_LOGG
 
-GIANT_LOGG = 3.5
-"""log g below which a star counts as a giant (cgs dex)."""
 EBV_EDGES: tuple[float, ...] = (0.0, 0.1, 0.3, 0.6)
 """Lower edges of the E(B-V) ranges (mag): 0-0.1, 0.1-0.3, 0.3-0.6, >= 0.6."""
 GROUP_NAMES: tuple[str, ...] = ("source", "lum_class", "ebv")

@@ -40,6 +40,9 @@ PARAM_SCALE = (250.0, 0.5, 0.5)
 #: the map to be trusted.
 K_NEIGHBOURS = 7
 MAX_DISTANCE = 1.5
+#: log g below which an F/G/K star is a giant (cgs dex): the usual Kiel-diagram split, also used by
+#: the evaluation's luminosity-class groups (:mod:`drcnet.data.groups`).
+GIANT_LOGG = 3.5
 #: Assumed [Fe/H] when a library star has none (solar neighbourhood mean).
 DEFAULT_FEH = 0.0
 
@@ -52,7 +55,7 @@ def lumclass_from_logg(logg: float) -> str:
     """
     if not math.isfinite(logg):
         return ""
-    if logg < 3.5:
+    if logg < GIANT_LOGG:
         return "III"
     if logg < 4.0:
         return "IV"
