@@ -21,6 +21,64 @@ if TYPE_CHECKING:
 CLASSES: tuple[str, ...] = ("F", "G", "K")
 """The three classes of the paper, in the order of model outputs."""
 
+OTHER = "other"
+"""Label of every object that is not an F, G or K star (A, M, O/B stars, galaxies, sky fibers)."""
+CLASSES_WITH_OTHER: tuple[str, ...] = (*CLASSES, OTHER)
+"""Outputs of a four-class model (label 3 is :data:`OTHER`)."""
+
+
+def class_names(n_classes: int) -> tuple[str, ...]:
+    """The class names of a model with ``n_classes`` outputs (3: F/G/K, 4: F/G/K/other).
+
+    Raises
+    ------
+    ValueError
+        For any other number of outputs.
+    """
+    if n_classes == len(CLASSES):
+        return CLASSES
+    if n_classes == len(CLASSES_WITH_OTHER):
+        return CLASSES_WITH_OTHER
+    raise ValueError(f"a model with {n_classes} outputs has no class names; drcnet knows 3 (F/G/K) and 4 (+other)")
+
+
+SUBCLASSES: tuple[str, ...] = ("F0", "F2", "F5", "F6", "F7", "F8", "F9",
+                               "G0", "G1", "G2", "G3", "G4", "G5", "G6", "G7", "G8", "G9",
+                               "K0", "K1", "K2", "K3", "K4", "K5", "K7")
+"""LAMOST's F/G/K subclass grid (the 1D pipeline's templates, e.g. DR5-DR10 ``SUBCLASS``), in order;
+"within one subtype" means one step along this tuple."""
+
+LUM_CLASSES: tuple[str, ...] = ("dwarf", "giant")
+"""Luminosity classes of the ``lum_class`` output: dwarf (log g >= 3.5, incl. subgiants) and giant."""
+
+def _subtype_value(subclass: str) -> float | None:
+    letter, num = subclass[:1].upper(), subclass[1:]
+    if letter not in "FGK" or not letter:
+        return None
+    try:
+        value = float(num)
+    except ValueError:
+        return None
+    return 10.0 * "FGK".index(letter) + value
+
+
+def subclass_index(subclass: str) -> int:
+    """Index in :data:`SUBCLASSES` of the grid subtype nearest to an F/G/K subclass string.
+
+    ``"G5"`` -> 12; off-grid MK subtypes go to the nearest grid point (``"F3"`` -> F2, ``"F4"`` -> F5,
+    ``"K0.5"`` -> K0, ``"K6"`` -> K5; a tie goes to the earlier type). Returns -1 for anything that is
+    not an F/G/K subtype (``""``, ``"A0"``, ``"GALAXY"``, ``"G"`` without a number).
+    """
+    value = _subtype_value(subclass.strip())
+    if value is None:
+        return -1
+    grid = [_subtype_value(s) for s in SUBCLASSES]
+    return min(range(len(grid)), key=lambda i: (abs(grid[i] - value), i))  # type: ignore[operator]
+
+
+STELLAR_PARAMS: tuple[str, ...] = ("teff", "logg", "feh")
+"""Stellar parameters of the regression outputs: Teff (K), log g (cgs dex), [Fe/H] (dex)."""
+
 ARMS: tuple[str, str] = ("blue", "red")
 """Spectrograph arms in the order of the arm axis of every array (0 blue, 1 red)."""
 

@@ -82,6 +82,7 @@ def simulate_population_cmd(
     snr_max: Annotated[float | None, typer.Option("--snr-max")] = None,
     randomize: Annotated[bool, typer.Option("--randomize/--no-randomize", help="domain randomisation (off: the nominal instrument, for evaluation files)")] = True,
     include: Annotated[str, typer.Option(help="comma-separated sources: lamost, pyhammer, miles, stelib")] = "lamost,pyhammer,miles,stelib",
+    other: Annotated[float, typer.Option("--other", min=0.0, max=0.9, help="share of objects of class 'other' (A/M/O/B stars, galaxies, QSOs, sky-only fibers; label 3); 0: F/G/K only")] = 0.0,
     lamost_splits: Annotated[Path | None, typer.Option("--lamost-splits", help="also write train/val/test folders of links to the real LAMOST files of each split here")] = None,
     seed: Annotated[int, typer.Option(help="random seed: same seed, same data")] = 0,
     workers: Annotated[int | None, typer.Option(help="worker processes (default: all cores)")] = None,
@@ -104,7 +105,8 @@ def simulate_population_cmd(
     path, table = simulate_population(out, root, counts, seed=seed, randomize=randomize,
                                       snr_range=(snr_min, snr_max) if snr_min is not None else None,
                                       include=tuple(x.strip() for x in include.split(",") if x.strip()),
-                                      workers=workers, lamost_splits=lamost_splits, progress=is_interactive())
+                                      workers=workers, lamost_splits=lamost_splits, progress=is_interactive(),
+                                      other_share=other)
     for name, by in table.items():
         console.print(f"templates {name}: " + ", ".join(f"{k} {v}" for k, v in by.items()))
     _print_summary(path, time.perf_counter() - t0)

@@ -45,6 +45,8 @@ def train_cmd(
     fast: Annotated[bool, typer.Option("--fast/--no-fast", help="CPU fast path (same results).")] = True,
     class_weights: Annotated[bool, typer.Option("--class-weights", help="Inverse-frequency class weights.")] = False,
     aux_weight: Annotated[Optional[float], typer.Option("--aux-weight", help="Weight of the per-arm auxiliary losses (default: preset; robust 0.3).")] = None,
+    heads_weight: Annotated[Optional[float], typer.Option("--heads-weight", help="Weight of the catalogue-head loss: subclass, luminosity class, Teff/logg/[Fe/H] (default: preset; survey 0.5).")] = None,
+    init_from: Annotated[Optional[str], typer.Option("--init-from", help="Warm start from a run folder or shipped model (e.g. drcnet-robust): weights copied where shapes agree.")] = None,
     model_config: Annotated[Optional[str], typer.Option("--model-config", help="JSON overrides of the model config.")] = None,
     stop_after_epochs: Annotated[Optional[int], typer.Option("--stop-after-epochs", hidden=True,
                                                              help="Stop after N epochs as if killed (tests).")] = None,
@@ -66,6 +68,7 @@ def train_cmd(
                       weight_decay=weight_decay, batch_size=batch_size, epochs=epochs, patience=patience,
                       schedule=schedule, grad_clip=grad_clip, seed=seed, device=device, workers=workers, fast=fast, threads=threads,
                       class_weights=class_weights, model_config=overrides, aux_weight=aux_weight,
+                      heads_weight=heads_weight, init_from=init_from,
                       stop_after_epochs=stop_after_epochs, progress=progress)
     # on SIGTERM the run folder says "interrupted" and keeps its last finished epoch for --resume
     previous = signal.signal(signal.SIGTERM, _interrupt_on_sigterm)

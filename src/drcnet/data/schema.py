@@ -41,6 +41,7 @@ import numpy as np
 SCHEMA_VERSION = 1
 from drcnet.conventions import (  # noqa: F401  (re-exported: the schema's vocabulary)
     ARMS,
+    CLASSES_WITH_OTHER,
     COL_START,
     FLAG_BITS,
     R_BAND_A,
@@ -99,7 +100,7 @@ class DatasetWriter:
         h = self._h5
         base = {
             "schema_version": SCHEMA_VERSION,
-            "classes": "F,G,K",
+            "classes": ",".join(CLASSES_WITH_OTHER),  # label index -> name; 3 ("other") only in --other files
             "arms": ",".join(ARMS),
             "split_names": ",".join(SPLIT_NAMES),
             "snr_bin_names": ",".join(SNR_BIN_NAMES),

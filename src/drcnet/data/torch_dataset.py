@@ -46,6 +46,36 @@ def split_index(path: str | Path, split: str) -> int:
     return names.index(split)
 
 
+def catalogue_targets(h: h5py.File, label: np.ndarray) -> np.ndarray:
+    """Targets of the catalogue heads for every object of an open dataset file.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(N, 5)`` float32: subclass index on :data:`~drcnet.conventions.SUBCLASSES` (-1 unknown), luminosity
+        class index on :data:`~drcnet.conventions.LUM_CLASSES` (0 dwarf, 1 giant: log g below
+        :data:`drcnet.library.labels.GIANT_LOGG`; -1 unknown), Teff (K), log g, [Fe/H] (NaN unknown).
+        Objects that are not F/G/K (label -1 or ``other``) get every target unknown.
+    """
+    from drcnet.conventions import CLASSES, subclass_index
+    from drcnet.library.labels import GIANT_LOGG
+
+    n = len(label)
+    out = np.full((n, 5), np.nan, dtype=np.float32)
+    sub = decode(h["subclass"][:]) if "subclass" in h else [""] * n
+    out[:, 0] = [subclass_index(s) for s in sub]
+    for k, name in enumerate(("teff", "logg", "feh")):
+        key = f"params/{name}"
+        if key in h:
+            out[:, 2 + k] = h[key][:].astype(np.float32)
+    logg = out[:, 3]
+    out[:, 1] = np.where(np.isfinite(logg), (logg < GIANT_LOGG).astype(np.float32), -1.0)
+    fgk = (label >= 0) & (label < len(CLASSES))
+    out[~fgk, :2] = -1.0
+    out[~fgk, 2:] = np.nan
+    return out
+
+
 class SpectraDataset(Dataset):
     """Objects of one dataset file (optionally one split) as model inputs.
 
@@ -65,16 +95,22 @@ class SpectraDataset(Dataset):
     with_validity
         Items are ``(x, y, i, valid)``: ``valid`` is False when the raw input holds a NaN or inf
         pixel (the normalisation sets those to 0, so the model's answer would be made up).
+    with_targets
+        Items are ``(x, y, i, t)`` with ``t`` the catalogue-head targets (:meth:`targets`), float32 ``(5,)``.
     """
 
     def __init__(self, path: str | Path, input_kind: str = "stripes", split: str | None = None,
-                 indices: np.ndarray | None = None, labelled_only: bool = False, with_validity: bool = False) -> None:
+                 indices: np.ndarray | None = None, labelled_only: bool = False, with_validity: bool = False,
+                 with_targets: bool = False) -> None:
+        if with_validity and with_targets:
+            raise ValueError("with_validity and with_targets cannot both be set")
         if input_kind not in INPUT_KINDS:
             raise ValueError(f"input_kind must be one of {INPUT_KINDS}, got {input_kind!r}")
         self.path = str(path)
         self.input_kind = input_kind
         self.split = split
         self.with_validity = with_validity
+        self.with_targets = with_targets
         with open_dataset(self.path) as h:
             n = h["label"].shape[0]
             label = h["label"][:].astype(np.int64)
@@ -83,6 +119,7 @@ class SpectraDataset(Dataset):
             sbin = h["snr_bin"][:].astype(np.int8) if "snr_bin" in h else snr_bin(snr)
             oid = decode(h["object_id"][:]) if "object_id" in h else [str(i) for i in range(n)]
             names = split_names(h)
+            targets = catalogue_targets(h, label) if with_targets else None
             missing = [k for k in (("stripes",) if input_kind == "stripes" else ("flux1d", "sky1d")) if k not in h]
         if missing:
             raise KeyError(f"{self.path} lacks {missing}, needed for input kind {input_kind!r}")
@@ -101,6 +138,7 @@ class SpectraDataset(Dataset):
         self.snr_r = snr[rows]
         self.snr_bin = sbin[rows]
         self.object_id = [oid[i] for i in rows]
+        self.targets = targets[rows] if targets is not None else None
         self._h5: h5py.File | None = None
         self._pid: int | None = None
 
@@ -128,6 +166,8 @@ class SpectraDataset(Dataset):
         item = (torch.from_numpy(x), torch.tensor(self.labels[i], dtype=torch.int64), int(i))
         if self.with_validity:
             return (*item, all(bool(np.isfinite(a).all()) for a in raw.values()))
+        if self.targets is not None:
+            return (*item, torch.from_numpy(self.targets[i]))
         return item
 
     def __getstate__(self) -> dict[str, Any]:

@@ -201,3 +201,27 @@ def to_lamost_convention(templates: Sequence[Template], label_map: LamostLabelMa
         else:
             out.append(t)
     return out
+
+
+#: MK class letters that are not F/G/K stars and become the ``other`` class.
+OTHER_MK_CLASSES: tuple[str, ...] = ("O", "B", "A", "M")
+#: LAMOST ``CLASS`` values other than STAR that become the ``other`` class.
+OTHER_LAMOST_CLASSES: tuple[str, ...] = ("GALAXY", "QSO")
+
+
+def other_label(t: Template) -> Template | None:
+    """The template relabelled as class ``other`` if it is not an F/G/K star, else ``None``.
+
+    O/B/A/M stars (on LAMOST's convention already: :func:`to_lamost_convention`) keep their subclass
+    (``"A7"``, ``"M2"``); LAMOST galaxies and QSOs get subclass ``"GALAXY"`` / ``"QSO"``. The original
+    class letter or LAMOST class goes to ``meta["mk_class"]``. Unknown or unparsed labels return ``None``
+    (never guessed).
+    """
+    from drcnet.conventions import OTHER
+
+    raw = str(t.meta.get("class_raw", "")).strip().upper() if t.library == "lamost" else ""
+    if raw in OTHER_LAMOST_CLASSES:
+        return replace(t, cls=OTHER, subclass=raw, meta={**t.meta, "mk_class": raw})
+    if t.cls in OTHER_MK_CLASSES:
+        return replace(t, cls=OTHER, meta={**t.meta, "mk_class": t.cls})
+    return None

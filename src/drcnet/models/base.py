@@ -37,6 +37,11 @@ class SpectralModel(nn.Module):
         super().__init__()
         self.config = config
 
+    def forward_all(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Every output of the network: ``{"logits": (B, n_classes)}`` here; models with catalogue heads
+        add theirs (:class:`drcnet.models.heads.StellarHeads`)."""
+        return {"logits": self(x)}
+
     def config_dict(self) -> dict[str, Any]:
         """The config as a JSON-serialisable dict (tuples become lists)."""
         return dataclasses.asdict(self.config)

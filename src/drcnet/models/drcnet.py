@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from drcnet.models.base import SpectralModel, he_init, init_output_layer
+from drcnet.models.heads import StellarHeads
 from drcnet.models.registry import register_model
 from drcnet.models.rcnet import RCNET_CHANNELS, RCNetBackbone
 
@@ -181,6 +182,17 @@ class DRCNetConfig:
         Training only: probability per object of replacing one arm's (Z-scored) stripe by unit-normal
         noise (default 0: the fusion then learns to ignore a noisy arm, which the arm-ablation check
         must not see).
+    heads
+        Add the catalogue heads (:class:`~drcnet.models.heads.StellarHeads`) on the classifier's first
+        hidden layer: subclass on LAMOST's grid, luminosity class, and Teff, log g, [Fe/H] each with an
+        uncertainty (:meth:`DRCNet.forward_all`).
+    arm_feature_dropout
+        Training only: probability per object of zeroing one arm's 128-d feature before the fusion
+        (modality dropout; the arm is drawn blue or red with equal odds). The fusion then has to
+        classify from either arm alone part of the time, so it cannot settle on one arm and leave
+        the other's branch without gradient (the collapse measured in ``docs/notes_real_stars.md``).
+        Unlike ``arm_dropout`` the dropped arm carries no signal at all, so nothing teaches the
+        fusion that a noisy stripe is normal.
     """
 
     rows: int = 11
@@ -200,6 +212,8 @@ class DRCNetConfig:
     arm_dropout: float = 0.0
     seq_norm: str = "none"
     feature_norm: str = "none"
+    heads: bool = False
+    arm_feature_dropout: float = 0.0
 
 
 def profile_init(red: SpatialReduction, fwhm_px: float = 6.0, others: float = 0.1) -> None:
@@ -276,6 +290,9 @@ class DRCNet(SpectralModel):
                        if c.seq_norm == "batch" else None)
         self.feat_bn = (nn.ModuleList(nn.BatchNorm1d(c.feature_dim) for _ in range(self.n_arms))
                         if c.feature_norm == "batch" else None)
+        self.heads = StellarHeads(h1) if c.heads else None
+        if not 0.0 <= c.arm_feature_dropout < 1.0:
+            raise ValueError(f"arm_feature_dropout must be in [0, 1), got {c.arm_feature_dropout}")
         self.fast = True
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
@@ -315,6 +332,18 @@ class DRCNet(SpectralModel):
 
         In training mode with ``aux_heads`` the per-arm logits are left in ``self.aux_logits``.
         """
+        return self.forward_all(x)["logits"]
+
+    def forward_all(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``x``: ``(B, 2, rows, length)`` -> every output of the network.
+
+        Returns
+        -------
+        dict of torch.Tensor
+            ``"logits"`` ``(B, n_classes)`` always; with ``heads`` also the outputs of
+            :meth:`drcnet.models.heads.StellarHeads.forward` (``subclass_logits``, ``lum_logits``,
+            ``params_mean``, ``params_sigma``).
+        """
         p = self.config.arm_dropout
         if self.training and p > 0:
             drop = torch.rand(x.shape[0], device=x.device) < p
@@ -327,7 +356,18 @@ class DRCNet(SpectralModel):
             self.aux_logits = [head(f[:, a]) for a, head in enumerate(self.aux)]
         else:
             self.aux_logits = None
-        return self.classifier(self.fusion(f))
+        q = self.config.arm_feature_dropout
+        if self.training and q > 0:
+            drop = torch.rand(f.shape[0], device=f.device) < q
+            arm = torch.randint(0, self.n_arms, (f.shape[0],), device=f.device)
+            keep = torch.ones(f.shape[0], self.n_arms, 1, dtype=f.dtype, device=f.device)
+            keep[drop, arm[drop]] = 0.0
+            f = f * keep
+        hidden = self.classifier[:4](self.fusion(f))  # Flatten, Dropout, Linear, ReLU: the first hidden layer
+        out = {"logits": self.classifier[4:](hidden)}
+        if self.heads is not None:
+            out.update(self.heads(hidden))
+        return out
 
     @torch.no_grad()
     def feature_spread(self, x: torch.Tensor) -> list[float]:

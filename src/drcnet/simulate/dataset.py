@@ -75,6 +75,10 @@ class SimulationConfig(BaseModel):
 _STATE: dict[str, object] = {}
 
 
+NO_LIGHT_MAG = 40.0
+"""r magnitude given to a no-light (``meta["no_light"]``, sky-only) object: 10^-9 of a 17th-magnitude star's counts."""
+
+
 def _init_worker(model: ForwardModel, plan: ObjectPlan, config: SimulationConfig, template_split: np.ndarray) -> None:
     _STATE.clear()
     _STATE.update(model=model, plan=plan, config=config, template_split=template_split)
@@ -111,10 +115,12 @@ def render_planned(index: int) -> ObjectResult:
     observed = _STATE.get("observed")
     if observed is None:
         observed = _STATE["observed"] = [is_observed(t) for t in model.templates]
+        _STATE["no_light"] = np.array([bool(t.meta.get("no_light")) for t in model.templates])
+    no_light: np.ndarray = _STATE["no_light"]  # type: ignore[assignment]
     source = _draw_source(rng, int(plan.template[index]), cfg, observed[int(plan.template[index])])
     fiber = int(rng.integers(0, N_FIBERS))
     # neighbours come from the same split, so no other split's star leaks in through the halo
-    same_split = np.flatnonzero(template_split == plan.split[index])
+    same_split = np.flatnonzero((template_split == plan.split[index]) & ~no_light)
     neighbours = []
     for _ in range(2):
         if rng.uniform() < cfg.instrument.site.n_sky_fibers / N_FIBERS:
@@ -123,6 +129,12 @@ def render_planned(index: int) -> ObjectResult:
             k = int(rng.choice(same_split))
             nb = _draw_source(rng, k, cfg, observed[k])
             neighbours.append(Source(nb.template, nb.rv_kms, nb.ebv, float(rng.uniform(*cfg.neighbour_mag_range)), source.airmass))
+    if no_light[int(plan.template[index])]:
+        # a fiber with no object light: the sky and the neighbours' halo only, no S/N target to meet
+        dark = Source(source.template, 0.0, 0.0, NO_LIGHT_MAG, source.airmass)
+        result = model.render_object(dark, fiber, rng, snr_target=None, neighbours=neighbours)
+        result.params["attempts"] = 1
+        return result
     want = int(plan.snr_bin[index])
     lo, hi = plan.snr_range[index]
     for attempt in range(1, MAX_ATTEMPTS + 1):

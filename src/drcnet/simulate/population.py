@@ -31,13 +31,14 @@ import os
 import re
 import warnings
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from drcnet.conventions import CLASSES, SPLIT_NAMES
+from drcnet.conventions import CLASSES, CLASSES_WITH_OTHER, OTHER, SPLIT_NAMES
 from drcnet.library import load_templates
-from drcnet.library.labels import to_lamost_convention
+from drcnet.library.labels import other_label, to_lamost_convention
 from drcnet.library.template import Template
 from drcnet.simulate.dataset import PARAM_NAMES, PreparedDataset, SimulationConfig
 from drcnet.simulate.plan import ObjectPlan, apportion, split_templates
@@ -50,7 +51,14 @@ LAMOST_SPLIT_FRACTIONS = (0.70, 0.15, 0.15)
 SOURCE_SHARE: dict[str, float] = {"lamost": 0.5, "miles": 0.2, "pyhammer": 0.15, "stelib": 0.15}
 """Share of each source's templates among the objects of one class (renormalised over sources present)."""
 CLASS_SHARE: dict[str, float] = {"F": 0.34, "G": 0.36, "K": 0.30}
-"""Share of each class among the objects."""
+"""Share of each class among the F/G/K objects."""
+OTHER_SHARE: dict[str, float] = {"lamost:A": 0.35, "lamost:M": 0.15, "lamost:GALAXY": 0.15, "lamost:QSO": 0.05,
+                                 "stelib": 0.15, "sky": 0.15}
+"""Share of each source group among the ``other`` objects (renormalised over the groups present): real
+LAMOST A stars (the commonest non-F/G/K stars on a LAMOST plate and the nearest to F0), M stars,
+galaxies and QSOs, STELIB O/B/A/M stars (reddened by the forward model), and fibers with no object
+light at all (sky only: an empty or misplaced fiber)."""
+
 LIBRARY_FOLDERS = ("spectral_libraries/pyhammer", "spectral_libraries/miles", "spectral_libraries/stelib")
 LAMOST_FOLDER = "lamost_real"
 
@@ -68,14 +76,55 @@ def lamost_split_of(key: str, fractions: Sequence[float] = LAMOST_SPLIT_FRACTION
     return int(np.searchsorted(edges, h, side="right"))
 
 
+LIBRARY_SPLIT_FRACTIONS = (0.8, 0.1, 0.1)
+"""Share of the library O/B/A/M stars in train / val / test."""
+
+
+def _renderable(t: Template) -> bool:
+    """False (with a warning naming the spectrum) when the forward model cannot scale it: no r-band flux."""
+    from drcnet.simulate.spectra import ab_magnitude
+
+    try:
+        ab_magnitude(t.wave, t.flux)
+    except ValueError as err:
+        warnings.warn(f"{t.path}: skipped as an 'other' source ({err})", stacklevel=3)
+        return False
+    return True
+
+
+def source_group(t: Template) -> str:
+    """Sampling group of a template: its library for F/G/K; for ``other`` see :data:`OTHER_SHARE`."""
+    if t.meta.get("no_light"):
+        return "sky"
+    if t.cls == OTHER and t.library == "lamost":
+        return f"lamost:{t.meta.get('mk_class', '')}"
+    return t.library
+
+
+def no_light_templates(like: Template) -> list[Template]:
+    """Three ``sky`` pseudo-templates (one per split) for fibers with no object light.
+
+    The spectrum is ``like``'s (any template: it is rendered at :data:`~drcnet.simulate.dataset.NO_LIGHT_MAG`, so only the sky and
+    the neighbours' light reach the stripe); class ``other``, subclass ``"SKY"``.
+    """
+    return [replace(like, cls=OTHER, subclass="SKY", lumclass="", library="sky", source_id=f"sky-{name}",
+                    teff=float("nan"), logg=float("nan"), feh=float("nan"),
+                    meta={"no_light": True, "mk_class": "SKY", "label_source": "sky"})
+            for name in SPLIT_NAMES]
+
+
 def load_population(data_root: str | Path, seed: int = 0,
-                    include: Sequence[str] = ("lamost", "pyhammer", "miles", "stelib")) -> tuple[list[Template], np.ndarray]:
+                    include: Sequence[str] = ("lamost", "pyhammer", "miles", "stelib"),
+                    other: bool = False) -> tuple[list[Template], np.ndarray]:
     """Load every source, put labels on LAMOST's convention and split by star.
+
+    With ``other``, the sources' O/B/A/M stars, LAMOST galaxies and QSOs (:func:`drcnet.library.labels.other_label`)
+    and three no-light pseudo-templates (:func:`no_light_templates`) are added as class ``other``.
 
     Returns
     -------
     templates, template_split
-        F/G/K templates and their split index (0 train, 1 val, 2 test).
+        The templates and their split index (0 train, 1 val, 2 test).
     """
     root = Path(data_root)
     paths = []
@@ -85,46 +134,64 @@ def load_population(data_root: str | Path, seed: int = 0,
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         res = load_templates(paths, classes=None)
-    templates = [t for t in to_lamost_convention(res.templates) if t.cls in CLASSES]
+    on_lamost = to_lamost_convention(res.templates)
+    templates = [t for t in on_lamost if t.cls in CLASSES]
+    if other:
+        templates += [o for o in (other_label(t) for t in on_lamost if t.cls not in CLASSES)
+                      if o is not None and _renderable(o)]
     split = np.full(len(templates), -1, dtype=int)
     lam = [i for i, t in enumerate(templates) if t.library == "lamost"]
     for i in lam:
         split[i] = lamost_split_of(star_key(templates[i]))
-    lib = [i for i, t in enumerate(templates) if t.library != "lamost"]
+    lib = [i for i, t in enumerate(templates) if t.library != "lamost" and t.cls != OTHER]
     if lib:
         split[lib] = split_templates([templates[i] for i in lib], np.random.default_rng(seed))
+    for i, t in enumerate(templates):
+        if t.library != "lamost" and t.cls == OTHER:
+            # library O/B/A/M stars: 8:1:1 by a hash of the star, like the F/G/K library split's shares
+            split[i] = lamost_split_of(t.template_id, LIBRARY_SPLIT_FRACTIONS)
+    if other and templates:
+        templates += no_light_templates(templates[0])
+        split = np.concatenate([split, np.arange(len(SPLIT_NAMES))])
     return templates, split
 
 
 def sampling_weights(templates: Sequence[Template], template_split: np.ndarray, split: int) -> np.ndarray:
     """Probability of drawing each template for an object of its class in ``split`` (sums to 1 per class)."""
     w = np.zeros(len(templates))
-    for c in CLASSES:
+    for c in CLASSES_WITH_OTHER:
+        share = OTHER_SHARE if c == OTHER else SOURCE_SHARE
         members = [i for i, t in enumerate(templates) if t.cls == c and template_split[i] == split]
         counts: dict[str, int] = {}
         for i in members:
-            counts[templates[i].library] = counts.get(templates[i].library, 0) + 1
-        total = sum(SOURCE_SHARE.get(lib, 0.1) for lib in counts)
+            g = source_group(templates[i])
+            counts[g] = counts.get(g, 0) + 1
+        total = sum(share.get(g, 0.1) for g in counts)
         for i in members:
-            lib = templates[i].library
-            w[i] = SOURCE_SHARE.get(lib, 0.1) / total / counts[lib]
+            g = source_group(templates[i])
+            w[i] = share.get(g, 0.1) / total / counts[g]
     return w
 
 
 def plan_population(templates: Sequence[Template], template_split: np.ndarray, counts: dict[str, int],
-                    snr_range: tuple[float, float], rng: np.random.Generator) -> ObjectPlan:
-    """Objects per split (``{"train": N, ...}``) with classes by :data:`CLASS_SHARE`, free S/N."""
+                    snr_range: tuple[float, float], rng: np.random.Generator, other_share: float = 0.0) -> ObjectPlan:
+    """Objects per split (``{"train": N, ...}``) with classes by :data:`CLASS_SHARE`, free S/N.
+
+    ``other_share`` of the objects are class ``other`` (label 3); the F/G/K shares scale down to fill the rest.
+    """
+    classes = CLASSES_WITH_OTHER if other_share > 0 else CLASSES
+    shares = [CLASS_SHARE[c] * (1.0 - other_share) for c in CLASSES] + ([other_share] if other_share > 0 else [])
     cls_l, split_l, tmpl_l = [], [], []
     for name, n in counts.items():
         s = SPLIT_NAMES.index(name)
         w = sampling_weights(templates, template_split, s)
-        for c, k in zip(CLASSES, apportion(n, [CLASS_SHARE[c] for c in CLASSES]), strict=True):
+        for c, k in zip(classes, apportion(n, shares), strict=True):
             idx = np.flatnonzero([(t.cls == c) and template_split[i] == s for i, t in enumerate(templates)])
             if idx.size == 0 or k == 0:
                 continue
             p = w[idx] / w[idx].sum()
             tmpl_l.append(rng.choice(idx, size=int(k), p=p))
-            cls_l.append(np.full(int(k), CLASSES.index(c)))
+            cls_l.append(np.full(int(k), CLASSES_WITH_OTHER.index(c)))
             split_l.append(np.full(int(k), s))
     cls = np.concatenate(cls_l)
     order = rng.permutation(cls.size)
@@ -161,7 +228,8 @@ def write_lamost_split(templates: Sequence[Template], template_split: np.ndarray
 def prepare_population(data_root: str | Path, counts: dict[str, int], seed: int = 0,
                        snr_range: tuple[float, float] | None = None, randomize: bool = True,
                        include: Sequence[str] = ("lamost", "pyhammer", "miles", "stelib"),
-                       randomization: DomainRandomization | None = None) -> tuple[SimulationConfig, PreparedDataset]:
+                       randomization: DomainRandomization | None = None,
+                       other_share: float = 0.0) -> tuple[SimulationConfig, PreparedDataset]:
     """The survey population's templates, split, plan and (domain-randomised) forward model.
 
     Parameters
@@ -179,6 +247,9 @@ def prepare_population(data_root: str | Path, counts: dict[str, int], seed: int 
         renders with the nominal instrument (for evaluation files).
     include
         Sources to render (the LAMOST stars always define the label map).
+    other_share
+        Share of the objects that are class ``other`` (:data:`OTHER_SHARE` says from which sources);
+        0 renders F/G/K stars only.
 
     Returns
     -------
@@ -189,15 +260,17 @@ def prepare_population(data_root: str | Path, counts: dict[str, int], seed: int 
     from drcnet.instrument import InstrumentConfig
 
     root = Path(data_root)
-    templates, tsplit = load_population(root, seed=seed)
-    keep = [i for i, t in enumerate(templates) if t.library in set(include)]
+    if not 0.0 <= other_share < 1.0:
+        raise ValueError(f"other_share must be in [0, 1), got {other_share}")
+    templates, tsplit = load_population(root, seed=seed, other=other_share > 0)
+    keep = [i for i, t in enumerate(templates) if t.library in set(include) or t.library == "sky"]
     templates, tsplit = [templates[i] for i in keep], tsplit[keep]
     dr = randomization or DomainRandomization()
     snr = snr_range or dr.snr_range
     cfg = SimulationConfig(libraries=[str(root / LAMOST_FOLDER)] + [str(root / f) for f in LIBRARY_FOLDERS],
                            n=sum(counts.values()), snr_min=snr[0], snr_max=snr[1], seed=seed, ebv_mean=0.15,
                            ebv_max=1.0, instrument=InstrumentConfig())
-    plan = plan_population(templates, tsplit, counts, snr, np.random.default_rng(seed))
+    plan = plan_population(templates, tsplit, counts, snr, np.random.default_rng(seed), other_share=other_share)
     site = Site.load(cfg.instrument, root)
     if randomize:
         model: ForwardModel = RandomizedForwardModel(cfg.instrument, site, templates, dr)

@@ -33,6 +33,14 @@ PRESETS: dict[str, dict[str, Any]] = {
     "robust": {"optimizer": "adamw", "lr": 7e-4, "weight_decay": 1e-4, "batch_size": 32, "epochs": 12,
                "patience": 5, "schedule": "onecycle", "warmup_frac": 0.08, "grad_clip": 1.0, "aux_weight": 0.3,
                "model_defaults": {"drcnet": {"reduce_init": "profile", "aux_heads": True}}},
+    # survey: the robust recipe on the population with `other` objects (`simulate-population --other`),
+    # four classes (F/G/K/other), the catalogue heads (subclass, luminosity class, Teff/logg/[Fe/H] with
+    # uncertainties) and modality dropout so both arms must carry the class (docs/notes_catalogue.md).
+    "survey": {"optimizer": "adamw", "lr": 7e-4, "weight_decay": 1e-4, "batch_size": 32, "epochs": 12,
+               "patience": 5, "schedule": "onecycle", "warmup_frac": 0.08, "grad_clip": 1.0, "aux_weight": 0.3,
+               "heads_weight": 0.5,
+               "model_defaults": {"drcnet": {"reduce_init": "profile", "aux_heads": True, "heads": True,
+                                             "n_classes": 4, "arm_feature_dropout": 0.3}}},
 }
 OPTIMIZERS = ("adagrad", "adamw", "adam", "sgd")
 SCHEDULES = ("constant", "onecycle", "cosine")
@@ -73,6 +81,13 @@ class TrainConfig:
         Show a progress bar.
     aux_weight
         Weight of the per-arm auxiliary cross-entropy (models with ``aux_heads``; 0 = off; ``None``: preset).
+    heads_weight
+        Weight of the catalogue-head loss (:func:`drcnet.models.heads.heads_loss`; models with ``heads``;
+        ``None``: preset, else 1.0).
+    init_from
+        Warm start: a run folder or shipped model name whose weights initialise the model wherever the
+        shapes agree (a 3-class output layer fills the first three rows of a 4-class one); new layers
+        keep their fresh initialisation. ``None``: train from scratch.
     """
 
     model: str
@@ -98,6 +113,8 @@ class TrainConfig:
     stop_after_epochs: int | None = None
     progress: bool = True
     aux_weight: float | None = None
+    heads_weight: float | None = None
+    init_from: str | None = None
 
     def resolved(self) -> TrainConfig:
         """A copy with every ``None`` optimisation setting filled from the preset, validated."""
@@ -113,6 +130,8 @@ class TrainConfig:
                 values[key] = value
         if values.get("aux_weight") is None:
             values["aux_weight"] = 0.0
+        if values.get("heads_weight") is None:
+            values["heads_weight"] = 1.0
         if values["seed"] is None:
             values["seed"] = 0
         cfg = TrainConfig(**values)
@@ -141,7 +160,8 @@ class TrainConfig:
 
 
 IDENTITY_KEYS = ("model", "preset", "optimizer", "lr", "weight_decay", "batch_size", "schedule", "warmup_frac",
-                 "grad_clip", "seed", "class_weights", "model_config", "aux_weight")
+                 "grad_clip", "seed", "class_weights", "model_config", "aux_weight", "heads_weight",
+                 "init_from")
 """Settings that define what a run computes: a resume must not change them (``epochs`` and ``patience`` may)."""
 
 

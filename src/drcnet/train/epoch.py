@@ -60,7 +60,7 @@ def evaluate_loss(model: torch.nn.Module, ds: SpectraDataset, info: DistInfo, de
     part = Subset(ds, list(range(info.rank, len(ds), info.world))) if info.is_dist else ds
     loader = DataLoader(part, batch_size=batch_size, shuffle=False, num_workers=workers)
     loss_sum = correct = count = 0.0
-    for x, y, _ in loader:
+    for x, y, *_ in loader:
         check_stop()
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         logits = model(x).float()

@@ -42,6 +42,7 @@ from drcnet.conventions import CLASSES
 from drcnet.data.torch_dataset import SpectraDataset, dataset_fingerprint
 from drcnet.models import SpectralModel, create_model, model_input_kind
 from drcnet.models.fastpath import configure_cpu, set_fast
+from drcnet.models.heads import heads_loss
 from drcnet.models.run_folder import (
     BEST,
     FORMAT,
@@ -65,6 +66,7 @@ from drcnet.train.distributed import (
 )
 from drcnet.train.epoch import HISTORY_COLUMNS, arm_feature_spread, evaluate_loss, history_csv
 from drcnet.train.optim import build_optimizer, class_weights
+from drcnet.train.warm_start import warm_start
 from drcnet.train.stop import check_stop, clear_stop_requests, request_stop
 
 _RUNTIME_KEYS = ("device", "workers", "threads", "progress", "stop_after_epochs")
@@ -75,6 +77,17 @@ __all__ = ["HISTORY_COLUMNS", "evaluate_loss", "history_csv", "request_stop", "s
 def _log(info: DistInfo, msg: str) -> None:
     if info.rank == 0:
         tqdm.write(msg)
+
+
+class AllOutputs(torch.nn.Module):
+    """``forward`` = the wrapped model's ``forward_all`` (a dict), so DDP syncs the catalogue heads' gradients."""
+
+    def __init__(self, model: SpectralModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.model.forward_all(x)
 
 
 @dataclass
@@ -212,7 +225,8 @@ def _setup(cfg: TrainConfig, info: DistInfo, resuming: bool) -> _Run:
     cpu_settings = configure_cpu() if cfg.fast else {"threads": torch.get_num_threads(), "mallopt": False}
 
     kind = model_input_kind(cfg.model)
-    train_ds = SpectraDataset(cfg.data, kind, "train", labelled_only=True)
+    heads = bool(cfg.model_config.get("heads"))
+    train_ds = SpectraDataset(cfg.data, kind, "train", labelled_only=True, with_targets=heads)
     val_ds = SpectraDataset(cfg.data, kind, "val", labelled_only=True)
     if len(train_ds) == 0 or len(val_ds) == 0:
         raise ValueError(f"{cfg.data} needs labelled objects in both the train ({len(train_ds)}) and val "
@@ -221,10 +235,16 @@ def _setup(cfg: TrainConfig, info: DistInfo, resuming: bool) -> _Run:
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed % 2**32)
     model = create_model(cfg.model, **cfg.model_config)
+    n_classes = int(getattr(model.config, "n_classes", len(CLASSES)))
+    top = int(max(train_ds.labels.max(), val_ds.labels.max()))
+    if top >= n_classes:
+        raise ValueError(f"{cfg.data} has labels up to {top} (class 'other' is 3) but a {cfg.model} with "
+                         f"{n_classes} outputs; train with --preset survey or --model-config n_classes=4")
+    warm = warm_start(model, cfg.init_from) if cfg.init_from and not resuming else None
     set_fast(model, cfg.fast)
     model.to(device)
     optimizer = build_optimizer(cfg, model.parameters())
-    weight = class_weights(train_ds.labels, len(CLASSES)).to(device) if cfg.class_weights else None
+    weight = class_weights(train_ds.labels, n_classes).to(device) if cfg.class_weights else None
 
     n_steps = steps_per_epoch(len(train_ds), info.world, cfg.batch_size)
     state: dict[str, Any] = {"epoch": 0, "step": 0, "best_val_loss": None, "best_epoch": 0, "bad_epochs": 0,
@@ -236,10 +256,10 @@ def _setup(cfg: TrainConfig, info: DistInfo, resuming: bool) -> _Run:
         state = load_checkpoint(out / LAST, model, optimizer)
         _log(info, f"resuming {out} after epoch {state['epoch']} (step {state['step']})")
 
-    ddp_model: torch.nn.Module = model
+    ddp_model: torch.nn.Module = AllOutputs(model) if heads else model
     if info.is_dist:
         ddp_model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
+            ddp_model, device_ids=[device.index] if device.type == "cuda" else None)
     meta = {
         "format": FORMAT, "model": cfg.model, "model_config": model.config_dict(), "input_kind": kind,
         "n_parameters": model.num_parameters(), "train_config": cfg.to_dict(), "data": dataset_fingerprint(cfg.data),
@@ -247,6 +267,10 @@ def _setup(cfg: TrainConfig, info: DistInfo, resuming: bool) -> _Run:
         "n_train": len(train_ds), "n_val": len(val_ds), "device": str(device), "cpu_settings": cpu_settings,
         "provenance": provenance(cfg.to_dict(), cfg.seed),
     }
+    if warm is not None:
+        meta["warm_start"] = warm
+    elif resuming and "warm_start" in read_run_json(out):
+        meta["warm_start"] = read_run_json(out)["warm_start"]
     if resuming:
         meta["checksums"] = saved_sums
     return _Run(cfg, info, device, model, ddp_model, optimizer, weight, train_ds, val_ds, n_steps * cfg.epochs,
@@ -303,11 +327,12 @@ def _train_epoch(run: _Run, epoch: int, show: bool) -> dict[str, Any]:
     lr = lr_at(cfg, state["step"], run.total_steps)
     bar = tqdm(total=len(loader), desc=f"epoch {epoch}/{cfg.epochs}", leave=False, disable=not show,
                dynamic_ncols=True)
-    for x, y, _ in loader:
+    for x, y, _, *extra in loader:
         check_stop()
         lr = lr_at(cfg, state["step"], run.total_steps)
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        logits = _step(run, x, y, lr)
+        targets = extra[0].to(device, non_blocking=True) if extra else None
+        logits = _step(run, x, y, lr, targets)
         state["step"] += 1
         steps += 1
         with torch.no_grad():
@@ -322,12 +347,26 @@ def _train_epoch(run: _Run, epoch: int, show: bool) -> dict[str, Any]:
     return {"epoch": epoch, "train_loss": loss_sum / count, "train_acc": correct / count, "lr": lr, "steps": steps}
 
 
-def _step(run: _Run, x: torch.Tensor, y: torch.Tensor, lr: float) -> torch.Tensor:
-    """One optimiser step at learning rate ``lr``; returns the batch's float32 logits (detached use only)."""
+def _step(run: _Run, x: torch.Tensor, y: torch.Tensor, lr: float,
+          targets: torch.Tensor | None = None) -> torch.Tensor:
+    """One optimiser step at learning rate ``lr``; returns the batch's float32 logits (detached use only).
+
+    ``targets`` ``(B, 5)`` (:func:`drcnet.data.torch_dataset.catalogue_targets`) adds the catalogue-head
+    loss (:func:`drcnet.models.heads.heads_loss`) times ``heads_weight``.
+    """
     for g in run.optimizer.param_groups:
         g["lr"] = lr
-    logits = run.ddp_model(x).float()
+    out = run.ddp_model(x)
+    extra_loss = None
+    if isinstance(out, dict):
+        logits = out["logits"].float()
+        if targets is not None:
+            extra_loss, _ = heads_loss(out, targets[:, 0].long(), targets[:, 1].long(), targets[:, 2:])
+    else:
+        logits = out.float()
     loss = F.cross_entropy(logits, y, weight=run.weight)
+    if extra_loss is not None and run.cfg.heads_weight:
+        loss = loss + run.cfg.heads_weight * extra_loss
     aux = getattr(run.model, "aux_logits", None)  # per-arm heads of the last forward pass (robust preset)
     if aux and run.cfg.aux_weight:
         loss = loss + run.cfg.aux_weight * sum(F.cross_entropy(a.float(), y, weight=run.weight) for a in aux)

@@ -18,7 +18,7 @@ def simulate_population(out: str | Path, data_root: str | Path, counts: dict[str
                         snr_range: tuple[float, float] | None = None, randomize: bool = True,
                         include: tuple[str, ...] = ("lamost", "pyhammer", "miles", "stelib"),
                         workers: int | None = 1, lamost_splits: str | Path | None = None,
-                        progress: bool = True) -> tuple[Path, dict[str, dict[str, int]]]:
+                        progress: bool = True, other_share: float = 0.0) -> tuple[Path, dict[str, dict[str, int]]]:
     """Render the survey population into ``out`` (HDF5, the schema of ``drcnet simulate``).
 
     Parameters
@@ -33,6 +33,8 @@ def simulate_population(out: str | Path, data_root: str | Path, counts: dict[str
         See :func:`drcnet.simulate.population.prepare_population`.
     workers
         Rendering processes.
+    other_share
+        Share of objects of class ``other`` (:func:`drcnet.simulate.population.prepare_population`).
     lamost_splits
         If given, write ``train/``, ``val/`` and ``test/`` folders of links to the real LAMOST files of
         each split there (so a held-out part can be rendered with ``drcnet simulate --library``).
@@ -43,12 +45,13 @@ def simulate_population(out: str | Path, data_root: str | Path, counts: dict[str
         The file and ``{split: {"library:class": n}}``.
     """
     config, prepared = prepare_population(data_root, counts, seed=seed, snr_range=snr_range, randomize=randomize,
-                                          include=include)
+                                          include=include, other_share=other_share)
     table = split_counts(prepared.templates, prepared.template_split)
     if lamost_splits is not None:
         for s, name in enumerate(SPLIT_NAMES):
             write_lamost_split(prepared.templates, prepared.template_split, s, Path(lamost_splits) / name)
     extra = {"population": {"counts": counts, "include": list(include), "randomize": randomize,
+                            "other_share": other_share,
                             "randomization": DomainRandomization().model_dump(mode="json") if randomize else None}}
     path = simulate_dataset(config, prepared.templates, out, data_root=data_root, workers=workers,
                             progress=progress, prepared=prepared, extra_config=extra)
