@@ -111,6 +111,9 @@ def test_cli_predict_csv(cli_runs, micro_data, tmp_path):
     with out.open() as f:
         rows = list(csv.DictReader(f))
     assert tuple(rows[0]) == PRED_COLUMNS
+    assert out.read_text().splitlines()[0] == (
+        "object_id,label,pred,prob_F,prob_G,prob_K,prob_other,pred_set,subclass,subclass_prob,lum_class,"
+        "teff,teff_err,logg,logg_err,feh,feh_err,ood_score,ood,snr_r,bad_input")
     with h5py.File(micro_data) as h:
         test = np.flatnonzero(h["split"][:] == 2)
         labels = h["label"][:][test]
@@ -123,6 +126,10 @@ def test_cli_predict_csv(cli_runs, micro_data, tmp_path):
         assert all(0 <= p <= 1 for p in probs) and sum(probs) == pytest.approx(1, abs=1e-5)
         assert r["pred"] == "FGK"[int(np.argmax(probs))]
         assert float(r["snr_r"]) > 0
+        # a three-class model without catalogue heads and without calibration: no other, no subclass, no OOD flag
+        assert r["prob_other"] == "nan" and r["subclass"] == "" and r["lum_class"] == "" and r["pred_set"] == ""
+        assert r["teff"] == "nan" and r["feh_err"] == "nan" and r["ood"] == "0" and r["bad_input"] == "0"
+        assert math.isfinite(float(r["ood_score"]))
 
 
 @pytest.mark.parametrize("name", ["drcnet", "rcnet"])

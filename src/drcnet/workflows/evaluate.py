@@ -76,8 +76,12 @@ def predict_run(run_dir: str | Path, data: str | Path, out: str | Path, split: s
                 which: str = "best", batch_size: int = 64, workers: int = 1, fast: bool = True) -> Path:
     """Write a prediction table (:data:`PRED_COLUMNS`) for ``split`` (``None``: all objects) of ``data``.
 
-    Objects whose input holds NaN/inf pixels get no class (``bad_input`` 1) and a ``UserWarning`` says how many.
+    Probabilities are calibrated with the run folder's ``calibration.json`` when it has one
+    (``drcnet calibrate``). Objects whose input holds NaN/inf pixels get no class (``bad_input`` 1) and a
+    ``UserWarning`` says how many.
     """
+    from drcnet.calibration import load_calibration
+
     if fast:
         configure_cpu()
     model, _ = load_run(run_dir, which=which, fast=fast)
@@ -86,4 +90,4 @@ def predict_run(run_dir: str | Path, data: str | Path, out: str | Path, split: s
     if n_bad:
         warnings.warn(f"{data}: {n_bad} of {len(pred['valid'])} objects have NaN/inf pixels in their input and are "
                       "not classified (bad_input = 1 in the table)", stacklevel=2)
-    return write_text_atomic(out, predictions_csv(pred))
+    return write_text_atomic(out, predictions_csv(pred, load_calibration(run_dir)))
