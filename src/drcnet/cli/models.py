@@ -1,4 +1,4 @@
-"""CLI commands for models: train, evaluate, predict, report, models.
+"""CLI commands for models: train, evaluate, predict, calibrate, report, models.
 
 :func:`register` adds them to the app that :mod:`drcnet.cli` builds.
 """
@@ -63,7 +63,7 @@ def predict_cmd(
     workers: Annotated[int, typer.Option(help="DataLoader workers.")] = 1,
     fast: Annotated[bool, typer.Option("--fast/--no-fast", help="CPU fast path.")] = True,
 ) -> None:
-    """Class probabilities per object -> CSV (object_id, label, pred, prob_F, prob_G, prob_K, snr_r)."""
+    """Catalogue per object -> CSV (object_id, label, pred, prob_F/G/K/other, subclass, Teff/logg/[Fe/H], ood, snr_r)."""
     from drcnet.workflows.evaluate import predict_run
 
     if (data is None) == (exposure is None):
@@ -77,6 +77,32 @@ def predict_cmd(
 
     path = predict_run(run_dir, data, out, split=split, which=which, batch_size=batch_size, workers=workers,
                        fast=fast)
+    typer.echo(f"wrote {path}")
+
+
+def calibrate_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="Run folder from `drcnet train` (writable: calibration.json is "
+                                                 "written into it).")],
+    data: Annotated[Path, typer.Option("--data", "-d", help="Dataset HDF5 file with labelled objects.")],
+    split: Annotated[str, typer.Option(help="Split to fit on (never the test split you report on).")] = "val",
+    coverage: Annotated[float, typer.Option(help="Coverage of the conformal prediction sets, in (0, 1).")] = 0.9,
+    which: Annotated[str, typer.Option(help="best or last weights.")] = "best",
+    batch_size: Annotated[int, typer.Option("--batch-size")] = 64,
+    workers: Annotated[int, typer.Option(help="DataLoader workers.")] = 1,
+    fast: Annotated[bool, typer.Option("--fast/--no-fast", help="CPU fast path.")] = True,
+) -> None:
+    """Temperature per S/N_r bin, OOD threshold and conformal sets -> RUN_DIR/calibration.json (then used by predict)."""
+    from drcnet.conventions import SNR_BIN_NAMES
+    from drcnet.workflows.calibrate import calibrate_run
+
+    cal, path = calibrate_run(run_dir, data, split=split, coverage=coverage, which=which, batch_size=batch_size,
+                              workers=workers, fast=fast)
+    typer.echo(f"{'S/N_r':>6s} {'n':>6s} {'T':>7s} {'ECE before':>11s} {'ECE after':>10s}")
+    for k, name in enumerate(SNR_BIN_NAMES):
+        typer.echo(f"{name:>6s} {cal.n_objects[k]:6d} {cal.temperatures[k]:7.3f} {cal.ece_before[k]:11.4f} "
+                   f"{cal.ece_after[k]:10.4f}")
+    typer.echo(f"OOD energy threshold {cal.ood_threshold:.4f}; conformal threshold {cal.conformal_qhat} at coverage "
+               f"{cal.coverage}")
     typer.echo(f"wrote {path}")
 
 
@@ -113,11 +139,12 @@ def models_cmd(
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``train``, ``evaluate``, ``predict``, ``report`` and ``models`` to ``app``."""
+    """Add ``train``, ``evaluate``, ``predict``, ``calibrate``, ``report`` and ``models`` to ``app``."""
     # user-fixable errors (missing files, bad values) become one line and exit status 2
     app.command("train")(friendly_errors(train_cmd))
     app.command("evaluate")(friendly_errors(evaluate_cmd))
     app.command("predict")(friendly_errors(predict_cmd))
+    app.command("calibrate")(friendly_errors(calibrate_cmd))
     app.command("report")(friendly_errors(report_cmd))
     app.command("models")(models_cmd)
 
