@@ -55,15 +55,16 @@ def resolve_libraries(library: list[Path] | None) -> list[Path]:
     return [default]
 
 
-def load_fgk_templates(libs: list[Path], console: Console) -> Any:
-    """Load the F/G/K templates of ``libs``, printing each library warning (bad file, unknown labels) as a line."""
+def load_fgk_templates(libs: list[Path], console: Console, all_classes: bool = False) -> Any:
+    """Load the F/G/K templates of ``libs`` (every class with ``all_classes``, for ``--other``), printing
+    each library warning (bad file, unknown labels) as a line."""
     import warnings
 
     from drcnet.library import LibraryWarning, load_templates
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", LibraryWarning)
-        result = load_templates(libs, classes=("F", "G", "K"))
+        result = load_templates(libs, classes=None if all_classes else ("F", "G", "K"))
     for w in caught:
         console.print(f"[yellow]warning:[/] {w.message}")
     return result

@@ -28,12 +28,14 @@ def simulate_cmd(
     snr_min: Annotated[float | None, typer.Option("--snr-min")] = None,
     snr_max: Annotated[float | None, typer.Option("--snr-max")] = None,
     all_test: Annotated[bool, typer.Option("--all-test", help="with --n: put every object in the test split")] = False,
+    other: Annotated[float, typer.Option("--other", min=0.0, max=1.0, help="share of objects of class 'other' (label 3): the libraries' O/B/A/M stars, LAMOST galaxies/QSOs and sky-only fibers, subclass kept; 1: only those (e.g. to measure rejection); 0: F/G/K only")] = 0.0,
+    sky_fibers: Annotated[bool, typer.Option("--sky-fibers/--no-sky-fibers", help="with --other: 15 % of the other objects are sky-only fibers")] = True,
     seed: Annotated[int, typer.Option(help="random seed: same seed, same data")] = 0,
     workers: Annotated[int | None, typer.Option(help="worker processes (default: all cores)")] = None,
     data_root: Annotated[Path | None, typer.Option("--data-root", help="reference data folder (default $DRCNET_DATA)")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="replace an existing --out file")] = False,
 ) -> None:
-    """Render a dataset of LAMOST stripes and 1D spectra from real stellar templates."""
+    """Render a dataset of LAMOST stripes and 1D spectra from real stellar templates (and, with --other, non-F/G/K sources)."""
     from drcnet.library import summarize
     from drcnet.simulate.dataset import SimulationConfig
     from drcnet.workflows.simulate_dataset import simulate_dataset
@@ -44,9 +46,10 @@ def simulate_cmd(
         raise FileExistsError(f"{out}: already exists; pass --overwrite to replace it, or choose another --out")
     libs = resolve_libraries(library)
     config = SimulationConfig(libraries=[str(p) for p in libs], preset=None if n else preset, n=n,
-                              snr_min=snr_min, snr_max=snr_max, all_test=all_test, seed=seed)
+                              snr_min=snr_min, snr_max=snr_max, all_test=all_test, seed=seed, other=other,
+                              sky_fibers=sky_fibers)
     t0 = time.perf_counter()
-    result = load_fgk_templates(libs, console)
+    result = load_fgk_templates(libs, console, all_classes=other > 0)
     console.print(summarize(result))
     path = simulate_dataset(config, result.templates, out, data_root=data_root, workers=workers,
                             progress=is_interactive())
@@ -58,17 +61,19 @@ def _print_summary(path: Path, seconds: float) -> None:
     import numpy as np
 
     from drcnet import CLASSES
+    from drcnet.conventions import OTHER
     from drcnet.data.schema import SNR_BIN_NAMES, SPLIT_NAMES
 
     with h5py.File(path, "r") as h:
         split, b, label = h["split"][:], h["snr_bin"][:], h["label"][:]
     console.print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, {split.size} objects) in {seconds:.1f} s")
-    header = "split      " + " ".join(f"{n:>7}" for n in SNR_BIN_NAMES) + "    " + " ".join(f"{c:>5}" for c in CLASSES)
+    names = CLASSES + ((OTHER,) if np.any(label == len(CLASSES)) else ())
+    header = "split      " + " ".join(f"{n:>7}" for n in SNR_BIN_NAMES) + "    " + " ".join(f"{c:>5}" for c in names)
     console.print(header)
     for s, name in enumerate(SPLIT_NAMES):
         sel = split == s
         bins = " ".join(f"{int(np.sum(sel & (b == k))):>7}" for k in range(4))
-        cls = " ".join(f"{int(np.sum(sel & (label == c))):>5}" for c in range(3))
+        cls = " ".join(f"{int(np.sum(sel & (label == c))):>5}" for c in range(len(names)))
         console.print(f"{name:<10} {bins}    {cls}")
 
 

@@ -25,7 +25,13 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from drcnet.conventions import CLASSES, SPLIT_NAMES, snr_bin
 from drcnet.instrument.config import N_FIBERS, InstrumentConfig
 from drcnet.library.template import Template
-from drcnet.simulate.plan import PRESETS, ObjectPlan, plan_objects, split_templates
+from drcnet.simulate.plan import (
+    PRESETS,
+    SKY_SHARE,
+    ObjectPlan,
+    plan_objects,
+    split_templates,
+)
 from drcnet.simulate.render import ForwardModel, ObjectResult, Source
 from drcnet.simulate.site import Site
 
@@ -48,6 +54,9 @@ class SimulationConfig(BaseModel):
     snr_min: float | None = Field(None, gt=0)
     snr_max: float | None = Field(None, gt=0)
     all_test: bool = False
+    other: float = Field(0.0, ge=0.0, le=1.0, description="share of objects of class 'other' (label 3): the "
+                         "libraries' O/B/A/M stars, LAMOST galaxies/QSOs and sky-only fibers; 0: F/G/K only")
+    sky_fibers: bool = Field(True, description="with other > 0: make 15 % of the other objects sky-only fibers")
     seed: int = 0
     rv_sigma_kms: float = Field(40.0, ge=0, description="radial velocities ~ N(0, sigma), clipped at 4 sigma")
     ebv_mean: float = Field(0.08, ge=0, description="E(B-V) ~ exponential with this mean, clipped at ebv_max")
@@ -222,15 +231,18 @@ def prepare_dataset(config: SimulationConfig, templates: Sequence[Template],
     config
         What to render; ``config.seed`` drives the split and the plan.
     templates
-        Loaded templates; only F, G and K are used.
+        Loaded templates; only F, G and K are used, unless ``config.other`` > 0: then the O/B/A/M stars and
+        LAMOST galaxies/QSOs among them are rendered too, as class ``other`` (:func:`_prepare_with_other`).
     data_root
         Reference-data root for the sky and extinction curve (default ``$DRCNET_DATA``).
 
     Raises
     ------
     ValueError
-        No F, G or K template.
+        No F, G or K template (no other template either, with ``config.other``).
     """
+    if config.other > 0:
+        return _prepare_with_other(config, templates, data_root)
     rng = np.random.default_rng(config.seed)
     templates = [t for t in templates if t.cls in CLASSES]
     if not templates:
@@ -242,6 +254,72 @@ def prepare_dataset(config: SimulationConfig, templates: Sequence[Template],
     plan = plan_objects(cells, templates, template_split, rng, n=config.n, snr_range=snr_range, all_test=config.all_test)
     site = Site.load(config.instrument, data_root)
     return PreparedDataset(templates, template_split, plan, ForwardModel(config.instrument, site, templates))
+
+
+def _prepare_with_other(config: SimulationConfig, templates: Sequence[Template],
+                        data_root: str | Path | None) -> PreparedDataset:
+    """:func:`prepare_dataset` with ``config.other`` of the objects of class ``other`` (label 3).
+
+    The F/G/K part is split and planned exactly as without ``other`` (same random stream, fewer objects);
+    the ``other`` templates (:func:`drcnet.simulate.plan.other_templates`, plus three sky-only
+    pseudo-templates when ``config.sky_fibers``) follow the F/G/K ones in the template list, are split
+    by :func:`~drcnet.simulate.plan.split_other` and planned by
+    :func:`~drcnet.simulate.plan.plan_other_objects` with a second stream (``[seed, 3]``), which also
+    shuffles the two parts together. With ``other = 1`` no F/G/K template is needed or used.
+    """
+    from drcnet.simulate.plan import (
+        merge_plans,
+        other_counts,
+        other_templates,
+        plan_other_objects,
+        split_other,
+    )
+    from drcnet.simulate.population import no_light_templates
+
+    rng = np.random.default_rng(config.seed)
+    cells = PRESETS[config.preset] if config.preset else None
+    snr_range = (config.snr_min, config.snr_max) if config.n else None
+    other_cells, fgk_cells, fgk_n = other_counts(config.other, cells, config.n, config.all_test)
+    n_fgk = sum(fgk_cells.values()) if fgk_cells is not None else int(fgk_n or 0)
+    fgk = [t for t in templates if t.cls in CLASSES]
+    if n_fgk and not fgk:
+        raise ValueError("no F, G or K templates to simulate from (use --other 1 to render only other objects)")
+    others = other_templates(templates)
+    if config.sky_fibers and (others or fgk or templates):
+        others += no_light_templates((others or fgk or list(templates))[0])
+    if other_cells and not others:
+        raise ValueError("--other: none of the templates is an O/B/A/M star, galaxy or QSO and sky-only fibers are "
+                         "off; add such a library (e.g. miles, stelib, or a LAMOST folder) or allow sky-only fibers")
+    needed = SPLIT_NAMES if not config.all_test else ("test",)
+    fgk_split = np.zeros(0, dtype=int)
+    if fgk:
+        try:
+            fgk_split = split_templates(fgk, rng, needed)
+        except ValueError:
+            if n_fgk:
+                raise
+            fgk = []  # --other 1: the F/G/K stars were only neighbours, and too few to split; the others serve
+    if n_fgk:
+        fgk_plan = plan_objects(fgk_cells, fgk, fgk_split, rng, n=fgk_n if fgk_cells is None else None,
+                                snr_range=snr_range, all_test=config.all_test)
+    else:
+        fgk_plan = ObjectPlan(np.zeros(0, int), np.zeros(0, int), np.zeros(0, int), np.zeros((0, 2)), np.zeros(0, int))
+    other_split = split_other(others, config.all_test)
+    sky = [i for i, t in enumerate(others) if t.meta.get("no_light")]
+    other_split[sky] = np.arange(len(sky)) % len(SPLIT_NAMES)  # one sky pseudo-template per split
+    lit = np.concatenate([fgk_split, np.where([bool(t.meta.get("no_light")) for t in others], -1, other_split)])
+    for s in {int(x) for x in fgk_plan.split} | {SPLIT_NAMES.index(k[0]) for k in other_cells}:
+        if not np.any(lit == s):
+            raise ValueError(f"the {SPLIT_NAMES[s]} split has no star to put in the neighbouring fibers (only sky-only "
+                             "fibers); add a library with stars, or use --all-test")
+    orng = np.random.default_rng([config.seed, 3])
+    other_plan = plan_other_objects(other_cells, others, other_split, snr_range, orng,
+                                    sky_share=SKY_SHARE if config.sky_fibers else 0.0)
+    all_templates = fgk + others
+    plan = merge_plans(fgk_plan, other_plan, len(fgk), orng)
+    site = Site.load(config.instrument, data_root)
+    return PreparedDataset(all_templates, np.concatenate([fgk_split, other_split]), plan,
+                           ForwardModel(config.instrument, site, all_templates))
 
 
 def render_blocks(prepared: PreparedDataset, config: SimulationConfig,

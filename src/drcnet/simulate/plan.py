@@ -7,6 +7,7 @@ split by source star, stratified by class, so no star is seen in two splits.
 
 from __future__ import annotations
 
+import math
 import re
 from collections import defaultdict
 from collections.abc import Sequence
@@ -188,3 +189,139 @@ def plan_objects(cells: dict[tuple[str, int], int] | None, templates: Sequence[T
             reps = int(np.ceil(sel.size / pool.size))
             template[sel] = np.concatenate([rng.permutation(pool) for _ in range(reps)])[: sel.size]
     return ObjectPlan(cls=cls, split=split, snr_bin=arr[:, 2].astype(int), snr_range=arr[:, 3:5], template=template)
+
+
+# -- objects of class "other" (drcnet simulate --other) -------------------------------------------
+OTHER_LABEL = 3
+"""Label index of class ``other`` in dataset files (:data:`drcnet.conventions.CLASSES_WITH_OTHER`)."""
+
+SKY_SHARE = 0.15
+"""Share of sky-only fibers among the ``other`` objects of ``drcnet simulate --other`` (the population's
+:data:`~drcnet.simulate.population.OTHER_SHARE` gives sky 0.15 when every source group is present)."""
+
+
+def other_templates(templates: Sequence[Template]) -> list[Template]:
+    """The non-F/G/K templates of ``templates`` relabelled as class ``other`` (subclass kept).
+
+    O/B/A/M stars and LAMOST galaxies/QSOs go through :func:`drcnet.library.labels.other_label` on their
+    own (MK or LAMOST) labels; templates already of class ``other`` are kept; unknown labels and spectra
+    without r-band flux are left out (the latter with a warning naming the file).
+    """
+    from drcnet.conventions import OTHER
+    from drcnet.library.labels import other_label
+    from drcnet.simulate.population import _renderable
+
+    out = []
+    for t in templates:
+        if t.cls in CLASSES:
+            continue
+        o = t if t.cls == OTHER else other_label(t)
+        if o is not None and not o.meta.get("no_light") and _renderable(o):
+            out.append(o)
+    return out
+
+
+def split_other(templates: Sequence[Template], all_test: bool) -> np.ndarray:
+    """Split index of every ``other`` template: all test with ``all_test``, else by a hash of the star.
+
+    The hash rule is the survey population's (:func:`drcnet.simulate.population.lamost_split_of`: LAMOST
+    stars 70/15/15 by designation, library stars 8:1:1 by template id), so a star lands in the same
+    split in ``drcnet simulate --other`` and ``drcnet simulate-population --other`` files.
+    """
+    from drcnet.simulate.population import (
+        LIBRARY_SPLIT_FRACTIONS,
+        lamost_split_of,
+        star_key,
+    )
+
+    if all_test:
+        return np.full(len(templates), SPLIT_NAMES.index("test"), dtype=int)
+    return np.array([lamost_split_of(star_key(t)) if t.library == "lamost"
+                     else lamost_split_of(t.template_id, LIBRARY_SPLIT_FRACTIONS) for t in templates], dtype=int)
+
+
+def other_counts(fraction: float, cells: dict[tuple[str, int], int] | None, n: int | None,
+                 all_test: bool) -> tuple[dict[tuple[str, int], int], dict[tuple[str, int], int] | None, int | None]:
+    """How many ``other`` objects go where, and what is left for F/G/K.
+
+    ``round(fraction x total)`` objects are ``other`` (exactly: ``--other 0.25`` of 40 is 10), spread over
+    the preset's cells in proportion to their sizes, or over the splits 8:1:1 (all test with ``all_test``).
+
+    Returns
+    -------
+    other_cells, fgk_cells, fgk_n
+        ``{(split name, S/N bin or -1): count}`` of the ``other`` objects, and the preset cells (or ``n``)
+        left for F, G and K.
+    """
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"--other must be a share in [0, 1], got {fraction}")
+    if cells is not None:
+        keys = list(cells)
+        total = sum(cells.values())
+        k = math.floor(fraction * total + 0.5)
+        per = apportion(k, [cells[c] for c in keys]) if k else np.zeros(len(keys), int)
+        return ({c: int(p) for c, p in zip(keys, per, strict=True) if p},
+                {c: cells[c] - int(p) for c, p in zip(keys, per, strict=True)}, None)
+    if n is None:
+        raise ValueError("give a preset, or --n with --snr-min/--snr-max")
+    k = math.floor(fraction * n + 0.5)
+    per_split = [0, 0, k] if all_test else apportion(k, SPLIT_FRACTIONS).tolist()
+    return {(SPLIT_NAMES[s], -1): int(c) for s, c in enumerate(per_split) if c}, None, n - k
+
+
+def plan_other_objects(counts: dict[tuple[str, int], int], templates: Sequence[Template], template_split: np.ndarray,
+                       snr_range: tuple[float, float] | None, rng: np.random.Generator,
+                       sky_share: float = SKY_SHARE) -> ObjectPlan:
+    """Lay out the ``other`` objects (label :data:`OTHER_LABEL`) over ``templates`` (other + sky only).
+
+    In each split, ``sky_share`` of the objects are sky-only fibers (``meta["no_light"]``; all of them
+    when the split has no other template), the rest spread over the source groups by
+    :data:`~drcnet.simulate.population.OTHER_SHARE` (renormalised over the groups present), each
+    group's templates used about equally often. Counts are exact (largest remainder), not drawn.
+
+    Raises
+    ------
+    ValueError
+        A split needs objects but has no template to draw them from.
+    """
+    from drcnet.simulate.population import OTHER_SHARE, source_group
+
+    sky = np.array([bool(t.meta.get("no_light")) for t in templates])
+    rows: list[tuple[int, int, float, float, int]] = []
+    for (split_name, b), count in counts.items():
+        s = SPLIT_NAMES.index(split_name)
+        lo, hi = SNR_TARGET_RANGES[b] if b >= 0 else snr_range  # type: ignore[misc]
+        real = np.flatnonzero((template_split == s) & ~sky)
+        dark = np.flatnonzero((template_split == s) & sky)
+        if real.size == 0:
+            n_sky = int(count)  # nothing else in this split: every other object is a sky-only fiber
+        elif sky_share > 0:
+            n_sky = int(apportion(int(count), [1 - sky_share, sky_share])[1])
+        else:
+            n_sky = 0
+        if n_sky and dark.size == 0:
+            raise ValueError(f"no other template (O/B/A/M star, galaxy, QSO) in the {split_name} split and sky-only "
+                             "fibers are off; add a library with such spectra, or allow sky-only fibers")
+        picks = [int(rng.choice(dark)) for _ in range(n_sky)]
+        groups: dict[str, list[int]] = {}
+        for i in real:
+            groups.setdefault(source_group(templates[i]), []).append(int(i))
+        names = sorted(groups)
+        if names:
+            for g, k in zip(names, apportion(int(count) - n_sky, [OTHER_SHARE.get(g, 0.1) for g in names]), strict=True):
+                pool = np.array(groups[g])
+                reps = int(np.ceil(k / pool.size)) if k else 0
+                picks += np.concatenate([rng.permutation(pool) for _ in range(reps)])[: int(k)].tolist() if reps else []
+        rows += [(s, b, lo, hi, p) for p in picks]
+    arr = np.array(rows, dtype=float).reshape(-1, 5)
+    return ObjectPlan(cls=np.full(len(arr), OTHER_LABEL, dtype=int), split=arr[:, 0].astype(int),
+                      snr_bin=arr[:, 1].astype(int), snr_range=arr[:, 2:4], template=arr[:, 4].astype(int))
+
+
+def merge_plans(a: ObjectPlan, b: ObjectPlan, template_offset: int, rng: np.random.Generator) -> ObjectPlan:
+    """``a`` and ``b`` (whose templates follow ``a``'s, from ``template_offset``) in one shuffled plan."""
+    order = rng.permutation(len(a) + len(b))
+    return ObjectPlan(cls=np.concatenate([a.cls, b.cls])[order], split=np.concatenate([a.split, b.split])[order],
+                      snr_bin=np.concatenate([a.snr_bin, b.snr_bin])[order],
+                      snr_range=np.concatenate([a.snr_range.reshape(-1, 2), b.snr_range.reshape(-1, 2)])[order],
+                      template=np.concatenate([a.template, b.template + template_offset])[order])
