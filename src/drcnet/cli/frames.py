@@ -29,6 +29,7 @@ def simulate_cmd(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="replace an exposure already in --out")] = False,
     exposures: Annotated[int, typer.Option("--exposures", min=1, help="several plates: exposure k in OUT/<planid>/ with seed + k")] = 1,
     scheduler: Annotated[str | None, typer.Option("--scheduler", help="Dask scheduler address: one task per (exposure, spectrograph) on its workers")] = None,
+    other: Annotated[float, typer.Option("--other", min=0.0, max=1.0, help="share of program fibers holding 'other' objects (the libraries' O/B/A/M stars, galaxies, QSOs; 15 % of them sky-only fibers); truth class 'other'. 0 (default) keeps the F/G/K-only plate; ~0.15 is survey-like")] = 0.0,
 ) -> None:
     """Simulate one plate's raw exposure set: bias x5, flat, arc and science per arm, fiber maps, truth."""
     from drcnet.simulate.exposure import ExposureConfig, simulate_exposure
@@ -37,9 +38,9 @@ def simulate_cmd(
     refuse_existing_exposure(out, overwrite)
     libs = resolve_libraries(library)
     config = ExposureConfig(libraries=[str(p) for p in libs], spectrographs=spectrographs, seed=seed, planid=planid,
-                            gzip=gzip, cosmics=cosmics)
+                            gzip=gzip, cosmics=cosmics, other=other)
     t0 = time.perf_counter()
-    result = load_fgk_templates(libs, console)
+    result = load_fgk_templates(libs, console, all_classes=other > 0)
     t1 = time.perf_counter()
     if exposures > 1 or scheduler:
         from drcnet.simulate.exposure import simulate_night

@@ -6,8 +6,8 @@ Columns (one row per fiber, ``FIBERID`` 1..250)::
     OBJID       str     object id ("" for sky, unused and dead fibers)
     FIBERTYPE   str     Obj, Sky, F-std, Unused, PosErr or Dead (REFERENCE section 4)
     MAG         float32 r magnitude (NaN when none)
-    TRUE_CLASS      str     F/G/K of a simulated star ("" otherwise)    -- evaluation only
-    TRUE_SUBCLASS   str     MK subclass                                  -- evaluation only
+    TRUE_CLASS      str     F/G/K or "other" of a simulated object ("" otherwise) -- evaluation only
+    TRUE_SUBCLASS   str     MK subclass, GALAXY/QSO, or SKY (sky-only)   -- evaluation only
     TRUE_SNR_R      float32 expected S/N_r of the rendered star         -- evaluation only
     TRUE_TEMPLATE   str     template id the star was rendered from       -- evaluation only
 

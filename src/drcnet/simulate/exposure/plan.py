@@ -4,7 +4,8 @@ Per spectrograph, :func:`plan_fibers` lays out the 250 fibers: sky fibers
 spread evenly along the slit (as LAMOST's are), a few unused and dead fibers,
 a few bright F standards, a few stars bright enough to saturate, and program
 stars (F, G, K in the paper's ratio) with magnitudes spread so their S/N_r
-covers the paper's bins. Everything is drawn from ``default_rng([seed, spid, 0])``,
+covers the paper's bins; with ``other`` > 0 that share of the program fibers holds objects of class
+``other`` instead (A/M/O/B stars, galaxies, QSOs, sky-only fibers). Everything is drawn from ``default_rng([seed, spid, 0])``,
 so a spectrograph's plan does not depend on how many are simulated.
 """
 
@@ -40,6 +41,9 @@ class ExposureConfig(BaseModel):
     n_fstd: int = Field(5, ge=0, description="bright F stars used as flux standards (fibertype F-std)")
     n_saturated: int = Field(3, ge=0, description="program stars bright enough to saturate the CCD")
     mag_range: tuple[float, float] = Field((14.0, 19.3), description="r magnitudes of program stars (uniform)")
+    other: float = Field(0.0, ge=0.0, le=1.0, description="share of the program fibers (Obj, not saturated) given to "
+                         "objects of class 'other': O/B/A/M stars, galaxies, QSOs of the libraries and sky-only "
+                         "fibers (see OTHER_DEFAULT_NOTE)")
     fstd_mag_range: tuple[float, float] = (14.0, 15.5)
     saturated_mag_range: tuple[float, float] = (9.0, 10.0)
     rv_sigma_kms: float = Field(40.0, ge=0)
@@ -95,6 +99,12 @@ class FiberPlan:
         return self.fibertype != "Dead"
 
 
+OTHER_DEFAULT_NOTE = """Why ``other`` defaults to 0: every existing exposure (tests, demos, benchmarks) keeps its
+plate, truth and numbers, and the F/G/K-only plate stays the paper's setting. A realistic LAMOST LRS plate
+has roughly 15 % non-F/G/K object fibers (A stars ~8 %, M stars ~4 %, galaxies/QSOs ~2 %, empty or
+misplaced fibers ~1 %), so ``--other 0.15`` is the recommended survey-like setting."""
+
+
 def _draw(rng: np.random.Generator, template: int, mag: float, cfg: ExposureConfig) -> Source:
     rv = float(np.clip(rng.normal(0.0, cfg.rv_sigma_kms), -4 * cfg.rv_sigma_kms, 4 * cfg.rv_sigma_kms))
     ebv = float(min(rng.exponential(cfg.ebv_mean), 0.6)) if cfg.ebv_mean > 0 else 0.0
@@ -142,6 +152,47 @@ def plan_fibers(cfg: ExposureConfig, templates: Sequence[Template], spid: int) -
             sources.append(None)
             objid.append("")
             tid.append("")
+    if cfg.other > 0:
+        _place_other(cfg, templates, spid, ftype, saturated, sources, tid)
     return FiberPlan(spid=spid, fibertype=ftype.astype(str), objid=np.array(objid), sources=sources,
                      sky_scale=sky_scale, template_id=np.array(tid))
+
+
+def _place_other(cfg: ExposureConfig, templates: Sequence[Template], spid: int, ftype: np.ndarray,
+                 saturated: np.ndarray, sources: list[Source | None], tid: list[str]) -> None:
+    """Replace ``round(cfg.other x program fibers)`` program stars by ``other`` objects, in place.
+
+    Program fibers are the ``Obj`` fibers that are not saturated stars. The fibers, their objects and
+    magnitudes come from a second stream ``default_rng([seed, spid, 3])``, so every F/G/K fiber keeps
+    exactly the star it has without ``other``. Sky-only pseudo-templates (``meta["no_light"]``,
+    :func:`drcnet.simulate.population.no_light_templates`) get r = :data:`~drcnet.simulate.dataset.NO_LIGHT_MAG`:
+    the fiber sees only the sky and its neighbours' halo. Counts per source group are exact
+    (:func:`drcnet.simulate.plan.plan_other_objects`: 15 % sky-only, the rest by the population's shares).
+    """
+    from drcnet.conventions import OTHER
+    from drcnet.simulate.dataset import NO_LIGHT_MAG, is_observed
+    from drcnet.simulate.plan import SKY_SHARE, plan_other_objects
+
+    rng = np.random.default_rng([cfg.seed, spid, 3])
+    program = np.flatnonzero((ftype == "Obj") & ~saturated)
+    k = int(np.floor(cfg.other * program.size + 0.5))
+    if k == 0:
+        return
+    pool = [i for i, t in enumerate(templates) if t.cls == OTHER]
+    if not pool:
+        raise ValueError("--other: no O/B/A/M star, galaxy, QSO or sky-only template to put in the fibers; add a "
+                         "library with such spectra (e.g. stelib, miles or a LAMOST folder)")
+    sub = [templates[i] for i in pool]
+    plan = plan_other_objects({("test", -1): k}, sub, np.full(len(sub), 2), (1.0, 2.0), rng, sky_share=SKY_SHARE
+                              if any(t.meta.get("no_light") for t in sub) else 0.0)
+    fibers = np.sort(rng.choice(program, size=k, replace=False))
+    for f, j in zip(fibers, rng.permutation(plan.template), strict=True):
+        t = templates[pool[int(j)]]
+        src = _draw(rng, pool[int(j)], rng.uniform(*cfg.mag_range), cfg)
+        if t.meta.get("no_light"):
+            src = Source(src.template, 0.0, 0.0, NO_LIGHT_MAG, src.airmass)
+        elif is_observed(t):  # a real survey spectrum is already reddened and carries its own velocity
+            src = Source(src.template, 0.0, 0.0, src.mag_r, src.airmass)
+        sources[int(f)] = src
+        tid[int(f)] = t.template_id
 

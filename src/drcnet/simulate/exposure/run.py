@@ -102,7 +102,8 @@ def simulate_exposure(config: ExposureConfig, templates: Sequence[Template], out
     config
         What to simulate.
     templates
-        Source spectra (F, G and K are used).
+        Source spectra (F, G and K are used; with ``config.other`` also the O/B/A/M stars, galaxies and QSOs
+        among them, as class ``other``, and sky-only fibers: :func:`plate_templates`).
     out_dir
         Exposure folder (created).
     data_root
@@ -132,7 +133,7 @@ def simulate_exposure(config: ExposureConfig, templates: Sequence[Template], out
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     remove_stale_parts(out)  # what a killed run left behind
-    templates = [t for t in templates if t.cls in CLASSES]
+    templates = plate_templates(templates, config.other > 0)
     if not templates:
         raise ValueError("no F, G or K templates to fill the plate with")
     site = Site.load(config.instrument, data_root)
@@ -166,6 +167,18 @@ def simulate_exposure(config: ExposureConfig, templates: Sequence[Template], out
         truth_path = write_truth(out / truth_name(config.planid, spid), plan, templates, results[spid], prov)
         done.append(SimulatedSpectrograph(spid, plan, results[spid], fmap_path, truth_path))
     return SimulatedExposure(out, config, done, time.perf_counter() - t0)
+
+
+def plate_templates(templates: Sequence[Template], other: bool) -> list[Template]:
+    """The templates a plate is filled from: the F/G/K ones, then with ``other`` the non-F/G/K ones relabelled
+    ``other`` (:func:`drcnet.simulate.plan.other_templates`) and three sky-only pseudo-templates."""
+    fgk = [t for t in templates if t.cls in CLASSES]
+    if not other or not fgk:
+        return fgk
+    from drcnet.simulate.plan import other_templates
+    from drcnet.simulate.population import no_light_templates
+
+    return fgk + other_templates(templates) + no_light_templates(fgk[0])
 
 
 def _remap(plan: FiberPlan, remap: dict[int, int]) -> FiberPlan:
