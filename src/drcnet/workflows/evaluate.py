@@ -1,6 +1,7 @@
 """``drcnet evaluate`` and ``drcnet predict`` on a dataset file: load the run, predict, score, write.
 
-* :func:`evaluate_run` - metrics.json (Table 3, Tables 4-5, intervals) and the confusion-matrix figure.
+* :func:`evaluate_run` - metrics.json (Table 3, Tables 4-5, intervals; the catalogue metrics of
+  :func:`drcnet.metrics.catalogue_metrics` under ``catalogue``) and the confusion-matrix figure.
 * :func:`predict_run` - the prediction table (:data:`drcnet.predict.PRED_COLUMNS`).
 """
 
@@ -12,16 +13,36 @@ from typing import Any
 
 import numpy as np
 
-from drcnet.conventions import CLASSES, SNR_BIN_NAMES
+from drcnet.conventions import SNR_BIN_NAMES, class_names
 from drcnet.data.groups import object_groups
-from drcnet.data.torch_dataset import dataset_fingerprint
-from drcnet.metrics import evaluate_predictions, group_metrics
+from drcnet.data.schema import decode, open_dataset
+from drcnet.data.torch_dataset import catalogue_targets, dataset_fingerprint
+from drcnet.metrics import catalogue_metrics, evaluate_predictions, group_metrics
 from drcnet.models import load_run
 from drcnet.models.fastpath import configure_cpu
 from drcnet.predict import predict_dataset, predictions_csv
 from drcnet.provenance import provenance, write_json_atomic, write_text_atomic
 
 METRICS_JSON = "metrics.json"
+
+
+def file_truth(data: str | Path, rows: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """Catalogue targets and subclass strings of the objects at ``rows`` of a dataset file.
+
+    Returns
+    -------
+    targets : numpy.ndarray
+        ``(len(rows), 5)``: :func:`drcnet.data.torch_dataset.catalogue_targets` (subclass index, luminosity
+        class, Teff K, log g, [Fe/H] dex; for real LAMOST sources the LASP values).
+    subclass : list of str
+        The file's ``subclass`` column (empty strings when the file has none).
+    """
+    with open_dataset(data) as h:
+        label = h["label"][:].astype(np.int64)
+        targets = catalogue_targets(h, label)
+        sub = decode(h["subclass"][:]) if "subclass" in h else [""] * len(label)
+    rows = np.asarray(rows, dtype=np.int64)
+    return targets[rows], [sub[i] for i in rows]
 
 
 def evaluate_run(run_dir: str | Path, data: str | Path, split: str = "test", out: str | Path | None = None,
@@ -44,6 +65,7 @@ def evaluate_run(run_dir: str | Path, data: str | Path, split: str = "test", out
     write
         Write the files (``False``: only return the metrics).
     """
+    from drcnet.calibration import load_calibration
     from drcnet.plots.figures import plot_confusions
 
     if fast:
@@ -55,10 +77,13 @@ def evaluate_run(run_dir: str | Path, data: str | Path, split: str = "test", out
     if not (np.asarray(pred["label"]) >= 0).any():
         raise ValueError(f"{data}: none of the {len(pred['label'])} objects of the {split!r} split has a label; "
                          "nothing to evaluate against (use `drcnet predict` for unlabelled data)")
+    names = class_names(int(pred["prob"].shape[1]))
+    targets, subclass = file_truth(data, pred["rows"])
     metrics = {
         "run": str(Path(run_dir).resolve()), "model": info.model_name, "weights": which, "split": split,
-        "classes": list(CLASSES), "snr_bins": list(SNR_BIN_NAMES), "data": dataset_fingerprint(data),
+        "classes": list(names), "snr_bins": list(SNR_BIN_NAMES), "data": dataset_fingerprint(data),
         **evaluate_predictions(pred),
+        "catalogue": catalogue_metrics(pred, targets, subclass, load_calibration(run_dir)),
         "groups": group_metrics(pred["label"], pred["pred"], pred["snr_bin"], object_groups(data, pred["rows"])),
         "provenance": provenance({"run": str(run_dir), "data": str(data), "split": split, "weights": which},
                                  info.meta.get("seed")),
@@ -68,7 +93,8 @@ def evaluate_run(run_dir: str | Path, data: str | Path, split: str = "test", out
         write_json_atomic(out_dir / METRICS_JSON, metrics)
         panels = {f"S/N {k} (n={v['n']})": (v["confusion_matrix"] if v["n"] else None)
                   for k, v in metrics["bins"].items()}
-        plot_confusions(panels, out_dir / "confusion.png", suptitle=f"{info.model_name}: {split} split")
+        plot_confusions(panels, out_dir / "confusion.png", suptitle=f"{info.model_name}: {split} split",
+                        classes=names)
     return metrics
 
 

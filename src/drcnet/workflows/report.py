@@ -1,8 +1,9 @@
 """``drcnet report``: Markdown + HTML report over one or more runs, beside the paper's numbers.
 
 Contents: the paper's Table 3 for every run next to the published values, per-S/N-bin tables
-(Tables 4-5), Figure 7 (accuracy against S/N bin, with the paper's DRC-Net minus RC-Net
-differences), confusion matrices and training curves. ``report.md`` links PNG files written beside
+(Tables 4-5), the survey-catalogue sections (subclass, stellar parameters, rejection of ``other``
+objects, calibration, OOD flag; :func:`drcnet.metrics.catalogue_metrics`), Figure 7 (accuracy against
+S/N bin, with the paper's DRC-Net minus RC-Net differences), confusion matrices and training curves. ``report.md`` links PNG files written beside
 it; ``report.html`` embeds the same PNGs as base64, so it is one self-contained file.
 Runs without a ``metrics.json`` for this data file and split are evaluated on the fly.
 """
@@ -114,6 +115,7 @@ def build_blocks(runs: list[dict[str, Any]], data: str, split: str, fingerprint:
         b.append(("table", heads, rows))
 
     b += _group_blocks(runs)
+    b += catalogue_blocks(runs)
 
     b.append(("h", 2, "Figure 7: accuracy against S/N_r"))
     b.append(("img", figs["fig7"], "accuracy against S/N bin"))
@@ -150,6 +152,105 @@ def _group_blocks(runs: list[dict[str, Any]]) -> list[Block]:
                 rows.append([group, value, _cell(cell)] + [_cell(cell["bins"][k]) for k in SNR_BIN_NAMES])
         b.append(("h", 3, r["label"]))
         b.append(("table", heads, rows))
+    return b
+
+
+_BIN_HEADS = ["all"] + [f"S/N_r {k}" for k in SNR_BIN_NAMES]
+
+
+def _row(name: str, by_bin: dict[str, Any], value: Any) -> list[str]:
+    """A table row: ``name``, then ``value(cell)`` overall and per S/N_r bin of a ``{"all", "bins"}`` dict."""
+    return [name, value(by_bin["all"])] + [value(by_bin["bins"][k]) for k in SNR_BIN_NAMES]
+
+
+def _share_cell(cell: dict[str, Any]) -> str:
+    return f"{_fmt(cell.get('share'))} ({cell.get('k', 0)}/{cell['n']})" if cell.get("n") else "-"
+
+
+def _catalogue_runs(runs: list[dict[str, Any]], key: str) -> list[tuple[str, dict[str, Any]]]:
+    """``(run label, catalogue metrics)`` of the runs whose metrics have a non-empty ``catalogue[key]``."""
+    return [(r["label"], r["metrics"]["catalogue"]) for r in runs
+            if (r["metrics"].get("catalogue") or {}).get(key) is not None]
+
+
+def catalogue_blocks(runs: list[dict[str, Any]]) -> list[Block]:
+    """Sections for the survey-catalogue metrics (runs evaluated before them have none and are left out)."""
+    b: list[Block] = []
+    subs = _catalogue_runs(runs, "subclass")
+    if subs:
+        b += [("h", 2, "Subclass on LAMOST's grid"),
+              ("p", "Subclass head on the F/G/K objects whose subclass is known (its answer whatever class was "
+                    "predicted), on LAMOST's 24-step grid F0 ... K7; within one = at most one grid step off. "
+                    "Cells: share (objects).")]
+        for label, c in subs:
+            rows = [_row("exact", c["subclass"], lambda x: f"{_fmt(x['exact'])} ({x['n']})" if x["n"] else "-"),
+                    _row("within one step", c["subclass"],
+                         lambda x: f"{_fmt(x['within_one'])} ({x['n']})" if x["n"] else "-")]
+            b += [("h", 3, label), ("table", ["subclass accuracy", *_BIN_HEADS], rows)]
+    pars = _catalogue_runs(runs, "params")
+    if pars:
+        b += [("h", 2, "Stellar parameters"),
+              ("p", "Predicted minus true Teff (K), log g and [Fe/H] (dex) on the F/G/K objects with a known value: "
+                    "bias = median, std = standard deviation, robust = 1.4826 x median absolute deviation, "
+                    "sigma = median predicted uncertainty, pull = robust scatter of (pred - true) / sigma (1 when "
+                    "the uncertainties are right). The truth is the file's `params/teff`, `params/logg`, "
+                    "`params/feh`: the template's parameters for library stars and, for real LAMOST sources, "
+                    "LAMOST's own LASP values, so for those it is agreement with LASP, not with an independent "
+                    "truth.")]
+        for label, c in pars:
+            rows = []
+            for name, unit, nd in (("teff", "K", 0), ("logg", "dex", 2), ("feh", "dex", 2)):
+                cells = c["params"][name]
+                for key, what in (("bias", "bias"), ("std", "std"), ("robust_std", "robust"),
+                                  ("median_sigma", "sigma"), ("pull_std", "pull")):
+                    rows.append(_row(f"{name} {what}" + ("" if key == "pull_std" else f" ({unit})"), cells,
+                                     lambda x, key=key, nd=nd: (_fmt(x.get(key), 2 if key == "pull_std" else nd)
+                                                                 if x["n"] else "-")))
+                rows.append(_row(f"{name} n", cells, lambda x: str(x["n"])))
+            b += [("h", 3, label), ("table", ["parameter", *_BIN_HEADS], rows)]
+    rej = _catalogue_runs(runs, "rejection")
+    if rej:
+        b += [("h", 2, "Rejection of objects that are not F/G/K"),
+              ("p", "Share of `other` objects (A, M, O/B stars, galaxies, QSOs, sky fibers) called `other`, per "
+                    "family (the file's `subclass`), and of F/G/K stars wrongly called `other`. A three-class model "
+                    "cannot say `other`: its shares are 0. Cells: share (called other / objects).")]
+        for label, c in rej:
+            r = c["rejection"]
+            rows = [_row("other called other", r["other_called_other"], _share_cell),
+                    _row("F/G/K called other", r["fgk_called_other"], _share_cell)]
+            rows += [_row(f"{fam} called other", cells, _share_cell) for fam, cells in r["by_family"].items()
+                     if cells["all"]["n"]]
+            rows.append(_row("F/G/K accuracy (other = wrong)", c["fgk_accuracy"], _cell))
+            b += [("h", 3, label), ("table", ["rejection", *_BIN_HEADS], rows)]
+    cals = _catalogue_runs(runs, "calibration")
+    if cals:
+        b += [("h", 2, "Calibration"),
+              ("p", "Expected calibration error of the top-label probability (15 confidence bins) on the labelled "
+                    "objects, with plain softmax and with the run's `calibration.json` (temperature per S/N_r bin, "
+                    "`drcnet calibrate` on the validation split); `-` where the run has no calibration.")]
+        for label, c in cals:
+            cal = c["calibration"]
+            rows = [_row("ECE uncalibrated", cal, lambda x: _fmt(x["ece_uncalibrated"]) if x["n"] else "-"),
+                    _row("ECE calibrated", cal, lambda x: _fmt(x["ece_calibrated"]) if x["n"] else "-"),
+                    _row("objects", cal, lambda x: str(x["n"]))]
+            temps = cal.get("temperatures")
+            b += [("h", 3, label), ("table", ["calibration", *_BIN_HEADS], rows)]
+            if temps:
+                b.append(("p", "Temperatures per S/N_r bin: " + ", ".join(
+                    f"{k} {t:.3f}" for k, t in zip(SNR_BIN_NAMES, temps, strict=True)) + "."))
+    oods = _catalogue_runs(runs, "ood")
+    if oods:
+        b += [("h", 2, "Out-of-distribution flag"),
+              ("p", "Share of objects flagged `ood` (energy score of the calibrated logits above the 99th percentile "
+                    "of the validation objects): over all objects per S/N_r bin, and over all bins by what the "
+                    "object really is.")]
+        for label, c in oods:
+            o = c["ood"]
+            rows = [_row("all objects", o, _share_cell),
+                    ["F/G/K", _share_cell(o["fgk"])] + ["" for _ in SNR_BIN_NAMES],
+                    ["other", _share_cell(o["other"])] + ["" for _ in SNR_BIN_NAMES],
+                    ["unlabelled", _share_cell(o["unknown"])] + ["" for _ in SNR_BIN_NAMES]]
+            b += [("h", 3, label), ("table", ["flagged ood", *_BIN_HEADS], rows)]
     return b
 
 
@@ -233,7 +334,7 @@ def make_report(run_dirs: Sequence[str | Path], data: str | Path, out: str | Pat
         name = f"confusion_{_slug(r['label'])}.png"
         panels = {f"S/N {k} (n={v['n']})": (v["confusion_matrix"] if v["n"] else None)
                   for k, v in r["metrics"]["bins"].items()}
-        plot_confusions(panels, out / name, suptitle=r["label"])
+        plot_confusions(panels, out / name, suptitle=r["label"], classes=r["metrics"].get("classes", CLASSES))
         figs[f"cm:{r['label']}"] = name
         hist = _read_history(r["dir"])
         if hist:
