@@ -4,8 +4,18 @@
 --exposure DIR``) runs. The catalogue has one row per object fiber (fiber type
 Obj, F-std or PosErr) of every reduced spectrograph::
 
-    spid, fiber, object_id, fibertype, mag_r, pred, prob_F, prob_G, prob_K, snr_r, flags, flag_names
+    spid, fiber, object_id, fibertype, mag_r,
+    pred, prob_F, prob_G, prob_K, prob_other, pred_set, subclass, subclass_prob, lum_class,
+    teff, teff_err, logg, logg_err, feh, feh_err, ood_score, ood,
+    snr_r, flags, flag_names, no_class
     (+ true_class, true_subclass, true_snr_r, correct   when the fiber map has the TRUE_* columns)
+
+The model columns (``pred`` ... ``ood``) are :func:`drcnet.catalogue.catalogue_columns` of the model's
+outputs (:meth:`~drcnet.models.SpectralModel.forward_all`) and its calibration (``calibration.json`` in
+the run folder, :func:`drcnet.calibration.load_calibration`), the same columns as ``drcnet predict``:
+``pred`` is F, G, K or ``other`` (four-class models); a three-class model gives ``prob_other`` NaN, a
+model without catalogue heads an empty ``subclass``/``lum_class`` and NaN parameters, a model without
+calibration an empty ``pred_set``, ``ood`` 0 and the energy score of its plain logits.
 
 No class is given (empty ``pred``, NaN probabilities, and the reason in
 ``no_class``) to a fiber whose trace is lost (its stripe holds no light), whose
@@ -27,36 +37,59 @@ import numpy as np
 from astropy.io import fits
 from astropy.table import Table
 
-from drcnet.conventions import ARMS, CLASSES, FLAG_BITS, flags_to_names
+from drcnet.catalogue import CATALOGUE_COLUMNS, catalogue_columns
+from drcnet.conventions import (
+    ARMS,
+    CLASSES,
+    CLASSES_WITH_OTHER,
+    FLAG_BITS,
+    flags_to_names,
+)
 from drcnet.instrument.lamost import provenance_cards
 from drcnet.provenance import atomic_path, provenance, write_json_atomic
 from drcnet.reduce.arm import ReduceConfig
 from drcnet.workflows.reduce_exposure import SpectrographReduction, reduce_exposure
 from drcnet.workflows.reduced_dataset import object_ids, write_reduced_dataset
 
-Predictor = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
-"""``(stripes (N,2,11,3000), flux1d (N,2,3000), sky1d (N,2,3000)) -> class probabilities (N, 3)``."""
+Predictor = Callable[[np.ndarray, np.ndarray, np.ndarray], "np.ndarray | dict[str, np.ndarray]"]
+"""``(stripes (N,2,11,3000), flux1d (N,2,3000), sky1d (N,2,3000))`` -> either the model's outputs (a dict
+with ``"logits"`` ``(N, C)`` and, for a model with heads, ``"subclass_logits"`` ... as
+:func:`drcnet.predict.predict_arrays_all` returns them), or plain class probabilities ``(N, C)``
+(C = 3 or 4). A predictor may carry its model's calibration as a ``calibration`` attribute
+(:class:`ModelPredictor`)."""
 
 
-def load_predictor(run_dir: str | Path, batch_size: int = 64) -> tuple[Predictor, dict[str, Any]]:
-    """A predictor from a training run folder (best weights), and a description of the run.
+class ModelPredictor:
+    """A run folder's model as a :data:`Predictor`: every output, and the run's calibration (or None)."""
 
-    Uses :func:`drcnet.predict.predict_arrays` (the training normalisation, softmax
-    probabilities) with the CPU fast path.
+    def __init__(self, model: Any, input_kind: str, calibration: Any = None, batch_size: int = 64) -> None:
+        self.model, self.input_kind, self.calibration, self.batch_size = model, input_kind, calibration, batch_size
+
+    def __call__(self, stripes: np.ndarray, flux1d: np.ndarray, sky1d: np.ndarray) -> dict[str, np.ndarray]:
+        from drcnet.predict import predict_arrays_all
+
+        if self.input_kind == "stripes":
+            return predict_arrays_all(self.model, stripes=stripes.astype(np.float32), batch_size=self.batch_size)
+        return predict_arrays_all(self.model, flux1d=flux1d, sky1d=sky1d, batch_size=self.batch_size)
+
+
+def load_predictor(run_dir: str | Path, batch_size: int = 64) -> tuple[ModelPredictor, dict[str, Any]]:
+    """A predictor from a training run folder (best weights, calibration if any), and a description of the run.
+
+    Uses :func:`drcnet.predict.predict_arrays_all` (the training normalisation, every output of
+    the network) with the CPU fast path; the calibration is the run folder's ``calibration.json``
+    (:func:`drcnet.calibration.load_calibration`).
     """
+    from drcnet.calibration import load_calibration
     from drcnet.models import load_run
     from drcnet.models.fastpath import configure_cpu
-    from drcnet.predict import predict_arrays
 
     configure_cpu()
     model, info = load_run(run_dir)
-
-    def predict(stripes: np.ndarray, flux1d: np.ndarray, sky1d: np.ndarray) -> np.ndarray:
-        if info.input_kind == "stripes":
-            return predict_arrays(model, stripes=stripes.astype(np.float32), batch_size=batch_size)
-        return predict_arrays(model, flux1d=flux1d, sky1d=sky1d, batch_size=batch_size)
-
-    return predict, {"run_dir": str(run_dir), "model": info.model_name, "input_kind": info.input_kind}
+    calibration = load_calibration(run_dir)
+    predictor = ModelPredictor(model, info.input_kind, calibration, batch_size)
+    return predictor, {"run_dir": str(run_dir), "model": info.model_name, "input_kind": info.input_kind,
+                       "calibrated": calibration is not None}
 
 
 def model_inputs(sr: SpectrographReduction) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -86,44 +119,95 @@ def no_class_reason(flags: int, probs: np.ndarray) -> str:
     return ""
 
 
-def predict_objects(predictor: Predictor, sr: SpectrographReduction) -> np.ndarray:
-    """Class probabilities ``(n_fibers, 3)`` of the classifiable object fibers (NaN for the other fibers).
+def predict_objects(predictor: Predictor, sr: SpectrographReduction) -> dict[str, np.ndarray]:
+    """The model outputs of the classifiable object fibers, one row per fiber (NaN for the other fibers).
 
-    A row the model returns as NaN (input with NaN/inf values) stays NaN.
+    Returns
+    -------
+    dict of numpy.ndarray
+        The predictor's outputs (``"logits"`` ``(n_fibers, C)``, heads ...), or ``{"prob": (n_fibers, C)}``
+        for a predictor that returns plain probabilities. A row the model returns as NaN (input with
+        NaN/inf values) stays NaN.
     """
     stripes, flux, sky = model_inputs(sr)
     withheld = sum(FLAG_BITS[n] for n in NO_CLASS_FLAGS)
     use = np.flatnonzero(sr.fibermap.is_object & ((sr.flags & withheld) == 0))
-    out = np.full((len(sr.fibermap), len(CLASSES)), np.nan, dtype=np.float32)
-    if use.size:
-        out[use] = predictor(stripes[use], flux[use], sky[use])
+    n = len(sr.fibermap)
+    got = predictor(stripes[use], flux[use], sky[use]) if use.size else None
+    if got is None:  # nothing to classify: say so with the number of classes of a plain three-class answer
+        return {"prob": np.full((n, len(CLASSES)), np.nan, dtype=np.float32)}
+    outputs = got if isinstance(got, dict) else {"prob": got}
+    out = {}
+    for name, values in outputs.items():
+        values = np.asarray(values, dtype=np.float32)
+        full = np.full((n, *values.shape[1:]), np.nan, dtype=np.float32)
+        full[use] = values
+        out[name] = full
     return out
 
 
-def catalogue_table(reductions: Sequence[SpectrographReduction], probs: Sequence[np.ndarray]) -> Table:
-    """The catalogue: one row per object fiber, with truth columns when the fiber maps have them."""
-    rows: dict[str, list[Any]] = {k: [] for k in ("spid", "fiber", "object_id", "fibertype", "mag_r", "pred",
-                                                   "prob_F", "prob_G", "prob_K", "snr_r", "flags", "flag_names",
-                                                   "no_class")}
+def model_columns(outputs: dict[str, np.ndarray], snr_r: np.ndarray, calibration: Any = None) -> dict[str, Any]:
+    """:func:`drcnet.catalogue.catalogue_columns` of one spectrograph's :func:`predict_objects` outputs.
+
+    Plain probabilities (a predictor without logits) go in as log-probabilities with no calibration, and
+    their ``ood_score`` is NaN (an energy score needs logits).
+    """
+    if "logits" in outputs:
+        return catalogue_columns(outputs, snr_r, calibration)
+    prob = np.asarray(outputs["prob"], dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cols = catalogue_columns({"logits": np.log(np.clip(prob, 1e-300, None))}, snr_r, None)
+    cols["ood_score"] = np.full(len(prob), np.nan)
+    return cols
+
+
+FIBER_COLUMNS: tuple[str, ...] = ("spid", "fiber", "object_id", "fibertype", "mag_r")
+TAIL_COLUMNS: tuple[str, ...] = ("snr_r", "flags", "flag_names", "no_class")
+TRUTH_COLUMNS: tuple[str, ...] = ("true_class", "true_subclass", "true_snr_r", "correct")
+FLOAT_MODEL_COLUMNS = ("prob_F", "prob_G", "prob_K", "prob_other", "subclass_prob", "teff", "teff_err", "logg",
+                       "logg_err", "feh", "feh_err", "ood_score")
+STR_MODEL_COLUMNS = ("pred", "pred_set", "subclass", "lum_class")
+
+
+def catalogue_table(reductions: Sequence[SpectrographReduction], outputs: Sequence[Any],
+                    calibration: Any = None) -> Table:
+    """The catalogue: one row per object fiber, with truth columns when the fiber maps have them.
+
+    Parameters
+    ----------
+    reductions
+        The reduced spectrographs.
+    outputs
+        Per spectrograph, :func:`predict_objects`'s outputs (a plain ``(n_fibers, C)`` probability
+        array is accepted too).
+    calibration
+        The model's :class:`~drcnet.calibration.Calibration` (None: plain softmax, no set, no OOD flag).
+    """
+    rows: dict[str, list[Any]] = {k: [] for k in (*FIBER_COLUMNS, *CATALOGUE_COLUMNS, *TAIL_COLUMNS)}
     has_truth = all(sr.fibermap.truth is not None for sr in reductions)
     if has_truth:
-        for k in ("true_class", "true_subclass", "true_snr_r", "correct"):
+        for k in TRUTH_COLUMNS:
             rows[k] = []
-    for sr, p in zip(reductions, probs, strict=True):
+    for sr, out in zip(reductions, outputs, strict=True):
+        out = out if isinstance(out, dict) else {"prob": np.asarray(out)}
+        cols = model_columns(out, np.asarray(sr.snr_r, dtype=np.float64), calibration)
+        p = cols["prob"]
         fm = sr.fibermap
         ids = object_ids(sr)
         for f in np.flatnonzero(fm.is_object):
             reason = no_class_reason(int(sr.flags[f]), p[f])
-            pf = np.full(3, np.nan) if reason else p[f]
-            pred = "" if reason else CLASSES[int(np.argmax(pf))]
+            pred = "" if reason else str(cols["pred"][f])
             rows["spid"].append(sr.spid)
             rows["fiber"].append(int(fm.fiber[f]))
             rows["object_id"].append(str(ids[f]))
             rows["fibertype"].append(str(fm.fibertype[f]))
             rows["mag_r"].append(float(fm.mag[f]))
             rows["pred"].append(pred)
-            for c, v in zip(CLASSES, pf, strict=True):
-                rows[f"prob_{c}"].append(float(v))
+            for c in FLOAT_MODEL_COLUMNS:
+                rows[c].append(np.nan if reason else float(cols[c][f]))
+            for c in STR_MODEL_COLUMNS[1:]:
+                rows[c].append("" if reason else str(cols[c][f]))
+            rows["ood"].append(0 if reason else int(cols["ood"][f]))
             rows["snr_r"].append(float(sr.snr_r[f]))
             rows["flags"].append(int(sr.flags[f]))
             rows["flag_names"].append(",".join(flags_to_names(int(sr.flags[f]))))
@@ -136,8 +220,12 @@ def catalogue_table(reductions: Sequence[SpectrographReduction], probs: Sequence
                 rows["true_snr_r"].append(float(t["TRUE_SNR_R"][f]))
                 rows["correct"].append(bool(pred and tc and pred == tc))
     table = Table(rows)
-    for c in ("prob_F", "prob_G", "prob_K", "snr_r", "mag_r"):
+    for c in ("prob_F", "prob_G", "prob_K", "prob_other", "subclass_prob", "snr_r", "mag_r", "ood_score"):
         table[c].info.format = ".4f"
+    for c in ("teff", "teff_err"):
+        table[c].info.format = ".0f"
+    for c in ("logg", "logg_err", "feh", "feh_err"):
+        table[c].info.format = ".3f"
     return table
 
 
@@ -240,8 +328,8 @@ def classify_exposure(run_dir: str | Path | None, exposure: str | Path, out: str
     reductions = reduce_exposure(exposure, config, spids=spids, run=run, data_root=data_root)
     timings["reduce"] = time.perf_counter() - t1
     t2 = time.perf_counter()
-    probs = [predict_objects(predictor, sr) for sr in reductions]
-    table = catalogue_table(reductions, probs)
+    outputs = [predict_objects(predictor, sr) for sr in reductions]
+    table = catalogue_table(reductions, outputs, getattr(predictor, "calibration", None))
     timings["classify"] = time.perf_counter() - t2
     cfg = {"reduce": config.model_dump(mode="json"), "exposure": str(Path(exposure).resolve()), "run": run_info}
     prov = provenance(cfg)
@@ -274,6 +362,6 @@ def classify_exposure(run_dir: str | Path | None, exposure: str | Path, out: str
 
 def summary_json(result: ClassifyResult) -> str:
     """One-line JSON summary of a classification (for logs and benchmarks)."""
-    counts = {c: int(np.sum(np.asarray(result.table["pred"]) == c)) for c in CLASSES}
+    counts = {c: int(np.sum(np.asarray(result.table["pred"]) == c)) for c in CLASSES_WITH_OTHER}
     return json.dumps({"catalogue": str(result.catalogue), "rows": len(result.table), "pred_counts": counts,
                        "accuracy": result.accuracy, "no_class": result.n_no_class, "timings_s": {k: round(v, 3) for k, v in result.timings.items()}})

@@ -10,7 +10,11 @@ Per spectrograph:
 * the class map over the fibers (predicted class and its probability; the true class
   when the fiber map has it);
 * calibration numbers (bias, trace rms, wavelength-solution rms, flag counts) and,
-  when truth is known, the accuracy overall and per S/N_r bin and the confusion matrix.
+  when truth is known, the accuracy overall and per S/N_r bin and the confusion matrix
+  (with ``other`` when the model or the truth has it, and the rejection rates);
+* the catalogue's content: predicted class counts (F, G, K, other, none), subclass counts,
+  Teff / log g / [Fe/H] medians and ranges where the model gives them, prediction sets and
+  out-of-distribution counts (:func:`_catalogue_html`).
 """
 
 from __future__ import annotations
@@ -23,14 +27,22 @@ from typing import Any
 import numpy as np
 from astropy.table import Table
 
-from drcnet.conventions import ARMS, CLASSES, FLAG_BITS, SNR_BIN_NAMES, snr_bin
+from drcnet.conventions import (
+    ARMS,
+    CLASSES,
+    CLASSES_WITH_OTHER,
+    FLAG_BITS,
+    OTHER,
+    SNR_BIN_NAMES,
+    snr_bin,
+)
 from drcnet.instrument.config import N_COLS
 from drcnet.instrument.rawframe import read_raw_frame
 from drcnet.provenance import atomic_path, write_text_atomic
 from drcnet.reduce.calib import levels, net_image
 from drcnet.workflows.reduce_exposure import SpectrographReduction
 
-CLASS_COLORS = {"F": "#1f77b4", "G": "#2ca02c", "K": "#d62728", "": "#999999"}
+CLASS_COLORS = {"F": "#1f77b4", "G": "#2ca02c", "K": "#d62728", OTHER: "#9467bd", "": "#999999"}
 
 
 def _save(fig: Any, path: Path) -> str:
@@ -124,7 +136,8 @@ def _classmap_png(out: Path, sr: SpectrographReduction, table: Table) -> str:
     t = table[sel]
     fig, ax = plt.subplots(figsize=(14, 3.2))
     fib = np.asarray(t["fiber"])
-    pmax = np.nanmax(np.stack([np.asarray(t[f"prob_{c}"], dtype=float) for c in CLASSES]), axis=0)
+    pmax = np.nanmax(np.stack([np.asarray(t[f"prob_{c}"], dtype=float) for c in CLASSES_WITH_OTHER
+                               if f"prob_{c}" in t.colnames]), axis=0)
     colors = [CLASS_COLORS.get(str(p), "#999999") for p in t["pred"]]
     ax.bar(fib, np.nan_to_num(pmax), color=colors, width=0.9)
     if "true_class" in t.colnames:
@@ -160,13 +173,65 @@ def _accuracy_html(table: Table) -> str:
         f"<td>{np.mean(pred[ok & (bins == b)] == true[ok & (bins == b)]):.3f}</td></tr>"
         if np.any(ok & (bins == b)) else f"<tr><td>{name}</td><td>0</td><td>-</td></tr>"
         for b, name in enumerate(SNR_BIN_NAMES))
-    cm = np.array([[int(np.sum(ok & (true == t) & (pred == p))) for p in CLASSES] for t in CLASSES])
+    names = CLASSES_WITH_OTHER if np.any(true == OTHER) or np.any(pred == OTHER) else CLASSES
+    known = (pred != "") & np.isin(true, names)
+    cm = np.array([[int(np.sum(known & (true == t) & (pred == p))) for p in names] for t in names])
     cm_rows = "".join(f"<tr><th>{t}</th>" + "".join(f"<td>{v}</td>" for v in cm[i]) + "</tr>"
-                      for i, t in enumerate(CLASSES))
-    return (f"<p><b>Accuracy against truth: {acc:.3f}</b> over {int(ok.sum())} object fibers.</p>"
-            f"<table><tr><th>S/N_r bin</th><th>n</th><th>accuracy</th></tr>{rows}</table>"
+                      for i, t in enumerate(names))
+    rejection = ""
+    if OTHER in names:
+        oth = known & (true == OTHER)
+        rejection = (f"<p>Rejection: {int(np.sum(oth & (pred == OTHER)))} of {int(oth.sum())} true <i>other</i> "
+                     f"objects called other; {int(np.sum(ok & (pred == OTHER)))} of {int(ok.sum())} F/G/K stars "
+                     "wrongly called other.</p>")
+    return (f"<p><b>Accuracy against truth: {acc:.3f}</b> over {int(ok.sum())} object fibers with a true F/G/K star.</p>"
+            f"<table><tr><th>S/N_r bin</th><th>n</th><th>accuracy</th></tr>{rows}</table>{rejection}"
             f"<p>Confusion matrix (rows: true, columns: predicted)</p>"
-            f"<table><tr><th></th>{''.join(f'<th>{c}</th>' for c in CLASSES)}</tr>{cm_rows}</table>")
+            f"<table><tr><th></th>{''.join(f'<th>{c}</th>' for c in names)}</tr>{cm_rows}</table>")
+
+
+def _catalogue_html(table: Table) -> str:
+    """The catalogue's content in numbers: class counts (incl. other and no class), subclasses, parameters, OOD."""
+    pred = np.asarray(table["pred"]).astype(str)
+    counts = ", ".join(f"{c} {int(np.sum(pred == c))}" for c in CLASSES_WITH_OTHER)
+    parts = [f"<p>Predicted classes over {len(pred)} object fibers: {counts}, no class {int(np.sum(pred == ''))}.</p>"]
+    if "subclass" in table.colnames:
+        sub = np.asarray(table["subclass"]).astype(str)
+        if np.any(sub != ""):
+            vals, n = np.unique(sub[sub != ""], return_counts=True)
+            top = ", ".join(f"{v} {k}" for v, k in sorted(zip(vals, n, strict=True), key=lambda x: -x[1])[:12])
+            parts.append(f"<p>Subclasses ({int(np.sum(sub != ''))} stars): {html.escape(top)}.</p>")
+        else:
+            parts.append("<p>Subclass, luminosity class, Teff, log g, [Fe/H]: none (the model has no catalogue heads).</p>")
+    rows = []
+    for name, unit, fmt in (("teff", "K", ".0f"), ("logg", "dex", ".2f"), ("feh", "dex", ".2f")):
+        if name not in table.colnames:
+            continue
+        v = np.asarray(table[name], dtype=float)
+        e = np.asarray(table[f"{name}_err"], dtype=float)
+        ok = np.isfinite(v)
+        if ok.any():
+            rows.append(f"<tr><td>{name} ({unit})</td><td>{int(ok.sum())}</td><td>{np.median(v[ok]):{fmt}}</td>"
+                        f"<td>{np.min(v[ok]):{fmt}} .. {np.max(v[ok]):{fmt}}</td><td>{np.nanmedian(e[ok]):{fmt}}</td></tr>")
+    if rows:
+        parts.append("<table><tr><th>parameter</th><th>n</th><th>median</th><th>range</th><th>median error</th></tr>"
+                     + "".join(rows) + "</table>")
+    if "lum_class" in table.colnames:
+        lum = np.asarray(table["lum_class"]).astype(str)
+        if np.any(lum != ""):
+            parts.append("<p>Luminosity class: " + ", ".join(f"{c} {int(np.sum(lum == c))}" for c in ("dwarf", "giant")) + ".</p>")
+    if "ood" in table.colnames:
+        ood = np.asarray(table["ood"], dtype=int)
+        sets = np.asarray(table["pred_set"]).astype(str) if "pred_set" in table.colnames else np.array([""])
+        calibrated = bool(np.any(sets != ""))
+        parts.append(f"<p>Out of distribution (energy score above the calibration's threshold): {int(ood.sum())}"
+                     + ("" if calibrated else " (no calibration with this model: no threshold, no prediction sets)")
+                     + ".</p>")
+        if calibrated:
+            size = np.array([len(x.split("|")) if x else 0 for x in sets])
+            parts.append(f"<p>Prediction sets: {int(np.sum(size == 1))} single-class, {int(np.sum(size > 1))} "
+                         "with several classes.</p>")
+    return "".join(parts)
 
 
 def _num(value: object) -> str:
@@ -186,7 +251,7 @@ def write_qa_page(out_dir: str | Path, reductions: Sequence[SpectrographReductio
     stamp = (f"<p>drcnet {html.escape(str(prov.get('version')))}, commit {html.escape(str(prov.get('git_commit')))}, "
              f"written {html.escape(str(prov.get('created_utc')))}</p>")
     parts = [f"<h1>drcnet QA: {html.escape(str(exposure))}</h1>", stamp, "<h2>Classification</h2>",
-             _accuracy_html(table)]
+             _catalogue_html(table), _accuracy_html(table)]
     for sr in reductions:
         parts.append(f"<h2>Spectrograph {sr.spid} (plan {html.escape(sr.planid)})</h2>")
         counts = {name: int(np.sum((sr.flags & bit) > 0)) for name, bit in FLAG_BITS.items()}
