@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pytest
 
+from conftest_models import micro_data  # noqa: F401
 from drcnet.calibration import Calibration, softmax
 from drcnet.catalogue import CATALOGUE_COLUMNS, catalogue_columns
 from drcnet.conventions import SUBCLASSES
@@ -161,3 +162,40 @@ def test_catalogue_metrics_with_heads():
     assert c["params"]["teff"]["bins"][">30"]["bias"] == pytest.approx(100.0)
     assert c["rejection"]["by_family"]["A"]["all"]["share"] == 1.0
     assert c["ood"]["all"]["n"] == 3 and c["ood"]["other"]["n"] == 1
+
+
+SMALL_HEADS = {"backbone_channels": [4, 4, 8, 8, 8, 8, 16, 16], "fusion_channels": [4, 4], "fc_widths": [32, 16],
+               "heads": True, "n_classes": 4}
+
+
+def test_every_model_output_reaches_the_prediction(micro_data):
+    import h5py
+    import torch
+
+    from drcnet.models import create_model
+    from drcnet.predict import predict_arrays, predict_arrays_all, predict_dataset
+
+    torch.manual_seed(0)
+    model = create_model("drcnet", **SMALL_HEADS)
+    ref = predict_dataset(model, micro_data, "val", workers=0)
+    out = ref["outputs"]
+    n = len(ref["object_id"])
+    assert {"logits", "subclass_logits", "lum_logits", "params_mean", "params_sigma"} <= set(out)
+    assert out["logits"].shape == (n, 4) and out["subclass_logits"].shape == (n, len(SUBCLASSES))
+    assert out["params_mean"].shape == (n, 3) and ref["prob"].shape == (n, 4)
+    assert np.allclose(ref["prob"], softmax(out["logits"]), atol=1e-6)
+    with h5py.File(micro_data) as h:
+        stripes = h["stripes"][ref["rows"][0]:ref["rows"][-1] + 1].astype(np.float32)
+    stripes[1, 0, 3, 100] = np.nan  # a damaged input: NaN in every output
+    arr = predict_arrays_all(model, stripes=stripes, batch_size=3)
+    assert set(arr) == set(out)
+    keep = np.arange(n) != 1
+    for name in out:
+        assert np.allclose(arr[name][keep], out[name][keep], rtol=1e-4, atol=1e-3), name
+        assert np.isnan(arr[name][1]).all()
+    assert np.allclose(predict_arrays(model, stripes=stripes)[keep], ref["prob"][keep], atol=1e-5)
+    one = predict_arrays_all(model, stripes=stripes[0])
+    assert one["logits"].shape == (4,) and np.allclose(one["logits"], out["logits"][0], atol=1e-4)
+    rows = list(csv.DictReader(io.StringIO(predictions_csv(ref))))
+    assert all(r["prob_other"] != "nan" and r["teff"] != "nan" or r["pred"] == "other" for r in rows)
+    assert all((r["subclass"] in SUBCLASSES) == (r["pred"] != "other") for r in rows)

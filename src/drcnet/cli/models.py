@@ -24,6 +24,26 @@ def _run_or_default(run_dir: Path | None) -> Path:
     return run_dir if run_dir is not None else pretrained_dir(DEFAULT_MODEL)
 
 
+def catalogue_summary(c: dict | None) -> str:
+    """One line of the catalogue metrics of ``metrics.json`` (all S/N bins together); empty when absent."""
+    if not c:
+        return ""
+
+    def f(x: float | None, nd: int = 3) -> str:
+        return "-" if x is None else f"{x:.{nd}f}"
+
+    rej = c["rejection"]
+    parts = [f"other called other {f(rej['other_called_other']['all']['share'])}",
+             f"F/G/K called other {f(rej['fgk_called_other']['all']['share'])}"]
+    if c.get("subclass"):
+        parts.append(f"subclass within one {f(c['subclass']['all']['within_one'])}")
+    if c.get("params"):
+        parts.append(f"Teff scatter {f(c['params']['teff']['all']['robust_std'], 0)} K")
+    cal = c["calibration"]["all"]
+    parts.append(f"ECE {f(cal['ece_uncalibrated'])} -> {f(cal['ece_calibrated'])}")
+    return "catalogue: " + "; ".join(parts)
+
+
 def evaluate_cmd(
     data: Annotated[Path, typer.Option("--data", "-d", help="Dataset HDF5 file.")],
     run_dir: Annotated[Optional[Path], typer.Argument(help=DEFAULT_RUN_HELP)] = None,
@@ -44,6 +64,9 @@ def evaluate_cmd(
     typer.echo(f"{m['model']}: S/N>30 accuracy {t3['accuracy']} (n={t3['n']}); per bin: "
                + ", ".join(f"{k} {v['accuracy'] if v['accuracy'] is None else round(v['accuracy'], 4)} (n={v['n']})"
                            for k, v in m["bins"].items()))
+    summary = catalogue_summary(m.get("catalogue"))
+    if summary:
+        typer.echo(summary)
     if m.get("n_bad_input"):
         typer.echo(f"{m['n_bad_input']} object(s) have NaN/inf pixels in their input: not classified, left out of "
                    "every metric (counts.<bin>.bad_input in metrics.json)")
