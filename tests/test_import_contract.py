@@ -23,7 +23,8 @@ LAYERS: list[set[str]] = [
     {"simulate"},
     {"data"},
     {"models", "calibration"},
-    {"train", "predict", "metrics", "plots", "catalogue"},
+    {"catalogue"},  # model outputs -> catalogue columns: used by predict, metrics and the exposure catalogue
+    {"train", "predict", "metrics", "plots"},
     {"workflows"},
     {"cli"},
     {"demo", "__main__"},
