@@ -18,6 +18,12 @@ def test_cli_report_over_two_runs(cli_runs, micro_data, tmp_path):
     html = (out / "report.html").read_text()
     for head in ("Table 3", "Tables 4-5", "Figure 7", "Confusion matrices", "Training curves"):
         assert head in md and head in html
+    # survey-catalogue sections: three-class models without heads have rejection and calibration, no subclass
+    for head in ("Rejection of objects that are not F/G/K", "## Calibration"):
+        assert head in md
+    assert "Subclass on LAMOST" not in md and "Out-of-distribution flag" not in md
+    assert md.count("| F/G/K called other | 0.000 (0/") == 2  # a three-class model never says other
+    assert md.count("| ECE calibrated | - |") == 2  # no calibration.json in either run
     # our rows and the paper's published rows
     assert "| drcnet (drcnet) |" in md and "| rcnet (rcnet) |" in md
     assert "| DRC-Net (paper) | 0.930 | 0.816 | 0.869 | 0.835 | 0.925 | 0.878 | 0.869 | 0.785 | 0.825 | 0.866 |" in md
