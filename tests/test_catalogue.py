@@ -199,3 +199,12 @@ def test_every_model_output_reaches_the_prediction(micro_data):
     rows = list(csv.DictReader(io.StringIO(predictions_csv(ref))))
     assert all(r["prob_other"] != "nan" and r["teff"] != "nan" or r["pred"] == "other" for r in rows)
     assert all((r["subclass"] in SUBCLASSES) == (r["pred"] != "other") for r in rows)
+
+
+def test_prediction_table_from_probabilities_only():
+    # a prediction dict without raw outputs (older callers): the probabilities are kept as they are
+    pred = {"object_id": ["a", "b"], "label": np.array([0, -1]), "snr_r": np.array([40.0, 5.0]),
+            "prob": np.array([[0.7, 0.3, 0.0], [NAN, NAN, NAN]])}
+    rows = list(csv.DictReader(io.StringIO(predictions_csv(pred))))
+    assert [r["pred"] for r in rows] == ["F", ""] and [r["bad_input"] for r in rows] == ["0", "1"]
+    assert [rows[0][f"prob_{c}"] for c in ("F", "G", "K", "other")] == ["0.700000", "0.300000", "0.000000", "nan"]

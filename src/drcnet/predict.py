@@ -229,7 +229,10 @@ def predictions_csv(pred: dict[str, Any], calibration: Calibration | None = None
     """
     from drcnet.catalogue import catalogue_columns
 
-    outputs = pred.get("outputs") or {"logits": np.log(np.asarray(pred["prob"], dtype=np.float64))}
+    outputs = pred.get("outputs")
+    if not outputs:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            outputs = {"logits": np.log(np.clip(np.asarray(pred["prob"], dtype=np.float64), 1e-300, None))}
     cols = catalogue_columns(outputs, np.asarray(pred["snr_r"]), calibration)
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
