@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from drcnet.conventions import CLASSES
+from drcnet.conventions import CLASSES_WITH_OTHER
 from drcnet.provenance import atomic_path
 from drcnet.workflows.manifest import (
     TaskSpec,
@@ -264,7 +264,7 @@ def run_task(spec: TaskSpec, settings: NightSettings) -> dict[str, Any]:
         timings["reduce"] = round(time.perf_counter() - t, 4)
         t = time.perf_counter()
         probs = predict_objects(predictor, sr)
-        table = catalogue_table([sr], [probs])
+        table = catalogue_table([sr], [probs], getattr(predictor, "calibration", None))
         timings["classify"] = round(time.perf_counter() - t, 4)
         t = time.perf_counter()
         run = spec.run if spec.run is not None else _science_run(sr)
@@ -278,7 +278,7 @@ def run_task(spec: TaskSpec, settings: NightSettings) -> dict[str, Any]:
         timings["write"] = round(time.perf_counter() - t, 4)
         preds = np.asarray(table["pred"])
         rec.update(status="ok", n_fibers=len(table), run=run,
-                   pred_counts={c: int(np.sum(preds == c)) for c in CLASSES})
+                   pred_counts={c: int(np.sum(preds == c)) for c in CLASSES_WITH_OTHER})
     except Exception as exc:  # noqa: BLE001 - one bad spectrograph must not stop the night
         rec["error"] = f"{type(exc).__name__}: {exc}"
         rec["traceback"] = traceback.format_exc(limit=-4)
