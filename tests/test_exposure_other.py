@@ -120,6 +120,10 @@ def test_exposure_with_other_fibers_classified_end_to_end(other_exposure, four_c
     sets = np.asarray(t["pred_set"]).astype(str)
     assert np.all(sets[done] != "")  # the run's calibration.json was used
     assert set(np.asarray(t["ood"]).tolist()) <= {0, 1} and np.all(np.isfinite(np.asarray(t["ood_score"])[done]))
+    # accuracy over the true F/G/K stars, rejection over the true other objects
+    fgk = done & np.isin(true, CLASSES)
+    assert res.accuracy == pytest.approx(float(np.mean(pred[fgk] == true[fgk])))
+    assert res.rejection == pytest.approx(float(np.mean(pred[done & (true == OTHER)] == OTHER)))
     page = (tmp_path / "qa" / "index.html").read_text()
     assert "Predicted classes over" in page and f"{OTHER} {int(np.sum(pred == OTHER))}" in page
     assert "Rejection:" in page and "Out of distribution" in page and "Prediction sets:" in page

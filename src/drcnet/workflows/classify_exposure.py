@@ -43,6 +43,7 @@ from drcnet.conventions import (
     CLASSES,
     CLASSES_WITH_OTHER,
     FLAG_BITS,
+    OTHER,
     flags_to_names,
 )
 from drcnet.instrument.lamost import provenance_cards
@@ -258,10 +259,13 @@ class ClassifyResult:
     qa: Path | None
     timings: dict[str, float] = field(default_factory=dict)
     accuracy: float | None = None
+    """Share of the classified true F/G/K stars given their class (None without truth)."""
     n_no_class: dict[str, int] = field(default_factory=dict)
     """Object fibers without a class, by reason (``trace_lost``, ``bad_arm``, ``bad_input``)."""
     warnings: list[str] = field(default_factory=list)
     """The reduction's warnings (each names its file)."""
+    rejection: float | None = None
+    """Share of the classified true ``other`` objects called ``other`` (None when the truth has none)."""
 
 
 def check_outputs(out: str | Path, qa_dir: str | Path | None = None, dataset_out: str | Path | None = None) -> None:
@@ -341,10 +345,14 @@ def classify_exposure(run_dir: str | Path | None, exposure: str | Path, out: str
         t4 = time.perf_counter()
         dataset = write_reduced_dataset(reductions, dataset_out, config, exposure)
         timings["write_dataset"] = time.perf_counter() - t4
-    accuracy = None
+    accuracy = rejection = None
     if "correct" in table.colnames:
-        known = np.array([bool(c) for c in table["true_class"]]) & np.array([bool(p) for p in table["pred"]])
+        # over the true F/G/K stars (as the QA page): "other" objects are scored by the rejection, not here
+        known = np.isin(np.asarray(table["true_class"]).astype(str), CLASSES) & np.array([bool(p) for p in table["pred"]])
         accuracy = float(np.mean(np.asarray(table["correct"])[known])) if known.any() else None
+        other = (np.asarray(table["true_class"]).astype(str) == OTHER) & np.array([bool(p) for p in table["pred"]])
+        if other.any():
+            rejection = float(np.mean(np.asarray(table["pred"]).astype(str)[other] == OTHER))
     reasons = [str(r) for r in table["no_class"] if r]
     n_no_class = {r: reasons.count(r) for r in sorted(set(reasons))}
     qa = None
@@ -357,11 +365,11 @@ def classify_exposure(run_dir: str | Path | None, exposure: str | Path, out: str
     timings["total"] = time.perf_counter() - t0
     notes = [w for sr in reductions for a in sr.arms.values() for w in a.warnings]
     return ClassifyResult(catalogue=path, table=table, dataset=dataset, qa=qa, timings=timings, accuracy=accuracy,
-                          n_no_class=n_no_class, warnings=notes)
+                          n_no_class=n_no_class, warnings=notes, rejection=rejection)
 
 
 def summary_json(result: ClassifyResult) -> str:
     """One-line JSON summary of a classification (for logs and benchmarks)."""
     counts = {c: int(np.sum(np.asarray(result.table["pred"]) == c)) for c in CLASSES_WITH_OTHER}
     return json.dumps({"catalogue": str(result.catalogue), "rows": len(result.table), "pred_counts": counts,
-                       "accuracy": result.accuracy, "no_class": result.n_no_class, "timings_s": {k: round(v, 3) for k, v in result.timings.items()}})
+                       "accuracy": result.accuracy, "rejection": result.rejection, "no_class": result.n_no_class, "timings_s": {k: round(v, 3) for k, v in result.timings.items()}})
