@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from drcnet.cli.common import friendly_errors
+from drcnet.cli.common import err_console, friendly_errors
 from drcnet.cli.train import train_cmd
 
 
@@ -75,31 +75,54 @@ def evaluate_cmd(
 
 def predict_cmd(
     out: Annotated[Path, typer.Option("--out", "-o", help="CSV file to write (.csv, or .fits with --exposure).")],
-    run_dir: Annotated[Optional[Path], typer.Argument(help=DEFAULT_RUN_HELP)] = None,
+    run_dir: Annotated[Optional[Path], typer.Argument(
+        help=DEFAULT_RUN_HELP[:-1] + "; or an .onnx file from `drcnet export --onnx` (with --engine onnx).")] = None,
     data: Annotated[Optional[Path], typer.Option("--data", "-d", help="Dataset HDF5 file.")] = None,
     exposure: Annotated[Optional[Path], typer.Option(
         "--exposure", help="Raw exposure folder instead of --data: reduce the frames and write a catalogue + QA page "
                            "(same as `drcnet frames classify`).")] = None,
     split: Annotated[Optional[str], typer.Option(help="Split to predict (default: all objects).")] = None,
     which: Annotated[str, typer.Option(help="best or last weights.")] = "best",
-    batch_size: Annotated[int, typer.Option("--batch-size")] = 64,
-    workers: Annotated[int, typer.Option(help="DataLoader workers.")] = 1,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Objects per forward pass.")] = 256,
+    workers: Annotated[int, typer.Option(
+        help="0: read the file in the main thread; >= 1: read the next batch in a background thread.")] = 1,
     fast: Annotated[bool, typer.Option("--fast/--no-fast", help="CPU fast path.")] = True,
+    precision: Annotated[str, typer.Option(
+        help="fp32, or bf16 (torch autocast; needs a CPU with AVX512-BF16/AMX or a CUDA GPU with bf16, else "
+             "a warning and fp32).")] = "fp32",
+    engine: Annotated[str, typer.Option(
+        help="torch, or onnx (ONNX Runtime: the model is exported on the fly, or give an .onnx file).")] = "torch",
 ) -> None:
     """Catalogue per object -> CSV (object_id, label, pred, prob_F/G/K/other, subclass, Teff/logg/[Fe/H], ood, snr_r)."""
-    from drcnet.workflows.evaluate import predict_run
-
     if (data is None) == (exposure is None):
         raise ValueError("give exactly one of --data FILE.h5 (a dataset) or --exposure DIR (raw frames)")
-    run_dir = _run_or_default(run_dir)
+    if precision not in ("fp32", "bf16"):
+        raise ValueError(f"--precision must be fp32 or bf16, got {precision!r}")
+    if engine not in ("torch", "onnx"):
+        raise ValueError(f"--engine must be torch or onnx, got {engine!r}")
+    if run_dir is not None and run_dir.suffix == ".onnx" and engine != "onnx":
+        engine = "onnx"  # an .onnx file can only run on ONNX Runtime
     if exposure is not None:
+        if engine != "torch" or precision != "fp32":
+            raise ValueError("--exposure runs the torch fp32 engine; --engine/--precision apply to --data")
         from drcnet.cli.frames import classify_cmd
 
-        classify_cmd(run_dir, exposure, out)
+        classify_cmd(_run_or_default(run_dir), exposure, out)
         return
+    from drcnet.workflows.inference import predict_table
 
-    path = predict_run(run_dir, data, out, split=split, which=which, batch_size=batch_size, workers=workers,
-                       fast=fast)
+    if precision == "bf16" and engine == "torch":
+        from drcnet.predict import bf16_support
+
+        ok, why = bf16_support("cpu")
+        if not ok:  # fall back cleanly: one line saying why
+            err_console.print(f"[yellow]warning:[/] --precision bf16: {why}; running in fp32")
+            precision = "fp32"
+    try:
+        path = predict_table(run_dir, data, out, split=split, which=which, batch_size=batch_size, workers=workers,
+                             fast=fast, precision=precision, engine=engine)
+    except ImportError as err:  # onnx / onnxruntime missing: one line, exit status 2
+        raise RuntimeError(str(err)) from err
     typer.echo(f"wrote {path}")
 
 
@@ -127,6 +150,23 @@ def calibrate_cmd(
     typer.echo(f"OOD energy threshold {cal.ood_threshold:.4f}; conformal threshold {cal.conformal_qhat} at coverage "
                f"{cal.coverage}")
     typer.echo(f"wrote {path}")
+
+
+def export_cmd(
+    onnx: Annotated[str, typer.Option(
+        "--onnx", help="Run folder or shipped model name (`drcnet models`) to export to ONNX.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="ONNX file to write (.onnx).")],
+    which: Annotated[str, typer.Option(help="best or last weights.")] = "best",
+) -> None:
+    """Export a model to ONNX (dynamic batch; every output head) for ONNX Runtime: `drcnet predict FILE.onnx`."""
+    from drcnet.workflows.inference import export_run_onnx
+
+    try:
+        meta = export_run_onnx(onnx, out, which=which)
+    except ImportError as err:  # onnx missing: one line, exit status 2
+        raise RuntimeError(str(err)) from err
+    typer.echo(f"wrote {out} ({meta['model']}, input {meta['input']} {meta['input_kind']}, "
+               f"outputs {', '.join(meta['outputs'])})")
 
 
 def report_cmd(
@@ -162,12 +202,13 @@ def models_cmd(
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``train``, ``evaluate``, ``predict``, ``calibrate``, ``report`` and ``models`` to ``app``."""
+    """Add ``train``, ``evaluate``, ``predict``, ``export``, ``calibrate``, ``report`` and ``models`` to ``app``."""
     # user-fixable errors (missing files, bad values) become one line and exit status 2
     app.command("train")(friendly_errors(train_cmd))
     app.command("evaluate")(friendly_errors(evaluate_cmd))
     app.command("predict")(friendly_errors(predict_cmd))
     app.command("calibrate")(friendly_errors(calibrate_cmd))
+    app.command("export")(friendly_errors(export_cmd))
     app.command("report")(friendly_errors(report_cmd))
     app.command("models")(models_cmd)
 

@@ -8,6 +8,10 @@ memory.
 
 Each item is ``(x, y, index)``: ``x`` the normalised model input (:mod:`drcnet.data.normalize`),
 ``y`` the class label (int64, -1 unknown) and ``index`` the position within the dataset.
+
+:meth:`SpectraDataset.read_batch` reads many objects at once instead (contiguous file rows as one
+slice, float16 -> float32 once, one vectorised Z-score for the batch): what prediction uses
+(:mod:`drcnet.data.batches`).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from drcnet.data.normalize import prepare_input
+from drcnet.data.normalize import prepare_input, zscore_fast
 from drcnet.data.schema import SPLIT_NAMES, decode, open_dataset, snr_bin
 
 INPUT_KINDS = ("stripes", "spectra1d")
@@ -160,6 +164,41 @@ class SpectraDataset(Dataset):
             return {"stripes": h["stripes"][row]}
         return {"flux1d": h["flux1d"][row], "sky1d": h["sky1d"][row]}
 
+    def read_batch(self, positions: np.ndarray | list[int] | slice) -> tuple[np.ndarray, np.ndarray]:
+        """Normalised model inputs of many items at once.
+
+        Contiguous file rows are read as one HDF5 slice (the file is chunked per object, so a slice is
+        chunk-aligned); stripes are converted float16 -> float32 once and Z-scored as a batch with
+        :func:`drcnet.data.normalize.zscore_fast` (equal to :meth:`__getitem__`'s
+        :func:`~drcnet.data.normalize.zscore` within a few float32 ulps); 1D spectra use
+        :func:`~drcnet.data.normalize.prepare_input` on the batch.
+
+        Parameters
+        ----------
+        positions
+            Item positions (``0 <= p < len(self)``), any order, or a slice of them.
+
+        Returns
+        -------
+        x : numpy.ndarray
+            ``(B, 2, 11, 3000)`` float32 (stripes) or ``(B, 1, 6000)`` float32 (1D spectra), in the
+            order of ``positions``.
+        valid : numpy.ndarray
+            ``(B,)`` bool, False where the raw input holds a NaN or inf pixel.
+        """
+        pos = np.arange(len(self))[positions] if isinstance(positions, slice) else np.asarray(positions, np.int64)
+        rows = self.rows[pos]
+        h = self._file()
+        names = ("stripes",) if self.input_kind == "stripes" else ("flux1d", "sky1d")
+        raw = {k: _read_rows(h[k], rows) for k in names}
+        if self.input_kind == "stripes":
+            x, finite = zscore_fast(raw["stripes"], (-2, -1), return_finite=True)
+            return x, finite.reshape(len(rows), -1).all(axis=1)
+        valid = np.ones(len(rows), dtype=bool)
+        for a in raw.values():
+            valid &= np.isfinite(a.reshape(len(a), -1)).all(axis=1)
+        return prepare_input(self.input_kind, **raw), valid
+
     def __getitem__(self, i: int) -> tuple[Any, ...]:
         raw = self.read_raw(i)
         x = prepare_input(self.input_kind, **raw)
@@ -169,6 +208,25 @@ class SpectraDataset(Dataset):
         if self.targets is not None:
             return (*item, torch.from_numpy(self.targets[i]))
         return item
+
+    def __getitems__(self, indices: list[int]) -> list[tuple[Any, ...]]:
+        """The items ``indices`` (what a ``DataLoader`` asks for one batch), read with :meth:`read_batch`.
+
+        The same items as ``[self[i] for i in indices]`` (one HDF5 slice per run of consecutive rows and
+        one vectorised Z-score instead of one read and one Z-score per object); the ``DataLoader``'s
+        sampler, and so the order and the random state, are untouched.
+        """
+        x, valid = self.read_batch(list(indices))
+        xt = torch.from_numpy(x)
+        items: list[tuple[Any, ...]] = []
+        for k, i in enumerate(indices):
+            item = (xt[k], torch.tensor(self.labels[i], dtype=torch.int64), int(i))
+            if self.with_validity:
+                item = (*item, bool(valid[k]))
+            elif self.targets is not None:
+                item = (*item, torch.from_numpy(self.targets[i]))
+            items.append(item)
+        return items
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -181,6 +239,26 @@ class SpectraDataset(Dataset):
         if self._h5 is not None and self._pid == os.getpid():
             self._h5.close()
         self._h5 = None
+
+
+def _read_rows(ds: h5py.Dataset, rows: np.ndarray) -> np.ndarray:
+    """``ds[rows]`` in the order of ``rows`` (any order, repeats allowed), one slice per run of consecutive rows."""
+    rows = np.asarray(rows, dtype=np.int64)
+    out = np.empty((len(rows), *ds.shape[1:]), dtype=ds.dtype)
+    if not len(rows):
+        return out
+    order = np.argsort(rows, kind="stable")
+    srt = rows[order]
+    uniq, first = np.unique(srt, return_index=True)
+    buf = out if np.array_equal(order, np.arange(len(rows))) and len(uniq) == len(rows) else \
+        np.empty((len(uniq), *ds.shape[1:]), dtype=ds.dtype)
+    breaks = np.flatnonzero(np.diff(uniq) != 1) + 1
+    for a, b in zip(np.r_[0, breaks], np.r_[breaks, len(uniq)]):
+        ds.read_direct(buf, np.s_[int(uniq[a]):int(uniq[b - 1]) + 1], np.s_[int(a):int(b)])
+    if buf is not out:
+        # position of each requested row within the unique sorted rows
+        out[:] = buf[np.searchsorted(uniq, rows)]
+    return out
 
 
 def dataset_fingerprint(path: str | Path) -> dict[str, Any]:
