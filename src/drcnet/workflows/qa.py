@@ -44,6 +44,17 @@ from drcnet.workflows.reduce_exposure import SpectrographReduction
 
 CLASS_COLORS = {"F": "#1f77b4", "G": "#2ca02c", "K": "#d62728", OTHER: "#9467bd", "": "#999999"}
 
+# Figures are laid out with fixed margins (inches) instead of ``tight_layout``: tight_layout measures
+# every tick label and title of every axes (about a second draw of the figure); with fixed margins each
+# figure is drawn once, when it is saved (issue 11). Traces are one LineCollection per panel, not one
+# Line2D per fiber.
+
+
+def _margins(fig: Any, left: float, right: float, bottom: float, top: float, **kw: float) -> None:
+    """``fig.subplots_adjust`` with margins in inches (``kw``: wspace/hspace as fractions)."""
+    w, h = fig.get_size_inches()
+    fig.subplots_adjust(left=left / w, right=1 - right / w, bottom=bottom / h, top=1 - top / h, **kw)
+
 
 def _save(fig: Any, path: Path) -> str:
     with atomic_path(path) as tmp:
@@ -65,10 +76,14 @@ def _frame_png(out: Path, sr: SpectrographReduction, arm: str, exposure: Path) -
     fig, (ax, az) = plt.subplots(1, 2, figsize=(14, 7), gridspec_kw={"width_ratios": [1, 1]})
     ax.imshow(np.arcsinh(np.clip(small, 0, None) / 20), origin="lower", cmap="gray_r", aspect="auto",
               extent=(0, N_COLS, 0, small.shape[0] * b))
+    from matplotlib.collections import LineCollection
+
     cols = np.arange(0, N_COLS, 32)
     centres = a.traces.centres(cols)
-    for f in range(centres.shape[0]):
-        ax.plot(cols, centres[f], lw=0.3, color="red" if a.lost[f] else "tab:orange")
+    lost = np.asarray(a.lost[:centres.shape[0]], dtype=bool)
+    segs = np.stack([np.broadcast_to(cols, centres.shape), centres], axis=-1)
+    ax.add_collection(LineCollection(list(segs), linewidths=0.3,
+                                     colors=["red" if x else "tab:orange" for x in lost]))
     ax.set(title=f"sp{sr.spid:02d} {arm}: science frame (binned 8x8) and traces", xlabel="column", ylabel="row")
     # zoom: a few fibers near the middle of the slit, full resolution
     f0 = centres.shape[0] // 2
@@ -78,14 +93,15 @@ def _frame_png(out: Path, sr: SpectrographReduction, arm: str, exposure: Path) -
     az.imshow(np.arcsinh(np.clip(zoom, 0, None) / 20), origin="lower", cmap="gray_r", aspect="auto",
               extent=(c0, c1, r0, r0 + zoom.shape[0]))
     zc = np.arange(c0, c1)
+    zcentres = a.traces.centres(zc)
     for f in range(max(f0 - 4, 0), min(f0 + 4, centres.shape[0])):
-        tr = a.traces.centres(zc)[f]
+        tr = zcentres[f]
         centre = np.floor(tr + 0.5)
         az.plot(zc, tr, color="tab:orange", lw=1)
         az.plot(zc, centre - 5.5, color="tab:blue", lw=0.6)
         az.plot(zc, centre + 5.5, color="tab:blue", lw=0.6)
     az.set(ylim=(r0, r0 + zoom.shape[0]), title="zoom: traces and 11-row stripe apertures", xlabel="column")
-    fig.tight_layout()
+    _margins(fig, left=0.75, right=0.3, bottom=0.6, top=0.4, wspace=0.12)
     return _save(fig, out / f"frame_sp{sr.spid:02d}_{arm}.png")
 
 
@@ -104,7 +120,13 @@ def _stripes_png(out: Path, sr: SpectrographReduction, table: Table) -> str:
     import matplotlib.pyplot as plt
 
     fibers = _pick_fibers(sr)
-    fig, axes = plt.subplots(len(fibers), 2, figsize=(14, 2.6 * max(len(fibers), 1)), squeeze=False)
+    n_rows = max(len(fibers), 1)
+    fig, axes = plt.subplots(n_rows, 2, figsize=(14, 2.6 * n_rows), squeeze=False)
+    # each panel needs room above it for its stripe inset (a quarter of its height) and its title
+    above, below = 0.95, 0.35  # inches
+    height = (2.6 * n_rows - below - n_rows * above) / n_rows + 0.0
+    _margins(fig, left=0.55, right=0.15, bottom=below, top=above - 0.05,
+             hspace=(above + 0.05) / max(height, 0.1), wspace=0.12)
     pred = {int(f): p for s, f, p in zip(table["spid"], table["fiber"], table["pred"], strict=True) if s == sr.spid}
     for row, f in enumerate(fibers):
         for col, arm in enumerate(ARMS):
@@ -125,7 +147,6 @@ def _stripes_png(out: Path, sr: SpectrographReduction, table: Table) -> str:
             ax.tick_params(labelsize=7)
             if row == 0 and col == 0:
                 ax.legend(fontsize=7)
-    fig.tight_layout()
     return _save(fig, out / f"stripes_sp{sr.spid:02d}.png")
 
 
@@ -154,7 +175,7 @@ def _classmap_png(out: Path, sr: SpectrographReduction, table: Table) -> str:
     ax.set(xlim=(0, len(sr.fibermap) + 1), ylim=(0, 1.2), xlabel="fiber", ylabel="max probability",
            title=f"sp{sr.spid:02d}: class map (bars: prediction; squares: truth)")
     ax.legend(handles=handles, fontsize=7, ncol=6, loc="lower right")
-    fig.tight_layout()
+    _margins(fig, left=0.7, right=0.15, bottom=0.5, top=0.35)
     return _save(fig, out / f"classmap_sp{sr.spid:02d}.png")
 
 
