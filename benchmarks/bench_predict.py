@@ -20,10 +20,15 @@ reference:
 It also reports the agreement of each variant with the plain reference (max |p - p_ref|, share of equal
 argmax) - and, with ``--bf16-check``, of emulated bf16 with fp32.
 
+With ``--train-loader`` it also times the training data path alone: one pass of a shuffled
+``DataLoader`` (batch 32, in the main process) over the ``train`` split, items one at a time (the
+previous path: per-object read + float64 Z-score) against ``SpectraDataset.__getitems__`` (one batched
+read + vectorised Z-score per batch), same sampler and seed, and checks the batches are equal.
+
 Usage::
 
     DRCNET_DATA=../shared/data .venv/bin/python benchmarks/bench_predict.py [--data FILE.h5] [--split test]
-        [--run RUN_DIR] [--rounds 3] [--threads 2]
+        [--run RUN_DIR] [--rounds 3] [--threads 2] [--bf16-check] [--train-loader]
 """
 
 from __future__ import annotations
@@ -93,6 +98,44 @@ def dataloader_old(model: torch.nn.Module, data: str, split: str | None, batch: 
     return out
 
 
+class _ItemsOnly(Dataset):
+    """The previous training items: ``(x, y, i)`` one object at a time, float64 Z-score, no ``__getitems__``."""
+
+    def __init__(self, ds: SpectraDataset) -> None:
+        self.ds = ds
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def __getitem__(self, i: int):
+        raw = self.ds.read_raw(i)
+        x = zscore(raw["stripes"], (-2, -1)) if self.ds.input_kind == "stripes" else zscore_spectra1d(**raw)
+        return torch.from_numpy(x), torch.tensor(self.ds.labels[i], dtype=torch.int64), int(i)
+
+
+def train_loader(data: str, kind: str, rounds: int, batch: int = 32) -> None:
+    """Time one shuffled pass over the train split: single items vs ``__getitems__`` batches."""
+    ds = SpectraDataset(data, kind, "train", labelled_only=True)
+
+    def run(dataset: Dataset) -> list[torch.Tensor]:
+        g = torch.Generator().manual_seed(0)
+        return [b[0] for b in DataLoader(dataset, batch_size=batch, shuffle=True, generator=g, num_workers=0)]
+
+    best = {"items": float("inf"), "getitems": float("inf")}
+    out = {}
+    for _ in range(rounds):
+        for k, d in (("items", _ItemsOnly(ds)), ("getitems", ds)):
+            t = time.perf_counter()
+            out[k] = run(d)
+            best[k] = min(best[k], time.perf_counter() - t)
+    diff = max(float((a - b).abs().max()) for a, b in zip(out["items"], out["getitems"]))
+    n = len(ds)
+    print(f"\ntraining DataLoader, {n} train objects, batch {batch}, shuffled, main process:")
+    print(f"  single items (previous) {n / best['items']:8.0f} obj/s")
+    print(f"  __getitems__ batches    {n / best['getitems']:8.0f} obj/s  x{best['items'] / best['getitems']:.2f}; "
+          f"max |x diff| {diff:.1e}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=str(ROOT / "out" / "demo" / "small.h5"))
@@ -101,7 +144,12 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--bf16-check", action="store_true", help="also run emulated bf16 for its agreement with fp32")
+    ap.add_argument("--train-loader", action="store_true", help="also time the training DataLoader's data path")
+    ap.add_argument("--only-train-loader", action="store_true", help="time only the training DataLoader")
     args = ap.parse_args()
+    if args.only_train_loader:
+        train_loader(args.data, "stripes", args.rounds)
+        return
 
     configure_cpu(args.threads)
     model, _ = load_run(args.run or pretrained_dir())
@@ -166,6 +214,8 @@ def main() -> None:
             print(f"bf16 vs fp32 ({'native' if bf16_ok else 'emulated'}): argmax equal "
                   f"{(p32.argmax(1) == p16.argmax(1)).mean():.4f}, max |dp| {np.abs(p32 - p16).max():.4f}, "
                   f"mean |dp| {np.abs(p32 - p16).mean():.5f} over {len(rows)} objects")
+    if args.train_loader:
+        train_loader(args.data, model.input_kind, args.rounds)
 
 
 if __name__ == "__main__":
