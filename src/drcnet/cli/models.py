@@ -76,7 +76,7 @@ def evaluate_cmd(
 def predict_cmd(
     out: Annotated[Path, typer.Option("--out", "-o", help="CSV file to write (.csv, or .fits with --exposure).")],
     run_dir: Annotated[Optional[Path], typer.Argument(
-        help=DEFAULT_RUN_HELP[:-1] + "; or an .onnx file from `drcnet export --onnx` (with --engine onnx).")] = None,
+        help=DEFAULT_RUN_HELP[:-1] + "; or an .onnx file from `drcnet export --onnx` (run by ONNX Runtime).")] = None,
     data: Annotated[Optional[Path], typer.Option("--data", "-d", help="Dataset HDF5 file.")] = None,
     exposure: Annotated[Optional[Path], typer.Option(
         "--exposure", help="Raw exposure folder instead of --data: reduce the frames and write a catalogue + QA page "
