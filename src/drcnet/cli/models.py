@@ -50,8 +50,9 @@ def evaluate_cmd(
     split: Annotated[str, typer.Option(help="Split to evaluate.")] = "test",
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder (default: RUN_DIR).")] = None,
     which: Annotated[str, typer.Option(help="best or last weights.")] = "best",
-    batch_size: Annotated[int, typer.Option("--batch-size")] = 64,
-    workers: Annotated[int, typer.Option(help="DataLoader workers.")] = 1,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Objects per forward pass.")] = 256,
+    workers: Annotated[int, typer.Option(
+        help="0: read the file in the main thread; >= 1: read the next batch in a background thread.")] = 1,
     fast: Annotated[bool, typer.Option("--fast/--no-fast", help="CPU fast path.")] = True,
 ) -> None:
     """Paper metrics (Table 3, per-S/N-bin Tables 4-5, confusion matrices) -> metrics.json + confusion.png."""
@@ -133,8 +134,9 @@ def calibrate_cmd(
     split: Annotated[str, typer.Option(help="Split to fit on (never the test split you report on).")] = "val",
     coverage: Annotated[float, typer.Option(help="Coverage of the conformal prediction sets, in (0, 1).")] = 0.9,
     which: Annotated[str, typer.Option(help="best or last weights.")] = "best",
-    batch_size: Annotated[int, typer.Option("--batch-size")] = 64,
-    workers: Annotated[int, typer.Option(help="DataLoader workers.")] = 1,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Objects per forward pass.")] = 256,
+    workers: Annotated[int, typer.Option(
+        help="0: read the file in the main thread; >= 1: read the next batch in a background thread.")] = 1,
     fast: Annotated[bool, typer.Option("--fast/--no-fast", help="CPU fast path.")] = True,
 ) -> None:
     """Temperature per S/N_r bin, OOD threshold and conformal sets -> RUN_DIR/calibration.json (then used by predict)."""
