@@ -28,7 +28,7 @@ def run(mode):
     preds = []
     loader = torch.utils.data.DataLoader(ds, batch_size=64, shuffle=False)
     with torch.inference_mode():
-        for x, y, _ in loader:
+        for x, y, *_ in loader:
             if mode is not None:
                 x = x.clone(); x[:, mode] = torch.randn(x[:, mode].shape, generator=gen)  # z-scored: noise of the same mean/std
             preds.append(model(x).argmax(1).numpy())
@@ -50,9 +50,12 @@ res["by_lum_snr>30"] = {l: (round(float((p[hi & (lum == l)] == y[hi & (lum == l)
 mk = np.array(["FGK".find(mk_of.get(t, "?")) for t in tid])
 res["acc_vs_mk_labels_snr>30"] = round(float((p[hi] == mk[hi]).mean()), 4)
 res["by_ebv_snr>30"] = {r: (round(float((p[m] == y[m]).mean()), 4), int(m.sum())) for r, m in (("<0.1", hi & (ebv < 0.1)), ("0.1-0.3", hi & (ebv >= 0.1) & (ebv < 0.3)), (">=0.3", hi & (ebv >= 0.3))) if m.sum()}
-cm = np.zeros((3, 3), int)
+n_out = int(getattr(model.config, "n_classes", 3))
+cm = np.zeros((max(int(y.max()) + 1, 3), n_out), int)
 for t_, q in zip(y, p): cm[t_, q] += 1
-res["confusion(rows true F,G,K)"] = cm.tolist()
+res["confusion(rows true F,G,K[,other]; columns predicted)"] = cm.tolist()
+if n_out == 4:
+    res["called_other_by_snr"] = {k: round(float((p[m] == 3).mean()), 4) for k, m in (("all", snr > -1), (">20", snr > 20)) if m.any()}
 if a.ablate:
     res["ablate_blue_noise"] = bins(run(0)); res["ablate_red_noise"] = bins(run(1))
 print(json.dumps(res, indent=1))

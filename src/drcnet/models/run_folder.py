@@ -36,7 +36,7 @@ LAST = "last.safetensors"
 HISTORY = "history.csv"
 FORMAT = "drcnet-run-v1"
 PRETRAINED_ROOT = Path(__file__).resolve().parent.parent / "pretrained"
-DEFAULT_MODEL = "drcnet-robust"
+DEFAULT_MODEL = "drcnet-survey"
 """The shipped model that ``predict``, ``evaluate``, ``frames classify`` and ``night classify`` use when no
 run folder is given: DRC-Net trained with the ``robust`` preset on the survey population (real LAMOST
 spectra + libraries on LAMOST's labels, domain-randomised); its ``MODEL_CARD.md`` says what it does and

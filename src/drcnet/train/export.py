@@ -24,7 +24,7 @@ from drcnet.models.run_folder import BEST, EXPORT_JSON, RUN_JSON, file_sha256, r
 from drcnet.provenance import atomic_path, provenance, write_json_atomic
 
 _ABS_PATH = re.compile(r"^(/|[A-Za-z]:[\\/]|~[/\\])")
-JSON_FILES = (RUN_JSON, "metrics.json")
+JSON_FILES = (RUN_JSON, "metrics.json", "calibration.json")
 TEXT_FILES = ("history.csv", "MODEL_CARD.md")
 
 
