@@ -208,7 +208,7 @@ def test_first_run_catalogues_every_good_fiber_and_names_the_bad_spectrograph(fi
             ("B", 1): _object_fibers(night["sp1"], 1)}
     assert got == want
     assert table.num_rows == sum(len(v) for v in want.values()) == res.summary["fibers"]
-    assert set(table["pred"].to_pylist()) <= {"F", "G", "K", ""}
+    assert set(table["pred"].to_pylist()) <= {"F", "G", "K", "other", ""}
     assert set(table["planid"].to_pylist()) == {f"SIM{SEED:05d}"}
     assert json.loads(table.schema.metadata[b"drcnet.provenance"])["git_commit"]
 
