@@ -63,9 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     # saw (the held-out test split of the survey population, nominal instrument), and the paper
     # reproduction on the paper's PyHammer data it was made for
     real = out / "real_stars.h5"
+    # (a fifth of them A/M stars, galaxies and sky-only fibers: the default model should call those `other`)
     run(["simulate-population", "--out", str(real), "--n-train", "0", "--n-val", "0", "--n-test", "300",
-         "--include", "lamost", "--no-randomize", "--snr-min", "3", "--snr-max", "80", "--seed", seed,
-         "--overwrite"])
+         "--include", "lamost", "--no-randomize", "--snr-min", "3", "--snr-max", "80", "--other", "0.2",
+         "--seed", seed, "--overwrite"])
     run(["evaluate", shipped, "--data", str(real), "--out", str(out / "default_on_real_stars")])
     run(["evaluate", str(pretrained_dir("drcnet")), "--data", str(real), "--out", str(out / "paper_model_on_real_stars")])
     exposure = out / "exposure"
