@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from drcnet.calibration import Calibration, energy, softmax
-from drcnet.conventions import LUM_CLASSES, OTHER, STELLAR_PARAMS, SUBCLASSES, class_names
+from drcnet.conventions import CLASSES, LUM_CLASSES, OTHER, STELLAR_PARAMS, SUBCLASSES, class_names
 
 CATALOGUE_COLUMNS: tuple[str, ...] = (
     "pred", "prob_F", "prob_G", "prob_K", "prob_other", "pred_set", "subclass", "subclass_prob", "lum_class",
@@ -78,7 +78,7 @@ def catalogue_columns(outputs: dict[str, np.ndarray], snr_r: np.ndarray,
     score[~ok] = np.nan
     out["ood_score"] = score
     out["ood"] = ((score > calibration.ood_threshold) & ok).astype(int) if calibration is not None else np.zeros(n, int)
-    star = ok & (idx >= 0) & (idx < 3)
+    star = ok & (idx >= 0) & (idx < len(CLASSES))
     if "subclass_logits" in outputs:
         sp = softmax(np.nan_to_num(np.asarray(outputs["subclass_logits"], np.float64)))
         k = sp.argmax(axis=1)

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from drcnet.calibration import softmax
 from drcnet.catalogue import CATALOGUE_COLUMNS
 from drcnet.conventions import CLASSES_WITH_OTHER
 from drcnet.data.batches import iter_batches
@@ -91,11 +92,9 @@ def _store_np(outputs: dict[str, np.ndarray], batch: dict[str, np.ndarray], rows
 
 
 def probabilities(logits: np.ndarray) -> np.ndarray:
-    """``(N, C)`` float32 softmax of ``(N, C)`` logits; a row with a non-finite logit stays ``nan``."""
-    z = np.asarray(logits, dtype=np.float64)
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+    """``(N, C)`` float32 softmax of ``(N, C)`` logits (:func:`drcnet.calibration.softmax`); a row with a
+    non-finite logit stays ``nan``."""
+    return softmax(logits).astype(np.float32)
 
 
 def bf16_support(device: torch.device | str = "cpu") -> tuple[bool, str]:

@@ -29,11 +29,15 @@ from drcnet.simulate.plan import (
     PRESETS,
     SKY_SHARE,
     ObjectPlan,
+    merge_plans,
+    other_counts,
     plan_objects,
+    plan_other_objects,
     split_templates,
 )
 from drcnet.simulate.render import ForwardModel, ObjectResult, Source
 from drcnet.simulate.site import Site
+from drcnet.simulate.sources import no_light_templates, other_templates, split_other
 
 PARAM_NAMES = (
     "rv_kms", "ebv", "mag_r", "airmass", "fiber", "snr_target", "attempts", "teff", "logg", "feh",
@@ -261,20 +265,12 @@ def _prepare_with_other(config: SimulationConfig, templates: Sequence[Template],
     """:func:`prepare_dataset` with ``config.other`` of the objects of class ``other`` (label 3).
 
     The F/G/K part is split and planned exactly as without ``other`` (same random stream, fewer objects);
-    the ``other`` templates (:func:`drcnet.simulate.plan.other_templates`, plus three sky-only
+    the ``other`` templates (:func:`drcnet.simulate.sources.other_templates`, plus three sky-only
     pseudo-templates when ``config.sky_fibers``) follow the F/G/K ones in the template list, are split
-    by :func:`~drcnet.simulate.plan.split_other` and planned by
+    by :func:`~drcnet.simulate.sources.split_other` and planned by
     :func:`~drcnet.simulate.plan.plan_other_objects` with a second stream (``[seed, 3]``), which also
     shuffles the two parts together. With ``other = 1`` no F/G/K template is needed or used.
     """
-    from drcnet.simulate.plan import (
-        merge_plans,
-        other_counts,
-        other_templates,
-        plan_other_objects,
-        split_other,
-    )
-    from drcnet.simulate.population import no_light_templates
 
     rng = np.random.default_rng(config.seed)
     cells = PRESETS[config.preset] if config.preset else None

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from drcnet import CLASSES
-from drcnet.conventions import SPLIT_NAMES
+from drcnet.conventions import CLASSES_WITH_OTHER, OTHER, SPLIT_NAMES
 from drcnet.library.template import Template
+from drcnet.simulate.sources import OTHER_SHARE, source_group
 
 TABLE1: dict[tuple[str, int], int] = {
     ("train", 0): 4840, ("val", 0): 605, ("test", 0): 605,
@@ -192,52 +193,12 @@ def plan_objects(cells: dict[tuple[str, int], int] | None, templates: Sequence[T
 
 
 # -- objects of class "other" (drcnet simulate --other) -------------------------------------------
-OTHER_LABEL = 3
+OTHER_LABEL = CLASSES_WITH_OTHER.index(OTHER)
 """Label index of class ``other`` in dataset files (:data:`drcnet.conventions.CLASSES_WITH_OTHER`)."""
 
 SKY_SHARE = 0.15
 """Share of sky-only fibers among the ``other`` objects of ``drcnet simulate --other`` (the population's
-:data:`~drcnet.simulate.population.OTHER_SHARE` gives sky 0.15 when every source group is present)."""
-
-
-def other_templates(templates: Sequence[Template]) -> list[Template]:
-    """The non-F/G/K templates of ``templates`` relabelled as class ``other`` (subclass kept).
-
-    O/B/A/M stars and LAMOST galaxies/QSOs go through :func:`drcnet.library.labels.other_label` on their
-    own (MK or LAMOST) labels; templates already of class ``other`` are kept; unknown labels and spectra
-    without r-band flux are left out (the latter with a warning naming the file).
-    """
-    from drcnet.conventions import OTHER
-    from drcnet.library.labels import other_label
-    from drcnet.simulate.population import _renderable
-
-    out = []
-    for t in templates:
-        if t.cls in CLASSES:
-            continue
-        o = t if t.cls == OTHER else other_label(t)
-        if o is not None and not o.meta.get("no_light") and _renderable(o):
-            out.append(o)
-    return out
-
-
-def split_other(templates: Sequence[Template], all_test: bool) -> np.ndarray:
-    """Split index of every ``other`` template: all test with ``all_test``, else by a hash of the star.
-
-    The hash rule is the survey population's (:func:`drcnet.simulate.population.lamost_split_of`: LAMOST
-    stars 70/15/15 by designation, library stars 8:1:1 by template id), so a star lands in the same
-    split in ``drcnet simulate --other`` and ``drcnet simulate-population --other`` files.
-    """
-    from drcnet.simulate.population import (
-        LIBRARY_SPLIT_FRACTIONS,
-        lamost_split_of,
-        star_key,
-    )
-
-    if all_test:
-        return np.full(len(templates), SPLIT_NAMES.index("test"), dtype=int)
-    return np.array([lamost_split_of(star_key(t)) if t.library == "lamost"
-                     else lamost_split_of(t.template_id, LIBRARY_SPLIT_FRACTIONS) for t in templates], dtype=int)
+:data:`~drcnet.simulate.sources.OTHER_SHARE` gives sky 0.15 when every source group is present)."""
 
 
 def other_counts(fraction: float, cells: dict[tuple[str, int], int] | None, n: int | None,
@@ -276,7 +237,7 @@ def plan_other_objects(counts: dict[tuple[str, int], int], templates: Sequence[T
 
     In each split, ``sky_share`` of the objects are sky-only fibers (``meta["no_light"]``; all of them
     when the split has no other template), the rest spread over the source groups by
-    :data:`~drcnet.simulate.population.OTHER_SHARE` (renormalised over the groups present), each
+    :data:`~drcnet.simulate.sources.OTHER_SHARE` (renormalised over the groups present), each
     group's templates used about equally often. Counts are exact (largest remainder), not drawn.
 
     Raises
@@ -284,8 +245,6 @@ def plan_other_objects(counts: dict[tuple[str, int], int], templates: Sequence[T
     ValueError
         A split needs objects but has no template to draw them from.
     """
-    from drcnet.simulate.population import OTHER_SHARE, source_group
-
     sky = np.array([bool(t.meta.get("no_light")) for t in templates])
     rows: list[tuple[int, int, float, float, int]] = []
     for (split_name, b), count in counts.items():

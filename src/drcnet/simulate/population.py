@@ -26,91 +26,40 @@ LAMOST stars for half of the objects and the libraries' coverage (dwarfs to gian
 from __future__ import annotations
 
 import csv
-import hashlib
 import os
-import re
 import warnings
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from drcnet.conventions import CLASSES, CLASSES_WITH_OTHER, OTHER, SPLIT_NAMES
 from drcnet.library import load_templates
-from drcnet.library.labels import other_label, to_lamost_convention
+from drcnet.library.labels import to_lamost_convention
 from drcnet.library.template import Template
 from drcnet.simulate.dataset import PARAM_NAMES, PreparedDataset, SimulationConfig
 from drcnet.simulate.plan import ObjectPlan, apportion, split_templates
 from drcnet.simulate.randomize import RANDOMIZED_PARAM_NAMES, DomainRandomization, RandomizedForwardModel
 from drcnet.simulate.render import ForwardModel
 from drcnet.simulate.site import Site
+from drcnet.simulate.sources import (  # noqa: F401  (re-exported: the population's split and sampling rules)
+    LAMOST_SPLIT_FRACTIONS,
+    LIBRARY_SPLIT_FRACTIONS,
+    OTHER_SHARE,
+    lamost_split_of,
+    no_light_templates,
+    other_templates,
+    source_group,
+    split_other,
+    star_key,
+)
 
-LAMOST_SPLIT_FRACTIONS = (0.70, 0.15, 0.15)
-"""Share of the real LAMOST stars in train / val / test (held out)."""
 SOURCE_SHARE: dict[str, float] = {"lamost": 0.5, "miles": 0.2, "pyhammer": 0.15, "stelib": 0.15}
 """Share of each source's templates among the objects of one class (renormalised over sources present)."""
 CLASS_SHARE: dict[str, float] = {"F": 0.34, "G": 0.36, "K": 0.30}
 """Share of each class among the F/G/K objects."""
-OTHER_SHARE: dict[str, float] = {"lamost:A": 0.35, "lamost:M": 0.15, "lamost:GALAXY": 0.15, "lamost:QSO": 0.05,
-                                 "stelib": 0.15, "sky": 0.15}
-"""Share of each source group among the ``other`` objects (renormalised over the groups present): real
-LAMOST A stars (the commonest non-F/G/K stars on a LAMOST plate and the nearest to F0), M stars,
-galaxies and QSOs, STELIB O/B/A/M stars (reddened by the forward model), and fibers with no object
-light at all (sky only: an empty or misplaced fiber)."""
-
 LIBRARY_FOLDERS = ("spectral_libraries/pyhammer", "spectral_libraries/miles", "spectral_libraries/stelib")
 LAMOST_FOLDER = "lamost_real"
-
-
-def star_key(t: Template) -> str:
-    """Name of a LAMOST star (designation, else the file stem), so repeat visits share a split."""
-    name = str(t.meta.get("designation") or "").strip()
-    return re.sub(r"\s+", "", name).upper() if name else t.source_id
-
-
-def lamost_split_of(key: str, fractions: Sequence[float] = LAMOST_SPLIT_FRACTIONS, salt: str = "drcnet") -> int:
-    """Split index (0 train, 1 val, 2 test) of a star from a hash of its name: stable and order-free."""
-    h = int(hashlib.sha256(f"{salt}:{key}".encode()).hexdigest()[:12], 16) / float(16**12)
-    edges = np.cumsum(fractions) / np.sum(fractions)
-    return int(np.searchsorted(edges, h, side="right"))
-
-
-LIBRARY_SPLIT_FRACTIONS = (0.8, 0.1, 0.1)
-"""Share of the library O/B/A/M stars in train / val / test."""
-
-
-def _renderable(t: Template) -> bool:
-    """False (with a warning naming the spectrum) when the forward model cannot scale it: no r-band flux."""
-    from drcnet.simulate.spectra import ab_magnitude
-
-    try:
-        ab_magnitude(t.wave, t.flux)
-    except ValueError as err:
-        warnings.warn(f"{t.path}: skipped as an 'other' source ({err})", stacklevel=3)
-        return False
-    return True
-
-
-def source_group(t: Template) -> str:
-    """Sampling group of a template: its library for F/G/K; for ``other`` see :data:`OTHER_SHARE`."""
-    if t.meta.get("no_light"):
-        return "sky"
-    if t.cls == OTHER and t.library == "lamost":
-        return f"lamost:{t.meta.get('mk_class', '')}"
-    return t.library
-
-
-def no_light_templates(like: Template) -> list[Template]:
-    """Three ``sky`` pseudo-templates (one per split) for fibers with no object light.
-
-    The spectrum is ``like``'s (any template: it is rendered at :data:`~drcnet.simulate.dataset.NO_LIGHT_MAG`, so only the sky and
-    the neighbours' light reach the stripe); class ``other``, subclass ``"SKY"``.
-    """
-    return [replace(like, cls=OTHER, subclass="SKY", lumclass="", library="sky", source_id=f"sky-{name}",
-                    teff=float("nan"), logg=float("nan"), feh=float("nan"),
-                    meta={"no_light": True, "mk_class": "SKY", "label_source": "sky"})
-            for name in SPLIT_NAMES]
 
 
 def load_population(data_root: str | Path, seed: int = 0,
@@ -136,20 +85,17 @@ def load_population(data_root: str | Path, seed: int = 0,
         res = load_templates(paths, classes=None)
     on_lamost = to_lamost_convention(res.templates)
     templates = [t for t in on_lamost if t.cls in CLASSES]
-    if other:
-        templates += [o for o in (other_label(t) for t in on_lamost if t.cls not in CLASSES)
-                      if o is not None and _renderable(o)]
     split = np.full(len(templates), -1, dtype=int)
     lam = [i for i, t in enumerate(templates) if t.library == "lamost"]
     for i in lam:
         split[i] = lamost_split_of(star_key(templates[i]))
-    lib = [i for i, t in enumerate(templates) if t.library != "lamost" and t.cls != OTHER]
+    lib = [i for i, t in enumerate(templates) if t.library != "lamost"]
     if lib:
         split[lib] = split_templates([templates[i] for i in lib], np.random.default_rng(seed))
-    for i, t in enumerate(templates):
-        if t.library != "lamost" and t.cls == OTHER:
-            # library O/B/A/M stars: 8:1:1 by a hash of the star, like the F/G/K library split's shares
-            split[i] = lamost_split_of(t.template_id, LIBRARY_SPLIT_FRACTIONS)
+    if other:
+        others = other_templates(on_lamost)
+        templates += others
+        split = np.concatenate([split, split_other(others, all_test=False)])
     if other and templates:
         templates += no_light_templates(templates[0])
         split = np.concatenate([split, np.arange(len(SPLIT_NAMES))])

@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +19,8 @@ from drcnet.data.torch_dataset import catalogue_targets, dataset_fingerprint
 from drcnet.metrics import catalogue_metrics, evaluate_predictions, group_metrics
 from drcnet.models import load_run
 from drcnet.models.fastpath import configure_cpu
-from drcnet.predict import predict_dataset, predictions_csv
-from drcnet.provenance import provenance, write_json_atomic, write_text_atomic
+from drcnet.predict import predict_dataset
+from drcnet.provenance import provenance, write_json_atomic
 
 METRICS_JSON = "metrics.json"
 
@@ -104,16 +103,9 @@ def predict_run(run_dir: str | Path, data: str | Path, out: str | Path, split: s
 
     Probabilities are calibrated with the run folder's ``calibration.json`` when it has one
     (``drcnet calibrate``). Objects whose input holds NaN/inf pixels get no class (``bad_input`` 1) and a
-    ``UserWarning`` says how many.
+    ``UserWarning`` says how many. The torch fp32 case of :func:`drcnet.workflows.inference.predict_table`.
     """
-    from drcnet.calibration import load_calibration
+    from drcnet.workflows.inference import predict_table
 
-    if fast:
-        configure_cpu()
-    model, _ = load_run(run_dir, which=which, fast=fast)
-    pred = predict_dataset(model, data, split, batch_size=batch_size, workers=workers)
-    n_bad = int((~pred["valid"]).sum())
-    if n_bad:
-        warnings.warn(f"{data}: {n_bad} of {len(pred['valid'])} objects have NaN/inf pixels in their input and are "
-                      "not classified (bad_input = 1 in the table)", stacklevel=2)
-    return write_text_atomic(out, predictions_csv(pred, load_calibration(run_dir)))
+    return predict_table(run_dir, data, out, split=split, which=which, batch_size=batch_size, workers=workers,
+                         fast=fast)

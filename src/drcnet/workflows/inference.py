@@ -106,8 +106,7 @@ def predict_table(run: str | Path | None, data: str | Path, out: str | Path, spl
 
     Probabilities are calibrated with the run folder's ``calibration.json`` when it has one (``drcnet
     calibrate``; an ``.onnx`` file carries none). Objects whose input holds NaN/inf pixels get no class
-    (``bad_input`` 1) and a ``UserWarning`` says how many. The same table as
-    :func:`drcnet.workflows.evaluate.predict_run` (torch, fp32), within float32 rounding.
+    (``bad_input`` 1) and a ``UserWarning`` says how many.
     """
     from drcnet.calibration import load_calibration
     from drcnet.models.fastpath import configure_cpu

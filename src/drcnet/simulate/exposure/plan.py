@@ -165,7 +165,7 @@ def _place_other(cfg: ExposureConfig, templates: Sequence[Template], spid: int, 
     Program fibers are the ``Obj`` fibers that are not saturated stars. The fibers, their objects and
     magnitudes come from a second stream ``default_rng([seed, spid, 3])``, so every F/G/K fiber keeps
     exactly the star it has without ``other``. Sky-only pseudo-templates (``meta["no_light"]``,
-    :func:`drcnet.simulate.population.no_light_templates`) get r = :data:`~drcnet.simulate.dataset.NO_LIGHT_MAG`:
+    :func:`drcnet.simulate.sources.no_light_templates`) get r = :data:`~drcnet.simulate.dataset.NO_LIGHT_MAG`:
     the fiber sees only the sky and its neighbours' halo. Counts per source group are exact
     (:func:`drcnet.simulate.plan.plan_other_objects`: 15 % sky-only, the rest by the population's shares).
     """

@@ -171,12 +171,11 @@ def simulate_exposure(config: ExposureConfig, templates: Sequence[Template], out
 
 def plate_templates(templates: Sequence[Template], other: bool) -> list[Template]:
     """The templates a plate is filled from: the F/G/K ones, then with ``other`` the non-F/G/K ones relabelled
-    ``other`` (:func:`drcnet.simulate.plan.other_templates`) and three sky-only pseudo-templates."""
+    ``other`` (:func:`drcnet.simulate.sources.other_templates`) and three sky-only pseudo-templates."""
     fgk = [t for t in templates if t.cls in CLASSES]
     if not other or not fgk:
         return fgk
-    from drcnet.simulate.plan import other_templates
-    from drcnet.simulate.population import no_light_templates
+    from drcnet.simulate.sources import no_light_templates, other_templates
 
     return fgk + other_templates(templates) + no_light_templates(fgk[0])
 
