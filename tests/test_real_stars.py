@@ -180,3 +180,24 @@ def test_batch_norm_options_fast_path_matches_plain() -> None:
     assert torch.allclose(a, b, atol=1e-4)
     with pytest.raises(ValueError):
         DRCNet(DRCNetConfig(seq_norm="layer"))
+
+
+def test_label_map_breaks_a_subclass_tie_by_the_nearest_star_in_every_process() -> None:
+    """3 G2 and 3 G4 among the 7 neighbours: the nearest star's subclass (G4) wins, whatever the string hashing."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np\n"
+        "from drcnet.library.labels import LamostLabelMap\n"
+        "pts = LamostLabelMap.scale\n"
+        "ref = [(5700, 'G4'), (5760, 'G2'), (5640, 'G4'), (5820, 'G2'), (5580, 'G4'), (5880, 'G2'), (6000, 'F9')]\n"
+        "m = LamostLabelMap(np.array([pts(t, 4.3, 0.0) for t, _ in ref]), ['F' if s[0] == 'F' else 'G' for _, s in ref],\n"
+        "                   [s for _, s in ref])\n"
+        "print(m.predict(5705, 4.3, 0.0))\n"
+    )
+    outs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                           env={**os.environ, "PYTHONHASHSEED": str(seed)}).stdout.strip()
+            for seed in range(8)}
+    assert outs == {"('G', 'G4')"}

@@ -148,7 +148,7 @@ class LamostLabelMap:
         """LAMOST (class, subclass) at these parameters, or None outside the reference region.
 
         The class is the majority of the ``k`` nearest reference stars; the subclass is the most common
-        subclass among those neighbours of that class. None when Teff or logg is unknown, or when the
+        subclass among those neighbours of that class (a tie: the one with the nearest member). None when Teff or logg is unknown, or when the
         ``k``-th neighbour is farther than ``max_distance``.
         """
         if not (math.isfinite(teff) and math.isfinite(logg)):
@@ -162,8 +162,10 @@ class LamostLabelMap:
         for i in order:
             votes[self.classes[i]] = votes.get(self.classes[i], 0) + 1
         best = max(votes, key=lambda c: (votes[c], -min(d[i] for i in order if self.classes[i] == c)))
-        subs = [self.subclasses[i] for i in order if self.classes[i] == best]
-        return best, max(set(subs), key=subs.count)
+        subs = [self.subclasses[i] for i in order if self.classes[i] == best]  # nearest first
+        # a tie goes to the subclass with the nearest member (dict keeps first appearance; a set's order
+        # would change with the interpreter's string hashing from run to run)
+        return best, max(dict.fromkeys(subs), key=subs.count)
 
     def relabel(self, t: Template) -> Template:
         """A library template on LAMOST's convention (``meta["mk_class"]`` keeps the MK class)."""
