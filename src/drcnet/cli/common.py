@@ -9,10 +9,35 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import typer
-from rich.console import Console
 
-err_console = Console(stderr=True, soft_wrap=True)  # long paths stay on one line
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+class LazyConsole:
+    """A ``rich.console.Console(stderr=True, soft_wrap=True)`` made on first use.
+
+    ``rich`` costs ~40-70 ms of start-up; commands that never print through it (``drcnet --help``,
+    usage errors) should not pay for it. Every attribute is forwarded to the real console.
+    """
+
+    def __init__(self) -> None:
+        self._console: Any = None
+
+    def real(self) -> Any:
+        """The ``rich`` console itself (made now if needed), for APIs that need a real one."""
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(stderr=True, soft_wrap=True)  # long paths stay on one line
+        return self._console
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):  # private names and copy/pickle probes: not forwarded
+            raise AttributeError(name)
+        return getattr(self.real(), name)
+
+
+err_console = LazyConsole()
 
 # errors a user can fix: shown as one clear line, no traceback
 USER_ERRORS: tuple[type[BaseException], ...] = (OSError, ValueError, LookupError, RuntimeError)
@@ -55,7 +80,7 @@ def resolve_libraries(library: list[Path] | None) -> list[Path]:
     return [default]
 
 
-def load_fgk_templates(libs: list[Path], console: Console, all_classes: bool = False) -> Any:
+def load_fgk_templates(libs: list[Path], console: Any, all_classes: bool = False) -> Any:
     """Load the F/G/K templates of ``libs`` (every class with ``all_classes``, for ``--other``), printing
     each library warning (bad file, unknown labels) as a line."""
     import warnings
@@ -68,6 +93,16 @@ def load_fgk_templates(libs: list[Path], console: Console, all_classes: bool = F
     for w in caught:
         console.print(f"[yellow]warning:[/] {w.message}")
     return result
+
+
+def add_command(app: typer.Typer, name: str, func: Callable[..., Any]) -> None:
+    """Register ``func`` as command ``name`` of ``app``, listed in ``--help`` with its whole first paragraph.
+
+    The help is click's plain formatter (see :mod:`drcnet.cli`), which would cut a command's summary at
+    ~45 characters; an explicit ``short_help`` is shown whole (wrapped).
+    """
+    doc = (func.__doc__ or "").strip().split("\n\n")[0]
+    app.command(name, short_help=" ".join(doc.split()) or None)(func)
 
 
 def is_interactive() -> bool:

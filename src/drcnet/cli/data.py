@@ -7,16 +7,17 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from drcnet.cli.common import (
+    LazyConsole,
+    add_command,
     friendly_errors,
     is_interactive,
     load_fgk_templates,
     resolve_libraries,
 )
 
-console = Console(stderr=True, soft_wrap=True)
+console = LazyConsole()
 
 
 @friendly_errors
@@ -135,6 +136,6 @@ def plot_sample_cmd(
 
 def register(app: typer.Typer) -> None:
     """Add ``simulate`` and ``plot-sample`` to ``app``."""
-    app.command("simulate")(simulate_cmd)
-    app.command("simulate-population")(simulate_population_cmd)
-    app.command("plot-sample")(plot_sample_cmd)
+    add_command(app, "simulate", simulate_cmd)
+    add_command(app, "simulate-population", simulate_population_cmd)
+    add_command(app, "plot-sample", plot_sample_cmd)

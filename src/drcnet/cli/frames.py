@@ -8,11 +8,16 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-from drcnet.cli.common import friendly_errors, load_fgk_templates, resolve_libraries
+from drcnet.cli.common import (
+    LazyConsole,
+    add_command,
+    friendly_errors,
+    load_fgk_templates,
+    resolve_libraries,
+)
 
-console = Console(stderr=True, soft_wrap=True)
+console = LazyConsole()
 
 
 @friendly_errors
@@ -148,9 +153,9 @@ def classify_cmd(
 
 def register(app: typer.Typer) -> None:
     """Add the ``frames`` group (``simulate``, ``reduce``, ``classify``) to ``app``."""
-    frames_app = typer.Typer(help="Raw LAMOST exposures: simulate frames, reduce them to stripes, classify a whole exposure.",
-                             no_args_is_help=True)
-    frames_app.command("simulate")(simulate_cmd)
-    frames_app.command("reduce")(reduce_cmd)
-    frames_app.command("classify")(classify_cmd)
-    app.add_typer(frames_app, name="frames")
+    summary = "Raw LAMOST exposures: simulate frames, reduce them to stripes, classify a whole exposure."
+    frames_app = typer.Typer(help=summary, no_args_is_help=True, rich_markup_mode=None)
+    add_command(frames_app, "simulate", simulate_cmd)
+    add_command(frames_app, "reduce", reduce_cmd)
+    add_command(frames_app, "classify", classify_cmd)
+    app.add_typer(frames_app, name="frames", short_help=summary)

@@ -11,9 +11,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from drcnet.cli.common import err_console, friendly_errors
+from drcnet.cli.common import add_command, err_console, friendly_errors
 from drcnet.cli.train import train_cmd
-
 
 DEFAULT_RUN_HELP = "Run folder from `drcnet train` (default: the shipped default model, see `drcnet models`)."
 
@@ -206,11 +205,11 @@ def models_cmd(
 def register(app: typer.Typer) -> None:
     """Add ``train``, ``evaluate``, ``predict``, ``export``, ``calibrate``, ``report`` and ``models`` to ``app``."""
     # user-fixable errors (missing files, bad values) become one line and exit status 2
-    app.command("train")(friendly_errors(train_cmd))
-    app.command("evaluate")(friendly_errors(evaluate_cmd))
-    app.command("predict")(friendly_errors(predict_cmd))
-    app.command("calibrate")(friendly_errors(calibrate_cmd))
-    app.command("export")(friendly_errors(export_cmd))
-    app.command("report")(friendly_errors(report_cmd))
-    app.command("models")(models_cmd)
+    add_command(app, "train", friendly_errors(train_cmd))
+    add_command(app, "evaluate", friendly_errors(evaluate_cmd))
+    add_command(app, "predict", friendly_errors(predict_cmd))
+    add_command(app, "calibrate", friendly_errors(calibrate_cmd))
+    add_command(app, "export", friendly_errors(export_cmd))
+    add_command(app, "report", friendly_errors(report_cmd))
+    add_command(app, "models", models_cmd)
 

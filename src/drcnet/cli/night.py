@@ -6,11 +6,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 
-from drcnet.cli.common import friendly_errors, is_interactive
+from drcnet.cli.common import LazyConsole, add_command, friendly_errors, is_interactive
 
-console = Console(stderr=True, soft_wrap=True)
+console = LazyConsole()
 
 
 @friendly_errors
@@ -42,7 +41,7 @@ def classify_cmd(
     from drcnet.workflows.night import EXIT_TASKS_FAILED, classify_night, summary_line
 
     progress = Progress(TextColumn("night"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[fibers]} fibers"),
-                        TimeElapsedColumn(), TimeRemainingColumn(), console=console, disable=not is_interactive())
+                        TimeElapsedColumn(), TimeRemainingColumn(), console=console.real(), disable=not is_interactive())
     state: dict[str, Any] = {"task": None, "fibers": 0}
 
     def on_start(n: int) -> None:
@@ -68,7 +67,7 @@ def classify_cmd(
 
 def register(app: typer.Typer) -> None:
     """Add the ``night`` group (``classify``) to ``app``."""
-    night_app = typer.Typer(help="Whole nights: many exposures on a Dask cluster, one merged catalogue, resumable.",
-                            no_args_is_help=True)
-    night_app.command("classify")(classify_cmd)
-    app.add_typer(night_app, name="night")
+    summary = "Whole nights: many exposures on a Dask cluster, one merged catalogue, resumable."
+    night_app = typer.Typer(help=summary, no_args_is_help=True, rich_markup_mode=None)
+    add_command(night_app, "classify", classify_cmd)
+    app.add_typer(night_app, name="night", short_help=summary)
