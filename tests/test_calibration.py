@@ -152,3 +152,33 @@ def test_cli_calibrate_refuses_what_it_must_not_write(tmp_path, micro_data):
     res = runner.invoke(app, ["calibrate", str(shipped), "--data", str(micro_data)])
     assert res.exit_code == 2 and "shipped model" in res.output
     assert (shipped / CALIBRATION_JSON).read_bytes() == before
+
+
+def test_ece_floor_matches_the_binomial_truth_for_one_confidence_bin():
+    # every object at confidence 0.8, one ECE bin: a perfectly calibrated model's ECE is E|k/n - 0.8|,
+    # k ~ Binomial(n, 0.8), which scipy gives exactly
+    from scipy.stats import binom
+
+    from drcnet.calibration import ece_floor
+
+    for n in (50, 400):
+        prob = np.tile([0.8, 0.15, 0.05], (n, 1))
+        k = np.arange(n + 1)
+        truth = float(np.sum(binom.pmf(k, n, 0.8) * np.abs(k / n - 0.8)))
+        assert ece_floor(prob, n_draws=4000) == pytest.approx(truth, rel=0.05)
+    # it shrinks like 1/sqrt(n) and is reproducible
+    small, big = ece_floor(np.tile([0.8, 0.2], (100, 1))), ece_floor(np.tile([0.8, 0.2], (1600, 1)))
+    assert small / big == pytest.approx(4.0, rel=0.15)
+    assert ece_floor(np.tile([0.8, 0.2], (100, 1)), seed=3) == ece_floor(np.tile([0.8, 0.2], (100, 1)), seed=3)
+    assert np.isnan(ece_floor(np.zeros((0, 3))))
+
+
+def test_a_calibrated_model_sits_at_its_ece_floor_on_a_small_set():
+    # 300 objects drawn from the model's own probabilities: the ECE is well above 0 and near the floor
+    from drcnet.calibration import ece_floor
+
+    z, y = draw(300, 1.0, seed=5)
+    p = softmax(z)
+    ece, floor = expected_calibration_error(p, y), ece_floor(p)
+    assert 0.02 < floor < 0.08
+    assert ece < 2.5 * floor

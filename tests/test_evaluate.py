@@ -185,3 +185,38 @@ def test_cli_evaluate_reports_accuracy_by_source(cli_runs, micro_data, tmp_path)
     assert list(m["groups"]["source"]) == ["synthetic"] and m["groups"]["source"]["synthetic"]["n"] == m["all"]["n"]
     assert m["groups"]["source"]["synthetic"]["accuracy"] == pytest.approx(m["all"]["accuracy"])
     assert list(m["groups"]["lum_class"]) == ["unknown"] and list(m["groups"]["ebv"]) == ["unknown"]
+    # the interval counted by source spectrum covers the same objects, each source once
+    with h5py.File(micro_data) as h:
+        n_test_sources = len(set(h["template_id"][:][h["split"][:] == 2].tolist()))
+    by_src = m["by_source_spectrum"]["all"]
+    assert by_src["n"] == m["all"]["n"] and by_src["n_sources"] == n_test_sources
+    assert by_src["accuracy"] == pytest.approx(m["all"]["accuracy"])
+    lo, hi = by_src["accuracy_ci95_by_source"]
+    assert lo <= by_src["accuracy"] <= hi
+
+
+def test_clustered_interval_counts_sources_not_renders():
+    from drcnet.metrics import clustered_accuracy_interval, source_clustered_accuracy
+
+    rng = np.random.default_rng(0)
+    right = (rng.random(60) < 0.8).astype(float)
+    once = clustered_accuracy_interval(right, np.arange(60), seed=1)
+    # the same 60 stars rendered 10 times each: the same resampled stars, so exactly the same interval,
+    # while the Wilson interval of the 600 renders is about sqrt(10) narrower
+    tenfold = clustered_accuracy_interval(np.repeat(right, 10), np.repeat(np.arange(60), 10), seed=1)
+    assert tenfold == pytest.approx(once)
+    acc = right.mean()
+    assert once[0] < acc < once[1]
+    wilson = accuracy_interval(int(right.sum()) * 10, 600)
+    assert (once[1] - once[0]) > 2.5 * (wilson[1] - wilson[0])
+    assert clustered_accuracy_interval([], []) is None
+    # per bin: counts, distinct sources, accuracy; unlabelled and unanswered objects left out
+    label = np.array([0, 0, 1, 1, 2, -1, 2])
+    pred = np.array([0, 1, 1, 1, 2, 0, -1])
+    sbin = np.array([0, 0, 0, 3, 3, 3, 3])
+    src = np.array(["a", "a", "b", "c", "c", "d", "e"])
+    m = source_clustered_accuracy(label, pred, sbin, src)
+    assert (m["all"]["n"], m["all"]["n_sources"], m["all"]["accuracy"]) == (5, 3, pytest.approx(0.8))
+    assert (m["bins"][">30"]["n"], m["bins"][">30"]["n_sources"]) == (3, 2)
+    assert m["bins"]["<10"]["accuracy"] == 1.0 and m["bins"]["<10"]["accuracy_ci95_by_source"] == [1.0, 1.0]
+    assert m["bins"]["20-30"] == {"n": 0, "n_sources": 0, "accuracy": None, "accuracy_ci95_by_source": None}

@@ -2,6 +2,8 @@
 
 * :func:`classification_metrics` - precision, recall, F1 per class, accuracy with its 95 % Wilson
   interval (scipy) and confusion matrix (scikit-learn, ``zero_division=0``).
+* :func:`source_clustered_accuracy` - accuracy with an interval counted by source spectrum (a real star
+  rendered several times is one draw, not several).
 * :func:`evaluate_predictions` - Table 3 (test objects with S/N_r > 30) and Tables 4-5 (every S/N bin).
 * :func:`catalogue_metrics` - what a survey catalogue needs beyond the class (issue 10), overall and per
   S/N_r bin: subclass accuracy (exact, within one grid step), Teff/log g/[Fe/H] bias and scatter,
@@ -36,6 +38,78 @@ def accuracy_interval(n_correct: int, n: int, confidence: float = 0.95) -> list[
         return None
     ci = binomtest(int(n_correct), int(n)).proportion_ci(confidence_level=confidence, method="wilson")
     return [float(ci.low), float(ci.high)]
+
+
+def clustered_accuracy_interval(correct: Any, cluster: Any, confidence: float = 0.95, n_boot: int = 2000,
+                                seed: int = 0) -> list[float] | None:
+    """Bootstrap interval of an accuracy whose objects come in clusters (renders of one star).
+
+    An evaluation file renders each real star several times (different S/N, fiber, sky); those renders
+    are not independent, so the Wilson interval of :func:`accuracy_interval`, which counts renders, is
+    too narrow when a few stars decide many renders. This resamples whole clusters with replacement
+    (the cluster bootstrap) and returns the percentile interval of ``sum(correct) / n`` over the
+    resamples.
+
+    Parameters
+    ----------
+    correct
+        ``(N,)`` 1 where the object was classified right, 0 where not.
+    cluster
+        ``(N,)`` cluster of each object (e.g. ``template_id``: the source spectrum).
+    confidence
+        Interval level.
+    n_boot
+        Bootstrap resamples.
+    seed
+        Seed of the resampling (the interval is reproducible).
+
+    Returns
+    -------
+    list of float or None
+        ``[low, high]``; None when there are no objects.
+    """
+    ok = np.asarray(correct, dtype=np.float64)
+    if ok.size == 0:
+        return None
+    _, inverse = np.unique(np.asarray(cluster, dtype=object).astype(str), return_inverse=True)
+    hits = np.bincount(inverse, weights=ok)
+    sizes = np.bincount(inverse).astype(np.float64)
+    pick = np.random.default_rng(seed).integers(0, len(sizes), size=(n_boot, len(sizes)))
+    acc = hits[pick].sum(axis=1) / sizes[pick].sum(axis=1)
+    alpha = (1.0 - confidence) / 2.0
+    return [float(np.quantile(acc, alpha)), float(np.quantile(acc, 1.0 - alpha))]
+
+
+def source_clustered_accuracy(label: Any, pred: Any, snr_bin: Any, source: Any) -> dict[str, Any]:
+    """Accuracy with its interval counted by source spectrum, overall and per S/N_r bin.
+
+    Parameters
+    ----------
+    label, pred, snr_bin
+        ``(N,)`` true class (-1 unknown), predicted class (-1 not classified), S/N_r bin index; objects
+        without a label or an answer are left out.
+    source
+        ``(N,)`` source spectrum of each object (``template_id``).
+
+    Returns
+    -------
+    dict
+        ``{"all": cell, "bins": {bin name: cell}}``, ``cell = {"n", "n_sources", "accuracy",
+        "accuracy_ci95_by_source"}`` (:func:`clustered_accuracy_interval`).
+    """
+    label = np.asarray(label, dtype=np.int64)
+    pred = np.asarray(pred, dtype=np.int64)
+    sbin = np.asarray(snr_bin, dtype=np.int64)
+    src = np.asarray(source, dtype=object)
+    keep = (label >= 0) & (pred >= 0)
+
+    def cell(m: np.ndarray) -> dict[str, Any]:
+        right = (label[m] == pred[m]).astype(np.float64)
+        n = int(m.sum())
+        return {"n": n, "n_sources": len(set(src[m].tolist())), "accuracy": _num(right.mean()) if n else None,
+                "accuracy_ci95_by_source": clustered_accuracy_interval(right, src[m])}
+
+    return _by_bin(cell, keep, sbin)
 
 
 def classification_metrics(y_true: Any, y_pred: Any, n_classes: int = len(CLASSES)) -> dict[str, Any]:
@@ -284,10 +358,12 @@ def calibration_metrics(logits: np.ndarray, label: Any, snr_r: Any, calibration:
     -------
     dict
         ``{"calibrated": bool, "temperatures": list or None, "all": cell, "bins": {bin: cell}}`` with
-        ``cell = {"n", "ece_uncalibrated", "ece_calibrated"}`` (top-label ECE, 15 bins,
-        :func:`drcnet.calibration.expected_calibration_error`).
+        ``cell = {"n", "ece_uncalibrated", "ece_calibrated", "ece_floor_uncalibrated", "ece_floor_calibrated"}``
+        (top-label ECE, 15 bins, :func:`drcnet.calibration.expected_calibration_error`; the floors are what a
+        perfectly calibrated model with the same confidences would show on a set of this size,
+        :func:`drcnet.calibration.ece_floor`: an ECE near its floor is as calibrated as the set can tell).
     """
-    from drcnet.calibration import expected_calibration_error, softmax
+    from drcnet.calibration import ece_floor, expected_calibration_error, softmax
     from drcnet.conventions import snr_bin as snr_bin_of
 
     z = np.asarray(logits, dtype=np.float64)
@@ -301,9 +377,11 @@ def calibration_metrics(logits: np.ndarray, label: Any, snr_r: Any, calibration:
 
     def cell(m: np.ndarray) -> dict[str, Any]:
         n = int(m.sum())
+        with_cal = n and cal is not None
         return {"n": n, "ece_uncalibrated": _num(expected_calibration_error(raw[m], label[m])) if n else None,
-                "ece_calibrated": _num(expected_calibration_error(cal[m], label[m])) if n and cal is not None
-                else None}
+                "ece_calibrated": _num(expected_calibration_error(cal[m], label[m])) if with_cal else None,
+                "ece_floor_uncalibrated": _num(ece_floor(raw[m])) if n else None,
+                "ece_floor_calibrated": _num(ece_floor(cal[m])) if with_cal else None}
 
     return {"calibrated": calibration is not None,
             "temperatures": list(calibration.temperatures) if calibration is not None else None,

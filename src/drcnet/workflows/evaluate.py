@@ -1,6 +1,7 @@
 """``drcnet evaluate`` and ``drcnet predict`` on a dataset file: load the run, predict, score, write.
 
-* :func:`evaluate_run` - metrics.json (Table 3, Tables 4-5, intervals; the catalogue metrics of
+* :func:`evaluate_run` - metrics.json (Table 3, Tables 4-5, intervals; accuracy with its interval counted
+  by source spectrum under ``by_source_spectrum``; the catalogue metrics of
   :func:`drcnet.metrics.catalogue_metrics` under ``catalogue``) and the confusion-matrix figure.
 * :func:`predict_run` - the prediction table (:data:`drcnet.predict.PRED_COLUMNS`).
 """
@@ -16,7 +17,7 @@ from drcnet.conventions import SNR_BIN_NAMES, class_names
 from drcnet.data.groups import object_groups
 from drcnet.data.schema import decode, open_dataset
 from drcnet.data.torch_dataset import catalogue_targets, dataset_fingerprint
-from drcnet.metrics import catalogue_metrics, evaluate_predictions, group_metrics
+from drcnet.metrics import catalogue_metrics, evaluate_predictions, group_metrics, source_clustered_accuracy
 from drcnet.models import load_run
 from drcnet.models.fastpath import configure_cpu
 from drcnet.predict import predict_dataset
@@ -42,6 +43,16 @@ def file_truth(data: str | Path, rows: np.ndarray) -> tuple[np.ndarray, list[str
         sub = decode(h["subclass"][:]) if "subclass" in h else [""] * len(label)
     rows = np.asarray(rows, dtype=np.int64)
     return targets[rows], [sub[i] for i in rows]
+
+
+def source_spectra(data: str | Path, rows: np.ndarray) -> list[str]:
+    """The source spectrum (``template_id``) of the objects at ``rows``; each row its own when the file has none."""
+    rows = np.asarray(rows, dtype=np.int64)
+    with open_dataset(data) as h:
+        if "template_id" not in h:
+            return [f"row{i}" for i in rows]
+        tid = decode(h["template_id"][:])
+    return [tid[i] or f"row{i}" for i in rows]
 
 
 def evaluate_run(run_dir: str | Path, data: str | Path, split: str = "test", out: str | Path | None = None,
@@ -84,6 +95,8 @@ def evaluate_run(run_dir: str | Path, data: str | Path, split: str = "test", out
         **evaluate_predictions(pred),
         "catalogue": catalogue_metrics(pred, targets, subclass, load_calibration(run_dir)),
         "groups": group_metrics(pred["label"], pred["pred"], pred["snr_bin"], object_groups(data, pred["rows"])),
+        "by_source_spectrum": source_clustered_accuracy(pred["label"], pred["pred"], pred["snr_bin"],
+                                                        source_spectra(data, pred["rows"])),
         "provenance": provenance({"run": str(run_dir), "data": str(data), "split": split, "weights": which},
                                  info.meta.get("seed")),
     }

@@ -38,6 +38,10 @@ def _fmt(x: Any, nd: int = 3) -> str:
     return str(x)
 
 
+def _interval(ci: Sequence[float] | None) -> str:
+    return f"{ci[0]:.3f}-{ci[1]:.3f}" if ci else "-"
+
+
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "run"
 
@@ -98,16 +102,20 @@ def build_blocks(runs: list[dict[str, Any]], data: str, split: str, fingerprint:
                    "The paper publishes only DRC-Net minus RC-Net accuracy differences per bin: "
                    + ", ".join(f"{k}: {v:+.1f}" for k, v in PAPER_DRC_MINUS_RC.items()) + " points."))
     b.append(("p", "ACC 95 % is the Wilson interval of the accuracy from the test set's size alone (the "
-                   "scatter between training runs with different seeds comes on top)."))
-    heads = ["S/N_r", "n", "ACC", "ACC 95 %"] + [f"{m} {c}" for m in ("P", "R", "F1") for c in CLASSES]
+                   "scatter between training runs with different seeds comes on top). ACC 95 % by source is "
+                   "the cluster-bootstrap interval that counts source spectra instead of renders (one real "
+                   "star rendered several times is one draw); `stars` is their number."))
+    heads = (["S/N_r", "n", "ACC", "ACC 95 %", "stars", "ACC 95 % by source"]
+             + [f"{m} {c}" for m in ("P", "R", "F1") for c in CLASSES])
     for r in runs:
         rows = []
+        by_src = (r["metrics"].get("by_source_spectrum") or {}).get("bins", {})
         for name in SNR_BIN_NAMES:
             m = r["metrics"]["bins"][name]
             pc = m.get("per_class") or {}
-            ci = m.get("accuracy_ci95")
-            cells = [name, str(m.get("n", 0)), _fmt(m.get("accuracy")),
-                     f"{ci[0]:.3f}-{ci[1]:.3f}" if ci else "-"]
+            src = by_src.get(name) or {}
+            cells = [name, str(m.get("n", 0)), _fmt(m.get("accuracy")), _interval(m.get("accuracy_ci95")),
+                     str(src.get("n_sources", "-")), _interval(src.get("accuracy_ci95_by_source"))]
             for key in ("precision", "recall", "f1"):
                 cells += [_fmt((pc.get(c) or {}).get(key)) for c in CLASSES]
             rows.append(cells)
@@ -227,11 +235,16 @@ def catalogue_blocks(runs: list[dict[str, Any]]) -> list[Block]:
         b += [("h", 2, "Calibration"),
               ("p", "Expected calibration error of the top-label probability (15 confidence bins) on the labelled "
                     "objects, with plain softmax and with the run's `calibration.json` (temperature per S/N_r bin, "
-                    "`drcnet calibrate` on the validation split); `-` where the run has no calibration.")]
+                    "`drcnet calibrate` on the validation split); `-` where the run has no calibration. The floor "
+                    "is the ECE a perfectly calibrated model with the same confidences would show on a set of "
+                    "this size (the binned ECE is biased upwards on small sets): an ECE at its floor is as "
+                    "calibrated as the set can tell.")]
         for label, c in cals:
             cal = c["calibration"]
             rows = [_row("ECE uncalibrated", cal, lambda x: _fmt(x["ece_uncalibrated"]) if x["n"] else "-"),
                     _row("ECE calibrated", cal, lambda x: _fmt(x["ece_calibrated"]) if x["n"] else "-"),
+                    _row("floor, uncalibrated", cal, lambda x: _fmt(x.get("ece_floor_uncalibrated")) if x["n"] else "-"),
+                    _row("floor, calibrated", cal, lambda x: _fmt(x.get("ece_floor_calibrated")) if x["n"] else "-"),
                     _row("objects", cal, lambda x: str(x["n"]))]
             temps = cal.get("temperatures")
             b += [("h", 3, label), ("table", ["calibration", *_BIN_HEADS], rows)]
