@@ -201,3 +201,36 @@ def test_label_map_breaks_a_subclass_tie_by_the_nearest_star_in_every_process() 
                            env={**os.environ, "PYTHONHASHSEED": str(seed)}).stdout.strip()
             for seed in range(8)}
     assert outs == {"('G', 'G4')"}
+
+
+def test_moving_the_validation_stars_into_training_keeps_the_test_stars() -> None:
+    # a final refit (--lamost-split 0.85,0,0.15) trains on the validation stars too; the test stars, held
+    # out from every choice, must be exactly the same stars
+    from drcnet.simulate.sources import split_other
+
+    keys = [f"J{i:06d}" for i in range(3000)]
+    before = np.array([lamost_split_of(k) for k in keys])
+    after = np.array([lamost_split_of(k, (0.85, 0.0, 0.15)) for k in keys])
+    assert np.array_equal(after == 2, before == 2)
+    assert not (after == 1).any()
+    assert np.array_equal(after == 0, before <= 1)
+    # the same rule for real LAMOST 'other' objects (A/M stars, galaxies); library ones keep their split
+    others = [_t("other", "A2", 8000.0 + i, 4.0, 0.0) for i in range(400)] + \
+             [_t("other", "A2", 8000.0 + i, 4.0, 0.0, library="stelib") for i in range(400)]
+    s0 = split_other(others, all_test=False)
+    s1 = split_other(others, all_test=False, lamost_fractions=(0.85, 0.0, 0.15))
+    lam = np.arange(800) < 400
+    assert np.array_equal(s1[lam] == 2, s0[lam] == 2) and not (s1[lam] == 1).any() and (s0[lam] == 1).sum() > 20
+    assert np.array_equal(s1[~lam], s0[~lam])
+
+
+def test_cli_lamost_split_refuses_a_malformed_value(tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from drcnet.cli import app
+
+    for bad in ("0.85,0.15", "a,b,c", "0.9,-0.1,0.2"):
+        res = CliRunner().invoke(app, ["simulate-population", "--out", str(tmp_path / "p.h5"), "--lamost-split", bad])
+        assert res.exit_code == 2, res.output
+        assert "--lamost-split" in res.output and "train,val,test" in res.output
+        assert not (tmp_path / "p.h5").exists()

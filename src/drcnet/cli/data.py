@@ -90,6 +90,7 @@ def simulate_population_cmd(
     include: Annotated[str, typer.Option(help="comma-separated sources: lamost, pyhammer, miles, stelib")] = "lamost,pyhammer,miles,stelib",
     other: Annotated[float, typer.Option("--other", min=0.0, max=0.9, help="share of objects of class 'other' (A/M/O/B stars, galaxies, QSOs, sky-only fibers; label 3); 0: F/G/K only")] = 0.0,
     lamost_splits: Annotated[Path | None, typer.Option("--lamost-splits", help="also write train/val/test folders of links to the real LAMOST files of each split here")] = None,
+    lamost_split: Annotated[str, typer.Option("--lamost-split", help="train,val,test shares of the real LAMOST stars (by a hash of the star's name); 0.85,0,0.15 moves the validation stars into training and keeps the same test stars")] = "0.70,0.15,0.15",
     seed: Annotated[int, typer.Option(help="random seed: same seed, same data")] = 0,
     workers: Annotated[int | None, typer.Option(help="worker processes (default: all cores)")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="replace an existing --out file")] = False,
@@ -106,13 +107,19 @@ def simulate_population_cmd(
     counts = {k: v for k, v in (("train", n_train), ("val", n_val), ("test", n_test)) if v > 0}
     if not counts:
         raise ValueError("nothing to render: --n-train, --n-val and --n-test are all 0")
+    try:
+        fractions = tuple(float(x) for x in lamost_split.split(","))
+    except ValueError:
+        fractions = ()
+    if len(fractions) != 3 or min(fractions) < 0 or sum(fractions) <= 0:
+        raise ValueError(f"--lamost-split {lamost_split!r}: give three shares >= 0 for train,val,test, e.g. 0.70,0.15,0.15")
     root = data_root or find_root()
     t0 = time.perf_counter()
     path, table = simulate_population(out, root, counts, seed=seed, randomize=randomize,
                                       snr_range=(snr_min, snr_max) if snr_min is not None else None,
                                       include=tuple(x.strip() for x in include.split(",") if x.strip()),
                                       workers=workers, lamost_splits=lamost_splits, progress=is_interactive(),
-                                      other_share=other)
+                                      other_share=other, lamost_fractions=fractions)
     for name, by in table.items():
         console.print(f"templates {name}: " + ", ".join(f"{k} {v}" for k, v in by.items()))
     _print_summary(path, time.perf_counter() - t0)

@@ -64,11 +64,15 @@ LAMOST_FOLDER = "lamost_real"
 
 def load_population(data_root: str | Path, seed: int = 0,
                     include: Sequence[str] = ("lamost", "pyhammer", "miles", "stelib"),
-                    other: bool = False) -> tuple[list[Template], np.ndarray]:
+                    other: bool = False,
+                    lamost_fractions: Sequence[float] = LAMOST_SPLIT_FRACTIONS) -> tuple[list[Template], np.ndarray]:
     """Load every source, put labels on LAMOST's convention and split by star.
 
     With ``other``, the sources' O/B/A/M stars, LAMOST galaxies and QSOs (:func:`drcnet.library.labels.other_label`)
     and three no-light pseudo-templates (:func:`no_light_templates`) are added as class ``other``.
+    ``lamost_fractions`` are the train/val/test shares of the real LAMOST stars (hash of the star's name,
+    :func:`lamost_split_of`); since the hash decides, moving the validation share into train, e.g.
+    ``(0.85, 0.0, 0.15)``, keeps exactly the same test stars (a final refit on every star not held out).
 
     Returns
     -------
@@ -88,14 +92,14 @@ def load_population(data_root: str | Path, seed: int = 0,
     split = np.full(len(templates), -1, dtype=int)
     lam = [i for i, t in enumerate(templates) if t.library == "lamost"]
     for i in lam:
-        split[i] = lamost_split_of(star_key(templates[i]))
+        split[i] = lamost_split_of(star_key(templates[i]), lamost_fractions)
     lib = [i for i, t in enumerate(templates) if t.library != "lamost"]
     if lib:
         split[lib] = split_templates([templates[i] for i in lib], np.random.default_rng(seed))
     if other:
         others = other_templates(on_lamost)
         templates += others
-        split = np.concatenate([split, split_other(others, all_test=False)])
+        split = np.concatenate([split, split_other(others, all_test=False, lamost_fractions=lamost_fractions)])
     if other and templates:
         templates += no_light_templates(templates[0])
         split = np.concatenate([split, np.arange(len(SPLIT_NAMES))])
@@ -175,7 +179,8 @@ def prepare_population(data_root: str | Path, counts: dict[str, int], seed: int 
                        snr_range: tuple[float, float] | None = None, randomize: bool = True,
                        include: Sequence[str] = ("lamost", "pyhammer", "miles", "stelib"),
                        randomization: DomainRandomization | None = None,
-                       other_share: float = 0.0) -> tuple[SimulationConfig, PreparedDataset]:
+                       other_share: float = 0.0,
+                       lamost_fractions: Sequence[float] = LAMOST_SPLIT_FRACTIONS) -> tuple[SimulationConfig, PreparedDataset]:
     """The survey population's templates, split, plan and (domain-randomised) forward model.
 
     Parameters
@@ -196,6 +201,8 @@ def prepare_population(data_root: str | Path, counts: dict[str, int], seed: int 
     other_share
         Share of the objects that are class ``other`` (:data:`OTHER_SHARE` says from which sources);
         0 renders F/G/K stars only.
+    lamost_fractions
+        Train/val/test shares of the real LAMOST stars (:func:`load_population`).
 
     Returns
     -------
@@ -208,7 +215,9 @@ def prepare_population(data_root: str | Path, counts: dict[str, int], seed: int 
     root = Path(data_root)
     if not 0.0 <= other_share < 1.0:
         raise ValueError(f"other_share must be in [0, 1), got {other_share}")
-    templates, tsplit = load_population(root, seed=seed, other=other_share > 0)
+    if len(lamost_fractions) != 3 or min(lamost_fractions) < 0 or sum(lamost_fractions) <= 0:
+        raise ValueError(f"lamost_fractions must be three shares >= 0 (train, val, test), got {tuple(lamost_fractions)}")
+    templates, tsplit = load_population(root, seed=seed, other=other_share > 0, lamost_fractions=lamost_fractions)
     keep = [i for i, t in enumerate(templates) if t.library in set(include) or t.library == "sky"]
     templates, tsplit = [templates[i] for i in keep], tsplit[keep]
     dr = randomization or DomainRandomization()

@@ -99,14 +99,15 @@ def other_templates(templates: Sequence[Template]) -> list[Template]:
     return out
 
 
-def split_other(templates: Sequence[Template], all_test: bool) -> np.ndarray:
+def split_other(templates: Sequence[Template], all_test: bool,
+                lamost_fractions: Sequence[float] = LAMOST_SPLIT_FRACTIONS) -> np.ndarray:
     """Split index of every ``other`` template: all test with ``all_test``, else by a hash of the star.
 
-    The rule (:func:`lamost_split_of`: LAMOST stars 70/15/15 by designation, library stars 8:1:1 by
-    template id) serves both ``drcnet simulate --other`` and the survey population, so a star lands in
-    the same split in both kinds of file.
+    The rule (:func:`lamost_split_of`: LAMOST stars 70/15/15 by designation, or ``lamost_fractions``;
+    library stars 8:1:1 by template id) serves both ``drcnet simulate --other`` and the survey
+    population, so a star lands in the same split in both kinds of file.
     """
     if all_test:
         return np.full(len(templates), SPLIT_NAMES.index("test"), dtype=int)
-    return np.array([lamost_split_of(star_key(t)) if t.library == "lamost"
+    return np.array([lamost_split_of(star_key(t), lamost_fractions) if t.library == "lamost"
                      else lamost_split_of(t.template_id, LIBRARY_SPLIT_FRACTIONS) for t in templates], dtype=int)
