@@ -223,7 +223,7 @@ def test_classify_writes_catalogue_and_qa(reduced, exposure, tmp_path, data_root
     assert res.accuracy is not None
     assert fits.getheader(tmp_path / "cat.fits", 1)["DRCVERS"]
     page = (tmp_path / "qa" / "index.html").read_text()
-    for png in ("classmap_sp01.png", "frame_sp01_blue.png", "frame_sp01_red.png", "stripes_sp01.png"):
+    for png in ("classmap_sp01.png", "frame_sp01_blue.png", "frame_sp01_red.png", "stripes.png"):
         assert png in page and (tmp_path / "qa" / png).stat().st_size > 1000
     assert "Accuracy against truth" in page
 

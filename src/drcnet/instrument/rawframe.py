@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import sys
 import warnings
 import zlib
 from collections.abc import Iterator
@@ -173,7 +174,71 @@ def clean_header(header: fits.Header) -> dict[str, str]:
     return garbled
 
 
+FITS_BLOCK = 2880
+"""Bytes per FITS block (header and data are padded to whole blocks)."""
+_MAX_HEADER_BLOCKS = 64
+
+
+def _read_plain_image(path: Path) -> tuple[np.ndarray, fits.Header, dict[str, str]] | None:
+    """Fast path of :func:`_open_fits` for an uncompressed primary image of 16-bit or 32-bit float pixels.
+
+    The header is parsed by astropy from its own blocks; the pixels are read straight into a
+    numpy array (``readinto``), byte-swapped in place and, for the camera's unsigned 16-bit
+    convention (``BITPIX = 16``, ``BZERO = 32768``, ``BSCALE = 1``), turned into ``uint16``
+    by flipping the sign bit - the same values astropy gives, without its scaled copies.
+    Returns None for anything else (gzip, other pixel types or scalings, a file shorter than its
+    header announces), which :func:`_open_fits` then reads (or refuses) with astropy.
+    """
+    with open(path, "rb") as fh:
+        if fh.read(2) == GZIP_MAGIC:
+            return None
+        fh.seek(0)
+        blocks = []
+        for _ in range(_MAX_HEADER_BLOCKS):
+            blk = fh.read(FITS_BLOCK)
+            if len(blk) < FITS_BLOCK:
+                return None  # let astropy say what is wrong
+            blocks.append(blk)
+            if any(blk[k:k + 8] == b"END     " for k in range(0, FITS_BLOCK, 80)):
+                break
+        else:
+            return None
+        text = b"".join(blocks)
+        if not text.startswith(b"SIMPLE  ="):
+            return None
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                header = fits.Header.fromstring(text.decode("ascii"))
+                bitpix = int(header.get("BITPIX", 0))
+                naxis = int(header.get("NAXIS", 0))
+                shape = (int(header.get("NAXIS2", 0)), int(header.get("NAXIS1", 0)))
+                bzero = float(header.get("BZERO", 0.0))
+                bscale = float(header.get("BSCALE", 1.0))
+        except (VerifyError, ValueError, TypeError, UnicodeDecodeError):
+            return None
+        if naxis != 2 or min(shape) <= 0 or bscale != 1.0 or "BLANK" in header:
+            return None
+        if bitpix == 16 and bzero == 32768.0:
+            out = np.empty(shape, dtype=np.uint16)
+        elif bitpix == -32 and bzero == 0.0:
+            out = np.empty(shape, dtype=np.float32)
+        else:
+            return None
+        got = fh.readinto(memoryview(out).cast("B"))
+    if got < out.nbytes:
+        return None  # truncated: astropy's reader says so, in its own words (see _fits_errors)
+    out.byteswap(inplace=True)  # FITS is big-endian
+    if bitpix == 16:
+        out ^= np.uint16(0x8000)  # signed + 32768 -> unsigned
+    return out, header, clean_header(header)
+
+
 def _open_fits(path: Path) -> tuple[np.ndarray | None, fits.Header, dict[str, str]]:
+    if sys.byteorder == "little":
+        fast = _read_plain_image(path)
+        if fast is not None:
+            return fast
     raw = _read_bytes(path)
     with _fits_errors(path), warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -119,6 +119,12 @@ class ArmReduction:
     """Why the arm's statistics are implausible (:mod:`drcnet.reduce.plausibility`); empty when they are fine."""
     defect_columns: list[int] = field(default_factory=list)
     """Stripe columns (data-area columns) treated as a detector defect."""
+    preview: np.ndarray | None = None
+    """``(rows // 8, 4096 // 8)`` float32 the science frame net of overscan, binned 8 x 8 (for the QA page), or None."""
+    zoom: np.ndarray | None = None
+    """``(100, 300)`` float32 net science pixels around the middle of the slit (for the QA page), or None."""
+    zoom_origin: tuple[int, int] = (0, 0)
+    """Frame row and data column of ``zoom[0, 0]``."""
 
     def __post_init__(self) -> None:
         n = self.lost.shape[0]
@@ -236,6 +242,8 @@ class ScienceStripes:
     """``(n_fibers,)`` the stripe crosses an overscan row whose level could not be measured."""
     defect: np.ndarray | None = None
     """``(3000,)`` stripe columns saturated or NaN across many fibers: a detector defect, interpolated."""
+    level: np.ndarray | None = None
+    """``(rows, 2)`` the overscan level of each row and amplifier that was subtracted (ADU)."""
 
     def __post_init__(self) -> None:
         n = self.stripes.shape[0]
@@ -282,7 +290,7 @@ def cut_science(sci_raw: np.ndarray, sci_overscan: np.ndarray, data_col_offset: 
         amp = (pixels.cols >= N_COLS // 2).astype(np.intp)
         bad_level = repaired[pixels.rows, amp[None, None, :]].any(axis=(1, 2))
     return ScienceStripes(pixels=pixels, stripes=stripes, saturated=saturated, bad=bad, bad_fiber=bad_fiber,
-                          bad_level=bad_level, defect=defect)
+                          bad_level=bad_level, defect=defect, level=level)
 
 
 def flat_profile(flat_net: np.ndarray, pixels: StripePixels, smooth_cols: int,

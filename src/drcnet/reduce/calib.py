@@ -94,7 +94,11 @@ def robust_levels(overscan: np.ndarray, clip: float = OVERSCAN_CLIP, min_pixels:
         good = finite & (dev < clip * sigma[None, :, None])
         # a whole row off its neighbours' level (a saturated or flooded overscan row) cannot be trusted either
         row_med = med[:, :, 0]
-        ref = median_filter(np.nan_to_num(row_med, nan=np.nanmedian(row_med)), size=(row_window, 1), mode="nearest")
+        filled = np.nan_to_num(row_med, nan=np.nanmedian(row_med))
+        # one 1D running median per amplifier: scipy's 1D path is ~100x faster than the 2D
+        # filter with a (row_window, 1) footprint, and gives the same numbers
+        ref = np.stack([median_filter(filled[:, a], size=row_window, mode="nearest")
+                        for a in range(filled.shape[1])], axis=1)
         row_off = ~(np.abs(row_med - ref) < clip * sigma[None, :])
     if good.all() and not row_off.any():
         return o.mean(axis=2), np.zeros(o.shape[:2], dtype=bool)

@@ -33,3 +33,49 @@ def measure_snr_r(flux1d: np.ndarray, sky1d: np.ndarray, ivar1d: np.ndarray, wav
     if not np.any(band):
         raise ValueError("the spectrum does not reach the r band (5600-6900 A)")
     return float(np.median((flux1d[band] - sky1d[band]) * np.sqrt(ivar1d[band])))
+
+
+def measure_snr_r_all(flux1d: np.ndarray, sky1d: np.ndarray, ivar1d: np.ndarray, wave: np.ndarray,
+                      skip: np.ndarray | None = None) -> np.ndarray:
+    """:func:`measure_snr_r` of every fiber at once (the same numbers: the median of the same values).
+
+    Parameters
+    ----------
+    flux1d, sky1d, ivar1d, wave : numpy.ndarray
+        ``(n_fibers, n_cols)``, as for :func:`measure_snr_r`.
+    skip : numpy.ndarray, optional
+        ``(n_fibers,)`` fibers to leave at 0 (e.g. lost traces).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n_fibers,)`` float64 S/N_r (0 for skipped fibers).
+
+    Raises
+    ------
+    ValueError
+        A fiber that is not skipped has no column in the r band (names the fiber, 1-based).
+    """
+    n = flux1d.shape[0]
+    out = np.zeros(n)
+    use = np.ones(n, dtype=bool) if skip is None else ~np.asarray(skip, dtype=bool)
+    if not use.any():
+        return out
+    band = (wave[use] >= R_BAND_A[0]) & (wave[use] <= R_BAND_A[1])
+    counts = band.sum(axis=1)
+    if np.any(counts == 0):
+        fiber = int(np.flatnonzero(use)[np.argmax(counts == 0)]) + 1
+        raise ValueError(f"fiber {fiber}: the spectrum does not reach the r band (5600-6900 A)")
+    # the band is a run of columns (wavelength rises with the column); when every fiber has the same
+    # number of band columns the medians are taken on one (fibers, columns) block
+    first = band.argmax(axis=1)
+    last = band.shape[1] - 1 - band[:, ::-1].argmax(axis=1)
+    if np.all(counts == counts[0]) and np.all(last - first + 1 == counts):
+        cols = first[:, None] + np.arange(counts[0])[None, :]
+        rows = np.flatnonzero(use)[:, None]
+        vals = (flux1d[rows, cols] - sky1d[rows, cols]) * np.sqrt(ivar1d[rows, cols])
+        out[use] = np.median(vals, axis=1)
+        return out
+    for f in np.flatnonzero(use):
+        out[f] = measure_snr_r(flux1d[f], sky1d[f], ivar1d[f], wave[f])
+    return out

@@ -26,6 +26,7 @@ fibers are left out of the accuracy against the truth.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -49,8 +50,8 @@ from drcnet.conventions import (
 from drcnet.instrument.lamost import provenance_cards
 from drcnet.provenance import atomic_path, provenance, write_json_atomic
 from drcnet.reduce.arm import ReduceConfig
-from drcnet.workflows.reduce_exposure import SpectrographReduction, reduce_exposure
-from drcnet.workflows.reduced_dataset import object_ids, write_reduced_dataset
+from drcnet.workflows.reduce_exposure import SpectrographReduction, check_exposure, iter_reductions
+from drcnet.workflows.reduced_dataset import ReducedDatasetWriter, object_ids
 
 Predictor = Callable[[np.ndarray, np.ndarray, np.ndarray], "np.ndarray | dict[str, np.ndarray]"]
 """``(stripes (N,2,11,3000), flux1d (N,2,3000), sky1d (N,2,3000))`` -> either the model's outputs (a dict
@@ -170,6 +171,82 @@ FLOAT_MODEL_COLUMNS = ("prob_F", "prob_G", "prob_K", "prob_other", "subclass_pro
 STR_MODEL_COLUMNS = ("pred", "pred_set", "subclass", "lum_class")
 
 
+def catalogue_rows(sr: SpectrographReduction, outputs: Any, calibration: Any = None) -> dict[str, np.ndarray]:
+    """The catalogue columns of one spectrograph's object fibers (vectorised; truth columns when its map has them).
+
+    Parameters
+    ----------
+    sr
+        The reduced spectrograph.
+    outputs
+        Its :func:`predict_objects` outputs (a plain ``(n_fibers, C)`` probability array is accepted too).
+    calibration
+        The model's :class:`~drcnet.calibration.Calibration` (None: plain softmax, no set, no OOD flag).
+
+    Returns
+    -------
+    dict of numpy.ndarray
+        Column name -> ``(n_objects,)`` values, in :func:`catalogue_table`'s order.
+    """
+    out = outputs if isinstance(outputs, dict) else {"prob": np.asarray(outputs)}
+    cols = model_columns(out, np.asarray(sr.snr_r, dtype=np.float64), calibration)
+    p = np.asarray(cols["prob"], dtype=np.float64)
+    fm = sr.fibermap
+    idx = np.flatnonzero(fm.is_object)
+    flags = np.asarray(sr.flags)[idx].astype(np.int64)
+    reason = np.full(idx.size, "", dtype=object)
+    finite = np.all(np.isfinite(p[idx]), axis=1) if p.ndim == 2 else np.ones(idx.size, dtype=bool)
+    reason[~finite] = "bad_input"
+    for name in reversed(NO_CLASS_FLAGS):  # the first withholding flag wins, as in no_class_reason
+        reason[(flags & FLAG_BITS[name]) > 0] = name
+    none = reason != ""
+    rows: dict[str, np.ndarray] = {
+        "spid": np.full(idx.size, sr.spid, dtype=np.int64),
+        "fiber": np.asarray(fm.fiber)[idx].astype(np.int64),
+        "object_id": np.asarray(object_ids(sr))[idx].astype(str),
+        "fibertype": np.asarray(fm.fibertype)[idx].astype(str),
+        "mag_r": np.asarray(fm.mag)[idx].astype(np.float64),
+        "pred": np.where(none, "", np.asarray(cols["pred"], dtype=object)[idx]).astype(str),
+    }
+    for c in FLOAT_MODEL_COLUMNS:
+        rows[c] = np.where(none, np.nan, np.asarray(cols[c], dtype=np.float64)[idx])
+    for c in STR_MODEL_COLUMNS[1:]:
+        rows[c] = np.where(none, "", np.asarray(cols[c], dtype=object)[idx].astype(str)).astype(str)
+    rows["ood"] = np.where(none, 0, np.asarray(cols["ood"])[idx].astype(np.int64))
+    rows["snr_r"] = np.asarray(sr.snr_r, dtype=np.float64)[idx]
+    rows["flags"] = flags
+    names = {int(v): ",".join(flags_to_names(int(v))) for v in np.unique(flags)}
+    rows["flag_names"] = np.array([names[int(v)] for v in flags], dtype=str)
+    rows["no_class"] = reason.astype(str)
+    if fm.truth is not None:
+        t = fm.truth
+        tc = np.asarray(t["TRUE_CLASS"])[idx].astype(str)
+        rows["true_class"] = tc
+        rows["true_subclass"] = np.asarray(t["TRUE_SUBCLASS"])[idx].astype(str)
+        rows["true_snr_r"] = np.asarray(t["TRUE_SNR_R"])[idx].astype(np.float64)
+        rows["correct"] = (rows["pred"] != "") & (tc != "") & (rows["pred"] == tc)
+    return rows
+
+
+def join_catalogue(parts: Sequence[dict[str, np.ndarray]]) -> Table:
+    """The catalogue table from :func:`catalogue_rows` of each spectrograph (truth columns only when all have them)."""
+    keys = [*FIBER_COLUMNS, *CATALOGUE_COLUMNS, *TAIL_COLUMNS]
+    if parts and all("true_class" in p for p in parts):
+        keys += list(TRUTH_COLUMNS)
+    data = {}
+    for k in keys:
+        vals = [p[k] for p in parts]
+        data[k] = np.concatenate(vals) if vals else np.array([])
+    table = Table(data)
+    for c in ("prob_F", "prob_G", "prob_K", "prob_other", "subclass_prob", "snr_r", "mag_r", "ood_score"):
+        table[c].info.format = ".4f"
+    for c in ("teff", "teff_err"):
+        table[c].info.format = ".0f"
+    for c in ("logg", "logg_err", "feh", "feh_err"):
+        table[c].info.format = ".3f"
+    return table
+
+
 def catalogue_table(reductions: Sequence[SpectrographReduction], outputs: Sequence[Any],
                     calibration: Any = None) -> Table:
     """The catalogue: one row per object fiber, with truth columns when the fiber maps have them.
@@ -184,50 +261,8 @@ def catalogue_table(reductions: Sequence[SpectrographReduction], outputs: Sequen
     calibration
         The model's :class:`~drcnet.calibration.Calibration` (None: plain softmax, no set, no OOD flag).
     """
-    rows: dict[str, list[Any]] = {k: [] for k in (*FIBER_COLUMNS, *CATALOGUE_COLUMNS, *TAIL_COLUMNS)}
-    has_truth = all(sr.fibermap.truth is not None for sr in reductions)
-    if has_truth:
-        for k in TRUTH_COLUMNS:
-            rows[k] = []
-    for sr, out in zip(reductions, outputs, strict=True):
-        out = out if isinstance(out, dict) else {"prob": np.asarray(out)}
-        cols = model_columns(out, np.asarray(sr.snr_r, dtype=np.float64), calibration)
-        p = cols["prob"]
-        fm = sr.fibermap
-        ids = object_ids(sr)
-        for f in np.flatnonzero(fm.is_object):
-            reason = no_class_reason(int(sr.flags[f]), p[f])
-            pred = "" if reason else str(cols["pred"][f])
-            rows["spid"].append(sr.spid)
-            rows["fiber"].append(int(fm.fiber[f]))
-            rows["object_id"].append(str(ids[f]))
-            rows["fibertype"].append(str(fm.fibertype[f]))
-            rows["mag_r"].append(float(fm.mag[f]))
-            rows["pred"].append(pred)
-            for c in FLOAT_MODEL_COLUMNS:
-                rows[c].append(np.nan if reason else float(cols[c][f]))
-            for c in STR_MODEL_COLUMNS[1:]:
-                rows[c].append("" if reason else str(cols[c][f]))
-            rows["ood"].append(0 if reason else int(cols["ood"][f]))
-            rows["snr_r"].append(float(sr.snr_r[f]))
-            rows["flags"].append(int(sr.flags[f]))
-            rows["flag_names"].append(",".join(flags_to_names(int(sr.flags[f]))))
-            rows["no_class"].append(reason)
-            if has_truth:
-                t = fm.truth or {}
-                tc = str(t["TRUE_CLASS"][f])
-                rows["true_class"].append(tc)
-                rows["true_subclass"].append(str(t["TRUE_SUBCLASS"][f]))
-                rows["true_snr_r"].append(float(t["TRUE_SNR_R"][f]))
-                rows["correct"].append(bool(pred and tc and pred == tc))
-    table = Table(rows)
-    for c in ("prob_F", "prob_G", "prob_K", "prob_other", "subclass_prob", "snr_r", "mag_r", "ood_score"):
-        table[c].info.format = ".4f"
-    for c in ("teff", "teff_err"):
-        table[c].info.format = ".0f"
-    for c in ("logg", "logg_err", "feh", "feh_err"):
-        table[c].info.format = ".3f"
-    return table
+    return join_catalogue([catalogue_rows(sr, out, calibration)
+                           for sr, out in zip(reductions, outputs, strict=True)])
 
 
 def write_catalogue(table: Table, out: str | Path, prov: dict[str, Any]) -> Path:
@@ -320,7 +355,7 @@ def classify_exposure(run_dir: str | Path | None, exposure: str | Path, out: str
     """
     config = config or ReduceConfig()
     check_outputs(out, qa_dir, dataset_out)
-    timings: dict[str, float] = {}
+    timings: dict[str, float] = {"reduce": 0.0, "classify": 0.0}
     t0 = time.perf_counter()
     run_info: dict[str, Any] = {}
     if predictor is None:
@@ -328,29 +363,56 @@ def classify_exposure(run_dir: str | Path | None, exposure: str | Path, out: str
             raise ValueError("give a training run folder (or a predictor) to classify with")
         predictor, run_info = load_predictor(run_dir)
     timings["load_model"] = time.perf_counter() - t0
+    calibration = getattr(predictor, "calibration", None)
+    # every file of every spectrograph is checked before any work; then one spectrograph at a time is
+    # reduced, classified, written to the dataset file and summarised for the QA page, and dropped
     t1 = time.perf_counter()
-    reductions = reduce_exposure(exposure, config, spids=spids, run=run, data_root=data_root)
-    timings["reduce"] = time.perf_counter() - t1
-    t2 = time.perf_counter()
-    outputs = [predict_objects(predictor, sr) for sr in reductions]
-    table = catalogue_table(reductions, outputs, getattr(predictor, "calibration", None))
-    timings["classify"] = time.perf_counter() - t2
+    checked = check_exposure(exposure, spids, run)
+    timings["reduce"] += time.perf_counter() - t1
     cfg = {"reduce": config.model_dump(mode="json"), "exposure": str(Path(exposure).resolve()), "run": run_info}
     prov = provenance(cfg)
+    parts: list[dict[str, np.ndarray]] = []
+    qa_items: list[Any] = []
+    notes: list[str] = []
+    with contextlib.ExitStack() as stack:
+        writer = None
+        if dataset_out is not None:
+            writer = stack.enter_context(ReducedDatasetWriter(dataset_out, checked, config, exposure))
+        reductions = iter_reductions(checked, config, data_root=data_root)
+        while True:
+            t1 = time.perf_counter()
+            sr = next(reductions, None)
+            timings["reduce"] += time.perf_counter() - t1
+            if sr is None:
+                break
+            t2 = time.perf_counter()
+            outputs = predict_objects(predictor, sr)
+            part = catalogue_rows(sr, outputs, calibration)
+            parts.append(part)
+            timings["classify"] += time.perf_counter() - t2
+            if writer is not None:
+                t4 = time.perf_counter()
+                writer.write(sr)
+                timings["write_dataset"] = timings.get("write_dataset", 0.0) + time.perf_counter() - t4
+            if qa_dir is not None:
+                from drcnet.workflows.qa import qa_summary
+
+                qa_items.append(qa_summary(sr, part))
+            notes.extend(w for a in sr.arms.values() for w in a.warnings)
+            del sr, outputs
+    t2 = time.perf_counter()
+    table = join_catalogue(parts)
+    timings["classify"] += time.perf_counter() - t2
     t3 = time.perf_counter()
     path = write_catalogue(table, out, prov)
     timings["write_catalogue"] = time.perf_counter() - t3
-    dataset = None
-    if dataset_out is not None:
-        t4 = time.perf_counter()
-        dataset = write_reduced_dataset(reductions, dataset_out, config, exposure)
-        timings["write_dataset"] = time.perf_counter() - t4
+    dataset = Path(dataset_out) if dataset_out is not None else None
     accuracy = rejection = None
     if "correct" in table.colnames:
         # over the true F/G/K stars (as the QA page): "other" objects are scored by the rejection, not here
-        known = np.isin(np.asarray(table["true_class"]).astype(str), CLASSES) & np.array([bool(p) for p in table["pred"]])
+        known = np.isin(np.asarray(table["true_class"]).astype(str), CLASSES) & np.array([bool(p) for p in table["pred"]], dtype=bool)
         accuracy = float(np.mean(np.asarray(table["correct"])[known])) if known.any() else None
-        other = (np.asarray(table["true_class"]).astype(str) == OTHER) & np.array([bool(p) for p in table["pred"]])
+        other = (np.asarray(table["true_class"]).astype(str) == OTHER) & np.array([bool(p) for p in table["pred"]], dtype=bool)
         if other.any():
             rejection = float(np.mean(np.asarray(table["pred"]).astype(str)[other] == OTHER))
     reasons = [str(r) for r in table["no_class"] if r]
@@ -360,10 +422,9 @@ def classify_exposure(run_dir: str | Path | None, exposure: str | Path, out: str
         from drcnet.workflows.qa import write_qa_page
 
         t5 = time.perf_counter()
-        qa = write_qa_page(qa_dir, reductions, table, exposure, prov)
+        qa = write_qa_page(qa_dir, qa_items, table, exposure, prov)
         timings["qa"] = time.perf_counter() - t5
     timings["total"] = time.perf_counter() - t0
-    notes = [w for sr in reductions for a in sr.arms.values() for w in a.warnings]
     return ClassifyResult(catalogue=path, table=table, dataset=dataset, qa=qa, timings=timings, accuracy=accuracy,
                           n_no_class=n_no_class, warnings=notes, rejection=rejection)
 

@@ -1,26 +1,36 @@
-"""The QA page of a classified exposure: one HTML file with PNGs.
+"""The QA page of a classified exposure: one HTML file with PNGs, cheap enough for a whole exposure.
+
+For the exposure:
+
+* the catalogue's content: predicted class counts (F, G, K, other, none), subclass counts,
+  Teff / log g / [Fe/H] medians and ranges where the model gives them, prediction sets and
+  out-of-distribution counts (:func:`_catalogue_html`); when truth is known, the accuracy overall
+  and per S/N_r bin and the confusion matrix (with ``other`` and the rejection rates);
+* one figure of stripes with their boxcar and optimal 1D extractions and the master sky: object
+  fibers spread in S/N_r over the whole exposure, and a sky fiber (``stripes.png``).
 
 Per spectrograph:
 
-* the raw science frame of each arm (net ADU, binned 8 x 8, asinh stretch) with every
-  fiber's trace overlaid (lost traces in red), and a full-resolution zoom with the
-  11-row stripe apertures;
-* a few stripes (object fibers spread in S/N and a sky fiber) with their boxcar and
-  optimal 1D extractions and the master sky;
-* the class map over the fibers (predicted class and its probability; the true class
-  when the fiber map has it);
-* calibration numbers (bias, trace rms, wavelength-solution rms, flag counts) and,
-  when truth is known, the accuracy overall and per S/N_r bin and the confusion matrix
-  (with ``other`` when the model or the truth has it, and the rejection rates);
-* the catalogue's content: predicted class counts (F, G, K, other, none), subclass counts,
-  Teff / log g / [Fe/H] medians and ranges where the model gives them, prediction sets and
-  out-of-distribution counts (:func:`_catalogue_html`).
+* calibration numbers (bias, trace rms, wavelength-solution rms, flags, warnings);
+* the class map over the fibers (``classmap_spXX.png``: predicted class, brightness = its
+  probability; the true class below; wrong predictions and fibers without a class marked);
+* the raw science frame of each arm (``frame_spXX_<arm>.png``: net ADU binned 8 x 8, asinh
+  stretch, every trace drawn into the pixels, lost ones in red) beside a full-resolution zoom
+  with the traces and the 11-row stripe apertures.
+
+Cost (issue 11): the frame pictures are cut during the reduction, while the frame is in memory
+(:mod:`drcnet.reduce.preview`, ``ArmReduction.preview``/``zoom``), and the per-spectrograph
+pictures are written as images (``matplotlib.pyplot.imsave``) with the traces drawn into the
+pixels: no figure, axes or per-fiber artist. Only the stripes figure is a matplotlib figure,
+drawn once per exposure. What the page needs of a spectrograph is kept in a small
+:class:`QASpectrograph` (:func:`qa_summary`), so a whole exposure's reductions need not be held.
 """
 
 from __future__ import annotations
 
 import html
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,75 +47,51 @@ from drcnet.conventions import (
     snr_bin,
 )
 from drcnet.instrument.config import N_COLS
-from drcnet.instrument.rawframe import read_raw_frame
 from drcnet.provenance import atomic_path, write_text_atomic
-from drcnet.reduce.calib import levels, net_image
+from drcnet.reduce.trace import TraceSet
 from drcnet.workflows.reduce_exposure import SpectrographReduction
 
 CLASS_COLORS = {"F": "#1f77b4", "G": "#2ca02c", "K": "#d62728", OTHER: "#9467bd", "": "#999999"}
-
-# Figures are laid out with fixed margins (inches) instead of ``tight_layout``: tight_layout measures
-# every tick label and title of every axes (about a second draw of the figure); with fixed margins each
-# figure is drawn once, when it is saved (issue 11). Traces are one LineCollection per panel, not one
-# Line2D per fiber.
-
-
-def _margins(fig: Any, left: float, right: float, bottom: float, top: float, **kw: float) -> None:
-    """``fig.subplots_adjust`` with margins in inches (``kw``: wspace/hspace as fractions)."""
-    w, h = fig.get_size_inches()
-    fig.subplots_adjust(left=left / w, right=1 - right / w, bottom=bottom / h, top=1 - top / h, **kw)
+PREVIEW_BIN = 8
+ZOOM_SCALE = 4
+"""Each zoom pixel is drawn as ZOOM_SCALE x ZOOM_SCALE picture pixels."""
+N_PICKS = 4
 
 
-def _save(fig: Any, path: Path) -> str:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=90, format="png")
-    import matplotlib.pyplot as plt
+@dataclass
+class QAArm:
+    """What the QA page shows of one arm."""
 
-    plt.close(fig)
-    return path.name
-
-
-def _frame_png(out: Path, sr: SpectrographReduction, arm: str, exposure: Path) -> str:
-    import matplotlib.pyplot as plt
-
-    a = sr.arms[arm]
-    frame = read_raw_frame(Path(str(a.files.get("folder", exposure))) / str(a.files["science"]))
-    net = net_image(frame.data, levels(frame.overscan))
-    b = 8
-    small = net[: net.shape[0] // b * b].reshape(-1, b, N_COLS // b, b).mean(axis=(1, 3))
-    fig, (ax, az) = plt.subplots(1, 2, figsize=(14, 7), gridspec_kw={"width_ratios": [1, 1]})
-    ax.imshow(np.arcsinh(np.clip(small, 0, None) / 20), origin="lower", cmap="gray_r", aspect="auto",
-              extent=(0, N_COLS, 0, small.shape[0] * b))
-    from matplotlib.collections import LineCollection
-
-    cols = np.arange(0, N_COLS, 32)
-    centres = a.traces.centres(cols)
-    lost = np.asarray(a.lost[:centres.shape[0]], dtype=bool)
-    segs = np.stack([np.broadcast_to(cols, centres.shape), centres], axis=-1)
-    ax.add_collection(LineCollection(list(segs), linewidths=0.3,
-                                     colors=["red" if x else "tab:orange" for x in lost]))
-    ax.set(title=f"sp{sr.spid:02d} {arm}: science frame (binned 8x8) and traces", xlabel="column", ylabel="row")
-    # zoom: a few fibers near the middle of the slit, full resolution
-    f0 = centres.shape[0] // 2
-    r0 = int(a.traces.centres(np.array([2048.0]))[f0 - 2, 0]) - 12
-    c0, c1 = 1900, 2200
-    zoom = net[r0:r0 + 100, c0:c1]
-    az.imshow(np.arcsinh(np.clip(zoom, 0, None) / 20), origin="lower", cmap="gray_r", aspect="auto",
-              extent=(c0, c1, r0, r0 + zoom.shape[0]))
-    zc = np.arange(c0, c1)
-    zcentres = a.traces.centres(zc)
-    for f in range(max(f0 - 4, 0), min(f0 + 4, centres.shape[0])):
-        tr = zcentres[f]
-        centre = np.floor(tr + 0.5)
-        az.plot(zc, tr, color="tab:orange", lw=1)
-        az.plot(zc, centre - 5.5, color="tab:blue", lw=0.6)
-        az.plot(zc, centre + 5.5, color="tab:blue", lw=0.6)
-    az.set(ylim=(r0, r0 + zoom.shape[0]), title="zoom: traces and 11-row stripe apertures", xlabel="column")
-    _margins(fig, left=0.75, right=0.3, bottom=0.6, top=0.4, wspace=0.12)
-    return _save(fig, out / f"frame_sp{sr.spid:02d}_{arm}.png")
+    arm: str
+    traces: TraceSet
+    lost: np.ndarray
+    preview: np.ndarray | None
+    zoom: np.ndarray | None
+    zoom_origin: tuple[int, int]
+    summary: dict[str, Any]
+    problems: list[str]
+    warnings: list[str]
+    spectra: dict[int, dict[str, np.ndarray]] = field(default_factory=dict)
+    """Fiber index -> ``wave``, ``flux``, ``flux_opt``, ``sky`` ``(3000,)`` and ``stripe`` ``(11, 3000)``."""
 
 
-def _pick_fibers(sr: SpectrographReduction, n: int = 4) -> list[int]:
+@dataclass
+class QASpectrograph:
+    """What the QA page needs of one reduced, classified spectrograph (~2 MB instead of ~200 MB)."""
+
+    spid: int
+    planid: str
+    fiber: np.ndarray
+    fibertype: np.ndarray
+    flags: np.ndarray
+    snr_r: np.ndarray
+    picks: list[int]
+    pred: dict[int, str]
+    """Fiber number -> predicted class (object fibers)."""
+    arms: dict[str, QAArm]
+
+
+def _pick_fibers(sr: SpectrographReduction, n: int = N_PICKS) -> list[int]:
     ok = sr.fibermap.is_object & ((sr.flags & FLAG_BITS["trace_lost"]) == 0)
     idx = np.flatnonzero(ok)
     if idx.size == 0:
@@ -116,67 +102,199 @@ def _pick_fibers(sr: SpectrographReduction, n: int = 4) -> list[int]:
     return list(dict.fromkeys(picks + ([int(sky[0])] if sky.size else [])))
 
 
-def _stripes_png(out: Path, sr: SpectrographReduction, table: Table) -> str:
+def _pictures_from_disk(a: Any, exposure: Path) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
+    """Binned frame and zoom of an arm reduced without them (read the science frame again)."""
+    from drcnet.instrument.rawframe import read_raw_frame
+    from drcnet.reduce.calib import levels
+    from drcnet.reduce.preview import binned_net, net_crop
+
+    frame = read_raw_frame(Path(str(a.files.get("folder", exposure))) / str(a.files["science"]))
+    level = levels(frame.overscan)
+    f0 = a.traces.n_fibers // 2
+    r0 = int(np.clip(int(a.traces.centres(np.array([2048.0]))[max(f0 - 2, 0), 0]) - 12, 0, frame.data.shape[0] - 1))
+    return binned_net(frame.data, level, PREVIEW_BIN), net_crop(frame.data, level, r0, 100, 1900, 2200), (r0, 1900)
+
+
+def qa_summary(sr: SpectrographReduction, catalogue: Any = None, exposure: str | Path = ".") -> QASpectrograph:
+    """The small :class:`QASpectrograph` of a reduced spectrograph.
+
+    Parameters
+    ----------
+    sr
+        The reduced spectrograph.
+    catalogue
+        Its catalogue rows (:func:`~drcnet.workflows.classify_exposure.catalogue_rows`, or a table with
+        ``spid``, ``fiber`` and ``pred``), for the predicted classes; None: no predictions.
+    exposure
+        The exposure folder, to read the science frame again when the reduction has no preview.
+    """
+    pred: dict[int, str] = {}
+    if catalogue is not None:
+        spid = np.asarray(catalogue["spid"])
+        for s, f, p in zip(spid, np.asarray(catalogue["fiber"]), np.asarray(catalogue["pred"]), strict=True):
+            if int(s) == sr.spid:
+                pred[int(f)] = str(p)
+    picks = _pick_fibers(sr)
+    arms = {}
+    for arm in ARMS:
+        a = sr.arms[arm]
+        preview, zoom, origin = a.preview, a.zoom, a.zoom_origin
+        if preview is None or zoom is None:
+            preview, zoom, origin = _pictures_from_disk(a, Path(exposure))
+        spectra = {f: {"wave": np.asarray(a.wave1d[f], dtype=np.float64), "flux": np.asarray(a.flux1d[f]),
+                       "flux_opt": np.asarray(a.flux_opt[f]), "sky": np.asarray(a.sky1d[f]),
+                       "stripe": np.asarray(a.stripes[f], dtype=np.float32)} for f in picks}
+        arms[arm] = QAArm(arm=arm, traces=a.traces, lost=np.asarray(a.lost, dtype=bool), preview=preview, zoom=zoom,
+                          zoom_origin=origin,
+                          summary={"bias_frames": a.bias.n_frames, "bias_applied": a.bias.applied,
+                                   "trace_rms": a.traces.summary()["median_rms_px"],
+                                   "arc_rms": a.wave.summary()["median_rms_px"]},
+                          problems=list(a.problems), warnings=list(a.warnings), spectra=spectra)
+    fm = sr.fibermap
+    return QASpectrograph(spid=sr.spid, planid=sr.planid, fiber=np.asarray(fm.fiber).copy(),
+                          fibertype=np.asarray(fm.fibertype).astype(str), flags=np.asarray(sr.flags).copy(),
+                          snr_r=np.asarray(sr.snr_r, dtype=np.float64).copy(), picks=picks, pred=pred, arms=arms)
+
+
+def _rgb(color: str) -> np.ndarray:
+    from matplotlib.colors import to_rgb
+
+    return np.array(to_rgb(color), dtype=np.float32)
+
+
+def _gray(image: np.ndarray) -> np.ndarray:
+    """asinh-stretched net ADU as an RGB picture (dark = bright sky, as the old ``gray_r`` map), ``(rows, cols, 3)``."""
+    v = np.arcsinh(np.clip(np.nan_to_num(image, nan=0.0), 0, None) / 20)
+    top = float(v.max()) if v.size and v.max() > 0 else 1.0
+    g = 1.0 - v / top
+    return np.repeat(g[..., None], 3, axis=2).astype(np.float32)
+
+
+def _draw(rgb: np.ndarray, rows: np.ndarray, cols: np.ndarray, color: np.ndarray) -> None:
+    """Set the pixels ``(rows, cols)`` (picture coordinates, clipped to it) to ``color`` in place."""
+    rows = np.asarray(rows)
+    cols = np.broadcast_to(cols, rows.shape)
+    ok = (rows >= 0) & (rows < rgb.shape[0]) & (cols >= 0) & (cols < rgb.shape[1])
+    rgb[rows[ok], cols[ok]] = color
+
+
+def _frame_png(out: Path, q: QASpectrograph, arm: str) -> str:
+    """The binned frame with every trace drawn into it, beside the zoom with traces and stripe apertures."""
     import matplotlib.pyplot as plt
 
-    fibers = _pick_fibers(sr)
-    n_rows = max(len(fibers), 1)
-    fig, axes = plt.subplots(n_rows, 2, figsize=(14, 2.6 * n_rows), squeeze=False)
-    # each panel needs room above it for its stripe inset (a quarter of its height) and its title
-    above, below = 0.95, 0.35  # inches
-    height = (2.6 * n_rows - below - n_rows * above) / n_rows + 0.0
-    _margins(fig, left=0.55, right=0.15, bottom=below, top=above - 0.05,
-             hspace=(above + 0.05) / max(height, 0.1), wspace=0.12)
-    pred = {int(f): p for s, f, p in zip(table["spid"], table["fiber"], table["pred"], strict=True) if s == sr.spid}
-    for row, f in enumerate(fibers):
-        for col, arm in enumerate(ARMS):
-            a = sr.arms[arm]
-            ax = axes[row, col]
-            w = a.wave1d[f]
-            ax.plot(w, a.flux1d[f], lw=0.5, label="boxcar")
-            ax.plot(w, a.flux_opt[f], lw=0.5, label="optimal")
-            ax.plot(w, a.sky1d[f], lw=0.5, label="master sky")
-            inset = ax.inset_axes((0.0, 1.0, 1.0, 0.25))
-            s = a.stripes[f]
-            inset.imshow(s, aspect="auto", cmap="gray_r", vmin=np.percentile(s, 1), vmax=np.percentile(s, 99.5),
-                         extent=(w[0], w[-1], -5.5, 5.5))
-            inset.set_axis_off()
-            fm = sr.fibermap
-            ax.set_title(f"fiber {fm.fiber[f]} ({fm.fibertype[f]}) {arm}  S/N_r={sr.snr_r[f]:.1f}  "
-                         f"pred={pred.get(int(fm.fiber[f]), '-')}", fontsize=8, pad=38)
-            ax.tick_params(labelsize=7)
-            if row == 0 and col == 0:
-                ax.legend(fontsize=7)
-    return _save(fig, out / f"stripes_sp{sr.spid:02d}.png")
+    a = q.arms[arm]
+    assert a.preview is not None and a.zoom is not None
+    left = _gray(a.preview)
+    n_rows = left.shape[0]
+    bin_cols = np.arange(0, left.shape[1], 6)  # traces dotted, so the frame stays visible between them
+    centres = a.traces.centres(bin_cols * PREVIEW_BIN + (PREVIEW_BIN - 1) / 2.0)       # (fibers, picture cols)
+    prow = np.floor(centres / PREVIEW_BIN).astype(int)
+    lost = a.lost[:centres.shape[0]]
+    _draw(left, prow[~lost], bin_cols[None, :], _rgb("tab:orange"))
+    _draw(left, prow[lost], bin_cols[None, :], _rgb("red"))
+    # zoom, ZOOM_SCALE x, with the traces (orange) and the stripe apertures (blue)
+    zoom = _gray(a.zoom)
+    zs = ZOOM_SCALE
+    right = np.repeat(np.repeat(zoom, zs, axis=0), zs, axis=1)
+    r0, c0 = a.zoom_origin
+    zc = np.arange(c0, c0 + a.zoom.shape[1])
+    zcentres = a.traces.centres(zc)
+    x = (zc - c0)[None, :] * zs + np.arange(zs)[:, None]                                  # (zs, cols) sub-pixels
+    f0 = centres.shape[0] // 2
+    for f in range(max(f0 - 4, 0), min(f0 + 4, centres.shape[0])):
+        tr = zcentres[f]
+        centre = np.floor(tr + 0.5)
+        for y, color in ((tr, "tab:orange"), (centre - 5.5, "tab:blue"), (centre + 5.5, "tab:blue")):
+            row = np.round((y - r0 + 0.5) * zs - 0.5).astype(int)
+            _draw(right, np.broadcast_to(row[None, :], x.shape), x, _rgb(color))
+    # both panels, bottom-aligned, row 0 at the bottom (origin "lower"), a white gap between them
+    height = max(n_rows, right.shape[0])
+    picture = np.ones((height, left.shape[1] + 16 + right.shape[1], 3), dtype=np.float32)
+    picture[:n_rows, :left.shape[1]] = left
+    picture[:right.shape[0], left.shape[1] + 16:] = right
+    path = out / f"frame_sp{q.spid:02d}_{arm}.png"
+    with atomic_path(path) as tmp:
+        plt.imsave(tmp, np.clip(picture[::-1], 0, 1), format="png")
+    return path.name
 
 
-def _classmap_png(out: Path, sr: SpectrographReduction, table: Table) -> str:
+def _classmap_png(out: Path, q: QASpectrograph, table: Table) -> str:
+    """Fibers left to right (4 picture columns each): predicted class (brightness = its probability), the
+    true class, a black mark where the prediction is wrong and a red one where there is no class."""
     import matplotlib.pyplot as plt
 
-    sel = np.asarray(table["spid"]) == sr.spid
+    n = len(q.fiber)
+    w = 4
+    sel = np.asarray(table["spid"]) == q.spid
     t = table[sel]
-    fig, ax = plt.subplots(figsize=(14, 3.2))
-    fib = np.asarray(t["fiber"])
-    pmax = np.nanmax(np.stack([np.asarray(t[f"prob_{c}"], dtype=float) for c in CLASSES_WITH_OTHER
-                               if f"prob_{c}" in t.colnames]), axis=0)
-    colors = [CLASS_COLORS.get(str(p), "#999999") for p in t["pred"]]
-    ax.bar(fib, np.nan_to_num(pmax), color=colors, width=0.9)
+    col = {int(f): i for i, f in enumerate(q.fiber)}
+    idx = np.array([col[int(f)] for f in t["fiber"]], dtype=int)
+    probs = [np.asarray(t[f"prob_{c}"], dtype=float) for c in CLASSES_WITH_OTHER if f"prob_{c}" in t.colnames]
+    pmax = np.nan_to_num(np.nanmax(np.stack(probs), axis=0), nan=0.0) if probs and len(t) else np.zeros(len(t))
+    bands = {"pred": np.ones((n, 3), np.float32), "true": np.ones((n, 3), np.float32),
+             "mark": np.ones((n, 3), np.float32)}
+    white = np.ones(3, np.float32)
+    for i, p, pm in zip(idx, np.asarray(t["pred"]).astype(str), pmax, strict=True):
+        bands["pred"][i] = white + (_rgb(CLASS_COLORS.get(p, "#999999")) - white) * float(np.clip(pm, 0.15, 1.0))
+        if p == "":
+            bands["mark"][i] = _rgb("red")
     if "true_class" in t.colnames:
-        tc = [CLASS_COLORS.get(str(c), "#999999") for c in t["true_class"]]
-        ax.scatter(fib, np.full(fib.size, 1.05), c=tc, s=8, marker="s")
-        wrong = ~np.asarray(t["correct"], dtype=bool) & (np.asarray(t["pred"]) != "")
-        ax.scatter(fib[wrong], np.full(int(wrong.sum()), 1.12), c="k", s=10, marker="x", label="wrong")
-    lost = np.asarray(t["pred"]) == ""
-    ax.scatter(fib[lost], np.full(int(lost.sum()), 0.02), c="r", s=12, marker="^", label="trace lost")
-    from matplotlib.patches import Patch
+        for i, c, ok, p in zip(idx, np.asarray(t["true_class"]).astype(str), np.asarray(t["correct"], dtype=bool),
+                               np.asarray(t["pred"]).astype(str), strict=True):
+            bands["true"][i] = _rgb(CLASS_COLORS.get(c, "#999999"))
+            if p and not ok:
+                bands["mark"][i] = 0.0
+    heights = {"pred": 40, "true": 12, "mark": 8}
+    picture = np.concatenate([np.repeat(np.repeat(bands[k][None], heights[k], axis=0), w, axis=1)
+                              for k in ("pred", "true", "mark")], axis=0)
+    path = out / f"classmap_sp{q.spid:02d}.png"
+    with atomic_path(path) as tmp:
+        plt.imsave(tmp, np.clip(picture, 0, 1), format="png")
+    return path.name
 
-    handles = ax.get_legend_handles_labels()[0]
-    handles += [Patch(color=col, label=f"pred {c}") for c, col in CLASS_COLORS.items() if c]  # empty bars lose their colour
-    ax.set(xlim=(0, len(sr.fibermap) + 1), ylim=(0, 1.2), xlabel="fiber", ylabel="max probability",
-           title=f"sp{sr.spid:02d}: class map (bars: prediction; squares: truth)")
-    ax.legend(handles=handles, fontsize=7, ncol=6, loc="lower right")
-    _margins(fig, left=0.7, right=0.15, bottom=0.5, top=0.35)
-    return _save(fig, out / f"classmap_sp{sr.spid:02d}.png")
+
+def _stripes_png(out: Path, items: Sequence[QASpectrograph], n: int = N_PICKS) -> str | None:
+    """One figure for the exposure: object fibers spread in S/N_r over all spectrographs, and a sky fiber."""
+    import matplotlib.pyplot as plt
+
+    objects = [(q.snr_r[f], k, f) for k, q in enumerate(items) for f in q.picks if q.fibertype[f] != "Sky"]
+    skies = [(k, f) for k, q in enumerate(items) for f in q.picks if q.fibertype[f] == "Sky"]
+    if not objects and not skies:
+        return None
+    objects.sort()
+    chosen = [objects[int(round(qq * (len(objects) - 1)))][1:] for qq in np.linspace(0.05, 0.95, n)] if objects else []
+    chosen = list(dict.fromkeys(chosen + skies[:1]))
+    n_rows = len(chosen)
+    fig, axes = plt.subplots(n_rows, 2, figsize=(14, 2.6 * n_rows), squeeze=False)
+    above, below = 0.95, 0.35  # inches: room for each panel's stripe inset and title
+    w, h = fig.get_size_inches()
+    height = (2.6 * n_rows - below - n_rows * above) / n_rows
+    fig.subplots_adjust(left=0.55 / w, right=1 - 0.15 / w, bottom=below / h, top=1 - (above - 0.05) / h,
+                        hspace=(above + 0.05) / max(height, 0.1), wspace=0.12)
+    for row, (k, f) in enumerate(chosen):
+        q = items[k]
+        for c, arm in enumerate(ARMS):
+            sp = q.arms[arm].spectra[f]
+            ax = axes[row, c]
+            wv = sp["wave"]
+            ax.plot(wv, sp["flux"], lw=0.5, label="boxcar")
+            ax.plot(wv, sp["flux_opt"], lw=0.5, label="optimal")
+            ax.plot(wv, sp["sky"], lw=0.5, label="master sky")
+            inset = ax.inset_axes((0.0, 1.0, 1.0, 0.25))
+            st = sp["stripe"]
+            inset.imshow(st, aspect="auto", cmap="gray_r", vmin=np.percentile(st, 1), vmax=np.percentile(st, 99.5),
+                         extent=(wv[0], wv[-1], -5.5, 5.5), interpolation="nearest")
+            inset.set_axis_off()
+            ax.set_title(f"sp{q.spid:02d} fiber {q.fiber[f]} ({q.fibertype[f]}) {arm}  S/N_r={q.snr_r[f]:.1f}  "
+                         f"pred={q.pred.get(int(q.fiber[f]), '-') or 'none'}", fontsize=8, pad=38)
+            ax.tick_params(labelsize=7)
+            if row == 0 and c == 0:
+                ax.legend(fontsize=7)
+    path = out / "stripes.png"
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=80, format="png")
+    plt.close(fig)
+    return path.name
 
 
 def _accuracy_html(table: Table) -> str:
@@ -260,39 +378,70 @@ def _num(value: object) -> str:
     return f"{value:.4f}" if isinstance(value, (int, float)) and np.isfinite(value) else "none"
 
 
-def write_qa_page(out_dir: str | Path, reductions: Sequence[SpectrographReduction], table: Table,
+def _legend_html() -> str:
+    items = "".join(f'<span style="background:{c};color:white;padding:0 6px;margin-right:4px">{k or "none"}</span>'
+                    for k, c in CLASS_COLORS.items())
+    return (f"<p>Class maps: fibers left to right; top band the predicted class (paler = less probable), middle band "
+            f"the true class, bottom band black where the prediction is wrong, red where there is no class. {items}</p>")
+
+
+def write_qa_page(out_dir: str | Path, reductions: Sequence[QASpectrograph | SpectrographReduction], table: Table,
                   exposure: str | Path, prov: dict[str, Any]) -> Path:
-    """Write ``out_dir/index.html`` and its PNGs; return the HTML path."""
+    """Write ``out_dir/index.html`` and its PNGs; return the HTML path.
+
+    Parameters
+    ----------
+    out_dir
+        The QA folder (created).
+    reductions
+        Per spectrograph its :class:`QASpectrograph` (:func:`qa_summary`), or the full reduction.
+    table
+        The catalogue (:func:`~drcnet.workflows.classify_exposure.catalogue_table`).
+    exposure
+        The exposure folder (named on the page).
+    prov
+        Provenance record (version, commit, time on the page).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     exposure = Path(exposure)
+    items = [r if isinstance(r, QASpectrograph) else qa_summary(r, table, exposure) for r in reductions]
     stamp = (f"<p>drcnet {html.escape(str(prov.get('version')))}, commit {html.escape(str(prov.get('git_commit')))}, "
              f"written {html.escape(str(prov.get('created_utc')))}</p>")
     parts = [f"<h1>drcnet QA: {html.escape(str(exposure))}</h1>", stamp, "<h2>Classification</h2>",
              _catalogue_html(table), _accuracy_html(table)]
-    for sr in reductions:
-        parts.append(f"<h2>Spectrograph {sr.spid} (plan {html.escape(sr.planid)})</h2>")
-        counts = {name: int(np.sum((sr.flags & bit) > 0)) for name, bit in FLAG_BITS.items()}
+    stripes = _stripes_png(out, items)
+    if stripes:
+        parts.append("<h2>Stripes and 1D spectra</h2><p>Object fibers spread in S/N_r over the exposure and a sky "
+                     "fiber: the 11-row stripe above each panel, its boxcar and optimal extraction and the master "
+                     f'sky below.</p><img src="{stripes}" width="100%">')
+    parts.append(_legend_html())
+    parts.append("<p>Frames: the science frame net of overscan, binned 8 x 8 (asinh stretch, row 0 at the bottom), "
+                 "every fiber's trace in orange (lost traces in red); right: a full-resolution zoom near the middle "
+                 "of the slit with the traces and the 11-row stripe apertures (blue).</p>")
+    for q in items:
+        parts.append(f"<h2>Spectrograph {q.spid} (plan {html.escape(q.planid)})</h2>")
+        counts = {name: int(np.sum((q.flags & bit) > 0)) for name, bit in FLAG_BITS.items()}
         parts.append("<p>Fibers flagged: " + ", ".join(f"{k} {v}" for k, v in counts.items()) + "</p>")
         cal_rows = "".join(
-            f"<tr><td>{arm}</td><td>{sr.arms[arm].bias.n_frames} / {'yes' if sr.arms[arm].bias.applied else 'no'}</td>"
-            f"<td>{_num(sr.arms[arm].traces.summary()['median_rms_px'])}</td>"
-            f"<td>{_num(sr.arms[arm].wave.summary()['median_rms_px'])}</td>"
-            f"<td>{int(sr.arms[arm].lost.sum())}</td>"
-            f"<td>{'<b>IMPLAUSIBLE</b>: ' + html.escape('; '.join(sr.arms[arm].problems)) if sr.arms[arm].problems else 'ok'}"
-            "</td></tr>" for arm in ARMS)
+            f"<tr><td>{arm}</td><td>{a.summary['bias_frames']} / {'yes' if a.summary['bias_applied'] else 'no'}</td>"
+            f"<td>{_num(a.summary['trace_rms'])}</td><td>{_num(a.summary['arc_rms'])}</td>"
+            f"<td>{int(a.lost.sum())}</td>"
+            f"<td>{'<b>IMPLAUSIBLE</b>: ' + html.escape('; '.join(a.problems)) if a.problems else 'ok'}</td></tr>"
+            for arm, a in ((arm, q.arms[arm]) for arm in ARMS))
         parts.append("<table><tr><th>arm</th><th>bias frames / pattern subtracted</th><th>trace fit rms (px)</th>"
                      f"<th>arc line rms (px)</th><th>lost traces</th><th>science frame</th></tr>{cal_rows}</table>")
-        notes = [w for arm in ARMS for w in sr.arms[arm].warnings]
+        notes = [w for arm in ARMS for w in q.arms[arm].warnings]
         if notes:
             parts.append("<p>Warnings:</p><ul>" + "".join(f"<li>{html.escape(w)}</li>" for w in notes) + "</ul>")
-        parts.append(f'<img src="{_classmap_png(out, sr, table)}" width="100%">')
+        parts.append(f'<p>Class map sp{q.spid:02d}</p><img src="{_classmap_png(out, q, table)}" width="100%" '
+                     'style="image-rendering:pixelated">')
         for arm in ARMS:
-            parts.append(f'<img src="{_frame_png(out, sr, arm, exposure)}" width="100%">')
-        parts.append(f'<img src="{_stripes_png(out, sr, table)}" width="100%">')
+            parts.append(f'<p>sp{q.spid:02d} {arm}: science frame (binned 8x8) and traces; zoom</p>'
+                         f'<img src="{_frame_png(out, q, arm)}" width="100%">')
     style = "<style>body{font-family:sans-serif;margin:2em} table{border-collapse:collapse} td,th{border:1px solid #ccc;padding:2px 8px}</style>"
     page = f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>drcnet QA</title>{style}</head><body>{''.join(parts)}</body></html>"
     return write_text_atomic(out / "index.html", page)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,10 +54,11 @@ from drcnet.reduce.arm import (
 )
 from drcnet.reduce.calib import BiasModel, bias_model
 from drcnet.reduce.plausibility import light_problems, raw_problems
-from drcnet.reduce.snr import measure_snr_r
+from drcnet.reduce.preview import binned_net, net_crop
+from drcnet.reduce.snr import measure_snr_r_all
 
-__all__ = ["ArmReduction", "ReduceConfig", "SpectrographReduction", "fiber_flags", "load_lines", "reduce_arm",
-           "reduce_exposure", "reduce_spectrograph"]
+__all__ = ["ArmReduction", "CheckedSpectrograph", "ReduceConfig", "SpectrographReduction", "check_exposure",
+           "fiber_flags", "iter_reductions", "load_lines", "reduce_arm", "reduce_exposure", "reduce_spectrograph"]
 
 HEADER_KEYS = ("OBSTYPE", "EXPTIME", "SPID", "CAMERA", "PLANID", "RUN", "MJD", "DATE-OBS", "GAIN", "RDNOISE", "DRCSEED")
 """Science-frame header cards kept in the dataset file's calibration record."""
@@ -153,6 +155,7 @@ def reduce_arm(files: ArmFiles, spid: int, n_fibers: int, sky_fibers: np.ndarray
     science = cut_science(sci.raw, sci.overscan, offset, centres, bias.pattern, saturation,
                           config.defect_column_share)
     sci_header = sci.header
+    preview, zoom, zoom_origin = _qa_pictures(sci.data, science.level, centres)
     del sci
     cols = stripe_columns()
     bad_flat = bad_flat_fibers(flat_net, science.pixels)
@@ -184,7 +187,25 @@ def reduce_arm(files: ArmFiles, spid: int, n_fibers: int, sky_fibers: np.ndarray
                  "arc": files.arc.name, "bias": [p.name for p in files.bias]}
     out.header = {k: _json_value(sci_header[k]) for k in HEADER_KEYS if k in sci_header}
     out.warnings, out.timings = notes, clock.laps
+    out.preview, out.zoom, out.zoom_origin = preview, zoom, zoom_origin
     return out
+
+
+ZOOM_ROWS, ZOOM_COLS = 100, (1900, 2200)
+"""The QA page's full-resolution zoom: rows from just below the fiber two before the middle one, these columns."""
+
+
+def _qa_pictures(data: np.ndarray, level: np.ndarray | None, centres: np.ndarray
+                 ) -> tuple[np.ndarray | None, np.ndarray | None, tuple[int, int]]:
+    """The QA page's binned frame and zoom, cut while the science frame is in memory (see :mod:`drcnet.reduce.preview`)."""
+    if level is None:
+        return None, None, (0, 0)
+    preview = binned_net(data, level, 8)
+    f0 = centres.shape[0] // 2
+    r0 = int(centres[max(f0 - 2, 0), N_COLS // 2]) - 12
+    c0, c1 = ZOOM_COLS
+    r0 = int(np.clip(r0, 0, data.shape[0] - 1))
+    return preview, net_crop(data, level, r0, ZOOM_ROWS, c0, c1), (r0, c0)
 
 
 def _json_value(value: object) -> object:
@@ -280,11 +301,45 @@ def fiber_count(sp: SpectrographFiles, headers: dict[str, fits.Header], n_defaul
     return next(iter(counts.values()))
 
 
-def reduce_spectrograph(sp: SpectrographFiles, config: ReduceConfig, lines: ArcLines) -> SpectrographReduction:
-    """Reduce both arms of one spectrograph and join them with its fiber map."""
+@dataclass
+class CheckedSpectrograph:
+    """A spectrograph whose files passed the cheap checks (:func:`check_files`), with its fiber map read."""
+
+    files: SpectrographFiles
+    headers: dict[str, fits.Header]
+    """Arm -> the science frame's header."""
+    fibermap: FiberMap
+
+    @property
+    def n_fibers(self) -> int:
+        """Fibers of the spectrograph (rows of its fiber map)."""
+        return len(self.fibermap)
+
+
+def check_spectrograph(sp: SpectrographFiles) -> CheckedSpectrograph:
+    """Check every raw file of a spectrograph and read its fiber map (no pixels are read).
+
+    Raises
+    ------
+    FrameError
+        A truncated, corrupt or inconsistent file, or a fiber map that does not fit (names the file).
+    """
     headers = check_files(sp)
     n_fibers = fiber_count(sp, headers)
     fmap = read_fibermap(sp.fibermap, spid=sp.spid, n_fibers=n_fibers)
+    return CheckedSpectrograph(files=sp, headers=headers, fibermap=fmap)
+
+
+def reduce_spectrograph(sp: SpectrographFiles | CheckedSpectrograph, config: ReduceConfig,
+                        lines: ArcLines) -> SpectrographReduction:
+    """Reduce both arms of one spectrograph and join them with its fiber map.
+
+    ``sp`` may be already checked (:func:`check_spectrograph`); otherwise its files are checked first.
+    """
+    checked = sp if isinstance(sp, CheckedSpectrograph) else check_spectrograph(sp)
+    sp = checked.files
+    fmap = checked.fibermap
+    n_fibers = checked.n_fibers
     sky = fmap.of_type("Sky")
     args = (sp.spid, n_fibers, sky, lines, config, fmap.fibertype)
     if config.threads > 1:
@@ -294,13 +349,8 @@ def reduce_spectrograph(sp: SpectrographFiles, config: ReduceConfig, lines: ArcL
     else:
         arms = {arm: reduce_arm(sp.arms[arm], *args) for arm in ARMS}
     red = arms["red"]
-    snr = np.zeros(n_fibers)
-    snr_opt = np.zeros(n_fibers)
-    for f in range(n_fibers):
-        if red.lost[f]:
-            continue
-        snr[f] = measure_snr_r(red.flux1d[f], red.sky1d[f], red.ivar1d[f], red.wave1d[f])
-        snr_opt[f] = measure_snr_r(red.flux_opt[f], red.sky1d[f], red.ivar_opt[f], red.wave1d[f])
+    snr = measure_snr_r_all(red.flux1d, red.sky1d, red.ivar1d, red.wave1d, skip=red.lost)
+    snr_opt = measure_snr_r_all(red.flux_opt, red.sky1d, red.ivar_opt, red.wave1d, skip=red.lost)
     flags = fiber_flags(fmap, arms, snr, config.low_snr)
     return SpectrographReduction(spid=sp.spid, planid=sp.planid, fibermap=fmap, arms=arms, snr_r=snr,
                                  snr_r_opt=snr_opt, flags=flags)
@@ -361,7 +411,45 @@ def reduce_exposure(folder: str | Path, config: ReduceConfig | None = None, spid
     FrameError
         A missing, unreadable or inconsistent file (the message names it).
     """
+    return list(iter_reductions(folder, config, spids, run, data_root))
+
+
+def check_exposure(folder: str | Path, spids: list[int] | None = None, run: int | None = None
+                   ) -> list[CheckedSpectrograph]:
+    """Find every (or the chosen) spectrograph of an exposure and check all their files before any work.
+
+    Raises
+    ------
+    FrameError
+        A missing, unreadable or inconsistent file of any spectrograph (the message names it).
+    """
+    return [check_spectrograph(sp) for sp in find_exposure(folder, spids, run)]
+
+
+def iter_reductions(folder: str | Path | Sequence[CheckedSpectrograph], config: ReduceConfig | None = None,
+                    spids: list[int] | None = None, run: int | None = None,
+                    data_root: str | Path | None = None) -> Iterator[SpectrographReduction]:
+    """Reduce an exposure spectrograph by spectrograph, yielding each as it is done.
+
+    Every file of every spectrograph is checked first (:func:`check_exposure`), so bad input
+    stops the run before any pixel is reduced. Only one spectrograph's reduction is alive at a
+    time when the caller drops each one before asking for the next: memory does not grow with
+    the number of spectrographs.
+
+    Parameters
+    ----------
+    folder
+        Exposure folder, or the result of :func:`check_exposure`.
+    config, spids, run, data_root
+        As for :func:`reduce_exposure`.
+
+    Yields
+    ------
+    SpectrographReduction
+        One per spectrograph, in the order found.
+    """
     config = config or ReduceConfig()
-    found = find_exposure(folder, spids, run)
+    checked = check_exposure(folder, spids, run) if isinstance(folder, (str, Path)) else list(folder)
     lines = load_lines(config, data_root)
-    return [reduce_spectrograph(sp, config, lines) for sp in found]
+    for sp in checked:
+        yield reduce_spectrograph(sp, config, lines)

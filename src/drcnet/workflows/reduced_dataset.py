@@ -19,6 +19,8 @@ Beyond the common schema the file holds:
 
 from __future__ import annotations
 
+import contextlib
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -110,6 +112,110 @@ def _finite(obj: Any) -> Any:
     return obj
 
 
+class ReducedDatasetWriter:
+    """Write a reduced exposure spectrograph by spectrograph (atomically), never holding more than one in memory.
+
+    Use as a context manager; the file appears under its name only when the block ends without
+    an error and every fiber was written::
+
+        with ReducedDatasetWriter(out, check_exposure(folder), config, folder) as w:
+            for sr in iter_reductions(...):
+                w.write(sr)
+
+    Parameters
+    ----------
+    out
+        The HDF5 file to write.
+    spectrographs
+        What will be written, in order: objects with ``n_fibers``, ``headers`` (arm -> science header)
+        and ``files.spid`` (:class:`~drcnet.workflows.reduce_exposure.CheckedSpectrograph`), or
+        :class:`SpectrographReduction` objects.
+    config
+        The reduction's options (stored in the provenance).
+    folder
+        The exposure folder (stored in the provenance).
+    """
+
+    def __init__(self, out: str | Path, spectrographs: Sequence[Any], config: ReduceConfig,
+                 folder: str | Path) -> None:
+        self.out = Path(out)
+        self._spec = list(spectrographs)
+        self.n = sum(_n_fibers(s) for s in self._spec)
+        seeds = {_seed(s) for s in self._spec}
+        seed = seeds.pop() if len(seeds) == 1 else None
+        cfg = {"reduce": config.model_dump(mode="json"), "exposure": str(Path(folder).resolve()),
+               "spectrographs": [_spid(s) for s in self._spec]}
+        self._attrs = {
+            "provenance": provenance(cfg, seed if seed is not None and seed >= 0 else None),
+            "config": cfg,
+            "seed": -1 if seed is None else seed,
+            "n_objects": self.n,
+            "kind": "reduced",
+        }
+        self._start = 0
+        self._calibration: dict[str, Any] = {}
+        self._planids: set[str] = set()
+        self._stack: contextlib.ExitStack | None = None
+        self._h5: Any = None
+
+    def __enter__(self) -> ReducedDatasetWriter:
+        import h5py
+
+        stack = contextlib.ExitStack()
+        try:
+            tmp = stack.enter_context(atomic_path(self.out))
+            with DatasetWriter(tmp, self.n, PARAM_NAMES, self._attrs):
+                pass  # the schema's datasets and attributes
+            self._h5 = h5py.File(tmp, "r+")
+            stack.callback(self._h5.close)
+            for name, (shape, dtype) in EXTRA.items():
+                self._h5.create_dataset(name, shape=(self.n, *shape), dtype=dtype)
+        except BaseException:
+            stack.close()
+            raise
+        self._stack = stack
+        return self
+
+    def write(self, sr: SpectrographReduction) -> None:
+        """Write one reduced spectrograph's fibers (the next rows of the file)."""
+        block = pack(sr)
+        n = len(sr.fibermap)
+        if self._start + n > self.n:
+            raise ValueError(f"{self.out}: more fibers written ({self._start + n}) than announced ({self.n})")
+        for key, value in block.items():
+            self._h5[key][self._start:self._start + n] = np.asarray(value)
+        self._start += n
+        self._calibration[f"sp{sr.spid:02d}"] = {a: sr.arms[a].summary() for a in ARMS}
+        self._planids.add(sr.planid)
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        assert self._stack is not None
+        if exc_type is None and self._start != self.n:
+            exc = ValueError(f"{self.out}: {self._start} of {self.n} fibers were written; the file is not kept")
+            self._stack.__exit__(type(exc), exc, None)
+            raise exc
+        if exc_type is None:
+            self._h5.attrs["calibration"] = json.dumps(_finite(self._calibration))
+            self._h5.attrs["planid"] = ",".join(sorted(self._planids))
+        self._stack.__exit__(exc_type, exc, tb)
+
+
+def _n_fibers(s: Any) -> int:
+    return len(s.fibermap) if isinstance(s, SpectrographReduction) else int(s.n_fibers)
+
+
+def _seed(s: Any) -> int:
+    header = s.arms["red"].header if isinstance(s, SpectrographReduction) else s.headers.get("red", {})
+    try:
+        return int(header.get("DRCSEED", -1))
+    except (TypeError, ValueError):
+        return -1
+
+
+def _spid(s: Any) -> int:
+    return int(s.spid) if isinstance(s, SpectrographReduction) else int(s.files.spid)
+
+
 def write_reduced_dataset(reductions: Sequence[SpectrographReduction], out: str | Path, config: ReduceConfig,
                           folder: str | Path) -> Path:
     """Write reduced spectrographs as one dataset file (atomically).
@@ -118,6 +224,7 @@ def write_reduced_dataset(reductions: Sequence[SpectrographReduction], out: str 
     ----------
     reductions
         From :func:`drcnet.workflows.reduce_exposure.reduce_exposure`; one row per fiber, in order.
+        To write while reducing, without holding every spectrograph, use :class:`ReducedDatasetWriter`.
     out
         The HDF5 file to write.
     config
@@ -130,32 +237,7 @@ def write_reduced_dataset(reductions: Sequence[SpectrographReduction], out: str 
     pathlib.Path
         ``out``.
     """
-    n = sum(len(sr.fibermap) for sr in reductions)
-    seeds = {int(sr.arms["red"].header.get("DRCSEED", -1)) for sr in reductions}
-    seed = seeds.pop() if len(seeds) == 1 else None
-    cfg = {"reduce": config.model_dump(mode="json"), "exposure": str(Path(folder).resolve()),
-           "spectrographs": [sr.spid for sr in reductions]}
-    attrs = {
-        "provenance": provenance(cfg, seed if seed is not None and seed >= 0 else None),
-        "config": cfg,
-        "seed": -1 if seed is None else seed,
-        "n_objects": n,
-        "kind": "reduced",
-        "calibration": calibration_summary(reductions),
-        "planid": ",".join(sorted({sr.planid for sr in reductions})),
-    }
-    out = Path(out)
-    with atomic_path(out) as tmp, DatasetWriter(tmp, n, PARAM_NAMES, attrs) as writer:
-        root: dict[str, Any] = {}
-        start = 0
-        blocks = []
+    with ReducedDatasetWriter(out, reductions, config, folder) as writer:
         for sr in reductions:
-            block = pack(sr)
-            blocks.append((start, block))
-            start += len(sr.fibermap)
-        for name, (shape, dtype) in EXTRA.items():
-            root[name] = np.concatenate([b[name] for _, b in blocks]).astype(dtype).reshape(n, *shape)
-        writer.add_table("/", root)
-        for start, block in blocks:
-            writer.write(start, {k: v for k, v in block.items() if k not in EXTRA})
-    return out
+            writer.write(sr)
+    return Path(out)
