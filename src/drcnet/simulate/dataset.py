@@ -92,9 +92,11 @@ NO_LIGHT_MAG = 40.0
 """r magnitude given to a no-light (``meta["no_light"]``, sky-only) object: 10^-9 of a 17th-magnitude star's counts."""
 
 
-def _init_worker(model: ForwardModel, plan: ObjectPlan, config: SimulationConfig, template_split: np.ndarray) -> None:
+def _init_worker(model: ForwardModel, plan: ObjectPlan, config: SimulationConfig, template_split: np.ndarray,
+                 templates: Sequence[Template] | None = None, param_names: Sequence[str] = PARAM_NAMES) -> None:
     _STATE.clear()
-    _STATE.update(model=model, plan=plan, config=config, template_split=template_split)
+    _STATE.update(model=model, plan=plan, config=config, template_split=template_split,
+                  templates=model.templates if templates is None else templates, param_names=param_names)
 
 
 def _draw_source(rng: np.random.Generator, template: int, cfg: SimulationConfig, observed: bool = False) -> Source:
@@ -164,6 +166,15 @@ def _render_block(indices: Sequence[int]) -> list[ObjectResult]:
     return [render_planned(i) for i in indices]
 
 
+def _render_packed(indices: Sequence[int]) -> tuple[int, dict[str, np.ndarray]]:
+    """Render a block and pack it here, in the worker: only the file's rows (float16 stripes, float32
+    spectra, ~1/4 of the rendered float64 arrays) travel back to the writing process."""
+    plan: ObjectPlan = _STATE["plan"]  # type: ignore[assignment]
+    templates: Sequence[Template] = _STATE["templates"]  # type: ignore[assignment]
+    names: Sequence[str] = _STATE["param_names"]  # type: ignore[assignment]
+    return indices[0], _pack(_render_block(indices), indices[0], plan, templates, names)
+
+
 # -- main side -----------------------------------------------------------------------------------
 def _blocks(n: int, size: int) -> Iterator[list[int]]:
     for start in range(0, n, size):
@@ -173,12 +184,18 @@ def _blocks(n: int, size: int) -> Iterator[list[int]]:
 def _pack(block: list[ObjectResult], start: int, plan: ObjectPlan, templates: Sequence[Template],
           param_names: Sequence[str] = PARAM_NAMES) -> dict[str, np.ndarray]:
     idx = np.arange(start, start + len(block))
-    out: dict[str, np.ndarray] = {
-        "stripes": np.stack([[a.stripe for a in r.arms] for r in block]).astype(np.float16),
-        "flux1d": np.stack([[a.flux1d for a in r.arms] for r in block]).astype(np.float32),
-        "ivar1d": np.stack([[a.ivar1d for a in r.arms] for r in block]).astype(np.float32),
-        "sky1d": np.stack([[a.sky1d for a in r.arms] for r in block]).astype(np.float32),
-        "wave1d": np.stack([[a.wave for a in r.arms] for r in block]).astype(np.float32),
+    # each array is cast once, straight into the block's rows (no float64 stack of the whole block first)
+    arrays = {"stripes": ("stripe", np.float16), "flux1d": ("flux1d", np.float32), "ivar1d": ("ivar1d", np.float32),
+              "sky1d": ("sky1d", np.float32), "wave1d": ("wave", np.float32)}
+    out: dict[str, np.ndarray] = {}
+    for key, (attr, dtype) in arrays.items():
+        first = getattr(block[0].arms[0], attr) if block else np.zeros(0)
+        rows = np.empty((len(block), 2, *first.shape), dtype=dtype)
+        for i, r in enumerate(block):
+            for a, arm in enumerate(r.arms):
+                rows[i, a] = getattr(arm, attr)
+        out[key] = rows
+    out.update({
         "label": plan.cls[idx].astype(np.int8),
         "subclass": np.array([templates[r.source.template].subclass.encode() for r in block], dtype="S8"),
         "snr_r": np.array([r.snr_r for r in block], dtype=np.float32),
@@ -187,7 +204,7 @@ def _pack(block: list[ObjectResult], start: int, plan: ObjectPlan, templates: Se
         "object_id": np.array([f"sim{i:07d}".encode() for i in idx], dtype="S40"),
         "template_id": np.array([templates[r.source.template].template_id.encode() for r in block], dtype="S80"),
         "flags": np.array([r.flags for r in block], dtype=np.uint16),
-    }
+    })
     for name in param_names:
         if name in ("teff", "logg", "feh"):
             vals = [getattr(templates[r.source.template], name) for r in block]
@@ -330,13 +347,13 @@ def render_blocks(prepared: PreparedDataset, config: SimulationConfig,
     """
     workers = workers or os.cpu_count() or 1
     plan, templates, names = prepared.plan, prepared.templates, prepared.param_names
-    state = (prepared.model, plan, config, prepared.template_split)
+    state = (prepared.model, plan, config, prepared.template_split, templates, names)
     blocks = list(_blocks(len(plan), BLOCK))
     if workers > 1:
+        # each worker renders and packs whole blocks; the parent only writes
         with mp.get_context("fork").Pool(workers, initializer=_init_worker, initargs=state) as pool:
-            for k, results in enumerate(pool.imap(_render_block, blocks)):
-                yield blocks[k][0], _pack(results, blocks[k][0], plan, templates, names)
+            yield from pool.imap(_render_packed, blocks)
     else:
         _init_worker(*state)
         for block in blocks:
-            yield block[0], _pack(_render_block(block), block[0], plan, templates, names)
+            yield _render_packed(block)

@@ -105,22 +105,77 @@ class ProfileTable:
         frac = np.arange(oversample + 1) / oversample
         # table[m + reach + 1, j] = share of a pixel m rows from floor(centre) when centre has fraction frac[j]
         self.table = profile_integral(offsets[:, None] - frac[None, :], cfg)
+        # flat copies for np.take: _lo[i] = table.flat[i], _hi[i] = table.flat[i + 1] (the next fraction)
+        self._lo = np.ascontiguousarray(self.table).reshape(-1)
+        self._hi = np.append(self._lo[1:], 0.0)
 
-    def __call__(self, rows: np.ndarray, centre: np.ndarray) -> np.ndarray:
-        """Share of the light in pixels at ``rows`` for a trace at ``centre`` (one value per column).
-
-        ``rows`` is either 1D (the same rows in every column) or 2D
-        (rows x columns, e.g. a stripe that follows the trace).
-        """
+    def _columns(self, centre: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per column: integer floor of the centre, flat table index of row offset 0 at its fraction, and the weight."""
         base = np.floor(centre)
         pos = (centre - base) * self.oversample
         j = np.minimum(pos.astype(np.intp), self.oversample - 1)
         w = pos - j
-        rows = np.asarray(rows, dtype=np.intp)
-        m = (rows[:, None] if rows.ndim == 1 else rows) - base.astype(np.intp)[None, :]
-        outside = np.abs(m) > self.reach
-        k = np.clip(m, -self.reach, self.reach) + self.reach + 1
-        t = self.table
-        out = t[k, j[None, :]] * (1.0 - w[None, :]) + t[k, j[None, :] + 1] * w[None, :]
-        out[outside] = 0.0
+        return base.astype(np.intp), j + (self.reach + 1) * (self.oversample + 1), w
+
+    def _lookup(self, flat: np.ndarray, w: np.ndarray) -> np.ndarray:
+        """``table[k, j] * (1 - w) + table[k, j + 1] * w`` from flat indices of ``(k, j)``; new array."""
+        out = self._lo.take(flat)
+        out *= 1.0 - w
+        hi = self._hi.take(flat)
+        hi *= w
+        out += hi
         return out
+
+    def __call__(self, rows: np.ndarray, centre: np.ndarray) -> np.ndarray:
+        """Share of the light in pixels at ``rows`` for a trace at ``centre`` (one value per column).
+
+        Parameters
+        ----------
+        rows : numpy.ndarray
+            Either 1D ``(n_rows,)`` (the same rows in every column) or 2D ``(n_rows, n_cols)`` (e.g.
+            a stripe that follows the trace).
+        centre : numpy.ndarray
+            ``(n_cols,)`` trace centre row of each column.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(n_rows, n_cols)`` share of the fiber's light in each pixel (0 beyond ``reach`` rows).
+        """
+        base, j0, w = self._columns(centre)
+        rows = np.asarray(rows, dtype=np.intp)
+        m = (rows[:, None] if rows.ndim == 1 else rows) - base[None, :]
+        outside = np.abs(m) > self.reach
+        any_outside = bool(outside.any())
+        if any_outside:
+            m = np.clip(m, -self.reach, self.reach)
+        m *= self.oversample + 1
+        m += j0[None, :]
+        out = self._lookup(m, w[None, :])
+        if any_outside:
+            out[outside] = 0.0
+        return out
+
+    def stripe(self, row_start: np.ndarray, n_rows: int, centre: np.ndarray) -> np.ndarray:
+        """:meth:`__call__` for the rows ``row_start + 0 .. n_rows - 1`` of each column (the same numbers).
+
+        Parameters
+        ----------
+        row_start : numpy.ndarray
+            ``(n_cols,)`` int first row of each column (e.g. a stripe's rows that follow a trace).
+        n_rows : int
+            Rows per column.
+        centre : numpy.ndarray
+            ``(n_cols,)`` trace centre row of the fiber whose light is wanted.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(n_rows, n_cols)`` share of the fiber's light in each pixel.
+        """
+        base, j0, w = self._columns(centre)
+        m0 = np.asarray(row_start, dtype=np.intp) - base
+        if m0.min() < -self.reach or m0.max() + n_rows - 1 > self.reach:  # partly beyond the table: general path
+            return self(np.asarray(row_start, dtype=np.intp)[None, :] + np.arange(n_rows)[:, None], centre)
+        flat = (m0 * (self.oversample + 1) + j0)[None, :] + (np.arange(n_rows) * (self.oversample + 1))[:, None]
+        return self._lookup(flat, w[None, :])

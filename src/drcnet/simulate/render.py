@@ -97,6 +97,8 @@ class ForwardModel:
         # reddening and throughput are smooth: evaluate once per arm on the nominal solution
         self._av_curve = {a.name: reddening_curve(wavelength(a, all_cols)) for a in instrument.arms}
         self.profile = ProfileTable(instrument.fiber)
+        self._av_cache: dict[str, tuple[tuple[object, ...], np.ndarray]] = {}
+        self._own_profile: dict[int, tuple[FiberGeometry, np.ndarray, np.ndarray]] = {}
         s = instrument.site
         self._photons_to_e = s.area_cm2 * s.telescope_efficiency * s.fiber_efficiency * s.exposure_s
 
@@ -112,15 +114,25 @@ class ForwardModel:
             profile) from the star and from the sky.
         """
         wave = wavelength(arm, cols, geom.shift_px)
+        ln_wave = np.log(wave)  # shared by the sky, the star and the O2 bands
         common = (self._photons_to_e * geom.throughput) * arm_throughput(arm, wave) * np.abs(dispersion(arm, cols, geom.shift_px))
-        sky_e = self.site.sky.at(wave) * sky_scale * common
+        sky_e = self.site.sky.at_ln(ln_wave) * sky_scale * common
         if source is None:
             return wave, np.zeros_like(wave), sky_e
-        star = self.prepared[source.template].at(wave, source.rv_kms) * 10 ** (-0.4 * source.mag_r)
-        redden = 10 ** (-0.4 * source.ebv * self._av_curve[arm.name][np.clip(cols, 0, 4095)])
-        atm = self.site.extinction(wave, source.airmass)
+        star = self.prepared[source.template].at_ln(ln_wave, source.rv_kms) * 10 ** (-0.4 * source.mag_r)
+        redden = 10 ** (-0.4 * source.ebv * self._av_at(arm, cols))
+        atm = self.site.extinction(wave, source.airmass, ln_wave=ln_wave)
         star_e = star * redden * atm * self.instrument.site.fiber_aperture_fraction * common
         return wave, star_e, sky_e
+
+    def _av_at(self, arm: ArmConfig, cols: np.ndarray) -> np.ndarray:
+        """``A(lambda)/E(B-V)`` of ``arm`` at ``cols`` (nominal solution), remembered for the last columns asked."""
+        key = (arm.name, cols.shape, cols.tobytes())
+        hit = self._av_cache.get(arm.name)
+        if hit is None or hit[0] != key:
+            hit = (key, self._av_curve[arm.name][np.clip(cols, 0, 4095)])
+            self._av_cache[arm.name] = hit
+        return hit[1]
 
     # -- one object ---------------------------------------------------------
     def render_object(self, source: Source, fiber: int, rng: np.random.Generator,
@@ -150,11 +162,17 @@ class ForwardModel:
                  for a in inst.arms}
         sky_scale = {f: 1.0 + inst.site.sky_rms * rng.standard_normal() for f in fibers}
         light = {}
+        self._own_profile.clear()
         for arm in inst.arms:
             g = geoms[arm.name][fiber]
             light[arm.name] = self.fiber_electrons(arm, g, cols, source, sky_scale[fiber])
-            ap = self._aperture_fraction(g, cols)
-            light[arm.name] = (*light[arm.name], ap)
+            # the fiber's own profile over its stripe: its column sums are the aperture fraction, and
+            # _render_arm spreads the fiber's light with it (the same numbers as profile(rows, trace))
+            trace = g.trace(cols)
+            start = np.floor(trace + 0.5).astype(np.intp) - STRIPE_HALF_ROWS
+            own = self.profile.stripe(start, 2 * STRIPE_HALF_ROWS + 1, trace)
+            self._own_profile[id(g)] = (g, cols, own)
+            light[arm.name] = (*light[arm.name], own.sum(axis=0))
         if snr_target is not None:
             scale = self._scale_for_snr(light["red"], snr_target)
             source = Source(source.template, source.rv_kms, source.ebv,
@@ -173,6 +191,7 @@ class ForwardModel:
             # the master sky is the plate's mean sky: it misses this fiber's own small sky deviation
             mean_sky = sky_e / sky_scale[fiber]
             results.append(self._render_arm(geoms[arm.name][fiber], cols, lights, wave, mean_sky, ap, rng))
+        self._own_profile.clear()
         snr = measure_snr_r(results[1].flux1d, results[1].sky1d, results[1].ivar1d, results[1].wave)
         params = {
             "rv_kms": source.rv_kms, "ebv": source.ebv, "mag_r": source.mag_r, "airmass": source.airmass,
@@ -233,13 +252,21 @@ class ForwardModel:
         if not np.median(s) > 0:
             raise ValueError("the source has no flux in the r band of the red arm; cannot set its S/N")
 
-        # three rounds of a 32-point grid in log(scale), each zooming into the bracket: 1e-3 in flux
+        # three rounds of a 32-point grid in log(scale), each zooming into the bracket: 1e-3 in flux.
+        # The expected S/N rises with the scale, so the bracket (the first grid point whose S/N reaches the
+        # target, as searchsorted finds it on the whole grid) is found by bisection: 5-6 of the 32 points.
         lo, hi = -20.0, 20.0
         for _ in range(3):
             log_k = np.linspace(lo, hi, 32)
-            k = np.exp(log_k)[:, None]
-            snr = expected_snr(k * s, b)
-            i = int(np.clip(np.searchsorted(snr, target), 1, 31))
+            k = np.exp(log_k)
+            first, last = 0, 32  # answer in [first, last]: snr[first - 1] < target <= snr[last]
+            while first < last:
+                mid = (first + last) // 2
+                if expected_snr(k[mid] * s, b) < target:
+                    first = mid + 1
+                else:
+                    last = mid
+            i = min(max(first, 1), 31)
             lo, hi = log_k[i - 1], log_k[i]
         return math.exp(0.5 * (lo + hi))
 
@@ -256,8 +283,10 @@ class ForwardModel:
         ccd = inst.ccd
         rows = stripe_rows(geom.trace(cols), STRIPE_HALF_ROWS)
         row_lo = int(rows.min())
-        expected = spread_light(rows, cols, lights, self.profile)
-        expected = expected + self.extra_light(rows, cols, lights)
+        expected = self._stripe_light(geom, rows, cols, lights)
+        extra = self.extra_light(rows, cols, lights)
+        if not (np.isscalar(extra) and extra == 0.0):
+            expected = expected + extra
         readout = read_out(expected, cols, ccd, inst.site.exposure_s, rng)
         level = overscan_level(read_overscan(int(rows.max()) - row_lo + 1, ccd, rng))
         stripe = subtract_overscan(readout.raw, level, cols, rows - row_lo)
@@ -270,6 +299,28 @@ class ForwardModel:
         sky1d = self._master_sky(sky_e * ap, rng)
         return ArmResult(stripe=stripe, flux1d=flux1d, ivar1d=ivar1d, sky1d=sky1d, wave=wave, flags=flags,
                          geometry=geom)
+
+    def _stripe_light(self, geom: FiberGeometry, rows: np.ndarray, cols: np.ndarray,
+                      lights: list[tuple[FiberGeometry, np.ndarray]]) -> np.ndarray:
+        """:func:`~drcnet.simulate.ccd.spread_light` over the stripe ``rows`` (``(11, n_cols)``, cut around
+        ``geom``'s trace), the same numbers, with each fiber's profile looked up for the stripe's rows at once
+        and the fiber's own profile (from :meth:`render_object`) reused."""
+        image = np.zeros((rows.shape[0], cols.size))
+        lo, hi = rows.min(), rows.max()
+        start = rows[0]
+        reach = self.profile.reach
+        for g, electrons in lights:
+            own = self._own_profile.get(id(g))
+            if own is not None and own[0] is g and g is geom and own[1] is cols:
+                prof = own[2]
+            else:
+                centre = g.trace(cols)
+                if centre.max() + reach < lo or centre.min() - reach > hi:
+                    continue  # too far to reach these pixels
+                prof = self.profile.stripe(start, rows.shape[0], centre)
+            prof *= electrons[None, :]
+            image += prof
+        return image
 
     def extra_light(self, rows: np.ndarray, cols: np.ndarray,
                     lights: list[tuple[FiberGeometry, np.ndarray]]) -> np.ndarray | float:

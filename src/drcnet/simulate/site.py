@@ -114,8 +114,24 @@ class Site:
         ext_wave, ext_mag = read_extinction_curve(ext_path)
         return cls(sky=sky, ext_wave=ext_wave, ext_mag=ext_mag, telluric=telluric)
 
-    def extinction(self, wave: np.ndarray, airmass: float) -> np.ndarray:
-        """Atmospheric transmission (continuum extinction and O2 bands) at ``airmass``."""
+    def extinction(self, wave: np.ndarray, airmass: float, ln_wave: np.ndarray | None = None) -> np.ndarray:
+        """Atmospheric transmission (continuum extinction and O2 bands) at ``airmass``.
+
+        Parameters
+        ----------
+        wave : numpy.ndarray
+            Vacuum wavelengths (A), any shape.
+        airmass : float
+            Airmass of the observation.
+        ln_wave : numpy.ndarray, optional
+            ``np.log(wave)`` when the caller has it already (same result, one logarithm less).
+
+        Returns
+        -------
+        numpy.ndarray
+            Transmission (0..1), the shape of ``wave``.
+        """
         mag = np.interp(wave, self.ext_wave, self.ext_mag)
-        t_o2 = np.clip(self.telluric.at(wave, fill=1.0), 1e-6, 1.0)
+        ln_wave = np.log(wave) if ln_wave is None else ln_wave
+        t_o2 = np.clip(self.telluric.at_ln(ln_wave, fill=1.0), 1e-6, 1.0)
         return 10 ** (-0.4 * mag * airmass) * t_o2**airmass

@@ -5,6 +5,7 @@ All wavelengths are vacuum Angstrom; fluxes are F_lambda.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -83,14 +84,38 @@ class LogGridSpectrum:
         """The grid's wavelengths (A)."""
         return np.exp(self.ln_start + self.ln_step * np.arange(self.flux.size))
 
+    @functools.cached_property
+    def _index(self) -> np.ndarray:
+        """``(n,)`` float grid index 0 .. n-1 (the x of the interpolation), made once."""
+        return np.arange(self.flux.size, dtype=float)
+
     def at(self, wave: np.ndarray, rv_kms: float = 0.0, fill: float = 0.0) -> np.ndarray:
         """Flux at observed wavelengths ``wave`` for a source moving at ``rv_kms``.
 
         Outside the grid the value is ``fill`` (0: no light), never extrapolated.
         """
+        return self.at_ln(np.log(wave), rv_kms, fill)
+
+    def at_ln(self, ln_wave: np.ndarray, rv_kms: float = 0.0, fill: float = 0.0) -> np.ndarray:
+        """:meth:`at` from ``ln_wave = np.log(wave)`` (the same numbers; the logarithm shared between spectra).
+
+        Parameters
+        ----------
+        ln_wave : numpy.ndarray
+            Natural logarithm of the observed vacuum wavelengths (ln A), any shape.
+        rv_kms : float
+            Radial velocity of the source (km/s).
+        fill : float
+            Value outside the grid.
+
+        Returns
+        -------
+        numpy.ndarray
+            Flux (the grid's units), the shape of ``ln_wave``.
+        """
         # rest wavelength = observed / (1 + v/c); relativistic terms are < 1e-7 here
-        pos = (np.log(wave) - math.log1p(rv_kms / C_KM_S) - self.ln_start) / self.ln_step
-        return np.interp(pos, np.arange(self.flux.size, dtype=float), self.flux, left=fill, right=fill)
+        pos = (ln_wave - math.log1p(rv_kms / C_KM_S) - self.ln_start) / self.ln_step
+        return np.interp(pos, self._index, self.flux, left=fill, right=fill)
 
 
 def to_resolution(wave: np.ndarray, flux: np.ndarray, resolving_power: float,
