@@ -24,7 +24,7 @@ from drcnet.instrument.config import N_FIBERS, ArmConfig, InstrumentConfig
 from drcnet.library.template import Template
 from drcnet.reduce.extract import boxcar_extract
 from drcnet.reduce.snr import measure_snr_r
-from drcnet.simulate.ccd import overscan_level, read_out, read_overscan, spread_light, stripe_rows, subtract_overscan
+from drcnet.simulate.ccd import overscan_level, read_out, read_overscan, stripe_rows, subtract_overscan
 from drcnet.simulate.optics import FiberGeometry, ProfileTable, arm_throughput, dispersion, fiber_geometries, wavelength
 from drcnet.simulate.site import Site
 from drcnet.simulate.spectra import prepare_template, reddening_curve

@@ -6,6 +6,7 @@ import csv
 import io
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Subset
@@ -39,9 +40,10 @@ def arm_feature_spread(model: torch.nn.Module, ds: SpectraDataset, device: torch
         return None
     was = model.training
     model.eval()
-    items = [ds[i] for i in range(min(n, len(ds)))]
-    x = torch.stack([it[0] for it in items]).to(device)
-    y = torch.stack([it[1] for it in items]).to(device)
+    # one batched read (a single HDF5 slice, one vectorised Z-score) instead of n per-object reads
+    k = min(n, len(ds))
+    x = torch.from_numpy(ds.read_batch(slice(0, k))[0]).to(device)
+    y = torch.from_numpy(np.asarray(ds.labels[:k], dtype=np.int64)).to(device)
     out = model.feature_spread(x)
     aux = getattr(model, "aux", None)
     if aux is not None:

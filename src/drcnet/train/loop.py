@@ -322,7 +322,11 @@ def _train_epoch(run: _Run, epoch: int, show: bool) -> dict[str, Any]:
                         pin_memory=device.type == "cuda",
                         generator=torch.Generator().manual_seed(epoch_seed(cfg.seed, epoch, info.rank)))
     run.model.train()
-    loss_sum = correct = count = 0.0
+    # running sums stay on the device (float64: the same additions as Python floats), read once per epoch,
+    # so a step does not wait for the device unless the progress bar shows them
+    loss_t = torch.zeros((), dtype=torch.float64, device=device)
+    correct_t = torch.zeros((), dtype=torch.int64, device=device)
+    count = 0
     steps = 0
     lr = lr_at(cfg, state["step"], run.total_steps)
     bar = tqdm(total=len(loader), desc=f"epoch {epoch}/{cfg.epochs}", leave=False, disable=not show,
@@ -336,13 +340,15 @@ def _train_epoch(run: _Run, epoch: int, show: bool) -> dict[str, Any]:
         state["step"] += 1
         steps += 1
         with torch.no_grad():
-            loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
-            correct += (logits.argmax(1) == y).sum().item()
+            loss_t += F.cross_entropy(logits, y, reduction="sum").double()
+            correct_t += (logits.argmax(1) == y).sum()
             count += len(y)
-        bar.update(1)
-        bar.set_postfix(loss=f"{loss_sum / count:.4f}", acc=f"{correct / count:.3f}", lr=f"{lr:.2e}")
+        if show:
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss_t.item() / count:.4f}", acc=f"{correct_t.item() / count:.3f}", lr=f"{lr:.2e}")
     bar.close()
     check_stop()
+    loss_sum, correct = float(loss_t.item()), float(correct_t.item())
     loss_sum, correct, count = all_reduce_sums([loss_sum, correct, count], info, device)
     return {"epoch": epoch, "train_loss": loss_sum / count, "train_acc": correct / count, "lr": lr, "steps": steps}
 
