@@ -140,6 +140,54 @@ def memory_run(path: Path | None, keep: bool, steps: int, batch: int) -> dict[st
     return res
 
 
+def epoch_data(path: Path, rounds: int) -> None:
+    """CPU time per object of the data work of one epoch, now against the previous per-object path.
+
+    Rows: training batches of 32 in shuffled order (``__getitems__`` vs one ``__getitem__`` per object),
+    validation batches of 64 in file order, and the 256 validation objects of the per-arm feature spread
+    (one ``read_batch`` slice vs 256 ``__getitem__`` calls, as before issue 11). Interleaved, best of
+    ``rounds``; the inputs are checked to be equal.
+    """
+    import numpy as np
+
+    from drcnet.data.torch_dataset import SpectraDataset
+    from drcnet.train.epoch import FEATURE_SPREAD_OBJECTS
+
+    train = SpectraDataset(path, "stripes", "train", labelled_only=True)
+    val = SpectraDataset(path, "stripes", "val", labelled_only=True)
+    perm = np.random.default_rng(0).permutation(len(train))
+    k = min(FEATURE_SPREAD_OBJECTS, len(val))
+
+    def cpu(fn) -> float:
+        t = time.process_time()
+        fn()
+        return time.process_time() - t
+
+    cases = {
+        "training batches (32, shuffled)": (
+            len(train),
+            lambda: [torch.stack([train[i][0] for i in perm[a:a + 32]]) for a in range(0, len(train), 32)],
+            lambda: [torch.stack([it[0] for it in train.__getitems__(list(perm[a:a + 32]))])
+                     for a in range(0, len(train), 32)]),
+        "validation batches (64)": (
+            len(val),
+            lambda: [torch.stack([val[i][0] for i in range(a, min(a + 64, len(val)))]) for a in range(0, len(val), 64)],
+            lambda: [torch.stack([it[0] for it in val.__getitems__(list(range(a, min(a + 64, len(val)))))])
+                     for a in range(0, len(val), 64)]),
+        f"feature spread ({k} val objects)": (
+            k,
+            lambda: [torch.stack([val[i][0] for i in range(k)])],
+            lambda: [torch.from_numpy(val.read_batch(slice(0, k))[0])]),
+    }
+    print(f"epoch data work on {path} ({len(train)} train, {len(val)} val), CPU ms per object, best of {rounds}:")
+    for name, (n, old, new) in cases.items():
+        a = np.array_equal(torch.cat(old()).numpy(), torch.cat(new()).numpy())
+        t_old = min(cpu(old) for _ in range(rounds)) / n
+        t_new = min(cpu(new) for _ in range(rounds)) / n
+        print(f"  {name:38s} per-object {1e3 * t_old:6.2f}  now {1e3 * t_new:6.2f}  x{t_old / t_new:.1f}"
+              f"  inputs identical: {a}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--batch", type=int, default=64)
@@ -151,7 +199,13 @@ def main() -> None:
     ap.add_argument("--memory-file", type=Path, default=None,
                     help="paper-size dataset file to stream (default: write a synthetic one and delete it)")
     ap.add_argument("--memory-steps", type=int, default=20, help="training steps in the memory run")
+    ap.add_argument("--epoch-data", type=Path, default=None,
+                    help="dataset file: also time the epoch's data work around the model (training batches, "
+                         "validation, the per-arm feature spread) against the per-object path, and exit")
     args = ap.parse_args()
+    if args.epoch_data is not None:
+        epoch_data(args.epoch_data, args.rounds)
+        return
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
