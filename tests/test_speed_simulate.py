@@ -9,7 +9,6 @@ S/N scale, per-object packing): kept here verbatim as the reference. Same seed -
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 
 import numpy as np
 import pytest
@@ -19,10 +18,26 @@ from drcnet.instrument.config import N_FIBERS, InstrumentConfig
 from drcnet.reduce.calib import amplifier_of
 from drcnet.reduce.extract import boxcar_extract
 from drcnet.reduce.snr import measure_snr_r
-from drcnet.simulate.ccd import overscan_level, read_overscan, stripe_rows, subtract_overscan
+from drcnet.simulate.ccd import (
+    overscan_level,
+    read_overscan,
+    stripe_rows,
+    subtract_overscan,
+)
 from drcnet.simulate.cosmics import draw_cosmic_rays
-from drcnet.simulate.optics import arm_throughput, dispersion, fiber_geometries, wavelength
-from drcnet.simulate.render import ArmResult, ForwardModel, ObjectResult, Source, expected_snr
+from drcnet.simulate.optics import (
+    arm_throughput,
+    dispersion,
+    fiber_geometries,
+    wavelength,
+)
+from drcnet.simulate.render import (
+    ArmResult,
+    ForwardModel,
+    ObjectResult,
+    Source,
+    expected_snr,
+)
 
 
 # -- the reference: the renderer before the speed work ------------------------------------------------

@@ -33,7 +33,7 @@ sys.stderr.write("\\nLOADED=" + json.dumps(sorted(m for m in heavy if m in sys.m
 
 def _loaded(argv: list[str] | None) -> list[str]:
     proc = subprocess.run([sys.executable, "-c", PROBE.format(argv=argv, heavy=HEAVY)], capture_output=True,
-                          text=True, timeout=120)
+                          text=True, timeout=120, check=False)
     line = [x for x in proc.stderr.splitlines() if x.startswith("LOADED=")]
     assert line, proc.stderr
     return json.loads(line[-1][len("LOADED="):])
