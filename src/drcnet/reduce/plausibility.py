@@ -84,7 +84,7 @@ def light_problems(stripes: np.ndarray, profile: np.ndarray, flux1d: np.ndarray,
     """
     problems = []
     if use.any():
-        sci = np.nan_to_num(np.median(stripes[use], axis=2).mean(axis=0))
+        sci = np.nan_to_num(np.median(stripes[use], axis=2, overwrite_input=True).mean(axis=0))  # a copy anyway
         flat = np.nan_to_num(profile[use].mean(axis=(0, 2)))
         corr = float(np.corrcoef(sci, flat)[0, 1]) if np.ptp(sci) > 0 and np.ptp(flat) > 0 else 0.0
         if not corr > MIN_PROFILE_CORR:

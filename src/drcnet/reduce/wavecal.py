@@ -160,6 +160,93 @@ def calibrate(arc_spectra: np.ndarray, arm: ArmConfig, lines: LineList, noise: n
     bright = height > cfg.min_peak_snr * np.maximum(noise[fibers], 1e-6)[:, None]
     inside = np.abs(x - nominal[None, :]) <= cfg.search_px
     measured[fibers] = np.where(bright & inside & np.isfinite(x), x, np.nan)
+    shift, stretch, rms, n_lines, used = fit_offsets(measured, nominal, lost, cfg)
+    # fibers without a solution take the median offset of the others
+    solved = n_lines > 0
+    if solved.any():
+        shift[~solved] = np.median(shift[solved])
+        stretch[~solved] = np.median(stretch[solved])
+    return WaveSolution(arm=arm, shift_px=shift, stretch=stretch, rms_px=rms, n_lines=n_lines,
+                        line_wave=use.wave, nominal=nominal, measured=measured, used=used)
+
+
+def fit_offsets(measured: np.ndarray, nominal: np.ndarray, lost: np.ndarray, cfg: WavecalConfig
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Each fiber's clipped fit of (measured - nominal) line columns: offset (and stretch), all fibers at once.
+
+    The same rounds and stopping rule as fitting one fiber after the other
+    (:func:`fit_offsets_per_fiber`, kept as the reference): up to 4 rounds of a fit to the kept
+    lines and a clip at ``clip_sigma`` robust sigmas (at least 0.02 px), stopping when the kept
+    set no longer changes; a fiber with fewer than ``degree + 2`` kept lines gets no solution.
+
+    Parameters
+    ----------
+    measured
+        ``(n_fibers, n_lines)`` measured line columns (NaN: not found).
+    nominal
+        ``(n_lines,)`` the lines' nominal columns.
+    lost
+        ``(n_fibers,)`` fibers to skip.
+
+    Returns
+    -------
+    shift, stretch, rms, n_lines, used
+        ``(n_fibers,)`` offset (px), stretch, rms about the fit (px, NaN without a solution), lines
+        kept, and ``(n_fibers, n_lines)`` the kept lines.
+    """
+    n_f = measured.shape[0]
+    shift = np.zeros(n_f)
+    stretch = np.zeros(n_f)
+    rms = np.full(n_f, np.nan)
+    n_lines = np.zeros(n_f, dtype=int)
+    used = np.zeros(measured.shape, dtype=bool)
+    u = nominal - U0
+    d = measured - nominal[None, :]
+    finite = np.isfinite(d)
+    dz = np.where(finite, d, 0.0)
+    ok = finite.copy()
+    a = np.zeros(n_f)
+    b = np.zeros(n_f)
+    need = cfg.degree + 2
+    active = ~np.asarray(lost, dtype=bool)
+    for _ in range(4):
+        active &= ok.sum(axis=1) >= need
+        if not active.any():
+            break
+        ids = np.flatnonzero(active)
+        w = ok[ids].astype(np.float64)
+        n = w.sum(axis=1)
+        if cfg.degree == 0:
+            a[ids] = (w * dz[ids]).sum(axis=1) / n
+            b[ids] = 0.0
+        else:  # least-squares line d = a + b u through the kept lines
+            su, sd = (w * u).sum(axis=1), (w * dz[ids]).sum(axis=1)
+            suu, sud = (w * u * u).sum(axis=1), (w * u * dz[ids]).sum(axis=1)
+            den = n * suu - su * su
+            b[ids] = (n * sud - su * sd) / den
+            a[ids] = (sd - b[ids] * su) / n
+        resid = d[ids] - (a[ids, None] + b[ids, None] * u[None, :])
+        with np.errstate(invalid="ignore"):
+            med = np.nanmedian(np.where(ok[ids], np.abs(resid), np.nan), axis=1)
+            s = np.maximum(1.4826 * med, 0.02)
+            new = finite[ids] & (np.abs(resid) < cfg.clip_sigma * s[:, None])
+        done = np.all(new == ok[ids], axis=1)
+        ok[ids[~done]] = new[~done]
+        active[ids[done]] = False
+    solved = ~np.asarray(lost, dtype=bool) & (ok.sum(axis=1) >= need)
+    shift[solved], stretch[solved] = a[solved], b[solved]
+    fit = a[solved, None] + b[solved, None] * u[None, :]
+    n_ok = ok[solved].sum(axis=1)
+    rms[solved] = np.sqrt(np.sum(np.where(ok[solved], (dz[solved] - fit) ** 2, 0.0), axis=1) / n_ok)
+    n_lines[solved] = n_ok
+    used[solved] = ok[solved]
+    return shift, stretch, rms, n_lines, used
+
+
+def fit_offsets_per_fiber(measured: np.ndarray, nominal: np.ndarray, lost: np.ndarray, cfg: WavecalConfig
+                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Reference for :func:`fit_offsets`: the same clipped fit, one fiber after the other."""
+    n_f = measured.shape[0]
     shift = np.zeros(n_f)
     stretch = np.zeros(n_f)
     rms = np.full(n_f, np.nan)
@@ -188,10 +275,4 @@ def calibrate(arc_spectra: np.ndarray, arm: ArmConfig, lines: LineList, noise: n
         rms[f] = float(np.sqrt(np.mean((d[ok] - (a + b * u[ok])) ** 2)))
         n_lines[f] = int(ok.sum())
         used[f] = ok
-    # fibers without a solution take the median offset of the others
-    solved = n_lines > 0
-    if solved.any():
-        shift[~solved] = np.median(shift[solved])
-        stretch[~solved] = np.median(stretch[solved])
-    return WaveSolution(arm=arm, shift_px=shift, stretch=stretch, rms_px=rms, n_lines=n_lines,
-                        line_wave=use.wave, nominal=nominal, measured=measured, used=used)
+    return shift, stretch, rms, n_lines, used

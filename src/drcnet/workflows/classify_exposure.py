@@ -50,7 +50,7 @@ from drcnet.conventions import (
 from drcnet.instrument.lamost import provenance_cards
 from drcnet.provenance import atomic_path, provenance, write_json_atomic
 from drcnet.reduce.arm import ReduceConfig
-from drcnet.workflows.reduce_exposure import SpectrographReduction, check_exposure, iter_reductions
+from drcnet.workflows.reduce_exposure import SpectrographReduction, check_exposure, iter_reductions, release_memory
 from drcnet.workflows.reduced_dataset import ReducedDatasetWriter, object_ids
 
 Predictor = Callable[[np.ndarray, np.ndarray, np.ndarray], "np.ndarray | dict[str, np.ndarray]"]
@@ -400,6 +400,7 @@ def classify_exposure(run_dir: str | Path | None, exposure: str | Path, out: str
                 qa_items.append(qa_summary(sr, part))
             notes.extend(w for a in sr.arms.values() for w in a.warnings)
             del sr, outputs
+            release_memory()
     t2 = time.perf_counter()
     table = join_catalogue(parts)
     timings["classify"] += time.perf_counter() - t2
