@@ -107,14 +107,17 @@ def test_negative_pixels_never_reach_sqrt() -> None:
     from drcnet.instrument import InstrumentConfig
     from drcnet.simulate.render import ForwardModel
 
-    class _Sky:
+    class _Sky:  # the interface of simulate.spectra.TabulatedSpectrum that the renderer uses
         def at(self, wave: np.ndarray, rv_kms: float = 0.0, fill: float = 0.0) -> np.ndarray:
             return np.full_like(wave, 0.05)
 
-    class _Site:
+        def at_ln(self, ln_wave: np.ndarray, rv_kms: float = 0.0, fill: float = 0.0) -> np.ndarray:
+            return np.full_like(ln_wave, 0.05)
+
+    class _Site:  # and of simulate.site.Site
         sky = _Sky()
 
-        def extinction(self, wave: np.ndarray, airmass: float) -> np.ndarray:
+        def extinction(self, wave: np.ndarray, airmass: float, ln_wave: np.ndarray | None = None) -> np.ndarray:
             return np.ones_like(wave)
 
     w = np.linspace(3600.0, 9200.0, 6000)

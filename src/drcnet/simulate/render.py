@@ -116,15 +116,12 @@ class ForwardModel:
         wave = wavelength(arm, cols, geom.shift_px)
         ln_wave = np.log(wave)  # shared by the sky, the star and the O2 bands
         common = (self._photons_to_e * geom.throughput) * arm_throughput(arm, wave) * np.abs(dispersion(arm, cols, geom.shift_px))
-        sky = self.site.sky
-        # a site's sky without at_ln (a stand-in with only ``at``) is asked the plain way: the same numbers
-        sky_e = (sky.at_ln(ln_wave) if hasattr(sky, "at_ln") else sky.at(wave)) * sky_scale * common
+        sky_e = self.site.sky.at_ln(ln_wave) * sky_scale * common
         if source is None:
             return wave, np.zeros_like(wave), sky_e
         star = self.prepared[source.template].at_ln(ln_wave, source.rv_kms) * 10 ** (-0.4 * source.mag_r)
         redden = 10 ** (-0.4 * source.ebv * self._av_at(arm, cols))
-        atm = (self.site.extinction(wave, source.airmass, ln_wave=ln_wave) if isinstance(self.site, Site)
-               else self.site.extinction(wave, source.airmass))
+        atm = self.site.extinction(wave, source.airmass, ln_wave=ln_wave)
         star_e = star * redden * atm * self.instrument.site.fiber_aperture_fraction * common
         return wave, star_e, sky_e
 
