@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -182,7 +182,7 @@ def column_means(data: np.ndarray, level: np.ndarray) -> np.ndarray:
     return out
 
 
-def bias_model(bias_frames: Sequence[tuple[np.ndarray, np.ndarray]], significance: float = 5.0) -> BiasModel:
+def bias_model(bias_frames: Iterable[tuple[np.ndarray, np.ndarray]], significance: float = 5.0) -> BiasModel:
     """Build the master-bias pattern from ``(data, overscan)`` pairs of bias frames.
 
     Each frame's overscan-subtracted column means are combined over the frames
@@ -193,20 +193,19 @@ def bias_model(bias_frames: Sequence[tuple[np.ndarray, np.ndarray]], significanc
     Parameters
     ----------
     bias_frames
-        Data areas ``(rows, 4096)`` and overscans ``(rows, 2, 32)`` of the bias frames.
+        Data areas ``(rows, 4096)`` and overscans ``(rows, 2, 32)`` of the bias frames; any iterable
+        (each frame is used once and may be dropped after it: a generator reading them one by one keeps
+        one frame in memory, not five).
     significance
         The pattern is applied when its chi-square per column exceeds
         ``1 + significance * sqrt(2 / n_columns)`` or an amplifier's mean offset
         exceeds ``significance`` standard errors.
     """
-    n = len(bias_frames)
-    if n == 0:
-        return BiasModel(np.zeros(N_COLS), False, 0, float("nan"), float("nan"), (0.0, 0.0))
-    rows = bias_frames[0][0].shape[0]
-    n_over = bias_frames[0][1].shape[2]
     means = []
     samples = []
+    rows = n_over = 0
     for data, over in bias_frames:
+        rows, n_over = data.shape[0], over.shape[2]
         level = levels(over)
         means.append(column_means(data, level))
         sub = data[::8, ::8].astype(np.float32)
@@ -214,6 +213,10 @@ def bias_model(bias_frames: Sequence[tuple[np.ndarray, np.ndarray]], significanc
         sub[:, : sub.shape[1] // 2] -= lev[:, :1]
         sub[:, sub.shape[1] // 2:] -= lev[:, 1:2]
         samples.append(sub)
+        del data, over
+    n = len(means)
+    if n == 0:
+        return BiasModel(np.zeros(N_COLS), False, 0, float("nan"), float("nan"), (0.0, 0.0))
     # read noise: robust scatter of the difference of two frames (1/64 of the pixels is plenty)
     d = (samples[1] - samples[0]).ravel() / np.sqrt(2) if n >= 2 else samples[0].ravel()
     d = d[np.isfinite(d)]

@@ -141,10 +141,11 @@ def qa_summary(sr: SpectrographReduction, catalogue: Any = None, exposure: str |
         preview, zoom, origin = a.preview, a.zoom, a.zoom_origin
         if preview is None or zoom is None:
             preview, zoom, origin = _pictures_from_disk(a, Path(exposure))
-        spectra = {f: {"wave": np.asarray(a.wave1d[f], dtype=np.float64), "flux": np.asarray(a.flux1d[f]),
-                       "flux_opt": np.asarray(a.flux_opt[f]), "sky": np.asarray(a.sky1d[f]),
-                       "stripe": np.asarray(a.stripes[f], dtype=np.float32)} for f in picks}
-        arms[arm] = QAArm(arm=arm, traces=a.traces, lost=np.asarray(a.lost, dtype=bool), preview=preview, zoom=zoom,
+        # copies, not views: a view would keep the whole (fibers, 3000) array of the reduction alive
+        spectra = {f: {"wave": np.array(a.wave1d[f], dtype=np.float64), "flux": np.array(a.flux1d[f]),
+                       "flux_opt": np.array(a.flux_opt[f]), "sky": np.array(a.sky1d[f]),
+                       "stripe": np.array(a.stripes[f], dtype=np.float32)} for f in picks}
+        arms[arm] = QAArm(arm=arm, traces=a.traces, lost=np.array(a.lost, dtype=bool), preview=preview, zoom=zoom,
                           zoom_origin=origin,
                           summary={"bias_frames": a.bias.n_frames, "bias_applied": a.bias.applied,
                                    "trace_rms": a.traces.summary()["median_rms_px"],

@@ -105,8 +105,9 @@ def _read_science(files: ArmFiles, spid: int, ccd: CCDConfig) -> tuple[RawFrame,
 
 
 def _bias(files: ArmFiles, spid: int, config: ReduceConfig, notes: list[str]) -> BiasModel:
-    biases = [read_raw_frame(p, "bias", spid, files.arm) for p in files.bias]
-    bias = bias_model([(b.data, b.overscan) for b in biases], config.bias_significance)
+    # one bias frame in memory at a time (read, reduced to column means and a sample, dropped)
+    frames = ((b.data, b.overscan) for b in (read_raw_frame(p, "bias", spid, files.arm) for p in files.bias))
+    bias = bias_model(frames, config.bias_significance)
     if bias.n_frames == 0:
         notes.append(f"spectrograph {spid} {files.arm}: no bias frames; the overscan alone sets the bias")
     return bias

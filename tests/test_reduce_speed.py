@@ -1,0 +1,197 @@
+"""The fast raw-frame path (issue 11) gives the numbers of the plain one.
+
+Each vectorised step is compared with the per-fiber (or plain) implementation it replaced, kept as
+the reference, on the real numbers of the shared simulated exposure (and on perturbed copies of them
+that reach the clipping and too-few-points branches). No timings here: the speed is measured by
+``benchmarks/bench_frames.py`` against the previous path in the same run.
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+
+import h5py
+import numpy as np
+import pytest
+from astropy.io import fits
+from test_frames_shared import clean_reduction, full_exposure, one
+
+from drcnet.instrument.config import U0
+from drcnet.instrument.rawframe import _read_plain_image, read_raw_frame
+from drcnet.reduce.calib import levels, net_image
+from drcnet.reduce.extract import _MEDIAN12, _SORT12, _gapped_median, median_filter_exact, spike_columns
+from drcnet.reduce.preview import binned_net, net_crop
+from drcnet.reduce.snr import measure_snr_r, measure_snr_r_all
+from drcnet.reduce.trace import TraceConfig, _fit_traces, _fit_traces_per_fiber
+from drcnet.reduce.wavecal import WavecalConfig, fit_offsets, fit_offsets_per_fiber
+
+
+@pytest.fixture(scope="module")
+def exposure(tmp_path_factory, data_root):
+    return full_exposure(tmp_path_factory, data_root)
+
+
+@pytest.fixture(scope="module")
+def reduced(exposure, data_root):
+    return clean_reduction(exposure, data_root)
+
+
+def _perturbed(values: np.ndarray, seed: int, outlier: float) -> list[np.ndarray]:
+    """The real values, and copies with NaN holes, outliers and nearly empty rows (the clipping branches)."""
+    rng = np.random.default_rng(seed)
+    out = [values]
+    v = values.copy()
+    v[rng.random(v.shape) < 0.15] = np.nan
+    out.append(v)
+    v = values.copy()
+    hit = rng.random(v.shape) < 0.05
+    v[hit] += outlier * rng.choice([-1, 1], size=int(hit.sum()))
+    out.append(v)
+    v = values.copy()
+    rows = rng.choice(v.shape[0], size=min(20, v.shape[0]), replace=False)
+    for k, r in enumerate(rows):
+        keep = rng.choice(v.shape[1], size=k % 4 + 1, replace=False)
+        drop = np.setdiff1d(np.arange(v.shape[1]), keep)
+        v[r, drop] = np.nan
+    out.append(v)
+    return out
+
+
+@pytest.mark.parametrize("arm", ["blue", "red"])
+def test_trace_fits_equal_the_per_fiber_fits(reduced, arm):
+    t = reduced.arms[arm].traces
+    cfg = TraceConfig()
+    v = (t.bin_cols - U0) / U0
+    design = v[:, None] ** np.arange(cfg.degree + 1)[None, :]
+    for centres in _perturbed(t.bin_centres, 1, 2.0):
+        skip = t.lost.copy()
+        new = _fit_traces(centres, skip, design, cfg)
+        ref = _fit_traces_per_fiber(centres, skip, design, cfg)
+        assert np.array_equal(new[2], ref[2])  # the same fibers lost
+        ok = ~ref[2]
+        assert np.max(np.abs(new[0][ok] - ref[0][ok])) < 1e-8  # rows (normal equations vs lstsq)
+        assert np.max(np.abs(new[1][ok] - ref[1][ok])) < 1e-9
+        assert np.all(np.isnan(new[1][~ok])) and np.all(np.isnan(ref[1][~ok]))
+
+
+@pytest.mark.parametrize("arm", ["blue", "red"])
+@pytest.mark.parametrize("degree", [0, 1])
+def test_wavelength_offsets_equal_the_per_fiber_fits(reduced, arm, degree):
+    w = reduced.arms[arm].wave
+    cfg = WavecalConfig(degree=degree)
+    for measured in _perturbed(w.measured, 2, 3.0):
+        lost = reduced.arms[arm].lost
+        new = fit_offsets(measured, w.nominal, lost, cfg)
+        ref = fit_offsets_per_fiber(measured, w.nominal, lost, cfg)
+        assert np.array_equal(new[3], ref[3]) and np.array_equal(new[4], ref[4])  # lines kept
+        for a, b in zip(new[:3], ref[:3], strict=True):
+            assert np.array_equal(np.isnan(a), np.isnan(b))
+            assert np.nanmax(np.abs(a - b)) < 1e-12  # px
+
+
+def test_median_selection_network_is_scipys_gapped_median(reduced):
+    # the network sorts every 0-1 input (0-1 principle), and output 6 needs only the kept comparators
+    bits = ((np.arange(4096)[None, :] >> np.arange(12)[:, None]) & 1).astype(np.int8)
+    v = list(bits)
+    for layer in _SORT12:
+        for a, b in layer:
+            v[a], v[b] = np.minimum(v[a], v[b]), np.maximum(v[a], v[b])
+    assert np.all(np.diff(np.stack(v), axis=0) >= 0)
+    assert len(_MEDIAN12) < sum(len(layer) for layer in _SORT12)
+    rng = np.random.default_rng(3)
+    tied = np.round(rng.normal(100, 3, (40, 500))).astype(np.float32).astype(np.float64)
+    for arm in ("blue", "red"):
+        f = np.asarray(reduced.arms[arm].flux_opt, dtype=np.float64)
+        for x in (f, tied):
+            assert np.array_equal(_gapped_median(x, 3, 6), median_filter_exact(x, 3, 6))
+    # a NaN (not from the optimal extraction) falls back to scipy's filter
+    x = tied.copy()
+    x[3, 7] = np.nan
+    spike_columns(x, np.ones_like(x))
+
+
+def test_snr_of_all_fibers_equals_the_per_fiber_measure(reduced):
+    red = reduced.arms["red"]
+    got = measure_snr_r_all(red.flux1d, red.sky1d, red.ivar1d, red.wave1d, skip=red.lost)
+    ref = np.array([0.0 if red.lost[f] else measure_snr_r(red.flux1d[f], red.sky1d[f], red.ivar1d[f], red.wave1d[f])
+                    for f in range(len(red.lost))])
+    assert np.array_equal(got, ref)
+    assert np.array_equal(got, reduced.snr_r)
+    # fibers whose band has another number of columns take the per-fiber path, same numbers
+    wave = red.wave1d.copy()
+    wave[5] += 3.0
+    got = measure_snr_r_all(red.flux1d, red.sky1d, red.ivar1d, wave, skip=red.lost)
+    assert got[5] == measure_snr_r(red.flux1d[5], red.sky1d[5], red.ivar1d[5], wave[5])
+    with pytest.raises(ValueError, match="fiber 3: the spectrum does not reach the r band"):
+        bad = red.wave1d.copy()
+        bad[2] = 9000.0
+        measure_snr_r_all(red.flux1d, red.sky1d, red.ivar1d, bad)
+
+
+def test_fast_fits_reader_gives_astropys_pixels_and_header(exposure, tmp_path):
+    for p in sorted(exposure.glob("r*-01b-*.fit"))[:3] + [one(exposure, "ro-01r-*.fit")]:
+        got = _read_plain_image(p)
+        assert got is not None
+        with fits.open(io.BytesIO(p.read_bytes()), memmap=False) as h:
+            header, data = h[0].header.copy(), np.asarray(h[0].data)
+        assert got[0].dtype == np.uint16 and np.array_equal(got[0], data)
+        assert list(got[1].keys()) == list(header.keys()) and got[1] == header
+    data = np.random.default_rng(0).normal(size=(30, 40)).astype(np.float32)
+    data[3, 4] = np.nan
+    fits.PrimaryHDU(data).writeto(tmp_path / "f.fits")
+    got = _read_plain_image(tmp_path / "f.fits")
+    assert got is not None and got[0].dtype == np.float32 and np.array_equal(got[0], data, equal_nan=True)
+    fits.PrimaryHDU(np.nan_to_num(data).astype(np.int32)).writeto(tmp_path / "i.fits")
+    assert _read_plain_image(tmp_path / "i.fits") is None  # other pixel types: astropy's reader
+    raw = one(exposure, "ra-01b-*.fit").read_bytes()
+    (tmp_path / "cut.fit").write_bytes(raw[: len(raw) // 3])
+    assert _read_plain_image(tmp_path / "cut.fit") is None  # truncated: astropy's reader refuses it
+
+
+@pytest.mark.skipif(sys.byteorder != "little", reason="the fast reader is for little-endian machines")
+def test_qa_pictures_are_the_net_frame(reduced, exposure):
+    a = reduced.arms["red"]
+    frame = read_raw_frame(one(exposure, "ro-01r-*.fit"))
+    level = levels(frame.overscan)
+    net = net_image(frame.data, level)
+    ref = net[: net.shape[0] // 8 * 8].reshape(-1, 8, 512, 8).mean(axis=(1, 3))
+    assert a.preview is not None and a.preview.shape == ref.shape
+    assert np.allclose(a.preview, ref, rtol=1e-5, atol=1e-2)  # float64 block means vs float32 ones
+    assert np.array_equal(binned_net(frame.data, level, 8), a.preview)
+    r0, c0 = a.zoom_origin
+    assert a.zoom is not None
+    assert np.array_equal(a.zoom, net[r0:r0 + a.zoom.shape[0], c0:c0 + a.zoom.shape[1]])
+    assert np.array_equal(net_crop(frame.data, level, r0, 100, c0, c0 + 300), a.zoom)
+
+
+def test_streamed_classification_writes_the_dataset_of_the_list_path(reduced, exposure, tmp_path, data_root):
+    from drcnet.reduce.arm import ReduceConfig
+    from drcnet.workflows.classify_exposure import classify_exposure
+    from drcnet.workflows.qa import QASpectrograph, qa_summary
+    from drcnet.workflows.reduced_dataset import write_reduced_dataset
+
+    def predictor(stripes, flux1d, sky1d):
+        return np.full((len(stripes), 3), 1 / 3)
+
+    res = classify_exposure(None, exposure, tmp_path / "cat.csv", predictor=predictor, data_root=data_root,
+                            dataset_out=tmp_path / "streamed.h5", qa_dir=tmp_path / "qa")
+    write_reduced_dataset([reduced], tmp_path / "list.h5", ReduceConfig(), exposure)
+    with h5py.File(tmp_path / "streamed.h5") as a, h5py.File(tmp_path / "list.h5") as b:
+        names: list[str] = []
+        a.visit(lambda n: names.append(n) if isinstance(a[n], h5py.Dataset) else None)
+        assert names and sorted(names) == sorted(n for n in names if n in b)
+        for n in names:
+            assert np.array_equal(a[n][()], b[n][()], equal_nan=a[n].dtype.kind == "f"), n
+        assert set(a.attrs) == set(b.attrs)
+        assert a.attrs["n_objects"] == b.attrs["n_objects"] == len(reduced.fibermap)
+    assert len(res.table) == int(reduced.fibermap.is_object.sum())
+    assert not list(tmp_path.glob(".*.part"))  # nothing half-written left behind
+    q = qa_summary(reduced, res.table)
+    assert isinstance(q, QASpectrograph)
+    size = sum(np.asarray(x).nbytes for arm in q.arms.values()
+               for x in (arm.preview, arm.zoom, *[v for s in arm.spectra.values() for v in s.values()]))
+    assert size < 8e6  # what the QA page keeps of a spectrograph: a few MB, not its ~200 MB reduction
+    for arm in q.arms.values():  # and no view that would keep a reduction's array alive
+        for x in (arm.lost, *[v for sp in arm.spectra.values() for v in sp.values()]):
+            assert x.base is None or x.base.nbytes == x.nbytes
