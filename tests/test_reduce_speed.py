@@ -22,6 +22,7 @@ from drcnet.instrument.rawframe import _read_plain_image, read_raw_frame
 from drcnet.reduce.calib import levels, net_image
 from drcnet.reduce.extract import _MEDIAN12, _SORT12, _gapped_median, median_filter_exact, spike_columns
 from drcnet.reduce.preview import binned_net, net_crop
+from drcnet.reduce.sky import clean_sky, clean_sky_per_fiber
 from drcnet.reduce.snr import measure_snr_r, measure_snr_r_all
 from drcnet.reduce.trace import TraceConfig, _fit_traces, _fit_traces_per_fiber
 from drcnet.reduce.wavecal import WavecalConfig, fit_offsets, fit_offsets_per_fiber
@@ -118,7 +119,7 @@ def test_snr_of_all_fibers_equals_the_per_fiber_measure(reduced):
                     for f in range(len(red.lost))])
     assert np.array_equal(got, ref)
     assert np.array_equal(got, reduced.snr_r)
-    # fibers whose band has another number of columns take the per-fiber path, same numbers
+    # a fiber whose band has another number of columns (odd/even counts), same numbers
     wave = red.wave1d.copy()
     wave[5] += 3.0
     got = measure_snr_r_all(red.flux1d, red.sky1d, red.ivar1d, wave, skip=red.lost)
@@ -195,3 +196,16 @@ def test_streamed_classification_writes_the_dataset_of_the_list_path(reduced, ex
     for arm in q.arms.values():  # and no view that would keep a reduction's array alive
         for x in (arm.lost, *[v for sp in arm.spectra.values() for v in sp.values()]):
             assert x.base is None or x.base.nbytes == x.nbytes
+
+
+@pytest.mark.parametrize("arm", ["blue", "red"])
+def test_sky_cleaning_of_all_sky_fibers_equals_the_per_fiber_cleaning(reduced, arm):
+    a = reduced.arms[arm]
+    sky = reduced.fibermap.of_type("Sky") & ~a.lost
+    norm = a.flux1d[sky] / a.efficiency[sky]
+    wave = a.wave1d[sky]
+    hit = norm.copy()
+    hit[2, 1000:1003] += 5000.0  # a cosmic ray
+    for x in (norm, hit, norm[:2]):
+        assert np.array_equal(clean_sky(x, wave[:len(x)]), clean_sky_per_fiber(x, wave[:len(x)]))
+    assert not np.array_equal(clean_sky(hit, wave), hit)

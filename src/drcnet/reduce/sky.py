@@ -57,6 +57,52 @@ def master_sky(sky_flux: np.ndarray, sky_wave: np.ndarray, sky_eff: np.ndarray, 
     if n_sky == 0:
         raise ValueError("no usable sky fibers: cannot build the master sky")
     norm = sky_flux / sky_eff
+    clean = clean_sky(norm, sky_wave, clip_sigma)
+    total = np.zeros(wave.size)
+    flat_wave = wave.ravel()
+    for s in range(n_sky):
+        total += np.interp(flat_wave, sky_wave[s], clean[s])
+    return total.reshape(wave.shape) / n_sky * eff
+
+
+def clean_sky(norm: np.ndarray, sky_wave: np.ndarray, clip_sigma: float = 4.0) -> np.ndarray:
+    """Sky fibers' spectra with cosmic rays replaced by the median of all sky fibers on their own grid.
+
+    All sky fibers at once: the medians of the ``(n_sky, n_sky, n_cols)`` block of every fiber
+    interpolated onto every fiber's grid are the per-fiber medians of :func:`clean_sky_per_fiber`
+    (the reference), the same numbers.
+
+    Parameters
+    ----------
+    norm
+        ``(n_sky, n_cols)`` sky spectra divided by their efficiency (ADU).
+    sky_wave
+        ``(n_sky, n_cols)`` their wavelengths (A).
+    clip_sigma
+        A pixel further than this many robust sigmas from the median (with its two neighbours) is replaced.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n_sky, n_cols)``; ``norm`` unchanged (a copy) with fewer than 3 sky fibers.
+    """
+    n_sky = norm.shape[0]
+    clean = norm.copy()
+    if n_sky < 3:
+        return clean
+    others = np.stack([np.stack([np.interp(sky_wave[s], sky_wave[t], norm[t]) for t in range(n_sky)])
+                       for s in range(n_sky)])                                   # (s, t, cols)
+    med = np.median(others, axis=1)
+    mad = 1.4826 * np.median(np.abs(others - med[:, None, :]), axis=1)
+    scale = np.maximum(mad, np.sqrt(np.clip(np.abs(med), 1.0, None)))
+    bad = np.abs(norm - med) > clip_sigma * scale
+    bad = bad | np.roll(bad, 1, axis=1) | np.roll(bad, -1, axis=1)
+    return np.where(bad, med, norm)
+
+
+def clean_sky_per_fiber(norm: np.ndarray, sky_wave: np.ndarray, clip_sigma: float = 4.0) -> np.ndarray:
+    """Reference for :func:`clean_sky`: one sky fiber after the other."""
+    n_sky = norm.shape[0]
     clean = norm.copy()
     if n_sky >= 3:
         for s in range(n_sky):
@@ -67,8 +113,4 @@ def master_sky(sky_flux: np.ndarray, sky_wave: np.ndarray, sky_eff: np.ndarray, 
             bad = np.abs(norm[s] - med) > clip_sigma * scale
             bad = bad | np.roll(bad, 1) | np.roll(bad, -1)
             clean[s] = np.where(bad, med, norm[s])
-    total = np.zeros(wave.size)
-    flat_wave = wave.ravel()
-    for s in range(n_sky):
-        total += np.interp(flat_wave, sky_wave[s], clean[s])
-    return total.reshape(wave.shape) / n_sky * eff
+    return clean

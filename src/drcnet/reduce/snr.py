@@ -66,16 +66,26 @@ def measure_snr_r_all(flux1d: np.ndarray, sky1d: np.ndarray, ivar1d: np.ndarray,
     if np.any(counts == 0):
         fiber = int(np.flatnonzero(use)[np.argmax(counts == 0)]) + 1
         raise ValueError(f"fiber {fiber}: the spectrum does not reach the r band (5600-6900 A)")
-    # the band is a run of columns (wavelength rises with the column); when every fiber has the same
-    # number of band columns the medians are taken on one (fibers, columns) block
+    # the band is a run of columns (wavelength rises with the column): one sorted block over the columns any
+    # fiber's band covers, values outside a fiber's band set to +inf so they sort last; the median is then
+    # the middle of the first `count` values (the mean of the two middle ones for an even count, as np.median)
     first = band.argmax(axis=1)
     last = band.shape[1] - 1 - band[:, ::-1].argmax(axis=1)
-    if np.all(counts == counts[0]) and np.all(last - first + 1 == counts):
-        cols = first[:, None] + np.arange(counts[0])[None, :]
-        rows = np.flatnonzero(use)[:, None]
-        vals = (flux1d[rows, cols] - sky1d[rows, cols]) * np.sqrt(ivar1d[rows, cols])
-        out[use] = np.median(vals, axis=1)
+    rows = np.flatnonzero(use)
+    if not np.all(last - first + 1 == counts):  # not a run of columns: one fiber at a time
+        for f in rows:
+            out[f] = measure_snr_r(flux1d[f], sky1d[f], ivar1d[f], wave[f])
         return out
-    for f in np.flatnonzero(use):
-        out[f] = measure_snr_r(flux1d[f], sky1d[f], ivar1d[f], wave[f])
+    lo, hi = int(first.min()), int(last.max()) + 1
+    vals = (flux1d[rows, lo:hi] - sky1d[rows, lo:hi]) * np.sqrt(ivar1d[rows, lo:hi])
+    vals = np.where(band[:, lo:hi], vals, np.inf)
+    if not np.isfinite(vals[band[:, lo:hi]]).all():  # NaN/inf values: np.median's own handling
+        for f in rows:
+            out[f] = measure_snr_r(flux1d[f], sky1d[f], ivar1d[f], wave[f])
+        return out
+    vals.sort(axis=1)
+    i = np.arange(rows.size)
+    mid = counts // 2
+    odd = counts % 2 == 1
+    out[rows] = np.where(odd, vals[i, mid], (vals[i, np.maximum(mid - 1, 0)] + vals[i, mid]) / 2.0)
     return out
