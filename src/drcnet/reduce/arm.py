@@ -280,7 +280,8 @@ def cut_science(sci_raw: np.ndarray, sci_overscan: np.ndarray, data_col_offset: 
     level, repaired = robust_levels(sci_overscan)
     stripes, raw = cut_stripes(sci_raw, level, pixels, data_col_offset, bias_pattern)
     sat = raw >= saturation
-    nan = ~np.isfinite(stripes)
+    # integer pixels are finite: only pixels off the CCD are NaN
+    nan = pixels.off.copy() if raw.dtype.kind in "ui" else ~np.isfinite(stripes)
     defect = (sat | nan).any(axis=1).mean(axis=0) > defect_share
     saturated = np.any(sat & ~defect[None, None, :], axis=(1, 2))
     bad = nan | (sat & defect[None, None, :])
@@ -312,7 +313,7 @@ def flat_profile(flat_net: np.ndarray, pixels: StripePixels, smooth_cols: int,
     smooth = smooth_columns(flat_net[:, lo:hi], smooth_cols)
     profile = spatial_profile(pixels.take(smooth, -lo))
     flat_st = pixels.take(flat_net)
-    flat_flux = np.nansum(flat_st, axis=1)
+    flat_flux = flat_st.sum(axis=1) if not np.isnan(flat_st).any() else np.nansum(flat_st, axis=1)
     if flat_net.dtype.kind == "f" and centres is not None:
         nan_fc = np.isnan(flat_st).any(axis=1)  # (fibers, columns)
         touched = np.convolve(nan_fc.any(axis=0).astype(float), np.ones(2 * smooth_cols + 1), mode="same") > 0

@@ -52,6 +52,8 @@ class StripePixels:
                      n_rows: int = N_ROWS) -> StripePixels:
         """Stripe pixels of traces ``centres`` ``(n_fibers, n_cols)`` at columns ``cols``; rows off the CCD are clipped (and marked in ``off``)."""
         rows = stripe_rows_all(centres, half, np.intp)
+        if rows.size and rows.min() >= 0 and rows.max() < n_rows:
+            return cls(rows=rows, cols=np.asarray(cols, dtype=np.int32), off=np.zeros(rows.shape, dtype=bool))
         off = (rows < 0) | (rows >= n_rows)
         if off.any():
             np.clip(rows, 0, n_rows - 1, out=rows)
@@ -109,12 +111,16 @@ def cut_stripes(raw_frame: np.ndarray, level: np.ndarray, pixels: StripePixels, 
         forward model's: ``raw.astype(float64) - level[row, amplifier]``.
     """
     raw = pixels.take(raw_frame, data_col_offset)
-    amp = amplifier_of(pixels.cols).astype(np.int32)
-    lev = np.take(np.ascontiguousarray(level).reshape(-1), pixels.rows * level.shape[1] + amp.astype(np.intp)[None, None, :])
-    net = raw.astype(np.float64) - lev
+    amp = amplifier_of(pixels.cols).astype(np.intp)
+    where = pixels.rows * level.shape[1]
+    where += amp[None, None, :]
+    net = np.take(np.ascontiguousarray(level, dtype=np.float64).reshape(-1), where)   # the level of each pixel
+    del where
+    np.subtract(raw, net, out=net, dtype=np.float64)   # raw.astype(float64) - level, without a second array
     if bias_columns is not None:
         net -= bias_columns[pixels.cols]
-    net[pixels.off] = np.nan
+    if pixels.off.any():
+        net[pixels.off] = np.nan
     return net, raw
 
 
@@ -162,6 +168,12 @@ def spatial_profile(flat_stripes: np.ndarray, smooth: int = 9) -> np.ndarray:
     steps by a row the running mean is taken in CCD rows, not stripe rows,
     because the stripes are cut from a smoothed flat - see :func:`smooth_columns`).
     """
+    if flat_stripes.dtype == np.float32 and np.isfinite(flat_stripes).all():
+        # the same numbers in place: no NaN/inf to replace, and a column whose sum is 0 is all zeros already
+        p = np.maximum(flat_stripes, np.float32(0))
+        total = p.sum(axis=1, keepdims=True)
+        np.divide(p, total, out=p, where=total > 0)
+        return p
     p = np.clip(np.nan_to_num(flat_stripes, nan=0.0), 0, None).astype(np.float32)
     total = p.sum(axis=1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -174,9 +186,9 @@ def smooth_columns(image: np.ndarray, size: int) -> np.ndarray:
 
     if size <= 1:
         return image
-    img = image.astype(np.float32)
+    img = image if image.dtype == np.float32 else image.astype(np.float32)
     if np.isnan(img).any():
-        img = np.nan_to_num(img, nan=0.0)
+        img = np.nan_to_num(img, nan=0.0)  # a copy: the caller's image is left alone
     return uniform_filter1d(img, size, axis=1, mode="nearest")
 
 
