@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from conftest_models import cli, cli_runs, micro_data  # noqa: F401
-from drcnet.metrics import accuracy_interval, classification_metrics, evaluate_predictions
+from drcnet.metrics import MIN_SOURCES, accuracy_interval, classification_metrics, evaluate_predictions
 from drcnet.models import load_run
 from drcnet.predict import PRED_COLUMNS, predict_arrays, predict_dataset
 
@@ -191,8 +191,11 @@ def test_cli_evaluate_reports_accuracy_by_source(cli_runs, micro_data, tmp_path)
     by_src = m["by_source_spectrum"]["all"]
     assert by_src["n"] == m["all"]["n"] and by_src["n_sources"] == n_test_sources
     assert by_src["accuracy"] == pytest.approx(m["all"]["accuracy"])
-    lo, hi = by_src["accuracy_ci95_by_source"]
-    assert lo <= by_src["accuracy"] <= hi
+    if n_test_sources >= MIN_SOURCES:
+        lo, hi = by_src["accuracy_ci95_by_source"]
+        assert lo <= by_src["accuracy"] <= hi
+    else:  # too few source spectra for an interval
+        assert by_src["accuracy_ci95_by_source"] is None
 
 
 def test_clustered_interval_counts_sources_not_renders():
@@ -218,5 +221,28 @@ def test_clustered_interval_counts_sources_not_renders():
     m = source_clustered_accuracy(label, pred, sbin, src)
     assert (m["all"]["n"], m["all"]["n_sources"], m["all"]["accuracy"]) == (5, 3, pytest.approx(0.8))
     assert (m["bins"][">30"]["n"], m["bins"][">30"]["n_sources"]) == (3, 2)
-    assert m["bins"]["<10"]["accuracy"] == 1.0 and m["bins"]["<10"]["accuracy_ci95_by_source"] == [1.0, 1.0]
+    # one or two sources give no interval
+    assert m["bins"]["<10"]["accuracy"] == 1.0 and m["bins"]["<10"]["accuracy_ci95_by_source"] is None
+    # every render right: the bootstrap has no width, so each of the 8 sources counts as one Wilson draw
+    assert clustered_accuracy_interval(np.ones(40), np.repeat(np.arange(8), 5)) == pytest.approx(accuracy_interval(8, 8))
+    assert clustered_accuracy_interval(np.ones(40), np.repeat(np.arange(8), 5))[0] < 0.8
     assert m["bins"]["20-30"] == {"n": 0, "n_sources": 0, "accuracy": None, "accuracy_ci95_by_source": None}
+
+
+def test_evaluate_leaves_out_classes_the_model_does_not_have(cli_runs, micro_data, tmp_path):
+    # a three-class model on a file with 'other' objects: every metric counts the same F/G/K objects
+    data = tmp_path / "with_other.h5"
+    data.write_bytes(micro_data.read_bytes())
+    with h5py.File(data, "r+") as h:
+        label = h["label"][:]
+        test = np.flatnonzero(h["split"][:] == 2)
+        label[test[::4]] = 3
+        h["label"][...] = label
+        n_fgk = int(((label[test] >= 0) & (label[test] < 3)).sum())
+    out = tmp_path / "ev"
+    cli("evaluate", cli_runs["drcnet"], "--data", data, "--out", out)
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["all"]["n"] == n_fgk
+    assert m["by_source_spectrum"]["all"]["n"] == n_fgk
+    assert m["by_source_spectrum"]["all"]["accuracy"] == pytest.approx(m["all"]["accuracy"])
+    assert sum(cell["n"] for cell in m["groups"]["source"].values()) == n_fgk

@@ -207,7 +207,7 @@ def test_label_map_breaks_a_subclass_tie_by_the_nearest_star_in_every_process() 
 
 
 def test_moving_the_validation_stars_into_training_keeps_the_test_stars() -> None:
-    # a final refit (--lamost-split 0.85,0,0.15) trains on the validation stars too; the test stars, held
+    # a final refit (--lamost-shares 0.85,0,0.15) trains on the validation stars too; the test stars, held
     # out from every choice, must be exactly the same stars
     from drcnet.simulate.sources import split_other
 
@@ -227,13 +227,33 @@ def test_moving_the_validation_stars_into_training_keeps_the_test_stars() -> Non
     assert np.array_equal(s1[~lam], s0[~lam])
 
 
+def test_split_shares_are_checked_before_any_work() -> None:
+    from drcnet.simulate.population import plan_population
+    from drcnet.simulate.sources import check_split_fractions
+
+    assert check_split_fractions([0.85, 0, 0.15]) == (0.85, 0.0, 0.15)
+    for bad in ([float("nan"), 0, 1], [float("inf"), 0, 1], [0, 0, 0], [1, -1, 1], [1, 1]):
+        with pytest.raises(ValueError, match="three finite shares"):
+            check_split_fractions(bad)
+    # asking for objects of a split that holds no source spectrum is an error, not a silently smaller file
+    ts = [_t("F", "F5", 6300.0, 4.2, 0.0), _t("G", "G2", 5700.0, 4.3, 0.0)]
+    with pytest.raises(ValueError, match="no source spectrum is in the val split"):
+        plan_population(ts, np.array([0, 0]), {"val": 2, "train": 4}, (5.0, 50.0), np.random.default_rng(0))
+    with pytest.warns(UserWarning, match="no K source spectrum in the train split: its 1 K objects"):
+        plan = plan_population(ts, np.array([0, 0]), {"train": 4}, (5.0, 50.0), np.random.default_rng(0))
+    assert len(plan.cls) == 3
+    ts.append(_t("K", "K2", 4900.0, 4.5, 0.0))
+    plan = plan_population(ts, np.array([0, 0, 0]), {"train": 4}, (5.0, 50.0), np.random.default_rng(0))
+    assert len(plan.cls) == 4 and sorted(plan.cls.tolist()).count(2) >= 1
+
+
 def test_cli_lamost_split_refuses_a_malformed_value(tmp_path) -> None:
     from typer.testing import CliRunner
 
     from drcnet.cli import app
 
-    for bad in ("0.85,0.15", "a,b,c", "0.9,-0.1,0.2"):
-        res = CliRunner().invoke(app, ["simulate-population", "--out", str(tmp_path / "p.h5"), "--lamost-split", bad])
+    for bad in ("0.85,0.15", "a,b,c", "0.9,-0.1,0.2", "nan,0,1", "inf,0,1", "0,0,0", "1e308,1e308,1"):
+        res = CliRunner().invoke(app, ["simulate-population", "--out", str(tmp_path / "p.h5"), "--lamost-shares", bad])
         assert res.exit_code == 2, res.output
-        assert "--lamost-split" in res.output and "train,val,test" in res.output
+        assert "--lamost-shares" in res.output and "train,val,test" in res.output
         assert not (tmp_path / "p.h5").exists()

@@ -140,8 +140,11 @@ def ece_floor(prob: np.ndarray, n_bins: int = ECE_BINS, n_draws: int = 400, seed
         return float("nan")
     conf = np.asarray(prob, dtype=np.float64).max(axis=1)
     rng = np.random.default_rng(seed)
-    draws = (rng.random((n_draws, len(conf))) < conf).astype(float)
-    return float(np.mean(_ece(conf, draws, n_bins)))
+    total = 0.0
+    for start in range(0, n_draws, 50):  # 50 draws at a time: memory ~ 50 x N, whatever n_draws
+        k = min(50, n_draws - start)
+        total += float(np.sum(_ece(conf, (rng.random((k, len(conf))) < conf).astype(float), n_bins)))
+    return total / n_draws
 
 
 def energy(logits: np.ndarray, temperature: float | np.ndarray = 1.0) -> np.ndarray:

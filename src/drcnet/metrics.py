@@ -40,6 +40,12 @@ def accuracy_interval(n_correct: int, n: int, confidence: float = 0.95) -> list[
     return [float(ci.low), float(ci.high)]
 
 
+MIN_SOURCES = 5
+"""Fewest clusters (source spectra) for which :func:`clustered_accuracy_interval` gives an interval."""
+BOOT_CHUNK = 100
+"""Bootstrap resamples drawn at once (memory ~ ``BOOT_CHUNK`` x clusters floats)."""
+
+
 def clustered_accuracy_interval(correct: Any, cluster: Any, confidence: float = 0.95, n_boot: int = 2000,
                                 seed: int = 0) -> list[float] | None:
     """Bootstrap interval of an accuracy whose objects come in clusters (renders of one star).
@@ -48,7 +54,9 @@ def clustered_accuracy_interval(correct: Any, cluster: Any, confidence: float = 
     are not independent, so the Wilson interval of :func:`accuracy_interval`, which counts renders, is
     too narrow when a few stars decide many renders. This resamples whole clusters with replacement
     (the cluster bootstrap) and returns the percentile interval of ``sum(correct) / n`` over the
-    resamples.
+    resamples. With fewer than :data:`MIN_SOURCES` clusters there is no interval; where every resample
+    gives the same accuracy (all right, or all wrong), the percentile interval has no width and the
+    Wilson interval over the clusters (each cluster one draw) is returned instead.
 
     Parameters
     ----------
@@ -66,18 +74,26 @@ def clustered_accuracy_interval(correct: Any, cluster: Any, confidence: float = 
     Returns
     -------
     list of float or None
-        ``[low, high]``; None when there are no objects.
+        ``[low, high]``; None when there are fewer than :data:`MIN_SOURCES` clusters.
     """
     ok = np.asarray(correct, dtype=np.float64)
-    if ok.size == 0:
-        return None
     _, inverse = np.unique(np.asarray(cluster, dtype=object).astype(str), return_inverse=True)
     hits = np.bincount(inverse, weights=ok)
     sizes = np.bincount(inverse).astype(np.float64)
-    pick = np.random.default_rng(seed).integers(0, len(sizes), size=(n_boot, len(sizes)))
-    acc = hits[pick].sum(axis=1) / sizes[pick].sum(axis=1)
+    m = len(sizes)
+    if m < MIN_SOURCES:
+        return None
+    rng = np.random.default_rng(seed)
+    acc = np.empty(n_boot)
+    for start in range(0, n_boot, BOOT_CHUNK):  # resample counts per cluster, a chunk at a time (memory ~ chunk x m)
+        k = min(BOOT_CHUNK, n_boot - start)
+        counts = rng.multinomial(m, np.full(m, 1.0 / m), size=k).astype(np.float64)
+        acc[start:start + k] = (counts @ hits) / (counts @ sizes)
     alpha = (1.0 - confidence) / 2.0
-    return [float(np.quantile(acc, alpha)), float(np.quantile(acc, 1.0 - alpha))]
+    lo, hi = float(np.quantile(acc, alpha)), float(np.quantile(acc, 1.0 - alpha))
+    if hi == lo:
+        return accuracy_interval(int(round(lo * m)), m, confidence)
+    return [lo, hi]
 
 
 def source_clustered_accuracy(label: Any, pred: Any, snr_bin: Any, source: Any) -> dict[str, Any]:

@@ -90,7 +90,7 @@ def simulate_population_cmd(
     include: Annotated[str, typer.Option(help="comma-separated sources: lamost, pyhammer, miles, stelib")] = "lamost,pyhammer,miles,stelib",
     other: Annotated[float, typer.Option("--other", min=0.0, max=0.9, help="share of objects of class 'other' (A/M/O/B stars, galaxies, QSOs, sky-only fibers; label 3); 0: F/G/K only")] = 0.0,
     lamost_splits: Annotated[Path | None, typer.Option("--lamost-splits", help="also write train/val/test folders of links to the real LAMOST files of each split here")] = None,
-    lamost_split: Annotated[str, typer.Option("--lamost-split", help="train,val,test shares of the real LAMOST stars (by a hash of the star's name); 0.85,0,0.15 moves the validation stars into training and keeps the same test stars")] = "0.70,0.15,0.15",
+    lamost_shares: Annotated[str, typer.Option("--lamost-shares", help="train,val,test shares of the real LAMOST stars (by a hash of the star's name); 0.85,0,0.15 moves the validation stars into training and keeps the same test stars")] = "0.70,0.15,0.15",
     seed: Annotated[int, typer.Option(help="random seed: same seed, same data")] = 0,
     workers: Annotated[int | None, typer.Option(help="worker processes (default: all cores)")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="replace an existing --out file")] = False,
@@ -107,12 +107,13 @@ def simulate_population_cmd(
     counts = {k: v for k, v in (("train", n_train), ("val", n_val), ("test", n_test)) if v > 0}
     if not counts:
         raise ValueError("nothing to render: --n-train, --n-val and --n-test are all 0")
+    from drcnet.simulate.sources import check_split_fractions
+
     try:
-        fractions = tuple(float(x) for x in lamost_split.split(","))
+        fractions = check_split_fractions([float(x) for x in lamost_shares.split(",")])
     except ValueError:
-        fractions = ()
-    if len(fractions) != 3 or min(fractions) < 0 or sum(fractions) <= 0:
-        raise ValueError(f"--lamost-split {lamost_split!r}: give three shares >= 0 for train,val,test, e.g. 0.70,0.15,0.15")
+        raise ValueError(f"--lamost-shares {lamost_shares!r}: give three finite shares >= 0 for train,val,test with a "
+                         "positive sum, e.g. 0.70,0.15,0.15") from None
     root = data_root or find_root()
     t0 = time.perf_counter()
     path, table = simulate_population(out, root, counts, seed=seed, randomize=randomize,

@@ -46,6 +46,7 @@ from drcnet.simulate.sources import (  # noqa: F401  (re-exported: the populatio
     LAMOST_SPLIT_FRACTIONS,
     LIBRARY_SPLIT_FRACTIONS,
     OTHER_SHARE,
+    check_split_fractions,
     lamost_split_of,
     no_light_templates,
     other_templates,
@@ -134,10 +135,17 @@ def plan_population(templates: Sequence[Template], template_split: np.ndarray, c
     cls_l, split_l, tmpl_l = [], [], []
     for name, n in counts.items():
         s = SPLIT_NAMES.index(name)
+        if n > 0 and not (template_split == s).any():
+            raise ValueError(f"{n} {name} objects asked for, but no source spectrum is in the {name} split (with these "
+                             "--include sources and --lamost-shares); ask for 0 or change the shares")
         w = sampling_weights(templates, template_split, s)
         for c, k in zip(classes, apportion(n, shares), strict=True):
             idx = np.flatnonzero([(t.cls == c) and template_split[i] == s for i, t in enumerate(templates)])
-            if idx.size == 0 or k == 0:
+            if k == 0:
+                continue
+            if idx.size == 0:
+                warnings.warn(f"no {c} source spectrum in the {name} split: its {int(k)} {c} objects are not rendered "
+                              f"(the file holds {int(n - k)} {name} objects or fewer)", stacklevel=2)
                 continue
             p = w[idx] / w[idx].sum()
             tmpl_l.append(rng.choice(idx, size=int(k), p=p))
@@ -215,8 +223,7 @@ def prepare_population(data_root: str | Path, counts: dict[str, int], seed: int 
     root = Path(data_root)
     if not 0.0 <= other_share < 1.0:
         raise ValueError(f"other_share must be in [0, 1), got {other_share}")
-    if len(lamost_fractions) != 3 or min(lamost_fractions) < 0 or sum(lamost_fractions) <= 0:
-        raise ValueError(f"lamost_fractions must be three shares >= 0 (train, val, test), got {tuple(lamost_fractions)}")
+    lamost_fractions = check_split_fractions(lamost_fractions)
     templates, tsplit = load_population(root, seed=seed, other=other_share > 0, lamost_fractions=lamost_fractions)
     keep = [i for i, t in enumerate(templates) if t.library in set(include) or t.library == "sky"]
     templates, tsplit = [templates[i] for i in keep], tsplit[keep]

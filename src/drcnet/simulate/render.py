@@ -312,12 +312,12 @@ class ForwardModel:
         for g, electrons in lights:
             own = self._own_profile.get(id(g))
             if own is not None and own[0] is g and g is geom and own[1] is cols:
-                prof = own[2]
-            else:
-                centre = g.trace(cols)
-                if centre.max() + reach < lo or centre.min() - reach > hi:
-                    continue  # too far to reach these pixels
-                prof = self.profile.stripe(start, rows.shape[0], centre)
+                image += own[2] * electrons[None, :]  # the cached profile stays as it is (same numbers)
+                continue
+            centre = g.trace(cols)
+            if centre.max() + reach < lo or centre.min() - reach > hi:
+                continue  # too far to reach these pixels
+            prof = self.profile.stripe(start, rows.shape[0], centre)
             prof *= electrons[None, :]
             image += prof
         return image

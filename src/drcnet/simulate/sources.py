@@ -13,6 +13,7 @@ population (:mod:`drcnet.simulate.population`) and whole exposures (:mod:`drcnet
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 import warnings
 from collections.abc import Sequence
@@ -38,6 +39,22 @@ def star_key(t: Template) -> str:
     """Name of a LAMOST star (designation, else the file stem), so repeat visits share a split."""
     name = str(t.meta.get("designation") or "").strip()
     return re.sub(r"\s+", "", name).upper() if name else t.source_id
+
+
+def check_split_fractions(fractions: Sequence[float]) -> tuple[float, float, float]:
+    """``fractions`` as three finite shares >= 0 (train, val, test) with a positive finite sum.
+
+    Raises
+    ------
+    ValueError
+        Naming the value and what to give instead (NaN or infinite shares would put every star in one
+        split without a word).
+    """
+    f = tuple(float(x) for x in fractions)
+    if len(f) != 3 or not all(math.isfinite(x) and x >= 0 for x in f) or not 0 < sum(f) < float("inf"):
+        raise ValueError(f"LAMOST split shares {tuple(fractions)}: give three finite shares >= 0 for train, val, test "
+                         "with a positive sum, e.g. 0.70,0.15,0.15")
+    return f[0], f[1], f[2]
 
 
 def lamost_split_of(key: str, fractions: Sequence[float] = LAMOST_SPLIT_FRACTIONS, salt: str = "drcnet") -> int:

@@ -89,13 +89,15 @@ def evaluate_run(run_dir: str | Path, data: str | Path, split: str = "test", out
                          "nothing to evaluate against (use `drcnet predict` for unlabelled data)")
     names = class_names(int(pred["prob"].shape[1]))
     targets, subclass = file_truth(data, pred["rows"])
+    # as in evaluate_predictions: a class the model does not have (``other`` for a three-class model) is left out
+    label = np.where(np.asarray(pred["label"]) < len(names), np.asarray(pred["label"]), -1)
     metrics = {
         "run": str(Path(run_dir).resolve()), "model": info.model_name, "weights": which, "split": split,
         "classes": list(names), "snr_bins": list(SNR_BIN_NAMES), "data": dataset_fingerprint(data),
         **evaluate_predictions(pred),
         "catalogue": catalogue_metrics(pred, targets, subclass, load_calibration(run_dir)),
-        "groups": group_metrics(pred["label"], pred["pred"], pred["snr_bin"], object_groups(data, pred["rows"])),
-        "by_source_spectrum": source_clustered_accuracy(pred["label"], pred["pred"], pred["snr_bin"],
+        "groups": group_metrics(label, pred["pred"], pred["snr_bin"], object_groups(data, pred["rows"])),
+        "by_source_spectrum": source_clustered_accuracy(label, pred["pred"], pred["snr_bin"],
                                                         source_spectra(data, pred["rows"])),
         "provenance": provenance({"run": str(run_dir), "data": str(data), "split": split, "weights": which},
                                  info.meta.get("seed")),

@@ -104,8 +104,8 @@ def build_blocks(runs: list[dict[str, Any]], data: str, split: str, fingerprint:
     b.append(("p", "ACC 95 % is the Wilson interval of the accuracy from the test set's size alone (the "
                    "scatter between training runs with different seeds comes on top). ACC 95 % by source is "
                    "the cluster-bootstrap interval that counts source spectra instead of renders (one real "
-                   "star rendered several times is one draw); `stars` is their number."))
-    heads = (["S/N_r", "n", "ACC", "ACC 95 %", "stars", "ACC 95 % by source"]
+                   "star rendered several times is one draw); `sources` is their number."))
+    heads = (["S/N_r", "n", "ACC", "ACC 95 %", "sources", "ACC 95 % by source"]
              + [f"{m} {c}" for m in ("P", "R", "F1") for c in CLASSES])
     for r in runs:
         rows = []
