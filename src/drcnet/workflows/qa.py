@@ -56,6 +56,8 @@ PREVIEW_BIN = 8
 ZOOM_SCALE = 4
 """Each zoom pixel is drawn as ZOOM_SCALE x ZOOM_SCALE picture pixels."""
 N_PICKS = 4
+PNG_FAST = {"compress_level": 1}
+"""PNG encoding with zlib level 1: about half the time of the default level, files a few % larger."""
 
 
 @dataclass
@@ -215,7 +217,7 @@ def _frame_png(out: Path, q: QASpectrograph, arm: str) -> str:
     picture[:right.shape[0], left.shape[1] + 16:] = right
     path = out / f"frame_sp{q.spid:02d}_{arm}.png"
     with atomic_path(path) as tmp:
-        plt.imsave(tmp, np.clip(picture[::-1], 0, 1), format="png")
+        plt.imsave(tmp, np.clip(picture[::-1], 0, 1), format="png", pil_kwargs=PNG_FAST)
     return path.name
 
 
@@ -250,7 +252,7 @@ def _classmap_png(out: Path, q: QASpectrograph, table: Table) -> str:
                               for k in ("pred", "true", "mark")], axis=0)
     path = out / f"classmap_sp{q.spid:02d}.png"
     with atomic_path(path) as tmp:
-        plt.imsave(tmp, np.clip(picture, 0, 1), format="png")
+        plt.imsave(tmp, np.clip(picture, 0, 1), format="png", pil_kwargs=PNG_FAST)
     return path.name
 
 
@@ -293,7 +295,7 @@ def _stripes_png(out: Path, items: Sequence[QASpectrograph], n: int = N_PICKS) -
                 ax.legend(fontsize=7)
     path = out / "stripes.png"
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=80, format="png")
+        fig.savefig(tmp, dpi=80, format="png", pil_kwargs=PNG_FAST)
     plt.close(fig)
     return path.name
 
