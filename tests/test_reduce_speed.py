@@ -209,3 +209,24 @@ def test_sky_cleaning_of_all_sky_fibers_equals_the_per_fiber_cleaning(reduced, a
     for x in (norm, hit, norm[:2]):
         assert np.array_equal(clean_sky(x, wave[:len(x)]), clean_sky_per_fiber(x, wave[:len(x)]))
     assert not np.array_equal(clean_sky(hit, wave), hit)
+
+
+def test_cli_frames_reduce_streams_the_dataset_of_the_list_path(reduced, exposure, tmp_path, data_root):
+    # `drcnet frames reduce` reduces and writes spectrograph by spectrograph: the same file as the list path
+    from typer.testing import CliRunner
+
+    from drcnet.cli import app
+    from drcnet.reduce.arm import ReduceConfig
+    from drcnet.workflows.reduced_dataset import write_reduced_dataset
+
+    res = CliRunner().invoke(app, ["frames", "reduce", str(exposure), "--out", str(tmp_path / "cli.h5"),
+                                   "--data-root", str(data_root)])
+    assert res.exit_code == 0, res.output
+    assert f"({len(reduced.fibermap)} fibers)" in res.output and res.output.count(" traces rms ") == 2
+    write_reduced_dataset([reduced], tmp_path / "list.h5", ReduceConfig(), exposure)
+    with h5py.File(tmp_path / "cli.h5") as a, h5py.File(tmp_path / "list.h5") as b:
+        names: list[str] = []
+        a.visit(lambda n: names.append(n) if isinstance(a[n], h5py.Dataset) else None)
+        assert names and set(names) == {n for n in names if n in b}
+        for n in names:
+            assert np.array_equal(a[n][()], b[n][()], equal_nan=a[n].dtype.kind == "f"), n

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 import warnings
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -83,28 +83,40 @@ def reduce_cmd(
     """Reduce raw frames to stripes, boxcar/optimal 1D spectra, S/N_r and flags (a dataset file)."""
     from drcnet.instrument.errors import FrameWarning
     from drcnet.reduce.arm import ReduceConfig
-    from drcnet.workflows.reduce_exposure import reduce_exposure
-    from drcnet.workflows.reduced_dataset import write_reduced_dataset
+    from drcnet.workflows.reduce_exposure import check_exposure, iter_reductions, release_memory
+    from drcnet.workflows.reduced_dataset import ReducedDatasetWriter
 
     config = ReduceConfig(threads=threads)
     t0 = time.perf_counter()
+    n_fibers = 0
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", FrameWarning)
-        reductions = reduce_exposure(exposure, config, spids=spid, run=run, data_root=data_root)
-    for w in caught:
-        console.print(f"[yellow]warning:[/] {w.message}")
-    path = write_reduced_dataset(reductions, out, config, exposure)
-    for sr in reductions:
-        for arm, a in sr.arms.items():
-            s = a.summary()
-            arc = s["wavecal"]["median_rms_px"]
-            trace = s["trace"]["median_rms_px"]
-            console.print(f"sp{sr.spid:02d} {arm}: traces rms {'none' if trace is None else f'{trace:.4f} px'}, "
-                          f"{s['trace']['n_lost']} lost; arc rms {'no lines' if arc is None else f'{arc:.4f} px'}; "
-                          f"{s['n_saturated']} saturated, {s['n_bad_pixels']} with NaN pixels, "
-                          f"{s['n_bad_calib']} bad calibration, {s['n_cosmic']} cosmic-ray"
-                          + (f"; IMPLAUSIBLE: {'; '.join(a.problems)}" if a.problems else ""))
-    console.print(f"wrote {path} ({sum(len(sr.fibermap) for sr in reductions)} fibers) in {time.perf_counter() - t0:.1f} s")
+        checked = check_exposure(exposure, spids=spid, run=run)  # every file of every spectrograph, before any work
+        # spectrograph by spectrograph: reduce, write its rows, report, drop it (memory does not grow with them)
+        with ReducedDatasetWriter(out, checked, config, exposure) as writer:
+            for sr in iter_reductions(checked, config, data_root=data_root):
+                writer.write(sr)
+                for w in caught:  # the warnings so far (file checks, this spectrograph's reduction)
+                    console.print(f"[yellow]warning:[/] {w.message}")
+                caught.clear()
+                _print_arm_summaries(sr)
+                n_fibers += len(sr.fibermap)
+                del sr
+                release_memory()
+    console.print(f"wrote {out} ({n_fibers} fibers) in {time.perf_counter() - t0:.1f} s")
+
+
+def _print_arm_summaries(sr: Any) -> None:
+    """One line per arm of a reduced spectrograph: trace and arc rms, lost traces, flagged fibers."""
+    for arm, a in sr.arms.items():
+        s = a.summary()
+        arc = s["wavecal"]["median_rms_px"]
+        trace = s["trace"]["median_rms_px"]
+        console.print(f"sp{sr.spid:02d} {arm}: traces rms {'none' if trace is None else f'{trace:.4f} px'}, "
+                      f"{s['trace']['n_lost']} lost; arc rms {'no lines' if arc is None else f'{arc:.4f} px'}; "
+                      f"{s['n_saturated']} saturated, {s['n_bad_pixels']} with NaN pixels, "
+                      f"{s['n_bad_calib']} bad calibration, {s['n_cosmic']} cosmic-ray"
+                      + (f"; IMPLAUSIBLE: {'; '.join(a.problems)}" if a.problems else ""))
 
 
 @friendly_errors
