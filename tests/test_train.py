@@ -238,3 +238,13 @@ def test_fingerprint_follows_content_not_location(micro_data, tmp_path):
     with h5py.File(copy, "r+") as h:
         h["label"][0] = (int(h["label"][0]) + 1) % 3
     assert dataset_fingerprint(copy)["sha256"] != dataset_fingerprint(micro_data)["sha256"]
+
+
+def test_default_loader_workers_leave_two_cores_to_the_model():
+    from drcnet.train.config import default_workers
+
+    assert default_workers("cpu", cores=2) == 0
+    assert default_workers("cpu", cores=1) == 0
+    assert default_workers("cpu", cores=8) == 1
+    assert default_workers("cuda", cores=2) == 1  # the GPU runs the model; the loader overlaps it
+    assert default_workers("cpu") in (0, 1)  # this process's own CPU count

@@ -40,7 +40,7 @@ def train_cmd(
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a run already in --out.")] = False,
-    workers: Annotated[int, typer.Option(help="DataLoader workers per process.")] = 1,
+    workers: Annotated[Optional[int], typer.Option(min=0, help="DataLoader workers per process (default: 0 on a CPU run with 2 cores or fewer, where a loader process takes a core from the model; else 1).")] = None,
     threads: Annotated[Optional[int], typer.Option(help="Intra-op threads per process.")] = None,
     fast: Annotated[bool, typer.Option("--fast/--no-fast", help="CPU fast path (same results).")] = True,
     class_weights: Annotated[bool, typer.Option("--class-weights", help="Inverse-frequency class weights.")] = False,
@@ -64,6 +64,10 @@ def train_cmd(
     if not isinstance(overrides, dict):
         typer.echo(f"error: --model-config must be a JSON object of config overrides, got {model_config!r}", err=True)
         raise typer.Exit(2)
+    if workers is None:
+        from drcnet.train.config import default_workers
+
+        workers = default_workers(device)
     cfg = TrainConfig(model=model, data=str(data), out=str(out), preset=preset, optimizer=optimizer, lr=lr,
                       weight_decay=weight_decay, batch_size=batch_size, epochs=epochs, patience=patience,
                       schedule=schedule, grad_clip=grad_clip, seed=seed, device=device, workers=workers, fast=fast, threads=threads,
