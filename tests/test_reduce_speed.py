@@ -15,17 +15,28 @@ import h5py
 import numpy as np
 import pytest
 from astropy.io import fits
+from reduce_references import (
+    clean_sky_per_fiber,
+    fit_offsets_per_fiber,
+    fit_traces_per_fiber,
+)
 from test_frames_shared import clean_reduction, full_exposure, one
 
 from drcnet.instrument.config import U0
 from drcnet.instrument.rawframe import _read_plain_image, read_raw_frame
 from drcnet.reduce.calib import levels, net_image
-from drcnet.reduce.extract import _MEDIAN12, _SORT12, _gapped_median, median_filter_exact, spike_columns
+from drcnet.reduce.extract import (
+    _MEDIAN12,
+    _SORT12,
+    _gapped_median,
+    median_filter_exact,
+    spike_columns,
+)
 from drcnet.reduce.preview import binned_net, net_crop
-from drcnet.reduce.sky import clean_sky, clean_sky_per_fiber
+from drcnet.reduce.sky import clean_sky
 from drcnet.reduce.snr import measure_snr_r, measure_snr_r_all
-from drcnet.reduce.trace import TraceConfig, _fit_traces, _fit_traces_per_fiber
-from drcnet.reduce.wavecal import WavecalConfig, fit_offsets, fit_offsets_per_fiber
+from drcnet.reduce.trace import TraceConfig, _fit_traces
+from drcnet.reduce.wavecal import WavecalConfig, fit_offsets
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +79,7 @@ def test_trace_fits_equal_the_per_fiber_fits(reduced, arm):
     for centres in _perturbed(t.bin_centres, 1, 2.0):
         skip = t.lost.copy()
         new = _fit_traces(centres, skip, design, cfg)
-        ref = _fit_traces_per_fiber(centres, skip, design, cfg)
+        ref = fit_traces_per_fiber(centres, skip, design, cfg)
         assert np.array_equal(new[2], ref[2])  # the same fibers lost
         ok = ~ref[2]
         assert np.max(np.abs(new[0][ok] - ref[0][ok])) < 1e-8  # rows (normal equations vs lstsq)

@@ -69,7 +69,7 @@ def clean_sky(norm: np.ndarray, sky_wave: np.ndarray, clip_sigma: float = 4.0) -
     """Sky fibers' spectra with cosmic rays replaced by the median of all sky fibers on their own grid.
 
     All sky fibers at once: the medians of the ``(n_sky, n_sky, n_cols)`` block of every fiber
-    interpolated onto every fiber's grid are the per-fiber medians of :func:`clean_sky_per_fiber`
+    interpolated onto every fiber's grid are the per-fiber medians of the one-fiber-at-a-time reference in ``tests/reduce_references.py``
     (the reference), the same numbers.
 
     Parameters
@@ -98,19 +98,3 @@ def clean_sky(norm: np.ndarray, sky_wave: np.ndarray, clip_sigma: float = 4.0) -
     bad = np.abs(norm - med) > clip_sigma * scale
     bad = bad | np.roll(bad, 1, axis=1) | np.roll(bad, -1, axis=1)
     return np.where(bad, med, norm)
-
-
-def clean_sky_per_fiber(norm: np.ndarray, sky_wave: np.ndarray, clip_sigma: float = 4.0) -> np.ndarray:
-    """Reference for :func:`clean_sky`: one sky fiber after the other."""
-    n_sky = norm.shape[0]
-    clean = norm.copy()
-    if n_sky >= 3:
-        for s in range(n_sky):
-            others = np.stack([np.interp(sky_wave[s], sky_wave[t], norm[t]) for t in range(n_sky)])
-            med = np.median(others, axis=0)
-            mad = 1.4826 * np.median(np.abs(others - med), axis=0)
-            scale = np.maximum(mad, np.sqrt(np.clip(np.abs(med), 1.0, None)))
-            bad = np.abs(norm[s] - med) > clip_sigma * scale
-            bad = bad | np.roll(bad, 1) | np.roll(bad, -1)
-            clean[s] = np.where(bad, med, norm[s])
-    return clean

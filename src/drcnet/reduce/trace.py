@@ -260,10 +260,10 @@ def _fit_traces(centres: np.ndarray, skip: np.ndarray, design: np.ndarray,
 
     All fibers at once: each clipping round is one batched least-squares solve (normal equations
     of the ``(bins, degree + 1)`` design, weights 0/1), the same rounds and stopping rule as fitting
-    one fiber after the other (:func:`_fit_traces_per_fiber`, kept as the reference); the
+    one fiber after the other (``tests/reduce_references.py`` keeps the per-fiber loop as the reference); the
     coefficients agree with it to ~1e-12 rows.
     """
-    n_fibers, n_bins = centres.shape
+    n_fibers = centres.shape[0]
     n_par = design.shape[1]
     lost = skip.copy()
     coeffs = np.zeros((n_fibers, n_par))
@@ -301,34 +301,6 @@ def _fit_traces(centres: np.ndarray, skip: np.ndarray, design: np.ndarray,
     fit = c[ok] @ design.T
     n_use = use[ok].sum(axis=1)
     rms[ok] = np.sqrt(np.sum(np.where(use[ok], (y[ok] - fit) ** 2, 0.0), axis=1) / n_use)
-    return coeffs, rms, lost
-
-
-def _fit_traces_per_fiber(centres: np.ndarray, skip: np.ndarray, design: np.ndarray,
-                          cfg: TraceConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Reference for :func:`_fit_traces`: the same clipped fit, one fiber after the other (``np.linalg.lstsq``)."""
-    n_fibers = centres.shape[0]
-    lost = skip.copy()
-    coeffs = np.zeros((n_fibers, design.shape[1]))
-    rms = np.full(n_fibers, np.nan)
-    for f in np.flatnonzero(~skip):
-        use = np.isfinite(centres[f])
-        c = np.zeros(design.shape[1])
-        for _ in range(3):
-            if use.sum() < cfg.min_bins:
-                break
-            c, *_ = np.linalg.lstsq(design[use], centres[f, use], rcond=None)
-            resid = centres[f] - design @ c
-            s = 1.4826 * np.median(np.abs(resid[use])) + 1e-3
-            new = np.isfinite(centres[f]) & (np.abs(resid) < cfg.clip_sigma * s)
-            if np.array_equal(new, use):
-                break
-            use = new
-        if use.sum() < cfg.min_bins:
-            lost[f] = True
-            continue
-        coeffs[f] = c
-        rms[f] = float(np.sqrt(np.mean((centres[f, use] - design[use] @ c) ** 2)))
     return coeffs, rms, lost
 
 

@@ -175,7 +175,7 @@ def fit_offsets(measured: np.ndarray, nominal: np.ndarray, lost: np.ndarray, cfg
     """Each fiber's clipped fit of (measured - nominal) line columns: offset (and stretch), all fibers at once.
 
     The same rounds and stopping rule as fitting one fiber after the other
-    (:func:`fit_offsets_per_fiber`, kept as the reference): up to 4 rounds of a fit to the kept
+    (``tests/reduce_references.py`` keeps the per-fiber loop as the reference): up to 4 rounds of a fit to the kept
     lines and a clip at ``clip_sigma`` robust sigmas (at least 0.02 px), stopping when the kept
     set no longer changes; a fiber with fewer than ``degree + 2`` kept lines gets no solution.
 
@@ -240,39 +240,4 @@ def fit_offsets(measured: np.ndarray, nominal: np.ndarray, lost: np.ndarray, cfg
     rms[solved] = np.sqrt(np.sum(np.where(ok[solved], (dz[solved] - fit) ** 2, 0.0), axis=1) / n_ok)
     n_lines[solved] = n_ok
     used[solved] = ok[solved]
-    return shift, stretch, rms, n_lines, used
-
-
-def fit_offsets_per_fiber(measured: np.ndarray, nominal: np.ndarray, lost: np.ndarray, cfg: WavecalConfig
-                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Reference for :func:`fit_offsets`: the same clipped fit, one fiber after the other."""
-    n_f = measured.shape[0]
-    shift = np.zeros(n_f)
-    stretch = np.zeros(n_f)
-    rms = np.full(n_f, np.nan)
-    n_lines = np.zeros(n_f, dtype=int)
-    used = np.zeros(measured.shape, dtype=bool)
-    u = nominal - U0
-    for f in np.flatnonzero(~lost):
-        d = measured[f] - nominal
-        ok = np.isfinite(d)
-        for _ in range(4):
-            if ok.sum() < cfg.degree + 2:
-                break
-            if cfg.degree == 0:
-                a, b = float(np.mean(d[ok])), 0.0
-            else:
-                b, a = np.polyfit(u[ok], d[ok], 1)
-            resid = d - (a + b * u)
-            s = max(1.4826 * float(np.nanmedian(np.abs(resid[ok]))), 0.02)
-            new = np.isfinite(d) & (np.abs(resid) < cfg.clip_sigma * s)
-            if np.array_equal(new, ok):
-                break
-            ok = new
-        if ok.sum() < cfg.degree + 2:
-            continue
-        shift[f], stretch[f] = a, b
-        rms[f] = float(np.sqrt(np.mean((d[ok] - (a + b * u[ok])) ** 2)))
-        n_lines[f] = int(ok.sum())
-        used[f] = ok
     return shift, stretch, rms, n_lines, used
