@@ -207,6 +207,43 @@ def test_optimizer_is_fused_and_equals_the_per_tensor_loop(opt_name):
     assert moved > 0.1  # the five steps changed the weights
 
 
+def test_checkpoint_of_a_per_tensor_optimiser_resumes_into_a_fused_one_and_back(tmp_path):
+    from drcnet.train.optim import build_optimizer
+
+    cfg = TrainConfig(model="rcnet", data="x", out="y", optimizer="adamw").resolved()
+    torch.manual_seed(0)
+    model = create_model("rcnet", channels=(4, 4, 4, 4, 4, 4, 8, 8), feature_dim=16)
+    x = model.example_input(2)
+    loop = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=False)
+
+    def step(m, o):
+        o.zero_grad()
+        (m(x) ** 2).sum().backward()
+        o.step()
+
+    for _ in range(2):
+        step(model, loop)
+    save_checkpoint(tmp_path / "loop.safetensors", model, loop, {"epoch": 1})
+    fused_model = create_model("rcnet", channels=(4, 4, 4, 4, 4, 4, 8, 8), feature_dim=16)
+    fused = build_optimizer(cfg, fused_model.parameters())
+    load_checkpoint(tmp_path / "loop.safetensors", fused_model, fused)
+    assert fused.param_groups[0]["fused"] is True  # this machine's kernel, not the checkpoint's
+    step(model, loop)
+    step(fused_model, fused)
+    for a, b in zip(model.parameters(), fused_model.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    # and back: a fused checkpoint into a per-tensor optimiser
+    save_checkpoint(tmp_path / "fused.safetensors", fused_model, fused, {"epoch": 2})
+    again = create_model("rcnet", channels=(4, 4, 4, 4, 4, 4, 8, 8), feature_dim=16)
+    plain = torch.optim.AdamW(again.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=False)
+    load_checkpoint(tmp_path / "fused.safetensors", again, plain)
+    assert not plain.param_groups[0]["fused"]
+    step(again, plain)
+    step(fused_model, fused)
+    for a, b in zip(again.parameters(), fused_model.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("opt_name", ["adamw", "adagrad"])
 def test_checkpoint_round_trip_restores_weights_optimizer_and_rng(tmp_path, opt_name):
     from drcnet.train.optim import build_optimizer

@@ -73,6 +73,10 @@ def _optim_split(sd: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str,
     return tensors, {"param_groups": sd["param_groups"], "state": plain}
 
 
+_IMPLEMENTATION_KEYS = ("fused", "foreach")
+"""Optimiser settings that choose a kernel, not the update: kept from the running optimiser on resume."""
+
+
 def _optim_join(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
     state: dict[int, dict[str, Any]] = {}
     for name, value in tensors.items():
@@ -107,7 +111,14 @@ def load_checkpoint(path: str | Path, model: torch.nn.Module, optimizer: torch.o
         raise ValueError(f"{path} is not a drcnet checkpoint (format {meta.get('format')!r})")
     model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
     if optimizer is not None:
-        optimizer.load_state_dict(_optim_join(tensors, meta["optimizer"]))
+        saved = _optim_join(tensors, meta["optimizer"])
+        # the kernel choice (fused / foreach) is this machine's, made when the optimiser was built, not the
+        # saved run's: a run checkpointed with a fused kernel resumes where there is none, and vice versa
+        for group, running in zip(saved["param_groups"], optimizer.param_groups, strict=False):
+            for key in _IMPLEMENTATION_KEYS:
+                if key in running:
+                    group[key] = running[key]
+        optimizer.load_state_dict(saved)
     if restore_rng:
         set_rng_state(tensors, meta["rng"])
     return meta["state"]

@@ -13,7 +13,7 @@ from drcnet.train.config import TrainConfig
 def build_optimizer(cfg: TrainConfig, params: Any) -> torch.optim.Optimizer:
     """The optimiser named in ``cfg`` (AdaGrad for the paper preset), PyTorch's fused implementation where it has one.
 
-    ``fused=True`` (PyTorch >= 2.4 on CPU and CUDA for Adam, AdamW, AdaGrad and SGD) updates all
+    ``fused=True`` (PyTorch >= 2.4: Adam, AdamW and SGD on CPU and CUDA, AdaGrad on CPU) updates all
     parameters in one kernel instead of a Python loop over tensors: the same update rule, equal to the
     loop within float32 rounding, and ~4x cheaper per step for DRC-Net on a 2-core CPU
     (``docs/notes_speed.md`` section 9). Where the build or the device has no fused kernel the
@@ -25,6 +25,10 @@ def build_optimizer(cfg: TrainConfig, params: Any) -> torch.optim.Optimizer:
     kwargs: dict[str, Any] = {"lr": cfg.lr, "weight_decay": cfg.weight_decay}
     if kind is torch.optim.SGD:
         kwargs["momentum"] = 0.9
+    device = params[0].device.type if params else "cpu"
+    # AdaGrad's fused kernel is CPU-only in PyTorch, and its device check runs at the first step, not here
+    if kind is torch.optim.Adagrad and device != "cpu":
+        return kind(params, **kwargs)
     try:
         return kind(params, fused=True, **kwargs)
     except (RuntimeError, ValueError, TypeError):
