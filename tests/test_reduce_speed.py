@@ -17,26 +17,35 @@ import pytest
 from astropy.io import fits
 from reduce_references import (
     clean_sky_per_fiber,
+    cut_stripes_by_gather,
     fit_offsets_per_fiber,
     fit_traces_per_fiber,
+    optimal_extract_one_pass,
 )
 from test_frames_shared import clean_reduction, full_exposure, one
 
-from drcnet.instrument.config import U0
+from drcnet.conventions import stripe_columns
+from drcnet.instrument.config import N_COLS, N_ROWS, U0
 from drcnet.instrument.rawframe import _read_plain_image, read_raw_frame
-from drcnet.reduce.calib import levels, net_image
+from drcnet.reduce.calib import column_means, levels, net_image, sorted_median
 from drcnet.reduce.extract import (
     _MEDIAN12,
     _SORT12,
+    StripePixels,
     _gapped_median,
+    boxcar,
+    boxcar_extract,
+    cut_stripes,
     median_filter_exact,
+    optimal_extract,
     spike_columns,
+    stripe_rows_all,
 )
 from drcnet.reduce.preview import binned_net, net_crop
 from drcnet.reduce.sky import clean_sky
 from drcnet.reduce.snr import measure_snr_r, measure_snr_r_all
 from drcnet.reduce.trace import TraceConfig, _fit_traces
-from drcnet.reduce.wavecal import WavecalConfig, fit_offsets
+from drcnet.reduce.wavecal import WavecalConfig, fit_offsets, line_columns
 
 
 @pytest.fixture(scope="module")
@@ -241,3 +250,98 @@ def test_cli_frames_reduce_streams_the_dataset_of_the_list_path(reduced, exposur
         assert names and set(names) == {n for n in names if n in b}
         for n in names:
             assert np.array_equal(a[n][()], b[n][()], equal_nan=a[n].dtype.kind == "f"), n
+
+
+@pytest.fixture(scope="module")
+def red_arm(exposure, data_root):
+    """The red arm's raw frames, traces, science stripes and flat profile (the steps' own inputs)."""
+    from drcnet.instrument.lamost import LAMOST
+    from drcnet.reduce.arm import ReduceConfig, cut_science, flat_profile, trace_flat
+    from drcnet.workflows.reduce_exposure import load_lines
+
+    cfg = ReduceConfig()
+    sci = read_raw_frame(one(exposure, "ro-01r-*.fit"))
+    arc = read_raw_frame(one(exposure, "ra-01r-*.fit"))
+    flat = read_raw_frame(one(exposure, "rf-01r-*.fit"))
+    flat_net, traces = trace_flat(flat.data, flat.overscan, None, 250, cfg)
+    centres = traces.centres(np.arange(N_COLS))
+    science = cut_science(sci.raw, sci.overscan, LAMOST.overscan, centres, None, 65535.0)
+    profile, _ = flat_profile(flat_net, science.pixels, cfg.flat_smooth_cols)
+    lines = load_lines(cfg, data_root)
+    return {"sci": sci, "arc": arc, "flat_net": flat_net, "centres": centres, "science": science, "profile": profile,
+            "arc_cols": line_columns(cfg.instrument.arm("red"), lines, cfg.wavecal), "offset": LAMOST.overscan}
+
+
+def test_stripe_run_copies_equal_the_pixel_gather(red_arm):
+    sci, arc, centres, off = red_arm["sci"], red_arm["arc"], red_arm["centres"], red_arm["offset"]
+    cols = stripe_columns()
+    level = levels(sci.overscan)
+    bias = np.random.default_rng(4).normal(0, 0.7, N_COLS)
+    as_float = sci.raw.astype(np.float32)
+    as_float[np.random.default_rng(5).random(as_float.shape) < 0.001] = np.nan
+    cases = [(sci.raw, cols, None), (sci.raw, cols, bias), (as_float, cols, None),
+             (arc.raw, red_arm["arc_cols"], None)]
+    for raw, c, b in cases:
+        pixels = StripePixels.from_centres(centres[:, c], c)
+        assert pixels.runs() is not None
+        net, got_raw = cut_stripes(raw, level, pixels, off, b)
+        ref_net, ref_raw = cut_stripes_by_gather(raw, level, centres[:, c], c, off, b, n_rows=N_ROWS)
+        assert net.dtype == np.float64 and got_raw.dtype == raw.dtype
+        assert np.array_equal(net, ref_net, equal_nan=True) and np.array_equal(got_raw, ref_raw, equal_nan=True)
+        assert np.array_equal(pixels.take(red_arm["flat_net"]), pixels.take_indexed(red_arm["flat_net"]))
+        assert np.array_equal(pixels.rows, stripe_rows_all(centres[:, c], 5, np.intp))
+    # traces running off the CCD: rows clipped, their pixels NaN (the pixel gather, no runs)
+    shifted = centres[:, cols] - centres[0, cols].min() - 2.0
+    pixels = StripePixels.from_centres(shifted, cols)
+    assert pixels.off.any() and pixels.runs() is None
+    net, got_raw = cut_stripes(sci.raw, level, pixels, off)
+    ref_net, ref_raw = cut_stripes_by_gather(sci.raw, level, shifted, cols, off, n_rows=N_ROWS)
+    assert np.array_equal(net, ref_net, equal_nan=True) and np.array_equal(got_raw, ref_raw)
+    # short runs (a trace that steps every column) fall back to the pixel gather, same numbers
+    zigzag = centres[:, cols] + np.where(np.arange(cols.size) % 2, 0.6, -0.6)[None, :]
+    pixels = StripePixels.from_centres(zigzag, cols)
+    assert pixels.runs() is None
+    assert np.array_equal(cut_stripes(sci.raw, level, pixels, off)[0],
+                          cut_stripes_by_gather(sci.raw, level, zigzag, cols, off, n_rows=N_ROWS)[0])
+
+
+def test_chunked_optimal_extraction_equals_the_one_pass(red_arm):
+    science, profile = red_arm["science"], red_arm["profile"]
+    s32 = science.stripes.astype(np.float32)
+    rng = np.random.default_rng(6)
+    hits = s32.copy()
+    hit = rng.random(hits.shape) < 2e-3
+    hits[hit] += rng.uniform(200, 5000, int(hit.sum())).astype(np.float32)
+    holes = s32.copy()
+    holes[rng.random(holes.shape) < 1e-3] = np.nan
+    for stripes, bad in ((s32, science.bad), (hits, None), (holes, np.isnan(holes))):
+        ref = optimal_extract_one_pass(stripes, profile, 1.5, 3.0, 5.0, bad=bad)
+        for chunk in (8, 7, 300):
+            got = optimal_extract(stripes, profile, 1.5, 3.0, 5.0, bad=bad, chunk=chunk)
+            for a, b in zip((got.flux, got.ivar, got.rejected, got.model), ref, strict=True):
+                assert a.dtype == b.dtype and np.array_equal(a, b)
+        assert ref[2].any()  # the clipping was reached
+    flux, ivar = boxcar(science.stripes, 1.5, 3.0)
+    ref_flux, ref_ivar = boxcar_extract(np.moveaxis(science.stripes, 1, 0), 1.5, 3.0)
+    assert np.array_equal(flux, ref_flux, equal_nan=True) and np.array_equal(ivar, ref_ivar, equal_nan=True)
+
+
+def test_integer_sums_and_sorted_medians_equal_numpys_means_and_medians(red_arm):
+    sci = red_arm["sci"]
+    level = levels(sci.overscan)
+    # 16-bit integer pixels: exact integer sums; signed copies take numpy's float64 mean
+    assert np.array_equal(binned_net(sci.data, level, 8), binned_net(sci.data.astype(np.int32), level, 8))
+    assert np.array_equal(column_means(sci.data, level), column_means(sci.data.astype(np.int32), level))
+    o = sci.overscan.astype(np.float64)
+    assert np.array_equal(sorted_median(o, axis=2, keepdims=True), np.median(o, axis=2, keepdims=True))
+    rng = np.random.default_rng(7)
+    for n in (1, 2, 5, 20, 32, 33):
+        x = np.round(rng.normal(0, 3, (40, n, 3)), 1)
+        x[0, :, 0] = 0.0
+        x[1, : n // 2 + 1, 1] = -0.0                           # signed zeros in the middle: numpy's answer
+        x[2, 0, 2] = np.nan
+        x[3, :, 0] = np.inf
+        for axis in (0, 1, 2, -1):
+            for keep in (False, True):
+                got, ref = sorted_median(x, axis=axis, keepdims=keep), np.median(x, axis=axis, keepdims=keep)
+                assert np.array_equal(got, ref, equal_nan=True) and np.array_equal(np.signbit(got), np.signbit(ref))

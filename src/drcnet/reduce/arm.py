@@ -209,7 +209,7 @@ def calibrate_arc(arc_raw: np.ndarray, arc_overscan: np.ndarray, data_col_offset
     arc_spec = np.zeros((n_fibers, N_COLS))
     pixels = StripePixels.from_centres(centres[:, arc_cols], arc_cols, n_rows=arc_raw.shape[0])
     net, _ = cut_stripes(arc_raw, levels(arc_overscan), pixels, data_col_offset, bias_pattern)
-    arc_spec[:, arc_cols] = np.nansum(net, axis=1)
+    arc_spec[:, arc_cols] = np.nansum(net, axis=1) if np.isnan(net).any() else net.sum(axis=1)  # nansum copies
     bad = np.zeros(n_fibers, dtype=bool)
     if arc_raw.dtype.kind == "f":
         nan_cols = (np.isnan(net) & ~pixels.off).any(axis=1)          # (fibers, arc columns)
@@ -333,7 +333,7 @@ def flat_profile(flat_net: np.ndarray, pixels: StripePixels, smooth_cols: int,
 def bad_flat_fibers(flat_net: np.ndarray, pixels: StripePixels) -> np.ndarray:
     """``(n_fibers,)`` fibers whose flat aperture (the stripe pixels) holds NaN pixels."""
     if flat_net.dtype.kind != "f" or not np.isnan(flat_net).any():
-        return np.zeros(pixels.rows.shape[0], dtype=bool)
+        return np.zeros(pixels.shape[0], dtype=bool)
     return np.isnan(pixels.take(flat_net)).any(axis=(1, 2))
 
 
@@ -357,7 +357,7 @@ def extract_spectra(science: ScienceStripes, profile: np.ndarray, gain: float, r
         ``(n_fibers, 3000)``, and the optimal extraction.
     """
     stripes, bad = science.stripes, science.bad
-    opt = optimal_extract(stripes.astype(np.float32), profile, gain, read_noise_adu, clip_sigma, bad=bad)
+    opt = optimal_extract(stripes, profile, gain, read_noise_adu, clip_sigma, bad=bad)  # float32 per chunk
     if bad.any():
         stripes = np.where(bad, opt.model, stripes)
     defect = science.defect

@@ -84,7 +84,7 @@ def robust_levels(overscan: np.ndarray, clip: float = OVERSCAN_CLIP, min_pixels:
     o = overscan.astype(np.float64)
     finite = np.isfinite(o)
     if finite.all():
-        med = np.median(o, axis=2, keepdims=True)
+        med = sorted_median(o, axis=2, keepdims=True)
     else:
         with np.errstate(invalid="ignore"), quiet_nan_warnings():
             med = np.nanmedian(o, axis=2, keepdims=True)
@@ -112,6 +112,28 @@ def robust_levels(overscan: np.ndarray, clip: float = OVERSCAN_CLIP, min_pixels:
             ok = ~bad
             level[bad, a] = np.interp(rows[bad], rows[ok], level[ok, a]) if ok.any() else np.nan
     return level, repaired
+
+
+def sorted_median(values: np.ndarray, axis: int = -1, keepdims: bool = False) -> np.ndarray:
+    """``np.median(values, axis=axis, keepdims=keepdims)``, the same numbers, by a sort along ``axis``.
+
+    The median is the middle value of the sorted values, or the mean (``np.mean``, as numpy's
+    median takes it) of the two middle ones: numpy's per-row selection (``partition``) costs
+    ~3x a sort for short rows. Where numpy's answer could differ - NaN values (its median is
+    NaN), a median of 0 (which of +0 and -0 a selection picks), non-float values - numpy's
+    median is returned.
+    """
+    a = np.asarray(values)
+    if a.dtype.kind != "f" or a.ndim == 0 or a.shape[axis] == 0 or np.isnan(a).any():
+        return np.median(a, axis=axis, keepdims=keepdims)
+    ax = axis % a.ndim
+    n = a.shape[ax]
+    s = np.sort(a, axis=ax)
+    middle = s[(slice(None),) * ax + (slice((n - 1) // 2, n // 2 + 1),)]
+    med = np.mean(middle, axis=ax, keepdims=keepdims)
+    if not np.all(med != 0):
+        return np.median(a, axis=axis, keepdims=keepdims)
+    return med
 
 
 @contextlib.contextmanager
@@ -174,7 +196,14 @@ class BiasModel:
 
 def column_means(data: np.ndarray, level: np.ndarray) -> np.ndarray:
     """Mean over rows of each column of ``data - level[row, amp]``, without forming the net image."""
-    raw_mean = np.nanmean(data, axis=0) if data.dtype.kind == "f" else data.mean(axis=0, dtype=np.float64)
+    if data.dtype.kind == "f":
+        raw_mean = np.nanmean(data, axis=0)
+    elif data.dtype.kind == "u" and data.dtype.itemsize <= 2 and data.shape[0] > 0:
+        # integer column sums are exact, as are their float64 sums: the same mean, ~1.5x faster
+        acc = np.uint32 if data.shape[0] <= 65536 else np.uint64
+        raw_mean = data.sum(axis=0, dtype=acc).astype(np.float64) / data.shape[0]
+    else:
+        raw_mean = data.mean(axis=0, dtype=np.float64)
     lev = np.nanmean(level, axis=0)
     out = raw_mean.astype(np.float64)
     for a, cols in enumerate(AMP_COLS):

@@ -32,32 +32,124 @@ def stripe_rows_all(centres: np.ndarray, half: int = STRIPE_HALF_ROWS, dtype: ty
     return centre[:, None, :] + np.arange(-half, half + 1, dtype=dtype)[None, :, None]
 
 
+OPTIMAL_CHUNK_FIBERS = 8
+"""Fibers extracted together by :func:`optimal_extract` and :func:`boxcar`: their working arrays stay in
+the CPU's cache."""
+RUN_MIN_MEAN_COLS = 8
+"""Gather by runs (:class:`StripeRuns`) when a fiber's stripe holds runs this many columns long on average."""
+
+
+@dataclass(frozen=True)
+class StripeRuns:
+    """The stripes cut into runs: consecutive columns of one fiber whose stripe rows are the same CCD rows.
+
+    Run ``i`` is fiber ``fiber[i]``, stripe columns ``start[i]:stop[i]`` (consecutive data columns, one
+    amplifier), CCD rows ``top[i]`` .. ``top[i] + n_rows - 1``: a plain 2D block of the image, so the
+    stripes are filled by block copies instead of a pixel-by-pixel gather.
+    """
+
+    fiber: list[int]
+    start: list[int]
+    stop: list[int]
+    top: list[int]
+    col: list[int]
+    """Data column of ``start``."""
+    amp: list[int]
+    """Amplifier of the run (0 = A, 1 = B)."""
+
+    @classmethod
+    def from_top(cls, top: np.ndarray, cols: np.ndarray, min_mean_cols: int = RUN_MIN_MEAN_COLS) -> StripeRuns | None:
+        """The runs of stripes whose first row is ``top`` ``(n_fibers, n_cols)`` at ``cols``, or None.
+
+        None when the runs are shorter than ``min_mean_cols`` on average (then the pixel
+        gather is as fast). Rows must lie on the image (the caller checks).
+        """
+        n_f, n_c = top.shape
+        if n_f * n_c == 0:
+            return None
+        c = cols.astype(np.intp)
+        amp = amplifier_of(c)
+        breaks = np.ones((n_f, n_c), dtype=bool)
+        np.not_equal(top[:, 1:], top[:, :-1], out=breaks[:, 1:])
+        breaks[:, 1:] |= ((c[1:] != c[:-1] + 1) | (amp[1:] != amp[:-1]))[None, :]
+        fiber, start = np.nonzero(breaks)
+        if fiber.size * min_mean_cols > n_f * n_c:
+            return None
+        stop = np.empty_like(start)
+        stop[:-1] = start[1:]
+        stop[np.append(fiber[1:] != fiber[:-1], True)] = n_c
+        return cls(fiber=fiber.tolist(), start=start.tolist(), stop=stop.tolist(),
+                   top=top[fiber, start].tolist(), col=c[start].tolist(), amp=amp[start].tolist())
+
+    def copy_into(self, out: np.ndarray, image: np.ndarray, col_offset: int = 0) -> None:
+        """``out[f, :, a:b] = image[top:top + n_rows, col + col_offset ...]`` for every run (exact copies)."""
+        n_r = out.shape[1]
+        for f, a, b, r, c in zip(self.fiber, self.start, self.stop, self.top, self.col):
+            c += col_offset
+            out[f, :, a:b] = image[r:r + n_r, c:c + b - a]
+
+    def fill_levels(self, out: np.ndarray, level: np.ndarray) -> None:
+        """``out[f, k, c] = level[row, amplifier]`` of every stripe pixel (``level`` ``(rows, 2)``)."""
+        n_r = out.shape[1]
+        for f, a, b, r, m in zip(self.fiber, self.start, self.stop, self.top, self.amp):
+            out[f, :, a:b] = level[r:r + n_r, m, None]
+
+
 @dataclass
 class StripePixels:
     """Where every stripe pixel lies on the CCD: rows ``(n_fibers, 11, n_cols)`` and columns ``(n_cols,)``.
 
     Computed once per arm and reused for the science frame, the flat and its
-    smoothed copy (:meth:`take` gathers with flat indices). Rows and indices are
-    ``intp``: numpy's ``take`` converts any other index type to it first, which cost
-    ~5x the gather itself (issue 11).
+    smoothed copy. :meth:`take` copies blocks of constant rows (:class:`StripeRuns`) when
+    the traces allow it (every pixel on the CCD, runs of several columns), else gathers with
+    flat indices (:meth:`take_indexed`). Rows and indices are ``intp``: numpy's ``take``
+    converts any other index type to it first, which cost ~5x the gather itself (issue 11).
     """
 
-    rows: np.ndarray
+    centre: np.ndarray
+    """``(n_fibers, n_cols)`` intp the stripe's middle row (the rounded trace; not clipped)."""
+    half: int
     cols: np.ndarray
     off: np.ndarray
+    """``(n_fibers, 2 half + 1, n_cols)`` pixels off the CCD (their rows are clipped to it)."""
+    n_rows: int = N_ROWS
+    _rows: np.ndarray | None = field(default=None, repr=False, compare=False)
     _index: dict[tuple[int, int], np.ndarray] = field(default_factory=dict, repr=False, compare=False)
+    _runs: list[StripeRuns | None] = field(default_factory=list, repr=False, compare=False)
 
     @classmethod
     def from_centres(cls, centres: np.ndarray, cols: np.ndarray, half: int = STRIPE_HALF_ROWS,
                      n_rows: int = N_ROWS) -> StripePixels:
         """Stripe pixels of traces ``centres`` ``(n_fibers, n_cols)`` at columns ``cols``; rows off the CCD are clipped (and marked in ``off``)."""
-        rows = stripe_rows_all(centres, half, np.intp)
-        if rows.size and rows.min() >= 0 and rows.max() < n_rows:
-            return cls(rows=rows, cols=np.asarray(cols, dtype=np.int32), off=np.zeros(rows.shape, dtype=bool))
+        centre = np.floor(centres + 0.5).astype(np.intp)   # stripe_rows_all's rounding
+        cols = np.asarray(cols, dtype=np.int32)
+        shape = (centre.shape[0], 2 * half + 1, centre.shape[1])
+        if centre.size == 0 or (centre.min() - half >= 0 and centre.max() + half < n_rows):
+            return cls(centre=centre, half=half, cols=cols, off=np.zeros(shape, dtype=bool), n_rows=n_rows)
+        rows = centre[:, None, :] + np.arange(-half, half + 1, dtype=np.intp)[None, :, None]
         off = (rows < 0) | (rows >= n_rows)
-        if off.any():
-            np.clip(rows, 0, n_rows - 1, out=rows)
-        return cls(rows=rows, cols=np.asarray(cols, dtype=np.int32), off=off)
+        np.clip(rows, 0, n_rows - 1, out=rows)
+        return cls(centre=centre, half=half, cols=cols, off=off, n_rows=n_rows, _rows=rows)
+
+    @property
+    def rows(self) -> np.ndarray:
+        """``(n_fibers, 2 half + 1, n_cols)`` intp CCD row of every stripe pixel (clipped to the CCD; made once)."""
+        if self._rows is None:
+            k = np.arange(-self.half, self.half + 1, dtype=np.intp)
+            self._rows = self.centre[:, None, :] + k[None, :, None]
+        return self._rows
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """The stripes' shape ``(n_fibers, 2 half + 1, n_cols)``."""
+        return (self.centre.shape[0], 2 * self.half + 1, self.centre.shape[1])
+
+    def runs(self) -> StripeRuns | None:
+        """The stripes' :class:`StripeRuns` (computed once), or None when the pixel gather is to be used."""
+        if not self._runs:
+            on_ccd = not self.off.any()
+            self._runs.append(StripeRuns.from_top(self.centre - self.half, self.cols) if on_ccd else None)
+        return self._runs[0]
 
     def index(self, width: int, col_offset: int = 0) -> np.ndarray:
         """Flat indices (``intp``) of the stripe pixels in a C-contiguous image ``width`` columns wide.
@@ -74,7 +166,16 @@ class StripePixels:
         return self._index[key]
 
     def take(self, image: np.ndarray, col_offset: int = 0) -> np.ndarray:
-        """Pixels of a C-contiguous 2D ``image`` at the stripe pixels (column ``c`` is image column ``c + col_offset``)."""
+        """Pixels of a 2D ``image`` at the stripe pixels (column ``c`` is image column ``c + col_offset``)."""
+        runs = self.runs()
+        if runs is None:
+            return self.take_indexed(image, col_offset)
+        out = np.empty(self.shape, dtype=image.dtype)
+        runs.copy_into(out, image, col_offset)
+        return out
+
+    def take_indexed(self, image: np.ndarray, col_offset: int = 0) -> np.ndarray:
+        """:meth:`take` by a gather with flat indices (any traces; the reference for the run copies)."""
         image = np.ascontiguousarray(image)
         return np.take(image.reshape(-1), self.index(image.shape[1], col_offset))
 
@@ -110,18 +211,36 @@ def cut_stripes(raw_frame: np.ndarray, level: np.ndarray, pixels: StripePixels, 
         raw pixel values (for the saturation test). The arithmetic is the
         forward model's: ``raw.astype(float64) - level[row, amplifier]``.
     """
-    raw = pixels.take(raw_frame, data_col_offset)
+    runs = pixels.runs()
+    if runs is not None:
+        raw = pixels.take(raw_frame, data_col_offset)
+        net = np.empty(raw.shape, dtype=np.float64)
+        runs.fill_levels(net, np.asarray(level, dtype=np.float64))     # the level of each pixel
+        np.subtract(raw, net, out=net, dtype=np.float64)
+    else:
+        raw, net = _net_indexed(raw_frame, level, pixels, data_col_offset)
+    if bias_columns is not None:
+        net -= bias_columns[pixels.cols]
+    if pixels.off.any():
+        net[pixels.off] = np.nan
+    return net, raw
+
+
+def _net_indexed(raw_frame: np.ndarray, level: np.ndarray, pixels: StripePixels,
+                 data_col_offset: int) -> tuple[np.ndarray, np.ndarray]:
+    """Raw stripe pixels and ``raw - level[row, amplifier]`` (float64) by pixel gathers (any traces).
+
+    The path of :func:`cut_stripes` when the stripes have no runs (:meth:`StripePixels.runs`), and
+    the reference for the run copies.
+    """
+    raw = pixels.take_indexed(raw_frame, data_col_offset)
     amp = amplifier_of(pixels.cols).astype(np.intp)
     where = pixels.rows * level.shape[1]
     where += amp[None, None, :]
     net = np.take(np.ascontiguousarray(level, dtype=np.float64).reshape(-1), where)   # the level of each pixel
     del where
     np.subtract(raw, net, out=net, dtype=np.float64)   # raw.astype(float64) - level, without a second array
-    if bias_columns is not None:
-        net -= bias_columns[pixels.cols]
-    if pixels.off.any():
-        net[pixels.off] = np.nan
-    return net, raw
+    return raw, net
 
 
 def boxcar_extract(stripe: np.ndarray, gain: float, read_noise_adu: float) -> tuple[np.ndarray, np.ndarray]:
@@ -145,18 +264,27 @@ def boxcar_extract(stripe: np.ndarray, gain: float, read_noise_adu: float) -> tu
         ``stripe.shape[1:]`` each: ADU and 1/ADU^2.
     """
     flux = stripe.sum(axis=0)
-    var = (np.clip(stripe, 0, None) / gain + read_noise_adu**2).sum(axis=0)
+    var = np.clip(stripe, 0, None)      # one temporary, updated in place: the same operations
+    var /= gain
+    var += read_noise_adu**2
+    var = var.sum(axis=0)
     return flux, 1.0 / var
 
 
-def boxcar(stripes: np.ndarray, gain: float, read_noise_adu: float) -> tuple[np.ndarray, np.ndarray]:
+def boxcar(stripes: np.ndarray, gain: float, read_noise_adu: float,
+           chunk: int = OPTIMAL_CHUNK_FIBERS) -> tuple[np.ndarray, np.ndarray]:
     """Aperture sum of every stripe and its inverse variance ``(n_fibers, n_cols)`` each.
 
     :func:`boxcar_extract` (the dataset path's extraction) on the stripes' row axis
-    (stripes ``(n_fibers, 11, n_cols)``).
+    (stripes ``(n_fibers, 11, n_cols)``), ``chunk`` fibers at a time (the same numbers; the
+    temporaries stay in the cache).
     """
-    flux, ivar = boxcar_extract(np.moveaxis(stripes, 1, 0), gain, read_noise_adu)
-    return flux, ivar
+    n_f = stripes.shape[0]
+    if n_f <= chunk:
+        return boxcar_extract(np.moveaxis(stripes, 1, 0), gain, read_noise_adu)
+    parts = [boxcar_extract(np.moveaxis(stripes[i:i + chunk], 1, 0), gain, read_noise_adu)
+             for i in range(0, n_f, chunk)]
+    return np.concatenate([f for f, _ in parts]), np.concatenate([v for _, v in parts])
 
 
 def spatial_profile(flat_stripes: np.ndarray, smooth: int = 9) -> np.ndarray:
@@ -168,12 +296,20 @@ def spatial_profile(flat_stripes: np.ndarray, smooth: int = 9) -> np.ndarray:
     steps by a row the running mean is taken in CCD rows, not stripe rows,
     because the stripes are cut from a smoothed flat - see :func:`smooth_columns`).
     """
-    if flat_stripes.dtype == np.float32 and np.isfinite(flat_stripes).all():
-        # the same numbers in place: no NaN/inf to replace, and a column whose sum is 0 is all zeros already
-        p = np.maximum(flat_stripes, np.float32(0))
-        total = p.sum(axis=1, keepdims=True)
-        np.divide(p, total, out=p, where=total > 0)
-        return p
+    if flat_stripes.dtype == np.float32:
+        # the same numbers in place: no NaN/inf to replace, and a column whose sum is 0 is all zeros already;
+        # a few fibers at a time (the same numbers, in the cache)
+        p = np.empty_like(flat_stripes)
+        chunk = OPTIMAL_CHUNK_FIBERS
+        for i in range(0, flat_stripes.shape[0], chunk):
+            part = flat_stripes[i:i + chunk]
+            if not np.isfinite(part).all():
+                break
+            q = np.maximum(part, np.float32(0), out=p[i:i + chunk])
+            total = q.sum(axis=1, keepdims=True)
+            np.divide(q, total, out=q, where=total > 0)
+        else:
+            return p
     p = np.clip(np.nan_to_num(flat_stripes, nan=0.0), 0, None).astype(np.float32)
     total = p.sum(axis=1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -207,7 +343,8 @@ class OptimalResult:
 
 
 def optimal_extract(stripes: np.ndarray, profile: np.ndarray, gain: float, read_noise_adu: float,
-                    clip_sigma: float = 5.0, iterations: int = 3, bad: np.ndarray | None = None) -> OptimalResult:
+                    clip_sigma: float = 5.0, iterations: int = 3, bad: np.ndarray | None = None,
+                    chunk: int = OPTIMAL_CHUNK_FIBERS) -> OptimalResult:
     """Horne (1986) optimal extraction of every stripe.
 
     With the normalised spatial profile ``P`` (sum 1 over the aperture, per
@@ -217,8 +354,32 @@ def optimal_extract(stripes: np.ndarray, profile: np.ndarray, gain: float, read_
     residual exceeds ``clip_sigma`` standard deviations (the worst one per
     column and iteration, as Horne does) and ``bad`` pixels. The flux is on
     the same scale as the boxcar sum over the aperture.
+
+    The stripes are converted to float32, then NaN pixels set to 0. Every fiber's fit is its
+    own: the fibers are fitted ``chunk`` at a time (:func:`_optimal_fibers`), which gives the
+    numbers of one pass over all of them while the working arrays fit in the cache.
     """
-    d = np.nan_to_num(stripes, nan=0.0).astype(np.float32, copy=False)
+    n_f = stripes.shape[0]
+    model = np.empty(stripes.shape, dtype=np.float32)
+    rejected = np.zeros(stripes.shape, dtype=bool)
+    flux, ivar = [], []
+    for i in range(0, n_f, max(chunk, 1)):
+        part = slice(i, min(i + max(chunk, 1), n_f))
+        f, v = _optimal_fibers(stripes[part], profile[part], gain, read_noise_adu, clip_sigma, iterations,
+                               None if bad is None else bad[part], model[part], rejected[part])
+        flux.append(f)
+        ivar.append(v)
+    if not flux:
+        empty = np.zeros((0, stripes.shape[2]), dtype=np.float32)
+        return OptimalResult(flux=empty, ivar=empty.copy(), rejected=rejected, model=model)
+    return OptimalResult(flux=np.concatenate(flux), ivar=np.concatenate(ivar), rejected=rejected, model=model)
+
+
+def _optimal_fibers(stripes: np.ndarray, profile: np.ndarray, gain: float, read_noise_adu: float,
+                    clip_sigma: float, iterations: int, bad: np.ndarray | None, model: np.ndarray,
+                    rejected: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`optimal_extract` of some fibers; fills ``model`` and ``rejected`` (their slices), returns flux and ivar."""
+    d = np.nan_to_num(stripes.astype(np.float32), copy=False, nan=0.0)
     p = profile.astype(np.float32, copy=False)
     mask = np.ones(d.shape, dtype=bool) if bad is None else ~bad
     maskf = mask.astype(np.float32)
@@ -227,8 +388,6 @@ def optimal_extract(stripes: np.ndarray, profile: np.ndarray, gain: float, read_
     clip2 = np.float32(clip_sigma**2)
     f = np.einsum("ijk,ijk->ik", d, maskf) / np.maximum(np.einsum("ijk,ijk->ik", p, maskf), 1e-12)
     f = f.astype(np.float32)
-    rejected = np.zeros(d.shape, dtype=bool)
-    model = np.empty_like(d)
     var = np.empty_like(d)
     work = np.empty_like(d)
 
@@ -244,11 +403,13 @@ def optimal_extract(stripes: np.ndarray, profile: np.ndarray, gain: float, read_
         work *= work
         work /= var
         work *= maskf
-        worst = work.max(axis=1, keepdims=True)
-        hit = (work == worst) & (worst > clip2)
-        if hit.any():
-            maskf[hit] = 0.0
-            rejected |= hit
+        worst = work.max(axis=1)
+        fib, col = np.nonzero(worst > clip2)
+        if fib.size:
+            # only the columns whose worst pixel is an outlier: its pixels equal to that worst residual
+            hit = work[fib, :, col] == worst[fib, col][:, None]            # (columns, rows)
+            maskf[fib, :, col] = np.where(hit, np.float32(0), maskf[fib, :, col])
+            rejected[fib, :, col] |= hit
         np.divide(p, var, out=work)
         work *= maskf                                   # w = M P / V
         denom = np.einsum("ijk,ijk->ik", work, p)
@@ -262,7 +423,7 @@ def optimal_extract(stripes: np.ndarray, profile: np.ndarray, gain: float, read_
     psum = np.einsum("ijk,ijk->ik", p, maskf)
     with np.errstate(invalid="ignore", divide="ignore"):
         ivar = np.where((denom > 0) & (psum > 0), denom / psum, 0.0)
-    return OptimalResult(flux=f, ivar=ivar, rejected=rejected, model=model)
+    return f, ivar
 
 
 def aperture_sums(raw_frame: np.ndarray, level: np.ndarray, centres: np.ndarray, cols: np.ndarray,

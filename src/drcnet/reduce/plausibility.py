@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from drcnet.reduce.calib import sorted_median
+
 MAX_ZERO_SHARE = 0.01
 NOISE_RATIO = (0.5, 3.0)
 MIN_PROFILE_CORR = 0.8
@@ -84,7 +86,7 @@ def light_problems(stripes: np.ndarray, profile: np.ndarray, flux1d: np.ndarray,
     """
     problems = []
     if use.any():
-        sci = np.nan_to_num(np.median(stripes[use], axis=2, overwrite_input=True).mean(axis=0))  # a copy anyway
+        sci = np.nan_to_num(sorted_median(stripes[use], axis=2).mean(axis=0))
         flat = np.nan_to_num(profile[use].mean(axis=(0, 2)))
         corr = float(np.corrcoef(sci, flat)[0, 1]) if np.ptp(sci) > 0 and np.ptp(flat) > 0 else 0.0
         if not corr > MIN_PROFILE_CORR:

@@ -23,13 +23,15 @@ from __future__ import annotations
 import numpy as np
 from scipy.ndimage import uniform_filter1d
 
+from drcnet.reduce.calib import sorted_median
+
 
 def fiber_efficiency(flat_flux: np.ndarray, usable: np.ndarray, smooth: int = 51) -> np.ndarray:
     """Relative efficiency ``(n_fibers, n_cols)`` of each fiber from its flat aperture sums.
 
     Unusable fibers (lost traces) get 1.
     """
-    ref = np.median(flat_flux[usable], axis=0)
+    ref = sorted_median(flat_flux[usable], axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
         ratio = np.where(ref > 0, flat_flux / ref, np.nan)
     ratio = np.nan_to_num(ratio, nan=1.0)
@@ -92,8 +94,8 @@ def clean_sky(norm: np.ndarray, sky_wave: np.ndarray, clip_sigma: float = 4.0) -
         return clean
     others = np.stack([np.stack([np.interp(sky_wave[s], sky_wave[t], norm[t]) for t in range(n_sky)])
                        for s in range(n_sky)])                                   # (s, t, cols)
-    med = np.median(others, axis=1)
-    mad = 1.4826 * np.median(np.abs(others - med[:, None, :]), axis=1)
+    med = sorted_median(others, axis=1)
+    mad = 1.4826 * sorted_median(np.abs(others - med[:, None, :]), axis=1)
     scale = np.maximum(mad, np.sqrt(np.clip(np.abs(med), 1.0, None)))
     bad = np.abs(norm - med) > clip_sigma * scale
     bad = bad | np.roll(bad, 1, axis=1) | np.roll(bad, -1, axis=1)
