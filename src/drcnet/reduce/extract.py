@@ -379,7 +379,9 @@ def _optimal_fibers(stripes: np.ndarray, profile: np.ndarray, gain: float, read_
                     clip_sigma: float, iterations: int, bad: np.ndarray | None, model: np.ndarray,
                     rejected: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """:func:`optimal_extract` of some fibers; fills ``model`` and ``rejected`` (their slices), returns flux and ivar."""
-    d = np.nan_to_num(stripes.astype(np.float32), copy=False, nan=0.0)
+    # NaN -> 0 after the float32 cast; +-inf stay +-inf, as they did when the cast came second (a float64
+    # inf became float64's maximum there, which overflows back to inf in float32)
+    d = np.nan_to_num(stripes.astype(np.float32), copy=False, nan=0.0, posinf=np.inf, neginf=-np.inf)
     p = profile.astype(np.float32, copy=False)
     mask = np.ones(d.shape, dtype=bool) if bad is None else ~bad
     maskf = mask.astype(np.float32)
