@@ -5,9 +5,10 @@ Not a test and not part of training: a measurement that sets the ``fast`` preset
 preset's optimiser, batch size and gradient clipping on the training split of a dataset file, the
 learning rate rising geometrically from ``--lr-min`` to ``--lr-max``; it prints the exponentially
 smoothed training loss (bias-corrected, beta 0.9) against the learning rate and stops early once the
-smoothed loss exceeds four times its minimum. The usual reading: the peak of a one-cycle schedule
-sits about a decade below the learning rate of the lowest smoothed loss, where the loss still falls
-steeply.
+smoothed loss exceeds four times its minimum. It bounds the usable range: from where the loss starts
+to fall to where it stops falling (Smith takes the top of that range, just below divergence, as a
+one-cycle schedule's peak; a more cautious reading takes about a decade below the lowest loss).
+Both are printed; the choice of the peak is then checked by training.
 
 Usage::
 
@@ -102,7 +103,7 @@ def main() -> None:
     g = np.gradient(s[: best + 1], np.log10(lrs[: best + 1])) if best >= 2 else np.array([0.0])
     steep = int(np.argmin(g))
     print(f"lowest smoothed loss {s[best]:.4f} at lr {lrs[best]:.2e}; steepest fall at lr {lrs[steep]:.2e}; "
-          f"a decade below the minimum: {lrs[best] / 10:.2e} (the preset's peak: {cfg.lr:.1e})")
+          f"a decade below the lowest loss: {lrs[best] / 10:.2e} (the preset's peak: {cfg.lr:.1e})")
 
 
 if __name__ == "__main__":

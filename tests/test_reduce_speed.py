@@ -314,9 +314,9 @@ def test_chunked_optimal_extraction_equals_the_one_pass(red_arm):
     hits[hit] += rng.uniform(200, 5000, int(hit.sum())).astype(np.float32)
     holes = s32.copy()
     holes[rng.random(holes.shape) < 1e-3] = np.nan
-    infs = science.stripes.copy()            # float64, as the reduction passes them, with +-inf pixels
+    infs = s32.copy()                        # +-inf pixels, masked bad as cut_science does
     infs[0, 5, 100], infs[2, 3, 50] = np.inf, -np.inf
-    for stripes, bad in ((s32, science.bad), (hits, None), (holes, np.isnan(holes)), (infs, None)):
+    for stripes, bad in ((s32, science.bad), (hits, None), (holes, np.isnan(holes)), (infs, ~np.isfinite(infs))):
         with np.errstate(invalid="ignore", over="ignore"):
             ref = optimal_extract_one_pass(stripes, profile, 1.5, 3.0, 5.0, bad=bad)
             for chunk in (8, 7, 300):
@@ -348,3 +348,27 @@ def test_integer_sums_and_sorted_medians_equal_numpys_means_and_medians(red_arm)
             for keep in (False, True):
                 got, ref = sorted_median(x, axis=axis, keepdims=keep), np.median(x, axis=axis, keepdims=keep)
                 assert np.array_equal(got, ref, equal_nan=True) and np.array_equal(np.signbit(got), np.signbit(ref))
+
+
+def test_extraction_edge_cases_keep_the_previous_answers():
+    # a masked inf pixel weighs nothing: a flat 100 ADU stripe of 11 rows gives 1100 in every column
+    s = np.full((1, 11, 3), 100.0, dtype=np.float32)
+    s[0, 5, 1] = np.inf
+    prof = np.full((1, 11, 3), 1 / 11, dtype=np.float32)
+    with np.errstate(invalid="ignore", over="ignore"):
+        got = optimal_extract(s, prof, 1.5, 3.0, 5.0, bad=~np.isfinite(s))
+    np.testing.assert_allclose(got.flux[0], [1100.0, 1100.0, 1100.0], rtol=1e-6)
+    assert np.isfinite(got.ivar).all()
+    # a NaN trace centre is off the CCD: that fiber's stripe is NaN (flagged), the others are cut
+    centres = np.array([[50.0, 50.2, 50.4], [np.nan, np.nan, np.nan]])
+    with np.errstate(invalid="ignore"):
+        pix = StripePixels.from_centres(centres, np.array([10, 11, 12]), n_rows=200)
+    assert pix.off[1].all() and not pix.off[0].any()
+    frame = np.arange(200 * 40, dtype=np.uint16).reshape(200, 40)
+    net, _ = cut_stripes(frame, np.zeros((200, 2)), pix, 0)
+    assert np.isnan(net[1]).all() and np.array_equal(net[0, :, 0], frame[45:56, 10].astype(np.float64))
+    # integer stripes: true division, as before the in-place arithmetic
+    st = np.arange(33, dtype=np.uint16).reshape(11, 3)
+    flux, ivar = boxcar_extract(st, 1.5, 3.0)
+    np.testing.assert_array_equal(ivar, 1.0 / (st / 1.5 + 9.0).sum(axis=0))
+    assert np.array_equal(flux, st.sum(axis=0))

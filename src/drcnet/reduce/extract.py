@@ -124,7 +124,9 @@ class StripePixels:
         centre = np.floor(centres + 0.5).astype(np.intp)   # stripe_rows_all's rounding
         cols = np.asarray(cols, dtype=np.int32)
         shape = (centre.shape[0], 2 * half + 1, centre.shape[1])
-        if centre.size == 0 or (centre.min() - half >= 0 and centre.max() + half < n_rows):
+        # a NaN or huge centre is off the CCD (its integer cast wraps around: test the floats)
+        on_ccd = bool(np.isfinite(centres).all()) and (centre.min() - half >= 0 and centre.max() + half < n_rows)
+        if centre.size == 0 or on_ccd:
             return cls(centre=centre, half=half, cols=cols, off=np.zeros(shape, dtype=bool), n_rows=n_rows)
         rows = centre[:, None, :] + np.arange(-half, half + 1, dtype=np.intp)[None, :, None]
         off = (rows < 0) | (rows >= n_rows)
@@ -265,6 +267,8 @@ def boxcar_extract(stripe: np.ndarray, gain: float, read_noise_adu: float) -> tu
     """
     flux = stripe.sum(axis=0)
     var = np.clip(stripe, 0, None)      # one temporary, updated in place: the same operations
+    if var.dtype.kind != "f":
+        var = var.astype(np.float64)    # integer stripes: true division, as ``np.clip(...) / gain`` did
     var /= gain
     var += read_noise_adu**2
     var = var.sum(axis=0)
@@ -379,9 +383,9 @@ def _optimal_fibers(stripes: np.ndarray, profile: np.ndarray, gain: float, read_
                     clip_sigma: float, iterations: int, bad: np.ndarray | None, model: np.ndarray,
                     rejected: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """:func:`optimal_extract` of some fibers; fills ``model`` and ``rejected`` (their slices), returns flux and ivar."""
-    # NaN -> 0 after the float32 cast; +-inf stay +-inf, as they did when the cast came second (a float64
-    # inf became float64's maximum there, which overflows back to inf in float32)
-    d = np.nan_to_num(stripes.astype(np.float32), copy=False, nan=0.0, posinf=np.inf, neginf=-np.inf)
+    # the float32 cast first, then NaN -> 0 and +-inf -> float32's extremes: what the reduction did when it cast
+    # the stripes before calling this (an inf pixel, masked bad, then weighs 0 instead of giving inf x 0 = NaN)
+    d = np.nan_to_num(stripes.astype(np.float32), copy=False, nan=0.0)
     p = profile.astype(np.float32, copy=False)
     mask = np.ones(d.shape, dtype=bool) if bad is None else ~bad
     maskf = mask.astype(np.float32)
