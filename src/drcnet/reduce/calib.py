@@ -194,14 +194,25 @@ class BiasModel:
                 "pattern_rms_adu": round(float(np.std(self.columns)), 4)}
 
 
+def exact_sum(data: np.ndarray, axis: int) -> np.ndarray | None:
+    """Exact integer sum of unsigned 8/16-bit pixels along ``axis``, or None for any other input.
+
+    The accumulator (uint32, or uint64 past 65,536 terms) cannot overflow, so ``exact_sum(a, k) / n`` is
+    bit for bit the float64 mean numpy computes, ~1.5x faster (raw uint16 frames: bias column means, QA
+    block means). None for other dtypes or an empty axis: the caller then takes numpy's float64 mean.
+    """
+    n = data.shape[axis]
+    if data.dtype.kind != "u" or data.dtype.itemsize > 2 or n == 0:
+        return None
+    return data.sum(axis=axis, dtype=np.uint32 if n <= 65536 else np.uint64)
+
+
 def column_means(data: np.ndarray, level: np.ndarray) -> np.ndarray:
     """Mean over rows of each column of ``data - level[row, amp]``, without forming the net image."""
     if data.dtype.kind == "f":
         raw_mean = np.nanmean(data, axis=0)
-    elif data.dtype.kind == "u" and data.dtype.itemsize <= 2 and data.shape[0] > 0:
-        # integer column sums are exact, as are their float64 sums: the same mean, ~1.5x faster
-        acc = np.uint32 if data.shape[0] <= 65536 else np.uint64
-        raw_mean = data.sum(axis=0, dtype=acc).astype(np.float64) / data.shape[0]
+    elif (sums := exact_sum(data, 0)) is not None:
+        raw_mean = sums.astype(np.float64) / data.shape[0]
     else:
         raw_mean = data.mean(axis=0, dtype=np.float64)
     lev = np.nanmean(level, axis=0)

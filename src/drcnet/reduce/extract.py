@@ -367,8 +367,9 @@ def optimal_extract(stripes: np.ndarray, profile: np.ndarray, gain: float, read_
     model = np.empty(stripes.shape, dtype=np.float32)
     rejected = np.zeros(stripes.shape, dtype=bool)
     flux, ivar = [], []
-    for i in range(0, n_f, max(chunk, 1)):
-        part = slice(i, min(i + max(chunk, 1), n_f))
+    step = max(chunk, 1)
+    for i in range(0, n_f, step):
+        part = slice(i, i + step)
         f, v = _optimal_fibers(stripes[part], profile[part], gain, read_noise_adu, clip_sigma, iterations,
                                None if bad is None else bad[part], model[part], rejected[part])
         flux.append(f)

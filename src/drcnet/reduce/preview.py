@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from drcnet.instrument.config import N_COLS
+from drcnet.reduce.calib import exact_sum
 
 
 def binned_net(data: np.ndarray, level: np.ndarray, factor: int = 8) -> np.ndarray:
@@ -33,8 +34,9 @@ def binned_net(data: np.ndarray, level: np.ndarray, factor: int = 8) -> np.ndarr
     """
     n_rows = data.shape[0] // factor * factor
     n_cols = data.shape[1] // factor * factor
-    if data.dtype.kind == "u" and data.dtype.itemsize <= 2 and n_rows > 0 and n_cols > 0:
-        out = _block_sums(data[:n_rows, :n_cols], factor).astype(np.float64) / (factor * factor)
+    sums = _block_sums(data[:n_rows, :n_cols], factor) if n_rows and n_cols else None
+    if sums is not None:
+        out = sums.astype(np.float64) / (factor * factor)
     else:
         block = data[:n_rows, :n_cols].reshape(n_rows // factor, factor, n_cols // factor, factor)
         out = block.mean(axis=(1, 3), dtype=np.float64)
@@ -45,16 +47,16 @@ def binned_net(data: np.ndarray, level: np.ndarray, factor: int = 8) -> np.ndarr
     return out.astype(np.float32)
 
 
-def _block_sums(data: np.ndarray, factor: int) -> np.ndarray:
-    """Sums of ``factor x factor`` blocks of unsigned 16-bit pixels, as unsigned integers (exact).
+def _block_sums(data: np.ndarray, factor: int) -> np.ndarray | None:
+    """Sums of ``factor x factor`` blocks of unsigned 8/16-bit pixels, as unsigned integers (exact), or None.
 
-    The rows of each block are added first (whole rows at a time), then the columns. Integer sums
-    are exact, so ``sums / factor**2`` is bit for bit the float64 mean of each block.
+    The rows of each block are added first (whole rows at a time, :func:`~drcnet.reduce.calib.exact_sum`),
+    then the columns. Integer sums are exact, so ``sums / factor**2`` is bit for bit the float64 mean of
+    each block. None for any other dtype (the caller takes numpy's mean).
     """
     n_rows, n_cols = data.shape
-    acc = np.uint32 if factor * factor <= 65536 else np.uint64
-    rows = data.reshape(n_rows // factor, factor, n_cols).sum(axis=1, dtype=acc)
-    return rows.reshape(n_rows // factor, n_cols // factor, factor).sum(axis=2)
+    rows = exact_sum(data.reshape(n_rows // factor, factor, n_cols), 1)
+    return None if rows is None else rows.reshape(n_rows // factor, n_cols // factor, factor).sum(axis=2)
 
 
 def net_crop(data: np.ndarray, level: np.ndarray, row0: int, n_rows: int, col0: int, col1: int) -> np.ndarray:
