@@ -17,7 +17,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "drcnet"
 # lowest first; a package may import only packages of lower layers (and itself)
 LAYERS: list[set[str]] = [
     {"conventions", "paper"},
-    {"provenance", "paths"},
+    {"provenance", "paths", "outputs", "notices"},
     {"instrument", "library"},
     {"reduce"},
     {"simulate"},

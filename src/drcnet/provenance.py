@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import glob
 import json
 import os
 import platform
@@ -81,19 +82,87 @@ def current_umask() -> int:
     return mask
 
 
+_LIVE: set[Path] = set()
+"""Temporaries of :func:`atomic_path` being written now (by any thread of this process)."""
+_LIVE_LOCK = threading.Lock()
+
+
+def part_pattern(final: Path) -> str:
+    """The glob of :func:`atomic_path`'s temporaries for ``final``: ``.<name>.<8 random characters>.part``."""
+    return f".{glob.escape(final.name)}.{'[a-z0-9_]' * 8}.part"
+
+
+def remove_stale_parts(final: str | os.PathLike[str]) -> list[Path]:
+    """Remove the temporaries that an earlier, killed write of ``final`` left beside it.
+
+    Only ``.<name of final>.<8 random characters>.part`` files are touched, and none that this
+    process is writing now.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The files removed.
+    """
+    final = Path(final)
+    removed = []
+    if not final.parent.is_dir():
+        return removed
+    with _LIVE_LOCK:
+        live = set(_LIVE)
+    for p in final.parent.glob(part_pattern(final)):
+        if p not in live and p.is_file():
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
+
+
+def remove_live_parts() -> list[Path]:
+    """Remove every temporary this process is writing now (a signal handler's last act before exiting)."""
+    with _LIVE_LOCK:
+        live = list(_LIVE)
+    for p in live:
+        with contextlib.suppress(OSError):
+            p.unlink(missing_ok=True)
+    return live
+
+
+def _make_parents(folder: Path) -> list[Path]:
+    """``mkdir -p folder``; return the folders it created, deepest first."""
+    created = []
+    p = folder
+    while not p.exists() and p != p.parent:
+        created.append(p)
+        p = p.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    return created
+
+
 @contextlib.contextmanager
 def atomic_path(final: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path in the target folder; rename it to ``final`` on success.
 
     The file gets the mode an ordinary ``open()`` would give it (``0o666`` less the umask), not
     the ``0o600`` of a temporary file, so shared survey outputs stay readable by the group.
-    On any exception the temporary file is removed and ``final`` is untouched.
+    Temporaries of ``final`` left by an earlier, killed write are removed first
+    (:func:`remove_stale_parts`). On any exception (``KeyboardInterrupt`` and the CLI's SIGTERM
+    included) the temporary file is removed, so are the folders this call created if they are
+    empty, and ``final`` is untouched.
+
+    Raises
+    ------
+    IsADirectoryError
+        ``final`` is an existing folder (named, not the temporary).
     """
     final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
+    if final.is_dir():
+        raise IsADirectoryError(f"{final}: is an existing folder; cannot write a file there")
+    created = _make_parents(final.parent)
+    remove_stale_parts(final)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".part", dir=final.parent)
     os.close(fd)
     tmp = Path(tmp_name)
+    with _LIVE_LOCK:
+        _LIVE.add(tmp)
     try:
         yield tmp
         if tmp.exists():
@@ -101,7 +170,13 @@ def atomic_path(final: str | os.PathLike[str]) -> Iterator[Path]:
         os.replace(tmp, final)
     except BaseException:
         tmp.unlink(missing_ok=True)
+        for d in created:  # deepest first; a folder something else wrote into stays
+            with contextlib.suppress(OSError):
+                d.rmdir()
         raise
+    finally:
+        with _LIVE_LOCK:
+            _LIVE.discard(tmp)
 
 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:

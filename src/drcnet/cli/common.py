@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from functools import wraps
 from pathlib import Path
 from typing import Any, TypeVar
@@ -43,11 +46,27 @@ err_console = LazyConsole()
 USER_ERRORS: tuple[type[BaseException], ...] = (OSError, ValueError, LookupError, RuntimeError)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, a batch queue's time limit) turned into an exception, so writes clean up like Ctrl-C."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated("SIGTERM")
+
+
+EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
+"""Exit status after Ctrl-C (SIGINT) and SIGTERM: 128 + the signal number, as a shell reports it."""
+
+
 def friendly_errors(func: F) -> F:
-    """Turn user-fixable exceptions into a one-line message and exit status 2."""
+    """Turn user-fixable exceptions into a one-line message and exit status 2; Ctrl-C and SIGTERM into a line
+    and exit status 130 / 143 after the partial files are removed (:func:`drcnet.provenance.atomic_path`)."""
 
     @wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        previous = None
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.signal(signal.SIGTERM, _raise_terminated)
         try:
             return func(*args, **kwargs)
         except typer.Exit:
@@ -55,8 +74,54 @@ def friendly_errors(func: F) -> F:
         except USER_ERRORS as exc:
             err_console.print(f"[bold red]error:[/] {exc}")
             raise typer.Exit(code=2) from exc
+        except KeyboardInterrupt as exc:
+            term = isinstance(exc, Terminated)
+            err_console.print(f"[bold red]stopped:[/] {'terminated (SIGTERM)' if term else 'interrupted (Ctrl-C)'}; "
+                              "partial files removed, no earlier output replaced")
+            raise typer.Exit(code=EXIT_TERMINATED if term else EXIT_INTERRUPTED) from exc
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
 
     return wrapper  # type: ignore[return-value]
+
+
+@contextlib.contextmanager
+def warnings_as_lines(console: Any) -> Iterator[None]:
+    """Print the warnings the block raises (in this, the main, thread) as ``warning: MESSAGE`` lines, each once,
+    instead of Python's ``file:line: UserWarning:`` form with a source line."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        try:
+            yield
+        finally:
+            for msg in dict.fromkeys(str(w.message) for w in caught):
+                console.print(f"[yellow]warning:[/] {msg}")
+
+
+def exposure_inputs(folder: Path) -> list[Path]:
+    """The files of an exposure folder that the reduction may read: raw frames, fiber maps, truth sidecars.
+
+    A cheap listing (names only), for the output rule (:func:`drcnet.outputs.check_outputs`) before any work.
+    """
+    from drcnet.instrument.lamost import parse_raw_name
+
+    if not folder.is_dir():
+        return [folder] if folder.is_file() else []
+    return [p for p in folder.iterdir()
+            if p.is_file() and (parse_raw_name(p.name) is not None or p.name.startswith(("fibermap-", "truth-")))]
+
+
+def run_inputs(run_dir: Path | None) -> list[Path]:
+    """The files of a run folder that loading a model reads (weights, run.json, calibration), or the file itself."""
+    if run_dir is None:
+        return []
+    if not run_dir.is_dir():
+        return [run_dir]
+    return [p for p in run_dir.iterdir() if p.is_file() and (p.suffix == ".safetensors" or p.name in (
+        "run.json", "calibration.json", "config.json", "EXPORT.json"))]
 
 
 def resolve_libraries(library: list[Path] | None) -> list[Path]:

@@ -16,6 +16,7 @@ from drcnet.cli.common import (
     load_fgk_templates,
     resolve_libraries,
 )
+from drcnet.outputs import Output, check_outputs
 
 console = LazyConsole()
 
@@ -46,6 +47,7 @@ def simulate_cmd(
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out}: already exists; pass --overwrite to replace it, or choose another --out")
     libs = resolve_libraries(library)
+    check_outputs([Output(out)], files=[p for p in libs if not p.is_dir()], folders=[p for p in libs if p.is_dir()])
     config = SimulationConfig(libraries=[str(p) for p in libs], preset=None if n else preset, n=n,
                               snr_min=snr_min, snr_max=snr_max, all_test=all_test, seed=seed, other=other,
                               sky_fibers=sky_fibers)
@@ -102,6 +104,8 @@ def simulate_population_cmd(
 
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out}: already exists; pass --overwrite to replace it, or choose another --out")
+    check_outputs([Output(out), Output(lamost_splits, "--lamost-splits", "folder") if lamost_splits else None],
+                  folders=[data_root or find_root()])
     if (snr_min is None) != (snr_max is None):
         raise ValueError("give both --snr-min and --snr-max, or neither")
     counts = {k: v for k, v in (("train", n_train), ("val", n_val), ("test", n_test)) if v > 0}
@@ -136,6 +140,7 @@ def plot_sample_cmd(
     """Plot one object's blue and red stripes, their 1D extractions and the source template."""
     from drcnet.plots.sample_plot import plot_sample
 
+    check_outputs([Output(out)], files=[file])
     plot_sample(file, index, out, data_root=data_root)
     console.print(f"wrote {out}")
 

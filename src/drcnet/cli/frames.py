@@ -12,10 +12,14 @@ import typer
 from drcnet.cli.common import (
     LazyConsole,
     add_command,
+    exposure_inputs,
     friendly_errors,
     load_fgk_templates,
     resolve_libraries,
+    run_inputs,
 )
+from drcnet.outputs import Output
+from drcnet.outputs import check_outputs as check_paths
 
 console = LazyConsole()
 
@@ -42,6 +46,8 @@ def simulate_cmd(
 
     refuse_existing_exposure(out, overwrite)
     libs = resolve_libraries(library)
+    check_paths([Output(out, kind="folder")], files=[p for p in libs if not p.is_dir()],
+                folders=[p for p in libs if p.is_dir()])
     config = ExposureConfig(libraries=[str(p) for p in libs], spectrographs=spectrographs, seed=seed, planid=planid,
                             gzip=gzip, cosmics=cosmics, other=other)
     t0 = time.perf_counter()
@@ -82,22 +88,25 @@ def reduce_cmd(
 ) -> None:
     """Reduce raw frames to stripes, boxcar/optimal 1D spectra, S/N_r and flags (a dataset file)."""
     from drcnet.instrument.errors import FrameWarning
+    from drcnet.notices import collect
     from drcnet.reduce.arm import ReduceConfig
     from drcnet.workflows.reduce_exposure import check_exposure, iter_reductions, release_memory
     from drcnet.workflows.reduced_dataset import ReducedDatasetWriter
 
+    check_paths([Output(out)], files=exposure_inputs(exposure), trees=[exposure])  # before any work
     config = ReduceConfig(threads=threads)
     t0 = time.perf_counter()
     n_fibers = 0
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", FrameWarning)
+    # every warning of the checks and of both arms (collected per arm in its thread, passed on here as
+    # "spNN arm: file: ..."), printed after each spectrograph, every run
+    with collect(FrameWarning) as caught:
         checked = check_exposure(exposure, spids=spid, run=run)  # every file of every spectrograph, before any work
         # spectrograph by spectrograph: reduce, write its rows, report, drop it (memory does not grow with them)
         with ReducedDatasetWriter(out, checked, config, exposure) as writer:
             for sr in iter_reductions(checked, config, data_root=data_root):
                 writer.write(sr)
                 for w in caught:  # the warnings so far (file checks, this spectrograph's reduction)
-                    console.print(f"[yellow]warning:[/] {w.message}")
+                    console.print(f"[yellow]warning:[/] {w}")
                 caught.clear()
                 _print_arm_summaries(sr)
                 n_fibers += len(sr.fibermap)
@@ -135,13 +144,17 @@ def classify_cmd(
     """Classify every object fiber of a raw exposure: catalogue (pred, prob_F/G/K, S/N_r, flags) and QA page."""
     from drcnet.workflows.classify_exposure import check_outputs
 
+    from drcnet.models import DEFAULT_MODEL, pretrained_dir
+
     qa_dir = None if no_qa else (qa or out.with_name(out.name.split(".")[0] + "_qa"))
+    run_dir = run_dir if run_dir is not None else pretrained_dir(DEFAULT_MODEL)
+    check_paths([Output(out), Output(qa_dir, "--qa", "folder") if qa_dir else None,
+                 Output(dataset, "--dataset") if dataset else None],
+                files=exposure_inputs(exposure) + run_inputs(run_dir), trees=[exposure])
     check_outputs(out, qa_dir, dataset)  # before any work
     from drcnet.instrument.errors import FrameWarning
-    from drcnet.models import DEFAULT_MODEL, pretrained_dir
     from drcnet.workflows.classify_exposure import classify_exposure
 
-    run_dir = run_dir if run_dir is not None else pretrained_dir(DEFAULT_MODEL)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FrameWarning)  # printed below from the result
         res = classify_exposure(run_dir, exposure, out, dataset_out=dataset, qa_dir=qa_dir, spids=spid, run=run,

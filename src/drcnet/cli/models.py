@@ -11,8 +11,16 @@ from typing import Annotated, Optional
 
 import typer
 
-from drcnet.cli.common import add_command, err_console, friendly_errors
+from drcnet.cli.common import (
+    add_command,
+    err_console,
+    exposure_inputs,
+    friendly_errors,
+    run_inputs,
+    warnings_as_lines,
+)
 from drcnet.cli.train import train_cmd
+from drcnet.outputs import Output, check_outputs
 
 DEFAULT_RUN_HELP = "Run folder from `drcnet train` (default: the shipped default model, see `drcnet models`)."
 
@@ -58,8 +66,10 @@ def evaluate_cmd(
     from drcnet.workflows.evaluate import evaluate_run
 
     run_dir = _run_or_default(run_dir)
-    m = evaluate_run(run_dir, data, split=split, out=out, which=which, batch_size=batch_size, workers=workers,
-                     fast=fast)
+    check_outputs([Output(out or run_dir, kind="folder")], files=[data, *run_inputs(run_dir)])  # before any work
+    with warnings_as_lines(err_console):
+        m = evaluate_run(run_dir, data, split=split, out=out, which=which, batch_size=batch_size, workers=workers,
+                         fast=fast)
     t3 = m["table3"]
     typer.echo(f"{m['model']}: S/N>30 accuracy {t3['accuracy']} (n={t3['n']}); per bin: "
                + ", ".join(f"{k} {v['accuracy'] if v['accuracy'] is None else round(v['accuracy'], 4)} (n={v['n']})"
@@ -100,6 +110,10 @@ def predict_cmd(
         raise ValueError(f"--precision must be fp32 or bf16, got {precision!r}")
     if engine not in ("torch", "onnx"):
         raise ValueError(f"--engine must be torch or onnx, got {engine!r}")
+    check_outputs([Output(out)], files=[p for p in (data,) if p is not None]
+                  + run_inputs(run_dir if run_dir is not None else _run_or_default(None))
+                  + (exposure_inputs(exposure) if exposure is not None else []),
+                  trees=[exposure] if exposure is not None else ())  # before any work
     if run_dir is not None and run_dir.suffix == ".onnx" and engine != "onnx":
         engine = "onnx"  # an .onnx file can only run on ONNX Runtime
     if exposure is not None:
@@ -119,8 +133,9 @@ def predict_cmd(
             err_console.print(f"[yellow]warning:[/] --precision bf16: {why}; running in fp32")
             precision = "fp32"
     try:
-        path = predict_table(run_dir, data, out, split=split, which=which, batch_size=batch_size, workers=workers,
-                             fast=fast, precision=precision, engine=engine)
+        with warnings_as_lines(err_console):  # e.g. objects with NaN pixels: one clean line
+            path = predict_table(run_dir, data, out, split=split, which=which, batch_size=batch_size,
+                                 workers=workers, fast=fast, precision=precision, engine=engine)
     except ImportError as err:  # onnx / onnxruntime missing: one line, exit status 2
         raise RuntimeError(str(err)) from err
     typer.echo(f"wrote {path}")
@@ -142,6 +157,7 @@ def calibrate_cmd(
     from drcnet.conventions import SNR_BIN_NAMES
     from drcnet.workflows.calibrate import calibrate_run
 
+    check_outputs([Output(run_dir / "calibration.json", "calibration.json")], files=[data])  # before any work
     cal, path = calibrate_run(run_dir, data, split=split, coverage=coverage, which=which, batch_size=batch_size,
                               workers=workers, fast=fast)
     typer.echo(f"{'S/N_r':>6s} {'n':>6s} {'T':>7s} {'ECE before':>11s} {'ECE after':>10s}")
@@ -160,8 +176,9 @@ def export_cmd(
     which: Annotated[str, typer.Option(help="best or last weights.")] = "best",
 ) -> None:
     """Export a model to ONNX (dynamic batch; every output head) for ONNX Runtime: `drcnet predict FILE.onnx`."""
-    from drcnet.workflows.inference import export_run_onnx
+    from drcnet.workflows.inference import export_run_onnx, resolve_run
 
+    check_outputs([Output(out)], files=run_inputs(resolve_run(onnx)))  # before any work
     try:
         meta = export_run_onnx(onnx, out, which=which)
     except ImportError as err:  # onnx missing: one line, exit status 2
@@ -179,6 +196,7 @@ def report_cmd(
     """report.md + report.html: Table 3 vs the paper, Tables 4-5, Figure 7, confusion matrices, curves."""
     from drcnet.workflows.report import make_report
 
+    check_outputs([Output(out, kind="folder")], files=[data, *(f for r in run_dirs for f in run_inputs(r))])
     paths = make_report(run_dirs, data, out, split=split)
     typer.echo(f"wrote {paths['md']} and {paths['html']}")
 

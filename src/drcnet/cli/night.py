@@ -7,7 +7,15 @@ from typing import Annotated, Any
 
 import typer
 
-from drcnet.cli.common import LazyConsole, add_command, friendly_errors, is_interactive
+from drcnet.cli.common import (
+    LazyConsole,
+    add_command,
+    exposure_inputs,
+    friendly_errors,
+    is_interactive,
+    run_inputs,
+)
+from drcnet.outputs import Output, check_outputs
 
 console = LazyConsole()
 
@@ -40,6 +48,11 @@ def classify_cmd(
 
     from drcnet.workflows.night import EXIT_TASKS_FAILED, classify_night, summary_line
 
+    inputs = [f for d in ([root] + [p for p in root.rglob("*") if p.is_dir()] if root.is_dir() else [root])
+              for f in exposure_inputs(d)]
+    check_outputs([Output(out), Output(out.with_suffix(".fits"), "--out (.fits beside it)")],
+                  files=inputs + run_inputs(run_dir), trees=[root])  # before any work
+
     progress = Progress(TextColumn("night"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[fibers]} fibers"),
                         TimeElapsedColumn(), TimeRemainingColumn(), console=console.real(), disable=not is_interactive())
     state: dict[str, Any] = {"task": None, "fibers": 0}
@@ -50,6 +63,8 @@ def classify_cmd(
     def on_task(rec: dict[str, Any]) -> None:
         state["fibers"] += int(rec.get("n_fibers") or 0)
         progress.update(state["task"], advance=1, fibers=state["fibers"])
+        for w in rec.get("warnings") or ():  # collected on the worker, per file and arm; shown every run
+            progress.console.print(f"[yellow]warning:[/] {rec['id']}: {w}")
         if rec["status"] not in ("ok", "skipped"):
             progress.console.print(f"[yellow]failed:[/] {rec['id']}: {rec['error']}")
 

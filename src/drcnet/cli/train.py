@@ -64,6 +64,11 @@ def train_cmd(
     if not isinstance(overrides, dict):
         typer.echo(f"error: --model-config must be a JSON object of config overrides, got {model_config!r}", err=True)
         raise typer.Exit(2)
+    from drcnet.cli.common import run_inputs
+    from drcnet.outputs import Output, check_outputs
+
+    init_dir = Path(init_from) if init_from and Path(init_from).exists() else None
+    check_outputs([Output(out, kind="folder", replaces_folder=overwrite)], files=[data, *run_inputs(init_dir)])
     if workers is None:
         from drcnet.train.config import default_workers
 

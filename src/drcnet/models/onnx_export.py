@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from drcnet.provenance import atomic_path
+
 INPUT_NAME = "x"
 """Name of the (normalised) input of every exported model: ``(B, 2, 11, 3000)`` or ``(B, 1, 6000)`` float32."""
 
@@ -100,23 +102,22 @@ def export_onnx(model: nn.Module, path: str | Path, opset: int = OPSET) -> dict[
         meta = {"input_kind": getattr(model, "input_kind", "stripes"), "input": INPUT_NAME, "outputs": names,
                 "model": getattr(model, "name", type(model).__name__),
                 "config": model.config_dict() if hasattr(model, "config_dict") else {}}
-        tmp = path.with_name(path.name + ".part")
-        with torch.no_grad(), warnings.catch_warnings():
-            # the trace fixes the input checks of forward() to the example's shape: expected, not a problem
-            warnings.simplefilter("ignore", torch.jit.TracerWarning)
-            # the TorchScript exporter (dynamo=False) needs no onnxscript; torch marks it deprecated
-            warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx")
-            warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
-            warnings.filterwarnings("ignore", message=".*feature will be removed.*")
-            torch.onnx.export(wrapped, (example,), str(tmp), input_names=[INPUT_NAME], output_names=names,
-                              dynamic_axes={INPUT_NAME: {0: "batch"}, **{k: {0: "batch"} for k in names}},
-                              opset_version=opset, dynamo=False, do_constant_folding=True)
-        onnx = _need("onnx")
-        proto = onnx.load(str(tmp))
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = META_KEY, json.dumps(meta, default=list)
-        onnx.save(proto, str(tmp))
-        tmp.replace(path)
+        with atomic_path(path) as tmp:  # removed on error or interrupt; stale ones of an earlier kill too
+            with torch.no_grad(), warnings.catch_warnings():
+                # the trace fixes the input checks of forward() to the example's shape: expected, not a problem
+                warnings.simplefilter("ignore", torch.jit.TracerWarning)
+                # the TorchScript exporter (dynamo=False) needs no onnxscript; torch marks it deprecated
+                warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx")
+                warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
+                warnings.filterwarnings("ignore", message=".*feature will be removed.*")
+                torch.onnx.export(wrapped, (example,), str(tmp), input_names=[INPUT_NAME], output_names=names,
+                                  dynamic_axes={INPUT_NAME: {0: "batch"}, **{k: {0: "batch"} for k in names}},
+                                  opset_version=opset, dynamo=False, do_constant_folding=True)
+            onnx = _need("onnx")
+            proto = onnx.load(str(tmp))
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = META_KEY, json.dumps(meta, default=list)
+            onnx.save(proto, str(tmp))
     finally:
         for m, v in fast.items():
             m.fast = v
