@@ -135,6 +135,7 @@ FLAG_BITS: dict[str, int] = {
     "bad_calib": 1 << 8,
     "no_arc_lines": 1 << 9,
     "bad_arm": 1 << 10,
+    "faint_arm": 1 << 11,  # the arm's sky is detected but under 3 column read noises: classified, low S/N
 }
 """Per-fiber flag bits of the dataset file and the catalogue."""
 

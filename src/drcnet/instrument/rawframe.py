@@ -11,7 +11,6 @@ from __future__ import annotations
 import gzip
 import io
 import sys
-import warnings
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,11 +20,13 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 from astropy.io.fits.verify import VerifyError
+from astropy.utils.exceptions import AstropyWarning
 
 from drcnet.instrument.base import Spectrograph
 from drcnet.instrument.config import CCDConfig
 from drcnet.instrument.errors import FrameError, FrameWarning, MissingFrameError
 from drcnet.instrument.lamost import LAMOST, RawName, parse_raw_name
+from drcnet.notices import notify, quiet
 
 MAX_NAN_FRACTION = 0.5
 """A frame with more NaN pixels than this share is refused outright."""
@@ -95,7 +96,7 @@ class RawFrame:
             if warn:
                 what = "is missing" if raw is None else f"= {str(raw).strip()!r} is not a usable number"
                 msg = f"{self.path}: header card {key} {what}; using the configured {default}"
-                warnings.warn(msg, FrameWarning, stacklevel=3)
+                notify(msg, FrameWarning, stacklevel=3)  # the calling thread's collector, else a warning
                 self.warnings.append(msg)
             return float(default)
         return value
@@ -159,8 +160,7 @@ def clean_header(header: fits.Header) -> dict[str, str]:
     naming the file, the card and its text, and carries on without it.
     """
     garbled: dict[str, str] = {}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with quiet(AstropyWarning):
         for card in list(header.cards):
             image = str(getattr(card, "_image", None) or "")
             try:
@@ -207,8 +207,7 @@ def _read_plain_image(path: Path) -> tuple[np.ndarray, fits.Header, dict[str, st
         if not text.startswith(b"SIMPLE  ="):
             return None
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
+            with quiet(AstropyWarning):
                 header = fits.Header.fromstring(text.decode("ascii"))
                 bitpix = int(header.get("BITPIX", 0))
                 naxis = int(header.get("NAXIS", 0))
@@ -240,8 +239,7 @@ def _open_fits(path: Path) -> tuple[np.ndarray | None, fits.Header, dict[str, st
         if fast is not None:
             return fast
     raw = _read_bytes(path)
-    with _fits_errors(path), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with _fits_errors(path), quiet(AstropyWarning):
         with fits.open(io.BytesIO(raw), memmap=False) as hdul:
             header = hdul[0].header.copy()
             data = hdul[0].data
@@ -253,7 +251,7 @@ def _open_fits(path: Path) -> tuple[np.ndarray | None, fits.Header, dict[str, st
 def _garbled_warnings(path: Path, garbled: dict[str, str]) -> list[str]:
     msgs = [f"{path}: header card {k} cannot be parsed ({v!r}); it is ignored" for k, v in garbled.items()]
     for m in msgs:
-        warnings.warn(m, FrameWarning, stacklevel=3)
+        notify(m, FrameWarning, stacklevel=3)
     return msgs
 
 
@@ -307,8 +305,8 @@ def read_raw_frame(path: str | Path, kind: str | None = None, spid: int | None =
     name = parse_raw_name(path.name)
     frame = RawFrame(path=path, raw=raw, header=header, name=name, spectrograph=spectrograph, garbled=garbled)
     spec_keys = spectrograph.header_keys
-    quiet = {spec_keys[m] for m in ("gain", "read_noise", "saturation") if m in spec_keys}  # reported by _card
-    frame.warnings.extend(_garbled_warnings(path, {k: v for k, v in garbled.items() if k not in quiet}))
+    reported = {spec_keys[m] for m in ("gain", "read_noise", "saturation") if m in spec_keys}  # reported by _card
+    frame.warnings.extend(_garbled_warnings(path, {k: v for k, v in garbled.items() if k not in reported}))
     _check_header(frame, kind, spid, arm)
     return frame
 
@@ -371,8 +369,7 @@ def check_frame_file(path: str | Path, spectrograph: Spectrograph = LAMOST) -> f
     gzipped = _is_gzip(path)
     if gzipped:
         verify_gzip(path)
-    with _fits_errors(path), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with _fits_errors(path), quiet(AstropyWarning):
         with fits.open(path, memmap=False, lazy_load_hdus=True) as hdul:
             hdu = hdul[0]
             header = hdu.header.copy()

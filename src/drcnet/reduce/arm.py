@@ -117,6 +117,8 @@ class ArmReduction:
     """``(n_fibers,)`` no arc line was measured: the fiber keeps the median (or nominal) wavelength solution."""
     problems: list[str] = field(default_factory=list)
     """Why the arm's statistics are implausible (:mod:`drcnet.reduce.plausibility`); empty when they are fine."""
+    faint: str = ""
+    """Why the arm is faint (sky detected, but under 3 column read noises): its fibers get ``faint_arm``; else ``""``."""
     defect_columns: list[int] = field(default_factory=list)
     """Stripe columns (data-area columns) treated as a detector defect."""
     preview: np.ndarray | None = None
@@ -147,7 +149,7 @@ class ArmReduction:
                 "n_bad_pixels": int(self.bad_pixels.sum()), "n_bad_calib": int(self.bad_calib.sum()),
                 "n_no_arc_lines": int(self.no_arc_lines.sum()), "defect_columns": self.defect_columns,
                 "implausible": self.problems, "files": self.files, "header": self.header,
-                "warnings": self.warnings}
+                "warnings": self.warnings, **({"faint": self.faint} if self.faint else {})}
 
 
 def trace_flat(flat_data: np.ndarray, flat_overscan: np.ndarray, bias_pattern: np.ndarray | None,

@@ -14,7 +14,6 @@ structure, an offset between the overscan and the data area) is removed.
 from __future__ import annotations
 
 import contextlib
-import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -22,6 +21,7 @@ import numpy as np
 from scipy.ndimage import median_filter
 
 from drcnet.instrument.config import N_COLS
+from drcnet.notices import quiet
 
 AMP_COLS = (slice(0, N_COLS // 2), slice(N_COLS // 2, N_COLS))
 
@@ -139,8 +139,7 @@ def sorted_median(values: np.ndarray, axis: int = -1, keepdims: bool = False) ->
 @contextlib.contextmanager
 def quiet_nan_warnings() -> Iterator[None]:
     """Silence numpy's all-NaN / empty-slice ``RuntimeWarning`` (the caller handles the NaN results)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
+    with quiet(RuntimeWarning):  # thread-safe: the two arms run in two threads
         yield
 
 

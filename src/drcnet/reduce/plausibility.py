@@ -29,7 +29,14 @@ MAX_ZERO_SHARE = 0.01
 NOISE_RATIO = (0.5, 3.0)
 MIN_PROFILE_CORR = 0.8
 MIN_SKY_SIGMA = 3.0
+"""A sky below this many times a column's read noise makes the arm faint (flag ``faint_arm``)."""
+SKY_DETECTION_SIGMA = 5.0
+"""The sky fibers' median light must stand this many standard errors of the median above zero."""
+MIN_SKY_SHARE = 0.25
+"""... and above this share of a column's read noise; below both there is no light at all."""
 MAX_UNUSED_SHARE = 0.2
+PEDESTAL_EDGE_SHARE = 0.5
+"""Unused fibers' light whose stripe edges hold this share of its centre is flat: a pedestal, not fibers."""
 
 
 def raw_problems(data: np.ndarray, overscan: np.ndarray, read_noise_adu: float, step: int = 8) -> list[str]:
@@ -93,14 +100,66 @@ def light_problems(stripes: np.ndarray, profile: np.ndarray, flux1d: np.ndarray,
             problems.append(f"the light does not follow the traces (profile correlation with the flat {corr:.2f})")
     column_noise = np.sqrt(stripes.shape[1]) * read_noise_adu
     if sky.any():
-        level = float(np.median(flux1d[sky]))
-        if not level > MIN_SKY_SIGMA * column_noise:
-            problems.append(f"the sky fibers show no sky (median {level:.1f} ADU per column, noise "
-                            f"{column_noise:.1f})")
+        level, error = sky_level(flux1d, sky)
+        if not (level > SKY_DETECTION_SIGMA * error and level > MIN_SKY_SHARE * column_noise):
+            problems.append(f"the sky fibers show no sky (median {level:.2f} +- {error:.2f} ADU per column, a "
+                            f"column's read noise {column_noise:.1f}): no light at all")
     if unused.any() and objects.any():
         dark = float(np.median(flux1d[unused]))
         lit = float(np.median(flux1d[objects]))
         if dark > MIN_SKY_SIGMA * column_noise and dark > MAX_UNUSED_SHARE * lit:
-            problems.append(f"the fibers the map calls Unused show light (median {dark:.0f} ADU per column, objects "
-                            f"{lit:.0f}): is the fiber numbering shifted?")
+            rows = np.nan_to_num(sorted_median(stripes[unused], axis=2).mean(axis=0))  # (11,) mean row profile
+            centre, edge = float(rows[rows.size // 2]), float(np.mean(rows[[0, 1, -2, -1]]))
+            if centre > 0 and edge > PEDESTAL_EDGE_SHARE * centre:
+                problems.append(f"a pedestal of about {edge:.0f} ADU per pixel in the data area: the fibers the map "
+                                f"calls Unused show light as flat across their stripes as between fibers (edge "
+                                f"{edge:.0f}, centre {centre:.0f} ADU), while the overscan does not show it; the "
+                                "bias level of the data area is wrong")
+            else:
+                problems.append(f"the fibers the map calls Unused show light (median {dark:.0f} ADU per column, "
+                                f"objects {lit:.0f}): is the fiber numbering shifted?")
     return problems
+
+
+def sky_level(flux1d: np.ndarray, sky: np.ndarray) -> tuple[float, float]:
+    """Median light of the sky fibers per column (ADU) and its standard error.
+
+    The error is ``1.2533 * sigma / sqrt(n)`` over the ``n`` finite (fiber, column) values, with ``sigma`` their
+    robust scatter (1.4826 MAD): the sky's own lines add to the scatter, which only makes it conservative.
+
+    Parameters
+    ----------
+    flux1d
+        ``(n_fibers, n_cols)`` boxcar spectra (net ADU per column).
+    sky
+        ``(n_fibers,)`` the usable sky fibers.
+    """
+    values = np.asarray(flux1d[sky], dtype=np.float64).ravel()
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return float("nan"), float("nan")
+    level = float(np.median(values))
+    sigma = 1.4826 * float(np.median(np.abs(values - level)))
+    return level, 1.2533 * sigma / np.sqrt(values.size)
+
+
+def faint_sky(flux1d: np.ndarray, sky: np.ndarray, read_noise_adu: float, n_rows: int) -> str:
+    """Why an arm is faint (its sky light detected but under ``MIN_SKY_SIGMA`` column read noises), else ``""``.
+
+    Parameters
+    ----------
+    flux1d, sky
+        As for :func:`sky_level`.
+    read_noise_adu
+        Read noise per pixel (ADU).
+    n_rows
+        Rows of a stripe (the aperture of a column's sum).
+    """
+    if not np.any(sky):
+        return ""
+    column_noise = np.sqrt(n_rows) * read_noise_adu
+    level, _ = sky_level(flux1d, sky)
+    if np.isfinite(level) and level <= MIN_SKY_SIGMA * column_noise:
+        return (f"a faint exposure: the sky fibers' median light is {level:.1f} ADU per column, "
+                f"{level / column_noise:.1f} times a column's read noise ({column_noise:.1f})")
+    return ""

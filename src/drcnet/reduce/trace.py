@@ -17,7 +17,6 @@ reduction flags it ``trace_lost``.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,6 +25,7 @@ from scipy.signal import find_peaks
 
 from drcnet.conventions import FWHM_PER_SIGMA
 from drcnet.instrument.config import U0, FiberConfig
+from drcnet.notices import quiet
 from drcnet.reduce.centroid import windowed_centroid
 
 
@@ -106,8 +106,7 @@ def bin_columns(image: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
     n_bins = image.shape[1] // width
     used = image[:, :n_bins * width].reshape(image.shape[0], n_bins, width)
     if image.dtype.kind == "f" and np.isnan(used).any():
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
+        with quiet(RuntimeWarning):
             binned = np.nanmean(used, axis=2)
     else:
         binned = used.mean(axis=2)
@@ -200,8 +199,7 @@ def trace_fibers(flat: np.ndarray, n_fibers: int, fiber: FiberConfig, config: Tr
     if flat.dtype.kind == "f" and np.isnan(flat).any():
         nan_bins = bin_columns(np.isnan(flat).astype(np.float32), cfg.bin_width)[0] > 0  # (rows, n_bins)
         binned = np.where(nan_bins, np.nan, binned)
-    with np.errstate(invalid="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
+    with np.errstate(invalid="ignore"), quiet(RuntimeWarning):
         central = np.nanmean(binned[:, max(mid - 2, 0):mid + 2], axis=1)
     start, shift = find_fibers(central, n_fibers, fiber, cfg.lost_signal, expected_lit, cfg.max_slit_shift)
     found = np.isfinite(start)

@@ -47,7 +47,9 @@ from drcnet.conventions import (
     OTHER,
     flags_to_names,
 )
+from drcnet.instrument.errors import FrameWarning
 from drcnet.instrument.lamost import provenance_cards
+from drcnet.notices import collect
 from drcnet.provenance import atomic_path, provenance, write_json_atomic
 from drcnet.reduce.arm import ReduceConfig
 from drcnet.workflows.reduce_exposure import SpectrographReduction, check_exposure, iter_reductions, release_memory
@@ -375,6 +377,7 @@ def classify_exposure(run_dir: str | Path | None, exposure: str | Path, out: str
     qa_items: list[Any] = []
     notes: list[str] = []
     with contextlib.ExitStack() as stack:
+        caught = stack.enter_context(collect(FrameWarning))  # each arm's warnings, "spNN arm: file: ..."
         writer = None
         if dataset_out is not None:
             writer = stack.enter_context(ReducedDatasetWriter(dataset_out, checked, config, exposure))
@@ -398,7 +401,8 @@ def classify_exposure(run_dir: str | Path | None, exposure: str | Path, out: str
                 from drcnet.workflows.qa import qa_summary
 
                 qa_items.append(qa_summary(sr, part))
-            notes.extend(w for a in sr.arms.values() for w in a.warnings)
+            notes.extend(caught)
+            caught.clear()
             del sr, outputs
             release_memory()
     t2 = time.perf_counter()

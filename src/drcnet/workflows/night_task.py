@@ -19,7 +19,6 @@ import os
 import threading
 import time
 import traceback
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -221,6 +220,7 @@ def run_task(spec: TaskSpec, settings: NightSettings) -> dict[str, Any]:
         ``produced_by`` (the night run that made the result).
     """
     from drcnet.instrument.errors import FrameWarning
+    from drcnet.notices import collect
     from drcnet.reduce.arm import ReduceConfig
     from drcnet.workflows.classify_exposure import catalogue_table, predict_objects
     from drcnet.workflows.reduce_exposure import reduce_exposure
@@ -256,11 +256,10 @@ def run_task(spec: TaskSpec, settings: NightSettings) -> dict[str, Any]:
         timings["load_model"] = round(time.perf_counter() - t, 4)
         t = time.perf_counter()
         config = ReduceConfig.model_validate(settings.reduce_config)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", FrameWarning)
+        with collect(FrameWarning) as caught:  # per thread: night workers may be threads of one process
             (sr,) = reduce_exposure(spec.folder, config, spids=[spec.spid], run=spec.run,
                                     data_root=settings.data_root)
-        rec["warnings"] = [str(w.message) for w in caught if issubclass(w.category, FrameWarning)]
+        rec["warnings"] = list(caught)
         timings["reduce"] = round(time.perf_counter() - t, 4)
         t = time.perf_counter()
         probs = predict_objects(predictor, sr)

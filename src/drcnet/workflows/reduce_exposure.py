@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import sys
 import time
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -42,6 +41,7 @@ from drcnet.instrument.exposure import ArmFiles, SpectrographFiles, find_exposur
 from drcnet.instrument.fibermap import FiberMap, read_fibermap
 from drcnet.instrument.lamost import LAMOST
 from drcnet.instrument.rawframe import RawFrame, check_frame_file, read_raw_frame
+from drcnet.notices import collect, notify
 from drcnet.reduce.arm import (
     ArmReduction,
     ReduceConfig,
@@ -55,7 +55,7 @@ from drcnet.reduce.arm import (
     trace_flat,
 )
 from drcnet.reduce.calib import BiasModel, bias_model
-from drcnet.reduce.plausibility import light_problems, raw_problems
+from drcnet.reduce.plausibility import faint_sky, light_problems, raw_problems
 from drcnet.reduce.preview import binned_net, net_crop
 from drcnet.reduce.snr import measure_snr_r_all
 
@@ -94,14 +94,16 @@ class _Clock:
 
 
 def _read_science(files: ArmFiles, spid: int, ccd: CCDConfig) -> tuple[RawFrame, float, float, float, list[str]]:
-    """The science frame, its gain (e-/ADU), read noise (ADU), saturation (ADU) and the header warnings."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", FrameWarning)
-        sci = read_raw_frame(files.science, "science", spid, files.arm)
-        gain = sci.gain(ccd)
-        rn_adu = sci.read_noise_e(ccd) / gain
-        saturation = sci.saturation(ccd)
-    return sci, gain, rn_adu, saturation, [str(w.message) for w in caught]
+    """The science frame, its gain (e-/ADU), read noise (ADU), saturation (ADU) and the header warnings.
+
+    The warnings are the frame's own record (:attr:`RawFrame.warnings`), not a capture of the warnings
+    module: the two arms run in two threads, and :class:`warnings.catch_warnings` is process-wide.
+    """
+    sci = read_raw_frame(files.science, "science", spid, files.arm)
+    gain = sci.gain(ccd)
+    rn_adu = sci.read_noise_e(ccd) / gain
+    saturation = sci.saturation(ccd)
+    return sci, gain, rn_adu, saturation, list(sci.warnings)
 
 
 def _bias(files: ArmFiles, spid: int, config: ReduceConfig, notes: list[str]) -> BiasModel:
@@ -115,6 +117,16 @@ def _bias(files: ArmFiles, spid: int, config: ReduceConfig, notes: list[str]) ->
 
 def reduce_arm(files: ArmFiles, spid: int, n_fibers: int, sky_fibers: np.ndarray, lines: ArcLines,
                config: ReduceConfig, fibertype: np.ndarray | None = None) -> ArmReduction:
+    """:func:`_reduce_arm` with every warning of this thread (frame headers of the bias frames included)
+    collected into the arm's ``warnings``, not sent to the process-wide warnings module (thread-safe)."""
+    with collect(FrameWarning) as caught:
+        out = _reduce_arm(files, spid, n_fibers, sky_fibers, lines, config, fibertype)
+    out.warnings = list(dict.fromkeys([*out.warnings, *caught]))
+    return out
+
+
+def _reduce_arm(files: ArmFiles, spid: int, n_fibers: int, sky_fibers: np.ndarray, lines: ArcLines,
+                config: ReduceConfig, fibertype: np.ndarray | None = None) -> ArmReduction:
     """Reduce one arm: bias, traces, wavelength solution, stripes, 1D spectra, master sky, per-fiber flags.
 
     Each frame is read just before the step that needs it and dropped after it.
@@ -185,6 +197,11 @@ def reduce_arm(files: ArmFiles, spid: int, n_fibers: int, sky_fibers: np.ndarray
     lit = ~traces.lost & ~science.saturated
     problems += light_problems(out.stripes, profile, out.flux1d, lit & (ftype != "Dead"), lit & (ftype == "Sky"),
                                lit & (ftype == "Unused"), lit & np.isin(ftype, ["Obj", "F-std", "PosErr"]), rn_adu)
+    if not problems:  # a faint arm (sky detected, but weak) is reduced and classified, and flagged
+        out.faint = faint_sky(out.flux1d, lit & (ftype == "Sky"), rn_adu, out.stripes.shape[1])
+    if out.faint:
+        notes.append(f"{files.science}: {out.faint}; the {files.arm} arm is reduced and classified as usual, "
+                     "every fiber flagged faint_arm")
     _science_notes(files, out, problems, notes)
     out.problems = problems
     out.files = {"folder": str(files.science.parent), "science": files.science.name, "flat": files.flat.name,
@@ -228,7 +245,6 @@ def _arc_notes(files: ArmFiles, n_lines: np.ndarray, lost: np.ndarray, notes: li
                f"{' ...' if len(fibers) > 10 else ''}); they take the median offset and are flagged no_arc_lines")
     else:
         return
-    warnings.warn(msg, FrameWarning, stacklevel=3)
     notes.append(msg)
 
 
@@ -247,8 +263,6 @@ def _science_notes(files: ArmFiles, out: ArmReduction, problems: list[str], note
     if problems:
         msgs.append(f"{files.science}: implausible science frame ({'; '.join(problems)}); every fiber of the "
                     f"{files.arm} arm is flagged bad_arm and gets no class")
-    for m in msgs:
-        warnings.warn(m, FrameWarning, stacklevel=3)
     notes.extend(msgs)
 
 
@@ -352,6 +366,9 @@ def reduce_spectrograph(sp: SpectrographFiles | CheckedSpectrograph, config: Red
             arms = {arm: f.result() for arm, f in futures.items()}
     else:
         arms = {arm: reduce_arm(sp.arms[arm], *args) for arm in ARMS}
+    for arm, a in arms.items():  # from the calling thread, in a fixed order: every run, under its own arm
+        for msg in a.warnings:
+            notify(f"sp{sp.spid:02d} {arm}: {msg}", FrameWarning)
     red = arms["red"]
     snr = measure_snr_r_all(red.flux1d, red.sky1d, red.ivar1d, red.wave1d, skip=red.lost)
     snr_opt = measure_snr_r_all(red.flux_opt, red.sky1d, red.ivar_opt, red.wave1d, skip=red.lost)
@@ -376,6 +393,8 @@ def fiber_flags(fmap: FiberMap, arms: dict[str, ArmReduction], snr: np.ndarray, 
         flags[a.no_arc_lines] |= FLAG_BITS["no_arc_lines"]
         if a.implausible:
             flags |= FLAG_BITS["bad_arm"]
+        if a.faint:
+            flags |= FLAG_BITS["faint_arm"]
     traced = ~np.any([a.lost for a in arms.values()], axis=0)
     flags[fmap.is_object & traced & (snr < low_snr)] |= FLAG_BITS["low_snr"]
     return flags
