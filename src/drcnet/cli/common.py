@@ -68,7 +68,8 @@ def friendly_errors(func: F) -> F:
         if threading.current_thread() is threading.main_thread():
             previous = signal.signal(signal.SIGTERM, _raise_terminated)
         try:
-            return func(*args, **kwargs)
+            with warnings_as_lines(err_console):
+                return func(*args, **kwargs)
         except typer.Exit:
             raise
         except USER_ERRORS as exc:
@@ -88,17 +89,21 @@ def friendly_errors(func: F) -> F:
 
 @contextlib.contextmanager
 def warnings_as_lines(console: Any) -> Iterator[None]:
-    """Print the warnings the block raises (in this, the main, thread) as ``warning: MESSAGE`` lines, each once,
-    instead of Python's ``file:line: UserWarning:`` form with a source line."""
+    """Print the warnings raised while the block runs as ``warning: MESSAGE`` lines (each once, as they come),
+    instead of Python's ``file:line: UserWarning:`` form with a source line. Enter it in the main thread."""
     import warnings
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("default")
-        try:
-            yield
-        finally:
-            for msg in dict.fromkeys(str(w.message) for w in caught):
-                console.print(f"[yellow]warning:[/] {msg}")
+    seen: set[str] = set()
+
+    def show(message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
+        text = " ".join(str(message).split())
+        if text not in seen:
+            seen.add(text)
+            console.print(f"[yellow]warning:[/] {text}")
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        yield
 
 
 def exposure_inputs(folder: Path) -> list[Path]:

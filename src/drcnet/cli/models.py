@@ -17,7 +17,6 @@ from drcnet.cli.common import (
     exposure_inputs,
     friendly_errors,
     run_inputs,
-    warnings_as_lines,
 )
 from drcnet.cli.train import train_cmd
 from drcnet.outputs import Output, check_outputs
@@ -67,9 +66,8 @@ def evaluate_cmd(
 
     run_dir = _run_or_default(run_dir)
     check_outputs([Output(out or run_dir, kind="folder")], files=[data, *run_inputs(run_dir)])  # before any work
-    with warnings_as_lines(err_console):
-        m = evaluate_run(run_dir, data, split=split, out=out, which=which, batch_size=batch_size, workers=workers,
-                         fast=fast)
+    m = evaluate_run(run_dir, data, split=split, out=out, which=which, batch_size=batch_size, workers=workers,
+                     fast=fast)
     t3 = m["table3"]
     typer.echo(f"{m['model']}: S/N>30 accuracy {t3['accuracy']} (n={t3['n']}); per bin: "
                + ", ".join(f"{k} {v['accuracy'] if v['accuracy'] is None else round(v['accuracy'], 4)} (n={v['n']})"
@@ -132,10 +130,9 @@ def predict_cmd(
         if not ok:  # fall back cleanly: one line saying why
             err_console.print(f"[yellow]warning:[/] --precision bf16: {why}; running in fp32")
             precision = "fp32"
-    try:
-        with warnings_as_lines(err_console):  # e.g. objects with NaN pixels: one clean line
-            path = predict_table(run_dir, data, out, split=split, which=which, batch_size=batch_size,
-                                 workers=workers, fast=fast, precision=precision, engine=engine)
+    try:  # warnings (e.g. objects with NaN pixels) print as one clean line: friendly_errors
+        path = predict_table(run_dir, data, out, split=split, which=which, batch_size=batch_size, workers=workers,
+                             fast=fast, precision=precision, engine=engine)
     except ImportError as err:  # onnx / onnxruntime missing: one line, exit status 2
         raise RuntimeError(str(err)) from err
     typer.echo(f"wrote {path}")

@@ -41,10 +41,19 @@ def split_names(h5: h5py.File) -> list[str]:
     return [s for s in str(raw).split(",") if s]
 
 
+def no_split_message(path: str | Path, split: str) -> str:
+    """The one-line error for ``--split`` on a dataset file that has no ``split`` dataset."""
+    return (f"{path}: the file has no 'split' dataset (which object is train, val or test), so it has no {split!r} "
+            "split; add one (an int8 'split' dataset, 0 train, 1 val, 2 test, one per object), or use the "
+            "command on every object (`drcnet predict` without --split)")
+
+
 def split_index(path: str | Path, split: str) -> int:
-    """Index of split ``split`` in the file at ``path`` (raises with the valid names)."""
+    """Index of split ``split`` in the file at ``path`` (raises with the valid names, or when it has no split)."""
     with open_dataset(path) as h:
         names = split_names(h)
+        if "split" not in h:
+            raise ValueError(no_split_message(path, split))
     if split not in names:
         raise ValueError(f"{path}: no split named {split!r}; the file has {names}")
     return names.index(split)
@@ -118,7 +127,8 @@ class SpectraDataset(Dataset):
         with open_dataset(self.path) as h:
             n = h["label"].shape[0]
             label = h["label"][:].astype(np.int64)
-            split_col = h["split"][:] if "split" in h else np.zeros(n, np.int8)
+            has_split = "split" in h
+            split_col = h["split"][:] if has_split else np.zeros(n, np.int8)
             snr = h["snr_r"][:].astype(np.float32) if "snr_r" in h else np.full(n, np.nan, np.float32)
             sbin = h["snr_bin"][:].astype(np.int8) if "snr_bin" in h else snr_bin(snr)
             oid = decode(h["object_id"][:]) if "object_id" in h else [str(i) for i in range(n)]
@@ -130,6 +140,8 @@ class SpectraDataset(Dataset):
         if indices is not None:
             rows = np.asarray(indices, dtype=np.int64)
         elif split is not None:
+            if not has_split:  # no silent "every object is train"
+                raise ValueError(no_split_message(self.path, split))
             if split not in names:
                 raise ValueError(f"{self.path}: no split named {split!r}; the file has {names}")
             rows = np.flatnonzero(split_col == names.index(split))

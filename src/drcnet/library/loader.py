@@ -271,12 +271,16 @@ def load_templates(
     for p in map(Path, paths):
         files = _expand(p)
         n_ok = 0
+        n_skipped = len(loader.result.skipped)
         for f in files:  # a plain loop keeps the warning stacklevel fixed
             n_ok += loader.add(f)
         if p.is_dir() and n_ok == 0:
+            why = loader.result.skipped[n_skipped:]
+            reason = (f"; {Path(why[0][0]).name}: {why[0][1]}" + (f" (and {len(why) - 1} more)" if len(why) > 1 else "")
+                      if why else "")
             raise LibraryError(
                 f"{p}: no usable spectrum in this folder ({len(files)} file(s) named like spectra, none readable "
-                "as PyHammer, MILES, STELIB or LAMOST DR1/DR7/DR8+)"
+                f"as PyHammer, MILES, STELIB or LAMOST DR1/DR7/DR8+{reason})"
             )
     res = loader.result
     if res.unknown_labels:

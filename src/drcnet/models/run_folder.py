@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -181,7 +182,12 @@ def load_run(run_dir: str | Path, which: str = "best", device: str | torch.devic
     if which not in ("best", "last"):
         raise ValueError(f"which must be 'best' or 'last', got {which!r}")
     path = Path(run_dir) / (BEST if which == "best" else LAST)
-    verify_checksum(path, info.meta.get("checksums", {}).get(path.name))
+    expected = (info.meta.get("checksums") or {}).get(path.name)
+    if not expected and path.is_file():
+        warnings.warn(f"{Path(run_dir) / 'run.json'} records no checksum for {path.name} (a run folder from before "
+                      "checksums were recorded): the weights cannot be verified, a damaged file would load unnoticed",
+                      stacklevel=2)
+    verify_checksum(path, expected)
     raw, _ = read_safetensors(path)
     tensors = raw if which == "best" else {k[len("model."):]: v for k, v in raw.items() if k.startswith("model.")}
     try:
