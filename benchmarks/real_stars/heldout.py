@@ -1,0 +1,131 @@
+"""Held-out real LAMOST stars: accuracy per class and S/N_r bin, LAMOST F9, rejection, intervals by star.
+
+The measurement behind issues 21 and 22: one or more models (run folders or shipped names) on one or
+more files of real LAMOST spectra rendered by the nominal forward model (``drcnet simulate --library
+STARS/val ...``), pooled, scored against LAMOST's own labels.
+
+usage::
+
+    python benchmarks/real_stars/heldout.py MODEL [MODEL ...] --data eval_val.h5 --data eval_test.h5 \
+        [--other eval_other.h5] [--json out.json]
+
+For every model it prints, per S/N_r bin (> 30, 20-30, 10-20, < 10): accuracy with its 95 % interval
+counted by star (a cluster bootstrap over the source spectra, :func:`drcnet.metrics.source_clustered_accuracy`),
+the accuracy of each true class, LAMOST F9 right, and the share of F/G/K renders (and stars) called
+``other``; with ``--other`` (a file rendered with ``--other``), the share of non-F/G/K objects called
+``other`` above S/N_r 20. Predictions come from :func:`drcnet.predict.predict_dataset`, the code path of
+``drcnet predict``. A four-class model's ``other`` answers count as wrong on F/G/K stars.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import defaultdict
+from typing import Any
+
+import h5py
+import numpy as np
+
+from drcnet.conventions import CLASSES
+from drcnet.data.schema import decode
+from drcnet.metrics import source_clustered_accuracy
+from drcnet.predict import predict_dataset
+from drcnet.workflows.inference import load_predictor
+
+BINS = (">30", "20-30", "10-20", "<10")
+
+
+def load_file(path: str, model: Any) -> dict[str, np.ndarray]:
+    """Predictions of ``model`` on every object of ``path`` with the truth columns needed here."""
+    p = predict_dataset(model, path)
+    with h5py.File(path, "r") as h:
+        rows = p["rows"]
+        tid = np.array(decode(h["template_id"][:]), dtype=object)[rows]
+        sub = np.array(decode(h["subclass"][:]), dtype=object)[rows]
+    return {"label": p["label"], "pred": p["pred"], "snr_bin": p["snr_bin"], "tid": tid, "subclass": sub}
+
+
+def pooled(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """The files' columns concatenated."""
+    return {k: np.concatenate([q[k] for q in parts]) for k in parts[0]}
+
+
+def star_share(mask: np.ndarray, hit: np.ndarray, tid: np.ndarray) -> tuple[int, int]:
+    """(stars with a majority of their renders hit, stars) among ``mask``."""
+    by: dict[str, list[bool]] = defaultdict(list)
+    for t, h in zip(tid[mask], hit[mask], strict=True):
+        by[t].append(bool(h))
+    return int(sum(np.mean(v) > 0.5 for v in by.values())), len(by)
+
+
+def score(d: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Every number this benchmark reports for one model on the pooled F/G/K files."""
+    fgk = (d["label"] >= 0) & (d["label"] < len(CLASSES))
+    y, p, b, tid, sub = d["label"][fgk], d["pred"][fgk], d["snr_bin"][fgk], d["tid"][fgk], d["subclass"][fgk]
+    out: dict[str, Any] = {"clustered": source_clustered_accuracy(y, p, b, tid)}
+    per_class: dict[str, dict[str, Any]] = {}
+    for c, name in enumerate(CLASSES):
+        per_class[name] = {BINS[k]: _acc(p[(y == c) & (b == k)] == c) for k in range(4)}
+    out["per_class"] = per_class
+    f9 = sub == "F9"
+    out["F9"] = {BINS[k]: _acc(p[f9 & (b == k)] == 0) for k in range(4)}
+    hi = b <= 1  # S/N_r > 20
+    out["fgk_called_other_above20"] = _acc(p[hi] == 3)
+    k_, n_ = star_share(hi, p == 3, tid)
+    out["fgk_stars_called_other_above20"] = [k_, n_]
+    return out
+
+
+def score_other(d: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Rejection on a file rendered with ``--other``: non-F/G/K called ``other``, F/G/K called ``other``, above S/N_r 20."""
+    hi = d["snr_bin"] <= 1
+    oth = hi & (d["label"] == 3)
+    fgk = hi & (d["label"] >= 0) & (d["label"] < 3)
+    k_, n_ = star_share(oth, d["pred"] == 3, d["tid"])
+    return {"other_called_other_above20": _acc(d["pred"][oth] == 3), "other_stars": [k_, n_],
+            "fgk_called_other_above20": _acc(d["pred"][fgk] == 3)}
+
+
+def _acc(hit: np.ndarray) -> list[float | int | None]:
+    return [round(float(hit.mean()), 3) if hit.size else None, int(hit.size)]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("models", nargs="+", help="run folders or shipped model names")
+    ap.add_argument("--data", action="append", required=True, help="F/G/K file(s) of held-out real stars (pooled)")
+    ap.add_argument("--other", default=None, help="file rendered with --other (rejection)")
+    ap.add_argument("--json", default=None, help="write every number here")
+    a = ap.parse_args()
+    import torch
+
+    torch.set_num_threads(2)
+    report = {}
+    for m in a.models:
+        model = load_predictor(m)
+        d = pooled([load_file(f, model) for f in a.data])
+        r = score(d)
+        if a.other:
+            r["rejection"] = score_other(load_file(a.other, model))
+        report[m] = r
+        cl = r["clustered"]
+        cells = [cl["bins"].get(k, {}) for k in BINS]
+        print(f"\n## {m}  ({cl['all']['n']} renders of {cl['all']['n_sources']} stars)")
+        print("| | " + " | ".join(BINS) + " |\n|---|---|---|---|---|")
+        print("| all (95 % by star) | " + " | ".join(
+            f"{c['accuracy']:.3f} ({c['accuracy_ci95_by_source'][0]:.3f}-{c['accuracy_ci95_by_source'][1]:.3f})"
+            if c.get("accuracy") is not None and c.get("accuracy_ci95_by_source") else "-" for c in cells) + " |")
+        for name, row in list(r["per_class"].items()) + [("LAMOST F9", r["F9"])]:
+            print(f"| {name} | " + " | ".join(f"{row[k][0]} ({row[k][1]})" for k in BINS) + " |")
+        print(f"F/G/K called other above S/N_r 20: {r['fgk_called_other_above20']} renders, "
+              f"{r['fgk_stars_called_other_above20']} stars (majority)")
+        if "rejection" in r:
+            print(f"rejection file: {r['rejection']}")
+    if a.json:
+        with open(a.json, "w", encoding="utf-8") as fh:
+            json.dump(report, fh, indent=1)
+
+
+if __name__ == "__main__":
+    main()
