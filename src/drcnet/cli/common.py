@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import sys
 import threading
@@ -52,6 +53,18 @@ class Terminated(KeyboardInterrupt):
 
 def _raise_terminated(signum: int, frame: object) -> None:
     raise Terminated("SIGTERM")
+
+
+def _default_sigterm_in_child() -> None:
+    # a forked worker (multiprocessing's fork pools) inherits the handler above; Pool.terminate() ends its
+    # workers with SIGTERM, which would then print a Terminated traceback from each idle worker of a run
+    # that succeeded: the worker dies quietly on SIGTERM instead, as it would without the CLI
+    if signal.getsignal(signal.SIGTERM) is _raise_terminated:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_default_sigterm_in_child)
 
 
 EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
