@@ -190,3 +190,108 @@ def test_a_signal_during_a_write_leaves_no_partial_file(tmp_path, sig, code, wor
     assert proc.returncode == code, err
     assert words in " ".join(err.split()) and "Traceback" not in err
     assert list(tmp_path.iterdir()) == []
+
+
+# -- review of issue 23: variants -------------------------------------------------------------------------
+def test_rule_catches_a_hard_link_to_an_input(tmp_path):
+    fmap = tmp_path / "fibermap-X-sp01.fits"
+    fmap.write_bytes(b"fiber map")
+    hard = tmp_path / "catalogue.fits"
+    os.link(fmap, hard)  # another name of the same file: writing it would break the link the user made
+    with pytest.raises(OutputError) as err:
+        check_outputs([Output(hard)], files=[fmap])
+    assert f"{hard} (--out) is the input file {fmap}" in str(err.value)
+    copy = tmp_path / "copy.fits"
+    copy.write_bytes(b"fiber map")  # same bytes, another file: fine
+    check_outputs([Output(copy)], files=[fmap])
+
+
+@pytest.fixture()
+def shipped_copy(tmp_path, monkeypatch):
+    """The shipped model ``drcnet`` as a copy in tmp_path, returned for that name (a failing test cannot
+    touch the package's own files)."""
+    import shutil
+
+    import drcnet.models.run_folder as rf
+
+    real_dir = rf.pretrained_dir("drcnet")
+    copy = tmp_path / "pkg" / "drcnet"
+    shutil.copytree(real_dir, copy)
+    original = rf.pretrained_dir
+    monkeypatch.setattr(rf, "pretrained_dir", lambda name=rf.DEFAULT_MODEL: copy if name == "drcnet" else original(name))
+    return copy
+
+
+def test_a_shipped_model_named_on_the_command_line_is_an_input(shipped_copy, tmp_path):
+    not_hdf5 = tmp_path / "t.h5"  # the work would fail on it: the refusal must come first
+    not_hdf5.write_text("not a dataset\n")
+    weights = shipped_copy / "best.safetensors"
+    before = _sha(weights), _sha(shipped_copy / "run.json")
+    code, msg = _cli("predict", "drcnet", "--data", not_hdf5, "--out", weights)
+    assert code == 2 and f"{weights} (--out) is the input file {weights}" in msg
+    code, msg = _cli("predict", "drcnet", "--data", not_hdf5, "--out", shipped_copy / "x" / ".." / "run.json")
+    assert code == 2 and "is the input file" in msg and "run.json" in msg
+    code, msg = _cli("frames", "classify", "drcnet", "--exposure", tmp_path / "noexp", "--out", weights)
+    assert code == 2 and f"{weights} (--out) is the input file {weights}" in msg
+    # --overwrite would empty the folder the run starts from: refused before anything is removed
+    code, msg = _cli("train", "-m", "drcnet", "--data", not_hdf5, "--out", shipped_copy, "--init-from", "drcnet",
+                     "--overwrite", "--epochs", "1", "--no-progress")
+    assert code == 2 and f"{shipped_copy} (--out) holds the input file" in msg
+    assert (_sha(weights), _sha(shipped_copy / "run.json")) == before
+
+
+def test_train_overwrite_with_an_unknown_init_from_keeps_the_old_run(tmp_path):
+    data = tmp_path / "t.h5"
+    data.write_text("not a dataset\n")
+    old = tmp_path / "old_run"
+    old.mkdir()
+    (old / "run.json").write_text("{}\n")
+    code, msg = _cli("train", "-m", "drcnet", "--data", data, "--out", old, "--init-from", "no-such-model",
+                     "--overwrite", "--epochs", "1", "--no-progress")
+    assert code == 2 and "no-such-model: neither a run folder nor a shipped model" in msg
+    assert (old / "run.json").read_text() == "{}\n"
+
+
+@pytest.mark.parametrize("name, make, words", [
+    ("night.work", "file", "night.work: --out (.work folder beside it) must be a folder"),
+    ("night.manifest.json", "dir", "night.manifest.json: --out (.manifest.json beside it) is an existing folder"),
+])
+def test_night_refuses_its_side_outputs_of_the_wrong_kind_before_any_work(tmp_path, name, make, words):
+    root = tmp_path / "root"
+    root.mkdir()  # no exposure: any work would fail differently
+    side = tmp_path / name
+    side.write_text("keep\n") if make == "file" else side.mkdir()
+    code, msg = _cli("night", "classify", root, "--out", tmp_path / "night.parquet", "--threads", "--workers", "1")
+    assert code == 2 and words in msg and "Errno" not in msg
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["root", name])
+
+
+def test_a_forked_worker_dies_quietly_on_sigterm():
+    # multiprocessing's Pool.terminate() ends fork workers with SIGTERM; with the CLI's handler inherited,
+    # each idle worker of a successful `frames simulate` could print a Terminated traceback
+    from drcnet.cli.common import _raise_terminated
+
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: report its handler, then wait to be terminated (never back into pytest)
+            try:
+                os.write(w, b"1" if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL else b"0")
+                signal.pause()
+            finally:
+                os._exit(7)
+        os.close(w)
+        handler_was_default = os.read(r, 1) == b"1"
+        os.kill(pid, signal.SIGTERM)
+        _, status = os.waitpid(pid, 0)
+        assert handler_was_default
+        assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGTERM
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def test_frames_classify_takes_a_shipped_model_by_name(shipped_copy, tmp_path):
+    # as `drcnet predict` does: the name is resolved (here to the copy), not read as a missing folder
+    code, msg = _cli("frames", "classify", "drcnet", "--exposure", tmp_path / "noexp", "--out", tmp_path / "c.csv")
+    assert code == 2 and "not a drcnet run folder" not in msg and "noexp" in msg

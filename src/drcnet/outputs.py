@@ -1,6 +1,7 @@
 """The rule every writing command follows for its outputs, checked before any work.
 
-Every input and output path is resolved first (``~``, ``..`` and symbolic links, :func:`os.path.realpath`);
+Every input and output path is resolved first (``~``, ``..`` and symbolic links, :func:`os.path.realpath`;
+an existing output that is another name of an input file, a hard link, is found by device and inode);
 then a command stops with one line naming both paths (exit status 2 in the CLI) when
 
 * an output is one of the files the command reads (``--out`` over a raw frame, the fiber map, the dataset
@@ -62,6 +63,15 @@ class Output:
     replaces_folder: bool = False
 
 
+def _identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of an existing file: two names of one file (a hard link) share it; None otherwise."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino) if st.st_ino else None
+
+
 def _inside(child: Path, folder: Path) -> bool:
     return child == folder or folder in child.parents
 
@@ -89,6 +99,7 @@ def check_outputs(outputs: Sequence[Output | None], files: Iterable[str | os.Pat
         One line naming the output (and its option) and, for a clash, the input.
     """
     read = {real(f): Path(f) for f in files}
+    same_file = {_identity(r): f for r, f in read.items() if _identity(r) is not None}
     whole = [(real(d), Path(d)) for d in folders]
     tree = {real(d): Path(d) for d in trees}
     seen: dict[Path, Output] = {}
@@ -96,8 +107,10 @@ def check_outputs(outputs: Sequence[Output | None], files: Iterable[str | os.Pat
         if out is None:
             continue
         given, r = Path(out.path), real(out.path)
-        if r in read:
-            raise OutputError(f"{given} ({out.option}) is the input file {read[r]} that this command reads; "
+        # the input by its resolved path, or another name of the same file (a hard link)
+        inp = read.get(r) or (same_file.get(_identity(r)) if r.is_file() else None)
+        if inp is not None:
+            raise OutputError(f"{given} ({out.option}) is the input file {inp} that this command reads; "
                               f"writing it would replace the input: choose another {out.option}")
         if r in tree:
             raise OutputError(f"{given} ({out.option}) is the folder {tree[r]} that this command reads; "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import sys
 import threading
@@ -52,6 +53,18 @@ class Terminated(KeyboardInterrupt):
 
 def _raise_terminated(signum: int, frame: object) -> None:
     raise Terminated("SIGTERM")
+
+
+def _default_sigterm_in_child() -> None:
+    # a forked worker (multiprocessing's fork pools) inherits the handler above; Pool.terminate() ends its
+    # workers with SIGTERM, which would then print a Terminated traceback from each idle worker of a run
+    # that succeeded: the worker dies quietly on SIGTERM instead, as it would without the CLI
+    if signal.getsignal(signal.SIGTERM) is _raise_terminated:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_default_sigterm_in_child)
 
 
 EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
@@ -119,10 +132,20 @@ def exposure_inputs(folder: Path) -> list[Path]:
             if p.is_file() and (parse_raw_name(p.name) is not None or p.name.startswith(("fibermap-", "truth-")))]
 
 
-def run_inputs(run_dir: Path | None) -> list[Path]:
-    """The files of a run folder that loading a model reads (weights, run.json, calibration), or the file itself."""
-    if run_dir is None:
-        return []
+def run_inputs(run_dir: str | Path | None) -> list[Path]:
+    """The files of a run folder that loading a model reads (weights, run.json, calibration), or the file itself.
+
+    ``run_dir`` may be a shipped model's name (``drcnet-survey``) or ``None`` (the default model): both are
+    resolved to the package's folder (:func:`drcnet.workflows.inference.resolve_run`), so an ``--out`` onto
+    a shipped model's weights is refused like one onto a run folder's. A name that is no shipped model is
+    returned as given (the command then names it).
+    """
+    from drcnet.workflows.inference import resolve_run
+
+    try:
+        run_dir = resolve_run(run_dir)
+    except (FileNotFoundError, KeyError, ValueError):
+        return []  # nothing there to replace; the command names the missing run
     if not run_dir.is_dir():
         return [run_dir]
     return [p for p in run_dir.iterdir() if p.is_file() and (p.suffix == ".safetensors" or p.name in (

@@ -130,8 +130,8 @@ def _print_arm_summaries(sr: Any) -> None:
 
 @friendly_errors
 def classify_cmd(
-    run_dir: Annotated[Path | None, typer.Argument(help="training run folder (`drcnet train`); default: the shipped "
-                                                        "model")] = None,
+    run_dir: Annotated[Path | None, typer.Argument(help="training run folder (`drcnet train`) or a shipped model's "
+                                                        "name (`drcnet models`); default: the shipped model")] = None,
     exposure: Annotated[Path, typer.Option("--exposure", help="exposure folder (raw frames + fiber maps)")] = ...,  # type: ignore[assignment]
     out: Annotated[Path, typer.Option("--out", help="catalogue file: .csv or .fits")] = ...,  # type: ignore[assignment]
     qa: Annotated[Path | None, typer.Option("--qa", help="QA page folder (default: <out stem>_qa next to the catalogue)")] = None,
@@ -144,10 +144,10 @@ def classify_cmd(
     """Classify every object fiber of a raw exposure: catalogue (pred, prob_F/G/K, S/N_r, flags) and QA page."""
     from drcnet.workflows.classify_exposure import check_outputs
 
-    from drcnet.models import DEFAULT_MODEL, pretrained_dir
+    from drcnet.workflows.inference import resolve_run
 
     qa_dir = None if no_qa else (qa or out.with_name(out.name.split(".")[0] + "_qa"))
-    run_dir = run_dir if run_dir is not None else pretrained_dir(DEFAULT_MODEL)
+    run_dir = resolve_run(run_dir)  # a run folder, a shipped model's name (as `predict`), or the default model
     check_paths([Output(out), Output(qa_dir, "--qa", "folder") if qa_dir else None,
                  Output(dataset, "--dataset") if dataset else None],
                 files=exposure_inputs(exposure) + run_inputs(run_dir), trees=[exposure])

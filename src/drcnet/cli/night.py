@@ -46,11 +46,19 @@ def classify_cmd(
         TimeRemainingColumn,
     )
 
-    from drcnet.workflows.night import EXIT_TASKS_FAILED, classify_night, summary_line
+    from drcnet.workflows.night import (
+        EXIT_TASKS_FAILED,
+        classify_night,
+        manifest_path_for,
+        summary_line,
+        work_dir_for,
+    )
 
     inputs = [f for d in ([root] + [p for p in root.rglob("*") if p.is_dir()] if root.is_dir() else [root])
               for f in exposure_inputs(d)]
-    check_outputs([Output(out), Output(out.with_suffix(".fits"), "--out (.fits beside it)")],
+    check_outputs([Output(out), Output(out.with_suffix(".fits"), "--out (.fits beside it)"),
+                   Output(manifest_path_for(out), "--out (.manifest.json beside it)"),
+                   Output(work_dir_for(out), "--out (.work folder beside it)", "folder")],
                   files=inputs + run_inputs(run_dir), trees=[root])  # before any work
 
     progress = Progress(TextColumn("night"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[fibers]} fibers"),

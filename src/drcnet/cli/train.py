@@ -67,8 +67,14 @@ def train_cmd(
     from drcnet.cli.common import run_inputs
     from drcnet.outputs import Output, check_outputs
 
-    init_dir = Path(init_from) if init_from and Path(init_from).exists() else None
-    check_outputs([Output(out, kind="folder", replaces_folder=overwrite)], files=[data, *run_inputs(init_dir)])
+    # --init-from may name a shipped model: resolved (or refused) before --overwrite empties anything, so a
+    # run never starts by removing the folder it was to start from
+    if init_from:
+        from drcnet.workflows.inference import resolve_run
+
+        resolve_run(init_from)
+    check_outputs([Output(out, kind="folder", replaces_folder=overwrite)],
+                  files=[data, *(run_inputs(init_from) if init_from else ())])
     if workers is None:
         from drcnet.train.config import default_workers
 
