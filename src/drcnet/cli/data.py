@@ -159,6 +159,10 @@ def split_cmd(
     for reason, k in res.left_out.items():
         if k:
             console.print(f"  left out: {k} {reason}")
+    empty = [name for name in ("train", "val", "test") if not sum(res.counts[name].values())]
+    if empty:
+        console.print(f"[yellow]warning:[/] no object in {', '.join(empty)}: too few stars (designations) above "
+                      "S/N_r 30 for 8:1:1 by star; `drcnet train` needs train and val - merge more nights")
 
 
 def register(app: typer.Typer) -> None:
