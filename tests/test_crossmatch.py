@@ -332,3 +332,26 @@ def test_night_classify_with_catalogue_without_reference_data(exposure, tmp_path
     assert (good.lamost_correct == (good.pred == good.lamost_class)).all()
     assert "accuracy against the catalogue" in res.output
     assert Table.read(out.with_suffix(".fits"))["lamost_obsid"].dtype.kind == "i"
+
+
+def test_finetune_preset_takes_the_source_architecture_and_freeze_names_parts():
+    from drcnet.models import create_model
+    from drcnet.train.config import TrainConfig
+    from drcnet.train.warm_start import freeze_parts, with_source_architecture
+
+    cfg = with_source_architecture(TrainConfig(model="drcnet", data="x.h5", out="o", preset="finetune",
+                                               init_from="drcnet-survey", model_config={"dropout": 0.1}).resolved())
+    assert cfg.lr == 1e-4 and cfg.epochs == 4 and cfg.schedule == "cosine"
+    assert cfg.model_config["n_classes"] == 4 and cfg.model_config["heads"] and cfg.model_config["dropout"] == 0.1
+    same = with_source_architecture(TrainConfig(model="drcnet", data="x.h5", out="o", preset="fast",
+                                                init_from="drcnet-survey").resolved())
+    assert "n_classes" not in same.model_config  # other presets: unchanged
+    with pytest.raises(ValueError, match="is a drcnet run but --model is rcnet"):
+        with_source_architecture(TrainConfig(model="rcnet", data="x.h5", out="o", preset="finetune",
+                                             init_from="drcnet-survey").resolved())
+    model = create_model("drcnet", **cfg.model_config)
+    n = freeze_parts(model, ["reduce", "backbones"])
+    assert n > 0 and all(not p.requires_grad for p in model.reduce.parameters())
+    assert all(p.requires_grad for p in model.classifier.parameters())
+    with pytest.raises(ValueError, match="--freeze wings: not a part .*parts with weights: reduce, backbones"):
+        freeze_parts(model, ["wings"])
