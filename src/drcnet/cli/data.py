@@ -147,8 +147,32 @@ def plot_sample_cmd(
 
 
 
+@friendly_errors
+def split_cmd(
+    inputs: Annotated[list[Path], typer.Argument(help="labelled dataset file(s) of one schema, merged in this order")],
+    out: Annotated[Path, typer.Option("--out", help="output dataset file (HDF5)")],
+    table1: Annotated[bool, typer.Option("--table1", help="exactly Table 1's counts (F/G/K in the paper's ratio), or an error saying what is missing")] = False,
+) -> None:
+    """The paper's split on any labelled dataset: S/N_r > 30 split 8:1:1 train/val/test by star, the rest test."""
+    from drcnet.workflows.split_dataset import split_datasets
+
+    res = split_datasets(inputs, out, table1=table1)
+    console.print(f"wrote {res.out}: {sum(sum(v.values()) for v in res.counts.values())} of {res.n_in} objects")
+    for name, bins in res.counts.items():
+        classes = ", ".join(f"{c} {k}" for c, k in res.class_counts[name].items() if k)
+        console.print(f"  {name:5s} " + ", ".join(f"S/N_r {b}: {k}" for b, k in bins.items() if k) + f" ({classes})")
+    for reason, k in res.left_out.items():
+        if k:
+            console.print(f"  left out: {k} {reason}")
+    empty = [name for name in ("train", "val", "test") if not sum(res.counts[name].values())]
+    if empty:
+        console.print(f"[yellow]warning:[/] no object in {', '.join(empty)}: too few stars (designations) above "
+                      "S/N_r 30 for 8:1:1 by star; `drcnet train` needs train and val - merge more nights")
+
+
 def register(app: typer.Typer) -> None:
-    """Add ``simulate`` and ``plot-sample`` to ``app``."""
+    """Add ``simulate``, ``simulate-population``, ``plot-sample`` and ``split`` to ``app``."""
     add_command(app, "simulate", simulate_cmd)
     add_command(app, "simulate-population", simulate_population_cmd)
     add_command(app, "plot-sample", plot_sample_cmd)
+    add_command(app, "split", split_cmd)

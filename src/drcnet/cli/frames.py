@@ -85,6 +85,9 @@ def reduce_cmd(
     run: Annotated[int | None, typer.Option("--run", help="run number of the science exposure when there are several")] = None,
     threads: Annotated[int, typer.Option(min=1, help="arms reduced in parallel")] = 2,
     data_root: Annotated[Path | None, typer.Option("--data-root", help="reference data folder, for the arc line lists")] = None,
+    catalogue: Annotated[Path | None, typer.Option("--catalogue", help="LAMOST LRS catalogue (CSV or FITS) to take labels, subclass, S/N_r, LASP parameters and designations from")] = None,
+    non_fgk: Annotated[str, typer.Option("--non-fgk", help="with --catalogue: objects that are not F/G/K stars get label 'other' (3) or 'drop' (label -1)")] = "other",
+    catalogue_ignore_lmjd: Annotated[bool, typer.Option("--catalogue-ignore-lmjd", help="match on planid, spid, fiberid alone")] = False,
 ) -> None:
     """Reduce raw frames to stripes, boxcar/optimal 1D spectra, S/N_r and flags (a dataset file)."""
     from drcnet.instrument.errors import FrameWarning
@@ -95,6 +98,11 @@ def reduce_cmd(
 
     check_paths([Output(out)], files=exposure_inputs(exposure), trees=[exposure])  # before any work
     config = ReduceConfig(threads=threads)
+    matcher = None
+    if catalogue is not None:
+        from drcnet.workflows.crossmatch import CatalogueMatcher
+
+        matcher = CatalogueMatcher(catalogue, non_fgk, catalogue_ignore_lmjd)
     t0 = time.perf_counter()
     n_fibers = 0
     # every warning of the checks and of both arms (collected per arm in its thread, passed on here as
@@ -102,7 +110,7 @@ def reduce_cmd(
     with collect(FrameWarning) as caught:
         checked = check_exposure(exposure, spids=spid, run=run)  # every file of every spectrograph, before any work
         # spectrograph by spectrograph: reduce, write its rows, report, drop it (memory does not grow with them)
-        with ReducedDatasetWriter(out, checked, config, exposure) as writer:
+        with ReducedDatasetWriter(out, checked, config, exposure, matcher) as writer:
             for sr in iter_reductions(checked, config, data_root=data_root):
                 writer.write(sr)
                 for w in caught:  # the warnings so far (file checks, this spectrograph's reduction)
@@ -113,6 +121,8 @@ def reduce_cmd(
                 del sr
                 release_memory()
     console.print(f"wrote {out} ({n_fibers} fibers) in {time.perf_counter() - t0:.1f} s")
+    for line in matcher.report_lines() if matcher is not None else []:
+        console.print(line)
 
 
 def _print_arm_summaries(sr: Any) -> None:

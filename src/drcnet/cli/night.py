@@ -32,6 +32,9 @@ def classify_cmd(
     force: Annotated[bool, typer.Option("--force", help="redo every task, even those already done")] = False,
     trust_mtime: Annotated[bool, typer.Option("--trust-mtime", help="skip finished tasks whose inputs' size and mtime are unchanged, without hashing them")] = False,
     data_root: Annotated[Path | None, typer.Option("--data-root", help="reference data folder, for the arc line lists")] = None,
+    catalogue: Annotated[Path | None, typer.Option("--catalogue", help="LAMOST LRS catalogue (CSV or FITS): adds its obsid, designation, class, subclass, S/N_r and LASP parameters (lamost_* columns) and the accuracy against it")] = None,
+    non_fgk: Annotated[str, typer.Option("--non-fgk", help="with --catalogue: objects that are not F/G/K stars count as 'other' or 'drop' (no class)")] = "other",
+    catalogue_ignore_lmjd: Annotated[bool, typer.Option("--catalogue-ignore-lmjd", help="match on planid, spid, fiberid alone")] = False,
 ) -> None:
     """Classify every exposure under ROOT on a Dask cluster: one catalogue, a manifest, resumable.
 
@@ -76,12 +79,28 @@ def classify_cmd(
         if rec["status"] not in ("ok", "skipped"):
             progress.console.print(f"[yellow]failed:[/] {rec['id']}: {rec['error']}")
 
+    matcher = None
+    if catalogue is not None:  # read and checked before any work
+        from drcnet.workflows.crossmatch import CatalogueMatcher
+
+        matcher = CatalogueMatcher(catalogue, non_fgk, catalogue_ignore_lmjd)
     with progress:
         res = classify_night(root, out, run_dir, scheduler=scheduler, workers=workers, processes=not threads,
                              arm_threads=arm_threads, force=force, trust_mtime=trust_mtime, data_root=data_root,
                              on_start=on_start, on_task=on_task)
     console.print(f"night: {summary_line(res.summary)}")
     console.print(f"wrote {res.catalogue}, {res.fits} and {res.manifest}")
+    if matcher is not None:
+        import numpy as np
+
+        from drcnet.workflows.crossmatch import annotate_night
+
+        table = annotate_night(res.catalogue, res.records, matcher)
+        for line in matcher.report_lines():
+            console.print(line)
+        ok = [v for v in table["lamost_correct"].to_pylist() if v is not None]
+        if ok:
+            console.print(f"accuracy against the catalogue: {np.mean(ok):.3f} ({len(ok)} fibers with a catalogue class)")
     if res.failed:
         console.print(f"[yellow]warning:[/] {len(res.failed)} task(s) failed: "
                       f"{', '.join(r['id'] for r in res.failed)}; see {res.manifest}; exit status {EXIT_TASKS_FAILED}")

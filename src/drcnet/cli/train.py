@@ -24,9 +24,9 @@ def _interrupt_on_sigterm(signum: int, frame: object) -> None:
 
 
 def train_cmd(
-    model: Annotated[str, typer.Option("--model", "-m", help="Registered model: drcnet, rcnet, ffcnn.")],
     data: Annotated[Path, typer.Option("--data", "-d", help="Dataset HDF5 file (from `drcnet simulate`).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder to create (or resume).")],
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Registered model: drcnet, rcnet, ffcnn (default with --init-from: the source run's).")] = None,
     preset: Annotated[Optional[str], typer.Option(help=f"Optimisation defaults: {', '.join(PRESETS)} (default fast).")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Maximum epochs (default: preset).")] = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Batch per process (default: preset).")] = None,
@@ -47,6 +47,7 @@ def train_cmd(
     aux_weight: Annotated[Optional[float], typer.Option("--aux-weight", help="Weight of the per-arm auxiliary losses (default: preset; robust 0.3).")] = None,
     heads_weight: Annotated[Optional[float], typer.Option("--heads-weight", help="Weight of the catalogue-head loss: subclass, luminosity class, Teff/logg/[Fe/H] (default: preset; survey 0.5).")] = None,
     init_from: Annotated[Optional[str], typer.Option("--init-from", help="Warm start from a run folder or shipped model (e.g. drcnet-robust): weights copied where shapes agree.")] = None,
+    freeze: Annotated[Optional[str], typer.Option("--freeze", help="Comma-separated top-level parts whose weights stay fixed, e.g. reduce,backbones (DRC-Net).")] = None,
     model_config: Annotated[Optional[str], typer.Option("--model-config", help="JSON overrides of the model config.")] = None,
     stop_after_epochs: Annotated[Optional[int], typer.Option("--stop-after-epochs", hidden=True,
                                                              help="Stop after N epochs as if killed (tests).")] = None,
@@ -75,6 +76,19 @@ def train_cmd(
         resolve_run(init_from)
     check_outputs([Output(out, kind="folder", replaces_folder=overwrite)],
                   files=[data, *(run_inputs(init_from) if init_from else ())])
+    if model is None:
+        if not init_from:
+            typer.echo("error: give --model (drcnet, rcnet, ffcnn), or --init-from RUN to take the source run's model",
+                       err=True)
+            raise typer.Exit(2)
+        from drcnet.train.warm_start import resolve_run
+        from drcnet.models.run_folder import read_run_json
+
+        try:
+            model = str(read_run_json(resolve_run(init_from)).get("model"))
+        except (FileNotFoundError, ValueError, KeyError) as err:
+            typer.echo(f"error: {err}", err=True)
+            raise typer.Exit(2) from err
     if workers is None:
         from drcnet.train.config import default_workers
 
@@ -84,6 +98,7 @@ def train_cmd(
                       schedule=schedule, grad_clip=grad_clip, seed=seed, device=device, workers=workers, fast=fast, threads=threads,
                       class_weights=class_weights, model_config=overrides, aux_weight=aux_weight,
                       heads_weight=heads_weight, init_from=init_from,
+                      freeze=[p.strip() for p in freeze.split(",") if p.strip()] if freeze else None,
                       stop_after_epochs=stop_after_epochs, progress=progress)
     # on SIGTERM the run folder says "interrupted" and keeps its last finished epoch for --resume
     previous = signal.signal(signal.SIGTERM, _interrupt_on_sigterm)

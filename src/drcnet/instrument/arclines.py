@@ -1,7 +1,9 @@
 """Arc-lamp line lists (Hg, Ne, Ar, Cd): reading PypeIt's tables into one :class:`ArcLines`.
 
-The line lists are PypeIt's (``<DRCNET_DATA>/observatory/arc_lines``, vacuum
-wavelengths with relative amplitudes; see the folder's README). Each lamp's
+The line lists are PypeIt's (vacuum wavelengths with relative amplitudes): the reduction reads the
+copy shipped inside the package (``drcnet/instrument/data/arc_lines``, source and checksums in its
+README; :func:`packaged_arc_lines`), so raw frames are reduced without a reference data folder; the
+simulator reads the same files from ``<DRCNET_DATA>/observatory/arc_lines``. Each lamp's
 amplitudes are normalised to its strongest line and multiplied by a lamp
 weight (:data:`LAMP_WEIGHTS`, *chosen*), because the lists come from different
 instruments and their amplitudes are only comparable within one lamp.
@@ -20,7 +22,7 @@ import numpy as np
 from drcnet.instrument.config import LAMPS
 from drcnet.instrument.errors import FrameError
 
-__all__ = ["LAMPS", "LAMP_WEIGHTS", "ArcLines", "read_arc_lines", "read_line_list"]
+__all__ = ["LAMPS", "LAMP_WEIGHTS", "ArcLines", "packaged_arc_lines", "read_arc_lines", "read_line_list"]
 
 LAMP_WEIGHTS: dict[str, float] = {"HgI": 1.0, "NeI": 0.6, "ArI": 0.5, "CdI": 0.5}
 """Relative brightness of each lamp's strongest line (chosen)."""
@@ -72,6 +74,29 @@ def read_line_list(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray
     if not waves:
         raise FrameError(f"{path}: no lines found; expected PypeIt's '| ion | wave | NIST | Instr | amplitude |' table")
     return np.array(waves), np.array(amps), np.array(ions)
+
+
+PACKAGE_ARC_DIR = "data/arc_lines"
+"""Folder of the shipped line lists, relative to the ``drcnet.instrument`` package."""
+
+
+def packaged_arc_lines(lamps: tuple[str, ...] = LAMPS) -> ArcLines:
+    """The lamps' line lists shipped inside the package (no reference data folder needed).
+
+    Returns
+    -------
+    ArcLines
+        As :func:`read_arc_lines` on ``drcnet/instrument/data/arc_lines`` (PypeIt 2.0.1's lists).
+
+    Raises
+    ------
+    FrameError
+        A lamp without a shipped list (the message names it).
+    """
+    from importlib.resources import as_file, files
+
+    with as_file(files("drcnet.instrument") / PACKAGE_ARC_DIR) as folder:
+        return read_arc_lines(folder, lamps)
 
 
 def read_arc_lines(arc_dir: str | Path, lamps: tuple[str, ...] = LAMPS) -> ArcLines:

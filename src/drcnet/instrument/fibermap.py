@@ -12,7 +12,8 @@ Columns (one row per fiber, ``FIBERID`` 1..250)::
     TRUE_TEMPLATE   str     template id the star was rendered from       -- evaluation only
 
 The ``TRUE_*`` columns exist only for simulated exposures; a real fiber map
-has just the first four. The header holds ``SPID``, ``PLANID``, ``NFIBERS``
+has just the first four, and may carry ``OBSID`` (int, the LAMOST catalogue's obsid; -1 none), which
+``--catalogue`` then matches on. The header holds ``SPID``, ``PLANID``, ``NFIBERS``
 and the provenance cards.
 """
 
@@ -49,6 +50,7 @@ class FiberMap:
     mag: np.ndarray
     truth: dict[str, np.ndarray] | None = None
     path: Path | None = None
+    obsid: np.ndarray | None = None  # int64 LAMOST obsid per fiber (-1 none), from an optional OBSID column
 
     def __len__(self) -> int:
         return int(self.fiber.size)
@@ -130,7 +132,15 @@ def read_fibermap(path: str | Path, spid: int | None = None, n_fibers: int | Non
         truth = {c: np.asarray(table[c])[order] for c in TRUTH_COLUMNS}
         for c in ("TRUE_CLASS", "TRUE_SUBCLASS", "TRUE_TEMPLATE"):
             truth[c] = np.char.strip(truth[c].astype(str))
+    obsid = None
+    if "OBSID" in table.colnames:
+        col = table["OBSID"]
+        col = col.filled(-1) if hasattr(col, "filled") and getattr(col, "mask", None) is not None else col
+        try:
+            obsid = np.asarray(col, dtype=np.int64)[order]
+        except (TypeError, ValueError) as exc:
+            raise FrameError(f"{path}: column OBSID must hold integers (LAMOST obsids, -1 for none): {exc}") from exc
     return FiberMap(
         spid=spid if spid is not None else file_spid, planid=str(header.get("PLANID", "")),
         fiber=fiber[order], objid=np.char.strip(np.asarray(table["OBJID"]).astype(str))[order], fibertype=ftype,
-        mag=np.asarray(table["MAG"], dtype=np.float32)[order], truth=truth, path=path)
+        mag=np.asarray(table["MAG"], dtype=np.float32)[order], truth=truth, path=path, obsid=obsid)

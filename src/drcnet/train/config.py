@@ -42,6 +42,12 @@ PRESETS: dict[str, dict[str, Any]] = {
                "heads_weight": 0.5,
                "model_defaults": {"drcnet": {"reduce_init": "profile", "aux_heads": True, "heads": True,
                                              "n_classes": 4, "arm_feature_dropout": 0.3}}},
+    # finetune: a shipped (or trained) model adapted to a survey's own labelled frames (`drcnet split`):
+    # the architecture of --init-from (model_from_init), a few epochs at a low learning rate, cosine decay,
+    # no warm-up (the weights are trained already); `--freeze reduce,backbones` keeps parts fixed.
+    "finetune": {"optimizer": "adamw", "lr": 1e-4, "weight_decay": 1e-4, "batch_size": 32, "epochs": 4,
+                 "patience": 3, "schedule": "cosine", "warmup_frac": 0.0, "grad_clip": 1.0, "aux_weight": 0.3,
+                 "heads_weight": 0.5, "model_from_init": True},
 }
 OPTIMIZERS = ("adagrad", "adamw", "adam", "sgd")
 SCHEDULES = ("constant", "onecycle", "cosine")
@@ -106,7 +112,11 @@ class TrainConfig:
     init_from
         Warm start: a run folder or shipped model name whose weights initialise the model wherever the
         shapes agree (a 3-class output layer fills the first three rows of a 4-class one); new layers
-        keep their fresh initialisation. ``None``: train from scratch.
+        keep their fresh initialisation. ``None``: train from scratch. With the ``finetune`` preset the
+        model takes the source run's architecture (:func:`drcnet.train.warm_start.with_source_architecture`).
+    freeze
+        Top-level parts of the model whose weights stay fixed (e.g. ``["reduce", "backbones"]`` of DRC-Net:
+        the spatial reductions and the per-arm feature extractors); ``None``/empty: train everything.
     """
 
     model: str
@@ -134,6 +144,7 @@ class TrainConfig:
     aux_weight: float | None = None
     heads_weight: float | None = None
     init_from: str | None = None
+    freeze: list[str] | None = None
 
     def resolved(self) -> TrainConfig:
         """A copy with every ``None`` optimisation setting filled from the preset, validated."""
@@ -143,6 +154,8 @@ class TrainConfig:
         values = dataclasses.asdict(self)
         values["preset"] = preset
         for key, value in PRESETS[preset].items():
+            if key == "model_from_init":
+                continue
             if key == "model_defaults":
                 values["model_config"] = {**value.get(self.model, {}), **(values.get("model_config") or {})}
             elif values.get(key) is None:
@@ -180,7 +193,7 @@ class TrainConfig:
 
 IDENTITY_KEYS = ("model", "preset", "optimizer", "lr", "weight_decay", "batch_size", "schedule", "warmup_frac",
                  "grad_clip", "seed", "class_weights", "model_config", "aux_weight", "heads_weight",
-                 "init_from")
+                 "init_from", "freeze")
 """Settings that define what a run computes: a resume must not change them (``epochs`` and ``patience`` may)."""
 
 

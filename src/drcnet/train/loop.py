@@ -66,7 +66,7 @@ from drcnet.train.distributed import (
 )
 from drcnet.train.epoch import HISTORY_COLUMNS, arm_feature_spread, evaluate_loss, history_csv
 from drcnet.train.optim import build_optimizer, class_weights
-from drcnet.train.warm_start import warm_start
+from drcnet.train.warm_start import freeze_parts, warm_start, with_source_architecture
 from drcnet.train.stop import check_stop, clear_stop_requests, request_stop
 
 _RUNTIME_KEYS = ("device", "workers", "threads", "progress", "stop_after_epochs")
@@ -187,7 +187,7 @@ def _resolve_config(config: TrainConfig, resume: bool, info: DistInfo,
         if present and info.rank == 0:
             for name in present:
                 (out / name).unlink()
-        return config.resolved(), False
+        return with_source_architecture(config.resolved()), False
     saved = read_run_json(out)
     base = TrainConfig.from_dict(saved["train_config"])
     if "grad_clip" not in saved["train_config"]:
@@ -243,7 +243,9 @@ def _setup(cfg: TrainConfig, info: DistInfo, resuming: bool) -> _Run:
     warm = warm_start(model, cfg.init_from) if cfg.init_from and not resuming else None
     set_fast(model, cfg.fast)
     model.to(device)
-    optimizer = build_optimizer(cfg, model.parameters())
+    if cfg.freeze:
+        freeze_parts(model, list(cfg.freeze))
+    optimizer = build_optimizer(cfg, [p for p in model.parameters() if p.requires_grad])
     weight = class_weights(train_ds.labels, n_classes).to(device) if cfg.class_weights else None
 
     n_steps = steps_per_epoch(len(train_ds), info.world, cfg.batch_size)

@@ -75,3 +75,52 @@ def warm_start(model: SpectralModel, source: str) -> dict[str, Any]:
     model.load_state_dict(own)
     return {"source": source, "source_model": meta.get("model"), "weights_sha256": file_sha256(folder / BEST),
             "copied": len(copied), "partial": partial, "fresh": fresh}
+
+
+def with_source_architecture(cfg: Any) -> Any:
+    """``cfg`` with the model and architecture of its ``init_from`` run when its preset asks for it.
+
+    The ``finetune`` preset (:data:`drcnet.train.config.PRESETS`, ``model_from_init``) trains the very
+    network of the source run: its ``model_config`` is the source's, with ``cfg.model_config`` (the user's
+    ``--model-config``) on top. Other presets, or no ``init_from``: ``cfg`` unchanged.
+
+    Raises
+    ------
+    FileNotFoundError
+        The source run does not exist.
+    ValueError
+        ``cfg.model`` names another architecture than the source run's.
+    """
+    from dataclasses import replace
+
+    from drcnet.train.config import PRESETS
+
+    if not cfg.init_from or not PRESETS.get(cfg.preset or "", {}).get("model_from_init"):
+        return cfg
+    meta = read_run_json(resolve_run(cfg.init_from))
+    if cfg.model and cfg.model != meta.get("model"):
+        raise ValueError(f"--init-from {cfg.init_from} is a {meta.get('model')} run but --model is {cfg.model}; "
+                         f"fine-tuning keeps the source's architecture (drop --model or give --model {meta.get('model')})")
+    return replace(cfg, model=str(meta.get("model")), model_config={**meta.get("model_config", {}), **cfg.model_config})
+
+
+def freeze_parts(model: torch.nn.Module, parts: list[str]) -> int:
+    """Fix the weights of the model's top-level parts ``parts`` (``requires_grad`` off); return how many tensors.
+
+    Raises
+    ------
+    ValueError
+        A name that is not a top-level part of the model (the message lists them).
+    """
+    children = dict(model.named_children())
+    unknown = [p for p in parts if p not in children or children[p] is None]
+    if unknown:
+        have = [n for n, m in children.items() if any(True for _ in m.parameters())]
+        raise ValueError(f"--freeze {','.join(unknown)}: not a part of this {getattr(model, 'name', 'model')}; "
+                         f"parts with weights: {', '.join(have)}")
+    n = 0
+    for p in parts:
+        for param in children[p].parameters():
+            param.requires_grad_(False)
+            n += 1
+    return n

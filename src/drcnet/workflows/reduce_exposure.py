@@ -34,7 +34,7 @@ import numpy as np
 from astropy.io import fits
 
 from drcnet.conventions import ARMS, FLAG_BITS, stripe_columns
-from drcnet.instrument.arclines import ArcLines, read_arc_lines
+from drcnet.instrument.arclines import ArcLines, packaged_arc_lines, read_arc_lines
 from drcnet.instrument.config import N_COLS, N_FIBERS, CCDConfig
 from drcnet.instrument.errors import FrameError, FrameWarning
 from drcnet.instrument.exposure import ArmFiles, SpectrographFiles, find_exposure
@@ -401,7 +401,10 @@ def fiber_flags(fmap: FiberMap, arms: dict[str, ArmReduction], snr: np.ndarray, 
 
 
 def load_lines(config: ReduceConfig, data_root: str | Path | None = None) -> ArcLines:
-    """The arc lines the reduction calibrates with (``<data>/observatory/arc_lines``)."""
+    """The arc lines the reduction calibrates with: the lists shipped in the package, or with an explicit
+    ``data_root`` those of ``<data_root>/observatory/arc_lines`` (``$DRCNET_DATA`` is not consulted)."""
+    if data_root is None:
+        return packaged_arc_lines(config.lamps)
     from drcnet.paths import observatory_dir
 
     return read_arc_lines(observatory_dir(data_root) / "arc_lines", config.lamps)

@@ -15,6 +15,12 @@ Beyond the common schema the file holds:
   fiber map's expected S/N_r and magnitude;
 * root attribute ``calibration`` (JSON): per spectrograph and arm the bias,
   trace and wavelength-solution summaries, the files used and warnings.
+
+With a survey catalogue (``drcnet frames reduce --catalogue``, :mod:`drcnet.workflows.crossmatch`)
+``label`` and ``subclass`` come from the catalogue instead of the fiber map (-1 / ``b""`` for fibers
+without a row), and the file adds ``/designation`` ``(N,)`` S40 (the star, for the split),
+``/obsid`` ``(N,)`` int64, ``/params/{snr_r_cat, snr_g_cat, teff, teff_err, logg, logg_err, feh,
+feh_err}`` (NaN where none) and the root attribute ``catalogue`` (JSON: the match report).
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from drcnet.data.schema import DatasetWriter
 from drcnet.instrument.config import U0
 from drcnet.provenance import atomic_path, provenance
 from drcnet.reduce.arm import ReduceConfig
+from drcnet.workflows.crossmatch import DESIGNATION_DTYPE, PARAM_COLUMNS, CatalogueMatcher, FiberKeys
 from drcnet.workflows.reduce_exposure import SpectrographReduction
 
 PARAM_NAMES: tuple[str, ...] = (
@@ -134,11 +141,22 @@ class ReducedDatasetWriter:
         The reduction's options (stored in the provenance).
     folder
         The exposure folder (stored in the provenance).
+    catalogue
+        A survey catalogue to take the labels from (:class:`~drcnet.workflows.crossmatch.CatalogueMatcher`);
+        ``None``: the fiber map's truth.
+
+    Raises
+    ------
+    drcnet.instrument.lrs_catalogue.CatalogueError
+        With ``catalogue``: no fiber of ``spectrographs`` is in it (raised before the file is created).
     """
 
     def __init__(self, out: str | Path, spectrographs: Sequence[Any], config: ReduceConfig,
-                 folder: str | Path) -> None:
+                 folder: str | Path, catalogue: CatalogueMatcher | None = None) -> None:
         self.out = Path(out)
+        self.catalogue = catalogue
+        if catalogue is not None:
+            catalogue.check_any([spectrograph_keys(s) for s in spectrographs])
         self._spec = list(spectrographs)
         self.n = sum(_n_fibers(s) for s in self._spec)
         seeds = {_seed(s) for s in self._spec}
@@ -170,6 +188,11 @@ class ReducedDatasetWriter:
             stack.callback(self._h5.close)
             for name, (shape, dtype) in EXTRA.items():
                 self._h5.create_dataset(name, shape=(self.n, *shape), dtype=dtype)
+            if self.catalogue is not None:
+                self._h5.create_dataset("designation", shape=(self.n,), dtype=DESIGNATION_DTYPE)
+                self._h5.create_dataset("obsid", shape=(self.n,), dtype=np.int64)
+                for name in PARAM_COLUMNS:
+                    self._h5["params"].create_dataset(name, shape=(self.n,), dtype=np.float32)
         except BaseException:
             stack.close()
             raise
@@ -180,6 +203,8 @@ class ReducedDatasetWriter:
         """Write one reduced spectrograph's fibers (the next rows of the file)."""
         block = pack(sr)
         n = len(sr.fibermap)
+        if self.catalogue is not None:
+            block.update(catalogue_block(self.catalogue.match(spectrograph_keys(sr), object_ids(sr).tolist())))
         if self._start + n > self.n:
             raise ValueError(f"{self.out}: more fibers written ({self._start + n}) than announced ({self.n})")
         for key, value in block.items():
@@ -197,7 +222,29 @@ class ReducedDatasetWriter:
         if exc_type is None:
             self._h5.attrs["calibration"] = json.dumps(_finite(self._calibration))
             self._h5.attrs["planid"] = ",".join(sorted(self._planids))
+            if self.catalogue is not None:
+                self._h5.attrs["catalogue"] = json.dumps(_finite(self.catalogue.report()))
         self._stack.__exit__(exc_type, exc, tb)
+
+
+def spectrograph_keys(s: Any) -> FiberKeys:
+    """Catalogue keys of a checked or reduced spectrograph: its fiber map and the red science header."""
+    header = s.arms["red"].header if isinstance(s, SpectrographReduction) else s.headers.get("red", {})
+    return FiberKeys.of(s.fibermap, header)
+
+
+def catalogue_block(m: Any) -> dict[str, np.ndarray]:
+    """Dataset arrays from a :class:`~drcnet.workflows.crossmatch.FiberMatch`: label, subclass, designation,
+    obsid, the catalogue's S/N and LASP parameters (``params/...``)."""
+    out: dict[str, np.ndarray] = {
+        "label": m.label.astype(np.int8),
+        "subclass": np.char.encode(m.subclass.astype(str)).astype("S8"),
+        "designation": np.char.encode(m.designation.astype(str)).astype(DESIGNATION_DTYPE),
+        "obsid": m.obsid.astype(np.int64),
+    }
+    for name, values in m.params.items():
+        out[f"params/{name}"] = values.astype(np.float32)
+    return out
 
 
 def _n_fibers(s: Any) -> int:
@@ -217,7 +264,7 @@ def _spid(s: Any) -> int:
 
 
 def write_reduced_dataset(reductions: Sequence[SpectrographReduction], out: str | Path, config: ReduceConfig,
-                          folder: str | Path) -> Path:
+                          folder: str | Path, catalogue: CatalogueMatcher | None = None) -> Path:
     """Write reduced spectrographs as one dataset file (atomically).
 
     Parameters
@@ -231,13 +278,15 @@ def write_reduced_dataset(reductions: Sequence[SpectrographReduction], out: str 
         The reduction's options (stored in the provenance).
     folder
         The exposure folder (stored in the provenance).
+    catalogue
+        Take the labels from this survey catalogue (see :class:`ReducedDatasetWriter`).
 
     Returns
     -------
     pathlib.Path
         ``out``.
     """
-    with ReducedDatasetWriter(out, reductions, config, folder) as writer:
+    with ReducedDatasetWriter(out, reductions, config, folder, catalogue) as writer:
         for sr in reductions:
             writer.write(sr)
     return Path(out)

@@ -95,5 +95,9 @@ def simulate_night(config: ExposureConfig, templates: Sequence[Template], out_ro
                              shared_arcs, key=f"drcnet-simulate-{cfg.planid}-sp{spid:02d}", pure=False)
                for cfg in configs for spid in range(1, cfg.spectrographs + 1)]
     client.gather(futures)
+    from drcnet.simulate.exposure.catalogue import write_exposure_catalogue
+
+    for cfg in configs:
+        write_exposure_catalogue(out_root / cfg.planid, cfg.planid, list(range(1, cfg.spectrographs + 1)))
     seconds = time.perf_counter() - t0
     return [SimulatedExposure(out_root / cfg.planid, cfg, [], seconds) for cfg in configs]

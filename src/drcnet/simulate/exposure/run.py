@@ -13,6 +13,8 @@ sidecar::
       (the same with 01r for the red arm)
       fibermap-SIM00000-sp01.fits        fiber map (FITS table, TRUE_* columns for evaluation)
       truth-SIM00000-sp01.h5             true traces, wavelength shifts, throughputs, sources
+      lrs_catalogue.csv                  the plate's LAMOST LRS catalogue (every spectrograph; see
+                                         drcnet.simulate.exposure.catalogue)
 
 Arms are rendered in parallel worker processes; every random stream is
 ``default_rng([seed, spid, purpose, ...])``, so the files do not depend on the
@@ -41,6 +43,7 @@ from drcnet.library.template import Template
 from drcnet.paths import observatory_dir
 from drcnet.provenance import atomic_path, provenance
 from drcnet.simulate.exposure.arm import ArmTruth, render_arm
+from drcnet.simulate.exposure.catalogue import write_exposure_catalogue
 from drcnet.simulate.exposure.plan import ExposureConfig, FiberPlan, plan_fibers
 from drcnet.simulate.exposure.safety import die_with_parent, remove_stale_parts
 from drcnet.simulate.optics import FiberGeometry
@@ -117,7 +120,8 @@ def simulate_exposure(config: ExposureConfig, templates: Sequence[Template], out
         The arc lines (default: read from ``<data_root>/observatory/arc_lines``).
     spids
         Only these spectrographs (default ``1..config.spectrographs``); each one's files are the same
-        as in a full run, since every random stream is keyed by ``[seed, spid, ...]``.
+        as in a full run, since every random stream is keyed by ``[seed, spid, ...]``. Only a full run
+        (``spids`` None) writes the plate's ``lrs_catalogue.csv``.
 
     Returns
     -------
@@ -138,6 +142,7 @@ def simulate_exposure(config: ExposureConfig, templates: Sequence[Template], out
         raise ValueError("no F, G or K templates to fill the plate with")
     site = Site.load(config.instrument, data_root)
     arcs = arcs if arcs is not None else read_arc_lines(observatory_dir(data_root) / "arc_lines")
+    full_run = spids is None  # a subset (one Dask task) leaves the plate's catalogue to its caller
     spids = list(range(1, config.spectrographs + 1)) if spids is None else [int(s) for s in spids]
     plans = {spid: plan_fibers(config, templates, spid) for spid in spids}
     used = sorted({s.template for p in plans.values() for s in p.sources if s is not None})
@@ -166,6 +171,8 @@ def simulate_exposure(config: ExposureConfig, templates: Sequence[Template], out
                                    fibermap_of(plan, templates, results[spid]["red"].snr_expected, config), prov)
         truth_path = write_truth(out / truth_name(config.planid, spid), plan, templates, results[spid], prov)
         done.append(SimulatedSpectrograph(spid, plan, results[spid], fmap_path, truth_path))
+    if full_run:
+        write_exposure_catalogue(out, config.planid, spids)
     return SimulatedExposure(out, config, done, time.perf_counter() - t0)
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from drcnet.instrument.lamost import parse_raw_name
 
 _PART_RE = re.compile(r"^\.(?P<final>.+)\.[A-Za-z0-9_]+\.part$")
-_OWN_SIDECARS = re.compile(r"^(fibermap|truth)-.+-sp\d+\.(fits|h5)$")
+_OWN_SIDECARS = re.compile(r"^((fibermap|truth)-.+-sp\d+\.(fits|h5)|lrs_catalogue\.csv)$")
 
 
 def own_output(name: str) -> bool:
