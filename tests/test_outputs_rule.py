@@ -180,8 +180,10 @@ _SLOW_WRITER = textwrap.dedent("""
 def test_a_signal_during_a_write_leaves_no_partial_file(tmp_path, sig, code, words):
     out = tmp_path / "red.h5"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    # a pytest-xdist worker ignores SIGINT and a child would inherit that; a user's shell does not
     proc = subprocess.Popen([sys.executable, "-c", _SLOW_WRITER, str(out)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
+                            stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert proc.stdout is not None
     assert proc.stdout.readline().strip() == "writing"
     assert len(list(tmp_path.glob(".red.h5.*.part"))) == 1

@@ -156,6 +156,7 @@ def split_cmd(
     """The paper's split on any labelled dataset: S/N_r > 30 split 8:1:1 train/val/test by star, the rest test."""
     from drcnet.workflows.split_dataset import split_datasets
 
+    check_outputs([Output(out)], files=list(inputs))  # before any work: never write over an input
     res = split_datasets(inputs, out, table1=table1)
     console.print(f"wrote {res.out}: {sum(sum(v.values()) for v in res.counts.values())} of {res.n_in} objects")
     for name, bins in res.counts.items():

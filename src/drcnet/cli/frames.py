@@ -96,7 +96,8 @@ def reduce_cmd(
     from drcnet.workflows.reduce_exposure import check_exposure, iter_reductions, release_memory
     from drcnet.workflows.reduced_dataset import ReducedDatasetWriter
 
-    check_paths([Output(out)], files=exposure_inputs(exposure), trees=[exposure])  # before any work
+    check_paths([Output(out)], files=[*exposure_inputs(exposure), *([catalogue] if catalogue is not None else [])],
+                trees=[exposure])  # before any work
     config = ReduceConfig(threads=threads)
     matcher = None
     if catalogue is not None:

@@ -62,7 +62,7 @@ def classify_cmd(
     check_outputs([Output(out), Output(out.with_suffix(".fits"), "--out (.fits beside it)"),
                    Output(manifest_path_for(out), "--out (.manifest.json beside it)"),
                    Output(work_dir_for(out), "--out (.work folder beside it)", "folder")],
-                  files=inputs + run_inputs(run_dir), trees=[root])  # before any work
+                  files=inputs + run_inputs(run_dir) + ([catalogue] if catalogue is not None else []), trees=[root])  # before any work
 
     progress = Progress(TextColumn("night"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[fibers]} fibers"),
                         TimeElapsedColumn(), TimeRemainingColumn(), console=console.real(), disable=not is_interactive())

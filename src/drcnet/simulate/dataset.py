@@ -237,6 +237,7 @@ class PreparedDataset:
             "lumclass": [t.lumclass for t in templates],
             "label_source": [str(t.meta.get("label_source", "")) for t in templates],
             "mk_class": [str(t.meta.get("mk_class", t.cls)) for t in templates],
+            "label_margin": np.array([float(t.meta.get("label_margin", np.nan)) for t in templates], dtype=np.float32),
             "path": [t.path for t in templates],
             "teff": np.array([t.teff for t in templates], dtype=np.float32),
             "n_objects": np.bincount(self.plan.template, minlength=len(templates)),

@@ -2,23 +2,23 @@
 
 Sources (all F/G/K, labels on LAMOST's convention by :func:`drcnet.library.labels.to_lamost_convention`):
 
-* ``lamost_real`` (``<data>/lamost_real``): 915 real LAMOST F/G/K spectra (already observed: no second
+* ``lamost_real`` (``<data>/lamost_real``): ~1,800 real LAMOST F/G/K spectra (already observed: no second
   reddening, radial velocity or line spread; masked pixels bridged). Split **by star** (LAMOST
   designation, else file) into train / val / test = 70 / 15 / 15 % with a hash of the star name, so
   the split does not depend on which other files are present, and the val and test stars are never
   rendered into the training split. :func:`write_lamost_split` writes each part as a folder of links
   (with the ``index.csv`` rows) so a held-out part can be rendered by ``drcnet simulate --library``.
 * PyHammer, MILES, STELIB (dwarfs, subgiants, giants): split 8:1:1 by source star as in
-  :func:`drcnet.simulate.plan.split_templates`. They supply the K stars (lamost_real has 52) and the
+  :func:`drcnet.simulate.plan.split_templates`. They supply the K stars (lamost_real has 65) and the
   giants, reddened with E(B-V) ~ exponential (mean 0.15, up to 1.0: LAMOST's anticentre plates reach
   ~1 mag) by the forward model.
 
 Sampling (:data:`SOURCE_SHARE`, :data:`CLASS_SHARE`): within each class, templates are drawn with
 probability ``share(source) / n(source, class)``, so each source contributes its share whatever its
 size; classes are balanced F 0.34 : G 0.36 : K 0.30 (LAMOST's F/G/K catalogue is G-heavy; K is kept
-near a third so the scarce real K stars are not swamped). Teff/logg/[Fe/H] therefore follow the real
-LAMOST stars for half of the objects and the libraries' coverage (dwarfs to giants, [Fe/H] -2.5 to
-+0.5) for the rest.
+near a third so the scarce real K stars are not swamped). Real LAMOST stars make 65 % of the F and G
+objects and 35 % of the K objects; the libraries' coverage (dwarfs to giants, [Fe/H] -2.5 to +0.5)
+the rest.
 
 ``drcnet simulate-population`` renders it (:mod:`drcnet.workflows.simulate_population`).
 """
@@ -36,6 +36,7 @@ import numpy as np
 from drcnet.conventions import CLASSES, CLASSES_WITH_OTHER, OTHER, SPLIT_NAMES
 from drcnet.library import load_templates
 from drcnet.library.labels import to_lamost_convention
+from drcnet.library.spectral_labels import CnnLabeller
 from drcnet.library.template import Template
 from drcnet.simulate.dataset import PARAM_NAMES, PreparedDataset, SimulationConfig
 from drcnet.simulate.plan import ObjectPlan, apportion, split_templates
@@ -55,18 +56,52 @@ from drcnet.simulate.sources import (  # noqa: F401  (re-exported: the populatio
     star_key,
 )
 
-SOURCE_SHARE: dict[str, float] = {"lamost": 0.5, "miles": 0.2, "pyhammer": 0.15, "stelib": 0.15}
-"""Share of each source's templates among the objects of one class (renormalised over sources present)."""
+SOURCE_SHARE: dict[str, dict[str, float]] = {
+    "F": {"lamost": 0.65, "miles": 0.15, "pyhammer": 0.1, "stelib": 0.1},
+    "G": {"lamost": 0.65, "miles": 0.15, "pyhammer": 0.1, "stelib": 0.1},
+    "K": {"lamost": 0.35, "miles": 0.3, "pyhammer": 0.15, "stelib": 0.2},
+}
+"""Share of each source's templates among the objects of one class (renormalised over the sources present).
+
+F and G: real LAMOST stars decide LAMOST's boundaries (F9/G0, F0/A), and ``lamost_real`` holds ~600
+training stars of each, so they make two thirds of the objects; relabelled library stars add giants,
+reddening and metallicity range without outvoting them. K: ``lamost_real`` holds ~50 K stars, so the
+libraries (MILES and STELIB giants, PyHammer dwarfs) supply most K objects and no real K star is rendered
+dozens of times per epoch."""
 CLASS_SHARE: dict[str, float] = {"F": 0.34, "G": 0.36, "K": 0.30}
 """Share of each class among the F/G/K objects."""
 LIBRARY_FOLDERS = ("spectral_libraries/pyhammer", "spectral_libraries/miles", "spectral_libraries/stelib")
 LAMOST_FOLDER = "lamost_real"
 
 
+#: Classes the spectral labeller learns from the real stars: F/G/K and the boundary classes A and M.
+LABELLER_CLASSES = ("A", "F", "G", "K", "M")
+
+
+def fit_labeller(templates: Sequence[Template], lamost_fractions: Sequence[float] = LAMOST_SPLIT_FRACTIONS,
+                 seed: int = 0) -> CnnLabeller | None:
+    """The spectral labeller of the library stars, trained on the real LAMOST stars of the training split.
+
+    Only training-split stars (:func:`lamost_split_of`) teach it, so no label of a validation or test star
+    reaches the training population through a relabelled library star. About 40 s on one core for ~1,600
+    spectra (:class:`~drcnet.library.spectral_labels.CnnLabeller`, seeded: the same labels every run).
+    Returns None when fewer than 50 such spectra are present (the parameter vote decides then).
+    """
+    from drcnet.library.labels import with_lamost_parameters
+
+    train = [with_lamost_parameters(t) for t in templates
+             if t.library == "lamost" and t.cls in LABELLER_CLASSES and t.subclass
+             and lamost_split_of(star_key(t), lamost_fractions) == 0]
+    if len(train) < 50:
+        return None
+    return CnnLabeller(representation="norm", seed=seed).fit(train)
+
+
 def load_population(data_root: str | Path, seed: int = 0,
                     include: Sequence[str] = ("lamost", "pyhammer", "miles", "stelib"),
                     other: bool = False,
-                    lamost_fractions: Sequence[float] = LAMOST_SPLIT_FRACTIONS) -> tuple[list[Template], np.ndarray]:
+                    lamost_fractions: Sequence[float] = LAMOST_SPLIT_FRACTIONS,
+                    spectral_labels: bool = True) -> tuple[list[Template], np.ndarray]:
     """Load every source, put labels on LAMOST's convention and split by star.
 
     With ``other``, the sources' O/B/A/M stars, LAMOST galaxies and QSOs (:func:`drcnet.library.labels.other_label`)
@@ -74,6 +109,8 @@ def load_population(data_root: str | Path, seed: int = 0,
     ``lamost_fractions`` are the train/val/test shares of the real LAMOST stars (hash of the star's name,
     :func:`lamost_split_of`); since the hash decides, moving the validation share into train, e.g.
     ``(0.85, 0.0, 0.15)``, keeps exactly the same test stars (a final refit on every star not held out).
+    With ``spectral_labels`` the library stars are labelled from their spectra by :func:`fit_labeller`
+    (ambiguous ones are left out); without, by the parameter vote alone.
 
     Returns
     -------
@@ -88,7 +125,9 @@ def load_population(data_root: str | Path, seed: int = 0,
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         res = load_templates(paths, classes=None)
-    on_lamost = to_lamost_convention(res.templates)
+    has_library = any(t.library != "lamost" for t in res.templates)
+    labeller = fit_labeller(res.templates, lamost_fractions, seed) if spectral_labels and has_library else None
+    on_lamost = to_lamost_convention(res.templates, labeller=labeller)
     templates = [t for t in on_lamost if t.cls in CLASSES]
     split = np.full(len(templates), -1, dtype=int)
     lam = [i for i, t in enumerate(templates) if t.library == "lamost"]
@@ -111,7 +150,7 @@ def sampling_weights(templates: Sequence[Template], template_split: np.ndarray, 
     """Probability of drawing each template for an object of its class in ``split`` (sums to 1 per class)."""
     w = np.zeros(len(templates))
     for c in CLASSES_WITH_OTHER:
-        share = OTHER_SHARE if c == OTHER else SOURCE_SHARE
+        share = OTHER_SHARE if c == OTHER else SOURCE_SHARE[c]
         members = [i for i, t in enumerate(templates) if t.cls == c and template_split[i] == split]
         counts: dict[str, int] = {}
         for i in members:
