@@ -107,3 +107,34 @@ def test_cnn_labeller_learns_and_is_deterministic():
     pred = lab.predict(test, x_test)
     assert np.mean([p.cls == t.cls for p, t in zip(pred, test)]) >= 0.85
     assert all(0.0 <= p.margin <= 1.0 for p in pred)
+
+
+def test_spectral_relabel_trusts_the_spectrum_inside_the_real_stars_region_only():
+    from drcnet.library.labels import SPECTRAL_MIN_MARGIN, LamostLabelMap, spectral_relabel
+
+    # reference stars: a cloud of LAMOST "F9" stars at 5,650 K, log g 4.2, [Fe/H] 0 (the vote says F there)
+    rng = np.random.default_rng(0)
+    pts = np.stack([LamostLabelMap.scale(5650 + 50 * a, 4.2 + 0.1 * b, 0.1 * c) for a, b, c in rng.normal(size=(20, 3))])
+    vote = LamostLabelMap(pts, ["F"] * 20, ["F9"] * 20)
+    wave, flux = _line_spectrum([(5500.0, 0.3)])
+
+    def star(teff):
+        t = _template(wave, flux, cls="G", subclass="G3")
+        from dataclasses import replace
+
+        return replace(t, teff=teff, logg=4.2, feh=0.0)
+
+    says_g = sl.SpectralLabel("G", "G2", 0.8, {"F": 0.1, "G": 0.9}, "cnn/norm")
+    t = spectral_relabel(star(5650.0), says_g, vote)
+    assert (t.cls, t.subclass, t.meta["label_source"], t.meta["label_margin"]) == ("G", "G2", "cnn/norm", 0.8)
+    assert t.meta["mk_class"] == "G"
+    # a margin under the threshold: ambiguous, left out of every class
+    unsure = sl.SpectralLabel("F", "F9", SPECTRAL_MIN_MARGIN - 0.01, {"F": 0.645, "G": 0.355}, "cnn/norm")
+    t = spectral_relabel(star(5650.0), unsure, vote)
+    assert (t.cls, t.subclass, t.meta["label_source"]) == ("", "", "ambiguous")
+    # outside the real stars' region (a 4,300 K star: no 7 reference stars within 1.5 units) the MK class stays
+    t = spectral_relabel(star(4300.0), says_g, vote)
+    assert (t.cls, t.subclass, t.meta["label_source"]) == ("G", "G3", "mk")
+    # no spectral label (spectrum off the grid): the parameter vote decides
+    t = spectral_relabel(star(5650.0), None, vote)
+    assert (t.cls, t.subclass, t.meta["label_source"]) == ("F", "F9", "lamost_knn")
