@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"split: {json.dumps(res.counts)}", flush=True)
 
     runs = {"shipped drcnet-survey": None}
-    variants = [("fine-tuned", None)] + ([] if args.no_frozen else [("fine-tuned, frozen reduce+backbones",
+    variants = [("fine-tuned, everything trained (--freeze none)", [])] + ([] if args.no_frozen else [("fine-tuned, frozen reduce+backbones",
                                                                       ["reduce", "backbones"])])
     t_train = {}
     for name, freeze in variants:

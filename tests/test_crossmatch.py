@@ -342,6 +342,12 @@ def test_finetune_preset_takes_the_source_architecture_and_freeze_names_parts():
     cfg = with_source_architecture(TrainConfig(model="drcnet", data="x.h5", out="o", preset="finetune",
                                                init_from="drcnet-survey", model_config={"dropout": 0.1}).resolved())
     assert cfg.lr == 1e-4 and cfg.epochs == 4 and cfg.schedule == "cosine"
+    assert cfg.freeze == ["reduce", "backbones"]  # a DRC-Net fine-tune keeps its reductions and backbones
+    none = TrainConfig(model="drcnet", data="x.h5", out="o", preset="finetune", freeze=[]).resolved()
+    assert none.freeze == []  # --freeze none trains everything
+    from drcnet.cli.train import _freeze_parts
+
+    assert _freeze_parts("none") == [] and _freeze_parts(None) is None and _freeze_parts("reduce, x") == ["reduce", "x"]
     assert cfg.model_config["n_classes"] == 4 and cfg.model_config["heads"] and cfg.model_config["dropout"] == 0.1
     same = with_source_architecture(TrainConfig(model="drcnet", data="x.h5", out="o", preset="fast",
                                                 init_from="drcnet-survey").resolved())

@@ -12,6 +12,15 @@ import typer
 from drcnet.train.config import PRESETS, TrainConfig
 
 
+def _freeze_parts(freeze: str | None) -> list[str] | None:
+    """``--freeze``: None (the preset decides), ``[]`` for ``none``, else the named parts."""
+    if freeze is None:
+        return None
+    if freeze.strip().lower() == "none":
+        return []
+    return [p.strip() for p in freeze.split(",") if p.strip()]
+
+
 def _interrupt_on_sigterm(signum: int, frame: object) -> None:
     """Turn SIGTERM (``kill``, batch-queue time limits, torchrun) into the same clean stop as Ctrl-C.
 
@@ -47,7 +56,7 @@ def train_cmd(
     aux_weight: Annotated[Optional[float], typer.Option("--aux-weight", help="Weight of the per-arm auxiliary losses (default: preset; robust 0.3).")] = None,
     heads_weight: Annotated[Optional[float], typer.Option("--heads-weight", help="Weight of the catalogue-head loss: subclass, luminosity class, Teff/logg/[Fe/H] (default: preset; survey 0.5).")] = None,
     init_from: Annotated[Optional[str], typer.Option("--init-from", help="Warm start from a run folder or shipped model (e.g. drcnet-robust): weights copied where shapes agree.")] = None,
-    freeze: Annotated[Optional[str], typer.Option("--freeze", help="Comma-separated top-level parts whose weights stay fixed, e.g. reduce,backbones (DRC-Net).")] = None,
+    freeze: Annotated[Optional[str], typer.Option("--freeze", help="Comma-separated top-level parts whose weights stay fixed, e.g. reduce,backbones (DRC-Net; the finetune preset's default), or 'none'.")] = None,
     model_config: Annotated[Optional[str], typer.Option("--model-config", help="JSON overrides of the model config.")] = None,
     stop_after_epochs: Annotated[Optional[int], typer.Option("--stop-after-epochs", hidden=True,
                                                              help="Stop after N epochs as if killed (tests).")] = None,
@@ -98,7 +107,7 @@ def train_cmd(
                       schedule=schedule, grad_clip=grad_clip, seed=seed, device=device, workers=workers, fast=fast, threads=threads,
                       class_weights=class_weights, model_config=overrides, aux_weight=aux_weight,
                       heads_weight=heads_weight, init_from=init_from,
-                      freeze=[p.strip() for p in freeze.split(",") if p.strip()] if freeze else None,
+                      freeze=_freeze_parts(freeze),
                       stop_after_epochs=stop_after_epochs, progress=progress)
     # on SIGTERM the run folder says "interrupted" and keeps its last finished epoch for --resume
     previous = signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
