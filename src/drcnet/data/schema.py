@@ -102,6 +102,12 @@ def label_convention(h: h5py.File) -> str:
     return "lamost" if isinstance(cfg, dict) and "population" in cfg else "mk"
 
 
+def dataset_label_convention(path: str | Path) -> str:
+    """:func:`label_convention` of a dataset file (opened and closed here)."""
+    with open_dataset(path) as h:
+        return label_convention(h)
+
+
 class DatasetWriter:
     """Write a dataset file object by object (or in blocks) without holding it in memory.
 
