@@ -169,7 +169,10 @@ class LamostLabelMap:
 
     @classmethod
     def from_index(cls, path: str | Path) -> LamostLabelMap:
-        """Reference set from ``lamost_real/index.csv`` alone (no FITS file read): the same stars as :meth:`fit`.
+        """Reference set from ``lamost_real/index.csv`` alone (no FITS file read), for the region check.
+
+        The same stars as :meth:`fit` on the loaded templates, plus the few whose spectra the loader skips
+        (too little wavelength coverage): their LASP parameters and LAMOST label still mark the region.
 
         Parameters
         ----------
