@@ -16,7 +16,8 @@ The truth columns follow the convention the model was trained on (``label_conven
 whose LAMOST class is ambiguous have ``true_class`` empty and are not scored), an ``"mk"`` model (the paper
 reproduction) against ``TRUE_CLASS``/``TRUE_SUBCLASS``; a fiber map without the LAMOST columns is scored on
 ``TRUE_CLASS`` whatever the model. The table's ``meta["label_convention"]`` and
-:attr:`ClassifyResult.label_convention` say which was used.
+:attr:`ClassifyResult.label_convention` say which was used (and the file's provenance, as
+``config.truth_label_convention``).
 
 The model columns (``pred`` ... ``ood``) are :func:`drcnet.catalogue.catalogue_columns` of the model's
 outputs (:meth:`~drcnet.models.SpectralModel.forward_all`) and its calibration (``calibration.json`` in
@@ -442,10 +443,11 @@ def classify_exposure(run_dir: str | Path | None, exposure: str | Path, out: str
     # the truth's convention: the model's where the fiber maps carry those labels, else MK (old fiber maps);
     # "mixed" when only some spectrographs' maps have the LAMOST columns
     used = conventions.pop() if len(conventions) == 1 else ("mixed" if conventions else "mk")
-    table.meta["label_convention"] = used
+    prov = {**prov, "config": {**prov.get("config", {}), "truth_label_convention": used}}  # recorded with the file
     timings["classify"] += time.perf_counter() - t2
     t3 = time.perf_counter()
     path = write_catalogue(table, out, prov)
+    table.meta["label_convention"] = used  # after writing: a FITS header would need a HIERARCH card for it
     timings["write_catalogue"] = time.perf_counter() - t3
     dataset = Path(dataset_out) if dataset_out is not None else None
     accuracy = rejection = None
