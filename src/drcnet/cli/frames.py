@@ -180,7 +180,9 @@ def classify_cmd(
                       + ", ".join(f"{k} {v}" for k, v in res.n_no_class.items())
                       + "): column no_class; left out of the accuracy")
     if res.accuracy is not None:
-        console.print(f"accuracy against the fiber map's truth (true F/G/K stars): {res.accuracy:.3f}")
+        conv = {"lamost": "LAMOST's convention (TRUE_CLASS_LAMOST)", "mk": "MK types (TRUE_CLASS)"}.get(
+            res.label_convention, "mixed conventions (some fiber maps lack TRUE_CLASS_LAMOST)")
+        console.print(f"accuracy against the fiber map's truth on {conv}, true F/G/K stars: {res.accuracy:.3f}")
     if res.rejection is not None:
         console.print(f"rejection: {res.rejection:.3f} of the true 'other' objects called other")
 

@@ -69,7 +69,8 @@ def evaluate_cmd(
     m = evaluate_run(run_dir, data, split=split, out=out, which=which, batch_size=batch_size, workers=workers,
                      fast=fast)
     t3 = m["table3"]
-    typer.echo(f"{m['model']}: S/N>30 accuracy {t3['accuracy']} (n={t3['n']}); per bin: "
+    conv = {"mk": "MK types", "lamost": "LAMOST's convention"}.get(m.get("label_convention", ""), "the file's labels")
+    typer.echo(f"{m['model']} (labels: {conv}): S/N>30 accuracy {t3['accuracy']} (n={t3['n']}); per bin: "
                + ", ".join(f"{k} {v['accuracy'] if v['accuracy'] is None else round(v['accuracy'], 4)} (n={v['n']})"
                            for k, v in m["bins"].items()))
     summary = catalogue_summary(m.get("catalogue"))

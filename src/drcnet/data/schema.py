@@ -18,10 +18,15 @@ Layout (N objects, arm axis 0 = blue, 1 = red)::
     /flags        (N,)  uint16     bit mask, see :data:`FLAG_BITS`
     /params/<name> (N,) float32    true simulation parameters (rv_kms, ebv, mag_r, airmass, ...)
     /templates/*                   which template went to which split (simulated data only)
+    /label_lamost    (N,) int8     optional (``drcnet simulate``): the label on LAMOST's convention, 0 F, 1 G,
+                                   2 K, 3 other (A/M stars, galaxies, ...), -1 ambiguous or unknown
+    /subclass_lamost (N,) S8       optional: LAMOST subclass (the labeller's best even when ambiguous)
 
 Root attributes: ``schema_version``, ``classes``, ``arms``, ``split_names``,
 ``stripe_rows``, ``stripe_cols``, ``col_start``, ``provenance`` (JSON),
-``config`` (JSON), ``seed``.
+``config`` (JSON), ``seed``, and ``label_convention`` (``"mk"``: ``label`` holds library stars' MK
+types, as ``drcnet simulate`` writes; ``"lamost"``: LAMOST's labels, as the survey population and a
+catalogue cross-match write; :func:`label_convention` reads it).
 
 float16 is used for the stripes to halve the file: its rounding error is at
 most 1/2048 of the value, below 9 % of the photon noise at the 65535 ADU
@@ -70,6 +75,38 @@ _PER_OBJECT: dict[str, tuple[tuple[int, ...], Any]] = {
     "flags": ((), np.uint16),
 }
 
+#: Per-object datasets a writer creates only when asked (``optional``).
+OPTIONAL_PER_OBJECT: dict[str, tuple[tuple[int, ...], Any]] = {
+    "label_lamost": ((), np.int8),
+    "subclass_lamost": ((), "S8"),
+}
+LABEL_CONVENTIONS = ("mk", "lamost")
+
+
+def label_convention(h: h5py.File) -> str:
+    """The convention of an open dataset file's ``label`` column: ``"mk"`` or ``"lamost"``.
+
+    The ``label_convention`` root attribute where present; else ``"lamost"`` for a survey-population file
+    (its ``config`` holds ``population``), ``"mk"`` for other files (``drcnet simulate`` before the attribute).
+    """
+    value = h.attrs.get("label_convention")
+    if isinstance(value, bytes):
+        value = value.decode()
+    if value in LABEL_CONVENTIONS:
+        return str(value)
+    cfg = h.attrs.get("config")
+    try:
+        cfg = json.loads(cfg) if isinstance(cfg, (str, bytes)) else {}
+    except json.JSONDecodeError:
+        cfg = {}
+    return "lamost" if isinstance(cfg, dict) and "population" in cfg else "mk"
+
+
+def dataset_label_convention(path: str | Path) -> str:
+    """:func:`label_convention` of a dataset file (opened and closed here)."""
+    with open_dataset(path) as h:
+        return label_convention(h)
+
 
 class DatasetWriter:
     """Write a dataset file object by object (or in blocks) without holding it in memory.
@@ -90,10 +127,12 @@ class DatasetWriter:
         Names of the per-object true parameters stored under ``/params``.
     attrs
         Root attributes; dicts are stored as JSON strings.
+    optional
+        Names from :data:`OPTIONAL_PER_OBJECT` to create too (e.g. ``label_lamost``).
     """
 
     def __init__(self, path: str | Path, n_objects: int, param_names: Sequence[str] = (),
-                 attrs: Mapping[str, Any] | None = None) -> None:
+                 attrs: Mapping[str, Any] | None = None, optional: Sequence[str] = ()) -> None:
         self.path = Path(path)
         self.n = int(n_objects)
         self._h5 = h5py.File(self.path, "w")
@@ -111,7 +150,11 @@ class DatasetWriter:
         base.update(attrs or {})
         for key, value in base.items():
             h.attrs[key] = json.dumps(value) if isinstance(value, (dict, list)) else value
-        for name, (shape, dtype) in _PER_OBJECT.items():
+        unknown = sorted(set(optional) - set(OPTIONAL_PER_OBJECT))
+        if unknown:
+            raise ValueError(f"DatasetWriter: unknown optional dataset(s) {unknown}; known: {sorted(OPTIONAL_PER_OBJECT)}")
+        per_object = {**_PER_OBJECT, **{k: OPTIONAL_PER_OBJECT[k] for k in optional}}
+        for name, (shape, dtype) in per_object.items():
             chunks = (1, *shape) if shape else (min(max(self.n, 1), 4096),)
             h.create_dataset(name, shape=(self.n, *shape), dtype=dtype, chunks=chunks if self.n else None)
         params = h.create_group("params")

@@ -10,8 +10,12 @@ Columns (one row per fiber, ``FIBERID`` 1..250)::
     TRUE_SUBCLASS   str     MK subclass, GALAXY/QSO, or SKY (sky-only)   -- evaluation only
     TRUE_SNR_R      float32 expected S/N_r of the rendered star         -- evaluation only
     TRUE_TEMPLATE   str     template id the star was rendered from       -- evaluation only
+    TRUE_CLASS_LAMOST    str  optional: the class on LAMOST's convention: F/G/K, "other", or ""
+                              (ambiguous: the labeller's margin < 0.3; sky, unused)  -- evaluation only
+    TRUE_SUBCLASS_LAMOST str  optional: LAMOST subclass (the labeller's best even when ambiguous)
 
-The ``TRUE_*`` columns exist only for simulated exposures; a real fiber map
+The ``TRUE_*`` columns exist only for simulated exposures (the two ``*_LAMOST`` ones only in exposures
+simulated since they were added: readers accept fiber maps without them); a real fiber map
 has just the first four, and may carry ``OBSID`` (int, the LAMOST catalogue's obsid; -1 none), which
 ``--catalogue`` then matches on. The header holds ``SPID``, ``PLANID``, ``NFIBERS``
 and the provenance cards.
@@ -36,6 +40,8 @@ FIBERTYPES: tuple[str, ...] = ("Obj", "Sky", "F-std", "Unused", "PosErr", "Dead"
 OBJECT_TYPES: frozenset[str] = frozenset({"Obj", "F-std", "PosErr"})
 """Fiber types that point at a star and are classified."""
 TRUTH_COLUMNS: tuple[str, ...] = ("TRUE_CLASS", "TRUE_SUBCLASS", "TRUE_SNR_R", "TRUE_TEMPLATE")
+TRUTH_LAMOST_COLUMNS: tuple[str, ...] = ("TRUE_CLASS_LAMOST", "TRUE_SUBCLASS_LAMOST")
+"""Optional truth: the simulated star's label on LAMOST's convention (read when present)."""
 
 
 @dataclass
@@ -130,8 +136,12 @@ def read_fibermap(path: str | Path, spid: int | None = None, n_fibers: int | Non
     truth = None
     if all(c in table.colnames for c in TRUTH_COLUMNS):
         truth = {c: np.asarray(table[c])[order] for c in TRUTH_COLUMNS}
-        for c in ("TRUE_CLASS", "TRUE_SUBCLASS", "TRUE_TEMPLATE"):
-            truth[c] = np.char.strip(truth[c].astype(str))
+        for c in TRUTH_LAMOST_COLUMNS:
+            if c in table.colnames:
+                truth[c] = np.asarray(table[c])[order]
+        for c in ("TRUE_CLASS", "TRUE_SUBCLASS", "TRUE_TEMPLATE", *TRUTH_LAMOST_COLUMNS):
+            if c in truth:
+                truth[c] = np.char.strip(truth[c].astype(str))
     obsid = None
     if "OBSID" in table.colnames:
         col = table["OBSID"]

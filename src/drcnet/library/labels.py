@@ -167,6 +167,52 @@ class LamostLabelMap:
             raise ValueError(f"only {len(pts)} LAMOST spectra with LASP parameters; need >= {K_NEIGHBOURS}")
         return cls(np.array(pts), cl, sub)
 
+    @classmethod
+    def from_index(cls, path: str | Path) -> LamostLabelMap:
+        """Reference set from ``lamost_real/index.csv`` alone (no FITS file read), for the region check.
+
+        The same stars as :meth:`fit` on the loaded templates, plus the few whose spectra the loader skips
+        (too little wavelength coverage): their LASP parameters and LAMOST label still mark the region.
+
+        Parameters
+        ----------
+        path
+            The index (columns ``file``, ``cls`` = LAMOST ``CLASS`` such as ``STAR``, ``subclass`` = LAMOST
+            ``SUBCLASS`` such as ``G5``, ``teff`` K, ``logg`` dex, ``feh`` dex; empty when LASP gave none), or
+            the folder holding it.
+
+        Raises
+        ------
+        FileNotFoundError
+            No index there.
+        ValueError
+            Naming the file: a column is missing, or fewer than ``K_NEIGHBOURS`` typed stars carry parameters.
+        """
+        path = Path(path)
+        if path.is_dir():
+            path = path / "index.csv"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: LAMOST index not found (expected <data>/lamost_real/index.csv)")
+        pts, cl, sub = [], [], []
+        with open(path, newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            missing = [c for c in ("cls", "subclass", "teff", "logg", "feh") if c not in (reader.fieldnames or [])]
+            if missing:
+                raise ValueError(f"{path}: index lacks column(s) {', '.join(missing)}; it is not lamost_real's index.csv")
+            for row in reader:
+                c, s = lamost_label(row["cls"], row["subclass"])
+                try:
+                    vals = [float(row[k] or "nan") for k in ("teff", "logg", "feh")]
+                except ValueError:
+                    continue
+                if c and all(math.isfinite(v) for v in vals):
+                    pts.append(cls.scale(*vals))
+                    cl.append(c)
+                    sub.append(s or c)
+        if len(pts) < K_NEIGHBOURS:
+            raise ValueError(f"{path}: only {len(pts)} typed LAMOST stars with LASP parameters; need >= {K_NEIGHBOURS}")
+        return cls(np.array(pts), cl, sub)
+
     def predict(self, teff: float, logg: float, feh: float) -> tuple[str, str] | None:
         """LAMOST (class, subclass) at these parameters, or None outside the reference region.
 
@@ -205,7 +251,7 @@ class LamostLabelMap:
 
 
 def spectral_relabel(t: Template, label: SpectralLabel | None, label_map: LamostLabelMap | None,
-                     min_margin: float = SPECTRAL_MIN_MARGIN) -> Template:
+                     min_margin: float = SPECTRAL_MIN_MARGIN, trust_without_map: bool = False) -> Template:
     """A library template on LAMOST's convention from its spectral label (see the module docstring).
 
     Parameters
@@ -220,10 +266,16 @@ def spectral_relabel(t: Template, label: SpectralLabel | None, label_map: Lamost
         stars without a spectral label.
     min_margin
         Class margin below which the star is ``"ambiguous"`` (class ``""``: left out of every class).
+    trust_without_map
+        With no ``label_map`` (the real stars' region is unknown, e.g. no ``lamost_real/index.csv``), trust
+        the spectral label everywhere (above :data:`SPECTRAL_MIN_TEFF`) instead of keeping the MK class.
     """
     if t.library == "lamost":
         return t
-    inside = label_map is not None and label_map.predict(t.teff, t.logg, t.feh) is not None
+    if label_map is None and trust_without_map:
+        inside = True
+    else:
+        inside = label_map is not None and label_map.predict(t.teff, t.logg, t.feh) is not None
     if label is None or not inside or not (math.isfinite(t.teff) and t.teff >= SPECTRAL_MIN_TEFF):
         return label_map.relabel(t) if label_map is not None else t
     lum = t.lumclass or lumclass_from_logg(t.logg)
@@ -302,3 +354,96 @@ def other_label(t: Template) -> Template | None:
     if t.cls in OTHER_MK_CLASSES:
         return replace(t, cls=OTHER, meta={**t.meta, "mk_class": t.cls})
     return None
+
+
+@dataclass(frozen=True)
+class ConventionLabel:
+    """A template's label on LAMOST's convention, recorded beside its own (MK or LAMOST) label.
+
+    Attributes
+    ----------
+    cls : str
+        ``"F"``, ``"G"``, ``"K"``; ``"other"`` for a star LAMOST would call A/M (or O/B), a galaxy, a QSO or a
+        sky-only pseudo-template; ``""`` when ambiguous (class margin below :data:`SPECTRAL_MIN_MARGIN`) or unknown.
+    subclass : str
+        LAMOST subclass (``"F9"``); for an ambiguous star the labeller's best subclass all the same (LAMOST's
+        template match always names one), so a catalogue can carry it.
+    labeller : str
+        Who decided: ``"lamost"`` (a real LAMOST spectrum: its own label), the spectral labeller's name
+        (``"cnn/norm"``), ``"ambiguous"``, ``"lamost_knn"`` (parameter vote), ``"mk"`` (outside the real stars'
+        region: the MK class kept) or ``"other"`` (an ``other`` object keeps ``other``).
+    margin : float
+        The spectral label's class margin (NaN when no spectral label decided).
+    """
+
+    cls: str
+    subclass: str
+    labeller: str
+    margin: float = math.nan
+
+
+def lamost_convention_labels(templates: Sequence[Template], labeller: SpectralLabeller | None,
+                             label_map: LamostLabelMap | None,
+                             min_margin: float = SPECTRAL_MIN_MARGIN) -> list[ConventionLabel]:
+    """Every template's LAMOST-convention label (:class:`ConventionLabel`), its own label left as it is.
+
+    * Real LAMOST templates: their own label (``labeller`` ``"lamost"``).
+    * Templates of class ``other`` (:func:`other_label`, sky-only pseudo-templates): ``other``.
+    * Library F/G/K stars: :func:`spectral_relabel` with ``labeller`` and the parameter vote's region
+      ``label_map``; with no ``label_map`` the region is unknown and the spectral label is trusted wherever its
+      margin is at least ``min_margin`` (above :data:`SPECTRAL_MIN_TEFF`; cooler stars keep their MK class).
+      A star LAMOST would call A or M becomes ``other``. Without a labeller, the parameter vote alone (or the MK
+      class, with no map either).
+    """
+    from drcnet.conventions import CLASSES, OTHER
+
+    found: dict[int, SpectralLabel] = {}
+    lib = [i for i, t in enumerate(templates) if t.library != "lamost" and t.cls in CLASSES]
+    if labeller is not None and lib:
+        from .spectral_labels import prepare
+
+        rows, xs = [], []
+        for i in lib:
+            try:
+                xs.append(prepare(templates[i], labeller.representation))
+                rows.append(i)
+            except ValueError:
+                continue  # too little flux on the grid: the parameter vote (or the MK class) decides
+        if rows:
+            found = dict(zip(rows, labeller.predict([templates[i] for i in rows], x=np.stack(xs)), strict=True))
+    out = []
+    for i, t in enumerate(templates):
+        if t.cls == OTHER:
+            out.append(ConventionLabel(OTHER, t.subclass, OTHER))
+            continue
+        if t.library == "lamost" or t.cls not in CLASSES:
+            out.append(ConventionLabel(t.cls if t.cls in CLASSES else "", t.subclass if t.cls in CLASSES else "",
+                                       "lamost" if t.library == "lamost" else "unknown"))
+            continue
+        lab = found.get(i)
+        if labeller is not None:
+            r = spectral_relabel(t, lab, label_map, min_margin, trust_without_map=label_map is None)
+        else:
+            r = label_map.relabel(t) if label_map is not None else replace(t, meta={**t.meta, "label_source": "mk"})
+        source = str(r.meta.get("label_source", "mk"))
+        margin = float(r.meta["label_margin"]) if "label_margin" in r.meta else math.nan
+        if not r.cls:
+            out.append(ConventionLabel("", lab.subclass if lab is not None else "", "ambiguous", margin))
+        elif r.cls in CLASSES:
+            out.append(ConventionLabel(r.cls, r.subclass, source, margin))
+        elif r.cls in OTHER_MK_CLASSES:
+            out.append(ConventionLabel(OTHER, r.subclass, source, margin))
+        else:
+            out.append(ConventionLabel("", "", source, margin))
+    return out
+
+
+#: ``meta`` keys under which :func:`with_convention_labels` stores a template's LAMOST-convention label.
+CONVENTION_META = ("lamost_class", "lamost_subclass", "lamost_labeller", "lamost_margin")
+
+
+def with_convention_labels(templates: Sequence[Template], labels: Sequence[ConventionLabel]) -> list[Template]:
+    """The templates with their :class:`ConventionLabel` in ``meta`` (:data:`CONVENTION_META`); labels unchanged."""
+    return [replace(t, meta={**t.meta, "lamost_class": c.cls, "lamost_subclass": c.subclass,
+                             "lamost_labeller": c.labeller, "lamost_margin": c.margin})
+            for t, c in zip(templates, labels, strict=True)]

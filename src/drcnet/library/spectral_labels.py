@@ -20,9 +20,12 @@ included as boundary classes. The benchmark is ``benchmarks/real_stars/label_cei
 
 from __future__ import annotations
 
+import functools
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -520,3 +523,105 @@ class CnnLabeller:
             sub = self.subclasses[max(js, key=lambda j: p_sub[i, j])]
             out.append(SpectralLabel(c, sub, margin, {k: float(p_cls[i, n]) for n, k in enumerate(classes)}, self.name))
         return out
+
+
+# -- the shipped labeller ---------------------------------------------------------------------------
+#: The labeller shipped inside the package (``scripts/export_labeller.py`` writes it).
+SHIPPED_LABELLER = Path(__file__).resolve().parent / "data" / "lamost_labeller.safetensors"
+#: Key of the JSON metadata in the safetensors header.
+LABELLER_META_KEY = "drcnet_labeller"
+#: :class:`CnnLabeller` settings stored with the weights (and restored on load).
+_SETTINGS = ("representation", "epochs", "batch_size", "lr", "seed", "bin", "min_members", "snr_range",
+             "class_loss_weight")
+
+
+def save_labeller(labeller: CnnLabeller, path: str | Path, extra: dict[str, object] | None = None) -> Path:
+    """Write a fitted :class:`CnnLabeller` as safetensors (float32 weights, JSON metadata), atomically.
+
+    Parameters
+    ----------
+    labeller
+        A fitted labeller.
+    path
+        Output file (``.safetensors``).
+    extra
+        More metadata (provenance: training data checksum, number of spectra, package version, ...);
+        must be JSON-serialisable and hold no machine paths.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``. Raises RuntimeError if the labeller is not fitted.
+    """
+    from safetensors.torch import save_file
+
+    from drcnet.provenance import atomic_path
+
+    if labeller.model_ is None:
+        raise RuntimeError("save_labeller: the labeller is not fitted; call fit() first")
+    state = {k: v.detach().contiguous().clone() for k, v in labeller.model_.state_dict().items()}  # type: ignore[attr-defined]
+    meta = {"format": 1, "subclasses": list(labeller.subclasses),
+            "settings": {k: (list(v) if isinstance(v, tuple) else v) for k in _SETTINGS for v in [getattr(labeller, k)]},
+            **(extra or {})}
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp), metadata={LABELLER_META_KEY: json.dumps(meta, sort_keys=True)})
+    return path
+
+
+def load_labeller(path: str | Path) -> tuple[CnnLabeller, dict[str, object]]:
+    """A :class:`CnnLabeller` and its metadata from a file written by :func:`save_labeller`.
+
+    Raises
+    ------
+    FileNotFoundError
+        No such file.
+    ValueError
+        Naming the file: not a labeller file (no metadata, or weights that do not fit the settings).
+    """
+    import torch
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: labeller file not found (write it with scripts/export_labeller.py)")
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            raw = (fh.metadata() or {}).get(LABELLER_META_KEY)
+            state = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118  (safe_open has no iterator)
+        meta = json.loads(raw) if raw else None
+    except Exception as err:  # safetensors raises its own error type on a damaged file
+        raise ValueError(f"{path}: not a readable safetensors file ({type(err).__name__}: {err})") from err
+    if not isinstance(meta, dict) or "subclasses" not in meta or "settings" not in meta:
+        raise ValueError(f"{path}: no drcnet labeller metadata; write it with scripts/export_labeller.py")
+    settings = dict(meta["settings"])
+    settings["snr_range"] = tuple(settings.get("snr_range", (5.0, 200.0)))
+    lab = CnnLabeller(**settings, subclasses=list(meta["subclasses"]))
+    model = _cnn(len(lab.subclasses))
+    try:
+        model.load_state_dict({k: v.to(torch.float32) if v.is_floating_point() else v for k, v in state.items()})
+    except RuntimeError as err:
+        raise ValueError(f"{path}: weights do not fit a CnnLabeller with {len(lab.subclasses)} subclasses ({err})") from err
+    model.eval()
+    lab.model_ = model
+    return lab, meta
+
+
+@functools.lru_cache(maxsize=1)
+def _shipped() -> tuple[CnnLabeller, dict[str, object]]:
+    return load_labeller(SHIPPED_LABELLER)
+
+
+def load_shipped_labeller() -> CnnLabeller:
+    """The labeller shipped with drcnet (:data:`SHIPPED_LABELLER`), loaded once per process.
+
+    A :class:`CnnLabeller` (``"cnn/norm"``) fitted by :func:`drcnet.simulate.population.fit_labeller` on the
+    training-split real LAMOST stars (seed 0); its metadata (:func:`shipped_labeller_metadata`) names the
+    ``lamost_real/index.csv`` checksum, the number of training spectra and the package version it came from.
+    """
+    return _shipped()[0]
+
+
+def shipped_labeller_metadata() -> dict[str, object]:
+    """The shipped labeller's metadata (subclasses, settings, training-data checksum, provenance)."""
+    return dict(_shipped()[1])

@@ -22,9 +22,10 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from drcnet.conventions import CLASSES, SPLIT_NAMES, snr_bin
+from drcnet.conventions import CLASSES, CLASSES_WITH_OTHER, SPLIT_NAMES, snr_bin
 from drcnet.instrument.config import N_FIBERS, InstrumentConfig
 from drcnet.library.template import Template
+from drcnet.simulate.convention import attach_lamost_labels
 from drcnet.simulate.plan import (
     PRESETS,
     SKY_SHARE,
@@ -205,6 +206,12 @@ def _pack(block: list[ObjectResult], start: int, plan: ObjectPlan, templates: Se
         "template_id": np.array([templates[r.source.template].template_id.encode() for r in block], dtype="S80"),
         "flags": np.array([r.flags for r in block], dtype=np.uint16),
     })
+    if block and all("lamost_class" in templates[r.source.template].meta for r in block):
+        # the LAMOST-convention label beside the template's own (drcnet.simulate.convention)
+        out["label_lamost"] = np.array([lamost_label_index(templates[r.source.template].meta["lamost_class"])
+                                        for r in block], dtype=np.int8)
+        out["subclass_lamost"] = np.array([str(templates[r.source.template].meta["lamost_subclass"]).encode()
+                                           for r in block], dtype="S8")
     for name in param_names:
         if name in ("teff", "logg", "feh"):
             vals = [getattr(templates[r.source.template], name) for r in block]
@@ -212,6 +219,11 @@ def _pack(block: list[ObjectResult], start: int, plan: ObjectPlan, templates: Se
             vals = [r.params.get(name, np.nan) for r in block]
         out[f"params/{name}"] = np.array(vals, dtype=np.float32)
     return out
+
+
+def lamost_label_index(cls: str) -> int:
+    """``label_lamost`` of a LAMOST-convention class: 0 F, 1 G, 2 K, 3 other, -1 ambiguous or unknown."""
+    return CLASSES_WITH_OTHER.index(cls) if cls in CLASSES_WITH_OTHER else -1
 
 
 @dataclass
@@ -225,8 +237,18 @@ class PreparedDataset:
     param_names: tuple[str, ...] = PARAM_NAMES
     """Per-object parameters stored under ``params/`` (a randomised model adds its own)."""
 
+    @property
+    def has_lamost_labels(self) -> bool:
+        """True when every template carries its LAMOST-convention label (:mod:`drcnet.simulate.convention`)."""
+        return bool(self.templates) and all("lamost_class" in t.meta for t in self.templates)
+
     def template_table(self) -> dict[str, object]:
-        """The dataset file's ``templates`` table: one row per template (id, split, class, source, use count)."""
+        """The dataset file's ``templates`` table: one row per template (id, split, class, source, use count).
+
+        With LAMOST-convention labels (:attr:`has_lamost_labels`) also ``lamost_class`` (F/G/K, ``other``, or
+        ``""`` ambiguous), ``lamost_subclass`` (the labeller's best even when ambiguous), ``labeller`` (who
+        decided) and ``label_margin`` (the spectral label's class margin, NaN when none decided).
+        """
         templates = self.templates
         return {
             "template_id": [t.template_id for t in templates],
@@ -237,7 +259,12 @@ class PreparedDataset:
             "lumclass": [t.lumclass for t in templates],
             "label_source": [str(t.meta.get("label_source", "")) for t in templates],
             "mk_class": [str(t.meta.get("mk_class", t.cls)) for t in templates],
-            "label_margin": np.array([float(t.meta.get("label_margin", np.nan)) for t in templates], dtype=np.float32),
+            "label_margin": np.array([float(t.meta.get("lamost_margin", t.meta.get("label_margin", np.nan)))
+                                      for t in templates], dtype=np.float32),
+            **({"lamost_class": [str(t.meta["lamost_class"]) for t in templates],
+                "lamost_subclass": [str(t.meta["lamost_subclass"]) for t in templates],
+                "labeller": [str(t.meta["lamost_labeller"]) for t in templates]}
+               if self.has_lamost_labels else {}),
             "path": [t.path for t in templates],
             "teff": np.array([t.teff for t in templates], dtype=np.float32),
             "n_objects": np.bincount(self.plan.template, minlength=len(templates)),
@@ -269,6 +296,7 @@ def prepare_dataset(config: SimulationConfig, templates: Sequence[Template],
     templates = [t for t in templates if t.cls in CLASSES]
     if not templates:
         raise ValueError("no F, G or K templates to simulate from")
+    templates = attach_lamost_labels(templates, data_root)
     needed = SPLIT_NAMES if not config.all_test else ("test",)
     template_split = split_templates(templates, rng, needed)
     cells = PRESETS[config.preset] if config.preset else None
@@ -329,7 +357,7 @@ def _prepare_with_other(config: SimulationConfig, templates: Sequence[Template],
     orng = np.random.default_rng([config.seed, 3])
     other_plan = plan_other_objects(other_cells, others, other_split, snr_range, orng,
                                     sky_share=SKY_SHARE if config.sky_fibers else 0.0)
-    all_templates = fgk + others
+    all_templates = attach_lamost_labels(fgk + others, data_root)
     plan = merge_plans(fgk_plan, other_plan, len(fgk), orng)
     site = Site.load(config.instrument, data_root)
     return PreparedDataset(all_templates, np.concatenate([fgk_split, other_split]), plan,

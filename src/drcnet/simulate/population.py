@@ -78,6 +78,16 @@ LAMOST_FOLDER = "lamost_real"
 LABELLER_CLASSES = ("A", "F", "G", "K", "M")
 
 
+def labeller_training_set(templates: Sequence[Template],
+                          lamost_fractions: Sequence[float] = LAMOST_SPLIT_FRACTIONS) -> list[Template]:
+    """The real LAMOST stars :func:`fit_labeller` learns from: training split, class in :data:`LABELLER_CLASSES`."""
+    from drcnet.library.labels import with_lamost_parameters
+
+    return [with_lamost_parameters(t) for t in templates
+            if t.library == "lamost" and t.cls in LABELLER_CLASSES and t.subclass
+            and lamost_split_of(star_key(t), lamost_fractions) == 0]
+
+
 def fit_labeller(templates: Sequence[Template], lamost_fractions: Sequence[float] = LAMOST_SPLIT_FRACTIONS,
                  seed: int = 0) -> CnnLabeller | None:
     """The spectral labeller of the library stars, trained on the real LAMOST stars of the training split.
@@ -87,11 +97,7 @@ def fit_labeller(templates: Sequence[Template], lamost_fractions: Sequence[float
     spectra (:class:`~drcnet.library.spectral_labels.CnnLabeller`, seeded: the same labels every run).
     Returns None when fewer than 50 such spectra are present (the parameter vote decides then).
     """
-    from drcnet.library.labels import with_lamost_parameters
-
-    train = [with_lamost_parameters(t) for t in templates
-             if t.library == "lamost" and t.cls in LABELLER_CLASSES and t.subclass
-             and lamost_split_of(star_key(t), lamost_fractions) == 0]
+    train = labeller_training_set(templates, lamost_fractions)
     if len(train) < 50:
         return None
     return CnnLabeller(representation="norm", seed=seed).fit(train)

@@ -39,6 +39,7 @@ from torch.utils.data.distributed import DistributedSampler
 from tqdm.auto import tqdm
 
 from drcnet.conventions import CLASSES
+from drcnet.data.schema import dataset_label_convention
 from drcnet.data.torch_dataset import SpectraDataset, dataset_fingerprint
 from drcnet.models import SpectralModel, create_model, model_input_kind
 from drcnet.models.fastpath import configure_cpu, set_fast
@@ -268,6 +269,8 @@ def _setup(cfg: TrainConfig, info: DistInfo, resuming: bool) -> _Run:
         "seed": cfg.seed, "world_size": info.world, "steps_per_epoch": n_steps,
         "n_train": len(train_ds), "n_val": len(val_ds), "device": str(device), "cpu_settings": cpu_settings,
         "provenance": provenance(cfg.to_dict(), cfg.seed),
+        # what the training labels mean: the model is scored against the same convention (drcnet evaluate)
+        "label_convention": dataset_label_convention(cfg.data),
     }
     if warm is not None:
         meta["warm_start"] = warm

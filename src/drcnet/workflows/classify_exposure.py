@@ -10,6 +10,15 @@ Obj, F-std or PosErr) of every reduced spectrograph::
     snr_r, flags, flag_names, no_class
     (+ true_class, true_subclass, true_snr_r, correct   when the fiber map has the TRUE_* columns)
 
+The truth columns follow the convention the model was trained on (``label_convention`` in its
+``run.json``, :func:`drcnet.models.run_folder.run_label_convention`): a ``"lamost"`` model (the default,
+``drcnet-survey``) is scored against the fiber map's ``TRUE_CLASS_LAMOST``/``TRUE_SUBCLASS_LAMOST`` (stars
+whose LAMOST class is ambiguous have ``true_class`` empty and are not scored), an ``"mk"`` model (the paper
+reproduction) against ``TRUE_CLASS``/``TRUE_SUBCLASS``; a fiber map without the LAMOST columns is scored on
+``TRUE_CLASS`` whatever the model. The table's ``meta["label_convention"]`` and
+:attr:`ClassifyResult.label_convention` say which was used (and the file's provenance, as
+``config.truth_label_convention``).
+
 The model columns (``pred`` ... ``ood``) are :func:`drcnet.catalogue.catalogue_columns` of the model's
 outputs (:meth:`~drcnet.models.SpectralModel.forward_all`) and its calibration (``calibration.json`` in
 the run folder, :func:`drcnet.calibration.load_calibration`), the same columns as ``drcnet predict``:
@@ -173,7 +182,15 @@ FLOAT_MODEL_COLUMNS = ("prob_F", "prob_G", "prob_K", "prob_other", "subclass_pro
 STR_MODEL_COLUMNS = ("pred", "pred_set", "subclass", "lum_class")
 
 
-def catalogue_rows(sr: SpectrographReduction, outputs: Any, calibration: Any = None) -> dict[str, np.ndarray]:
+def truth_convention(truth: dict[str, np.ndarray] | None, model_convention: str) -> str:
+    """The convention a fiber map's truth is read in for a model of ``model_convention`` (see the module)."""
+    if model_convention == "lamost" and truth is not None and "TRUE_CLASS_LAMOST" in truth:
+        return "lamost"
+    return "mk"
+
+
+def catalogue_rows(sr: SpectrographReduction, outputs: Any, calibration: Any = None,
+                   label_convention: str = "mk") -> dict[str, np.ndarray]:
     """The catalogue columns of one spectrograph's object fibers (vectorised; truth columns when its map has them).
 
     Parameters
@@ -184,6 +201,9 @@ def catalogue_rows(sr: SpectrographReduction, outputs: Any, calibration: Any = N
         Its :func:`predict_objects` outputs (a plain ``(n_fibers, C)`` probability array is accepted too).
     calibration
         The model's :class:`~drcnet.calibration.Calibration` (None: plain softmax, no set, no OOD flag).
+    label_convention
+        The model's label convention: ``"lamost"`` reads the truth from ``TRUE_CLASS_LAMOST``/
+        ``TRUE_SUBCLASS_LAMOST`` where the fiber map has them (:func:`truth_convention`).
 
     Returns
     -------
@@ -222,9 +242,10 @@ def catalogue_rows(sr: SpectrographReduction, outputs: Any, calibration: Any = N
     rows["no_class"] = reason.astype(str)
     if fm.truth is not None:
         t = fm.truth
-        tc = np.asarray(t["TRUE_CLASS"])[idx].astype(str)
+        suffix = "_LAMOST" if truth_convention(t, label_convention) == "lamost" else ""
+        tc = np.asarray(t["TRUE_CLASS" + suffix])[idx].astype(str)
         rows["true_class"] = tc
-        rows["true_subclass"] = np.asarray(t["TRUE_SUBCLASS"])[idx].astype(str)
+        rows["true_subclass"] = np.asarray(t["TRUE_SUBCLASS" + suffix])[idx].astype(str)
         rows["true_snr_r"] = np.asarray(t["TRUE_SNR_R"])[idx].astype(np.float64)
         rows["correct"] = (rows["pred"] != "") & (tc != "") & (rows["pred"] == tc)
     return rows
@@ -263,7 +284,7 @@ def catalogue_table(reductions: Sequence[SpectrographReduction], outputs: Sequen
     calibration
         The model's :class:`~drcnet.calibration.Calibration` (None: plain softmax, no set, no OOD flag).
     """
-    return join_catalogue([catalogue_rows(sr, out, calibration)
+    return join_catalogue([catalogue_rows(sr, out, calibration, label_convention)
                            for sr, out in zip(reductions, outputs, strict=True)])
 
 
@@ -303,6 +324,8 @@ class ClassifyResult:
     """The reduction's warnings (each names its file)."""
     rejection: float | None = None
     """Share of the classified true ``other`` objects called ``other`` (None when the truth has none)."""
+    label_convention: str = "mk"
+    """Convention of the truth the accuracy was counted against: ``"lamost"`` or ``"mk"``."""
 
 
 def check_outputs(out: str | Path, qa_dir: str | Path | None = None, dataset_out: str | Path | None = None) -> None:
@@ -337,7 +360,7 @@ def classify_exposure(run_dir: str | Path | None, exposure: str | Path, out: str
                       config: ReduceConfig | None = None, dataset_out: str | Path | None = None,
                       qa_dir: str | Path | None = None, predictor: Predictor | None = None,
                       spids: list[int] | None = None, run: int | None = None,
-                      data_root: str | Path | None = None) -> ClassifyResult:
+                      data_root: str | Path | None = None, label_convention: str | None = None) -> ClassifyResult:
     """Reduce an exposure, classify every object fiber, write the catalogue (and dataset, QA page).
 
     Parameters
@@ -354,6 +377,9 @@ def classify_exposure(run_dir: str | Path | None, exposure: str | Path, out: str
         Write the QA page (``index.html`` and PNGs) here.
     predictor
         Use this instead of loading ``run_dir`` (tests, other front ends).
+    label_convention
+        The model's label convention (default: the run's, :func:`drcnet.models.run_folder.run_label_convention`;
+        ``"mk"`` for a ``predictor`` without a run folder): which truth the accuracy counts against.
     """
     config = config or ReduceConfig()
     check_outputs(out, qa_dir, dataset_out)
@@ -365,6 +391,12 @@ def classify_exposure(run_dir: str | Path | None, exposure: str | Path, out: str
             raise ValueError("give a training run folder (or a predictor) to classify with")
         predictor, run_info = load_predictor(run_dir)
     timings["load_model"] = time.perf_counter() - t0
+    if label_convention is None:
+        from drcnet.models.run_folder import run_label_convention
+
+        label_convention = run_label_convention(run_dir) if run_dir is not None and run_info else "mk"
+    model_convention = label_convention
+    conventions: set[str] = set()
     calibration = getattr(predictor, "calibration", None)
     # every file of every spectrograph is checked before any work; then one spectrograph at a time is
     # reduced, classified, written to the dataset file and summarised for the QA page, and dropped
@@ -390,7 +422,8 @@ def classify_exposure(run_dir: str | Path | None, exposure: str | Path, out: str
                 break
             t2 = time.perf_counter()
             outputs = predict_objects(predictor, sr)
-            part = catalogue_rows(sr, outputs, calibration)
+            part = catalogue_rows(sr, outputs, calibration, model_convention)
+            conventions.add(truth_convention(sr.fibermap.truth, model_convention))
             parts.append(part)
             timings["classify"] += time.perf_counter() - t2
             if writer is not None:
@@ -407,9 +440,14 @@ def classify_exposure(run_dir: str | Path | None, exposure: str | Path, out: str
             release_memory()
     t2 = time.perf_counter()
     table = join_catalogue(parts)
+    # the truth's convention: the model's where the fiber maps carry those labels, else MK (old fiber maps);
+    # "mixed" when only some spectrographs' maps have the LAMOST columns
+    used = conventions.pop() if len(conventions) == 1 else ("mixed" if conventions else "mk")
+    prov = {**prov, "config": {**prov.get("config", {}), "truth_label_convention": used}}  # recorded with the file
     timings["classify"] += time.perf_counter() - t2
     t3 = time.perf_counter()
     path = write_catalogue(table, out, prov)
+    table.meta["label_convention"] = used  # after writing: a FITS header would need a HIERARCH card for it
     timings["write_catalogue"] = time.perf_counter() - t3
     dataset = Path(dataset_out) if dataset_out is not None else None
     accuracy = rejection = None
@@ -431,7 +469,7 @@ def classify_exposure(run_dir: str | Path | None, exposure: str | Path, out: str
         timings["qa"] = time.perf_counter() - t5
     timings["total"] = time.perf_counter() - t0
     return ClassifyResult(catalogue=path, table=table, dataset=dataset, qa=qa, timings=timings, accuracy=accuracy,
-                          n_no_class=n_no_class, warnings=notes, rejection=rejection)
+                          n_no_class=n_no_class, warnings=notes, rejection=rejection, label_convention=used)
 
 
 def summary_json(result: ClassifyResult) -> str:

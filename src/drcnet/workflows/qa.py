@@ -326,7 +326,12 @@ def _accuracy_html(table: Table) -> str:
         rejection = (f"<p>Rejection: {int(np.sum(oth & (pred == OTHER)))} of {int(oth.sum())} true <i>other</i> "
                      f"objects called other; {int(np.sum(ok & (pred == OTHER)))} of {int(ok.sum())} F/G/K stars "
                      "wrongly called other.</p>")
-    return (f"<p><b>Accuracy against truth: {acc:.3f}</b> over {int(ok.sum())} object fibers with a true F/G/K star.</p>"
+    conv = {"lamost": "LAMOST's convention (the fiber maps' TRUE_CLASS_LAMOST: the model was trained on LAMOST's "
+                      "labels; stars whose LAMOST class is ambiguous are not scored)",
+            "mk": "MK types (the fiber maps' TRUE_CLASS)"}.get(str(table.meta.get("label_convention", "mk")),
+                                                            "mixed conventions (some fiber maps lack TRUE_CLASS_LAMOST)")
+    return (f"<p><b>Accuracy against truth: {acc:.3f}</b> over {int(ok.sum())} object fibers with a true F/G/K star; "
+            f"labels on {conv}.</p>"
             f"<table><tr><th>S/N_r bin</th><th>n</th><th>accuracy</th></tr>{rows}</table>{rejection}"
             f"<p>Confusion matrix (rows: true, columns: predicted)</p>"
             f"<table><tr><th></th>{''.join(f'<th>{c}</th>' for c in names)}</tr>{cm_rows}</table>")

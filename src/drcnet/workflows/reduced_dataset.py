@@ -169,6 +169,8 @@ class ReducedDatasetWriter:
             "seed": -1 if seed is None else seed,
             "n_objects": self.n,
             "kind": "reduced",
+            # labels from a LAMOST catalogue are LAMOST's; without one they are the simulation's own TRUE_CLASS
+            "label_convention": "lamost" if catalogue is not None else "mk",
         }
         self._start = 0
         self._calibration: dict[str, Any] = {}

@@ -19,7 +19,7 @@ from drcnet.simulate.dataset import PreparedDataset, SimulationConfig, prepare_d
 def simulate_dataset(config: SimulationConfig, templates: Sequence[Template], out: str | Path,
                      data_root: str | Path | None = None, workers: int | None = None,
                      progress: bool = True, prepared: PreparedDataset | None = None,
-                     extra_config: dict[str, object] | None = None) -> Path:
+                     extra_config: dict[str, object] | None = None, label_convention: str = "mk") -> Path:
     """Render the dataset described by ``config`` into ``out`` (HDF5, written atomically).
 
     Parameters
@@ -41,6 +41,10 @@ def simulate_dataset(config: SimulationConfig, templates: Sequence[Template], ou
         :mod:`drcnet.simulate.population`); by default made here from ``config`` and ``templates``.
     extra_config
         More settings to record in the file's ``config`` and provenance (e.g. the population's).
+    label_convention
+        What ``label`` holds, stored as the root attribute ``label_convention``: ``"mk"`` (library stars'
+        MK types; the LAMOST-convention label goes to ``label_lamost``/``subclass_lamost`` beside it) or
+        ``"lamost"`` (the survey population).
 
     Returns
     -------
@@ -63,9 +67,11 @@ def simulate_dataset(config: SimulationConfig, templates: Sequence[Template], ou
         "seed": config.seed,
         "n_objects": n,
         "kind": "simulated",
+        "label_convention": label_convention,
     }
+    optional = ("label_lamost", "subclass_lamost") if prepared.has_lamost_labels else ()
     out = Path(out)
-    with atomic_path(out) as tmp, DatasetWriter(tmp, n, prepared.param_names, attrs) as writer:
+    with atomic_path(out) as tmp, DatasetWriter(tmp, n, prepared.param_names, attrs, optional) as writer:
         writer.add_table("templates", prepared.template_table())
         bar = tqdm(total=n, desc=f"simulate {out.name}", unit="obj", disable=not progress)
         for start, rows in render_blocks(prepared, config, workers):

@@ -59,5 +59,6 @@ def simulate_population(out: str | Path, data_root: str | Path, counts: dict[str
                             "other_share": other_share, "lamost_fractions": list(lamost_fractions),
                             "randomization": DomainRandomization().model_dump(mode="json") if randomize else None}}
     path = simulate_dataset(config, prepared.templates, out, data_root=data_root, workers=workers,
-                            progress=progress, prepared=prepared, extra_config=extra)
+                            progress=progress, prepared=prepared, extra_config=extra,
+                            label_convention="lamost")
     return path, table

@@ -3,9 +3,14 @@
 One row per object fiber (Obj, F-std, PosErr) with LAMOST's column names
 (:data:`drcnet.instrument.lrs_catalogue.WRITE_COLUMNS`), built from the fiber maps' truth:
 
-* ``class``/``subclass`` on LAMOST's convention: F/G/K and the other stars are ``STAR`` with the
-  template's subclass (LAMOST's own label for stars of the LAMOST library, the library's MK type for
-  the others), galaxies and QSOs ``GALAXY``/``QSO`` with subclass ``Non``, sky-only fibers ``Unknown``;
+* ``class``/``subclass`` on LAMOST's convention (the fiber map's ``TRUE_CLASS_LAMOST``/
+  ``TRUE_SUBCLASS_LAMOST``, :mod:`drcnet.simulate.convention`): F/G/K and the other stars are ``STAR`` with
+  their LAMOST subclass (LAMOST's own label for real LAMOST spectra, the shipped labeller's for library
+  stars); a star whose LAMOST class is ambiguous (labeller margin < 0.3) is written as ``STAR`` with the
+  labeller's best subclass all the same, since LAMOST's template match always names one (the fiber map
+  leaves its ``TRUE_CLASS_LAMOST`` empty, so the truth never scores it); galaxies and QSOs
+  ``GALAXY``/``QSO`` with subclass ``Non``, sky-only fibers ``Unknown``. A fiber map without the LAMOST
+  columns (an exposure simulated before they existed) gives the template's own subclass (MK for library stars);
 * ``obsid``: unique per (plan, lmjd, spectrograph, fiber), from a hash;
 * ``designation``: one per source star (a hash of the template id, so a star observed on two plates
   keeps it), written like LAMOST's ``JHHMMSS.ss+DDMMSS.s``; ``ra``/``dec`` follow from it;
@@ -58,6 +63,19 @@ def lamost_class(true_class: str, true_subclass: str) -> tuple[str, str]:
     return "STAR", sub or true_class
 
 
+def convention_label(truth: dict[str, np.ndarray], i: int) -> tuple[str, str]:
+    """(class, subclass) of fiber row ``i`` on LAMOST's convention from a fiber map's truth columns.
+
+    ``TRUE_CLASS_LAMOST``/``TRUE_SUBCLASS_LAMOST`` when present (an ambiguous star, class ``""``, keeps the
+    labeller's best subclass, read as its class); else, or when both are empty, ``TRUE_CLASS``/``TRUE_SUBCLASS``.
+    """
+    if "TRUE_CLASS_LAMOST" in truth:
+        cls, sub = str(truth["TRUE_CLASS_LAMOST"][i]), str(truth["TRUE_SUBCLASS_LAMOST"][i])
+        if cls or sub:
+            return (cls or sub[:1]), sub
+    return str(truth["TRUE_CLASS"][i]), str(truth["TRUE_SUBCLASS"][i])
+
+
 def write_exposure_catalogue(folder: str | Path, planid: str, spids: list[int]) -> Path:
     """Write ``folder/lrs_catalogue.csv`` from the fiber maps of spectrographs ``spids`` (atomically).
 
@@ -83,7 +101,7 @@ def write_exposure_catalogue(folder: str | Path, planid: str, spids: list[int]) 
             if fmap.fibertype[i] not in OBJECT_TYPES or not cls:
                 continue
             fiber = int(fmap.fiber[i])
-            c, sub = lamost_class(cls, str(fmap.truth["TRUE_SUBCLASS"][i]))
+            c, sub = lamost_class(*convention_label(fmap.truth, i))
             template = str(fmap.truth["TRUE_TEMPLATE"][i])
             star = template if c == "STAR" or c in ("GALAXY", "QSO") else f"{planid}-{spid}-{fiber}"
             desig, ra, dec = designation_of(star or f"{planid}-{spid}-{fiber}")

@@ -43,6 +43,7 @@ from drcnet.library.template import Template
 from drcnet.paths import observatory_dir
 from drcnet.provenance import atomic_path, provenance
 from drcnet.simulate.exposure.arm import ArmTruth, render_arm
+from drcnet.simulate.convention import attach_lamost_labels
 from drcnet.simulate.exposure.catalogue import write_exposure_catalogue
 from drcnet.simulate.exposure.plan import ExposureConfig, FiberPlan, plan_fibers
 from drcnet.simulate.exposure.safety import die_with_parent, remove_stale_parts
@@ -140,6 +141,8 @@ def simulate_exposure(config: ExposureConfig, templates: Sequence[Template], out
     templates = plate_templates(templates, config.other > 0)
     if not templates:
         raise ValueError("no F, G or K templates to fill the plate with")
+    # both labels for every star: its own (TRUE_CLASS) and LAMOST's convention (TRUE_CLASS_LAMOST)
+    templates = attach_lamost_labels(templates, data_root)
     site = Site.load(config.instrument, data_root)
     arcs = arcs if arcs is not None else read_arc_lines(observatory_dir(data_root) / "arc_lines")
     full_run = spids is None  # a subset (one Dask task) leaves the plate's catalogue to its caller
@@ -195,13 +198,24 @@ def _remap(plan: FiberPlan, remap: dict[int, int]) -> FiberPlan:
 
 
 def fibermap_of(plan: FiberPlan, templates: Sequence[Template], snr: np.ndarray, cfg: ExposureConfig) -> FiberMap:
-    """The fiber map of a simulated plan, with the TRUE_* evaluation columns."""
+    """The fiber map of a simulated plan, with the TRUE_* evaluation columns.
+
+    ``TRUE_CLASS``/``TRUE_SUBCLASS`` hold each template's own label (a library star's MK type);
+    ``TRUE_CLASS_LAMOST``/``TRUE_SUBCLASS_LAMOST`` its LAMOST-convention label when the templates carry one
+    (:func:`drcnet.simulate.convention.attach_lamost_labels`).
+    """
     n = len(plan.sources)
     cls = np.array([templates[s.template].cls if s else "" for s in plan.sources])
     sub = np.array([templates[s.template].subclass if s else "" for s in plan.sources])
     mag = np.array([s.mag_r if s else np.nan for s in plan.sources], dtype=np.float32)
     truth = {"TRUE_CLASS": cls, "TRUE_SUBCLASS": sub, "TRUE_SNR_R": np.asarray(snr, dtype=np.float32),
              "TRUE_TEMPLATE": plan.template_id}
+    used = [templates[s.template] for s in plan.sources if s]
+    if used and all("lamost_class" in t.meta for t in used):
+        truth["TRUE_CLASS_LAMOST"] = np.array([str(templates[s.template].meta["lamost_class"]) if s else ""
+                                               for s in plan.sources])
+        truth["TRUE_SUBCLASS_LAMOST"] = np.array([str(templates[s.template].meta["lamost_subclass"]) if s else ""
+                                                  for s in plan.sources])
     return FiberMap(spid=plan.spid, planid=cfg.planid, fiber=np.arange(1, n + 1), objid=plan.objid,
                     fibertype=plan.fibertype, mag=mag, truth=truth)
 
