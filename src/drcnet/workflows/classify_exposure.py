@@ -271,7 +271,7 @@ def join_catalogue(parts: Sequence[dict[str, np.ndarray]]) -> Table:
 
 
 def catalogue_table(reductions: Sequence[SpectrographReduction], outputs: Sequence[Any],
-                    calibration: Any = None) -> Table:
+                    calibration: Any = None, label_convention: str = "mk") -> Table:
     """The catalogue: one row per object fiber, with truth columns when the fiber maps have them.
 
     Parameters
@@ -283,6 +283,8 @@ def catalogue_table(reductions: Sequence[SpectrographReduction], outputs: Sequen
         array is accepted too).
     calibration
         The model's :class:`~drcnet.calibration.Calibration` (None: plain softmax, no set, no OOD flag).
+    label_convention
+        The model's label convention (``"mk"`` or ``"lamost"``): which truth columns the rows carry.
     """
     return join_catalogue([catalogue_rows(sr, out, calibration, label_convention)
                            for sr, out in zip(reductions, outputs, strict=True)])

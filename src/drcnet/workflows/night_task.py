@@ -263,7 +263,10 @@ def run_task(spec: TaskSpec, settings: NightSettings) -> dict[str, Any]:
         timings["reduce"] = round(time.perf_counter() - t, 4)
         t = time.perf_counter()
         probs = predict_objects(predictor, sr)
-        table = catalogue_table([sr], [probs], getattr(predictor, "calibration", None))
+        from drcnet.models.run_folder import run_label_convention
+
+        table = catalogue_table([sr], [probs], getattr(predictor, "calibration", None),
+                                run_label_convention(settings.run_dir))
         timings["classify"] = round(time.perf_counter() - t, 4)
         t = time.perf_counter()
         run = spec.run if spec.run is not None else _science_run(sr)
