@@ -257,3 +257,13 @@ def test_cli_lamost_split_refuses_a_malformed_value(tmp_path) -> None:
         assert res.exit_code == 2, res.output
         assert "--lamost-shares" in res.output and "train,val,test" in res.output
         assert not (tmp_path / "p.h5").exists()
+
+
+def test_library_labels_option_is_checked_before_any_work(tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from drcnet.cli import app
+
+    res = CliRunner().invoke(app, ["simulate-population", "--out", str(tmp_path / "p.h5"), "--library-labels", "mk"])
+    assert res.exit_code == 2 and "--library-labels 'mk': give 'spectra' or 'parameters'" in res.output
+    assert not (tmp_path / "p.h5").exists()

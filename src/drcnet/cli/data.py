@@ -93,6 +93,7 @@ def simulate_population_cmd(
     other: Annotated[float, typer.Option("--other", min=0.0, max=0.9, help="share of objects of class 'other' (A/M/O/B stars, galaxies, QSOs, sky-only fibers; label 3); 0: F/G/K only")] = 0.0,
     lamost_splits: Annotated[Path | None, typer.Option("--lamost-splits", help="also write train/val/test folders of links to the real LAMOST files of each split here")] = None,
     lamost_shares: Annotated[str, typer.Option("--lamost-shares", help="train,val,test shares of the real LAMOST stars (by a hash of the star's name); 0.85,0,0.15 moves the validation stars into training and keeps the same test stars")] = "0.70,0.15,0.15",
+    library_labels: Annotated[str, typer.Option("--library-labels", help="how library stars get LAMOST's labels: 'spectra' (a CNN trained on the real stars of the training split; ambiguous stars left out) or 'parameters' (the Teff/logg/[Fe/H] vote alone, as before issue 22)")] = "spectra",
     seed: Annotated[int, typer.Option(help="random seed: same seed, same data")] = 0,
     workers: Annotated[int | None, typer.Option(help="worker processes (default: all cores)")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="replace an existing --out file")] = False,
@@ -108,6 +109,8 @@ def simulate_population_cmd(
                   folders=[data_root or find_root()])
     if (snr_min is None) != (snr_max is None):
         raise ValueError("give both --snr-min and --snr-max, or neither")
+    if library_labels not in ("spectra", "parameters"):
+        raise ValueError(f"--library-labels {library_labels!r}: give 'spectra' or 'parameters'")
     counts = {k: v for k, v in (("train", n_train), ("val", n_val), ("test", n_test)) if v > 0}
     if not counts:
         raise ValueError("nothing to render: --n-train, --n-val and --n-test are all 0")
@@ -124,7 +127,8 @@ def simulate_population_cmd(
                                       snr_range=(snr_min, snr_max) if snr_min is not None else None,
                                       include=tuple(x.strip() for x in include.split(",") if x.strip()),
                                       workers=workers, lamost_splits=lamost_splits, progress=is_interactive(),
-                                      other_share=other, lamost_fractions=fractions)
+                                      other_share=other, lamost_fractions=fractions,
+                                      spectral_labels=library_labels == "spectra")
     for name, by in table.items():
         console.print(f"templates {name}: " + ", ".join(f"{k} {v}" for k, v in by.items()))
     _print_summary(path, time.perf_counter() - t0)

@@ -233,7 +233,8 @@ def prepare_population(data_root: str | Path, counts: dict[str, int], seed: int 
                        include: Sequence[str] = ("lamost", "pyhammer", "miles", "stelib"),
                        randomization: DomainRandomization | None = None,
                        other_share: float = 0.0,
-                       lamost_fractions: Sequence[float] = LAMOST_SPLIT_FRACTIONS) -> tuple[SimulationConfig, PreparedDataset]:
+                       lamost_fractions: Sequence[float] = LAMOST_SPLIT_FRACTIONS,
+                       spectral_labels: bool = True) -> tuple[SimulationConfig, PreparedDataset]:
     """The survey population's templates, split, plan and (domain-randomised) forward model.
 
     Parameters
@@ -256,6 +257,9 @@ def prepare_population(data_root: str | Path, counts: dict[str, int], seed: int 
         0 renders F/G/K stars only.
     lamost_fractions
         Train/val/test shares of the real LAMOST stars (:func:`load_population`).
+    spectral_labels
+        Library stars labelled from their spectra (default) or by the parameter vote alone
+        (:func:`load_population`).
 
     Returns
     -------
@@ -269,7 +273,8 @@ def prepare_population(data_root: str | Path, counts: dict[str, int], seed: int 
     if not 0.0 <= other_share < 1.0:
         raise ValueError(f"other_share must be in [0, 1), got {other_share}")
     lamost_fractions = check_split_fractions(lamost_fractions)
-    templates, tsplit = load_population(root, seed=seed, other=other_share > 0, lamost_fractions=lamost_fractions)
+    templates, tsplit = load_population(root, seed=seed, other=other_share > 0, lamost_fractions=lamost_fractions,
+                                        spectral_labels=spectral_labels)
     keep = [i for i, t in enumerate(templates) if t.library in set(include) or t.library == "sky"]
     templates, tsplit = [templates[i] for i in keep], tsplit[keep]
     dr = randomization or DomainRandomization()

@@ -20,6 +20,7 @@ def simulate_population(out: str | Path, data_root: str | Path, counts: dict[str
                         workers: int | None = 1, lamost_splits: str | Path | None = None,
                         progress: bool = True, other_share: float = 0.0,
                         lamost_fractions: tuple[float, float, float] = LAMOST_SPLIT_FRACTIONS,
+                        spectral_labels: bool = True,
                         ) -> tuple[Path, dict[str, dict[str, int]]]:
     """Render the survey population into ``out`` (HDF5, the schema of ``drcnet simulate``).
 
@@ -40,6 +41,8 @@ def simulate_population(out: str | Path, data_root: str | Path, counts: dict[str
     lamost_fractions
         Train/val/test shares of the real LAMOST stars (default 0.70/0.15/0.15; ``(0.85, 0, 0.15)`` puts the
         validation stars into training and keeps the same test stars).
+    spectral_labels
+        Library stars on LAMOST's convention from their spectra (default) or by the parameter vote alone.
     lamost_splits
         If given, write ``train/``, ``val/`` and ``test/`` folders of links to the real LAMOST files of
         each split there (so a held-out part can be rendered with ``drcnet simulate --library``).
@@ -50,13 +53,15 @@ def simulate_population(out: str | Path, data_root: str | Path, counts: dict[str
         The file and ``{split: {"library:class": n}}``.
     """
     config, prepared = prepare_population(data_root, counts, seed=seed, snr_range=snr_range, randomize=randomize,
-                                          include=include, other_share=other_share, lamost_fractions=lamost_fractions)
+                                          include=include, other_share=other_share, lamost_fractions=lamost_fractions,
+                                          spectral_labels=spectral_labels)
     table = split_counts(prepared.templates, prepared.template_split)
     if lamost_splits is not None:
         for s, name in enumerate(SPLIT_NAMES):
             write_lamost_split(prepared.templates, prepared.template_split, s, Path(lamost_splits) / name)
     extra = {"population": {"counts": counts, "include": list(include), "randomize": randomize,
                             "other_share": other_share, "lamost_fractions": list(lamost_fractions),
+                            "library_labels": "spectra" if spectral_labels else "parameters",
                             "randomization": DomainRandomization().model_dump(mode="json") if randomize else None}}
     path = simulate_dataset(config, prepared.templates, out, data_root=data_root, workers=workers,
                             progress=progress, prepared=prepared, extra_config=extra,
