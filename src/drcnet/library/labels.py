@@ -287,6 +287,27 @@ def spectral_relabel(t: Template, label: SpectralLabel | None, label_map: Lamost
     return replace(t, cls=label.cls, subclass=label.subclass, lumclass=lum, meta=meta)
 
 
+def spectral_labels_of(templates: Sequence[Template], rows: Sequence[int],
+                       labeller: SpectralLabeller) -> dict[int, SpectralLabel]:
+    """``{row: SpectralLabel}`` for ``templates[row]`` of each of ``rows`` whose spectrum fits the labeller's grid.
+
+    A spectrum with too little flux on the grid (:func:`drcnet.library.spectral_labels.prepare` raises) gets
+    no entry: the caller falls back to the parameter vote (or the MK class).
+    """
+    from .spectral_labels import prepare
+
+    kept, xs = [], []
+    for i in rows:
+        try:
+            xs.append(prepare(templates[i], labeller.representation))
+            kept.append(i)
+        except ValueError:
+            continue
+    if not kept:
+        return {}
+    return dict(zip(kept, labeller.predict([templates[i] for i in kept], x=np.stack(xs)), strict=True))
+
+
 def to_lamost_convention(templates: Sequence[Template], label_map: LamostLabelMap | None = None,
                          labeller: SpectralLabeller | None = None,
                          min_margin: float = SPECTRAL_MIN_MARGIN) -> list[Template]:
@@ -305,19 +326,8 @@ def to_lamost_convention(templates: Sequence[Template], label_map: LamostLabelMa
             label_map = None
     spectral: dict[int, SpectralLabel] = {}
     if labeller is not None:
-        from .spectral_labels import prepare
-
-        lib = [i for i, t in enumerate(templates) if t.library != "lamost"]
-        rows, xs = [], []
-        for i in lib:
-            try:
-                xs.append(prepare(templates[i], labeller.representation))
-                rows.append(i)
-            except ValueError:
-                continue  # too little flux on the grid: the parameter vote decides
-        if rows:
-            found = labeller.predict([templates[i] for i in rows], x=np.stack(xs))
-            spectral = dict(zip(rows, found, strict=True))
+        spectral = spectral_labels_of(templates, [i for i, t in enumerate(templates) if t.library != "lamost"],
+                                      labeller)
     it = iter(lam)
     out = []
     for i, t in enumerate(templates):
@@ -400,17 +410,7 @@ def lamost_convention_labels(templates: Sequence[Template], labeller: SpectralLa
     found: dict[int, SpectralLabel] = {}
     lib = [i for i, t in enumerate(templates) if t.library != "lamost" and t.cls in CLASSES]
     if labeller is not None and lib:
-        from .spectral_labels import prepare
-
-        rows, xs = [], []
-        for i in lib:
-            try:
-                xs.append(prepare(templates[i], labeller.representation))
-                rows.append(i)
-            except ValueError:
-                continue  # too little flux on the grid: the parameter vote (or the MK class) decides
-        if rows:
-            found = dict(zip(rows, labeller.predict([templates[i] for i in rows], x=np.stack(xs)), strict=True))
+        found = spectral_labels_of(templates, lib, labeller)
     out = []
     for i, t in enumerate(templates):
         if t.cls == OTHER:
