@@ -116,16 +116,6 @@ def remove_stale_parts(final: str | os.PathLike[str]) -> list[Path]:
     return removed
 
 
-def remove_live_parts() -> list[Path]:
-    """Remove every temporary this process is writing now (a signal handler's last act before exiting)."""
-    with _LIVE_LOCK:
-        live = list(_LIVE)
-    for p in live:
-        with contextlib.suppress(OSError):
-            p.unlink(missing_ok=True)
-    return live
-
-
 def _make_parents(folder: Path) -> list[Path]:
     """``mkdir -p folder``; return the folders it created, deepest first."""
     created = []

@@ -159,10 +159,8 @@ def classify_cmd(
 
     qa_dir = None if no_qa else (qa or out.with_name(out.name.split(".")[0] + "_qa"))
     run_dir = resolve_run(run_dir)  # a run folder, a shipped model's name (as `predict`), or the default model
-    check_paths([Output(out), Output(qa_dir, "--qa", "folder") if qa_dir else None,
-                 Output(dataset, "--dataset") if dataset else None],
-                files=exposure_inputs(exposure) + run_inputs(run_dir), trees=[exposure])
-    check_outputs(out, qa_dir, dataset)  # before any work
+    check_outputs(out, qa_dir, dataset, files=exposure_inputs(exposure) + run_inputs(run_dir),
+                  trees=[exposure])  # before any work
     from drcnet.instrument.errors import FrameWarning
     from drcnet.workflows.classify_exposure import classify_exposure
 

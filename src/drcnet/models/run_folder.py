@@ -144,24 +144,16 @@ def read_run(run_dir: str | Path) -> RunInfo:
     return RunInfo(Path(run_dir), meta["model"], meta["model_config"], meta["input_kind"], meta)
 
 
-#: Label convention of the shipped models whose ``run.json`` predates the ``label_convention`` key.
-SHIPPED_LABEL_CONVENTION = {"drcnet": "mk", "drcnet-robust": "lamost", "rcnet-robust": "lamost",
-                            "drcnet-survey": "lamost"}
-
-
 def run_label_convention(run_dir: str | Path, meta: dict[str, Any] | None = None) -> str:
     """The label convention a run was trained on: ``"mk"`` (library stars' MK types, ``drcnet simulate``
     files: the paper reproduction) or ``"lamost"`` (LAMOST's labels: the survey population).
 
-    ``run.json``'s ``label_convention`` where present; else the shipped models' own
-    (:data:`SHIPPED_LABEL_CONVENTION`, by folder name); else ``"mk"`` (runs trained before the key existed
-    on ``drcnet simulate`` files).
+    ``run.json``'s ``label_convention`` (every shipped model's records it); else ``"mk"`` (runs trained
+    before the key existed, on ``drcnet simulate`` files).
     """
     meta = read_run_json(run_dir) if meta is None else meta
     value = meta.get("label_convention")
-    if value in ("mk", "lamost"):
-        return str(value)
-    return SHIPPED_LABEL_CONVENTION.get(Path(run_dir).resolve().name, "mk")
+    return str(value) if value in ("mk", "lamost") else "mk"
 
 
 def load_run(run_dir: str | Path, which: str = "best", device: str | torch.device = "cpu",

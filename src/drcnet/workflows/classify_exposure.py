@@ -330,32 +330,27 @@ class ClassifyResult:
     """Convention of the truth the accuracy was counted against: ``"lamost"`` or ``"mk"``."""
 
 
-def check_outputs(out: str | Path, qa_dir: str | Path | None = None, dataset_out: str | Path | None = None) -> None:
-    """Refuse unusable output paths before any work: the catalogue's suffix, a QA folder that is a file, ...
+def check_outputs(out: str | Path, qa_dir: str | Path | None = None, dataset_out: str | Path | None = None,
+                  files: Sequence[str | Path] = (), trees: Sequence[str | Path] = ()) -> None:
+    """Refuse unusable output paths before any work: the output rule, then the catalogue's suffix.
+
+    The rule (:func:`drcnet.outputs.check_outputs`): no output is one of ``files`` (the inputs) or one of
+    the folders ``trees`` read as a whole, none is of the wrong kind (a folder for ``--out``/``--dataset``,
+    a file for ``--qa``) or under a file.
 
     Raises
     ------
     ValueError
         Naming the path and the option.
     """
+    from drcnet.outputs import Output
+    from drcnet.outputs import check_outputs as check_rule
+
     out = Path(out)
+    check_rule([Output(out), Output(qa_dir, "--qa", "folder") if qa_dir is not None else None,
+                Output(dataset_out, "--dataset") if dataset_out is not None else None], files=files, trees=trees)
     if not out.name.lower().endswith((".csv", ".fits", ".fit", ".fits.gz")):
         raise ValueError(f"{out}: the catalogue (--out) must end in .csv or .fits")
-    if out.is_dir():
-        raise ValueError(f"{out}: --out is a folder; give a catalogue file (.csv or .fits)")
-    if qa_dir is not None and Path(qa_dir).exists() and not Path(qa_dir).is_dir():
-        raise ValueError(f"{qa_dir}: --qa must be a folder for the QA page, but this is an existing file; "
-                         "choose another path or --no-qa")
-    if dataset_out is not None and Path(dataset_out).is_dir():
-        raise ValueError(f"{dataset_out}: --dataset is a folder; give the dataset file to write (.h5)")
-    for p, what in ((out, "--out"), (qa_dir, "--qa"), (dataset_out, "--dataset")):
-        if p is None:
-            continue
-        parent = Path(p).parent
-        while not parent.exists() and parent != parent.parent:
-            parent = parent.parent
-        if parent.exists() and not parent.is_dir():
-            raise ValueError(f"{p}: cannot write {what} there: {parent} is a file, not a folder")
 
 
 def classify_exposure(run_dir: str | Path | None, exposure: str | Path, out: str | Path,
