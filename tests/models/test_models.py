@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import conftest_models  # noqa: F401  (thread settings under xdist)
+import _support.model_fixtures  # noqa: F401  (thread settings under xdist)
 from drcnet import CLASSES
 from drcnet.data.normalize import EPS, prepare_input, zscore_spectra1d, zscore_stripes
 from drcnet.models import create_model, list_models, model_input_kind

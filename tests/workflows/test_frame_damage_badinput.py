@@ -21,7 +21,7 @@ import h5py
 import numpy as np
 import pytest
 from astropy.io import fits
-from test_frames_shared import clean_reduction, full_exposure, linked_copy, one
+from _support.exposure import clean_reduction, full_exposure, linked_copy, one
 from typer.testing import CliRunner
 
 from drcnet.cli import app

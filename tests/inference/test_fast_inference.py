@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
-from conftest_models import cli, cli_runs, micro_data  # noqa: F401
+from _support.model_fixtures import cli, cli_runs, micro_data  # noqa: F401
 from drcnet.data.batches import iter_batches
 from drcnet.data.normalize import zscore, zscore_fast, zscore_spectra1d
 from drcnet.data.torch_dataset import SpectraDataset, _read_rows

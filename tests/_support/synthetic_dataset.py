@@ -87,7 +87,7 @@ def make_synthetic_dataset(path: str | Path, layout: Mapping[str, tuple[int, int
     rows = np.arange(STRIPE_ROWS) - STRIPE_ROWS // 2
     cols = np.arange(STRIPE_COLS)
     wave = np.stack([3700.0 + 0.57 * (COL_START + cols), 5700.0 + 0.84 * (COL_START + cols)]).astype(np.float32)
-    config = {"generator": "tests/synthetic_dataset.py", "layout": layout, "amplitude": amplitude,
+    config = {"generator": "tests/_support/synthetic_dataset.py", "layout": layout, "amplitude": amplitude,
               "unknown_fraction": unknown_fraction}
     attrs = {"provenance": provenance(config, seed), "config": config, "seed": seed, "synthetic": 1}
     path = Path(path)

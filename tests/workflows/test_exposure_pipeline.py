@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from astropy.io import fits
 from astropy.table import Table
-from test_frames_shared import clean_reduction, full_exposure, one, rms
+from _support.exposure import clean_reduction, full_exposure, one, rms
 
 from drcnet import CLASSES
 from drcnet.data.schema import FLAG_BITS, SPLIT_NAMES, read_attrs

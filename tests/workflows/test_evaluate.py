@@ -10,7 +10,7 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest_models import cli, cli_runs, micro_data  # noqa: F401
+from _support.model_fixtures import cli, cli_runs, micro_data  # noqa: F401
 from drcnet.metrics import MIN_SOURCES, accuracy_interval, classification_metrics, evaluate_predictions
 from drcnet.models import load_run
 from drcnet.predict import PRED_COLUMNS, predict_arrays, predict_dataset

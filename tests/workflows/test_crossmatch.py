@@ -1,7 +1,7 @@
 """Issue 20: a survey's own frames to its own model - catalogue cross-match, the paper's split, fine-tuning.
 
 The unit tests build small LAMOST catalogues and datasets here; the end-to-end test takes the session's
-simulated exposure (``tests/test_frames_shared.py``: simulate -> its ``lrs_catalogue.csv``), reduces it
+simulated exposure (``tests/_support/exposure.py``: simulate -> its ``lrs_catalogue.csv``), reduces it
 with the catalogue and no reference data folder, splits, fine-tunes ``drcnet-survey`` for one epoch and
 evaluates before and after.
 """
@@ -24,8 +24,8 @@ from drcnet.simulate.plan import TABLE1, apportion
 from drcnet.workflows.crossmatch import CatalogueMatcher, FiberKeys, catalogue_label
 from drcnet.workflows.split_dataset import assign_splits, split_datasets, table1_rows
 
-from synthetic_dataset import make_synthetic_dataset
-from test_frames_shared import full_exposure
+from _support.synthetic_dataset import make_synthetic_dataset
+from _support.exposure import full_exposure
 
 runner = CliRunner()
 

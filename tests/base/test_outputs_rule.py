@@ -16,10 +16,10 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from test_frames_shared import full_exposure, linked_copy, one
+from _support.exposure import full_exposure, linked_copy, one
 from typer.testing import CliRunner
 
-from conftest_models import micro_data  # noqa: F401
+from _support.model_fixtures import micro_data  # noqa: F401
 from drcnet.cli import app
 from drcnet.outputs import Output, OutputError, check_outputs
 from drcnet.provenance import atomic_path, write_text_atomic
@@ -179,7 +179,7 @@ _SLOW_WRITER = textwrap.dedent("""
                                               (signal.SIGINT, 130, "interrupted (Ctrl-C)")])
 def test_a_signal_during_a_write_leaves_no_partial_file(tmp_path, sig, code, words):
     out = tmp_path / "red.h5"
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
     # a pytest-xdist worker ignores SIGINT and a child would inherit that; a user's shell does not
     proc = subprocess.Popen([sys.executable, "-c", _SLOW_WRITER, str(out)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env,

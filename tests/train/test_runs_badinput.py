@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from conftest_models import SMALL_DRCNET, cli, cli_runs, micro_data  # noqa: F401
+from _support.model_fixtures import SMALL_DRCNET, cli, cli_runs, micro_data  # noqa: F401
 from drcnet.cli import app
 from drcnet.models import load_run, pretrained_dir
 from drcnet.models.run_folder import read_safetensors

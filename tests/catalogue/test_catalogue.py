@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from conftest_models import micro_data  # noqa: F401
+from _support.model_fixtures import micro_data  # noqa: F401
 from drcnet.calibration import Calibration, softmax
 from drcnet.catalogue import CATALOGUE_COLUMNS, catalogue_columns
 from drcnet.conventions import SUBCLASSES

@@ -16,10 +16,10 @@ import h5py
 import numpy as np
 import pytest
 from astropy.io import fits
-from test_frames_shared import full_exposure, linked_copy, one
+from _support.exposure import full_exposure, linked_copy, one
 from typer.testing import CliRunner
 
-from conftest_models import micro_data  # noqa: F401
+from _support.model_fixtures import micro_data  # noqa: F401
 from drcnet.cli import app
 from drcnet.conventions import FLAG_BITS
 from drcnet.instrument.errors import FrameWarning

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import re
 
-from conftest_models import cli, cli_runs, micro_data  # noqa: F401
+from _support.model_fixtures import cli, cli_runs, micro_data  # noqa: F401
 from drcnet.paper import PAPER_TABLE3
 
 

@@ -1,7 +1,7 @@
 """Per-fiber reference implementations of the reduction steps that now run on all fibers at once.
 
 Kept here, outside the package, as the truth the batched versions in ``drcnet.reduce`` are tested against
-(``tests/test_reduce_speed.py``): the same clipped fits and medians, one fiber after the other.
+(``tests/reduce/test_vectorised_reduce.py``): the same clipped fits and medians, one fiber after the other.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from conftest_models import cli, cli_runs, micro_data  # noqa: F401
+from _support.model_fixtures import cli, cli_runs, micro_data  # noqa: F401
 from drcnet.calibration import (CALIBRATION_JSON, Calibration, expected_calibration_error, fit_calibration,
                                 fit_temperature, load_calibration, save_calibration, softmax)
 

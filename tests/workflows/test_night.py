@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_frames_shared import SEED, full_exposure, linked_copy, shared_root, templates
+from _support.exposure import SEED, full_exposure, linked_copy, shared_root, templates
 
 from drcnet.workflows.manifest import (
     TaskSpec,

@@ -20,7 +20,7 @@ import torch
 from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 
-from conftest_models import SMALL_DRCNET, cli, cli_runs, micro_data  # noqa: F401
+from _support.model_fixtures import SMALL_DRCNET, cli, cli_runs, micro_data  # noqa: F401
 from drcnet.data.normalize import zscore_spectra1d, zscore_stripes
 from drcnet.data.torch_dataset import SpectraDataset, dataset_fingerprint
 from drcnet.models import create_model

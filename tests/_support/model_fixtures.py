@@ -1,6 +1,6 @@
 """Shared fixtures for the model/train/evaluate/report tests (import them into a test module).
 
-The dataset is synthetic (:mod:`synthetic_dataset`); to run the same tests on a file from
+The dataset is synthetic (:mod:`_support.synthetic_dataset`); to run the same tests on a file from
 ``drcnet simulate``, point ``DRCNET_TEST_DATA`` at it.
 """
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from synthetic_dataset import make_synthetic_dataset
+from _support.synthetic_dataset import make_synthetic_dataset
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # pytest -n 2 on 2 cores: one intra-op thread per worker, or OpenMP threads fight for the cores

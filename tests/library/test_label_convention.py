@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from conftest_models import micro_data  # noqa: F401
+from _support.model_fixtures import micro_data  # noqa: F401
 from drcnet.cli import app
 from drcnet.conventions import CLASSES
 from drcnet.data.schema import decode

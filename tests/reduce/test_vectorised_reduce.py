@@ -15,14 +15,14 @@ import h5py
 import numpy as np
 import pytest
 from astropy.io import fits
-from reduce_references import (
+from _support.reduce_references import (
     clean_sky_per_fiber,
     cut_stripes_by_gather,
     fit_offsets_per_fiber,
     fit_traces_per_fiber,
     optimal_extract_one_pass,
 )
-from test_frames_shared import clean_reduction, full_exposure, one
+from _support.exposure import clean_reduction, full_exposure, one
 
 from drcnet.conventions import stripe_columns
 from drcnet.instrument.config import N_COLS, N_ROWS, U0

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest_models import cli, cli_runs, micro_data  # noqa: F401
+from _support.model_fixtures import cli, cli_runs, micro_data  # noqa: F401
 from drcnet.models import DEFAULT_MODEL, create_model, load_run, pretrained_dir, shipped_models
 from drcnet.predict import predict_arrays
 

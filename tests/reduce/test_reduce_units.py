@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_frames_shared import full_exposure, one, rms
+from _support.exposure import full_exposure, one, rms
 
 from drcnet.instrument import N_COLS, N_ROWS, InstrumentConfig
 from drcnet.instrument.lamost import OVERSCAN, RAW_SHAPE

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from astropy.io import fits
 from astropy.table import Table
-from test_frames_shared import clean_reduction, full_exposure, linked_copy, one, replace_with_copy
+from _support.exposure import clean_reduction, full_exposure, linked_copy, one, replace_with_copy
 from typer.testing import CliRunner
 
 from drcnet.cli import app
