@@ -78,6 +78,7 @@ def test_rule_folders_trees_duplicates_and_kinds(tmp_path):
 
 
 # -- commands: an output that is an input ---------------------------------------------------------------
+@pytest.mark.slow
 def test_frames_commands_refuse_to_write_over_their_inputs(exposure, tmp_path):
     folder = linked_copy(exposure, tmp_path / "exp")
     raw = one(folder, "ro-01b-*.fit")

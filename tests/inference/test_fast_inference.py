@@ -240,6 +240,7 @@ def test_onnx_export_equals_torch(cli_runs, tmp_path):
         np.testing.assert_allclose(got[k], v.numpy(), atol=1e-4, rtol=0)
 
 
+@pytest.mark.slow
 def test_cli_export_and_predict_with_onnx(cli_runs, micro_data, tmp_path):
     onnx_file = tmp_path / "m.onnx"
     assert "outputs logits" in cli("export", "--onnx", cli_runs["drcnet"], "--out", onnx_file)

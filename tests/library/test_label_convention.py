@@ -106,6 +106,7 @@ def test_label_map_from_index_equals_the_map_from_the_files(lamost_subset, tmp_p
         LamostLabelMap.from_index(tmp_path)
 
 
+@pytest.mark.slow
 def test_simulate_records_the_mk_and_the_lamost_label(data_root, tmp_path):
     lib = data_root / "spectral_libraries" / "pyhammer"
     out = tmp_path / "both.h5"

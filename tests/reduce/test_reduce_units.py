@@ -173,6 +173,7 @@ def test_master_sky_follows_each_fibers_wavelengths_and_drops_cosmic_rays():
     assert np.abs(got[:, 480:520] - want[:, 480:520]).max() < 2.0
 
 
+@pytest.mark.slow
 def test_traces_agree_with_specreduce_fittrace(tmp_path_factory, data_root):
     """Our vectorised tracing and specreduce's FitTrace (Gaussian peaks in 64 bins, cubic) on the same flat."""
     import warnings

@@ -79,6 +79,7 @@ def _perturbed(values: np.ndarray, seed: int, outlier: float) -> list[np.ndarray
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arm", ["blue", "red"])
 def test_trace_fits_equal_the_per_fiber_fits(reduced, arm):
     t = reduced.arms[arm].traces
@@ -96,6 +97,7 @@ def test_trace_fits_equal_the_per_fiber_fits(reduced, arm):
         assert np.all(np.isnan(new[1][~ok])) and np.all(np.isnan(ref[1][~ok]))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arm", ["blue", "red"])
 @pytest.mark.parametrize("degree", [0, 1])
 def test_wavelength_offsets_equal_the_per_fiber_fits(reduced, arm, degree):
@@ -111,6 +113,7 @@ def test_wavelength_offsets_equal_the_per_fiber_fits(reduced, arm, degree):
             assert np.nanmax(np.abs(a - b)) < 1e-12  # px
 
 
+@pytest.mark.slow
 def test_median_selection_network_is_scipys_gapped_median(reduced):
     # the network sorts every 0-1 input (0-1 principle), and output 6 needs only the kept comparators
     bits = ((np.arange(4096)[None, :] >> np.arange(12)[:, None]) & 1).astype(np.int8)
@@ -132,6 +135,7 @@ def test_median_selection_network_is_scipys_gapped_median(reduced):
     spike_columns(x, np.ones_like(x))
 
 
+@pytest.mark.slow
 def test_snr_of_all_fibers_equals_the_per_fiber_measure(reduced):
     red = reduced.arms["red"]
     got = measure_snr_r_all(red.flux1d, red.sky1d, red.ivar1d, red.wave1d, skip=red.lost)
@@ -150,6 +154,7 @@ def test_snr_of_all_fibers_equals_the_per_fiber_measure(reduced):
         measure_snr_r_all(red.flux1d, red.sky1d, red.ivar1d, bad)
 
 
+@pytest.mark.slow
 def test_fast_fits_reader_gives_astropys_pixels_and_header(exposure, tmp_path):
     for p in sorted(exposure.glob("r*-01b-*.fit"))[:3] + [one(exposure, "ro-01r-*.fit")]:
         got = _read_plain_image(p)
@@ -170,6 +175,7 @@ def test_fast_fits_reader_gives_astropys_pixels_and_header(exposure, tmp_path):
     assert _read_plain_image(tmp_path / "cut.fit") is None  # truncated: astropy's reader refuses it
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(sys.byteorder != "little", reason="the fast reader is for little-endian machines")
 def test_qa_pictures_are_the_net_frame(reduced, exposure):
     a = reduced.arms["red"]
@@ -186,6 +192,7 @@ def test_qa_pictures_are_the_net_frame(reduced, exposure):
     assert np.array_equal(net_crop(frame.data, level, r0, 100, c0, c0 + 300), a.zoom)
 
 
+@pytest.mark.slow
 def test_streamed_classification_writes_the_dataset_of_the_list_path(reduced, exposure, tmp_path, data_root):
     from drcnet.reduce.arm import ReduceConfig
     from drcnet.workflows.classify_exposure import classify_exposure
@@ -218,6 +225,7 @@ def test_streamed_classification_writes_the_dataset_of_the_list_path(reduced, ex
             assert x.base is None or x.base.nbytes == x.nbytes
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arm", ["blue", "red"])
 def test_sky_cleaning_of_all_sky_fibers_equals_the_per_fiber_cleaning(reduced, arm):
     a = reduced.arms[arm]
@@ -231,6 +239,7 @@ def test_sky_cleaning_of_all_sky_fibers_equals_the_per_fiber_cleaning(reduced, a
     assert not np.array_equal(clean_sky(hit, wave), hit)
 
 
+@pytest.mark.slow
 def test_cli_frames_reduce_streams_the_dataset_of_the_list_path(reduced, exposure, tmp_path, data_root):
     # `drcnet frames reduce` reduces and writes spectrograph by spectrograph: the same file as the list path
     from typer.testing import CliRunner
@@ -272,6 +281,7 @@ def red_arm(exposure, data_root):
             "arc_cols": line_columns(cfg.instrument.arm("red"), lines, cfg.wavecal), "offset": LAMOST.overscan}
 
 
+@pytest.mark.slow
 def test_stripe_run_copies_equal_the_pixel_gather(red_arm):
     sci, arc, centres, off = red_arm["sci"], red_arm["arc"], red_arm["centres"], red_arm["offset"]
     cols = stripe_columns()
@@ -305,6 +315,7 @@ def test_stripe_run_copies_equal_the_pixel_gather(red_arm):
                           cut_stripes_by_gather(sci.raw, level, zigzag, cols, off, n_rows=N_ROWS)[0])
 
 
+@pytest.mark.slow
 def test_chunked_optimal_extraction_equals_the_one_pass(red_arm):
     science, profile = red_arm["science"], red_arm["profile"]
     s32 = science.stripes.astype(np.float32)
@@ -329,6 +340,7 @@ def test_chunked_optimal_extraction_equals_the_one_pass(red_arm):
     assert np.array_equal(flux, ref_flux, equal_nan=True) and np.array_equal(ivar, ref_ivar, equal_nan=True)
 
 
+@pytest.mark.slow
 def test_integer_sums_and_sorted_medians_equal_numpys_means_and_medians(red_arm):
     sci = red_arm["sci"]
     level = levels(sci.overscan)

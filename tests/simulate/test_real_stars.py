@@ -185,6 +185,7 @@ def test_batch_norm_options_fast_path_matches_plain() -> None:
         DRCNet(DRCNetConfig(seq_norm="layer"))
 
 
+@pytest.mark.slow
 def test_label_map_breaks_a_subclass_tie_by_the_nearest_star_in_every_process() -> None:
     """3 G2 and 3 G4 among the 7 neighbours: the nearest star's subclass (G4) wins, whatever the string hashing."""
     import os

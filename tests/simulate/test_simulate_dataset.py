@@ -56,6 +56,7 @@ def test_no_template_crosses_splits_and_classes_are_stratified(pyhammer):
         np.testing.assert_allclose(per_split / members.sum(), [0.8, 0.1, 0.1], atol=0.06)
 
 
+@pytest.mark.slow
 def test_same_star_in_two_libraries_is_one_source(data_root):
     res = load_templates([data_root / "spectral_libraries" / "miles", data_root / "spectral_libraries" / "stelib"])
     groups = group_sources(res.templates)
@@ -77,6 +78,7 @@ def tiny_file(tmp_path_factory, data_root):
     return out
 
 
+@pytest.mark.slow
 def test_tiny_dataset_has_exact_cells_and_consistent_labels(tiny_file):
     with h5py.File(tiny_file, "r") as h:
         split, b, label = h["split"][:], h["snr_bin"][:], h["label"][:]
@@ -105,6 +107,7 @@ def test_provenance_is_recorded(tiny_file):
     assert attrs["config"]["instrument"]["ccd"]["read_noise_e"] == 3.5
 
 
+@pytest.mark.slow
 def test_same_seed_same_data_whatever_the_worker_count(tiny_file, tmp_path):
     out = tmp_path / "again.h5"
     result = runner.invoke(app, ["simulate", "--preset", "tiny", "--out", str(out), "--seed", "7", "--workers", "1"])
@@ -114,6 +117,7 @@ def test_same_seed_same_data_whatever_the_worker_count(tiny_file, tmp_path):
             np.testing.assert_array_equal(a[key][:], b[key][:], err_msg=key)
 
 
+@pytest.mark.slow
 def test_free_snr_all_test_mode(tmp_path, data_root):
     out = tmp_path / "eval.h5"
     result = runner.invoke(app, ["simulate", "--library", str(data_root / "spectral_libraries" / "pyhammer"),

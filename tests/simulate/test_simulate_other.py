@@ -41,6 +41,7 @@ def stelib_other(tmp_path_factory, data_root):
     return _read(out)
 
 
+@pytest.mark.slow
 def test_other_share_is_exact_and_split_8_1_1(stelib_other):
     label, split = stelib_other["label"], stelib_other["split"]
     assert int(np.sum(label == OTHER_LABEL)) == 10
@@ -68,6 +69,7 @@ def test_sky_only_fibers_are_faint(stelib_other):
     assert np.all(snr[sky] < 5.0)
 
 
+@pytest.mark.slow
 def test_sky_fiber_without_bright_neighbours_has_snr_below_one(data_root):
     templates = load_templates([data_root / "spectral_libraries" / "pyhammer"]).templates
     prepared = prepare_dataset(SimulationConfig(libraries=["pyhammer"], n=4, snr_min=3, snr_max=80, other=1.0,
@@ -105,6 +107,7 @@ def test_other_counts_follow_preset_cells():
     assert other_counts(0.25, None, 40, True)[0] == {("test", -1): 10}
 
 
+@pytest.mark.slow
 def test_fgk_plan_unchanged_without_other(data_root):
     templates = load_templates([data_root / "spectral_libraries" / "pyhammer"]).templates
     config = SimulationConfig(libraries=["pyhammer"], n=30, snr_min=3, snr_max=80, seed=4)

@@ -89,6 +89,7 @@ def test_paper_preset_settings():
         TrainConfig(model="drcnet", data="x", out="y", preset="slow").resolved()
 
 
+@pytest.mark.slow
 def test_resume_gives_the_same_result_as_an_uninterrupted_run(micro_data, tmp_path):
     common = ["--model", "drcnet", "--data", micro_data, "--epochs", 4, "--batch-size", 8, "--workers", 0,
               "--no-progress", "--seed", 5, "--model-config", SMALL_DRCNET[:-1] + ', "dropout": 0.2}']
@@ -130,6 +131,7 @@ def test_steps_per_epoch_rule_matches_distributed_sampler(n, world, batch):
     assert lens == {steps_per_epoch(n, world, batch)} == {math.ceil(n / (world * batch))}
 
 
+@pytest.mark.slow
 def test_ddp_two_cpu_processes(micro_data, tmp_path):
     torchrun = Path(sys.executable).with_name("torchrun")
     assert torchrun.exists(), "torchrun (installed with torch) should sit beside the interpreter"
@@ -149,6 +151,7 @@ def test_ddp_two_cpu_processes(micro_data, tmp_path):
     assert all(torch.isfinite(p).all() for p in model.parameters())
 
 
+@pytest.mark.slow
 def test_sigterm_marks_the_run_interrupted_and_it_resumes(micro_data, tmp_path):
     import signal
     import time

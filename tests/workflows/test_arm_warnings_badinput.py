@@ -62,6 +62,7 @@ def _reduce(folder: Path, data_root: Path):
 
 
 # -- warnings from the two arm threads --------------------------------------------------------------
+@pytest.mark.slow
 def test_a_garbled_gain_card_is_printed_under_its_own_arm_every_run(exposure, tmp_path, data_root):
     folder = linked_copy(exposure, tmp_path / "exp")
     sci = one(folder, "ro-01b-*.fit")
@@ -85,6 +86,7 @@ def test_a_garbled_gain_card_is_printed_under_its_own_arm_every_run(exposure, tm
     assert not any("GAIN" in w for w in got.arms["red"].warnings)
 
 
+@pytest.mark.slow
 def test_frames_reduce_prints_the_arm_warnings_it_records(exposure, tmp_path, data_root):
     folder = linked_copy(exposure, tmp_path / "exp")
     arc = one(folder, "ra-01r-*.fit")
@@ -99,6 +101,7 @@ def test_frames_reduce_prints_the_arm_warnings_it_records(exposure, tmp_path, da
 
 
 # -- faint exposures ------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_a_faint_exposure_is_reduced_and_flagged_not_refused(exposure, tmp_path, data_root):
     got = _reduce(_scaled_science(exposure, tmp_path / "faint", 0.05), data_root)
     blue = got.arms["blue"]
@@ -123,6 +126,7 @@ def _shipped_predictor():
     return load_predictor(pretrained_dir(DEFAULT_MODEL))[0]
 
 
+@pytest.mark.slow
 def test_an_arm_with_no_light_at_all_is_still_refused(exposure, tmp_path, data_root):
     got = _reduce(_scaled_science(exposure, tmp_path / "dark", 0.0), data_root)
     for arm in ("blue", "red"):
@@ -131,6 +135,7 @@ def test_an_arm_with_no_light_at_all_is_still_refused(exposure, tmp_path, data_r
     assert np.all(got.flags & FLAG_BITS["bad_arm"])
 
 
+@pytest.mark.slow
 def test_a_pedestal_in_the_data_area_is_named_not_a_shifted_numbering(exposure, tmp_path, data_root):
     folder = linked_copy(exposure, tmp_path / "exp")
     sci = one(folder, "ro-01r-*.fit")

@@ -186,6 +186,7 @@ def test_table1_exact_counts_or_what_is_missing():
         table1_rows(split[:500], sbin[:500], label[:500], stars[:500])
 
 
+@pytest.mark.slow
 def test_split_command_merges_compatible_files_and_refuses_others(tmp_path):
     a = make_synthetic_dataset(tmp_path / "a.h5", seed=1, unknown_fraction=0.25)
     b = make_synthetic_dataset(tmp_path / "b.h5", seed=2)
@@ -226,6 +227,7 @@ def exposure(tmp_path_factory, data_root):
     return full_exposure(tmp_path_factory, data_root)
 
 
+@pytest.mark.slow
 def test_simulated_exposure_carries_its_lamost_catalogue(exposure):
     cat = read_lrs_catalogue(exposure / "lrs_catalogue.csv")
     from drcnet.instrument.fibermap import read_fibermap
@@ -249,6 +251,7 @@ def test_simulated_exposure_carries_its_lamost_catalogue(exposure):
     np.testing.assert_allclose(cat["snrr"], fm.truth["TRUE_SNR_R"][obj], atol=0.006)
 
 
+@pytest.mark.slow
 def test_frames_to_fine_tuned_model_without_reference_data(exposure, tmp_path, monkeypatch):
     monkeypatch.delenv("DRCNET_DATA", raising=False)
     # the session's exposure renders 9 templates (9 "stars"): too few for 8:1:1 by star, so here every
@@ -301,6 +304,7 @@ def test_frames_to_fine_tuned_model_without_reference_data(exposure, tmp_path, m
     assert accs["shipped"]["n"] == accs["finetuned"]["n"]
 
 
+@pytest.mark.slow
 def test_predict_exposure_without_reference_data(exposure, tmp_path, monkeypatch):
     monkeypatch.delenv("DRCNET_DATA", raising=False)
     from drcnet.paths import DataNotFoundError, data_root
@@ -314,6 +318,7 @@ def test_predict_exposure_without_reference_data(exposure, tmp_path, monkeypatch
     assert len(table) == 225 and np.isin(table["pred"], ["F", "G", "K", "other"]).all()
 
 
+@pytest.mark.slow
 def test_night_classify_with_catalogue_without_reference_data(exposure, tmp_path, monkeypatch):
     monkeypatch.delenv("DRCNET_DATA", raising=False)
     import pyarrow.parquet as pq

@@ -33,6 +33,7 @@ def _reduce(folder, data_root):
     return reduce_exposure(folder, ReduceConfig(threads=1), data_root=data_root)
 
 
+@pytest.mark.slow
 def test_missing_arm(exposure, tmp_path, data_root):
     red = tuple(p.name for p in exposure.glob("r?-01r-*"))
     folder = linked_copy(exposure, tmp_path / "exp", skip=red)
@@ -43,6 +44,7 @@ def test_missing_arm(exposure, tmp_path, data_root):
     assert not (tmp_path / "x.h5").exists()
 
 
+@pytest.mark.slow
 def test_missing_flat(exposure, tmp_path, data_root):
     flat = one(exposure, "rf-01b-*.fit").name
     folder = linked_copy(exposure, tmp_path / "exp", skip=(flat,))
@@ -50,6 +52,7 @@ def test_missing_flat(exposure, tmp_path, data_root):
         _reduce(folder, data_root)
 
 
+@pytest.mark.slow
 def test_missing_fibermap(exposure, tmp_path, data_root):
     fm = one(exposure, "fibermap-*").name
     folder = linked_copy(exposure, tmp_path / "exp", skip=(fm,))
@@ -57,6 +60,7 @@ def test_missing_fibermap(exposure, tmp_path, data_root):
         _reduce(folder, data_root)
 
 
+@pytest.mark.slow
 def test_truncated_fits(exposure, tmp_path, data_root):
     folder = linked_copy(exposure, tmp_path / "exp")
     sci = replace_with_copy(one(folder, "ro-01r-*.fit"))
@@ -68,6 +72,7 @@ def test_truncated_fits(exposure, tmp_path, data_root):
         read_raw_frame(sci)
 
 
+@pytest.mark.slow
 def test_corrupt_fits(exposure, tmp_path, data_root):
     folder = linked_copy(exposure, tmp_path / "exp")
     arc = one(folder, "ra-01b-*.fit")
@@ -79,6 +84,7 @@ def test_corrupt_fits(exposure, tmp_path, data_root):
     assert res.exit_code == 2 and "cannot be read as a FITS file" in res.output
 
 
+@pytest.mark.slow
 def test_wrong_shape(exposure, tmp_path, data_root):
     folder = linked_copy(exposure, tmp_path / "exp")
     flat = one(folder, "rf-01r-*.fit")
@@ -90,6 +96,7 @@ def test_wrong_shape(exposure, tmp_path, data_root):
         _reduce(folder, data_root)
 
 
+@pytest.mark.slow
 def test_header_that_contradicts_the_name(exposure, tmp_path):
     folder = linked_copy(exposure, tmp_path / "exp")
     arc = replace_with_copy(one(folder, "ra-01b-*.fit"))
@@ -110,6 +117,7 @@ def _rewrite_fibermap(folder, edit):
     return path
 
 
+@pytest.mark.slow
 def test_fibermap_of_another_size(exposure, tmp_path, data_root):
     folder = linked_copy(exposure, tmp_path / "exp")
     path = _rewrite_fibermap(folder, lambda t, h: t[:249])
@@ -117,6 +125,7 @@ def test_fibermap_of_another_size(exposure, tmp_path, data_root):
         _reduce(folder, data_root)
 
 
+@pytest.mark.slow
 def test_fibermap_of_another_spectrograph(exposure, tmp_path, data_root):
     folder = linked_copy(exposure, tmp_path / "exp")
 
@@ -129,6 +138,7 @@ def test_fibermap_of_another_spectrograph(exposure, tmp_path, data_root):
         _reduce(folder, data_root)
 
 
+@pytest.mark.slow
 def test_fibermap_with_unknown_type(exposure, tmp_path, data_root):
     folder = linked_copy(exposure, tmp_path / "exp")
 
@@ -160,6 +170,7 @@ def test_exposure_folder_layout_errors(tmp_path):
         find_exposure(tmp_path)
 
 
+@pytest.mark.slow
 def test_nan_pixels_flag_only_the_fibers_they_touch(exposure, tmp_path, data_root):
     """NaN pixels in a few fibers' rows of the science frame, no bias frames, and a dead fiber that the fiber
     map calls an object: the rest of the exposure is reduced exactly as the clean one."""

@@ -96,6 +96,7 @@ def four_class_run(tmp_path_factory):
     return run
 
 
+@pytest.mark.slow
 def test_exposure_with_other_fibers_classified_end_to_end(other_exposure, four_class_run, tmp_path, data_root):
     from drcnet.workflows.classify_exposure import classify_exposure
 
@@ -131,6 +132,7 @@ def test_exposure_with_other_fibers_classified_end_to_end(other_exposure, four_c
     assert ("teff (K)" in page) == bool(star.any()), (int(star.sum()), page[:3000])
 
 
+@pytest.mark.slow
 def test_three_class_models_still_work_on_an_exposure_with_other_fibers(other_exposure, tmp_path, data_root):
     import torch
 

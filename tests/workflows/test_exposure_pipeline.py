@@ -48,6 +48,7 @@ def truth_file(exposure):
     return one(exposure, "truth-*-sp01.h5")
 
 
+@pytest.mark.slow
 def test_exposure_set_has_lamost_files_and_headers(exposure):
     names = [parse_raw_name(p.name) for p in exposure.glob("r*.fit")]
     assert all(n is not None for n in names)
@@ -71,6 +72,7 @@ def test_exposure_set_has_lamost_files_and_headers(exposure):
     assert data.max() == ccd.adc_max  # a few saturated stars
 
 
+@pytest.mark.slow
 def test_fiber_map_layout(exposure):
     fm = read_fibermap(one(exposure, "fibermap-*-sp01.fits"), spid=1, n_fibers=250)
     counts = {t: int(np.sum(fm.fibertype == t)) for t in ("Obj", "Sky", "F-std", "Unused", "Dead")}
@@ -82,6 +84,7 @@ def test_fiber_map_layout(exposure):
     assert np.all(np.isfinite(fm.truth["TRUE_SNR_R"][obj]))
 
 
+@pytest.mark.slow
 def test_traces_within_a_tenth_of_a_pixel_of_the_truth(reduced, truth_file):
     for arm in ("blue", "red"):
         a = reduced.arms[arm]
@@ -93,6 +96,7 @@ def test_traces_within_a_tenth_of_a_pixel_of_the_truth(reduced, truth_file):
         assert np.abs(a.traces.centres(COLS)[ok] - true[ok]).max() < 0.1
 
 
+@pytest.mark.slow
 def test_dead_fibers_lose_their_trace_and_are_flagged(reduced):
     dead = reduced.fibermap.fibertype == "Dead"
     for a in reduced.arms.values():
@@ -104,6 +108,7 @@ def test_dead_fibers_lose_their_trace_and_are_flagged(reduced):
     assert np.all(reduced.arms["red"].stripes[dead] == 0)
 
 
+@pytest.mark.slow
 def test_stripes_equal_the_forward_model_pixel_for_pixel(reduced, exposure, truth_file):
     for arm, c in (("blue", "b"), ("red", "r")):
         a = reduced.arms[arm]
@@ -119,6 +124,7 @@ def test_stripes_equal_the_forward_model_pixel_for_pixel(reduced, exposure, trut
         print(f"{arm}: {same[~a.lost].mean():.4%} of stripe columns cut on the same rows; all equal there")
 
 
+@pytest.mark.slow
 def test_arc_lines_land_on_the_predicted_pixels(reduced, truth_file):
     arms = InstrumentConfig()
     for arm in ("blue", "red"):
@@ -137,6 +143,7 @@ def test_arc_lines_land_on_the_predicted_pixels(reduced, truth_file):
               f"shift error rms {rms(w.shift_px[~lost] - shift[~lost]):.4f} px")
 
 
+@pytest.mark.slow
 def test_snr_flags_and_sky(reduced):
     fm = reduced.fibermap
     obj = fm.is_object & ~reduced.arms["red"].lost
@@ -154,6 +161,7 @@ def test_snr_flags_and_sky(reduced):
     assert np.all(np.abs(resid) < 0.05 * np.median(red.sky1d[sky], axis=1) + 20)
 
 
+@pytest.mark.slow
 def test_dataset_file_has_the_simulate_schema(reduced, exposure, tmp_path):
     out = write_reduced_dataset([reduced], tmp_path / "reduced.h5", ReduceConfig(), exposure)
     attrs = read_attrs(out)
@@ -176,6 +184,7 @@ def test_dataset_file_has_the_simulate_schema(reduced, exposure, tmp_path):
         assert 3800 < wave[:, 0].min() and wave[:, 1].max() < 8700
 
 
+@pytest.mark.slow
 def test_same_stripes_give_the_same_model_output(reduced, exposure, truth_file):
     """The cheap twin of the accuracy benchmark: a model (an untrained DRC-Net with fixed weights) classifies
     the reduced stripes as it classifies the forward model's true stripes of the same fibers. They differ only
@@ -204,6 +213,7 @@ def test_same_stripes_give_the_same_model_output(reduced, exposure, truth_file):
     assert float((a - b).abs().median()) < 1e-3
 
 
+@pytest.mark.slow
 def test_classify_writes_catalogue_and_qa(reduced, exposure, tmp_path, data_root):
     def predictor(stripes, flux1d, sky1d):  # a stand-in model: red/blue flux ratio -> class
         ratio = np.median(flux1d[:, 1] - sky1d[:, 1], axis=1) / np.maximum(np.median(flux1d[:, 0] - sky1d[:, 0], axis=1), 1)
@@ -228,6 +238,7 @@ def test_classify_writes_catalogue_and_qa(reduced, exposure, tmp_path, data_root
     assert "Accuracy against truth" in page
 
 
+@pytest.mark.slow
 def test_cli_classify_with_a_run_folder(exposure, tmp_path, data_root):
     """``drcnet frames classify`` end to end with a real run folder (an untrained FFCNN: fast on the CPU)."""
     import torch

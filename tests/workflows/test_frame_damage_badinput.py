@@ -84,6 +84,7 @@ def gz_bytes(exposure) -> bytes:
     return gzip.compress(one(exposure, "ro-01r-*.fit").read_bytes(), compresslevel=1)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", ["16 bytes overwritten", "one flipped byte"])
 def test_damaged_gzip_frame_is_an_error_naming_it(exposure, gz_bytes, tmp_path, damage):
     folder = linked_copy(exposure, tmp_path / "exp")
@@ -106,6 +107,7 @@ def test_damaged_gzip_frame_is_an_error_naming_it(exposure, gz_bytes, tmp_path, 
     assert not (tmp_path / "r.h5").exists()
 
 
+@pytest.mark.slow
 def test_intact_gzip_frame_reads_the_same_pixels(exposure, gz_bytes, tmp_path):
     gz = tmp_path / (one(exposure, "ro-01r-*.fit").name + ".gz")
     gz.write_bytes(gz_bytes)
@@ -114,6 +116,7 @@ def test_intact_gzip_frame_reads_the_same_pixels(exposure, gz_bytes, tmp_path):
 
 
 # -- 2: the whole slit image shifted ------------------------------------------------------------------
+@pytest.mark.slow
 def test_slit_shift_of_more_than_half_a_pitch_keeps_the_fiber_numbers(exposure, clean, tmp_path, data_root):
     folder = linked_copy(exposure, tmp_path / "exp")
     for pattern in ("rf-01?-*.fit", "ra-01?-*.fit", "ro-01?-*.fit"):
@@ -149,6 +152,7 @@ def test_ambiguous_fiber_numbering_stops_with_a_message(peaks, expect):
 
 
 # -- 3: arc lamp off -----------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_arc_lamp_off_warns_naming_the_arc_and_flags_every_fiber(exposure, clean, tmp_path, data_root):
     folder = linked_copy(exposure, tmp_path / "exp")
     arc = one(folder, "ra-01r-*.fit")
@@ -174,6 +178,7 @@ def test_arc_lamp_off_warns_naming_the_arc_and_flags_every_fiber(exposure, clean
 
 
 # -- 4: NaN along one fiber's trace on the flat --------------------------------------------------------
+@pytest.mark.slow
 def test_nan_along_a_trace_on_the_flat_flags_that_fiber(exposure, clean, tmp_path, data_root):
     folder = linked_copy(exposure, tmp_path / "exp")
     flat, raw, header = _frame(folder, "rf-01r-*.fit")
@@ -219,6 +224,7 @@ def damaged_science(exposure, clean, tmp_path_factory, data_root):
                  "sat_col": sat_col}
 
 
+@pytest.mark.slow
 def test_cosmic_ray_in_the_overscan_leaves_the_fiber_unchanged(damaged_science, clean):
     got, f = damaged_science
     i = f["over"]
@@ -228,6 +234,7 @@ def test_cosmic_ray_in_the_overscan_leaves_the_fiber_unchanged(damaged_science, 
     assert not got.flags[i] & FLAG_BITS["bad_calib"]
 
 
+@pytest.mark.slow
 def test_overscan_rows_that_cannot_be_measured_flag_the_fibers_crossing_them(damaged_science, clean):
     got, f = damaged_science
     flagged = np.flatnonzero((got.flags & FLAG_BITS["bad_calib"]) > 0)
@@ -236,6 +243,7 @@ def test_overscan_rows_that_cannot_be_measured_flag_the_fibers_crossing_them(dam
     assert f["over"] not in flagged and f["track"] not in flagged
 
 
+@pytest.mark.slow
 def test_track_across_the_aperture_is_repaired_in_the_optimal_spectrum(damaged_science, clean):
     got, f = damaged_science
     i, c = f["track"], f["track_col"] - 500
@@ -246,12 +254,14 @@ def test_track_across_the_aperture_is_repaired_in_the_optimal_spectrum(damaged_s
     assert red.ivar_opt[i, c] == 0 and got.flags[i] & FLAG_BITS["cosmic_ray"]
 
 
+@pytest.mark.slow
 def test_cosmic_ray_flag_is_not_on_every_fiber(clean):
     obj = clean.fibermap.is_object
     share = np.mean((clean.flags[obj] & FLAG_BITS["cosmic_ray"]) > 0)
     assert 0.3 < share < 0.8  # 224 of 225 before; 30-min stripes do hold hits, the flag marks the material ones
 
 
+@pytest.mark.slow
 def test_a_saturated_column_costs_pixels_not_fibers(damaged_science, clean):
     got, f = damaged_science
     red = got.arms["red"]
@@ -273,6 +283,7 @@ def _fake_predictor(stripes, flux, sky):
     return p
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arm, kind, words", [
     ("blue", "zeros", "% of the pixels are 0"),
     ("red", "noise", "overscan noise"),
@@ -306,6 +317,7 @@ def test_implausible_science_frame_flags_the_arm_and_withholds_classes(exposure,
     assert not np.any(np.isfinite(np.asarray(table["prob_G"], float)))
 
 
+@pytest.mark.slow
 def test_clean_exposure_is_plausible(clean):
     assert not clean.arms["blue"].problems and not clean.arms["red"].problems
     assert not np.any(clean.flags & (FLAG_BITS["bad_arm"] | FLAG_BITS["bad_calib"] | FLAG_BITS["no_arc_lines"]))
@@ -320,6 +332,7 @@ def _garble(path: Path, key: str, image: str) -> None:
     path.write_bytes(bytes(raw))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("image, shown", [("GAIN    = '1.5 e-/ADU'", "1.5 e-/ADU"),
                                           ("GAIN    = 1.5 e-/ADU", "1.5 e-")])
 def test_unusable_gain_card_warns_naming_file_and_value(exposure, tmp_path, image, shown):
@@ -337,6 +350,7 @@ def test_unusable_gain_card_warns_naming_file_and_value(exposure, tmp_path, imag
 
 
 # -- 15: a stray frame of another spectrograph, a bad NFIBERS -------------------------------------------
+@pytest.mark.slow
 def test_stray_frame_of_another_spectrograph_is_named_with_spid(exposure, tmp_path):
     folder = linked_copy(exposure, tmp_path / "exp")
     src = one(folder, "ro-01r-*.fit")
@@ -349,6 +363,7 @@ def test_stray_frame_of_another_spectrograph_is_named_with_spid(exposure, tmp_pa
     assert len(find_exposure(folder, spids=[1])) == 1  # the hint works
 
 
+@pytest.mark.slow
 def test_bad_nfibers_is_blamed_on_the_science_header(exposure, tmp_path, data_root):
     folder = linked_copy(exposure, tmp_path / "exp")
     sci, raw, header = _frame(folder, "ro-01b-*.fit")
@@ -360,6 +375,7 @@ def test_bad_nfibers_is_blamed_on_the_science_header(exposure, tmp_path, data_ro
 
 
 # -- 16: --qa on an existing file ---------------------------------------------------------------------
+@pytest.mark.slow
 def test_qa_on_an_existing_file_fails_before_any_work(exposure, tmp_path, monkeypatch):
     import drcnet.workflows.classify_exposure as ce
 
@@ -382,6 +398,7 @@ def test_simulate_refuses_to_replace_a_dataset_file(tmp_path):
     assert code == 2 and str(out) in text and "--overwrite" in text and out.read_bytes() == b"precious"
 
 
+@pytest.mark.slow
 def test_frames_simulate_refuses_to_replace_an_exposure(exposure, tmp_path):
     folder = linked_copy(exposure, tmp_path / "exp")
     before = sorted(p.name for p in folder.iterdir())
@@ -398,6 +415,7 @@ def _children(pid: int) -> list[int]:
         return []
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs /proc")
 def test_frames_simulate_workers_stop_when_the_parent_is_killed(data_root, tmp_path):
     lib = tmp_path / "lib"
@@ -462,6 +480,7 @@ def test_plot_sample_opens_templates_only_under_the_data_root(data_root, stored,
 
 
 # -- (a), (b): NaN probability rows; the default model ---------------------------------------------------
+@pytest.mark.slow
 def test_objects_the_model_cannot_classify_get_no_class_and_leave_the_accuracy(clean):
     obj = np.flatnonzero(clean.fibermap.is_object & ~clean.arms["red"].lost)
     nan_fibers = obj[[3, 50]]

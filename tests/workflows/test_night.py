@@ -187,6 +187,7 @@ def first_run(night, client, data_root, tmp_path_factory):
     return classify_night(night["root"], out, client=client, data_root=data_root)
 
 
+@pytest.mark.slow
 def test_first_run_catalogues_every_good_fiber_and_names_the_bad_spectrograph(first_run, night):
     import pyarrow.parquet as pq
     from astropy.io import fits
@@ -231,6 +232,7 @@ def test_first_run_catalogues_every_good_fiber_and_names_the_bad_spectrograph(fi
     assert res.summary["ok"] == 3 and res.summary["failed"] == 1
 
 
+@pytest.mark.slow
 def test_rerun_does_no_work_for_finished_tasks_and_redoes_what_failed_or_changed(first_run, night, data_root):
     from typer.testing import CliRunner
 
