@@ -8,7 +8,7 @@ It also times, in the same process, interleaved, best of ``--rounds``:
 * the per-object renderer against a plain reference: the same forward model with the spatial profile
   evaluated directly (``scipy.special.ndtr``/``arctan`` for every pixel) instead of the tabulated profile;
 * the renderer as it is against the renderer before the speed work of issue 11
-  (``ReferenceForwardModel`` of ``tests/test_speed_simulate.py``: per-call profile look-ups, the aperture
+  (``ReferenceForwardModel`` of ``tests/simulate/test_renderer_reference.py``: per-call profile look-ups, the aperture
   computed separately, the S/N scale on full 32-point grids), on the paper plan's first objects, each block
   rendered *and packed* into the file's rows as the workers do; the outputs are checked to be identical;
 
@@ -70,8 +70,8 @@ def time_renderer(model: ForwardModel, n: int) -> float:
 
 
 def load_reference() -> object:
-    """``tests/test_speed_simulate.py`` as a module: the renderer before the speed work (``reference_model``)."""
-    path = Path(__file__).resolve().parents[1] / "tests" / "test_speed_simulate.py"
+    """``tests/simulate/test_renderer_reference.py`` as a module: the renderer before the speed work (``reference_model``)."""
+    path = Path(__file__).resolve().parents[1] / "tests" / "simulate" / "test_renderer_reference.py"
     spec = importlib.util.spec_from_file_location("speed_reference", path)
     module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
     spec.loader.exec_module(module)  # type: ignore[union-attr]

@@ -123,7 +123,7 @@ def memory_run(path: Path | None, keep: bool, steps: int, batch: int) -> dict[st
     ``ru_maxrss`` (model, optimiser, batches) and the DataLoader worker's (HDF5 reads, Z-score).
     Without ``path`` a synthetic file with the paper's Table 1 layout (7,989 objects) is written first.
     """
-    from synthetic_dataset import PAPER_LAYOUT, make_synthetic_dataset
+    from _support.synthetic_dataset import PAPER_LAYOUT, make_synthetic_dataset
 
     tmp = Path(tempfile.mkdtemp(prefix="drcnet_bench_"))
     data = path or tmp / "paper_size.h5"

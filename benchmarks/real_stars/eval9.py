@@ -28,7 +28,7 @@ def run(mode):
     preds = []
     loader = torch.utils.data.DataLoader(ds, batch_size=64, shuffle=False)
     with torch.inference_mode():
-        for x, y, *_ in loader:
+        for x, _y, *_ in loader:
             if mode is not None:
                 x = x.clone(); x[:, mode] = torch.randn(x[:, mode].shape, generator=gen)  # z-scored: noise of the same mean/std
             preds.append(model(x).argmax(1).numpy())

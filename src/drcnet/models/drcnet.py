@@ -30,6 +30,7 @@ Same weights, same result to float rounding as the plain ``nn.Conv2d`` path.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -84,12 +85,12 @@ class SpatialReduction(nn.Module):
         ``E[(r + j) * c_in + ci, r * c_out + co] = W[co, ci, j, 0]``; differentiable in the conv weights.
         """
         out = []
-        for conv, (h_in, h_out) in zip(self.convs, self.heights):
+        for conv, (h_in, h_out) in zip(cast("list[nn.Conv2d]", self.convs), self.heights):
             w = conv.weight[..., 0].permute(2, 1, 0)  # (k, c_in, c_out)
             k, c_in, c_out = w.shape
             bands = [F.pad(w, (0, 0, 0, 0, r, h_in - k - r)) for r in range(h_out)]  # each (h_in, c_in, c_out)
             e = torch.stack(bands, dim=2).reshape(h_in * c_in, h_out * c_out)
-            out.append((e, conv.bias.repeat(h_out)))
+            out.append((e, conv.bias.repeat(h_out)))  # type: ignore[union-attr]  # (the convs have a bias)
         return out
 
     def composed(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -117,12 +118,13 @@ def reduce_arms_fast(reductions: nn.ModuleList, x: torch.Tensor) -> list[torch.T
     applied as its banded matrix (:meth:`SpatialReduction.banded`). Same result as the plain path.
     """
     n_arms = len(reductions)
+    reds = cast("list[SpatialReduction]", reductions)
     b, a, rows, length = x.shape
     h = x.reshape(b, a * rows, 1, length)
-    if all(r.activation == "none" for r in reductions):
-        layers = [[r.composed() for r in reductions]]
+    if all(r.activation == "none" for r in reds):
+        layers = [[r.composed() for r in reds]]
     else:
-        per_arm = [r.banded() for r in reductions]
+        per_arm = [r.banded() for r in reds]
         layers = [[m[i] for m in per_arm] for i in range(len(per_arm[0]))]
     for i, layer in enumerate(layers):
         w = torch.cat([e.t() for e, _ in layer])[:, :, None, None]  # (A * out, in, 1, 1)
@@ -225,12 +227,13 @@ def profile_init(red: SpatialReduction, fwhm_px: float = 6.0, others: float = 0.
     extraction); all other weights are kept at ``others`` x their He init so they can still grow.
     """
     sigma2 = (fwhm_px / 2.3548200450309493) ** 2
-    ks = [conv.kernel_size[0] for conv in red.convs]
+    convs = cast("list[nn.Conv2d]", red.convs)
+    ks = [conv.kernel_size[0] for conv in convs]
     share = [max(k - 1, 1) ** 2 for k in ks]
     with torch.no_grad():
-        for conv, k, sh in zip(red.convs, ks, share):
+        for conv, k, sh in zip(convs, ks, share):
             conv.weight.mul_(others)
-            conv.bias.zero_()
+            conv.bias.zero_()  # type: ignore[union-attr]  # (the convs have a bias)
             x = torch.arange(k, dtype=torch.float32) - (k - 1) / 2
             var = sigma2 * sh / sum(share)
             g = torch.exp(-0.5 * x**2 / var)
@@ -253,7 +256,7 @@ class DRCNet(SpectralModel):
         self.reduce = nn.ModuleList(
             SpatialReduction(c.rows, tuple(c.reduce_channels), tuple(c.reduce_kernels), c.reduce_activation)
             for _ in range(self.n_arms))
-        c_red = self.reduce[0].out_channels
+        c_red = cast(SpatialReduction, self.reduce[0]).out_channels
         self.backbones = nn.ModuleList(
             RCNetBackbone(c_red, c.length, tuple(c.backbone_channels), c.kernel, c.feature_dim)
             for _ in range(self.n_arms))
@@ -271,16 +274,16 @@ class DRCNet(SpectralModel):
         )
         for m in list(self.fusion) + list(self.classifier)[:-1]:
             he_init(m)
-        init_output_layer(self.classifier[-1])
+        init_output_layer(cast(nn.Linear, self.classifier[-1]))
         if c.reduce_init == "profile":
-            for red in self.reduce:
+            for red in cast("list[SpatialReduction]", self.reduce):
                 profile_init(red)
         elif c.reduce_init != "random":
             raise ValueError(f"reduce_init must be 'random' or 'profile', got {c.reduce_init!r}")
         self.aux = None
         if c.aux_heads:
             self.aux = nn.ModuleList(nn.Linear(c.feature_dim, c.n_classes) for _ in range(self.n_arms))
-            for head in self.aux:
+            for head in cast("list[nn.Linear]", self.aux):
                 init_output_layer(head)
         self.aux_logits: list[torch.Tensor] | None = None
         for name, value in (("seq_norm", c.seq_norm), ("feature_norm", c.feature_norm)):
@@ -299,10 +302,11 @@ class DRCNet(SpectralModel):
         """Per-arm 128-d features stacked: ``(B, 2, feature_dim)``."""
         if x.ndim != 4 or x.shape[1] != self.n_arms:
             raise ValueError(f"DRC-Net expects (B, {self.n_arms}, rows, length) stripes, got {tuple(x.shape)}")
+        backbones = cast("list[RCNetBackbone]", self.backbones)
         if self.seq_bn is None and self.feat_bn is None:
             if self.fast:
-                h = reduce_arms_fast(self.reduce, x)  # per arm (B, C, 1, L) channels-last
-                feats = [bb.forward_fast(h[a]) for a, bb in enumerate(self.backbones)]
+                per_arm = reduce_arms_fast(self.reduce, x)  # per arm (B, C, 1, L) channels-last
+                feats = [bb.forward_fast(per_arm[a]) for a, bb in enumerate(backbones)]
             else:
                 feats = [bb(red(x[:, a:a + 1])) for a, (red, bb) in enumerate(zip(self.reduce, self.backbones))]
             return torch.stack(feats, dim=1)
@@ -312,7 +316,7 @@ class DRCNet(SpectralModel):
         else:
             hs = [red(x[:, a:a + 1]) for a, red in enumerate(self.reduce)]
         feats = []
-        for a, bb in enumerate(self.backbones):
+        for a, bb in enumerate(backbones):
             h = hs[a]
             if self.seq_bn is not None:
                 shape = h.shape
@@ -320,7 +324,7 @@ class DRCNet(SpectralModel):
                 if self.fast:
                     h = h.contiguous(memory_format=torch.channels_last)
             for m in bb.blocks:
-                h = m.forward_fast(h) if self.fast else m(h)
+                h = m.forward_fast(h) if self.fast else m(h)  # type: ignore[operator]  # (ModuleList items: Module)
             pre = bb.fc(h.reshape(b, -1) if self.fast else h.flatten(1))
             if self.feat_bn is not None:
                 pre = self.feat_bn[a](pre)

@@ -69,5 +69,5 @@ def set_fast(model: torch.nn.Module, fast: bool) -> torch.nn.Module:
     """Switch every sub-module that has a ``fast`` attribute (the models' fast path) on or off."""
     for m in model.modules():
         if hasattr(m, "fast"):
-            m.fast = bool(fast)
+            m.fast = bool(fast)  # type: ignore[assignment]  # (torch types Module attributes as Tensor | Module)
     return model

@@ -16,6 +16,7 @@ Fast path (``model.fast``): the same layers on channels-last tensors (oneDNN's f
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -102,7 +103,7 @@ class FFCNN(SpectralModel):
             nn.Linear(config.hidden, config.n_classes),
         )
         he_init(self.classifier[0])
-        init_output_layer(self.classifier[-1])
+        init_output_layer(cast(nn.Linear, self.classifier[-1]))
         self.fast = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

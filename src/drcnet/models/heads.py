@@ -42,6 +42,9 @@ class StellarHeads(nn.Module):
     luminosity logits, 3 normalised means and 3 log variances.
     """
 
+    center: torch.Tensor  # buffers (register_buffer): the parameters' normalisation
+    scale: torch.Tensor
+
     def __init__(self, width: int, hidden: int = 128) -> None:
         super().__init__()
         self.n_sub, self.n_lum, self.n_par = len(SUBCLASSES), len(LUM_CLASSES), len(STELLAR_PARAMS)

@@ -95,13 +95,13 @@ def export_onnx(model: nn.Module, path: str | Path, opset: int = OPSET) -> dict[
     model.eval()
     try:
         for m in fast:
-            m.fast = False
+            m.fast = False  # type: ignore[assignment]  # (torch types Module attributes as Tensor | Module)
         example = model.example_input(2).to(next(model.parameters()).device)  # type: ignore[operator]
         names = output_names(model, example)
         wrapped: nn.Module = _AllOutputs(model, names) if callable(getattr(model, "forward_all", None)) else model
+        config = model.config_dict() if hasattr(model, "config_dict") else {}  # type: ignore[operator]
         meta = {"input_kind": getattr(model, "input_kind", "stripes"), "input": INPUT_NAME, "outputs": names,
-                "model": getattr(model, "name", type(model).__name__),
-                "config": model.config_dict() if hasattr(model, "config_dict") else {}}
+                "model": getattr(model, "name", type(model).__name__), "config": config}
         with atomic_path(path) as tmp:  # removed on error or interrupt; stale ones of an earlier kill too
             with torch.no_grad(), warnings.catch_warnings():
                 # the trace fixes the input checks of forward() to the example's shape: expected, not a problem

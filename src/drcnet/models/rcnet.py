@@ -124,7 +124,7 @@ class RCNetBackbone(nn.Module):
     def forward_fast(self, x: torch.Tensor) -> torch.Tensor:
         """Fast path on channels-last ``(B, C, 1, L)``; same result as :meth:`forward`."""
         for m in self.blocks:
-            x = m.forward_fast(x)
+            x = m.forward_fast(x)  # type: ignore[operator]  # (ModuleList items are typed Module)
         # (B, C, 1, l) -> (B, C * l) in the plain path's (channel-major) order
         return F.relu(self.fc(x.reshape(x.shape[0], -1)))
 

@@ -1,0 +1,1 @@
+"""Helpers shared by the test packages (importable as ``_support.<module>``: ``pythonpath = ["tests"]``)."""

@@ -1,0 +1,204 @@
+"""The reduction's algorithms against analytic truths: centroids, boxcar on a noiseless frame, optimal
+extraction (variance, cosmic rays), the bias check, the master sky, and tracing against specreduce."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from _support.exposure import full_exposure, one, rms
+
+from drcnet.instrument import N_COLS, N_ROWS, InstrumentConfig
+from drcnet.instrument.lamost import OVERSCAN, RAW_SHAPE
+from drcnet.instrument.rawframe import read_raw_frame
+from drcnet.reduce.calib import bias_model, levels, net_image
+from drcnet.reduce.centroid import windowed_centroid
+from drcnet.reduce.extract import StripePixels, boxcar, cut_stripes, optimal_extract
+from drcnet.reduce.sky import master_sky
+from drcnet.reduce.trace import trace_fibers
+from drcnet.simulate.ccd import spread_light
+from drcnet.simulate.exposure.frames import expected_frames
+from drcnet.simulate.exposure.run import read_truth_geometries
+from drcnet.simulate.optics import ProfileTable, fiber_geometries
+
+INST = InstrumentConfig()
+CCD = INST.ccd
+GAIN = CCD.gain_e_per_adu
+RN_ADU = CCD.read_noise_e / GAIN
+COLS = np.arange(500, 3500)
+ALL = np.arange(N_COLS)
+
+
+def test_windowed_centroid_is_unbiased():
+    x = np.arange(200, dtype=float)
+    true = np.array([20.0, 36.3, 52.5, 68.77, 85.01])
+    sigma = 2.55
+    prof = sum(np.exp(-0.5 * ((x - t) / sigma) ** 2) for t in true) + 0.01
+    got, flux = windowed_centroid(prof, np.round(true) + 0.4, sigma)
+    assert np.abs(got - true).max() < 5e-3 and np.all(flux > 0)  # truncation of the window: ~1e-3 px
+
+
+@pytest.fixture(scope="module")
+def noiseless():
+    """A noiseless flat of all 250 fibers and a noiseless 'science' frame where every 3rd fiber is lit,
+    as raw float frames (data = electrons / gain + bias, overscan = bias)."""
+    geoms = fiber_geometries(INST.fiber, np.random.default_rng(5), np.arange(250))
+    profile = ProfileTable(INST.fiber)
+    flat_e = np.full((250, N_COLS), 2e5)
+    sci_e = np.zeros((250, N_COLS))
+    lit = np.arange(0, 250, 3)
+    sci_e[lit] = np.linspace(1e4, 3e4, N_COLS)[None, :] * (1 + 0.01 * lit[:, None])
+    frames = expected_frames(geoms, {"flat": flat_e, "sci": sci_e}, profile)
+    raws = {}
+    for k, img in frames.items():
+        raw = np.empty(RAW_SHAPE, np.float64)
+        raw[:, OVERSCAN:OVERSCAN + N_COLS] = img / GAIN + CCD.bias_adu[0]
+        raw[:, OVERSCAN + 2048:OVERSCAN + N_COLS] += CCD.bias_adu[1] - CCD.bias_adu[0]
+        raw[:, :OVERSCAN] = CCD.bias_adu[0]
+        raw[:, OVERSCAN + N_COLS:] = CCD.bias_adu[1]
+        raws[k] = raw
+    return geoms, profile, sci_e, lit, raws
+
+
+def test_boxcar_of_a_noiseless_frame_returns_the_injected_counts(noiseless):
+    geoms, profile, sci_e, lit, raws = noiseless
+    flat = raws["flat"]
+    traces = trace_fibers(net_image(flat[:, OVERSCAN:-OVERSCAN], levels(np.stack([flat[:, :32], flat[:, -32:]], 1))),
+                          250, INST.fiber)
+    assert not traces.lost.any()
+    true = np.array([g.trace(COLS) for g in geoms])
+    assert rms(traces.centres(COLS) - true) < 0.01
+    sci = raws["sci"]
+    pixels = StripePixels.from_centres(traces.centres(COLS), COLS)
+    stripes, _ = cut_stripes(sci, levels(np.stack([sci[:, :32], sci[:, -32:]], 1)), pixels, OVERSCAN)
+    flux, ivar = boxcar(stripes, GAIN, RN_ADU)
+    for f in lit[::7]:
+        # the counts injected into this fiber's 11 x 3000 pixels, by the forward model's own spread_light
+        rows = pixels.rows[f]
+        near = [(geoms[k], sci_e[k][COLS]) for k in range(max(f - 4, 0), min(f + 5, 250))]
+        injected = spread_light(rows, COLS, near, profile).sum(axis=0) / GAIN
+        assert np.allclose(flux[f], injected, rtol=2e-5)
+        # and its own light is the fiber's electrons times the profile's share in the aperture
+        own = sci_e[f][COLS] * profile(rows, geoms[f].trace(COLS)).sum(axis=0) / GAIN
+        assert np.allclose(flux[f], own, rtol=2e-3)
+    assert np.all(ivar[lit] > 0)
+
+
+def _noisy_stripes(rng, n_fib=200, star_e=300.0, sky_e=80.0):
+    """Stripes of faint stars: profile from the forward model at random trace offsets, Poisson + read noise."""
+    profile = ProfileTable(INST.fiber)
+    offsets = rng.uniform(-0.5, 0.5, (n_fib, COLS.size))
+    k = np.arange(-5, 6)
+    share = np.stack([profile(k, offsets[f]) for f in range(n_fib)])  # (n, 11, cols)
+    total = star_e + sky_e
+    expected = total * share
+    counts = rng.poisson(expected) + CCD.read_noise_e * rng.standard_normal(expected.shape)
+    truth = expected.sum(axis=1) / GAIN
+    return counts / GAIN, share / share.sum(axis=1, keepdims=True), truth
+
+
+def test_optimal_extraction_beats_boxcar_on_a_noisy_frame():
+    rng = np.random.default_rng(11)
+    stripes, prof, truth = _noisy_stripes(rng, star_e=80.0, sky_e=30.0)  # faint: read noise matters
+    box, box_ivar = boxcar(stripes, GAIN, RN_ADU)
+    opt = optimal_extract(stripes.astype(np.float32), prof.astype(np.float32), GAIN, RN_ADU)
+    s_box, s_opt = np.std(box - truth), np.std(opt.flux - truth)
+    print(f"scatter: boxcar {s_box:.3f} ADU, optimal {s_opt:.3f} ADU ({s_opt / s_box:.3f})")
+    # 600k columns: the scatter is known to 0.1 %, so a few per cent is a many-sigma difference
+    assert s_opt < 0.97 * s_box
+    assert abs(np.mean(opt.flux - truth)) < 0.05 * s_opt  # unbiased
+    # the inverse variances describe the scatter
+    assert 0.9 < np.std((opt.flux - truth) * np.sqrt(opt.ivar)) < 1.1
+    assert 0.9 < np.std((box - truth) * np.sqrt(box_ivar)) < 1.1
+    assert np.median(opt.ivar) > np.median(box_ivar)
+
+
+def test_optimal_extraction_rejects_cosmic_rays():
+    rng = np.random.default_rng(12)
+    stripes, prof, truth = _noisy_stripes(rng, n_fib=20, star_e=3000.0)
+    hit = stripes.copy()
+    hit[3, 4, 100] += 2000.0
+    hit[7, 6, 2000:2003] += 800.0
+    opt = optimal_extract(hit.astype(np.float32), prof.astype(np.float32), GAIN, RN_ADU)
+    clean = optimal_extract(stripes.astype(np.float32), prof.astype(np.float32), GAIN, RN_ADU)
+    assert opt.rejected[3, 4, 100] and opt.rejected[7, 6, 2000:2003].all()
+    assert abs(opt.flux[3, 100] - truth[3, 100]) < 5 / np.sqrt(clean.ivar[3, 100])
+    assert opt.rejected.sum() < 0.002 * opt.rejected.size + 4
+
+
+def test_bias_pattern_is_subtracted_only_when_significant():
+    rng = np.random.default_rng(3)
+    rows = 400
+    pattern = 1.5 * np.sin(np.arange(N_COLS) / 40.0)
+
+    def frames(with_pattern):
+        out = []
+        for _ in range(5):
+            data = np.asarray(CCD.bias_adu)[(np.arange(N_COLS) >= 2048).astype(int)][None, :] \
+                + RN_ADU * rng.standard_normal((rows, N_COLS))
+            if with_pattern:
+                data = data + pattern[None, :]
+            over = np.asarray(CCD.bias_adu)[None, :, None] + RN_ADU * rng.standard_normal((rows, 2, 32))
+            out.append((np.rint(data).astype(np.uint16), np.rint(over).astype(np.uint16)))
+        return out
+
+    plain = bias_model(frames(False))
+    assert not plain.applied and plain.chi2 < 1.2
+    assert abs(plain.read_noise_adu - np.sqrt(RN_ADU**2 + 1 / 12)) < 0.1
+    structured = bias_model(frames(True))
+    assert structured.applied
+    assert rms(structured.columns - structured.columns.mean() - (pattern - pattern.mean())) < 0.1
+    assert not bias_model([]).applied
+
+
+def test_master_sky_follows_each_fibers_wavelengths_and_drops_cosmic_rays():
+    rng = np.random.default_rng(8)
+    x = np.arange(3000.0)
+
+    def sky(w):
+        return 200 + 3000 * np.exp(-0.5 * ((w - 6300.0) / 2.5) ** 2) + 1500 * np.exp(-0.5 * ((w - 6864.0) / 2.5) ** 2)
+
+    def wave(shift):
+        return 6000.0 + 0.84 * (x - shift)
+
+    sky_shift = rng.uniform(-1.5, 1.5, 20)
+    sky_w = np.stack([wave(s) for s in sky_shift])
+    eff_sky = rng.uniform(0.9, 1.1, (20, 1)) * np.ones((20, 3000))
+    flux = np.stack([sky(w) for w in sky_w]) * eff_sky
+    flux[4, 500:503] += 5000.0  # a cosmic ray in one sky fiber
+    tgt_w = np.stack([wave(s) for s in (-1.2, 0.0, 0.7)])
+    tgt_eff = np.array([[0.95], [1.0], [1.05]]) * np.ones((3, 3000))
+    got = master_sky(flux, sky_w, eff_sky, tgt_w, tgt_eff)
+    want = np.stack([sky(w) for w in tgt_w]) * tgt_eff
+    assert np.abs(got - want).max() < 0.03 * want.max()
+    assert np.abs(got[:, 480:520] - want[:, 480:520]).max() < 2.0
+
+
+@pytest.mark.slow
+def test_traces_agree_with_specreduce_fittrace(tmp_path_factory, data_root):
+    """Our vectorised tracing and specreduce's FitTrace (Gaussian peaks in 64 bins, cubic) on the same flat."""
+    import warnings
+
+    from astropy.modeling import models
+    from specreduce.tracing import FitTrace
+
+    folder = full_exposure(tmp_path_factory, data_root)
+    frame = read_raw_frame(one(folder, "rf-01r-*.fit"))
+    net = net_image(frame.data, levels(frame.overscan))
+    ours = trace_fibers(net, 250, INST.fiber)
+    truth = read_truth_geometries(one(folder, "truth-*.h5"), "red")
+    for f in (10, 125, 240):
+        centre = ours.centres(np.array([2047.5]))[f, 0]
+        lo = int(round(centre)) - 9
+        sub = net[lo:lo + 19].astype(np.float64)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fit = FitTrace(sub, bins=64, guess=9, window=8, peak_method="gaussian",
+                           trace_model=models.Polynomial1D(degree=3))
+        theirs = np.asarray(fit.trace)[COLS] + lo
+        mine = ours.centres(COLS)[f]
+        true = truth[f].trace(COLS)
+        print(f"fiber {f + 1}: ours-specreduce rms {rms(mine - theirs):.4f} px, ours-truth {rms(mine - true):.4f}, "
+              f"specreduce-truth {rms(theirs - true):.4f}")
+        assert rms(mine - theirs) < 0.05
+        assert rms(mine - true) <= rms(theirs - true) + 0.01
+    assert N_ROWS == net.shape[0]
