@@ -22,6 +22,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 FIBER_DIAMETER_ARCSEC = 3.3
 """LAMOST fiber diameter on the sky (arcsec): the default site's fiber aperture."""
+LAMPS: tuple[str, ...] = ("HgI", "NeI", "ArI", "CdI")
+"""Arc lamps of the LAMOST calibration unit (PypeIt line-list names): the reduction's default lamps."""
 
 
 @dataclass(frozen=True)

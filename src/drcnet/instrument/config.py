@@ -25,6 +25,7 @@ import numpy as np
 from drcnet.hardware import (  # noqa: F401  (re-exported: the configuration classes live in the bottom layer)
     BLUE,
     FIBER_DIAMETER_ARCSEC,
+    LAMPS,
     RED,
     ArmConfig,
     CCDConfig,
@@ -49,8 +50,6 @@ U0 = (N_COLS - 1) / 2.0
 """Centre of the data columns; wavelength solutions and traces are polynomials in x - U0."""
 PIXEL_SIZE_CM = 12e-4
 """e2v CCD203-82: 12 micron pixels."""
-LAMPS: tuple[str, ...] = ("HgI", "NeI", "ArI", "CdI")
-"""Arc lamps of the calibration unit (PypeIt line-list names)."""
 DETECTOR = Detector(n_rows=N_ROWS, n_cols=N_COLS, overscan=OVERSCAN, amp_boundary=N_COLS // 2, u0=U0,
                     gain_e_per_adu=CCDConfig().gain_e_per_adu, read_noise_e=CCDConfig().read_noise_e)
 """The e2v CCD203-82 of every LAMOST LRS arm: 4136 rows, 4096 data columns, 32 overscan columns per amplifier."""

@@ -31,7 +31,7 @@ from drcnet.conventions import (
     STRIPE_ROWS,
     stripe_columns,
 )
-from drcnet.instrument.config import LAMPS, N_COLS, ArmConfig, InstrumentConfig
+from drcnet.hardware import LAMPS, ArmConfig, Detector, InstrumentConfig
 from drcnet.reduce.calib import (
     BiasModel,
     levels,
@@ -153,7 +153,8 @@ class ArmReduction:
 
 
 def trace_flat(flat_data: np.ndarray, flat_overscan: np.ndarray, bias_pattern: np.ndarray | None,
-               n_fibers: int, config: ReduceConfig, expected_lit: np.ndarray | None = None) -> tuple[np.ndarray, TraceSet]:
+               n_fibers: int, config: ReduceConfig, expected_lit: np.ndarray | None = None, *,
+               detector: Detector) -> tuple[np.ndarray, TraceSet]:
     """Net flat and the traces of every fiber on it.
 
     Parameters
@@ -166,6 +167,8 @@ def trace_flat(flat_data: np.ndarray, flat_overscan: np.ndarray, bias_pattern: n
         Fibers on the slit.
     expected_lit
         ``(n_fibers,)`` fibers that should show flat light (not dead, per the fiber map): anchors the numbering.
+    detector
+        The CCD: amplifier boundary and trace origin.
 
     Returns
     -------
@@ -177,13 +180,14 @@ def trace_flat(flat_data: np.ndarray, flat_overscan: np.ndarray, bias_pattern: n
     ValueError
         Too few fibers show light on the flat, or the fiber numbering is ambiguous.
     """
-    flat_net = net_image(flat_data, levels(flat_overscan), bias_pattern)
-    return flat_net, trace_fibers(flat_net, n_fibers, config.instrument.fiber, config.trace, expected_lit)
+    flat_net = net_image(flat_data, levels(flat_overscan), detector.amp_boundary, bias_pattern)
+    return flat_net, trace_fibers(flat_net, n_fibers, config.instrument.fiber, config.trace, expected_lit,
+                                  u0=detector.u0)
 
 
 def calibrate_arc(arc_raw: np.ndarray, arc_overscan: np.ndarray, data_col_offset: int, centres: np.ndarray,
                   lost: np.ndarray, arm: ArmConfig, lines: LineList, read_noise_adu: float,
-                  bias_pattern: np.ndarray | None, config: ReduceConfig) -> WaveSolution:
+                  bias_pattern: np.ndarray | None, config: ReduceConfig, *, detector: Detector) -> WaveSolution:
     """Each fiber's wavelength offset from the arc frame.
 
     Only the columns around the arc lines the calibration measures are summed
@@ -199,6 +203,8 @@ def calibrate_arc(arc_raw: np.ndarray, arc_overscan: np.ndarray, data_col_offset
         ``(n_fibers,)`` fibers without a trace (skipped).
     read_noise_adu
         Read noise per pixel (ADU): the arc spectra's noise is ``sqrt(11)`` times it.
+    detector
+        The CCD: data columns, amplifier boundary, the wavelength solutions' origin.
 
     Returns
     -------
@@ -207,9 +213,10 @@ def calibrate_arc(arc_raw: np.ndarray, arc_overscan: np.ndarray, data_col_offset
         columns are left out of the line search).
     """
     n_fibers = centres.shape[0]
-    arc_cols = line_columns(arm, lines, config.wavecal)
-    arc_spec = np.zeros((n_fibers, N_COLS))
-    pixels = StripePixels.from_centres(centres[:, arc_cols], arc_cols, n_rows=arc_raw.shape[0])
+    arc_cols = line_columns(arm, lines, config.wavecal, detector=detector)
+    arc_spec = np.zeros((n_fibers, detector.n_cols))
+    pixels = StripePixels.from_centres(centres[:, arc_cols], arc_cols, n_rows=arc_raw.shape[0],
+                                       amp_boundary=detector.amp_boundary)
     net, _ = cut_stripes(arc_raw, levels(arc_overscan), pixels, data_col_offset, bias_pattern)
     arc_spec[:, arc_cols] = np.nansum(net, axis=1) if np.isnan(net).any() else net.sum(axis=1)  # nansum copies
     bad = np.zeros(n_fibers, dtype=bool)
@@ -222,7 +229,7 @@ def calibrate_arc(arc_raw: np.ndarray, arc_overscan: np.ndarray, data_col_offset
             bad = nan_cols.any(axis=1) & ~lost
     noise = np.full(n_fibers, np.sqrt(float(STRIPE_ROWS)) * read_noise_adu)
     with np.errstate(invalid="ignore"):
-        wave = calibrate(arc_spec, arm, lines, noise, lost, config.wavecal)
+        wave = calibrate(arc_spec, arm, lines, noise, lost, config.wavecal, detector=detector)
     wave.bad_pixels = bad
     return wave
 
@@ -258,7 +265,8 @@ class ScienceStripes:
 
 
 def cut_science(sci_raw: np.ndarray, sci_overscan: np.ndarray, data_col_offset: int, centres: np.ndarray,
-                bias_pattern: np.ndarray | None, saturation: float, defect_share: float = 0.25) -> ScienceStripes:
+                bias_pattern: np.ndarray | None, saturation: float, defect_share: float = 0.25, *,
+                detector: Detector) -> ScienceStripes:
     """Cut every fiber's stripe from the science frame: exactly the forward model's arithmetic.
 
     The overscan level of each row is outlier-resistant (:func:`~drcnet.reduce.calib.robust_levels`;
@@ -276,9 +284,12 @@ def cut_science(sci_raw: np.ndarray, sci_overscan: np.ndarray, data_col_offset: 
         ADC ceiling (ADU).
     defect_share
         Share of the fibers above which a bad stripe column is a detector defect.
+    detector
+        The CCD: rows and amplifier boundary.
     """
     cols = stripe_columns()
-    pixels = StripePixels.from_centres(centres[:, cols], cols)
+    pixels = StripePixels.from_centres(centres[:, cols], cols, n_rows=detector.n_rows,
+                                       amp_boundary=detector.amp_boundary)
     level, repaired = robust_levels(sci_overscan)
     stripes, raw = cut_stripes(sci_raw, level, pixels, data_col_offset, bias_pattern)
     sat = raw >= saturation
@@ -290,7 +301,7 @@ def cut_science(sci_raw: np.ndarray, sci_overscan: np.ndarray, data_col_offset: 
     bad_fiber = np.any(nan & ~defect[None, None, :], axis=(1, 2))
     bad_level = np.zeros(stripes.shape[0], dtype=bool)
     if repaired.any():
-        amp = (pixels.cols >= N_COLS // 2).astype(np.intp)
+        amp = (pixels.cols >= detector.amp_boundary).astype(np.intp)
         bad_level = repaired[pixels.rows, amp[None, None, :]].any(axis=(1, 2))
     return ScienceStripes(pixels=pixels, stripes=stripes, saturated=saturated, bad=bad, bad_fiber=bad_fiber,
                           bad_level=bad_level, defect=defect, level=level)

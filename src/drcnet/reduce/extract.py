@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from drcnet.conventions import STRIPE_HALF_ROWS
-from drcnet.instrument.config import N_ROWS
 from drcnet.reduce.calib import amplifier_of
 
 
@@ -58,8 +57,11 @@ class StripeRuns:
     """Amplifier of the run (0 = A, 1 = B)."""
 
     @classmethod
-    def from_top(cls, top: np.ndarray, cols: np.ndarray, min_mean_cols: int = RUN_MIN_MEAN_COLS) -> StripeRuns | None:
+    def from_top(cls, top: np.ndarray, cols: np.ndarray, amp_boundary: int,
+                 min_mean_cols: int = RUN_MIN_MEAN_COLS) -> StripeRuns | None:
         """The runs of stripes whose first row is ``top`` ``(n_fibers, n_cols)`` at ``cols``, or None.
+
+        A run stays on one amplifier (``amp_boundary``: the first data column of amplifier B).
 
         None when the runs are shorter than ``min_mean_cols`` on average (then the pixel
         gather is as fast). Rows must lie on the image (the caller checks).
@@ -68,7 +70,7 @@ class StripeRuns:
         if n_f * n_c == 0:
             return None
         c = cols.astype(np.intp)
-        amp = amplifier_of(c)
+        amp = amplifier_of(c, amp_boundary)
         breaks = np.ones((n_f, n_c), dtype=bool)
         np.not_equal(top[:, 1:], top[:, :-1], out=breaks[:, 1:])
         breaks[:, 1:] |= ((c[1:] != c[:-1] + 1) | (amp[1:] != amp[:-1]))[None, :]
@@ -112,26 +114,34 @@ class StripePixels:
     cols: np.ndarray
     off: np.ndarray
     """``(n_fibers, 2 half + 1, n_cols)`` pixels off the CCD (their rows are clipped to it)."""
-    n_rows: int = N_ROWS
+    n_rows: int
+    """Rows of the CCD."""
+    amp_boundary: int
+    """First data column of amplifier B."""
     _rows: np.ndarray | None = field(default=None, repr=False, compare=False)
     _index: dict[tuple[int, int], np.ndarray] = field(default_factory=dict, repr=False, compare=False)
     _runs: list[StripeRuns | None] = field(default_factory=list, repr=False, compare=False)
 
     @classmethod
-    def from_centres(cls, centres: np.ndarray, cols: np.ndarray, half: int = STRIPE_HALF_ROWS,
-                     n_rows: int = N_ROWS) -> StripePixels:
-        """Stripe pixels of traces ``centres`` ``(n_fibers, n_cols)`` at columns ``cols``; rows off the CCD are clipped (and marked in ``off``)."""
+    def from_centres(cls, centres: np.ndarray, cols: np.ndarray, half: int = STRIPE_HALF_ROWS, *,
+                     n_rows: int, amp_boundary: int) -> StripePixels:
+        """Stripe pixels of traces ``centres`` ``(n_fibers, n_cols)`` at columns ``cols``; rows off the CCD are clipped (and marked in ``off``).
+
+        ``n_rows`` and ``amp_boundary`` are the CCD's rows and the first data column of amplifier B
+        (:class:`drcnet.hardware.Detector`).
+        """
         centre = np.floor(centres + 0.5).astype(np.intp)   # stripe_rows_all's rounding
         cols = np.asarray(cols, dtype=np.int32)
         shape = (centre.shape[0], 2 * half + 1, centre.shape[1])
         # a NaN or huge centre is off the CCD (its integer cast wraps around: test the floats)
         on_ccd = bool(np.isfinite(centres).all()) and (centre.min() - half >= 0 and centre.max() + half < n_rows)
         if centre.size == 0 or on_ccd:
-            return cls(centre=centre, half=half, cols=cols, off=np.zeros(shape, dtype=bool), n_rows=n_rows)
+            return cls(centre=centre, half=half, cols=cols, off=np.zeros(shape, dtype=bool), n_rows=n_rows,
+                       amp_boundary=amp_boundary)
         rows = centre[:, None, :] + np.arange(-half, half + 1, dtype=np.intp)[None, :, None]
         off = (rows < 0) | (rows >= n_rows)
         np.clip(rows, 0, n_rows - 1, out=rows)
-        return cls(centre=centre, half=half, cols=cols, off=off, n_rows=n_rows, _rows=rows)
+        return cls(centre=centre, half=half, cols=cols, off=off, n_rows=n_rows, amp_boundary=amp_boundary, _rows=rows)
 
     @property
     def rows(self) -> np.ndarray:
@@ -150,7 +160,8 @@ class StripePixels:
         """The stripes' :class:`StripeRuns` (computed once), or None when the pixel gather is to be used."""
         if not self._runs:
             on_ccd = not self.off.any()
-            self._runs.append(StripeRuns.from_top(self.centre - self.half, self.cols) if on_ccd else None)
+            self._runs.append(StripeRuns.from_top(self.centre - self.half, self.cols, self.amp_boundary) if on_ccd
+                              else None)
         return self._runs[0]
 
     def index(self, width: int, col_offset: int = 0) -> np.ndarray:
@@ -236,7 +247,7 @@ def _net_indexed(raw_frame: np.ndarray, level: np.ndarray, pixels: StripePixels,
     the reference for the run copies.
     """
     raw = pixels.take_indexed(raw_frame, data_col_offset)
-    amp = amplifier_of(pixels.cols).astype(np.intp)
+    amp = amplifier_of(pixels.cols, pixels.amp_boundary).astype(np.intp)
     where = pixels.rows * level.shape[1]
     where += amp[None, None, :]
     net = np.take(np.ascontiguousarray(level, dtype=np.float64).reshape(-1), where)   # the level of each pixel
@@ -431,18 +442,6 @@ def _optimal_fibers(stripes: np.ndarray, profile: np.ndarray, gain: float, read_
     with np.errstate(invalid="ignore", divide="ignore"):
         ivar = np.where((denom > 0) & (psum > 0), denom / psum, 0.0)
     return f, ivar
-
-
-def aperture_sums(raw_frame: np.ndarray, level: np.ndarray, centres: np.ndarray, cols: np.ndarray,
-                  data_col_offset: int, half: int = STRIPE_HALF_ROWS,
-                  bias_columns: np.ndarray | None = None) -> np.ndarray:
-    """Net aperture sums ``(n_fibers, len(cols))`` along traces (``centres`` at ``cols``), e.g. arc spectra.
-
-    Pixels off the CCD and NaN pixels count as 0.
-    """
-    pixels = StripePixels.from_centres(centres, cols, half, n_rows=raw_frame.shape[0])
-    net, _ = cut_stripes(raw_frame, level, pixels, data_col_offset, bias_columns)
-    return np.nansum(net, axis=1)
 
 
 def spike_columns(flux: np.ndarray, ivar: np.ndarray, clip: float = 8.0, sharpness: float = 0.2,

@@ -13,10 +13,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from drcnet.instrument.config import OVERSCAN, CCDConfig
-from drcnet.reduce.calib import amplifier_of, overscan_level
+from drcnet.instrument.config import DETECTOR, OVERSCAN, CCDConfig
+from drcnet.reduce import calib
+from drcnet.reduce.calib import overscan_level
 from drcnet.simulate.cosmics import add_cosmic_rays
 from drcnet.simulate.optics import FiberGeometry, ProfileTable
+
+
+def amplifier_of(cols: np.ndarray, amp_boundary: int = DETECTOR.amp_boundary) -> np.ndarray:
+    """Amplifier (0 = A, 1 = B) of data columns: :func:`drcnet.reduce.calib.amplifier_of`, LAMOST's boundary by default."""
+    return calib.amplifier_of(cols, amp_boundary)
+
 
 __all__ = ["Readout", "add_cosmic_rays", "amplifier_of", "cut_stripe", "overscan_level", "read_out", "read_overscan",
            "spread_light", "stripe_rows", "subtract_overscan"]

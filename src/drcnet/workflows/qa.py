@@ -46,13 +46,12 @@ from drcnet.conventions import (
     SNR_BIN_NAMES,
     snr_bin,
 )
-from drcnet.instrument.config import N_COLS
 from drcnet.provenance import atomic_path, write_text_atomic
+from drcnet.reduce.preview import PREVIEW_BIN
 from drcnet.reduce.trace import TraceSet
 from drcnet.workflows.reduce_exposure import SpectrographReduction
 
 CLASS_COLORS = {"F": "#1f77b4", "G": "#2ca02c", "K": "#d62728", OTHER: "#9467bd", "": "#999999"}
-PREVIEW_BIN = 8
 ZOOM_SCALE = 4
 """Each zoom pixel is drawn as ZOOM_SCALE x ZOOM_SCALE picture pixels."""
 N_PICKS = 4
@@ -104,20 +103,7 @@ def _pick_fibers(sr: SpectrographReduction, n: int = N_PICKS) -> list[int]:
     return list(dict.fromkeys(picks + ([int(sky[0])] if sky.size else [])))
 
 
-def _pictures_from_disk(a: Any, exposure: Path) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
-    """Binned frame and zoom of an arm reduced without them (read the science frame again)."""
-    from drcnet.instrument.rawframe import read_raw_frame
-    from drcnet.reduce.calib import levels
-    from drcnet.reduce.preview import binned_net, net_crop
-
-    frame = read_raw_frame(Path(str(a.files.get("folder", exposure))) / str(a.files["science"]))
-    level = levels(frame.overscan)
-    f0 = a.traces.n_fibers // 2
-    r0 = int(np.clip(int(a.traces.centres(np.array([2048.0]))[max(f0 - 2, 0), 0]) - 12, 0, frame.data.shape[0] - 1))
-    return binned_net(frame.data, level, PREVIEW_BIN), net_crop(frame.data, level, r0, 100, 1900, 2200), (r0, 1900)
-
-
-def qa_summary(sr: SpectrographReduction, catalogue: Any = None, exposure: str | Path = ".") -> QASpectrograph:
+def qa_summary(sr: SpectrographReduction, catalogue: Any = None) -> QASpectrograph:
     """The small :class:`QASpectrograph` of a reduced spectrograph.
 
     Parameters
@@ -127,8 +113,12 @@ def qa_summary(sr: SpectrographReduction, catalogue: Any = None, exposure: str |
     catalogue
         Its catalogue rows (:func:`~drcnet.workflows.classify_exposure.catalogue_rows`, or a table with
         ``spid``, ``fiber`` and ``pred``), for the predicted classes; None: no predictions.
-    exposure
-        The exposure folder, to read the science frame again when the reduction has no preview.
+
+    Raises
+    ------
+    ValueError
+        An arm was reduced without the QA pictures (the recipe, :func:`drcnet.reduce.recipe.reduce_arm`,
+        always cuts them; the raw frame is never read again for the page).
     """
     pred: dict[int, str] = {}
     if catalogue is not None:
@@ -142,7 +132,8 @@ def qa_summary(sr: SpectrographReduction, catalogue: Any = None, exposure: str |
         a = sr.arms[arm]
         preview, zoom, origin = a.preview, a.zoom, a.zoom_origin
         if preview is None or zoom is None:
-            preview, zoom, origin = _pictures_from_disk(a, Path(exposure))
+            raise ValueError(f"sp{sr.spid:02d} {arm}: the reduction holds no QA pictures (preview, zoom); reduce "
+                             "the exposure with drcnet.reduce.recipe.reduce_arm, which cuts them")
         # copies, not views: a view would keep the whole (fibers, 3000) array of the reduction alive
         spectra = {f: {"wave": np.array(a.wave1d[f], dtype=np.float64), "flux": np.array(a.flux1d[f]),
                        "flux_opt": np.array(a.flux_opt[f]), "sky": np.array(a.sky1d[f]),
@@ -416,7 +407,7 @@ def write_qa_page(out_dir: str | Path, reductions: Sequence[QASpectrograph | Spe
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     exposure = Path(exposure)
-    items = [r if isinstance(r, QASpectrograph) else qa_summary(r, table, exposure) for r in reductions]
+    items = [r if isinstance(r, QASpectrograph) else qa_summary(r, table) for r in reductions]
     stamp = (f"<p>drcnet {html.escape(str(prov.get('version')))}, commit {html.escape(str(prov.get('git_commit')))}, "
              f"written {html.escape(str(prov.get('created_utc')))}</p>")
     parts = [f"<h1>drcnet QA: {html.escape(str(exposure))}</h1>", stamp, "<h2>Classification</h2>",
