@@ -207,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cases", nargs="*", default=list(CASES), choices=list(CASES))
     args = p.parse_args(argv)
     work = args.work or Path(tempfile.mkdtemp(prefix="drcnet-compare-"))
+    work.mkdir(parents=True, exist_ok=True)
     trees = {"old": args.old.resolve(), "new": args.new.resolve()}
     total = {"bytes": 0, "masked": 0, "differ": 0, "missing": 0}
     timings: dict[str, list[float]] = {"old": [], "new": []}

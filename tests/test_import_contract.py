@@ -16,7 +16,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "drcnet"
 
 # lowest first; a package may import only packages of lower layers (and itself)
 LAYERS: list[set[str]] = [
-    {"conventions", "paper"},
+    {"conventions", "paper", "hardware"},  # hardware: Detector and the instrument configuration classes
     {"provenance", "paths", "outputs", "notices"},
     {"instrument", "library"},
     {"reduce"},
@@ -99,19 +99,24 @@ def test_imports_flow_downwards_only():
     assert not bad, "imports that flow upwards or sideways:\n" + "\n".join(bad)
 
 
+def test_hardware_imports_no_drcnet_module():
+    """The bottom layer: the detector and configuration classes stand on numpy and pydantic alone."""
+    assert _drcnet_imports(SRC / "hardware.py") == []
+
+
 def test_package_root_imports_only_conventions():
     targets = {t for _, t in _drcnet_imports(SRC / "__init__.py")}
     assert targets <= {"drcnet.conventions"}
 
 
 @pytest.mark.parametrize("package, forbidden, allowed", [
-    # the instrument's numbers (pydantic configs) may be passed around; its file I/O may not be reached
-    ("reduce", ("drcnet.simulate", "drcnet.instrument", "drcnet.library", "drcnet.workflows", "drcnet.data"),
-     ("drcnet.instrument.config",)),
+    # the detector and configuration come in as arguments (drcnet.hardware); no instrument module is reached
+    ("reduce", ("drcnet.simulate", "drcnet.instrument", "drcnet.library", "drcnet.workflows", "drcnet.data"), ()),
     ("models", ("drcnet.data", "drcnet.train", "drcnet.simulate", "drcnet.reduce", "drcnet.instrument"), ()),
 ])
 def test_named_contracts(package, forbidden, allowed):
-    """reduce/ reads no files through the adapter and never calls the simulator; models/ imports nothing above it."""
+    """reduce/ imports no instrument (it is handed a Detector) and never calls the simulator; models/ imports
+    nothing above it."""
     bad = [f"{p.relative_to(SRC)}:{line} imports {t}" for p in (SRC / package).rglob("*.py")
            for line, t in _drcnet_imports(p) if t.startswith(forbidden) and t not in allowed]
     assert not bad, "\n".join(bad)
