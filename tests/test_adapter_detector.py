@@ -134,3 +134,21 @@ def test_header_record_keeps_the_adapters_record_cards():
                       "GAIN": 1.5}
     assert set(LAMOST.record_keys) == {"OBSTYPE", "EXPTIME", "SPID", "CAMERA", "PLANID", "RUN", "MJD", "DATE-OBS",
                                        "GAIN", "RDNOISE", "DRCSEED"}
+
+
+def test_simulated_frames_take_the_detectors_layout():
+    """The simulator's read-out renders any detector: shape, overscan strips and each amplifier's bias level."""
+    from drcnet.instrument.config import CCDConfig
+    from drcnet.simulate.exposure.frames import read_frame
+
+    ccd = CCDConfig(read_noise_e=0.0, dark_e_per_s=0.0, prnu_rms=0.0)   # noiseless: every pixel is exact
+    prnu = np.ones((SMALL.n_rows, SMALL.n_cols), dtype=np.float32)
+    bias, hits = read_frame(None, 0.0, ccd, np.random.default_rng(0), prnu, cosmics=False, detector=SMALL)
+    assert bias.shape == SMALL.raw_shape and bias.dtype == np.uint16 and hits.size == 0
+    expected = np.where(np.arange(48) < 4 + 24, 1000, 1060)[None, :].repeat(24, axis=0)
+    assert np.array_equal(bias, expected)
+    dark, _ = read_frame(np.zeros((24, 40), np.float32), 600.0, ccd, np.random.default_rng(0), prnu, cosmics=False,
+                         detector=SMALL)
+    assert np.array_equal(dark, expected)
+    level = levels(SMALL.overscan_area(bias))
+    assert not net_image(SMALL.data_area(bias), level, SMALL.amp_boundary).any()
