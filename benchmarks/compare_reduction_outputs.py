@@ -7,8 +7,9 @@ For each case (the demo exposure, seed 0; a perturbed one, seed 7 with ``--other
    ``drcnet frames classify MODEL --qa DIR --dataset`` (catalogue, its provenance, the QA page and its
    pictures, the reduced dataset);
 3. every output file of the old tree is compared with the new tree's: byte for byte, else field by field with
-   the provenance fields masked - the package version, git commit, creation times, python version, and the
-   per-stage wall times (``timings_s``) of the calibration record, which differ between any two runs.
+   the provenance fields masked - the package version, git commit, creation times, python version, the
+   per-stage wall times (``timings_s``) of the calibration record, which differ between any two runs, and the
+   source tree's own folder in paths (a shipped model's ``run_dir``).
    FITS files are compared HDU by HDU (pixels and header cards, ``DRCVERS``/``DRCGIT``/``DRCDATE`` and the
    provenance inside JSON cards masked), HDF5 files dataset by dataset (bytes) and attribute by attribute.
 
@@ -45,7 +46,7 @@ MASKED_KEYS = {"version", "git_commit", "created_utc", "python", "timings_s", "g
 """Provenance fields (JSON keys) left out of the comparison."""
 MASKED_CARDS = {"DRCVERS", "DRCGIT", "DRCDATE"}
 """FITS header cards holding the package version, git commit and writing time."""
-_TEXT_MASKS = [(re.compile(r"\b[0-9a-f]{40}\b"), "<commit>"),
+_TEXT_MASKS = [(re.compile(r"\bcommit [^,<]+"), "commit <commit>"), (re.compile(r"\b[0-9a-f]{40}\b"), "<commit>"),
                (re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:[+-]\d\d:\d\d|Z)?"), "<time>"),
                (re.compile(r"drcnet \d+\.\d+\.\d+\S*"), "drcnet <version>")]
 
@@ -59,12 +60,18 @@ def _drcnet(src: Path, args: list[str], cwd: Path) -> None:
         raise SystemExit(f"{' '.join(args)} failed with {src}:\n{out.stdout}\n{out.stderr}")
 
 
+SOURCE_ROOTS: list[str] = []
+"""The two trees' ``src`` folders: a path inside one (a shipped model's folder) is written as ``<src>/...``."""
+
+
 def _mask(obj: Any) -> Any:
-    """``obj`` (parsed JSON) without the provenance fields."""
+    """``obj`` (parsed JSON) without the provenance fields, source-tree paths as ``<src>``."""
     if isinstance(obj, dict):
         return {k: _mask(v) for k, v in obj.items() if k not in MASKED_KEYS}
     if isinstance(obj, list):
         return [_mask(v) for v in obj]
+    if isinstance(obj, str):
+        return _mask_text(obj)
     return obj
 
 
@@ -81,6 +88,8 @@ def _json_or_text(value: Any) -> Any:
 
 
 def _mask_text(text: str) -> str:
+    for root in SOURCE_ROOTS:
+        text = text.replace(root, "<src>")
     for pattern, repl in _TEXT_MASKS:
         text = pattern.sub(repl, text)
     return text
@@ -205,15 +214,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default="drcnet", help="run folder or shipped model name for frames classify")
     p.add_argument("--rounds", type=int, default=2, help="reduction timings per tree (alternating); best is kept")
     p.add_argument("--cases", nargs="*", default=list(CASES), choices=list(CASES))
+    p.add_argument("--compare-only", action="store_true", help="compare the outputs already in --work (no runs)")
     args = p.parse_args(argv)
     work = args.work or Path(tempfile.mkdtemp(prefix="drcnet-compare-"))
     work.mkdir(parents=True, exist_ok=True)
     trees = {"old": args.old.resolve(), "new": args.new.resolve()}
+    SOURCE_ROOTS.extend(str(t) for t in trees.values())
     total = {"bytes": 0, "masked": 0, "differ": 0, "missing": 0}
     timings: dict[str, list[float]] = {"old": [], "new": []}
     try:
         for case in args.cases:
             base = work / case
+            if args.compare_only:
+                for part in ("exposure", "outputs"):
+                    counts = _compare_trees(base / "old" / part, base / "new" / part, f"{case}/{part}")
+                    print(f"{case} {part}: {counts}")
+                continue
             shutil.rmtree(base, ignore_errors=True)
             for name, src in trees.items():
                 _drcnet(src, ["frames", "simulate", "--out", str(base / name / "exposure"), *CASES[case]], work)
@@ -235,6 +251,8 @@ def main(argv: list[str] | None = None) -> int:
             for _ in range(args.rounds):
                 for name, src in trees.items():
                     timings[name].append(_time_reduce(src, exposure))
+        if args.compare_only:
+            return 0
         n = sum(total.values())
         print(f"all: {n} files, {total['bytes']} byte-identical, {total['masked']} identical but for provenance, "
               f"{total['differ']} different, {total['missing']} missing")

@@ -15,7 +15,7 @@ from drcnet.hardware import BLUE, Detector
 from drcnet.instrument.config import DETECTOR, N_COLS, N_ROWS, OVERSCAN, U0
 from drcnet.instrument.lamost import LAMOST, RAW_SHAPE
 from drcnet.reduce.calib import amp_sections, amplifier_of, bias_model, column_means, levels, net_image
-from drcnet.reduce.extract import StripePixels, cut_stripes
+from drcnet.reduce.stripes import StripePixels, cut_stripes
 from drcnet.reduce.preview import binned_net, net_crop
 from drcnet.reduce.wavesol import columns_of, wavelength
 

@@ -28,19 +28,9 @@ from drcnet.conventions import stripe_columns
 from drcnet.instrument.config import DETECTOR, N_COLS, N_ROWS, U0
 from drcnet.instrument.rawframe import _read_plain_image, read_raw_frame
 from drcnet.reduce.calib import column_means, levels, net_image, sorted_median
-from drcnet.reduce.extract import (
-    _MEDIAN12,
-    _SORT12,
-    StripePixels,
-    _gapped_median,
-    boxcar,
-    boxcar_extract,
-    cut_stripes,
-    median_filter_exact,
-    optimal_extract,
-    spike_columns,
-    stripe_rows_all,
-)
+from drcnet.reduce.extract import boxcar, boxcar_extract, optimal_extract
+from drcnet.reduce.spikes import _MEDIAN12, _SORT12, _gapped_median, median_filter_exact, spike_columns
+from drcnet.reduce.stripes import StripePixels, cut_stripes, stripe_rows_all
 from drcnet.reduce.preview import binned_net, net_crop
 from drcnet.reduce.sky import clean_sky
 from drcnet.reduce.snr import measure_snr_r, measure_snr_r_all
@@ -256,7 +246,8 @@ def test_cli_frames_reduce_streams_the_dataset_of_the_list_path(reduced, exposur
 def red_arm(exposure, data_root):
     """The red arm's raw frames, traces, science stripes and flat profile (the steps' own inputs)."""
     from drcnet.instrument.lamost import LAMOST
-    from drcnet.reduce.arm import ReduceConfig, cut_science, flat_profile, trace_flat
+    from drcnet.reduce.arm import ReduceConfig, trace_flat
+    from drcnet.reduce.science import cut_science, flat_profile
     from drcnet.workflows.reduce_exposure import load_lines
 
     cfg = ReduceConfig()

@@ -13,7 +13,8 @@ from drcnet.instrument.lamost import OVERSCAN, RAW_SHAPE
 from drcnet.instrument.rawframe import read_raw_frame
 from drcnet.reduce.calib import bias_model, levels, net_image
 from drcnet.reduce.centroid import windowed_centroid
-from drcnet.reduce.extract import StripePixels, boxcar, cut_stripes, optimal_extract
+from drcnet.reduce.extract import boxcar, optimal_extract
+from drcnet.reduce.stripes import StripePixels, cut_stripes
 from drcnet.reduce.sky import master_sky
 from drcnet.reduce.trace import trace_fibers
 from drcnet.simulate.ccd import spread_light

@@ -7,7 +7,7 @@ frame and one other are in memory. The provider reads files
 (:class:`drcnet.workflows.arm_frames.RawArmFrames`); this module reads none and
 imports no instrument: the detector's numbers come in as a :class:`~drcnet.hardware.Detector`.
 
-Steps (:mod:`drcnet.reduce.arm`):
+Steps (:mod:`drcnet.reduce.arm`, :mod:`drcnet.reduce.science`):
 
 1. the bias frames' pattern, subtracted where significant (:func:`~drcnet.reduce.calib.bias_model`);
 2. trace all fibers on the flat (:func:`~drcnet.reduce.arm.trace_flat`);
@@ -35,17 +35,19 @@ from drcnet.reduce.arm import (
     ArmReduction,
     ReduceConfig,
     assemble_arm,
-    bad_flat_fibers,
     calibrate_arc,
-    cut_science,
-    extract_spectra,
-    flat_profile,
     sky_spectra,
     trace_flat,
 )
 from drcnet.reduce.calib import BiasModel, bias_model
 from drcnet.reduce.plausibility import faint_sky, light_problems, raw_problems
 from drcnet.reduce.preview import qa_pictures
+from drcnet.reduce.science import (
+    bad_flat_fibers,
+    cut_science,
+    extract_spectra,
+    flat_profile,
+)
 from drcnet.reduce.wavecal import LineList
 
 __all__ = ["ArmFrames", "Frame", "RecipeError", "ScienceFrame", "reduce_arm"]
