@@ -95,9 +95,15 @@ class ScienceFrame:
 class ArmFrames(Protocol):
     """Where the recipe gets one arm's frames, one at a time, and the names it reports them by."""
 
-    arm: str
-    """``"blue"`` or ``"red"``."""
-    spid: int
+    @property
+    def arm(self) -> str:
+        """``"blue"`` or ``"red"``."""
+        ...
+
+    @property
+    def spid(self) -> int:
+        """Spectrograph number (named in messages)."""
+        ...
 
     def science(self) -> ScienceFrame:
         """Read the science frame (asked for first)."""
