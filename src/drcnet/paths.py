@@ -51,11 +51,3 @@ def observatory_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
     if not obs.is_dir():
         raise DataNotFoundError(f"{obs} is missing: it should hold paranal_sky.fits, kpnoextinct.dat and arc_lines/. {GET_DATA_HINT}")
     return obs
-
-
-def library_dirs(explicit: str | os.PathLike[str] | None = None) -> list[Path]:
-    """Return every spectral-library folder under ``<root>/spectral_libraries``."""
-    libs = data_root(explicit) / "spectral_libraries"
-    if not libs.is_dir():
-        raise DataNotFoundError(f"{libs} is missing. {GET_DATA_HINT}")
-    return sorted(p for p in libs.iterdir() if p.is_dir())

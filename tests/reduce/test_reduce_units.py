@@ -8,11 +8,13 @@ import pytest
 from _support.exposure import full_exposure, one, rms
 
 from drcnet.instrument import N_COLS, N_ROWS, InstrumentConfig
+from drcnet.instrument.config import DETECTOR, U0
 from drcnet.instrument.lamost import OVERSCAN, RAW_SHAPE
 from drcnet.instrument.rawframe import read_raw_frame
 from drcnet.reduce.calib import bias_model, levels, net_image
 from drcnet.reduce.centroid import windowed_centroid
-from drcnet.reduce.extract import StripePixels, boxcar, cut_stripes, optimal_extract
+from drcnet.reduce.extract import boxcar, optimal_extract
+from drcnet.reduce.stripes import StripePixels, cut_stripes
 from drcnet.reduce.sky import master_sky
 from drcnet.reduce.trace import trace_fibers
 from drcnet.simulate.ccd import spread_light
@@ -62,13 +64,13 @@ def noiseless():
 def test_boxcar_of_a_noiseless_frame_returns_the_injected_counts(noiseless):
     geoms, profile, sci_e, lit, raws = noiseless
     flat = raws["flat"]
-    traces = trace_fibers(net_image(flat[:, OVERSCAN:-OVERSCAN], levels(np.stack([flat[:, :32], flat[:, -32:]], 1))),
-                          250, INST.fiber)
+    traces = trace_fibers(net_image(flat[:, OVERSCAN:-OVERSCAN], levels(np.stack([flat[:, :32], flat[:, -32:]], 1)),
+                                    2048), 250, INST.fiber, u0=U0)
     assert not traces.lost.any()
     true = np.array([g.trace(COLS) for g in geoms])
     assert rms(traces.centres(COLS) - true) < 0.01
     sci = raws["sci"]
-    pixels = StripePixels.from_centres(traces.centres(COLS), COLS)
+    pixels = StripePixels.from_centres(traces.centres(COLS), COLS, n_rows=N_ROWS, amp_boundary=2048)
     stripes, _ = cut_stripes(sci, levels(np.stack([sci[:, :32], sci[:, -32:]], 1)), pixels, OVERSCAN)
     flux, ivar = boxcar(stripes, GAIN, RN_ADU)
     for f in lit[::7]:
@@ -141,13 +143,13 @@ def test_bias_pattern_is_subtracted_only_when_significant():
             out.append((np.rint(data).astype(np.uint16), np.rint(over).astype(np.uint16)))
         return out
 
-    plain = bias_model(frames(False))
+    plain = bias_model(frames(False), detector=DETECTOR)
     assert not plain.applied and plain.chi2 < 1.2
     assert abs(plain.read_noise_adu - np.sqrt(RN_ADU**2 + 1 / 12)) < 0.1
-    structured = bias_model(frames(True))
+    structured = bias_model(frames(True), detector=DETECTOR)
     assert structured.applied
     assert rms(structured.columns - structured.columns.mean() - (pattern - pattern.mean())) < 0.1
-    assert not bias_model([]).applied
+    assert not bias_model([], detector=DETECTOR).applied
 
 
 def test_master_sky_follows_each_fibers_wavelengths_and_drops_cosmic_rays():
@@ -183,8 +185,8 @@ def test_traces_agree_with_specreduce_fittrace(tmp_path_factory, data_root):
 
     folder = full_exposure(tmp_path_factory, data_root)
     frame = read_raw_frame(one(folder, "rf-01r-*.fit"))
-    net = net_image(frame.data, levels(frame.overscan))
-    ours = trace_fibers(net, 250, INST.fiber)
+    net = net_image(frame.data, levels(frame.overscan), 2048)
+    ours = trace_fibers(net, 250, INST.fiber, u0=U0)
     truth = read_truth_geometries(one(folder, "truth-*.h5"), "red")
     for f in (10, 125, 240):
         centre = ours.centres(np.array([2047.5]))[f, 0]

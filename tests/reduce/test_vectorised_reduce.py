@@ -25,22 +25,12 @@ from _support.reduce_references import (
 from _support.exposure import clean_reduction, full_exposure, one
 
 from drcnet.conventions import stripe_columns
-from drcnet.instrument.config import N_COLS, N_ROWS, U0
+from drcnet.instrument.config import DETECTOR, N_COLS, N_ROWS, U0
 from drcnet.instrument.rawframe import _read_plain_image, read_raw_frame
 from drcnet.reduce.calib import column_means, levels, net_image, sorted_median
-from drcnet.reduce.extract import (
-    _MEDIAN12,
-    _SORT12,
-    StripePixels,
-    _gapped_median,
-    boxcar,
-    boxcar_extract,
-    cut_stripes,
-    median_filter_exact,
-    optimal_extract,
-    spike_columns,
-    stripe_rows_all,
-)
+from drcnet.reduce.extract import boxcar, boxcar_extract, optimal_extract
+from drcnet.reduce.spikes import _MEDIAN12, _SORT12, _gapped_median, median_filter_exact, spike_columns
+from drcnet.reduce.stripes import StripePixels, cut_stripes, stripe_rows_all
 from drcnet.reduce.preview import binned_net, net_crop
 from drcnet.reduce.sky import clean_sky
 from drcnet.reduce.snr import measure_snr_r, measure_snr_r_all
@@ -105,7 +95,7 @@ def test_wavelength_offsets_equal_the_per_fiber_fits(reduced, arm, degree):
     cfg = WavecalConfig(degree=degree)
     for measured in _perturbed(w.measured, 2, 3.0):
         lost = reduced.arms[arm].lost
-        new = fit_offsets(measured, w.nominal, lost, cfg)
+        new = fit_offsets(measured, w.nominal, lost, cfg, u0=U0)
         ref = fit_offsets_per_fiber(measured, w.nominal, lost, cfg)
         assert np.array_equal(new[3], ref[3]) and np.array_equal(new[4], ref[4])  # lines kept
         for a, b in zip(new[:3], ref[:3], strict=True):
@@ -181,15 +171,15 @@ def test_qa_pictures_are_the_net_frame(reduced, exposure):
     a = reduced.arms["red"]
     frame = read_raw_frame(one(exposure, "ro-01r-*.fit"))
     level = levels(frame.overscan)
-    net = net_image(frame.data, level)
+    net = net_image(frame.data, level, 2048)
     ref = net[: net.shape[0] // 8 * 8].reshape(-1, 8, 512, 8).mean(axis=(1, 3))
     assert a.preview is not None and a.preview.shape == ref.shape
     assert np.allclose(a.preview, ref, rtol=1e-5, atol=1e-2)  # float64 block means vs float32 ones
-    assert np.array_equal(binned_net(frame.data, level, 8), a.preview)
+    assert np.array_equal(binned_net(frame.data, level, 8, amp_boundary=2048), a.preview)
     r0, c0 = a.zoom_origin
     assert a.zoom is not None
     assert np.array_equal(a.zoom, net[r0:r0 + a.zoom.shape[0], c0:c0 + a.zoom.shape[1]])
-    assert np.array_equal(net_crop(frame.data, level, r0, 100, c0, c0 + 300), a.zoom)
+    assert np.array_equal(net_crop(frame.data, level, r0, 100, c0, c0 + 300, amp_boundary=2048), a.zoom)
 
 
 @pytest.mark.slow
@@ -265,20 +255,21 @@ def test_cli_frames_reduce_streams_the_dataset_of_the_list_path(reduced, exposur
 def red_arm(exposure, data_root):
     """The red arm's raw frames, traces, science stripes and flat profile (the steps' own inputs)."""
     from drcnet.instrument.lamost import LAMOST
-    from drcnet.reduce.arm import ReduceConfig, cut_science, flat_profile, trace_flat
+    from drcnet.reduce.arm import ReduceConfig, trace_flat
+    from drcnet.reduce.science import cut_science, flat_profile
     from drcnet.workflows.reduce_exposure import load_lines
 
     cfg = ReduceConfig()
     sci = read_raw_frame(one(exposure, "ro-01r-*.fit"))
     arc = read_raw_frame(one(exposure, "ra-01r-*.fit"))
     flat = read_raw_frame(one(exposure, "rf-01r-*.fit"))
-    flat_net, traces = trace_flat(flat.data, flat.overscan, None, 250, cfg)
+    flat_net, traces = trace_flat(flat.data, flat.overscan, None, 250, cfg, detector=DETECTOR)
     centres = traces.centres(np.arange(N_COLS))
-    science = cut_science(sci.raw, sci.overscan, LAMOST.overscan, centres, None, 65535.0)
+    science = cut_science(sci.raw, sci.overscan, LAMOST.overscan, centres, None, 65535.0, detector=DETECTOR)
     profile, _ = flat_profile(flat_net, science.pixels, cfg.flat_smooth_cols)
     lines = load_lines(cfg, data_root)
     return {"sci": sci, "arc": arc, "flat_net": flat_net, "centres": centres, "science": science, "profile": profile,
-            "arc_cols": line_columns(cfg.instrument.arm("red"), lines, cfg.wavecal), "offset": LAMOST.overscan}
+            "arc_cols": line_columns(cfg.instrument.arm("red"), lines, cfg.wavecal, detector=DETECTOR), "offset": LAMOST.overscan}
 
 
 @pytest.mark.slow
@@ -292,7 +283,7 @@ def test_stripe_run_copies_equal_the_pixel_gather(red_arm):
     cases = [(sci.raw, cols, None), (sci.raw, cols, bias), (as_float, cols, None),
              (arc.raw, red_arm["arc_cols"], None)]
     for raw, c, b in cases:
-        pixels = StripePixels.from_centres(centres[:, c], c)
+        pixels = StripePixels.from_centres(centres[:, c], c, n_rows=N_ROWS, amp_boundary=2048)
         assert pixels.runs() is not None
         net, got_raw = cut_stripes(raw, level, pixels, off, b)
         ref_net, ref_raw = cut_stripes_by_gather(raw, level, centres[:, c], c, off, b, n_rows=N_ROWS)
@@ -302,14 +293,14 @@ def test_stripe_run_copies_equal_the_pixel_gather(red_arm):
         assert np.array_equal(pixels.rows, stripe_rows_all(centres[:, c], 5, np.intp))
     # traces running off the CCD: rows clipped, their pixels NaN (the pixel gather, no runs)
     shifted = centres[:, cols] - centres[0, cols].min() - 2.0
-    pixels = StripePixels.from_centres(shifted, cols)
+    pixels = StripePixels.from_centres(shifted, cols, n_rows=N_ROWS, amp_boundary=2048)
     assert pixels.off.any() and pixels.runs() is None
     net, got_raw = cut_stripes(sci.raw, level, pixels, off)
     ref_net, ref_raw = cut_stripes_by_gather(sci.raw, level, shifted, cols, off, n_rows=N_ROWS)
     assert np.array_equal(net, ref_net, equal_nan=True) and np.array_equal(got_raw, ref_raw)
     # short runs (a trace that steps every column) fall back to the pixel gather, same numbers
     zigzag = centres[:, cols] + np.where(np.arange(cols.size) % 2, 0.6, -0.6)[None, :]
-    pixels = StripePixels.from_centres(zigzag, cols)
+    pixels = StripePixels.from_centres(zigzag, cols, n_rows=N_ROWS, amp_boundary=2048)
     assert pixels.runs() is None
     assert np.array_equal(cut_stripes(sci.raw, level, pixels, off)[0],
                           cut_stripes_by_gather(sci.raw, level, zigzag, cols, off, n_rows=N_ROWS)[0])
@@ -345,8 +336,9 @@ def test_integer_sums_and_sorted_medians_equal_numpys_means_and_medians(red_arm)
     sci = red_arm["sci"]
     level = levels(sci.overscan)
     # 16-bit integer pixels: exact integer sums; signed copies take numpy's float64 mean
-    assert np.array_equal(binned_net(sci.data, level, 8), binned_net(sci.data.astype(np.int32), level, 8))
-    assert np.array_equal(column_means(sci.data, level), column_means(sci.data.astype(np.int32), level))
+    assert np.array_equal(binned_net(sci.data, level, 8, amp_boundary=2048),
+                          binned_net(sci.data.astype(np.int32), level, 8, amp_boundary=2048))
+    assert np.array_equal(column_means(sci.data, level, 2048), column_means(sci.data.astype(np.int32), level, 2048))
     o = sci.overscan.astype(np.float64)
     assert np.array_equal(sorted_median(o, axis=2, keepdims=True), np.median(o, axis=2, keepdims=True))
     rng = np.random.default_rng(7)
@@ -374,7 +366,7 @@ def test_extraction_edge_cases_keep_the_previous_answers():
     # a NaN trace centre is off the CCD: that fiber's stripe is NaN (flagged), the others are cut
     centres = np.array([[50.0, 50.2, 50.4], [np.nan, np.nan, np.nan]])
     with np.errstate(invalid="ignore"):
-        pix = StripePixels.from_centres(centres, np.array([10, 11, 12]), n_rows=200)
+        pix = StripePixels.from_centres(centres, np.array([10, 11, 12]), n_rows=200, amp_boundary=2048)
     assert pix.off[1].all() and not pix.off[0].any()
     frame = np.arange(200 * 40, dtype=np.uint16).reshape(200, 40)
     net, _ = cut_stripes(frame, np.zeros((200, 2)), pix, 0)

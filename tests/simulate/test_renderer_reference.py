@@ -82,7 +82,7 @@ def ref_read_out(expected_e, cols, ccd, exposure_s, rng):
     mean_e = expected_e * prnu + ccd.dark_e_per_s * exposure_s
     electrons = rng.poisson(np.clip(mean_e, 0, None)).astype(np.float64)
     cosmic = ref_add_cosmic_rays(electrons, ccd, exposure_s, rng)
-    bias = np.asarray(ccd.bias_adu)[amplifier_of(cols)][None, :]
+    bias = np.asarray(ccd.bias_adu)[amplifier_of(cols, 2048)][None, :]
     rn_adu = ccd.read_noise_e / ccd.gain_e_per_adu
     adu = electrons / ccd.gain_e_per_adu + bias + rn_adu * rng.standard_normal(electrons.shape, dtype=np.float32)
     raw = np.clip(np.rint(adu), 0, ccd.adc_max).astype(np.uint16)

@@ -1,9 +1,10 @@
 """The LAMOST adapter: instrument numbers, raw-frame and fiber-map I/O, arc line lists.
 
-* :mod:`drcnet.instrument.config` -- spectrograph, CCD and site numbers (pydantic; no file I/O).
-  Its names are re-exported here, so ``from drcnet.instrument import N_COLS, InstrumentConfig`` works;
+* :mod:`drcnet.instrument.config` -- the LAMOST numbers (``DETECTOR``, ``N_COLS``, ...) and the
+  configuration classes of :mod:`drcnet.hardware` (pydantic; no file I/O). Its names are re-exported
+  here, so ``from drcnet.instrument import N_COLS, InstrumentConfig`` works;
 * :mod:`drcnet.instrument.base` -- :class:`~drcnet.instrument.base.Spectrograph`, what the reduction
-  needs to know about an instrument's raw files (detector layout, header cards, frame types);
+  needs to know about an instrument's raw files (its detector, header cards, frame types);
 * :mod:`drcnet.instrument.lamost` -- the LAMOST LRS behind it: raw-file names, headers, writing frames;
 * :mod:`drcnet.instrument.rawframe` -- reading and checking one raw frame (:class:`RawFrame`);
 * :mod:`drcnet.instrument.exposure` -- which files of an exposure folder belong to which spectrograph and arm;
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 from drcnet.instrument.config import (  # noqa: F401  (the package's public numbers)
     BLUE,
+    DETECTOR,
     FIBER_DIAMETER_ARCSEC,
     LAMPS,
     N_COLS,
@@ -35,6 +37,7 @@ from drcnet.instrument.config import (  # noqa: F401  (the package's public numb
     U0,
     ArmConfig,
     CCDConfig,
+    Detector,
     FiberConfig,
     InstrumentConfig,
     SiteConfig,

@@ -15,6 +15,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from drcnet.hardware import Detector
+
 
 class Spectrograph:
     """Detector layout, header map and frame types of one instrument (class attributes; no state).
@@ -23,13 +25,16 @@ class Spectrograph:
     ----------
     name
         Instrument name used in messages (``"LAMOST"``).
-    n_rows, n_cols, overscan
-        Rows, data columns and overscan columns per amplifier of a raw frame. A raw
-        frame is ``(n_rows, overscan + n_cols + overscan)``: amplifier A's overscan
-        strip on the left, amplifier B's on the right.
+    detector
+        The CCD (:class:`~drcnet.hardware.Detector`): rows, data columns, overscan columns per
+        amplifier, amplifier boundary, trace origin, gain and read-noise defaults. A raw frame is
+        ``(n_rows, overscan + n_cols + overscan)``: amplifier A's overscan strip on the left,
+        amplifier B's on the right. ``n_rows``, ``n_cols`` and ``overscan`` are its numbers.
     header_keys
         Meaning -> header card: ``frame_type``, ``exptime``, ``spectrograph``,
         ``camera``, ``gain``, ``read_noise``, ``saturation``, ``n_fibers``.
+    record_keys
+        Science-frame header cards kept in the reduced dataset's calibration record.
     frame_types
         Frame kind (``bias``, ``flat``, ``arc``, ``science``, ...) -> value of the
         ``frame_type`` card.
@@ -38,33 +43,47 @@ class Spectrograph:
     """
 
     name: ClassVar[str] = ""
-    n_rows: ClassVar[int] = 0
-    n_cols: ClassVar[int] = 0
-    overscan: ClassVar[int] = 0
+    detector: ClassVar[Detector]
     header_keys: ClassVar[Mapping[str, str]] = {}
+    record_keys: ClassVar[tuple[str, ...]] = ()
     frame_types: ClassVar[Mapping[str, str]] = {}
     camera_letters: ClassVar[Mapping[str, str]] = {}
 
     @property
+    def n_rows(self) -> int:
+        """Rows of a raw frame (the detector's)."""
+        return self.detector.n_rows
+
+    @property
+    def n_cols(self) -> int:
+        """Data columns of a raw frame (the detector's)."""
+        return self.detector.n_cols
+
+    @property
+    def overscan(self) -> int:
+        """Overscan columns per amplifier (the detector's)."""
+        return self.detector.overscan
+
+    @property
     def raw_shape(self) -> tuple[int, int]:
         """Shape of a raw frame: rows x (overscan A + data + overscan B)."""
-        return (self.n_rows, 2 * self.overscan + self.n_cols)
+        return self.detector.raw_shape
 
     def data_area(self, raw: np.ndarray) -> np.ndarray:
         """View of the data columns ``0 .. n_cols - 1`` of a raw frame ``raw_shape``."""
-        return raw[:, self.overscan:self.overscan + self.n_cols]
+        return self.detector.data_area(raw)
 
     def overscan_area(self, raw: np.ndarray) -> np.ndarray:
         """Overscan strips ``(rows, 2, overscan)`` of amplifiers A and B (a copy)."""
-        return np.stack([raw[:, :self.overscan], raw[:, self.overscan + self.n_cols:]], axis=1)
+        return self.detector.overscan_area(raw)
 
     def assemble_raw(self, data: np.ndarray, overscan: np.ndarray) -> np.ndarray:
         """Raw uint16 frame from the data area ``(rows, n_cols)`` and the overscan ``(rows, 2, overscan)``."""
-        raw = np.empty((data.shape[0], self.raw_shape[1]), dtype=np.uint16)
-        raw[:, :self.overscan] = overscan[:, 0]
-        raw[:, self.overscan:self.overscan + self.n_cols] = data
-        raw[:, self.overscan + self.n_cols:] = overscan[:, 1]
-        return raw
+        return self.detector.assemble_raw(data, overscan)
+
+    def header_record(self, header: Mapping[str, Any]) -> dict[str, object]:
+        """The :attr:`record_keys` cards of a science header present in it, JSON-ready (other values as text)."""
+        return {k: _json_value(header[k]) for k in self.record_keys if k in header}
 
     def card(self, header: Mapping[str, Any], meaning: str, default: Any = None) -> Any:
         """The value of the header card that carries ``meaning`` (``default`` when absent)."""
@@ -75,3 +94,7 @@ class Spectrograph:
         """Frame kind (``bias``, ``flat``, ``arc``, ``science``, ...) from a header; None when unknown."""
         value = str(self.card(header, "frame_type", "")).strip().upper()
         return next((kind for kind, v in self.frame_types.items() if v == value), None)
+
+
+def _json_value(value: object) -> object:
+    return value if isinstance(value, (str, int, float, bool)) else str(value)

@@ -36,7 +36,7 @@ import numpy as np
 from astropy.io import fits
 
 from drcnet.instrument.base import Spectrograph
-from drcnet.instrument.config import N_COLS, N_ROWS, OVERSCAN, CCDConfig
+from drcnet.instrument.config import DETECTOR, N_COLS, N_ROWS, OVERSCAN, CCDConfig
 from drcnet.provenance import atomic_path
 
 KIND_LETTER: dict[str, str] = {"science": "o", "sky": "s", "flat": "f", "bias": "b", "arc": "a", "test": "t"}
@@ -52,11 +52,11 @@ class LamostLRS(Spectrograph):
     """The 16 LAMOST low-resolution spectrographs (two arms each, one e2v CCD203-82 per arm)."""
 
     name = "LAMOST"
-    n_rows = N_ROWS
-    n_cols = N_COLS
-    overscan = OVERSCAN
+    detector = DETECTOR
     header_keys = {"frame_type": "OBSTYPE", "exptime": "EXPTIME", "spectrograph": "SPID", "camera": "CAMERA",
                    "gain": "GAIN", "read_noise": "RDNOISE", "saturation": "SATURATE", "n_fibers": "NFIBERS"}
+    record_keys = ("OBSTYPE", "EXPTIME", "SPID", "CAMERA", "PLANID", "RUN", "MJD", "DATE-OBS", "GAIN", "RDNOISE",
+                   "DRCSEED")
     frame_types = OBSTYPE
     camera_letters = ARM_LETTER
 

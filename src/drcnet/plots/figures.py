@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,11 +23,6 @@ def save_png(fig: Any, path: str | Path, dpi: int = 110) -> Path:
         fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
     plt.close(fig)
     return Path(path)
-
-
-def png_bytes(path: str | Path) -> bytes:
-    """The bytes of a PNG file."""
-    return Path(path).read_bytes()
 
 
 def _cm_axes(ax: Any, cm: np.ndarray, title: str, classes: Sequence[str]) -> None:
@@ -146,11 +140,3 @@ def plot_history(history: Sequence[Mapping[str, Any]], path: str | Path, title: 
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return save_png(fig, path)
-
-
-def figure_to_png_bytes(fig: Any) -> bytes:
-    """Render a figure to PNG bytes (and close it)."""
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", bbox_inches="tight")
-    plt.close(fig)
-    return buf.getvalue()

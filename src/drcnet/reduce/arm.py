@@ -1,21 +1,23 @@
 """Reducing one arm of one spectrograph, in named steps on arrays (no files are read here).
 
-The file-level order (which frame is read when, so that few are in memory at
-once) is :func:`drcnet.workflows.reduce_exposure.reduce_arm`; each step here
-takes the arrays the instrument adapter hands it:
+The order (which frame is used when, so that few are in memory at once) is the arm recipe,
+:func:`drcnet.reduce.recipe.reduce_arm`; each step takes arrays:
 
 1. :func:`~drcnet.reduce.calib.bias_model` -- the bias frames' pattern, subtracted where significant;
 2. :func:`trace_flat` -- the flat net of overscan (and bias), every fiber traced on it;
 3. :func:`calibrate_arc` -- the arc summed along the traces around the usable lines, each fiber's
    wavelength offset fitted;
-4. :func:`cut_science` -- the paper's 11 x 3000 stripe of every fiber (centre pixel +-5, columns
-   500..3499), net of overscan with the forward model's arithmetic; saturated and NaN pixels;
-5. :func:`flat_profile` -- the flat's spatial profile in the same pixels and each fiber's flat flux;
-6. :func:`extract_spectra` -- optimal (Horne) and boxcar extraction; NaN pixels replaced by the fit;
+4. :func:`~drcnet.reduce.science.cut_science` -- the paper's 11 x 3000 stripe of every fiber (centre
+   pixel +-5, columns 500..3499), net of overscan with the forward model's arithmetic; saturated and NaN pixels;
+5. :func:`~drcnet.reduce.science.flat_profile` -- the flat's spatial profile in the same pixels and each
+   fiber's flat flux;
+6. :func:`~drcnet.reduce.science.extract_spectra` -- optimal (Horne) and boxcar extraction; NaN pixels
+   replaced by the fit;
 7. :func:`sky_spectra` -- relative fiber efficiency and the master sky from the usable sky fibers;
 8. :func:`assemble_arm` -- the :class:`ArmReduction` (lost fibers zeroed, per-fiber flags).
 
-Numbers of the detector layout (the data columns' offset in a raw frame) come in as arguments.
+The detector's numbers (rows, data columns, amplifier boundary, trace origin) come in as a
+:class:`~drcnet.hardware.Detector`; this module imports no instrument.
 """
 
 from __future__ import annotations
@@ -25,32 +27,13 @@ from dataclasses import dataclass, field
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from drcnet.conventions import (
-    STRIPE_COL_START,
-    STRIPE_COL_STOP,
-    STRIPE_ROWS,
-    stripe_columns,
-)
-from drcnet.instrument.config import LAMPS, N_COLS, ArmConfig, InstrumentConfig
-from drcnet.reduce.calib import (
-    BiasModel,
-    levels,
-    net_image,
-    quiet_nan_warnings,
-    robust_levels,
-)
-from drcnet.reduce.extract import (
-    OptimalResult,
-    StripePixels,
-    boxcar,
-    cut_stripes,
-    optimal_extract,
-    repair_spikes,
-    smooth_columns,
-    spatial_profile,
-    spike_columns,
-)
+from drcnet.conventions import STRIPE_COL_START, STRIPE_ROWS
+from drcnet.hardware import LAMPS, ArmConfig, Detector, InstrumentConfig
+from drcnet.reduce.calib import BiasModel, levels, net_image
+from drcnet.reduce.extract import OptimalResult
+from drcnet.reduce.science import ScienceStripes
 from drcnet.reduce.sky import fiber_efficiency, master_sky
+from drcnet.reduce.stripes import StripePixels, cut_stripes
 from drcnet.reduce.trace import TraceConfig, TraceSet, trace_fibers
 from drcnet.reduce.wavecal import (
     LineList,
@@ -153,7 +136,8 @@ class ArmReduction:
 
 
 def trace_flat(flat_data: np.ndarray, flat_overscan: np.ndarray, bias_pattern: np.ndarray | None,
-               n_fibers: int, config: ReduceConfig, expected_lit: np.ndarray | None = None) -> tuple[np.ndarray, TraceSet]:
+               n_fibers: int, config: ReduceConfig, expected_lit: np.ndarray | None = None, *,
+               detector: Detector) -> tuple[np.ndarray, TraceSet]:
     """Net flat and the traces of every fiber on it.
 
     Parameters
@@ -166,6 +150,8 @@ def trace_flat(flat_data: np.ndarray, flat_overscan: np.ndarray, bias_pattern: n
         Fibers on the slit.
     expected_lit
         ``(n_fibers,)`` fibers that should show flat light (not dead, per the fiber map): anchors the numbering.
+    detector
+        The CCD: amplifier boundary and trace origin.
 
     Returns
     -------
@@ -177,13 +163,14 @@ def trace_flat(flat_data: np.ndarray, flat_overscan: np.ndarray, bias_pattern: n
     ValueError
         Too few fibers show light on the flat, or the fiber numbering is ambiguous.
     """
-    flat_net = net_image(flat_data, levels(flat_overscan), bias_pattern)
-    return flat_net, trace_fibers(flat_net, n_fibers, config.instrument.fiber, config.trace, expected_lit)
+    flat_net = net_image(flat_data, levels(flat_overscan), detector.amp_boundary, bias_pattern)
+    return flat_net, trace_fibers(flat_net, n_fibers, config.instrument.fiber, config.trace, expected_lit,
+                                  u0=detector.u0)
 
 
 def calibrate_arc(arc_raw: np.ndarray, arc_overscan: np.ndarray, data_col_offset: int, centres: np.ndarray,
                   lost: np.ndarray, arm: ArmConfig, lines: LineList, read_noise_adu: float,
-                  bias_pattern: np.ndarray | None, config: ReduceConfig) -> WaveSolution:
+                  bias_pattern: np.ndarray | None, config: ReduceConfig, *, detector: Detector) -> WaveSolution:
     """Each fiber's wavelength offset from the arc frame.
 
     Only the columns around the arc lines the calibration measures are summed
@@ -199,6 +186,8 @@ def calibrate_arc(arc_raw: np.ndarray, arc_overscan: np.ndarray, data_col_offset
         ``(n_fibers,)`` fibers without a trace (skipped).
     read_noise_adu
         Read noise per pixel (ADU): the arc spectra's noise is ``sqrt(11)`` times it.
+    detector
+        The CCD: data columns, amplifier boundary, the wavelength solutions' origin.
 
     Returns
     -------
@@ -207,9 +196,10 @@ def calibrate_arc(arc_raw: np.ndarray, arc_overscan: np.ndarray, data_col_offset
         columns are left out of the line search).
     """
     n_fibers = centres.shape[0]
-    arc_cols = line_columns(arm, lines, config.wavecal)
-    arc_spec = np.zeros((n_fibers, N_COLS))
-    pixels = StripePixels.from_centres(centres[:, arc_cols], arc_cols, n_rows=arc_raw.shape[0])
+    arc_cols = line_columns(arm, lines, config.wavecal, detector=detector)
+    arc_spec = np.zeros((n_fibers, detector.n_cols))
+    pixels = StripePixels.from_centres(centres[:, arc_cols], arc_cols, n_rows=arc_raw.shape[0],
+                                       amp_boundary=detector.amp_boundary)
     net, _ = cut_stripes(arc_raw, levels(arc_overscan), pixels, data_col_offset, bias_pattern)
     arc_spec[:, arc_cols] = np.nansum(net, axis=1) if np.isnan(net).any() else net.sum(axis=1)  # nansum copies
     bad = np.zeros(n_fibers, dtype=bool)
@@ -222,173 +212,9 @@ def calibrate_arc(arc_raw: np.ndarray, arc_overscan: np.ndarray, data_col_offset
             bad = nan_cols.any(axis=1) & ~lost
     noise = np.full(n_fibers, np.sqrt(float(STRIPE_ROWS)) * read_noise_adu)
     with np.errstate(invalid="ignore"):
-        wave = calibrate(arc_spec, arm, lines, noise, lost, config.wavecal)
+        wave = calibrate(arc_spec, arm, lines, noise, lost, config.wavecal, detector=detector)
     wave.bad_pixels = bad
     return wave
-
-
-@dataclass
-class ScienceStripes:
-    """The science frame's stripes and what the raw pixels say about them (from :func:`cut_science`)."""
-
-    pixels: StripePixels
-    stripes: np.ndarray
-    """``(n_fibers, 11, 3000)`` float64 net ADU (NaN for bad or off-CCD pixels)."""
-    saturated: np.ndarray
-    """``(n_fibers,)`` a raw pixel reaches the saturation level."""
-    bad: np.ndarray
-    """``(n_fibers, 11, 3000)`` pixels the extraction must not use: non-finite, or in a defect column."""
-    bad_fiber: np.ndarray | None = None
-    """``(n_fibers,)`` NaN pixels in the stripe outside the defect columns (the ``bad_pixels`` flag)."""
-    bad_level: np.ndarray | None = None
-    """``(n_fibers,)`` the stripe crosses an overscan row whose level could not be measured."""
-    defect: np.ndarray | None = None
-    """``(3000,)`` stripe columns saturated or NaN across many fibers: a detector defect, interpolated."""
-    level: np.ndarray | None = None
-    """``(rows, 2)`` the overscan level of each row and amplifier that was subtracted (ADU)."""
-
-    def __post_init__(self) -> None:
-        n = self.stripes.shape[0]
-        if self.bad_fiber is None:
-            self.bad_fiber = self.bad.any(axis=(1, 2))
-        if self.bad_level is None:
-            self.bad_level = np.zeros(n, dtype=bool)
-        if self.defect is None:
-            self.defect = np.zeros(self.stripes.shape[2], dtype=bool)
-
-
-def cut_science(sci_raw: np.ndarray, sci_overscan: np.ndarray, data_col_offset: int, centres: np.ndarray,
-                bias_pattern: np.ndarray | None, saturation: float, defect_share: float = 0.25) -> ScienceStripes:
-    """Cut every fiber's stripe from the science frame: exactly the forward model's arithmetic.
-
-    The overscan level of each row is outlier-resistant (:func:`~drcnet.reduce.calib.robust_levels`;
-    the plain mean on a clean frame). A stripe column that is saturated or NaN in more
-    than ``defect_share`` of the fibers is a detector defect (a bad column): its pixels
-    are left to the extraction to interpolate and do not flag the fibers.
-
-    Parameters
-    ----------
-    sci_raw, sci_overscan
-        The raw science frame (uint16, or float32 with NaN) and its overscan ``(rows, 2, n_overscan)``.
-    centres
-        Trace rows ``(n_fibers, 4096)``.
-    saturation
-        ADC ceiling (ADU).
-    defect_share
-        Share of the fibers above which a bad stripe column is a detector defect.
-    """
-    cols = stripe_columns()
-    pixels = StripePixels.from_centres(centres[:, cols], cols)
-    level, repaired = robust_levels(sci_overscan)
-    stripes, raw = cut_stripes(sci_raw, level, pixels, data_col_offset, bias_pattern)
-    sat = raw >= saturation
-    # integer pixels are finite: only pixels off the CCD are NaN
-    nan = pixels.off.copy() if raw.dtype.kind in "ui" else ~np.isfinite(stripes)
-    defect = (sat | nan).any(axis=1).mean(axis=0) > defect_share
-    saturated = np.any(sat & ~defect[None, None, :], axis=(1, 2))
-    bad = nan | (sat & defect[None, None, :])
-    bad_fiber = np.any(nan & ~defect[None, None, :], axis=(1, 2))
-    bad_level = np.zeros(stripes.shape[0], dtype=bool)
-    if repaired.any():
-        amp = (pixels.cols >= N_COLS // 2).astype(np.intp)
-        bad_level = repaired[pixels.rows, amp[None, None, :]].any(axis=(1, 2))
-    return ScienceStripes(pixels=pixels, stripes=stripes, saturated=saturated, bad=bad, bad_fiber=bad_fiber,
-                          bad_level=bad_level, defect=defect, level=level)
-
-
-def flat_profile(flat_net: np.ndarray, pixels: StripePixels, smooth_cols: int,
-                 centres: np.ndarray | None = None, sigma_px: float = 2.55) -> tuple[np.ndarray, np.ndarray]:
-    """The flat's normalised spatial profile in the stripe pixels and each fiber's flat flux.
-
-    Where a fiber's flat aperture holds NaN pixels (see :func:`bad_flat_fibers`), its
-    profile in those columns is a Gaussian of width ``sigma_px`` about its trace
-    (``centres`` at the stripe columns; required then) and its flat flux the median
-    of its good neighbours (two on each side), so the fiber efficiency and the sky
-    scale are not pulled down.
-
-    Returns
-    -------
-    profile, flat_flux
-        ``(n_fibers, 11, 3000)`` (each column sums to 1) and ``(n_fibers, 3000)`` aperture sums (ADU).
-    """
-    lo, hi = STRIPE_COL_START - smooth_cols, STRIPE_COL_STOP + smooth_cols
-    smooth = smooth_columns(flat_net[:, lo:hi], smooth_cols)
-    profile = spatial_profile(pixels.take(smooth, -lo))
-    flat_st = pixels.take(flat_net)
-    flat_flux = flat_st.sum(axis=1) if not np.isnan(flat_st).any() else np.nansum(flat_st, axis=1)
-    if flat_net.dtype.kind == "f" and centres is not None:
-        nan_fc = np.isnan(flat_st).any(axis=1)  # (fibers, columns)
-        touched = np.convolve(nan_fc.any(axis=0).astype(float), np.ones(2 * smooth_cols + 1), mode="same") > 0
-        bad_fc = nan_fc | (nan_fc.any(axis=1)[:, None] & touched[None, :])
-        for f in np.flatnonzero(bad_fc.any(axis=1)):
-            c = bad_fc[f]
-            d = (pixels.rows[f][:, c] - centres[f, c][None, :]) / sigma_px
-            g = np.exp(-0.5 * d**2)
-            profile[f][:, c] = (g / g.sum(axis=0, keepdims=True)).astype(profile.dtype)
-            nb = [k for k in (f - 2, f - 1, f + 1, f + 2) if 0 <= k < flat_flux.shape[0]]
-            vals = np.where(bad_fc[nb][:, c], np.nan, flat_flux[nb][:, c])
-            with np.errstate(invalid="ignore"), quiet_nan_warnings():
-                flat_flux[f, c] = np.nan_to_num(np.nanmedian(vals, axis=0), nan=0.0)
-    return profile, flat_flux
-
-
-def bad_flat_fibers(flat_net: np.ndarray, pixels: StripePixels) -> np.ndarray:
-    """``(n_fibers,)`` fibers whose flat aperture (the stripe pixels) holds NaN pixels."""
-    if flat_net.dtype.kind != "f" or not np.isnan(flat_net).any():
-        return np.zeros(pixels.shape[0], dtype=bool)
-    return np.isnan(pixels.take(flat_net)).any(axis=(1, 2))
-
-
-
-
-def extract_spectra(science: ScienceStripes, profile: np.ndarray, gain: float, read_noise_adu: float,
-                    clip_sigma: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, OptimalResult]:
-    """Optimal and boxcar extraction of every stripe.
-
-    NaN pixels are replaced by the fitted profile so the stripe stays usable (the
-    fiber is flagged ``bad_pixels``). Defect columns (``science.defect``) are
-    interpolated from the nearest good columns in the stripes and both extractions
-    and get zero inverse variance. Spikes along wavelength in the optimal spectra
-    (a hit across the whole aperture, :func:`~drcnet.reduce.extract.spike_columns`)
-    are repaired there (``optimal.spikes``; saturated fibers are left alone).
-
-    Returns
-    -------
-    stripes, flux1d, ivar1d, optimal
-        The stripes (bad pixels replaced), the boxcar flux and inverse variance
-        ``(n_fibers, 3000)``, and the optimal extraction.
-    """
-    stripes, bad = science.stripes, science.bad
-    opt = optimal_extract(stripes, profile, gain, read_noise_adu, clip_sigma, bad=bad)  # float32 per chunk
-    if bad.any():
-        stripes = np.where(bad, opt.model, stripes)
-    defect = science.defect
-    if defect is not None and defect.any():
-        stripes = _interpolate_columns(stripes, defect)
-        opt.flux[:] = _interpolate_columns(opt.flux, defect)
-        opt.ivar[:, defect] = 0.0
-    flux1d, ivar1d = boxcar(stripes, gain, read_noise_adu)
-    if defect is not None and defect.any():
-        ivar1d[:, defect] = 0.0
-    spikes = spike_columns(opt.flux, opt.ivar) & ~science.saturated[:, None]
-    repair_spikes(opt.flux, opt.ivar, spikes)
-    opt.spikes = spikes
-    return stripes, flux1d, ivar1d, opt
-
-
-def _interpolate_columns(values: np.ndarray, bad_cols: np.ndarray) -> np.ndarray:
-    """``values`` (``(..., n_cols)``) with the columns ``bad_cols`` linearly interpolated from the good ones."""
-    good = np.flatnonzero(~bad_cols)
-    bad = np.flatnonzero(bad_cols)
-    if good.size == 0:
-        return values
-    out = values.copy()
-    right = np.clip(np.searchsorted(good, bad), 0, good.size - 1)
-    left = np.clip(right - 1, 0, good.size - 1)
-    lo, hi = good[left], good[right]
-    w = np.where(hi != lo, (bad - lo) / np.where(hi != lo, hi - lo, 1), 0.5)
-    out[..., bad] = (1 - w) * values[..., lo] + w * values[..., hi]
-    return out
 
 
 def sky_spectra(flux1d: np.ndarray, wave1d: np.ndarray, flat_flux: np.ndarray, lost: np.ndarray,

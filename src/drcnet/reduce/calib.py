@@ -20,15 +20,21 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.ndimage import median_filter
 
-from drcnet.instrument.config import N_COLS
+from drcnet.hardware import Detector
 from drcnet.notices import quiet
 
-AMP_COLS = (slice(0, N_COLS // 2), slice(N_COLS // 2, N_COLS))
+
+def amp_sections(n_cols: int, amp_boundary: int) -> tuple[slice, slice]:
+    """Data columns of amplifiers A (``0 .. amp_boundary - 1``) and B (the rest of ``n_cols``)."""
+    return (slice(0, amp_boundary), slice(amp_boundary, n_cols))
 
 
-def amplifier_of(cols: np.ndarray) -> np.ndarray:
-    """Amplifier index (0 = A, left; 1 = B, right) of data columns (int, the shape of ``cols``)."""
-    return (np.asarray(cols) >= N_COLS // 2).astype(np.intp)
+def amplifier_of(cols: np.ndarray, amp_boundary: int) -> np.ndarray:
+    """Amplifier index (0 = A, left; 1 = B, right) of data columns (int, the shape of ``cols``).
+
+    ``amp_boundary`` is the first data column of amplifier B (:attr:`drcnet.hardware.Detector.amp_boundary`).
+    """
+    return (np.asarray(cols) >= amp_boundary).astype(np.intp)
 
 
 def overscan_level(overscan: np.ndarray) -> np.ndarray:
@@ -143,11 +149,14 @@ def quiet_nan_warnings() -> Iterator[None]:
         yield
 
 
-def net_image(data: np.ndarray, level: np.ndarray, bias_columns: np.ndarray | None = None,
+def net_image(data: np.ndarray, level: np.ndarray, amp_boundary: int, bias_columns: np.ndarray | None = None,
               dtype: type = np.float32) -> np.ndarray:
-    """Net ADU of a whole data area: ``data - level[row, amp(col)] (- bias pattern)``."""
+    """Net ADU of a whole data area: ``data - level[row, amp(col)] (- bias pattern)``.
+
+    ``amp_boundary`` is the first data column of amplifier B.
+    """
     out = data.astype(dtype)
-    for a, cols in enumerate(AMP_COLS):
+    for a, cols in enumerate(amp_sections(data.shape[1], amp_boundary)):
         out[:, cols] -= level[:, a].astype(dtype)[:, None]
     if bias_columns is not None:
         out -= bias_columns.astype(dtype)[None, :]
@@ -206,8 +215,11 @@ def exact_sum(data: np.ndarray, axis: int) -> np.ndarray | None:
     return data.sum(axis=axis, dtype=np.uint32 if n <= 65536 else np.uint64)
 
 
-def column_means(data: np.ndarray, level: np.ndarray) -> np.ndarray:
-    """Mean over rows of each column of ``data - level[row, amp]``, without forming the net image."""
+def column_means(data: np.ndarray, level: np.ndarray, amp_boundary: int) -> np.ndarray:
+    """Mean over rows of each column of ``data - level[row, amp]``, without forming the net image.
+
+    ``amp_boundary`` is the first data column of amplifier B.
+    """
     if data.dtype.kind == "f":
         raw_mean = np.nanmean(data, axis=0)
     elif (sums := exact_sum(data, 0)) is not None:
@@ -216,12 +228,13 @@ def column_means(data: np.ndarray, level: np.ndarray) -> np.ndarray:
         raw_mean = data.mean(axis=0, dtype=np.float64)
     lev = np.nanmean(level, axis=0)
     out = raw_mean.astype(np.float64)
-    for a, cols in enumerate(AMP_COLS):
+    for a, cols in enumerate(amp_sections(data.shape[1], amp_boundary)):
         out[cols] -= lev[a]
     return out
 
 
-def bias_model(bias_frames: Iterable[tuple[np.ndarray, np.ndarray]], significance: float = 5.0) -> BiasModel:
+def bias_model(bias_frames: Iterable[tuple[np.ndarray, np.ndarray]], significance: float = 5.0, *,
+               detector: Detector) -> BiasModel:
     """Build the master-bias pattern from ``(data, overscan)`` pairs of bias frames.
 
     Each frame's overscan-subtracted column means are combined over the frames
@@ -239,23 +252,28 @@ def bias_model(bias_frames: Iterable[tuple[np.ndarray, np.ndarray]], significanc
         The pattern is applied when its chi-square per column exceeds
         ``1 + significance * sqrt(2 / n_columns)`` or an amplifier's mean offset
         exceeds ``significance`` standard errors.
+    detector
+        The CCD: its data columns (the empty model's length) and amplifier boundary.
     """
+    n_cols, boundary = detector.n_cols, detector.amp_boundary
+    sections = amp_sections(n_cols, boundary)
     means = []
     samples = []
     rows = n_over = 0
     for data, over in bias_frames:
         rows, n_over = data.shape[0], over.shape[2]
         level = levels(over)
-        means.append(column_means(data, level))
+        means.append(column_means(data, level, boundary))
         sub = data[::8, ::8].astype(np.float32)
         lev = level[::8].astype(np.float32)
-        sub[:, : sub.shape[1] // 2] -= lev[:, :1]
-        sub[:, sub.shape[1] // 2:] -= lev[:, 1:2]
+        b = -(-boundary // 8)  # sampled columns 0, 8, 16, ... of amplifier A
+        sub[:, :b] -= lev[:, :1]
+        sub[:, b:] -= lev[:, 1:2]
         samples.append(sub)
         del data, over
     n = len(means)
     if n == 0:
-        return BiasModel(np.zeros(N_COLS), False, 0, float("nan"), float("nan"), (0.0, 0.0))
+        return BiasModel(np.zeros(n_cols), False, 0, float("nan"), float("nan"), (0.0, 0.0))
     # read noise: robust scatter of the difference of two frames (1/64 of the pixels is plenty)
     d = (samples[1] - samples[0]).ravel() / np.sqrt(2) if n >= 2 else samples[0].ravel()
     d = d[np.isfinite(d)]
@@ -271,10 +289,10 @@ def bias_model(bias_frames: Iterable[tuple[np.ndarray, np.ndarray]], significanc
     # a column mean's noise: the read noise of its own pixels; an amplifier's mean offset also carries the
     # noise of the overscan levels (32 pixels per row), common to all its columns
     sigma_col = rn / np.sqrt(rows * n)
-    sigma_amp = rn * np.sqrt(1.0 / (n_over * rows * n) + 1.0 / (rows * n * N_COLS // 2))
-    chi2 = float(np.mean([np.mean(((columns[c] - columns[c].mean()) / sigma_col) ** 2) for c in AMP_COLS]))
-    offsets = tuple(float(columns[c].mean()) for c in AMP_COLS)
+    sigma_amp = rn * np.sqrt(1.0 / (n_over * rows * n) + 1.0 / (rows * n * n_cols // 2))
+    chi2 = float(np.mean([np.mean(((columns[c] - columns[c].mean()) / sigma_col) ** 2) for c in sections]))
+    offsets = tuple(float(columns[c].mean()) for c in sections)
     offset_sig = max(abs(o) / sigma_amp for o in offsets)
-    applied = chi2 > 1 + significance * np.sqrt(2.0 / N_COLS) or offset_sig > significance
+    applied = chi2 > 1 + significance * np.sqrt(2.0 / n_cols) or offset_sig > significance
     return BiasModel(columns=columns, applied=bool(applied), n_frames=n, read_noise_adu=rn, chi2=chi2,
                      offset_adu=offsets)  # type: ignore[arg-type]

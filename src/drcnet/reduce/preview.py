@@ -10,11 +10,48 @@ from __future__ import annotations
 
 import numpy as np
 
-from drcnet.instrument.config import N_COLS
 from drcnet.reduce.calib import exact_sum
 
+PREVIEW_BIN = 8
+"""Block size (rows and columns) of the QA page's binned frame."""
+ZOOM_ROWS, ZOOM_COLS = 100, (1900, 2200)
+"""The QA page's full-resolution zoom: rows from just below the fiber two before the middle one, these columns."""
 
-def binned_net(data: np.ndarray, level: np.ndarray, factor: int = 8) -> np.ndarray:
+
+def qa_pictures(data: np.ndarray, level: np.ndarray | None, centres: np.ndarray, amp_boundary: int
+                ) -> tuple[np.ndarray | None, np.ndarray | None, tuple[int, int]]:
+    """The QA page's binned frame and zoom, cut while the science frame is in memory.
+
+    Parameters
+    ----------
+    data
+        Science data area ``(rows, n_cols)`` (ADU).
+    level
+        Overscan level ``(rows, 2)`` subtracted from it, or None (then no pictures).
+    centres
+        Trace rows ``(n_fibers, n_cols)`` at every data column: the zoom starts 12 rows below the trace, at
+        column ``amp_boundary``, of the fiber two before the middle one.
+    amp_boundary
+        First data column of amplifier B.
+
+    Returns
+    -------
+    preview, zoom, origin
+        :func:`binned_net` by :data:`PREVIEW_BIN`, :func:`net_crop` of :data:`ZOOM_ROWS` rows and
+        :data:`ZOOM_COLS`, and the frame row and data column of ``zoom[0, 0]``; ``(None, None, (0, 0))``
+        without a level.
+    """
+    if level is None:
+        return None, None, (0, 0)
+    preview = binned_net(data, level, PREVIEW_BIN, amp_boundary=amp_boundary)
+    f0 = centres.shape[0] // 2
+    r0 = int(centres[max(f0 - 2, 0), amp_boundary]) - 12
+    c0, c1 = ZOOM_COLS
+    r0 = int(np.clip(r0, 0, data.shape[0] - 1))
+    return preview, net_crop(data, level, r0, ZOOM_ROWS, c0, c1, amp_boundary=amp_boundary), (r0, c0)
+
+
+def binned_net(data: np.ndarray, level: np.ndarray, factor: int = 8, *, amp_boundary: int) -> np.ndarray:
     """Mean of ``factor x factor`` pixel blocks of the net frame ``data - level[row, amp]``.
 
     Parameters
@@ -25,6 +62,8 @@ def binned_net(data: np.ndarray, level: np.ndarray, factor: int = 8) -> np.ndarr
         Overscan level ``(rows, 2)`` of amplifiers A and B (ADU).
     factor
         Block size (rows and columns); trailing rows that do not fill a block are dropped.
+    amp_boundary
+        First data column of amplifier B; a multiple of ``factor`` keeps each block on one amplifier.
 
     Returns
     -------
@@ -41,7 +80,7 @@ def binned_net(data: np.ndarray, level: np.ndarray, factor: int = 8) -> np.ndarr
         block = data[:n_rows, :n_cols].reshape(n_rows // factor, factor, n_cols // factor, factor)
         out = block.mean(axis=(1, 3), dtype=np.float64)
     lev = np.asarray(level, dtype=np.float64)[:n_rows].reshape(n_rows // factor, factor, level.shape[1]).mean(axis=1)
-    half = (N_COLS // 2) // factor
+    half = amp_boundary // factor
     out[:, :half] -= lev[:, :1]
     out[:, half:] -= lev[:, 1:2]
     return out.astype(np.float32)
@@ -59,8 +98,11 @@ def _block_sums(data: np.ndarray, factor: int) -> np.ndarray | None:
     return None if rows is None else rows.reshape(n_rows // factor, n_cols // factor, factor).sum(axis=2)
 
 
-def net_crop(data: np.ndarray, level: np.ndarray, row0: int, n_rows: int, col0: int, col1: int) -> np.ndarray:
+def net_crop(data: np.ndarray, level: np.ndarray, row0: int, n_rows: int, col0: int, col1: int, *,
+             amp_boundary: int) -> np.ndarray:
     """Net ADU of rows ``row0 .. row0 + n_rows - 1`` (clipped to the frame) and data columns ``col0 .. col1 - 1``.
+
+    ``amp_boundary`` is the first data column of amplifier B.
 
     Returns
     -------
@@ -70,7 +112,7 @@ def net_crop(data: np.ndarray, level: np.ndarray, row0: int, n_rows: int, col0: 
     r0 = int(np.clip(row0, 0, data.shape[0] - 1))
     r1 = min(r0 + n_rows, data.shape[0])
     cols = np.arange(col0, col1)
-    amp = (cols >= N_COLS // 2).astype(np.intp)
+    amp = (cols >= amp_boundary).astype(np.intp)
     crop = data[r0:r1, col0:col1].astype(np.float32)
     crop -= np.asarray(level, dtype=np.float32)[r0:r1][:, amp]
     return crop

@@ -7,7 +7,7 @@
 3. From the centre outward, every fiber's centre in each bin is refined by a
    Gaussian-weighted windowed centroid started from its centre in the
    previous bin (all fibers at once).
-4. A low-order polynomial in ``v = (x - 2047.5) / 2047.5`` is fitted per fiber,
+4. A low-order polynomial in ``v = (x - u0) / u0`` (``u0`` the detector's centre column, 2047.5 for LAMOST) is fitted per fiber,
    with sigma clipping; bins with too little flat signal are left out.
 
 A fiber whose flat signal is absent (below ``min_signal`` of the median fiber)
@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from scipy.signal import find_peaks
 
 from drcnet.conventions import FWHM_PER_SIGMA
-from drcnet.instrument.config import U0, FiberConfig
+from drcnet.hardware import FiberConfig
 from drcnet.notices import quiet
 from drcnet.reduce.centroid import windowed_centroid
 
@@ -70,6 +70,8 @@ class TraceSet:
     bin_cols: np.ndarray
     bin_centres: np.ndarray
     signal: np.ndarray
+    u0: float
+    """Origin of the polynomials: ``v = (x - u0) / u0`` (:attr:`drcnet.hardware.Detector.u0`)."""
     bad_flat: np.ndarray | None = None
     """Fibers whose flat aperture holds bad (NaN) pixels: traced without them, or from the neighbours."""
     slit_shift: int = 0
@@ -86,7 +88,7 @@ class TraceSet:
 
     def centres(self, cols: np.ndarray) -> np.ndarray:
         """Trace rows ``(n_fibers, len(cols))`` at columns ``cols``."""
-        v = (np.asarray(cols, dtype=float) - U0) / U0
+        v = (np.asarray(cols, dtype=float) - self.u0) / self.u0
         powers = v[None, :] ** np.arange(self.coeffs.shape[1])[:, None]
         return self.coeffs @ powers
 
@@ -181,8 +183,10 @@ def slit_shift(k: np.ndarray, n_fibers: int, expected_lit: np.ndarray | None, ma
 
 
 def trace_fibers(flat: np.ndarray, n_fibers: int, fiber: FiberConfig, config: TraceConfig | None = None,
-                 expected_lit: np.ndarray | None = None) -> TraceSet:
-    """Trace ``n_fibers`` fibers on a net flat ``(rows, 4096)`` (ADU, overscan removed).
+                 expected_lit: np.ndarray | None = None, *, u0: float) -> TraceSet:
+    """Trace ``n_fibers`` fibers on a net flat ``(rows, n_cols)`` (ADU, overscan removed).
+
+    ``u0`` is the origin of the trace polynomials (:attr:`drcnet.hardware.Detector.u0`).
 
     ``expected_lit`` (``(n_fibers,)`` bool, default all) says which fibers should
     show flat light (the fiber map's non-dead fibers); it anchors the fiber
@@ -222,7 +226,7 @@ def trace_fibers(flat: np.ndarray, n_fibers: int, fiber: FiberConfig, config: Tr
             flux[ids, b] = fb
             x = np.where(good, xb, x)
     lost = ~found | (signal < cfg.lost_signal)
-    v = (bin_cols - U0) / U0
+    v = (bin_cols - u0) / u0
     design = v[:, None] ** np.arange(cfg.degree + 1)[None, :]
     coeffs, rms, lost = _fit_traces(centres, lost, design, cfg)
     _fill_lost(coeffs, lost, fiber)
@@ -248,7 +252,7 @@ def trace_fibers(flat: np.ndarray, n_fibers: int, fiber: FiberConfig, config: Tr
         _fill_lost(coeffs, lost | interp, fiber)
         rms[interp] = np.nan
         signal[hidden] = np.nan
-    return TraceSet(coeffs=coeffs, lost=lost, rms=rms, bin_cols=bin_cols, bin_centres=centres, signal=signal,
+    return TraceSet(coeffs=coeffs, lost=lost, rms=rms, bin_cols=bin_cols, bin_centres=centres, signal=signal, u0=u0,
                     bad_flat=bad_flat, slit_shift=shift)
 
 

@@ -24,7 +24,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from drcnet.conventions import FWHM_PER_SIGMA
-from drcnet.instrument.config import N_COLS, U0, ArmConfig, arm_throughput
+from drcnet.hardware import ArmConfig, Detector, arm_throughput
 from drcnet.reduce.centroid import windowed_centroid
 from drcnet.reduce.wavesol import columns_of, wavelength
 
@@ -60,7 +60,7 @@ class WavecalConfig(BaseModel):
 class WaveSolution:
     """Per-fiber wavelength solution of one arm.
 
-    ``shift_px`` and ``stretch`` define ``measured = nominal + shift + stretch * (nominal - 2047.5)``
+    ``shift_px`` and ``stretch`` define ``measured = nominal + shift + stretch * (nominal - u0)``
     for each line's nominal column; ``rms_px`` and ``n_lines`` describe the fit;
     ``line_wave``, ``nominal``, ``measured`` (NaN: not found) and ``used`` (kept by
     the clipped fit) keep the lines for QA and tests.
@@ -75,6 +75,8 @@ class WaveSolution:
     nominal: np.ndarray
     measured: np.ndarray
     used: np.ndarray
+    u0: float
+    """Origin column of the solutions (:attr:`drcnet.hardware.Detector.u0`)."""
     bad_pixels: np.ndarray | None = None
     """``(n_fibers,)`` the fiber's arc aperture held NaN pixels near a line (set by the caller), or None."""
 
@@ -84,8 +86,8 @@ class WaveSolution:
         x = np.asarray(cols, dtype=float)[None, :]
         a = self.shift_px[f][:, None]
         b = self.stretch[f][:, None]
-        nominal_col = (x - a + b * U0) / (1.0 + b)
-        out = wavelength(self.arm, nominal_col, 0.0)
+        nominal_col = (x - a + b * self.u0) / (1.0 + b)
+        out = wavelength(self.arm, nominal_col, 0.0, u0=self.u0)
         return out[0] if np.ndim(fiber) == 0 else out
 
     def summary(self) -> dict[str, object]:
@@ -97,11 +99,11 @@ class WaveSolution:
                 "shift_range_px": [float(self.shift_px[ok].min()), float(self.shift_px[ok].max())] if ok.any() else []}
 
 
-def usable_lines(arm: ArmConfig, lines: LineList, cfg: WavecalConfig) -> LineList:
-    """Lines of ``lines`` that fall on the arm's CCD, are bright enough and isolated."""
-    col = columns_of(arm, lines.wave)
+def usable_lines(arm: ArmConfig, lines: LineList, cfg: WavecalConfig, *, detector: Detector) -> LineList:
+    """Lines of ``lines`` that fall on the arm's CCD (``detector``), are bright enough and isolated."""
+    col = columns_of(arm, lines.wave, u0=detector.u0)
     strength = lines.amplitude * arm_throughput(arm, lines.wave)
-    on = (col > cfg.edge_px) & (col < N_COLS - 1 - cfg.edge_px)
+    on = (col > cfg.edge_px) & (col < detector.n_cols - 1 - cfg.edge_px)
     col, strength, sel = col[on], strength[on], lines.select(on)
     keep = strength > cfg.min_relative_amplitude * strength.max()
     for i in range(col.size):
@@ -111,19 +113,21 @@ def usable_lines(arm: ArmConfig, lines: LineList, cfg: WavecalConfig) -> LineLis
     return sel.select(keep)
 
 
-def line_columns(arm: ArmConfig, lines: LineList, config: WavecalConfig | None = None) -> np.ndarray:
+def line_columns(arm: ArmConfig, lines: LineList, config: WavecalConfig | None = None, *,
+                 detector: Detector) -> np.ndarray:
     """The columns :func:`calibrate` looks at: around each usable line, the search range plus the centroid window."""
     cfg = config or WavecalConfig()
-    use = usable_lines(arm, lines, cfg)
-    nominal = columns_of(arm, use.wave)
+    use = usable_lines(arm, lines, cfg, detector=detector)
+    nominal = columns_of(arm, use.wave, u0=detector.u0)
     sigma = np.median(use.wave / arm.resolving_power / FWHM_PER_SIGMA / arm.dispersion)
     reach = int(np.ceil(cfg.search_px)) + int(np.ceil(3 * sigma)) + 3
     cols = (np.round(nominal).astype(int)[:, None] + np.arange(-reach, reach + 1)[None, :]).ravel()
-    return np.unique(np.clip(cols, 0, N_COLS - 1))
+    return np.unique(np.clip(cols, 0, detector.n_cols - 1))
 
 
 def calibrate(arc_spectra: np.ndarray, arm: ArmConfig, lines: LineList, noise: np.ndarray,
-              lost: np.ndarray | None = None, config: WavecalConfig | None = None) -> WaveSolution:
+              lost: np.ndarray | None = None, config: WavecalConfig | None = None, *,
+              detector: Detector) -> WaveSolution:
     """Fit every fiber's wavelength offset from its arc spectrum.
 
     Parameters
@@ -138,17 +142,19 @@ def calibrate(arc_spectra: np.ndarray, arm: ArmConfig, lines: LineList, noise: n
         Noise (ADU) of each fiber's arc spectrum, per pixel ``(n_fibers,)``, for the peak S/N cut.
     lost
         Fibers to skip (no trace).
+    detector
+        The CCD: data columns and the solution's origin ``u0``.
     """
     cfg = config or WavecalConfig()
-    use = usable_lines(arm, lines, cfg)
+    use = usable_lines(arm, lines, cfg, detector=detector)
     n_f = arc_spectra.shape[0]
-    nominal = columns_of(arm, use.wave)
+    nominal = columns_of(arm, use.wave, u0=detector.u0)
     sigma = np.median(use.wave / arm.resolving_power / FWHM_PER_SIGMA / arm.dispersion)
     half = int(np.ceil(3 * sigma))
     measured = np.full((n_f, use.wave.size), np.nan)
     # coarse: the brightest pixel within the search range, then the windowed centroid
     offs = np.arange(-int(np.ceil(cfg.search_px)), int(np.ceil(cfg.search_px)) + 1)
-    cols = np.clip(np.round(nominal).astype(int)[:, None] + offs[None, :], 0, N_COLS - 1)
+    cols = np.clip(np.round(nominal).astype(int)[:, None] + offs[None, :], 0, detector.n_cols - 1)
     lost = np.zeros(n_f, bool) if lost is None else lost
     fibers = np.flatnonzero(~lost)
     seg = arc_spectra[fibers][:, cols]                                  # (fibers, lines, search)
@@ -160,17 +166,17 @@ def calibrate(arc_spectra: np.ndarray, arm: ArmConfig, lines: LineList, noise: n
     bright = height > cfg.min_peak_snr * np.maximum(noise[fibers], 1e-6)[:, None]
     inside = np.abs(x - nominal[None, :]) <= cfg.search_px
     measured[fibers] = np.where(bright & inside & np.isfinite(x), x, np.nan)
-    shift, stretch, rms, n_lines, used = fit_offsets(measured, nominal, lost, cfg)
+    shift, stretch, rms, n_lines, used = fit_offsets(measured, nominal, lost, cfg, u0=detector.u0)
     # fibers without a solution take the median offset of the others
     solved = n_lines > 0
     if solved.any():
         shift[~solved] = np.median(shift[solved])
         stretch[~solved] = np.median(stretch[solved])
     return WaveSolution(arm=arm, shift_px=shift, stretch=stretch, rms_px=rms, n_lines=n_lines,
-                        line_wave=use.wave, nominal=nominal, measured=measured, used=used)
+                        line_wave=use.wave, nominal=nominal, measured=measured, used=used, u0=detector.u0)
 
 
-def fit_offsets(measured: np.ndarray, nominal: np.ndarray, lost: np.ndarray, cfg: WavecalConfig
+def fit_offsets(measured: np.ndarray, nominal: np.ndarray, lost: np.ndarray, cfg: WavecalConfig, *, u0: float
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Each fiber's clipped fit of (measured - nominal) line columns: offset (and stretch), all fibers at once.
 
@@ -187,6 +193,8 @@ def fit_offsets(measured: np.ndarray, nominal: np.ndarray, lost: np.ndarray, cfg
         ``(n_lines,)`` the lines' nominal columns.
     lost
         ``(n_fibers,)`` fibers to skip.
+    u0
+        Origin column of the stretch (:attr:`drcnet.hardware.Detector.u0`).
 
     Returns
     -------
@@ -200,7 +208,7 @@ def fit_offsets(measured: np.ndarray, nominal: np.ndarray, lost: np.ndarray, cfg
     rms = np.full(n_f, np.nan)
     n_lines = np.zeros(n_f, dtype=int)
     used = np.zeros(measured.shape, dtype=bool)
-    u = nominal - U0
+    u = nominal - u0
     d = measured - nominal[None, :]
     finite = np.isfinite(d)
     dz = np.where(finite, d, 0.0)

@@ -1,7 +1,8 @@
 """The nominal wavelength solution of an arm: column <-> vacuum wavelength, dispersion, line width.
 
-The instrument's solution (:class:`drcnet.instrument.config.ArmConfig`) is a cubic in
-``u = x - U0 - shift`` (``x`` the data column, ``shift`` a fiber's offset in pixels)::
+The instrument's solution (:class:`drcnet.hardware.ArmConfig`) is a cubic in
+``u = x - u0 - shift`` (``x`` the data column, ``u0`` the detector's origin column
+:attr:`drcnet.hardware.Detector.u0`, ``shift`` a fiber's offset in pixels)::
 
     lambda(x) = center_a + dispersion * u + quad * u**2 + cubic * u**3
 
@@ -15,10 +16,10 @@ from __future__ import annotations
 import numpy as np
 
 from drcnet.conventions import FWHM_PER_SIGMA
-from drcnet.instrument.config import U0, ArmConfig
+from drcnet.hardware import ArmConfig
 
 
-def wavelength(arm: ArmConfig, cols: np.ndarray, shift_px: float = 0.0) -> np.ndarray:
+def wavelength(arm: ArmConfig, cols: np.ndarray, shift_px: float = 0.0, *, u0: float) -> np.ndarray:
     """Vacuum wavelength (A) at data columns ``cols`` for a fiber offset by ``shift_px``.
 
     The offset moves the spectrum along the columns: the light of wavelength
@@ -32,23 +33,25 @@ def wavelength(arm: ArmConfig, cols: np.ndarray, shift_px: float = 0.0) -> np.nd
         Data columns (fractional allowed), any shape.
     shift_px : float or array_like
         The fiber's offset (pixels); broadcasts against ``cols``.
+    u0 : float
+        Origin column of the solution (:attr:`drcnet.hardware.Detector.u0`).
 
     Returns
     -------
     numpy.ndarray
         Vacuum wavelengths (A), the shape of ``cols``.
     """
-    u = np.asarray(cols, dtype=float) - U0 - shift_px
+    u = np.asarray(cols, dtype=float) - u0 - shift_px
     return arm.center_a + u * (arm.dispersion + u * (arm.quad + u * arm.cubic))
 
 
-def dispersion(arm: ArmConfig, cols: np.ndarray, shift_px: float = 0.0) -> np.ndarray:
+def dispersion(arm: ArmConfig, cols: np.ndarray, shift_px: float = 0.0, *, u0: float) -> np.ndarray:
     """A per pixel at ``cols`` (the derivative of :func:`wavelength`), the shape of ``cols``."""
-    u = np.asarray(cols, dtype=float) - U0 - shift_px
+    u = np.asarray(cols, dtype=float) - u0 - shift_px
     return arm.dispersion + u * (2 * arm.quad + 3 * u * arm.cubic)
 
 
-def columns_of(arm: ArmConfig, waves: np.ndarray, shift_px: float = 0.0) -> np.ndarray:
+def columns_of(arm: ArmConfig, waves: np.ndarray, shift_px: float = 0.0, *, u0: float) -> np.ndarray:
     """Column where each vacuum wavelength lands: the inverse of :func:`wavelength` (Newton, 8 steps).
 
     Parameters
@@ -59,6 +62,8 @@ def columns_of(arm: ArmConfig, waves: np.ndarray, shift_px: float = 0.0) -> np.n
         Vacuum wavelengths (A), any shape.
     shift_px : float
         The fiber's offset (pixels).
+    u0 : float
+        Origin column of the solution (:attr:`drcnet.hardware.Detector.u0`).
 
     Returns
     -------
@@ -70,15 +75,16 @@ def columns_of(arm: ArmConfig, waves: np.ndarray, shift_px: float = 0.0) -> np.n
     for _ in range(8):
         f = arm.center_a + u * (arm.dispersion + u * (arm.quad + u * arm.cubic)) - waves
         u -= f / (arm.dispersion + u * (2 * arm.quad + 3 * u * arm.cubic))
-    return u + U0 + shift_px
+    return u + u0 + shift_px
 
 
-def column_of(arm: ArmConfig, wave_a: float, shift_px: float = 0.0) -> float:
+def column_of(arm: ArmConfig, wave_a: float, shift_px: float = 0.0, *, u0: float) -> float:
     """Column (fractional) where one vacuum wavelength ``wave_a`` lands (scalar :func:`columns_of`)."""
-    return float(columns_of(arm, wave_a, shift_px))
+    return float(columns_of(arm, wave_a, shift_px, u0=u0))
 
 
-def line_sigma_px(arm: ArmConfig, waves: np.ndarray, centres: np.ndarray, shift_px: float = 0.0) -> np.ndarray:
+def line_sigma_px(arm: ArmConfig, waves: np.ndarray, centres: np.ndarray, shift_px: float = 0.0, *,
+                  u0: float) -> np.ndarray:
     """Gaussian sigma (columns) of the instrument's line spread at ``waves`` (FWHM = lambda / R).
 
     Parameters
@@ -93,4 +99,4 @@ def line_sigma_px(arm: ArmConfig, waves: np.ndarray, centres: np.ndarray, shift_
     numpy.ndarray
         Sigma in columns, the shape of ``waves``.
     """
-    return np.asarray(waves) / arm.resolving_power / FWHM_PER_SIGMA / np.abs(dispersion(arm, centres, shift_px))
+    return np.asarray(waves) / arm.resolving_power / FWHM_PER_SIGMA / np.abs(dispersion(arm, centres, shift_px, u0=u0))

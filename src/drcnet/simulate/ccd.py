@@ -13,10 +13,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from drcnet.instrument.config import OVERSCAN, CCDConfig
-from drcnet.reduce.calib import amplifier_of, overscan_level
+from drcnet.instrument.config import DETECTOR, OVERSCAN, CCDConfig
+from drcnet.reduce import calib
+from drcnet.reduce.calib import overscan_level
 from drcnet.simulate.cosmics import add_cosmic_rays
 from drcnet.simulate.optics import FiberGeometry, ProfileTable
+
+
+def amplifier_of(cols: np.ndarray, amp_boundary: int = DETECTOR.amp_boundary) -> np.ndarray:
+    """Amplifier (0 = A, 1 = B) of data columns: :func:`drcnet.reduce.calib.amplifier_of`, LAMOST's boundary by default."""
+    return calib.amplifier_of(cols, amp_boundary)
+
 
 __all__ = ["Readout", "add_cosmic_rays", "amplifier_of", "cut_stripe", "overscan_level", "read_out", "read_overscan",
            "spread_light", "stripe_rows", "subtract_overscan"]
@@ -65,7 +72,8 @@ class Readout:
 
 
 def read_out(expected_e: np.ndarray, cols: np.ndarray, ccd: CCDConfig, exposure_s: float,
-             rng: np.random.Generator, prnu: np.ndarray | None = None, cosmics: bool = True) -> Readout:
+             rng: np.random.Generator, prnu: np.ndarray | None = None, cosmics: bool = True,
+             amp_boundary: int = DETECTOR.amp_boundary) -> Readout:
     """Turn expected electrons into raw ADU: pixel response, dark, Poisson, cosmics, read noise, bias, ADC.
 
     Parameters
@@ -76,6 +84,8 @@ def read_out(expected_e: np.ndarray, cols: np.ndarray, ccd: CCDConfig, exposure_
         The data column of each pixel column (selects its amplifier).
     prnu
         Pixel response map (mean 1); drawn here when not given.
+    amp_boundary
+        First data column of amplifier B (the detector's; LAMOST's by default).
     """
     if prnu is None:
         prnu = 1.0 + ccd.prnu_rms * rng.standard_normal(expected_e.shape, dtype=np.float32)
@@ -85,7 +95,7 @@ def read_out(expected_e: np.ndarray, cols: np.ndarray, ccd: CCDConfig, exposure_
     np.maximum(mean_e, 0.0, out=mean_e)
     electrons = rng.poisson(mean_e).astype(np.float64)
     cosmic = add_cosmic_rays(electrons, ccd, exposure_s, rng) if cosmics else np.zeros(electrons.shape, bool)
-    bias = np.asarray(ccd.bias_adu, dtype=np.float64)[amplifier_of(cols)][None, :]
+    bias = np.asarray(ccd.bias_adu, dtype=np.float64)[amplifier_of(cols, amp_boundary)][None, :]
     rn_adu = ccd.read_noise_e / ccd.gain_e_per_adu
     adu = electrons
     adu /= ccd.gain_e_per_adu
@@ -98,10 +108,10 @@ def read_out(expected_e: np.ndarray, cols: np.ndarray, ccd: CCDConfig, exposure_
     return Readout(raw=adu.astype(np.uint16), cosmic=cosmic)
 
 
-def read_overscan(n_rows: int, ccd: CCDConfig, rng: np.random.Generator) -> np.ndarray:
-    """Overscan pixels ``(n_rows, 2, OVERSCAN)`` of amplifiers A and B: bias plus read noise, in ADU."""
+def read_overscan(n_rows: int, ccd: CCDConfig, rng: np.random.Generator, n_overscan: int = OVERSCAN) -> np.ndarray:
+    """Overscan pixels ``(n_rows, 2, n_overscan)`` of amplifiers A and B: bias plus read noise, in ADU."""
     rn_adu = ccd.read_noise_e / ccd.gain_e_per_adu
-    over = np.asarray(ccd.bias_adu)[None, :, None] + rn_adu * rng.standard_normal((n_rows, 2, OVERSCAN))
+    over = np.asarray(ccd.bias_adu)[None, :, None] + rn_adu * rng.standard_normal((n_rows, 2, n_overscan))
     return np.clip(np.rint(over), 0, ccd.adc_max).astype(np.uint16)
 
 

@@ -14,11 +14,26 @@ import numpy as np
 from scipy.special import ndtr
 
 from drcnet.conventions import FWHM_PER_SIGMA
-from drcnet.instrument.config import U0, FiberConfig, arm_throughput, fiber_row_at_centre, slit_position
-from drcnet.reduce.wavesol import column_of, dispersion, wavelength
+from drcnet.instrument.config import U0, ArmConfig, FiberConfig, arm_throughput, fiber_row_at_centre, slit_position
+from drcnet.reduce import wavesol
 
 __all__ = ["U0", "FiberGeometry", "ProfileTable", "arm_throughput", "column_of", "dispersion", "fiber_geometries",
            "profile_integral", "wavelength"]
+
+
+def wavelength(arm: ArmConfig, cols: np.ndarray, shift_px: float = 0.0, u0: float = U0) -> np.ndarray:
+    """:func:`drcnet.reduce.wavesol.wavelength` about the LAMOST CCD's centre column by default."""
+    return wavesol.wavelength(arm, cols, shift_px, u0=u0)
+
+
+def dispersion(arm: ArmConfig, cols: np.ndarray, shift_px: float = 0.0, u0: float = U0) -> np.ndarray:
+    """:func:`drcnet.reduce.wavesol.dispersion` about the LAMOST CCD's centre column by default."""
+    return wavesol.dispersion(arm, cols, shift_px, u0=u0)
+
+
+def column_of(arm: ArmConfig, wave_a: float, shift_px: float = 0.0, u0: float = U0) -> float:
+    """:func:`drcnet.reduce.wavesol.column_of` about the LAMOST CCD's centre column by default."""
+    return wavesol.column_of(arm, wave_a, shift_px, u0=u0)
 
 
 @dataclass(frozen=True)

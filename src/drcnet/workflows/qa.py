@@ -21,8 +21,8 @@ Per spectrograph:
 Cost (issue 11): the frame pictures are cut during the reduction, while the frame is in memory
 (:mod:`drcnet.reduce.preview`, ``ArmReduction.preview``/``zoom``), and the per-spectrograph
 pictures are written as images (``matplotlib.pyplot.imsave``) with the traces drawn into the
-pixels: no figure, axes or per-fiber artist. Only the stripes figure is a matplotlib figure,
-drawn once per exposure. What the page needs of a spectrograph is kept in a small
+pixels: no figure, axes or per-fiber artist (:mod:`drcnet.workflows.qa_pictures`). Only the stripes
+figure is a matplotlib figure, drawn once per exposure. The raw frame is never read again. What the page needs of a spectrograph is kept in a small
 :class:`QASpectrograph` (:func:`qa_summary`), so a whole exposure's reductions need not be held.
 """
 
@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import html
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -46,51 +45,17 @@ from drcnet.conventions import (
     SNR_BIN_NAMES,
     snr_bin,
 )
-from drcnet.instrument.config import N_COLS
-from drcnet.provenance import atomic_path, write_text_atomic
-from drcnet.reduce.trace import TraceSet
+from drcnet.provenance import write_text_atomic
+from drcnet.workflows.qa_pictures import (
+    CLASS_COLORS,
+    N_PICKS,
+    QAArm,
+    QASpectrograph,
+    classmap_png,
+    frame_png,
+    stripes_png,
+)
 from drcnet.workflows.reduce_exposure import SpectrographReduction
-
-CLASS_COLORS = {"F": "#1f77b4", "G": "#2ca02c", "K": "#d62728", OTHER: "#9467bd", "": "#999999"}
-PREVIEW_BIN = 8
-ZOOM_SCALE = 4
-"""Each zoom pixel is drawn as ZOOM_SCALE x ZOOM_SCALE picture pixels."""
-N_PICKS = 4
-PNG_FAST = {"compress_level": 1}
-"""PNG encoding with zlib level 1: about half the time of the default level, files a few % larger."""
-
-
-@dataclass
-class QAArm:
-    """What the QA page shows of one arm."""
-
-    arm: str
-    traces: TraceSet
-    lost: np.ndarray
-    preview: np.ndarray | None
-    zoom: np.ndarray | None
-    zoom_origin: tuple[int, int]
-    summary: dict[str, Any]
-    problems: list[str]
-    warnings: list[str]
-    spectra: dict[int, dict[str, np.ndarray]] = field(default_factory=dict)
-    """Fiber index -> ``wave``, ``flux``, ``flux_opt``, ``sky`` ``(3000,)`` and ``stripe`` ``(11, 3000)``."""
-
-
-@dataclass
-class QASpectrograph:
-    """What the QA page needs of one reduced, classified spectrograph (~2 MB instead of ~200 MB)."""
-
-    spid: int
-    planid: str
-    fiber: np.ndarray
-    fibertype: np.ndarray
-    flags: np.ndarray
-    snr_r: np.ndarray
-    picks: list[int]
-    pred: dict[int, str]
-    """Fiber number -> predicted class (object fibers)."""
-    arms: dict[str, QAArm]
 
 
 def _pick_fibers(sr: SpectrographReduction, n: int = N_PICKS) -> list[int]:
@@ -104,20 +69,7 @@ def _pick_fibers(sr: SpectrographReduction, n: int = N_PICKS) -> list[int]:
     return list(dict.fromkeys(picks + ([int(sky[0])] if sky.size else [])))
 
 
-def _pictures_from_disk(a: Any, exposure: Path) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
-    """Binned frame and zoom of an arm reduced without them (read the science frame again)."""
-    from drcnet.instrument.rawframe import read_raw_frame
-    from drcnet.reduce.calib import levels
-    from drcnet.reduce.preview import binned_net, net_crop
-
-    frame = read_raw_frame(Path(str(a.files.get("folder", exposure))) / str(a.files["science"]))
-    level = levels(frame.overscan)
-    f0 = a.traces.n_fibers // 2
-    r0 = int(np.clip(int(a.traces.centres(np.array([2048.0]))[max(f0 - 2, 0), 0]) - 12, 0, frame.data.shape[0] - 1))
-    return binned_net(frame.data, level, PREVIEW_BIN), net_crop(frame.data, level, r0, 100, 1900, 2200), (r0, 1900)
-
-
-def qa_summary(sr: SpectrographReduction, catalogue: Any = None, exposure: str | Path = ".") -> QASpectrograph:
+def qa_summary(sr: SpectrographReduction, catalogue: Any = None) -> QASpectrograph:
     """The small :class:`QASpectrograph` of a reduced spectrograph.
 
     Parameters
@@ -127,8 +79,12 @@ def qa_summary(sr: SpectrographReduction, catalogue: Any = None, exposure: str |
     catalogue
         Its catalogue rows (:func:`~drcnet.workflows.classify_exposure.catalogue_rows`, or a table with
         ``spid``, ``fiber`` and ``pred``), for the predicted classes; None: no predictions.
-    exposure
-        The exposure folder, to read the science frame again when the reduction has no preview.
+
+    Raises
+    ------
+    ValueError
+        An arm was reduced without the QA pictures (the recipe, :func:`drcnet.reduce.recipe.reduce_arm`,
+        always cuts them; the raw frame is never read again for the page).
     """
     pred: dict[int, str] = {}
     if catalogue is not None:
@@ -142,7 +98,8 @@ def qa_summary(sr: SpectrographReduction, catalogue: Any = None, exposure: str |
         a = sr.arms[arm]
         preview, zoom, origin = a.preview, a.zoom, a.zoom_origin
         if preview is None or zoom is None:
-            preview, zoom, origin = _pictures_from_disk(a, Path(exposure))
+            raise ValueError(f"sp{sr.spid:02d} {arm}: the reduction holds no QA pictures (preview, zoom); reduce "
+                             "the exposure with drcnet.reduce.recipe.reduce_arm, which cuts them")
         # copies, not views: a view would keep the whole (fibers, 3000) array of the reduction alive
         spectra = {f: {"wave": np.array(a.wave1d[f], dtype=np.float64), "flux": np.array(a.flux1d[f]),
                        "flux_opt": np.array(a.flux_opt[f]), "sky": np.array(a.sky1d[f]),
@@ -157,147 +114,6 @@ def qa_summary(sr: SpectrographReduction, catalogue: Any = None, exposure: str |
     return QASpectrograph(spid=sr.spid, planid=sr.planid, fiber=np.asarray(fm.fiber).copy(),
                           fibertype=np.asarray(fm.fibertype).astype(str), flags=np.asarray(sr.flags).copy(),
                           snr_r=np.asarray(sr.snr_r, dtype=np.float64).copy(), picks=picks, pred=pred, arms=arms)
-
-
-def _rgb(color: str) -> np.ndarray:
-    from matplotlib.colors import to_rgb
-
-    return np.array(to_rgb(color), dtype=np.float32)
-
-
-def _gray(image: np.ndarray) -> np.ndarray:
-    """asinh-stretched net ADU as an RGB picture (dark = bright sky, as the old ``gray_r`` map), ``(rows, cols, 3)``."""
-    v = np.arcsinh(np.clip(np.nan_to_num(image, nan=0.0), 0, None) / 20)
-    top = float(v.max()) if v.size and v.max() > 0 else 1.0
-    g = 1.0 - v / top
-    return np.repeat(g[..., None], 3, axis=2).astype(np.float32)
-
-
-def _draw(rgb: np.ndarray, rows: np.ndarray, cols: np.ndarray, color: np.ndarray) -> None:
-    """Set the pixels ``(rows, cols)`` (picture coordinates, clipped to it) to ``color`` in place."""
-    rows = np.asarray(rows)
-    cols = np.broadcast_to(cols, rows.shape)
-    ok = (rows >= 0) & (rows < rgb.shape[0]) & (cols >= 0) & (cols < rgb.shape[1])
-    rgb[rows[ok], cols[ok]] = color
-
-
-def _frame_png(out: Path, q: QASpectrograph, arm: str) -> str:
-    """The binned frame with every trace drawn into it, beside the zoom with traces and stripe apertures."""
-    import matplotlib.pyplot as plt
-
-    a = q.arms[arm]
-    assert a.preview is not None and a.zoom is not None
-    left = _gray(a.preview)
-    n_rows = left.shape[0]
-    bin_cols = np.arange(0, left.shape[1], 6)  # traces dotted, so the frame stays visible between them
-    centres = a.traces.centres(bin_cols * PREVIEW_BIN + (PREVIEW_BIN - 1) / 2.0)       # (fibers, picture cols)
-    prow = np.floor(centres / PREVIEW_BIN).astype(int)
-    lost = a.lost[:centres.shape[0]]
-    _draw(left, prow[~lost], bin_cols[None, :], _rgb("tab:orange"))
-    _draw(left, prow[lost], bin_cols[None, :], _rgb("red"))
-    # zoom, ZOOM_SCALE x, with the traces (orange) and the stripe apertures (blue)
-    zoom = _gray(a.zoom)
-    zs = ZOOM_SCALE
-    right = np.repeat(np.repeat(zoom, zs, axis=0), zs, axis=1)
-    r0, c0 = a.zoom_origin
-    zc = np.arange(c0, c0 + a.zoom.shape[1])
-    zcentres = a.traces.centres(zc)
-    x = (zc - c0)[None, :] * zs + np.arange(zs)[:, None]                                  # (zs, cols) sub-pixels
-    f0 = centres.shape[0] // 2
-    for f in range(max(f0 - 4, 0), min(f0 + 4, centres.shape[0])):
-        tr = zcentres[f]
-        centre = np.floor(tr + 0.5)
-        for y, color in ((tr, "tab:orange"), (centre - 5.5, "tab:blue"), (centre + 5.5, "tab:blue")):
-            row = np.round((y - r0 + 0.5) * zs - 0.5).astype(int)
-            _draw(right, np.broadcast_to(row[None, :], x.shape), x, _rgb(color))
-    # both panels, bottom-aligned, row 0 at the bottom (origin "lower"), a white gap between them
-    height = max(n_rows, right.shape[0])
-    picture = np.ones((height, left.shape[1] + 16 + right.shape[1], 3), dtype=np.float32)
-    picture[:n_rows, :left.shape[1]] = left
-    picture[:right.shape[0], left.shape[1] + 16:] = right
-    path = out / f"frame_sp{q.spid:02d}_{arm}.png"
-    with atomic_path(path) as tmp:
-        plt.imsave(tmp, np.clip(picture[::-1], 0, 1), format="png", pil_kwargs=PNG_FAST)
-    return path.name
-
-
-def _classmap_png(out: Path, q: QASpectrograph, table: Table) -> str:
-    """Fibers left to right (4 picture columns each): predicted class (brightness = its probability), the
-    true class, a black mark where the prediction is wrong and a red one where there is no class."""
-    import matplotlib.pyplot as plt
-
-    n = len(q.fiber)
-    w = 4
-    sel = np.asarray(table["spid"]) == q.spid
-    t = table[sel]
-    col = {int(f): i for i, f in enumerate(q.fiber)}
-    idx = np.array([col[int(f)] for f in t["fiber"]], dtype=int)
-    probs = [np.asarray(t[f"prob_{c}"], dtype=float) for c in CLASSES_WITH_OTHER if f"prob_{c}" in t.colnames]
-    pmax = np.nan_to_num(np.nanmax(np.stack(probs), axis=0), nan=0.0) if probs and len(t) else np.zeros(len(t))
-    bands = {"pred": np.ones((n, 3), np.float32), "true": np.ones((n, 3), np.float32),
-             "mark": np.ones((n, 3), np.float32)}
-    white = np.ones(3, np.float32)
-    for i, p, pm in zip(idx, np.asarray(t["pred"]).astype(str), pmax, strict=True):
-        bands["pred"][i] = white + (_rgb(CLASS_COLORS.get(p, "#999999")) - white) * float(np.clip(pm, 0.15, 1.0))
-        if p == "":
-            bands["mark"][i] = _rgb("red")
-    if "true_class" in t.colnames:
-        for i, c, ok, p in zip(idx, np.asarray(t["true_class"]).astype(str), np.asarray(t["correct"], dtype=bool),
-                               np.asarray(t["pred"]).astype(str), strict=True):
-            bands["true"][i] = _rgb(CLASS_COLORS.get(c, "#999999"))
-            if p and not ok:
-                bands["mark"][i] = 0.0
-    heights = {"pred": 40, "true": 12, "mark": 8}
-    picture = np.concatenate([np.repeat(np.repeat(bands[k][None], heights[k], axis=0), w, axis=1)
-                              for k in ("pred", "true", "mark")], axis=0)
-    path = out / f"classmap_sp{q.spid:02d}.png"
-    with atomic_path(path) as tmp:
-        plt.imsave(tmp, np.clip(picture, 0, 1), format="png", pil_kwargs=PNG_FAST)
-    return path.name
-
-
-def _stripes_png(out: Path, items: Sequence[QASpectrograph], n: int = N_PICKS) -> str | None:
-    """One figure for the exposure: object fibers spread in S/N_r over all spectrographs, and a sky fiber."""
-    import matplotlib.pyplot as plt
-
-    objects = [(q.snr_r[f], k, f) for k, q in enumerate(items) for f in q.picks if q.fibertype[f] != "Sky"]
-    skies = [(k, f) for k, q in enumerate(items) for f in q.picks if q.fibertype[f] == "Sky"]
-    if not objects and not skies:
-        return None
-    objects.sort()
-    chosen = [objects[int(round(qq * (len(objects) - 1)))][1:] for qq in np.linspace(0.05, 0.95, n)] if objects else []
-    chosen = list(dict.fromkeys(chosen + skies[:1]))
-    n_rows = len(chosen)
-    fig, axes = plt.subplots(n_rows, 2, figsize=(14, 2.6 * n_rows), squeeze=False)
-    above, below = 0.95, 0.35  # inches: room for each panel's stripe inset and title
-    w, h = fig.get_size_inches()
-    height = (2.6 * n_rows - below - n_rows * above) / n_rows
-    fig.subplots_adjust(left=0.55 / w, right=1 - 0.15 / w, bottom=below / h, top=1 - (above - 0.05) / h,
-                        hspace=(above + 0.05) / max(height, 0.1), wspace=0.12)
-    for row, (k, f) in enumerate(chosen):
-        q = items[k]
-        for c, arm in enumerate(ARMS):
-            sp = q.arms[arm].spectra[f]
-            ax = axes[row, c]
-            wv = sp["wave"]
-            ax.plot(wv, sp["flux"], lw=0.5, label="boxcar")
-            ax.plot(wv, sp["flux_opt"], lw=0.5, label="optimal")
-            ax.plot(wv, sp["sky"], lw=0.5, label="master sky")
-            inset = ax.inset_axes((0.0, 1.0, 1.0, 0.25))
-            st = sp["stripe"]
-            inset.imshow(st, aspect="auto", cmap="gray_r", vmin=np.percentile(st, 1), vmax=np.percentile(st, 99.5),
-                         extent=(wv[0], wv[-1], -5.5, 5.5), interpolation="nearest")
-            inset.set_axis_off()
-            ax.set_title(f"sp{q.spid:02d} fiber {q.fiber[f]} ({q.fibertype[f]}) {arm}  S/N_r={q.snr_r[f]:.1f}  "
-                         f"pred={q.pred.get(int(q.fiber[f]), '-') or 'none'}", fontsize=8, pad=38)
-            ax.tick_params(labelsize=7)
-            if row == 0 and c == 0:
-                ax.legend(fontsize=7)
-    path = out / "stripes.png"
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=80, format="png", pil_kwargs=PNG_FAST)
-    plt.close(fig)
-    return path.name
 
 
 def _accuracy_html(table: Table) -> str:
@@ -416,12 +232,12 @@ def write_qa_page(out_dir: str | Path, reductions: Sequence[QASpectrograph | Spe
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     exposure = Path(exposure)
-    items = [r if isinstance(r, QASpectrograph) else qa_summary(r, table, exposure) for r in reductions]
+    items = [r if isinstance(r, QASpectrograph) else qa_summary(r, table) for r in reductions]
     stamp = (f"<p>drcnet {html.escape(str(prov.get('version')))}, commit {html.escape(str(prov.get('git_commit')))}, "
              f"written {html.escape(str(prov.get('created_utc')))}</p>")
     parts = [f"<h1>drcnet QA: {html.escape(str(exposure))}</h1>", stamp, "<h2>Classification</h2>",
              _catalogue_html(table), _accuracy_html(table)]
-    stripes = _stripes_png(out, items)
+    stripes = stripes_png(out, items)
     if stripes:
         parts.append("<h2>Stripes and 1D spectra</h2><p>Object fibers spread in S/N_r over the exposure and a sky "
                      "fiber: the 11-row stripe above each panel, its boxcar and optimal extraction and the master "
@@ -445,11 +261,11 @@ def write_qa_page(out_dir: str | Path, reductions: Sequence[QASpectrograph | Spe
         notes = [w for arm in ARMS for w in q.arms[arm].warnings]
         if notes:
             parts.append("<p>Warnings:</p><ul>" + "".join(f"<li>{html.escape(w)}</li>" for w in notes) + "</ul>")
-        parts.append(f'<p>Class map sp{q.spid:02d}</p><img src="{_classmap_png(out, q, table)}" width="100%" '
+        parts.append(f'<p>Class map sp{q.spid:02d}</p><img src="{classmap_png(out, q, table)}" width="100%" '
                      'style="image-rendering:pixelated">')
         for arm in ARMS:
             parts.append(f'<p>sp{q.spid:02d} {arm}: science frame (binned 8x8) and traces; zoom</p>'
-                         f'<img src="{_frame_png(out, q, arm)}" width="100%">')
+                         f'<img src="{frame_png(out, q, arm)}" width="100%">')
     style = "<style>body{font-family:sans-serif;margin:2em} table{border-collapse:collapse} td,th{border:1px solid #ccc;padding:2px 8px}</style>"
     page = f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>drcnet QA</title>{style}</head><body>{''.join(parts)}</body></html>"
     return write_text_atomic(out / "index.html", page)

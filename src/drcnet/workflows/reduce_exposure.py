@@ -1,19 +1,11 @@
 """``drcnet frames reduce``: raw frames of an exposure -> stripes, 1D spectra, S/N_r, flags (in memory).
 
-Per spectrograph and arm (the two arms run in parallel threads), :func:`reduce_arm`
-reads each frame through the instrument adapter (:mod:`drcnet.instrument`) just
-before the step that needs it and hands the arrays to the reduction's named steps
-(:mod:`drcnet.reduce.arm`):
-
-1. the science frame's header (gain, read noise, saturation); the bias frames'
-   pattern where significant (:mod:`drcnet.reduce.calib`);
-2. trace all fibers on the flat (:mod:`drcnet.reduce.trace`);
-3. extract the arc along the traces and fit each fiber's wavelength offset
-   (:mod:`drcnet.reduce.wavecal`);
-4. cut every fiber's 11 x 3000 stripe from the science frame, boxcar and optimal
-   extraction with the flat's spatial profile (:mod:`drcnet.reduce.extract`),
-   relative fiber efficiency and the master sky (:mod:`drcnet.reduce.sky`);
-5. per fiber: saturation, cosmic-ray hits, NaN pixels, lost traces.
+This module schedules; it holds no algorithm. Every file is checked first
+(:mod:`drcnet.workflows.exposure_check`); then per spectrograph and arm (the two arms run in
+parallel threads) :func:`reduce_arm` hands the arm recipe (:func:`drcnet.reduce.recipe.reduce_arm`)
+a frame provider over the arm's raw files (:class:`drcnet.workflows.arm_frames.RawArmFrames`)
+and the instrument's detector (:attr:`drcnet.instrument.base.Spectrograph.detector`): each frame
+is read just before the step that needs it.
 
 Then S/N_r is measured on the red arm as the dataset path does
 (:func:`drcnet.reduce.snr.measure_snr_r`) and joined with the fiber map;
@@ -23,48 +15,37 @@ Then S/N_r is measured on the red arm as the dataset path does
 from __future__ import annotations
 
 import sys
-import time
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from astropy.io import fits
 
-from drcnet.conventions import ARMS, FLAG_BITS, stripe_columns
+from drcnet.conventions import ARMS, FLAG_BITS
 from drcnet.instrument.arclines import ArcLines, packaged_arc_lines, read_arc_lines
-from drcnet.instrument.config import N_COLS, N_FIBERS, CCDConfig
+from drcnet.instrument.base import Spectrograph
 from drcnet.instrument.errors import FrameError, FrameWarning
-from drcnet.instrument.exposure import ArmFiles, SpectrographFiles, find_exposure
-from drcnet.instrument.fibermap import FiberMap, read_fibermap
+from drcnet.instrument.exposure import ArmFiles, SpectrographFiles
+from drcnet.instrument.fibermap import FiberMap
 from drcnet.instrument.lamost import LAMOST
-from drcnet.instrument.rawframe import RawFrame, check_frame_file, read_raw_frame
 from drcnet.notices import collect, notify
-from drcnet.reduce.arm import (
-    ArmReduction,
-    ReduceConfig,
-    assemble_arm,
-    bad_flat_fibers,
-    calibrate_arc,
-    cut_science,
-    extract_spectra,
-    flat_profile,
-    sky_spectra,
-    trace_flat,
-)
-from drcnet.reduce.calib import BiasModel, bias_model
-from drcnet.reduce.plausibility import faint_sky, light_problems, raw_problems
-from drcnet.reduce.preview import binned_net, net_crop
+from drcnet.reduce import recipe
+from drcnet.reduce.arm import ArmReduction, ReduceConfig
 from drcnet.reduce.snr import measure_snr_r_all
+from drcnet.workflows.arm_frames import RawArmFrames
+from drcnet.workflows.exposure_check import (  # noqa: F401  (re-exported: callers check, then reduce)
+    CheckedSpectrograph,
+    check_exposure,
+    check_files,
+    check_spectrograph,
+    fiber_count,
+)
 
 __all__ = ["ArmReduction", "CheckedSpectrograph", "ReduceConfig", "SpectrographReduction", "check_exposure",
            "fiber_flags", "iter_reductions", "load_lines", "reduce_arm", "reduce_exposure", "reduce_spectrograph",
            "release_memory"]
-
-HEADER_KEYS = ("OBSTYPE", "EXPTIME", "SPID", "CAMERA", "PLANID", "RUN", "MJD", "DATE-OBS", "GAIN", "RDNOISE", "DRCSEED")
-"""Science-frame header cards kept in the dataset file's calibration record."""
 
 
 @dataclass
@@ -80,60 +61,13 @@ class SpectrographReduction:
     flags: np.ndarray
 
 
-class _Clock:
-    """Wall time of each stage of an arm's reduction."""
-
-    def __init__(self) -> None:
-        self._t = time.perf_counter()
-        self.laps: dict[str, float] = {}
-
-    def lap(self, name: str) -> None:
-        t = time.perf_counter()
-        self.laps[name] = t - self._t
-        self._t = t
-
-
-def _read_science(files: ArmFiles, spid: int, ccd: CCDConfig) -> tuple[RawFrame, float, float, float, list[str]]:
-    """The science frame, its gain (e-/ADU), read noise (ADU), saturation (ADU) and the header warnings.
-
-    The warnings are the frame's own record (:attr:`RawFrame.warnings`), not a capture of the warnings
-    module: the two arms run in two threads, and :class:`warnings.catch_warnings` is process-wide.
-    """
-    sci = read_raw_frame(files.science, "science", spid, files.arm)
-    gain = sci.gain(ccd)
-    rn_adu = sci.read_noise_e(ccd) / gain
-    saturation = sci.saturation(ccd)
-    return sci, gain, rn_adu, saturation, list(sci.warnings)
-
-
-def _bias(files: ArmFiles, spid: int, config: ReduceConfig, notes: list[str]) -> BiasModel:
-    # one bias frame in memory at a time (read, reduced to column means and a sample, dropped)
-    frames = ((b.data, b.overscan) for b in (read_raw_frame(p, "bias", spid, files.arm) for p in files.bias))
-    bias = bias_model(frames, config.bias_significance)
-    if bias.n_frames == 0:
-        notes.append(f"spectrograph {spid} {files.arm}: no bias frames; the overscan alone sets the bias")
-    return bias
-
-
 def reduce_arm(files: ArmFiles, spid: int, n_fibers: int, sky_fibers: np.ndarray, lines: ArcLines,
-               config: ReduceConfig, fibertype: np.ndarray | None = None) -> ArmReduction:
-    """:func:`_reduce_arm` with every warning of this thread (frame headers of the bias frames included)
-    collected into the arm's ``warnings``, not sent to the process-wide warnings module (thread-safe)."""
-    with collect(FrameWarning) as caught:
-        out = _reduce_arm(files, spid, n_fibers, sky_fibers, lines, config, fibertype)
-    out.warnings = list(dict.fromkeys([*out.warnings, *caught]))
-    return out
+               config: ReduceConfig, fibertype: np.ndarray | None = None,
+               spectrograph: Spectrograph = LAMOST) -> ArmReduction:
+    """Reduce one arm from its raw files: the recipe (:func:`drcnet.reduce.recipe.reduce_arm`) fed frame by frame.
 
-
-def _reduce_arm(files: ArmFiles, spid: int, n_fibers: int, sky_fibers: np.ndarray, lines: ArcLines,
-                config: ReduceConfig, fibertype: np.ndarray | None = None) -> ArmReduction:
-    """Reduce one arm: bias, traces, wavelength solution, stripes, 1D spectra, master sky, per-fiber flags.
-
-    Each frame is read just before the step that needs it and dropped after it.
-    ``fibertype`` (the fiber map's FIBERTYPE per fiber) anchors the fiber numbering
-    on the flat (dead fibers are dark) and feeds the plausibility checks of the
-    science frame (:mod:`drcnet.reduce.plausibility`). Anything worked around is
-    recorded in ``warnings`` (naming the file).
+    Every warning of this thread (frame headers of the bias frames included) is collected into the
+    arm's ``warnings``, not sent to the process-wide warnings module (thread-safe).
 
     Raises
     ------
@@ -141,211 +75,14 @@ def _reduce_arm(files: ArmFiles, spid: int, n_fibers: int, sky_fibers: np.ndarra
         A frame cannot be read or used (names the file): no fibers on the flat, an
         ambiguous fiber numbering, no usable sky fiber.
     """
-    arm_cfg = config.instrument.arm(files.arm)
-    offset = LAMOST.overscan  # data column c is raw column c + offset
-    ftype = np.asarray(fibertype) if fibertype is not None else np.full(n_fibers, "Obj")
-    clock = _Clock()
-    sci, gain, rn_adu, saturation, notes = _read_science(files, spid, config.instrument.ccd)
-    problems = raw_problems(sci.data, sci.overscan, rn_adu)
-    bias = _bias(files, spid, config, notes)
-    clock.lap("bias")
-    flat = read_raw_frame(files.flat, "flat", spid, files.arm)
-    notes.extend(flat.warnings)
-    try:
-        flat_net, traces = trace_flat(flat.data, flat.overscan, bias.pattern, n_fibers, config, ftype != "Dead")
-    except ValueError as exc:
-        raise FrameError(f"{files.flat}: {exc}; is this a lamp flat of spectrograph {spid}?") from exc
-    del flat
-    if traces.slit_shift:
-        notes.append(f"{files.flat}: the slit image is shifted by {traces.slit_shift:+d} fibers from its nominal "
-                     "place; fibers numbered by the fiber map's pattern")
-    centres = traces.centres(np.arange(N_COLS))
-    clock.lap("trace")
-    arc = read_raw_frame(files.arc, "arc", spid, files.arm)
-    notes.extend(arc.warnings)
-    wave = calibrate_arc(arc.raw, arc.overscan, offset, centres, traces.lost, arm_cfg, lines, rn_adu, bias.pattern,
-                         config)
-    del arc
-    _arc_notes(files, wave.n_lines, traces.lost, notes)
-    clock.lap("wavecal")
-    science = cut_science(sci.raw, sci.overscan, offset, centres, bias.pattern, saturation,
-                          config.defect_column_share)
-    sci_header = sci.header
-    preview, zoom, zoom_origin = _qa_pictures(sci.data, science.level, centres)
-    del sci
-    cols = stripe_columns()
-    bad_flat = bad_flat_fibers(flat_net, science.pixels)
-    profile, flat_flux = flat_profile(flat_net, science.pixels, config.flat_smooth_cols,
-                                      centres[:, cols] if bad_flat.any() or traces.bad_flat.any() else None)
-    del flat_net
-    clock.lap("stripes")
-    extracted = extract_spectra(science, profile, gain, rn_adu, config.optimal_clip_sigma)
-    clock.lap("extract")
-    wave1d = wave.wavelength(np.arange(n_fibers), cols)
-    assert science.bad_fiber is not None
-    usable_sky = sky_fibers & ~traces.lost & ~science.saturated & ~science.bad_fiber
-    try:
-        sky = sky_spectra(extracted[1], wave1d, flat_flux, traces.lost, usable_sky)
-    except ValueError as exc:
-        raise FrameError(f"{files.science}: {exc} (the fiber map marks {int(sky_fibers.sum())}: "
-                         f"{int((sky_fibers & traces.lost).sum())} without a trace, "
-                         f"{int((sky_fibers & science.saturated).sum())} saturated, "
-                         f"{int((sky_fibers & science.bad_fiber).sum())} with NaN pixels); "
-                         "cannot build the master sky") from exc
-    clock.lap("sky")
-    out = assemble_arm(files.arm, science, extracted, sky, wave1d, traces, wave, bias, bad_flat, config)
-    lit = ~traces.lost & ~science.saturated
-    problems += light_problems(out.stripes, profile, out.flux1d, lit & (ftype != "Dead"), lit & (ftype == "Sky"),
-                               lit & (ftype == "Unused"), lit & np.isin(ftype, ["Obj", "F-std", "PosErr"]), rn_adu)
-    if not problems:  # a faint arm (sky detected, but weak) is reduced and classified, and flagged
-        out.faint = faint_sky(out.flux1d, lit & (ftype == "Sky"), rn_adu, out.stripes.shape[1])
-    if out.faint:
-        notes.append(f"{files.science}: {out.faint}; the {files.arm} arm is reduced and classified as usual, "
-                     "every fiber flagged faint_arm")
-    _science_notes(files, out, problems, notes)
-    out.problems = problems
-    out.files = {"folder": str(files.science.parent), "science": files.science.name, "flat": files.flat.name,
-                 "arc": files.arc.name, "bias": [p.name for p in files.bias]}
-    out.header = {k: _json_value(sci_header[k]) for k in HEADER_KEYS if k in sci_header}
-    out.warnings, out.timings = notes, clock.laps
-    out.preview, out.zoom, out.zoom_origin = preview, zoom, zoom_origin
-    return out
-
-
-ZOOM_ROWS, ZOOM_COLS = 100, (1900, 2200)
-"""The QA page's full-resolution zoom: rows from just below the fiber two before the middle one, these columns."""
-
-
-def _qa_pictures(data: np.ndarray, level: np.ndarray | None, centres: np.ndarray
-                 ) -> tuple[np.ndarray | None, np.ndarray | None, tuple[int, int]]:
-    """The QA page's binned frame and zoom, cut while the science frame is in memory (see :mod:`drcnet.reduce.preview`)."""
-    if level is None:
-        return None, None, (0, 0)
-    preview = binned_net(data, level, 8)
-    f0 = centres.shape[0] // 2
-    r0 = int(centres[max(f0 - 2, 0), N_COLS // 2]) - 12
-    c0, c1 = ZOOM_COLS
-    r0 = int(np.clip(r0, 0, data.shape[0] - 1))
-    return preview, net_crop(data, level, r0, ZOOM_ROWS, c0, c1), (r0, c0)
-
-
-def _json_value(value: object) -> object:
-    return value if isinstance(value, (str, int, float, bool)) else str(value)
-
-
-def _arc_notes(files: ArmFiles, n_lines: np.ndarray, lost: np.ndarray, notes: list[str]) -> None:
-    """Warn (naming the arc file) when the arc shows no lines for some or all traced fibers."""
-    missing = (n_lines == 0) & ~lost
-    if missing[~lost].all():
-        msg = (f"{files.arc}: no arc line found in any fiber (lamp off or wrong frame?); every fiber keeps the "
-               "nominal wavelength solution and is flagged no_arc_lines")
-    elif missing.any():
-        fibers = (np.flatnonzero(missing) + 1).tolist()
-        msg = (f"{files.arc}: no arc line found for {missing.sum()} fiber(s) ({fibers[:10]}"
-               f"{' ...' if len(fibers) > 10 else ''}); they take the median offset and are flagged no_arc_lines")
-    else:
-        return
-    notes.append(msg)
-
-
-def _science_notes(files: ArmFiles, out: ArmReduction, problems: list[str], notes: list[str]) -> None:
-    """Warnings (naming the science file) for defect columns, bad calibration pixels and an implausible arm."""
-    msgs = []
-    if out.defect_columns:
-        c = out.defect_columns
-        msgs.append(f"{files.science}: {len(c)} column(s) saturated or NaN across most fibers ({c[:5]}"
-                    f"{' ...' if len(c) > 5 else ''}): a detector defect, interpolated; the fibers are not flagged")
-    assert out.bad_calib is not None
-    if out.bad_calib.any():
-        fibers = (np.flatnonzero(out.bad_calib) + 1).tolist()
-        msgs.append(f"{files.science.parent}: bad calibration pixels (flat, arc or overscan) touch "
-                    f"{len(fibers)} fiber(s) ({fibers[:10]}{' ...' if len(fibers) > 10 else ''}): flagged bad_calib")
-    if problems:
-        msgs.append(f"{files.science}: implausible science frame ({'; '.join(problems)}); every fiber of the "
-                    f"{files.arm} arm is flagged bad_arm and gets no class")
-    notes.extend(msgs)
-
-
-def check_files(sp: SpectrographFiles) -> dict[str, fits.Header]:
-    """Check every raw file of a spectrograph (header, shape, size, gzip CRC) before any work starts.
-
-    Returns
-    -------
-    dict
-        Arm -> the science frame's header (unparsable cards dropped).
-    """
-    headers = {}
-    for arm, files in sp.arms.items():
-        for p in (*files.bias, files.flat, files.arc, files.science):
-            header = check_frame_file(p)
-            if p == files.science:
-                headers[arm] = header
-    return headers
-
-
-def fiber_count(sp: SpectrographFiles, headers: dict[str, fits.Header], n_default: int = N_FIBERS) -> int:
-    """Fibers of the spectrograph: the science headers' NFIBERS, checked against each other and the fiber map.
-
-    Raises
-    ------
-    FrameError
-        NFIBERS is not a whole number, differs between the arms, or differs from the
-        fiber map while the fiber map agrees with the instrument (the science header is
-        blamed, naming it).
-    """
-    counts: dict[str, int] = {}
-    for arm, header in headers.items():
-        if "NFIBERS" not in header:
-            continue
+    frames = RawArmFrames(files, spid, config.instrument.ccd, spectrograph)
+    with collect(FrameWarning) as caught:
         try:
-            counts[arm] = int(header["NFIBERS"])
-        except (TypeError, ValueError) as exc:
-            raise FrameError(f"{sp.arms[arm].science}: header NFIBERS = {header['NFIBERS']!r} is not a whole "
-                             "number of fibers") from exc
-    if not counts:
-        return n_default
-    n_map = None
-    try:
-        n_map = int(fits.getval(sp.fibermap, "NAXIS2", 1))
-    except (OSError, KeyError, IndexError, ValueError):
-        pass  # read_fibermap reports an unreadable map
-    for arm, n in counts.items():
-        if n_map is not None and n != n_map and n_map == n_default:
-            raise FrameError(f"{sp.arms[arm].science}: header NFIBERS = {n} but the fiber map {sp.fibermap.name} "
-                             f"lists {n_map} fibers, as a {LAMOST.name} spectrograph has; the science header is wrong")
-    if len(set(counts.values())) > 1:
-        raise FrameError(f"{sp.arms['red'].science}: header NFIBERS = {counts.get('red')} but the blue science frame "
-                         f"says {counts.get('blue')}")
-    return next(iter(counts.values()))
-
-
-@dataclass
-class CheckedSpectrograph:
-    """A spectrograph whose files passed the cheap checks (:func:`check_files`), with its fiber map read."""
-
-    files: SpectrographFiles
-    headers: dict[str, fits.Header]
-    """Arm -> the science frame's header."""
-    fibermap: FiberMap
-
-    @property
-    def n_fibers(self) -> int:
-        """Fibers of the spectrograph (rows of its fiber map)."""
-        return len(self.fibermap)
-
-
-def check_spectrograph(sp: SpectrographFiles) -> CheckedSpectrograph:
-    """Check every raw file of a spectrograph and read its fiber map (no pixels are read).
-
-    Raises
-    ------
-    FrameError
-        A truncated, corrupt or inconsistent file, or a fiber map that does not fit (names the file).
-    """
-    headers = check_files(sp)
-    n_fibers = fiber_count(sp, headers)
-    fmap = read_fibermap(sp.fibermap, spid=sp.spid, n_fibers=n_fibers)
-    return CheckedSpectrograph(files=sp, headers=headers, fibermap=fmap)
+            out = recipe.reduce_arm(frames, spectrograph.detector, n_fibers, sky_fibers, lines, config, fibertype)
+        except recipe.RecipeError as exc:
+            raise FrameError(str(exc)) from exc.__cause__
+    out.warnings = list(dict.fromkeys([*out.warnings, *caught]))
+    return out
 
 
 def reduce_spectrograph(sp: SpectrographFiles | CheckedSpectrograph, config: ReduceConfig,
@@ -438,18 +175,6 @@ def reduce_exposure(folder: str | Path, config: ReduceConfig | None = None, spid
         A missing, unreadable or inconsistent file (the message names it).
     """
     return list(iter_reductions(folder, config, spids, run, data_root))
-
-
-def check_exposure(folder: str | Path, spids: list[int] | None = None, run: int | None = None
-                   ) -> list[CheckedSpectrograph]:
-    """Find every (or the chosen) spectrograph of an exposure and check all their files before any work.
-
-    Raises
-    ------
-    FrameError
-        A missing, unreadable or inconsistent file of any spectrograph (the message names it).
-    """
-    return [check_spectrograph(sp) for sp in find_exposure(folder, spids, run)]
 
 
 def iter_reductions(folder: str | Path | Sequence[CheckedSpectrograph], config: ReduceConfig | None = None,

@@ -103,11 +103,6 @@ EXTRA = {"flux1d_opt": ((2, 3000), np.float32), "ivar1d_opt": ((2, 3000), np.flo
          "fibertype": ((), "S8"), "spid": ((), np.int8), "fiber": ((), np.int16)}
 
 
-def calibration_summary(reductions: Sequence[SpectrographReduction]) -> dict[str, Any]:
-    """Per spectrograph and arm: bias, traces, wavelength solution, files, warnings (non-finite numbers -> None)."""
-    return _finite({f"sp{sr.spid:02d}": {a: sr.arms[a].summary() for a in ARMS} for sr in reductions})
-
-
 def _finite(obj: Any) -> Any:
     """``obj`` with every NaN/inf float replaced by None, so the JSON record holds no bare ``NaN``."""
     if isinstance(obj, dict):

@@ -18,8 +18,9 @@ import numpy as np
 
 from drcnet.conventions import ARMS, STRIPE_HALF_ROWS, STRIPE_ROWS, stripe_columns
 from drcnet.instrument.arclines import ArcLines
-from drcnet.instrument.config import N_COLS, N_FIBERS, N_ROWS
-from drcnet.instrument.lamost import RawName, data_area, frame_header, overscan_area, write_raw_frame
+from drcnet.instrument.base import Spectrograph
+from drcnet.instrument.config import N_FIBERS
+from drcnet.instrument.lamost import LAMOST, RawName, frame_header, write_raw_frame
 from drcnet.simulate.ccd import cut_stripe, overscan_level, stripe_rows, subtract_overscan
 from drcnet.simulate.exposure.frames import expected_frames, fiber_light, read_frame
 from drcnet.simulate.exposure.plan import ExposureConfig, FiberPlan
@@ -69,7 +70,7 @@ def frame_names(cfg: ExposureConfig, spid: int, arm: str) -> dict[str, list[RawN
     return out
 
 
-def truth_stripes(raw: np.ndarray, geoms: list[FiberGeometry]) -> np.ndarray:
+def truth_stripes(raw: np.ndarray, geoms: list[FiberGeometry], spectrograph: Spectrograph = LAMOST) -> np.ndarray:
     """The paper's stripe of every fiber cut from a raw frame at its TRUE trace ``(250, 11, 3000)``.
 
     ``net = raw - overscan row mean of the pixel's amplifier`` cut with
@@ -80,8 +81,8 @@ def truth_stripes(raw: np.ndarray, geoms: list[FiberGeometry]) -> np.ndarray:
     numbers as subtracting first).
     """
     cols = stripe_columns()
-    level = overscan_level(overscan_area(raw))
-    data = data_area(raw)[:, cols]
+    level = overscan_level(spectrograph.overscan_area(raw))
+    data = spectrograph.data_area(raw)[:, cols]
     out = np.empty((len(geoms), STRIPE_ROWS, cols.size), dtype=np.float32)
     for f, g in enumerate(geoms):
         trace = g.trace(cols)
@@ -91,16 +92,18 @@ def truth_stripes(raw: np.ndarray, geoms: list[FiberGeometry]) -> np.ndarray:
 
 
 def _stripe_any(mask_flat_idx: np.ndarray, raw_data: np.ndarray | None, geoms: list[FiberGeometry],
-                threshold: float | None = None) -> np.ndarray:
-    """Per fiber: does its true stripe hold a hit pixel (flat indices) or a pixel >= threshold?"""
-    hit = np.zeros((N_ROWS, N_COLS), dtype=bool)
+                threshold: float | None = None, shape: tuple[int, int] = (LAMOST.n_rows, LAMOST.n_cols)) -> np.ndarray:
+    """Per fiber: does its true stripe (on a data area ``(rows, columns)``) hold a hit pixel (flat indices) or a
+    pixel >= threshold?"""
+    n_rows = shape[0]
+    hit = np.zeros(shape, dtype=bool)
     if raw_data is not None and threshold is not None:
         hit |= raw_data >= threshold
     hit.reshape(-1)[mask_flat_idx] = True
     cols = stripe_columns()
     out = np.zeros(len(geoms), dtype=bool)
     for f, g in enumerate(geoms):
-        rows = np.clip(stripe_rows(g.trace(cols), STRIPE_HALF_ROWS), 0, N_ROWS - 1)
+        rows = np.clip(stripe_rows(g.trace(cols), STRIPE_HALF_ROWS), 0, n_rows - 1)
         out[f] = bool(hit[rows, cols[None, :]].any())
     return out
 
@@ -121,16 +124,21 @@ def expected_snr_r(model: ForwardModel, arm_index: int, geoms: list[FiberGeometr
 
 
 def render_arm(model: ForwardModel, cfg: ExposureConfig, plan: FiberPlan, arcs: ArcLines, arm_index: int,
-               out_dir: Path, prov: dict[str, Any], keep_stripes: bool = False) -> ArmTruth:
-    """Render and write every frame of one arm of one spectrograph; return its truth."""
+               out_dir: Path, prov: dict[str, Any], keep_stripes: bool = False,
+               spectrograph: Spectrograph = LAMOST) -> ArmTruth:
+    """Render and write every frame of one arm of one spectrograph; return its truth.
+
+    The frames' layout (rows, data columns, overscan, amplifier boundary) is ``spectrograph.detector``'s.
+    """
     spid, arm = plan.spid, ARMS[arm_index]
     ccd = cfg.instrument.ccd
+    det = spectrograph.detector
     geoms = arm_geometries(cfg, spid, arm_index)
     light = fiber_light(model, cfg, plan, arm_index, geoms, arcs)
-    expected = expected_frames(geoms, light, model.profile)
+    expected = expected_frames(geoms, light, model.profile, det)
     del light
     prnu = (1.0 + ccd.prnu_rms * np.random.default_rng([cfg.seed, spid, 3, arm_index])
-            .standard_normal((N_ROWS, N_COLS), dtype=np.float32))
+            .standard_normal((det.n_rows, det.n_cols), dtype=np.float32))
     names = frame_names(cfg, spid, arm)
     exptime = {"bias": 0.0, "flat": cfg.flat_exptime_s, "arc": cfg.arc_exptime_s, "science": cfg.science_exptime_s}
     extra = {"flat": {"LAMP": "quartz"}, "arc": {"LAMP": "Hg,Ne,Ar,Cd"}, "science": {"AIRMASS": cfg.airmass},
@@ -143,14 +151,15 @@ def render_arm(model: ForwardModel, cfg: ExposureConfig, plan: FiberPlan, arcs: 
         for name in names[kind]:
             rng = np.random.default_rng([cfg.seed, spid, 2, arm_index, k])
             k += 1
-            raw, hits = read_frame(expected.get(kind), exptime[kind], ccd, rng, prnu, cfg.cosmics)
+            raw, hits = read_frame(expected.get(kind), exptime[kind], ccd, rng, prnu, cfg.cosmics, det)
             header = frame_header(name, exptime[kind], ccd, prov, {**extra[kind], "NFIBERS": N_FIBERS})
             path = write_raw_frame(out_dir / name.filename(suffix), raw, header)
             files.setdefault(kind, []).append(path.name)
             if kind == "science":
-                stripes = truth_stripes(raw, geoms)
-                sat = _stripe_any(np.zeros(0, np.intp), data_area(raw), geoms, threshold=ccd.adc_max)
-                cos = _stripe_any(hits, None, geoms)
+                stripes = truth_stripes(raw, geoms, spectrograph)
+                shape = (det.n_rows, det.n_cols)
+                sat = _stripe_any(np.zeros(0, np.intp), spectrograph.data_area(raw), geoms, ccd.adc_max, shape)
+                cos = _stripe_any(hits, None, geoms, shape=shape)
             del raw
     snr = expected_snr_r(model, arm_index, geoms, plan)
     arr = {a: np.array([getattr(g, a) for g in geoms]) for a in ("row0", "tilt", "bow", "shift_px", "throughput")}

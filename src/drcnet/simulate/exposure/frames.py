@@ -25,9 +25,9 @@ from __future__ import annotations
 import numpy as np
 
 from drcnet.instrument.arclines import ArcLines
-from drcnet.instrument.config import N_COLS, N_FIBERS, N_ROWS, CCDConfig
-from drcnet.instrument.lamost import assemble_raw
-from drcnet.simulate.ccd import read_out, read_overscan
+from drcnet.hardware import Detector
+from drcnet.instrument.config import DETECTOR, N_COLS, N_FIBERS, CCDConfig
+from drcnet.simulate.ccd import amplifier_of, read_out, read_overscan
 from drcnet.simulate.cosmics import deposit_cosmic_rays
 from drcnet.simulate.exposure.lamps import arc_electrons, flat_electrons
 from drcnet.simulate.exposure.plan import ExposureConfig, FiberPlan
@@ -100,55 +100,64 @@ class BandProfile:
         return self.value[idx] + self.slope[idx] * w[None, :]
 
 
-def fiber_band(geom: FiberGeometry, reach: int) -> tuple[int, int]:
+def fiber_band(geom: FiberGeometry, reach: int, detector: Detector = DETECTOR) -> tuple[int, int]:
     """Rows ``lo .. hi - 1`` that a fiber's light reaches (clipped to the CCD)."""
-    centre = geom.trace(ALL_COLS)
+    centre = geom.trace(np.arange(detector.n_cols))
     lo = max(int(np.floor(centre.min())) - reach, 0)
-    hi = min(int(np.ceil(centre.max())) + reach + 1, N_ROWS)
+    hi = min(int(np.ceil(centre.max())) + reach + 1, detector.n_rows)
     return lo, hi
 
 
-def expected_frames(geoms: list[FiberGeometry], light: dict[str, np.ndarray], profile: ProfileTable) -> dict[str, np.ndarray]:
-    """Expected electrons of whole frames (float32 ``(4136, 4096)`` each) from per-fiber light.
+def expected_frames(geoms: list[FiberGeometry], light: dict[str, np.ndarray], profile: ProfileTable,
+                    detector: Detector = DETECTOR) -> dict[str, np.ndarray]:
+    """Expected electrons of whole frames (float32 ``(n_rows, n_cols)`` of ``detector`` each) from per-fiber light.
 
     Each fiber's profile is evaluated over the rows it reaches only, once for
     all frames; the result equals :func:`~drcnet.simulate.ccd.spread_light` over
     the full rows to float32 precision (tested).
     """
-    frames = {k: np.zeros((N_ROWS, N_COLS), dtype=np.float32) for k in light}
+    frames = {k: np.zeros((detector.n_rows, detector.n_cols), dtype=np.float32) for k in light}
+    all_cols = np.arange(detector.n_cols)
     band_profile = BandProfile(profile)
     for f, g in enumerate(geoms):
         lit = [k for k in light if np.any(light[k][f] > 0)]
         if not lit:
             continue
-        lo, hi = fiber_band(g, profile.reach)
+        lo, hi = fiber_band(g, profile.reach, detector)
         if hi <= lo:
             continue
-        share = band_profile(lo, hi, g.trace(ALL_COLS))
+        share = band_profile(lo, hi, g.trace(all_cols))
         for k in lit:
             frames[k][lo:hi] += light[k][f].astype(np.float32)[None, :] * share
     return frames
 
 
-def bias_data(ccd: CCDConfig, rng: np.random.Generator) -> np.ndarray:
+def bias_data(ccd: CCDConfig, rng: np.random.Generator, detector: Detector = DETECTOR) -> np.ndarray:
     """Data area of a bias frame: what :func:`~drcnet.simulate.ccd.read_out` gives with no light and no
     exposure (bias level of each amplifier plus read noise, rounded), without drawing zero photons."""
-    bias = np.repeat(np.asarray(ccd.bias_adu, dtype=np.float32), N_COLS // 2)[None, :]
-    adu = bias + np.float32(ccd.read_noise_e / ccd.gain_e_per_adu) * rng.standard_normal((N_ROWS, N_COLS), dtype=np.float32)
+    amp = amplifier_of(np.arange(detector.n_cols), detector.amp_boundary)
+    bias = np.asarray(ccd.bias_adu, dtype=np.float32)[amp][None, :]
+    shape = (detector.n_rows, detector.n_cols)
+    adu = bias + np.float32(ccd.read_noise_e / ccd.gain_e_per_adu) * rng.standard_normal(shape, dtype=np.float32)
     return np.clip(np.rint(adu), 0, ccd.adc_max).astype(np.uint16)
 
 
 def read_frame(expected: np.ndarray | None, exposure_s: float, ccd: CCDConfig, rng: np.random.Generator,
-               prnu: np.ndarray, cosmics: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Raw frame ``(4136, 4160)`` uint16 and the flat indices of cosmic-ray pixels (data area).
+               prnu: np.ndarray, cosmics: bool, detector: Detector = DETECTOR) -> tuple[np.ndarray, np.ndarray]:
+    """Raw frame ``detector.raw_shape`` (LAMOST: ``(4136, 4160)``) uint16 and the flat indices of cosmic-ray
+    pixels (data area).
 
     ``expected`` None means a bias frame (no light, zero exposure).
     """
+    n_rows, n_cols = detector.n_rows, detector.n_cols
     if expected is None:
-        return assemble_raw(bias_data(ccd, rng), read_overscan(N_ROWS, ccd, rng)), np.zeros(0, np.intp)
-    data = np.empty((N_ROWS, N_COLS), dtype=np.uint16)
-    for lo in range(0, N_ROWS, BLOCK_ROWS):
-        hi = min(lo + BLOCK_ROWS, N_ROWS)
-        data[lo:hi] = read_out(expected[lo:hi], ALL_COLS, ccd, exposure_s, rng, prnu=prnu[lo:hi], cosmics=False).raw
+        return (detector.assemble_raw(bias_data(ccd, rng, detector), read_overscan(n_rows, ccd, rng, detector.overscan)),
+                np.zeros(0, np.intp))
+    data = np.empty((n_rows, n_cols), dtype=np.uint16)
+    cols = np.arange(n_cols)
+    for lo in range(0, n_rows, BLOCK_ROWS):
+        hi = min(lo + BLOCK_ROWS, n_rows)
+        data[lo:hi] = read_out(expected[lo:hi], cols, ccd, exposure_s, rng, prnu=prnu[lo:hi], cosmics=False,
+                               amp_boundary=detector.amp_boundary).raw
     hits = deposit_cosmic_rays(data, ccd, exposure_s, rng) if cosmics and exposure_s > 0 else np.zeros(0, np.intp)
-    return assemble_raw(data, read_overscan(N_ROWS, ccd, rng)), hits
+    return detector.assemble_raw(data, read_overscan(n_rows, ccd, rng, detector.overscan)), hits

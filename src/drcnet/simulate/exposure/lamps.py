@@ -13,7 +13,7 @@ import numpy as np
 from scipy.special import ndtr
 
 from drcnet.instrument.arclines import ArcLines
-from drcnet.instrument.config import ArmConfig, arm_throughput
+from drcnet.instrument.config import U0, ArmConfig, arm_throughput
 from drcnet.reduce.wavesol import columns_of, dispersion, line_sigma_px, wavelength
 from drcnet.simulate.optics import FiberGeometry
 
@@ -43,8 +43,8 @@ def arc_electrons(arm: ArmConfig, geom: FiberGeometry, cols: np.ndarray, lines: 
     """
     cols = np.asarray(cols)
     c0, n = int(cols[0]), cols.size
-    centre = columns_of(arm, lines.wave, geom.shift_px)
-    sigma = line_sigma_px(arm, lines.wave, centre, geom.shift_px)
+    centre = columns_of(arm, lines.wave, geom.shift_px, u0=U0)
+    sigma = line_sigma_px(arm, lines.wave, centre, geom.shift_px, u0=U0)
     total = level * lines.amplitude * arm_throughput(arm, lines.wave) * geom.throughput
     keep = (centre + 8 * sigma >= c0) & (centre - 8 * sigma <= c0 + n - 1) & (total > 0)
     centre, sigma, total = centre[keep], sigma[keep], total[keep]
@@ -70,6 +70,6 @@ def lamp_continuum(wave: np.ndarray, temperature_k: float = 3100.0) -> np.ndarra
 
 def flat_electrons(arm: ArmConfig, geom: FiberGeometry, cols: np.ndarray, level: float) -> np.ndarray:
     """Electrons per column ``(len(cols),)`` of the flat lamp in one fiber (``level`` at the nominal peak)."""
-    wave = wavelength(arm, cols, geom.shift_px)
-    disp = np.abs(dispersion(arm, cols, geom.shift_px)) / arm.dispersion
+    wave = wavelength(arm, cols, geom.shift_px, u0=U0)
+    disp = np.abs(dispersion(arm, cols, geom.shift_px, u0=U0)) / arm.dispersion
     return level * geom.throughput * lamp_continuum(wave) * arm_throughput(arm, wave) / arm.peak_throughput * disp
