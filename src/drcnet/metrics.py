@@ -154,7 +154,7 @@ def classification_metrics(y_true: Any, y_pred: Any, n_classes: int = len(CLASSE
 
 
 def evaluate_predictions(pred: dict[str, Any]) -> dict[str, Any]:
-    """Paper metrics from :func:`drcnet.predict.predict_dataset` output.
+    """Paper metrics from :func:`drcnet.inference.engine.predict_dataset` output.
 
     ``table3``: the objects with S/N_r > 30 (bin 0); ``bins``: one entry per S/N bin name
     (``>30``, ``20-30``, ``10-20``, ``<10``; Tables 4-5) with accuracy, per-class metrics, confusion
@@ -440,7 +440,7 @@ def catalogue_metrics(pred: dict[str, Any], targets: np.ndarray, subclass: Seque
     Parameters
     ----------
     pred
-        :func:`drcnet.predict.predict_dataset` output (``outputs``: raw model outputs).
+        :func:`drcnet.inference.engine.predict_dataset` output (``outputs``: raw model outputs).
     targets
         ``(N, 5)`` catalogue targets of the same objects (:func:`drcnet.data.torch_dataset.catalogue_targets`,
         rows ``pred["rows"]``): subclass index, luminosity class, Teff (K), log g, [Fe/H] (dex); the truth in
