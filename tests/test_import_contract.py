@@ -23,15 +23,16 @@ LAYERS: list[set[str]] = [
     {"simulate"},
     {"data"},
     {"models", "calibration"},
-    {"catalogue"},  # model outputs -> catalogue columns: used by predict, metrics and the exposure catalogue
-    {"train", "predict", "metrics", "plots"},
+    {"catalogue"},  # model outputs -> catalogue columns: used by inference, metrics and the exposure catalogue
+    {"train", "inference", "metrics", "plots"},
     {"workflows"},
+    {"api"},  # the public Python API (drcnet.load_model, ...): inference and the exposure workflow
     {"cli"},
     {"demo", "__main__"},
 ]
 LAYER_OF = {name: i for i, names in enumerate(LAYERS) for name in names}
 # entry points (run as scripts, imported by nobody) may import the CLI
-ENTRY_POINTS = {"drcnet.train.__main__", "drcnet.demo"}
+ENTRY_POINTS = {"drcnet.__main__", "drcnet.demo"}
 
 
 def _module_name(path: Path) -> str:
@@ -99,9 +100,13 @@ def test_imports_flow_downwards_only():
     assert not bad, "imports that flow upwards or sideways:\n" + "\n".join(bad)
 
 
-def test_package_root_imports_only_conventions():
+def test_package_root_imports_only_conventions_and_the_api_lazily():
+    """``import drcnet`` loads the conventions alone; the API (torch) only inside ``__getattr__``."""
+    tree = ast.parse((SRC / "__init__.py").read_text())
+    top = {n.module for n in tree.body if isinstance(n, ast.ImportFrom) and (n.module or "").startswith("drcnet")}
+    assert top == {"drcnet.conventions"}
     targets = {t for _, t in _drcnet_imports(SRC / "__init__.py")}
-    assert targets <= {"drcnet.conventions"}
+    assert targets == {"drcnet.conventions", "drcnet.api"}
 
 
 @pytest.mark.parametrize("package, forbidden, allowed", [

@@ -31,7 +31,7 @@ from drcnet.conventions import CLASSES
 from drcnet.data.schema import decode
 from drcnet.metrics import source_clustered_accuracy
 from drcnet.inference.engine import predict_dataset
-from drcnet.inference.predictor import load_predictor
+from drcnet.inference.predictor import load_model
 
 BINS = (">30", "20-30", "10-20", "<10")
 
@@ -103,7 +103,7 @@ def main() -> None:
     torch.set_num_threads(2)
     report = {}
     for m in a.models:
-        model = load_predictor(m)
+        model = load_model(m)
         d = pooled([load_file(f, model) for f in a.data])
         r = score(d)
         if a.other:

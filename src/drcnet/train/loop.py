@@ -40,7 +40,8 @@ from tqdm.auto import tqdm
 
 from drcnet.conventions import CLASSES
 from drcnet.data.schema import dataset_label_convention
-from drcnet.data.torch_dataset import SpectraDataset, dataset_fingerprint
+from drcnet.data.schema import dataset_fingerprint
+from drcnet.data.torch_dataset import SpectraDataset
 from drcnet.models import SpectralModel, create_model, model_input_kind
 from drcnet.models.fastpath import configure_cpu, set_fast
 from drcnet.models.heads import heads_loss

@@ -9,7 +9,6 @@ everything else (new heads) keeps its fresh initialisation.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import torch

@@ -83,7 +83,7 @@ def calibrate_run(run_dir: str | Path, data: str | Path, split: str = "val", cov
         The split holds no labelled object with a finite answer (names the file and split).
     """
     from drcnet.calibration import fit_calibration
-    from drcnet.data.torch_dataset import dataset_fingerprint
+    from drcnet.data.schema import dataset_fingerprint
     from drcnet.models import load_run
     from drcnet.models.fastpath import configure_cpu
     from drcnet.inference.engine import predict_dataset

@@ -147,9 +147,9 @@ def classify_exposure(run_dir: str | Path | None, exposure: str | Path, out: str
     if predictor is None:
         if run_dir is None:
             raise ValueError("give a training run folder (or a predictor) to classify with")
-        from drcnet.inference.predictor import Predictor as ModelPredictor
+        from drcnet.inference.predictor import Predictor as RunPredictor
 
-        predictor = ModelPredictor.load(run_dir, engine=engine)
+        predictor = RunPredictor.load(run_dir, engine=engine)
         run_info = predictor.info
     timings["load_model"] = time.perf_counter() - t0
     if label_convention is None:  # the run's, for a model loaded here; "mk" for a predictor given by the caller

@@ -17,7 +17,8 @@ import numpy as np
 from drcnet.conventions import SNR_BIN_NAMES, class_names
 from drcnet.data.groups import object_groups
 from drcnet.data.schema import decode, label_convention, open_dataset
-from drcnet.data.torch_dataset import catalogue_targets, dataset_fingerprint
+from drcnet.data.schema import dataset_fingerprint
+from drcnet.data.torch_dataset import catalogue_targets
 from drcnet.metrics import catalogue_metrics, evaluate_predictions, group_metrics, source_clustered_accuracy
 from drcnet.models import load_run
 from drcnet.models.run_folder import run_label_convention

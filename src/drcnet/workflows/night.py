@@ -25,7 +25,6 @@ filesystem on a real cluster); only small task records travel through the schedu
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -36,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from drcnet.inference.table import write_catalogue
-from drcnet.provenance import atomic_path, provenance, write_json_atomic
+from drcnet.provenance import provenance, write_json_atomic
 from drcnet.workflows.manifest import (
     MANIFEST_FORMAT,
     TaskSpec,
