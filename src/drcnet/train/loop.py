@@ -1,3 +1,4 @@
+# Over 400 lines on purpose: setup, epoch, step and checkpoint share one _Run state and the exact-resume invariants below; split, they would be read apart.
 """The training loop: presets, early stopping, checkpoints, exact resume, DDP under ``torchrun``.
 
 Determinism and resume
