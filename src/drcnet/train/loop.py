@@ -1,4 +1,4 @@
-# Over 400 lines on purpose: setup, epoch, step and checkpoint share one _Run state and the exact-resume invariants below; split, they would be read apart.
+# Over 400 lines on purpose: setup, epochs, steps and checkpoints share one _Run state and its resume invariants.
 """The training loop: presets, early stopping, checkpoints, exact resume, DDP under ``torchrun``.
 
 Determinism and resume
