@@ -82,8 +82,8 @@ def test_arrays_give_the_answers_of_the_file(small_file):
     from_file = drcnet.predict_file(small_file, model=model)[:8]
     from_arrays = drcnet.predict(stripes=stripes, model=model, snr_r=snr)
     assert list(from_arrays["pred"]) == list(from_file["pred"])
-    np.testing.assert_allclose(np.asarray(from_arrays["prob_G"], dtype=float), np.asarray(from_file["prob_G"], dtype=float),
-                               atol=1e-4)
+    np.testing.assert_allclose(np.asarray(from_arrays["prob_G"], dtype=float),
+                               np.asarray(from_file["prob_G"], dtype=float), atol=1e-4)
     proba = model.predict_proba(stripes)
     assert proba.shape == (8, 4) and np.allclose(proba.sum(axis=1), 1.0, atol=1e-5)
     one = model.predict_proba(stripes[0])  # one object: (C,)
@@ -94,12 +94,13 @@ def test_onnx_engine_gives_the_same_labels(small_file):
     torch_table = drcnet.predict_file(small_file, model=drcnet.load_model())
     onnx_table = drcnet.predict_file(small_file, model=drcnet.load_model(engine="onnx"))
     assert list(onnx_table["pred"]) == list(torch_table["pred"])
-    np.testing.assert_allclose(np.asarray(onnx_table["prob_F"], dtype=float), np.asarray(torch_table["prob_F"], dtype=float),
-                               atol=1e-4)
+    np.testing.assert_allclose(np.asarray(onnx_table["prob_F"], dtype=float),
+                               np.asarray(torch_table["prob_F"], dtype=float), atol=1e-4)
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"stripes": np.zeros((3, 2, 10, 3000), np.float32)}, r"stripes must have shape \(N, 2, 11, 3000\).*got \(3, 2, 10, 3000\)"),
+    ({"stripes": np.zeros((3, 2, 10, 3000), np.float32)},
+     r"stripes must have shape \(N, 2, 11, 3000\).*got \(3, 2, 10, 3000\)"),
     ({"stripes": np.zeros((2, 11, 3000, 1), np.float32)}, r"stripes must have shape .*got \(2, 11, 3000, 1\)"),
     ({"flux1d": np.zeros((3, 2, 3000), np.float32)}, r"this model takes stripes: pass stripes=\(N, 2, 11, 3000\)"),
 ])
@@ -109,7 +110,8 @@ def test_arrays_of_the_wrong_shape_are_refused_with_the_shape_expected(kwargs, m
 
 
 def test_an_unknown_model_name_lists_the_shipped_ones():
-    with pytest.raises(FileNotFoundError, match=r"no-such-model: neither a run folder nor a shipped model.*drcnet-survey"):
+    with pytest.raises(FileNotFoundError,
+                       match=r"no-such-model: neither a run folder nor a shipped model.*drcnet-survey"):
         drcnet.load_model("no-such-model")
 
 
