@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -58,11 +59,11 @@ print(f"{best:.4f} {hashlib.sha256(text.encode()).hexdigest()}")
 
 
 def run(tree: Path, args: list[str], cwd: Path) -> float:
-    """Run ``python -m drcnet.cli ARGS`` with ``tree`` first on the path; its wall time (s)."""
+    """Run the ``drcnet`` CLI with ARGS, ``tree`` first on the path, in a new process; its wall time (s)."""
     env = {**os.environ, "PYTHONPATH": str(tree), "PYTHONWARNINGS": "ignore"}
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "drcnet.cli", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True)
+    code = "import sys; from drcnet.cli import app; app(prog_name='drcnet')"
+    proc = subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, env=env, capture_output=True, text=True)
     dt = time.perf_counter() - t0
     if proc.returncode != 0:
         raise RuntimeError(f"{tree}: drcnet {' '.join(args)} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
@@ -91,8 +92,24 @@ def fits_equal(a: Path, b: Path) -> tuple[bool, str]:
 def parquet_equal(a: Path, b: Path) -> tuple[bool, str]:
     import pyarrow.parquet as pq
 
+    import numpy as np
+    import pyarrow as pa
+
     ta, tb = pq.read_table(a).replace_schema_metadata(None), pq.read_table(b).replace_schema_metadata(None)
-    return ta.equals(tb), f"{ta.num_rows} rows, {ta.num_columns} columns"
+    if not ta.schema.equals(tb.schema):
+        return False, "schemas differ"
+    for name in ta.column_names:
+        ca, cb = ta[name], tb[name]
+        if pa.types.is_floating(ca.type):  # NaN == NaN here; nulls must sit at the same rows
+            same = (ca.null_count == cb.null_count and np.array_equal(ca.is_null().to_numpy(zero_copy_only=False),
+                                                                      cb.is_null().to_numpy(zero_copy_only=False))
+                    and np.array_equal(ca.to_numpy(zero_copy_only=False), cb.to_numpy(zero_copy_only=False),
+                                       equal_nan=True))
+        else:
+            same = ca.equals(cb)
+        if not same:
+            return False, f"column {name} differs"
+    return True, f"{ta.num_rows} rows, {ta.num_columns} columns"
 
 
 def main() -> int:
@@ -126,13 +143,14 @@ def main() -> int:
     times: dict[tuple[str, str], float] = {}
     last = {k: work / k / f"round{a.rounds - 1}" for k in trees}
     for r in range(a.rounds):
+        for key in trees:  # a kept work folder: outputs of an earlier call go first
+            o = work / key / f"round{r}"
+            if o.exists():
+                shutil.rmtree(o)
+            o.mkdir(parents=True)
         for name, cmd in commands.items():
             for key in (("old", "new") if r % 2 == 0 else ("new", "old")):
                 o = work / key / f"round{r}"
-                o.mkdir(parents=True, exist_ok=True)
-                for p in o.glob("*"):  # a kept work folder: outputs of an earlier call
-                    if p.is_file():
-                        p.unlink()
                 dt = run(trees[key], cmd(key, o), work)
                 times[(name, key)] = min(times.get((name, key), float("inf")), dt)
     run(trees["new"], ["predict", "--data", str(data), "--out", str(last["new"] / "preds.parquet")], work)

@@ -1,4 +1,4 @@
-"""The ``drcnet train`` command (also ``python -m drcnet.train`` for ``torchrun``, whose entry point imports it)."""
+"""The ``drcnet train`` command (also ``python -m drcnet train`` for ``torchrun``: :mod:`drcnet.__main__`)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Classify a whole exposure: raw frames -> reduction -> model -> catalogue (CSV or FITS) + QA page.
+"""Classify a whole exposure: raw frames -> reduction -> model -> catalogue (CSV, Parquet or FITS) + QA page.
 
 :func:`classify_exposure` is what ``drcnet frames classify`` and ``drcnet predict RUN_DIR --exposure DIR``
 run (the rows are built by :mod:`drcnet.workflows.exposure_catalogue`). The catalogue has one row per
