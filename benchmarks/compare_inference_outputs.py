@@ -14,7 +14,7 @@ tree's simulator:
   FITS data (provenance metadata, manifest and work folder ignored).
 
 It prints the best wall time of each command per tree over ``--rounds`` rounds and the ratio new/old,
-and the time of the prediction table's writer alone (``predictions_csv`` before, ``prediction_table`` +
+and the time of the prediction table's writer alone (``predictions_csv`` before, ``prediction_columns`` +
 ``csv_text`` now) on 20000 made-up objects. Exit status 1 when any output differs.
 
 Usage::
@@ -47,8 +47,8 @@ logits = rng.normal(size=(n, 4)).astype(np.float32)
 pred = {"object_id": [f"obj{i:06d}" for i in range(n)], "label": rng.integers(-1, 4, n),
         "snr_r": rng.uniform(5, 80, n), "outputs": {"logits": logits}}
 try:
-    from drcnet.inference.table import csv_text, prediction_table
-    write = lambda p: csv_text(prediction_table(p))
+    from drcnet.inference.table import csv_text, prediction_columns
+    write = lambda p: csv_text(prediction_columns(p))
 except ImportError:
     from drcnet.predict import predictions_csv as write
 best = min((lambda t0: (write(pred), time.perf_counter() - t0)[1])(time.perf_counter()) for _ in range(3))

@@ -233,7 +233,7 @@ class Predictor:
         return Table(data)
 
     def predict_file(self, data: str | Path, split: str | None = None, batch_size: int | None = None,
-                     workers: int = 1) -> Any:
+                     workers: int = 1, astropy: bool = True) -> Any:
         """The ``drcnet predict`` table (:data:`drcnet.inference.table.PRED_COLUMNS`) of a dataset file.
 
         Parameters
@@ -246,6 +246,9 @@ class Predictor:
             Objects per forward pass (default :data:`drcnet.inference.engine.DEFAULT_BATCH`).
         workers
             ``0``: read in the calling thread; ``>= 1``: read the next batch in a background thread.
+        astropy
+            Return an astropy Table (default), or the plain :class:`drcnet.inference.table.Columns`
+            (``drcnet predict``: no astropy import).
 
         Returns
         -------
@@ -254,7 +257,7 @@ class Predictor:
             and a ``UserWarning`` says how many.
         """
         from drcnet.inference.engine import DEFAULT_BATCH, predict_dataset
-        from drcnet.inference.table import prediction_table
+        from drcnet.inference.table import prediction_columns
 
         pred = predict_dataset(self.model, data, split, batch_size=batch_size or DEFAULT_BATCH, workers=workers,
                                precision=self.precision)
@@ -262,7 +265,8 @@ class Predictor:
         if n_bad:
             warnings.warn(f"{data}: {n_bad} of {len(pred['valid'])} objects have NaN/inf pixels in their input and "
                           "are not classified (bad_input = 1 in the table)", stacklevel=2)
-        return prediction_table(pred, self.calibration)
+        table = prediction_columns(pred, self.calibration)
+        return table.to_astropy() if astropy else table
 
     def __call__(self, stripes: np.ndarray, flux1d: np.ndarray, sky1d: np.ndarray) -> dict[str, np.ndarray]:
         """Every output for one spectrograph's object fibers (:data:`drcnet.workflows.classify_exposure.Predictor`)."""
@@ -331,7 +335,7 @@ def predict_table(run: str | Path | None, data: str | Path, out: str | Path, spl
         raise ValueError("--precision bf16 is for the torch engine; ONNX runs the exported fp32 model")
     precision = resolve_precision(precision, "cpu", on_unsupported) if engine == "torch" else "fp32"
     predictor = Predictor.load(run, which=which, engine=engine, fast=fast, precision=precision)
-    table = predictor.predict_file(data, split, batch_size=batch_size, workers=workers)
+    table = predictor.predict_file(data, split, batch_size=batch_size, workers=workers, astropy=False)
     prov = provenance({"data": str(Path(data).resolve()), "split": split, "which": which, "engine": engine,
                        "precision": precision, "run": predictor.info})
     try:

@@ -140,7 +140,30 @@ def set_formats(table: Any, formats: dict[str, str]) -> Any:
     return table
 
 
-def prediction_table(pred: dict[str, Any], calibration: Any = None) -> Any:
+class Columns(dict):  # type: ignore[type-arg]
+    """A table as ``{name: (N,) numpy array}`` in column order, with the CSV ``formats`` of its float columns.
+
+    What ``drcnet predict`` writes: building an astropy Table would import astropy (~0.3 s of every
+    command's start). :func:`write_catalogue` takes it like a Table; :meth:`to_astropy` makes one.
+    """
+
+    def __init__(self, data: dict[str, np.ndarray], formats: dict[str, str] | None = None) -> None:
+        super().__init__(data)
+        self.formats: dict[str, str] = {k: v for k, v in (formats or {}).items() if k in data}
+
+    @property
+    def colnames(self) -> list[str]:
+        """Column names in order."""
+        return list(self)
+
+    def to_astropy(self) -> Any:
+        """The same columns as an astropy Table, ``info.format`` set from :attr:`formats`."""
+        from astropy.table import Table
+
+        return set_formats(Table(dict(self)), self.formats)
+
+
+def prediction_columns(pred: dict[str, Any], calibration: Any = None) -> Columns:
     """The ``drcnet predict`` table (:data:`PRED_COLUMNS`) of :func:`drcnet.inference.engine.predict_dataset`'s output.
 
     Parameters
@@ -154,12 +177,10 @@ def prediction_table(pred: dict[str, Any], calibration: Any = None) -> Any:
 
     Returns
     -------
-    astropy.table.Table
+    Columns
         One row per object; ``label`` and ``pred`` as class names (``other`` included), empty when unknown /
-        not classified; non-finite model floats as NaN; :data:`PREDICT_FORMATS` set.
+        not classified; non-finite model floats as NaN; :data:`PREDICT_FORMATS`.
     """
-    from astropy.table import Table
-
     from drcnet.catalogue import catalogue_columns
 
     outputs = pred.get("outputs")
@@ -185,13 +206,19 @@ def prediction_table(pred: dict[str, Any], calibration: Any = None) -> Any:
         data[name] = v
     data["snr_r"] = snr
     data["bad_input"] = (np.asarray(cols["pred_index"]) < 0).astype(np.int64)
-    return set_formats(Table(data), PREDICT_FORMATS)
+    return Columns(data, PREDICT_FORMATS)
 
 
-def _cells(col: Any) -> list[str]:
+def prediction_table(pred: dict[str, Any], calibration: Any = None) -> Any:
+    """:func:`prediction_columns` as an astropy Table (``info.format`` set from :data:`PREDICT_FORMATS`)."""
+    return prediction_columns(pred, calibration).to_astropy()
+
+
+def _cells(col: Any, fmt: str | None = None) -> list[str]:
     """The CSV cells of one column, as astropy's ``ascii.csv`` writes them (``info.format``, ``str``)."""
     values = np.asarray(col)
-    fmt = getattr(col.info, "format", None) if hasattr(col, "info") else None
+    if fmt is None and hasattr(col, "info"):
+        fmt = getattr(col.info, "format", None)
     if values.dtype.kind == "f":
         if fmt:
             return [format(v, fmt) for v in values.tolist()]
@@ -204,8 +231,9 @@ def _cells(col: Any) -> list[str]:
 
 
 def csv_text(table: Any) -> str:
-    """``table`` (astropy) as CSV text: a header row, then one row per object (cells as :func:`_cells`)."""
-    columns = [_cells(table[name]) for name in table.colnames]
+    """``table`` (astropy or :class:`Columns`) as CSV text: a header row, then one row per object."""
+    formats = getattr(table, "formats", {})
+    columns = [_cells(table[name], formats.get(name)) for name in table.colnames]
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(table.colnames)
@@ -214,7 +242,7 @@ def csv_text(table: Any) -> str:
 
 
 def write_csv(table: Any, path: str | Path) -> Path:
-    """``table`` (astropy) as CSV at ``path``, atomically (:func:`csv_text`)."""
+    """``table`` (astropy or :class:`Columns`) as CSV at ``path``, atomically (:func:`csv_text`)."""
     return write_text_atomic(path, csv_text(table))
 
 
@@ -243,7 +271,7 @@ def arrow_to_astropy(table: Any) -> Any:
 
 
 def astropy_to_arrow(table: Any) -> Any:
-    """An astropy Table as a ``pyarrow.Table`` (strings as ``string``, numbers as their numpy type)."""
+    """An astropy Table or :class:`Columns` as a ``pyarrow.Table`` (strings as ``string``, numbers as they are)."""
     import pyarrow as pa
 
     cols = {}
@@ -264,8 +292,8 @@ def write_catalogue(table: Any, path: str | Path, prov: dict[str, Any] | None = 
     Parameters
     ----------
     table
-        An astropy :class:`~astropy.table.Table` (CSV cells use each column's ``info.format``) or a
-        ``pyarrow.Table`` (nulls allowed).
+        An astropy :class:`~astropy.table.Table` (CSV cells use each column's ``info.format``), a
+        :class:`Columns` (its ``formats``) or a ``pyarrow.Table`` (nulls allowed).
     path
         ``.csv``, ``.parquet``, ``.fits``, ``.fit`` or ``.fits.gz``.
     prov
@@ -296,8 +324,9 @@ def write_catalogue(table: Any, path: str | Path, prov: dict[str, Any] | None = 
         with atomic_path(path) as tmp:
             pq.write_table(arrow, tmp)
         return path
-    astro = arrow_to_astropy(table) if _is_arrow(table) else table
     if kind == "fits":
+        astro = arrow_to_astropy(table) if _is_arrow(table) else table
+        astro = astro.to_astropy() if isinstance(astro, Columns) else astro
         from astropy.io import fits
 
         from drcnet.instrument.lamost import provenance_cards
@@ -308,7 +337,7 @@ def write_catalogue(table: Any, path: str | Path, prov: dict[str, Any] | None = 
         with atomic_path(path) as tmp:
             fits.HDUList([fits.PrimaryHDU(), hdu]).writeto(tmp, overwrite=True)
         return path
-    write_csv(astro, path)
+    write_csv(arrow_to_astropy(table) if _is_arrow(table) else table, path)
     if prov is not None:
         write_json_atomic(path.with_name(path.name + ".provenance.json"), prov)
     return path
