@@ -98,7 +98,7 @@ def predict_cmd(
     engine: Annotated[str, typer.Option(
         help="torch, or onnx (ONNX Runtime: the model is exported on the fly, or give an .onnx file).")] = "torch",
 ) -> None:
-    """Catalogue per object -> .csv, .parquet or .fits (object_id, label, pred, prob_*, subclass, Teff/logg/[Fe/H], ood)."""
+    """Catalogue per object -> .csv, .parquet or .fits (object_id, label, pred, prob_F/G/K/other, subclass, ood)."""
     if (data is None) == (exposure is None):
         raise ValueError("give exactly one of --data FILE.h5 (a dataset) or --exposure DIR (raw frames)")
     if precision not in ("fp32", "bf16"):
