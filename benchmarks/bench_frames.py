@@ -80,10 +80,10 @@ def _templates(root: Path, dataset: Path | None = None) -> list:
 
 
 def _predictor(run: Path | None, model_name: str):
-    from drcnet.workflows.classify_exposure import load_predictor
+    from drcnet.inference.predictor import Predictor
 
     if run is not None:
-        return load_predictor(run)[0]
+        return Predictor.load(run)
     import torch
 
     from drcnet.data.normalize import prepare_input
@@ -167,10 +167,16 @@ import json, resource, sys, time
 import torch
 torch.set_num_threads(2)
 import drcnet
-from drcnet.workflows.classify_exposure import classify_exposure, load_predictor
+from drcnet.workflows.classify_exposure import classify_exposure
+try:  # this tree's one predictor; an older tree's loader
+    from drcnet.inference.predictor import Predictor
+    load = Predictor.load
+except ImportError:
+    from drcnet.workflows.classify_exposure import load_predictor
+    load = lambda r: load_predictor(r)[0]
 folder, run, out, qa = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
 t0 = time.perf_counter()
-predictor = load_predictor(run)[0]
+predictor = load(run)
 t_load = time.perf_counter() - t0
 res = classify_exposure(None, folder, out, predictor=predictor, qa_dir=None if qa == "-" else qa)
 print("RESULT " + json.dumps({"src": drcnet.__file__, "load_model": t_load, **res.timings, "rows": len(res.table)}))
@@ -304,7 +310,8 @@ def exposure(args: argparse.Namespace) -> int:
 def accuracy(args: argparse.Namespace) -> int:
     from drcnet import CLASSES
     from drcnet.data.schema import SNR_BIN_NAMES, snr_bin
-    from drcnet.workflows.classify_exposure import classify_exposure, load_predictor
+    from drcnet.inference.predictor import Predictor
+    from drcnet.workflows.classify_exposure import classify_exposure
     from drcnet.simulate.exposure import ExposureConfig, simulate_exposure
     from drcnet.paths import data_root
     from drcnet.simulate.render import ForwardModel
@@ -312,7 +319,8 @@ def accuracy(args: argparse.Namespace) -> int:
 
     root = data_root()
     templates = _templates(root, args.dataset)
-    predictor, info = load_predictor(args.run)
+    predictor = Predictor.load(args.run)
+    info = predictor.info
     cfg = ExposureConfig(seed=args.seed, spectrographs=args.spectrographs)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(args.out or tmp) / "exposure"

@@ -49,11 +49,12 @@ def _simulate(root: Path, exposures: int, spectrographs: int) -> None:
 
 
 def _sequential(root: Path, run_dir: Path, out: Path) -> dict:
-    from drcnet.workflows.classify_exposure import classify_exposure, load_predictor
+    from drcnet.inference.predictor import Predictor
+    from drcnet.workflows.classify_exposure import classify_exposure
     from drcnet.workflows.manifest import exposure_folders
 
     t0 = time.perf_counter()
-    predictor, _ = load_predictor(run_dir)
+    predictor = Predictor.load(run_dir)
     load = time.perf_counter() - t0
     t1, cpu1 = time.perf_counter(), _cpu()
     rows = 0

@@ -9,7 +9,7 @@ reference:
   (:func:`drcnet.data.normalize.zscore`), batches of 64 through the eager fp32 network (``fast=False``);
 * ``dataloader (old)``: the previous ``predict_dataset`` - a ``torch.utils.data.DataLoader`` over single
   items (one worker process, batch 64, per-object float64 Z-score), CPU fast path;
-* ``batched``: :func:`drcnet.predict.predict_dataset` as ``drcnet predict`` runs it now (chunk-aligned
+* ``batched``: :func:`drcnet.inference.engine.predict_dataset` as ``drcnet predict`` runs it now (chunk-aligned
   batch reads, one vectorised Z-score per batch, a read-ahead thread, batch 256, fast path);
 * ``batched onnx``: the same data path with the model exported to ONNX and run by ONNX Runtime;
 * ``batched bf16``: the same under bf16 autocast (only where the CPU has native bf16; emulated bf16 is
@@ -48,7 +48,7 @@ from drcnet.data.normalize import zscore, zscore_spectra1d
 from drcnet.data.torch_dataset import SpectraDataset
 from drcnet.models import load_run, pretrained_dir
 from drcnet.models.fastpath import configure_cpu, set_fast
-from drcnet.predict import bf16_support, predict_arrays, predict_dataset
+from drcnet.inference.engine import bf16_support, predict_arrays, predict_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -13,7 +13,7 @@ For every model it prints, per S/N_r bin (> 30, 20-30, 10-20, < 10): accuracy wi
 counted by star (a cluster bootstrap over the source spectra, :func:`drcnet.metrics.source_clustered_accuracy`),
 the accuracy of each true class, LAMOST F9 right, and the share of F/G/K renders (and stars) called
 ``other``; with ``--other`` (a file rendered with ``--other``), the share of non-F/G/K objects called
-``other`` above S/N_r 20. Predictions come from :func:`drcnet.predict.predict_dataset`, the code path of
+``other`` above S/N_r 20. Predictions come from :func:`drcnet.inference.engine.predict_dataset`, the code path of
 ``drcnet predict``. A four-class model's ``other`` answers count as wrong on F/G/K stars.
 """
 
@@ -30,8 +30,8 @@ import numpy as np
 from drcnet.conventions import CLASSES
 from drcnet.data.schema import decode
 from drcnet.metrics import source_clustered_accuracy
-from drcnet.predict import predict_dataset
-from drcnet.workflows.inference import load_predictor
+from drcnet.inference.engine import predict_dataset
+from drcnet.inference.predictor import load_model
 
 BINS = (">30", "20-30", "10-20", "<10")
 
@@ -103,7 +103,7 @@ def main() -> None:
     torch.set_num_threads(2)
     report = {}
     for m in a.models:
-        model = load_predictor(m)
+        model = load_model(m)
         d = pooled([load_file(f, model) for f in a.data])
         r = score(d)
         if a.other:

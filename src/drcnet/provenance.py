@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import functools
 import glob
 import json
 import os
@@ -21,7 +22,20 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from drcnet import __version__
+
+
+@functools.cache
+def package_version() -> str:
+    """The installed drcnet version (``importlib.metadata``), ``"0.0.0+unknown"`` from a bare source tree.
+
+    Looked up on first use: ``importlib.metadata`` costs ~70 ms of a command's start-up.
+    """
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("drcnet")
+    except PackageNotFoundError:  # running from a source tree without install
+        return "0.0.0+unknown"
 
 
 def git_commit() -> str:
@@ -62,7 +76,7 @@ def provenance(config: dict[str, Any] | None = None, seed: int | None = None) ->
     """
     return {
         "package": "drcnet",
-        "version": __version__,
+        "version": package_version(),
         "git_commit": git_commit(),
         "created_utc": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "python": platform.python_version(),

@@ -15,7 +15,7 @@ from drcnet.catalogue import CATALOGUE_COLUMNS, catalogue_columns
 from drcnet.conventions import SUBCLASSES
 from drcnet.metrics import (catalogue_metrics, evaluate_predictions, other_family, param_errors, rejection_metrics,
                             subclass_accuracy)
-from drcnet.predict import PRED_COLUMNS, predictions_csv
+from drcnet.inference.table import PRED_COLUMNS, csv_text, prediction_table
 
 NAN = float("nan")
 
@@ -75,7 +75,7 @@ def test_calibration_changes_probabilities_not_classes_and_flags_ood():
 def test_prediction_table_header_and_rows():
     pred = {"object_id": ["a", "b", "c"], "label": np.array([0, 3, -1]), "snr_r": np.array([50.0, 50.0, 9.5]),
             "prob": softmax(np.nan_to_num(four_class_outputs()["logits"])), "outputs": four_class_outputs()}
-    text = predictions_csv(pred)
+    text = csv_text(prediction_table(pred))
     assert text.splitlines()[0] == (
         "object_id,label,pred,prob_F,prob_G,prob_K,prob_other,pred_set,subclass,subclass_prob,lum_class,"
         "teff,teff_err,logg,logg_err,feh,feh_err,ood_score,ood,snr_r,bad_input")
@@ -173,7 +173,7 @@ def test_every_model_output_reaches_the_prediction(micro_data):
     import torch
 
     from drcnet.models import create_model
-    from drcnet.predict import predict_arrays, predict_arrays_all, predict_dataset
+    from drcnet.inference.engine import predict_arrays, predict_arrays_all, predict_dataset
 
     torch.manual_seed(0)
     model = create_model("drcnet", **SMALL_HEADS)
@@ -196,7 +196,7 @@ def test_every_model_output_reaches_the_prediction(micro_data):
     assert np.allclose(predict_arrays(model, stripes=stripes)[keep], ref["prob"][keep], atol=1e-5)
     one = predict_arrays_all(model, stripes=stripes[0])
     assert one["logits"].shape == (4,) and np.allclose(one["logits"], out["logits"][0], atol=1e-4)
-    rows = list(csv.DictReader(io.StringIO(predictions_csv(ref))))
+    rows = list(csv.DictReader(io.StringIO(csv_text(prediction_table(ref)))))
     assert all(r["prob_other"] != "nan" and r["teff"] != "nan" or r["pred"] == "other" for r in rows)
     assert all((r["subclass"] in SUBCLASSES) == (r["pred"] != "other") for r in rows)
 
@@ -205,6 +205,6 @@ def test_prediction_table_from_probabilities_only():
     # a prediction dict without raw outputs (older callers): the probabilities are kept as they are
     pred = {"object_id": ["a", "b"], "label": np.array([0, -1]), "snr_r": np.array([40.0, 5.0]),
             "prob": np.array([[0.7, 0.3, 0.0], [NAN, NAN, NAN]])}
-    rows = list(csv.DictReader(io.StringIO(predictions_csv(pred))))
+    rows = list(csv.DictReader(io.StringIO(csv_text(prediction_table(pred)))))
     assert [r["pred"] for r in rows] == ["F", ""] and [r["bad_input"] for r in rows] == ["0", "1"]
     assert [rows[0][f"prob_{c}"] for c in ("F", "G", "K", "other")] == ["0.700000", "0.300000", "0.000000", "nan"]

@@ -20,7 +20,7 @@ from drcnet.data.batches import iter_batches
 from drcnet.data.normalize import zscore, zscore_fast, zscore_spectra1d
 from drcnet.data.torch_dataset import SpectraDataset, _read_rows
 from drcnet.models import DEFAULT_MODEL, load_run, pretrained_dir
-from drcnet.predict import (predict_arrays, predict_arrays_all, predict_dataset, resolve_precision)
+from drcnet.inference.engine import (predict_arrays, predict_arrays_all, predict_dataset, resolve_precision)
 
 
 def _reference_probs(model: nn.Module, data, split) -> tuple[np.ndarray, np.ndarray]:
@@ -143,7 +143,7 @@ def test_bf16_autocast_agrees_with_fp32(micro_data):
 
 
 def test_bf16_falls_back_cleanly_without_hardware(monkeypatch, cli_runs, micro_data, tmp_path):
-    import drcnet.predict as predict
+    import drcnet.inference.engine as predict
 
     monkeypatch.setattr(predict, "bf16_support", lambda device="cpu": (False, "this CPU has no native bf16"))
     with pytest.warns(UserWarning, match="no native bf16.*running in fp32"):

@@ -9,7 +9,7 @@ import pytest
 
 from _support.model_fixtures import cli, cli_runs, micro_data  # noqa: F401
 from drcnet.models import DEFAULT_MODEL, create_model, load_run, pretrained_dir, shipped_models
-from drcnet.predict import predict_arrays
+from drcnet.inference.engine import predict_arrays
 
 PRETRAINED = pretrained_dir("drcnet")
 

@@ -201,7 +201,7 @@ def test_nan_stripes_get_no_class_and_leave_the_metrics(cli_runs, micro_data, tm
 
 
 def test_predict_arrays_returns_nan_for_nonfinite_objects(cli_runs):
-    from drcnet.predict import predict_arrays
+    from drcnet.inference.engine import predict_arrays
 
     model, _ = load_run(cli_runs["drcnet"])
     x = np.random.default_rng(0).normal(100, 5, (3, 2, 11, 3000)).astype(np.float32)

@@ -22,7 +22,8 @@ from torch.utils.data.distributed import DistributedSampler
 
 from _support.model_fixtures import SMALL_DRCNET, cli, cli_runs, micro_data  # noqa: F401
 from drcnet.data.normalize import zscore_spectra1d, zscore_stripes
-from drcnet.data.torch_dataset import SpectraDataset, dataset_fingerprint
+from drcnet.data.schema import dataset_fingerprint
+from drcnet.data.torch_dataset import SpectraDataset
 from drcnet.models import create_model
 from drcnet.models import load_run
 from drcnet.train import TrainConfig, lr_at, steps_per_epoch
@@ -137,7 +138,7 @@ def test_ddp_two_cpu_processes(micro_data, tmp_path):
     assert torchrun.exists(), "torchrun (installed with torch) should sit beside the interpreter"
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-    cmd = [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "drcnet.train", "--model", "drcnet",
+    cmd = [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "drcnet", "train", "--model", "drcnet",
            "--data", str(micro_data), "--out", str(out), "--epochs", "2", "--batch-size", "4", "--device", "cpu",
            "--workers", "0", "--threads", "1", "--no-progress", "--model-config", SMALL_DRCNET]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
@@ -160,7 +161,7 @@ def test_sigterm_marks_the_run_interrupted_and_it_resumes(micro_data, tmp_path):
     args = ["--model", "drcnet", "--data", str(micro_data), "--out", str(out), "--batch-size", "8", "--workers", "0",
             "--threads", "1", "--no-progress", "--model-config", SMALL_DRCNET]
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    proc = subprocess.Popen([sys.executable, "-m", "drcnet.train", *args, "--epochs", "500"], stdout=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-m", "drcnet", "train", *args, "--epochs", "500"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env)
     try:
         deadline = time.monotonic() + 240

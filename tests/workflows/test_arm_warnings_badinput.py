@@ -120,10 +120,10 @@ def test_a_faint_exposure_is_reduced_and_flagged_not_refused(exposure, tmp_path,
 
 
 def _shipped_predictor():
-    from drcnet.workflows.classify_exposure import load_predictor
+    from drcnet.inference.predictor import Predictor
     from drcnet.models import DEFAULT_MODEL, pretrained_dir
 
-    return load_predictor(pretrained_dir(DEFAULT_MODEL))[0]
+    return Predictor.load(pretrained_dir(DEFAULT_MODEL))
 
 
 @pytest.mark.slow

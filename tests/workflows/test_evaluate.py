@@ -13,7 +13,8 @@ import pytest
 from _support.model_fixtures import cli, cli_runs, micro_data  # noqa: F401
 from drcnet.metrics import MIN_SOURCES, accuracy_interval, classification_metrics, evaluate_predictions
 from drcnet.models import load_run
-from drcnet.predict import PRED_COLUMNS, predict_arrays, predict_dataset
+from drcnet.inference.engine import predict_arrays, predict_dataset
+from drcnet.inference.table import PRED_COLUMNS
 
 
 def test_metrics_match_hand_computed_values():

@@ -137,17 +137,14 @@ def test_three_class_models_still_work_on_an_exposure_with_other_fibers(other_ex
     import torch
 
     from drcnet.models import create_model
-    from drcnet.workflows.classify_exposure import (
-        catalogue_table,
-        load_predictor,
-        predict_objects,
-    )
+    from drcnet.inference.predictor import Predictor
+    from drcnet.workflows.classify_exposure import catalogue_table, predict_objects
     from drcnet.workflows.reduce_exposure import reduce_exposure
 
     (sr,) = reduce_exposure(other_exposure, data_root=data_root)
     torch.manual_seed(0)
-    predictor, info = load_predictor(_run_folder(tmp_path / "ffcnn", create_model("ffcnn"), "ffcnn"))
-    assert info["calibrated"] is False
+    predictor = Predictor.load(_run_folder(tmp_path / "ffcnn", create_model("ffcnn"), "ffcnn"))
+    assert predictor.info["calibrated"] is False
 
     def plain(stripes, flux1d, sky1d):  # a legacy predictor: probabilities only
         return np.tile([0.2, 0.5, 0.3], (len(stripes), 1))

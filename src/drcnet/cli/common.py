@@ -136,11 +136,11 @@ def run_inputs(run_dir: str | Path | None) -> list[Path]:
     """The files of a run folder that loading a model reads (weights, run.json, calibration), or the file itself.
 
     ``run_dir`` may be a shipped model's name (``drcnet-survey``) or ``None`` (the default model): both are
-    resolved to the package's folder (:func:`drcnet.workflows.inference.resolve_run`), so an ``--out`` onto
+    resolved to the package's folder (:func:`drcnet.models.run_folder.resolve_run`), so an ``--out`` onto
     a shipped model's weights is refused like one onto a run folder's. A name that is no shipped model is
     returned as given (the command then names it).
     """
-    from drcnet.workflows.inference import resolve_run
+    from drcnet.models.run_folder import resolve_run
 
     try:
         run_dir = resolve_run(run_dir)

@@ -63,7 +63,7 @@ def _print_summary(path: Path, seconds: float) -> None:
     import h5py
     import numpy as np
 
-    from drcnet import CLASSES
+    from drcnet.conventions import CLASSES
     from drcnet.conventions import OTHER
     from drcnet.data.schema import SNR_BIN_NAMES, SPLIT_NAMES
 

@@ -144,7 +144,7 @@ def classify_cmd(
     run_dir: Annotated[Path | None, typer.Argument(help="training run folder (`drcnet train`) or a shipped model's "
                                                         "name (`drcnet models`); default: the shipped model")] = None,
     exposure: Annotated[Path, typer.Option("--exposure", help="exposure folder (raw frames + fiber maps)")] = ...,  # type: ignore[assignment]
-    out: Annotated[Path, typer.Option("--out", help="catalogue file: .csv or .fits")] = ...,  # type: ignore[assignment]
+    out: Annotated[Path, typer.Option("--out", help="catalogue file: .csv, .parquet or .fits")] = ...,  # type: ignore[assignment]
     qa: Annotated[Path | None, typer.Option("--qa", help="QA page folder (default: <out stem>_qa next to the catalogue)")] = None,
     no_qa: Annotated[bool, typer.Option("--no-qa", help="skip the QA page")] = False,
     dataset: Annotated[Path | None, typer.Option("--dataset", help="also write the reduced dataset file here")] = None,
@@ -153,21 +153,29 @@ def classify_cmd(
     data_root: Annotated[Path | None, typer.Option("--data-root", help="reference data folder, for the arc line lists")] = None,
 ) -> None:
     """Classify every object fiber of a raw exposure: catalogue (pred, prob_F/G/K, S/N_r, flags) and QA page."""
-    from drcnet.workflows.classify_exposure import check_outputs
+    classify_and_print(run_dir, exposure, out, qa=qa, no_qa=no_qa, dataset=dataset, spid=spid, run=run,
+                       data_root=data_root)
 
-    from drcnet.workflows.inference import resolve_run
+
+def classify_and_print(run_dir: Path | str | None, exposure: Path, out: Path, qa: Path | None = None,
+                       no_qa: bool = False, dataset: Path | None = None, spid: list[int] | None = None,
+                       run: int | None = None, data_root: Path | None = None, engine: str = "torch") -> None:
+    """Check the outputs, run :func:`drcnet.workflows.classify_exposure.classify_exposure`, print what it did.
+
+    Shared by ``drcnet frames classify`` and ``drcnet predict --exposure`` (a plain function, not a command).
+    """
+    from drcnet.instrument.errors import FrameWarning
+    from drcnet.models.run_folder import resolve_run
+    from drcnet.workflows.classify_exposure import check_outputs, classify_exposure
 
     qa_dir = None if no_qa else (qa or out.with_name(out.name.split(".")[0] + "_qa"))
-    run_dir = resolve_run(run_dir)  # a run folder, a shipped model's name (as `predict`), or the default model
+    run_dir = resolve_run(run_dir)  # a run folder, a shipped model's name, an .onnx file, or the default model
     check_outputs(out, qa_dir, dataset, files=exposure_inputs(exposure) + run_inputs(run_dir),
                   trees=[exposure])  # before any work
-    from drcnet.instrument.errors import FrameWarning
-    from drcnet.workflows.classify_exposure import classify_exposure
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FrameWarning)  # printed below from the result
         res = classify_exposure(run_dir, exposure, out, dataset_out=dataset, qa_dir=qa_dir, spids=spid, run=run,
-                                data_root=data_root)
+                                data_root=data_root, engine=engine)
     for w in res.warnings:
         console.print(f"[yellow]warning:[/] {w}")
     t = res.timings
@@ -183,8 +191,6 @@ def classify_cmd(
         console.print(f"accuracy against the fiber map's truth on {conv}, true F/G/K stars: {res.accuracy:.3f}")
     if res.rejection is not None:
         console.print(f"rejection: {res.rejection:.3f} of the true 'other' objects called other")
-
-
 
 
 def register(app: typer.Typer) -> None:

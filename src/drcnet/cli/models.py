@@ -24,12 +24,6 @@ from drcnet.outputs import Output, check_outputs
 DEFAULT_RUN_HELP = "Run folder from `drcnet train` (default: the shipped default model, see `drcnet models`)."
 
 
-def _run_or_default(run_dir: Path | None) -> Path:
-    from drcnet.models import DEFAULT_MODEL, pretrained_dir
-
-    return run_dir if run_dir is not None else pretrained_dir(DEFAULT_MODEL)
-
-
 def catalogue_summary(c: dict | None) -> str:
     """One line of the catalogue metrics of ``metrics.json`` (all S/N bins together); empty when absent."""
     if not c:
@@ -64,7 +58,9 @@ def evaluate_cmd(
     """Paper metrics (Table 3, per-S/N-bin Tables 4-5, confusion matrices) -> metrics.json + confusion.png."""
     from drcnet.workflows.evaluate import evaluate_run
 
-    run_dir = _run_or_default(run_dir)
+    from drcnet.models.run_folder import resolve_run
+
+    run_dir = resolve_run(run_dir)
     check_outputs([Output(out or run_dir, kind="folder")], files=[data, *run_inputs(run_dir)])  # before any work
     m = evaluate_run(run_dir, data, split=split, out=out, which=which, batch_size=batch_size, workers=workers,
                      fast=fast)
@@ -83,7 +79,7 @@ def evaluate_cmd(
 
 
 def predict_cmd(
-    out: Annotated[Path, typer.Option("--out", "-o", help="CSV file to write (.csv, or .fits with --exposure).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Table to write: .csv, .parquet or .fits.")],
     run_dir: Annotated[Optional[Path], typer.Argument(
         help=DEFAULT_RUN_HELP[:-1] + "; or an .onnx file from `drcnet export --onnx` (run by ONNX Runtime).")] = None,
     data: Annotated[Optional[Path], typer.Option("--data", "-d", help="Dataset HDF5 file.")] = None,
@@ -102,7 +98,7 @@ def predict_cmd(
     engine: Annotated[str, typer.Option(
         help="torch, or onnx (ONNX Runtime: the model is exported on the fly, or give an .onnx file).")] = "torch",
 ) -> None:
-    """Catalogue per object -> CSV (object_id, label, pred, prob_F/G/K/other, subclass, Teff/logg/[Fe/H], ood, snr_r)."""
+    """Catalogue per object -> .csv, .parquet or .fits (object_id, label, pred, prob_F/G/K/other, subclass, ood)."""
     if (data is None) == (exposure is None):
         raise ValueError("give exactly one of --data FILE.h5 (a dataset) or --exposure DIR (raw frames)")
     if precision not in ("fp32", "bf16"):
@@ -110,22 +106,25 @@ def predict_cmd(
     if engine not in ("torch", "onnx"):
         raise ValueError(f"--engine must be torch or onnx, got {engine!r}")
     check_outputs([Output(out)], files=[p for p in (data,) if p is not None]
-                  + run_inputs(run_dir if run_dir is not None else _run_or_default(None))
+                  + run_inputs(run_dir)
                   + (exposure_inputs(exposure) if exposure is not None else []),
                   trees=[exposure] if exposure is not None else ())  # before any work
     if run_dir is not None and run_dir.suffix == ".onnx" and engine != "onnx":
         engine = "onnx"  # an .onnx file can only run on ONNX Runtime
     if exposure is not None:
-        if engine != "torch" or precision != "fp32":
-            raise ValueError("--exposure runs the torch fp32 engine; --engine/--precision apply to --data")
-        from drcnet.cli.frames import classify_cmd
+        if precision != "fp32":
+            raise ValueError("--exposure runs in fp32 (torch or --engine onnx); --precision bf16 applies to --data")
+        from drcnet.cli.frames import classify_and_print
 
-        classify_cmd(_run_or_default(run_dir), exposure, out)
+        try:
+            classify_and_print(run_dir, exposure, out, engine=engine)  # the workflow, with the QA page beside --out
+        except ImportError as err:  # onnx / onnxruntime missing: one line, exit status 2
+            raise RuntimeError(str(err)) from err
         return
-    from drcnet.workflows.inference import predict_table
+    from drcnet.inference.predictor import predict_table
 
     if precision == "bf16" and engine == "torch":
-        from drcnet.predict import bf16_support
+        from drcnet.inference.engine import bf16_support
 
         ok, why = bf16_support("cpu")
         if not ok:  # fall back cleanly: one line saying why
@@ -174,7 +173,8 @@ def export_cmd(
     which: Annotated[str, typer.Option(help="best or last weights.")] = "best",
 ) -> None:
     """Export a model to ONNX (dynamic batch; every output head) for ONNX Runtime: `drcnet predict FILE.onnx`."""
-    from drcnet.workflows.inference import export_run_onnx, resolve_run
+    from drcnet.inference.predictor import export_run_onnx
+    from drcnet.models.run_folder import resolve_run
 
     check_outputs([Output(out)], files=run_inputs(resolve_run(onnx)))  # before any work
     try:

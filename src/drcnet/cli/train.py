@@ -1,4 +1,4 @@
-"""The ``drcnet train`` command (also ``python -m drcnet.train`` for ``torchrun``, whose entry point imports it)."""
+"""The ``drcnet train`` command (also ``python -m drcnet train`` for ``torchrun``: :mod:`drcnet.__main__`)."""
 
 from __future__ import annotations
 
@@ -80,7 +80,7 @@ def train_cmd(
     # --init-from may name a shipped model: resolved (or refused) before --overwrite empties anything, so a
     # run never starts by removing the folder it was to start from
     if init_from:
-        from drcnet.workflows.inference import resolve_run
+        from drcnet.models.run_folder import resolve_run
 
         resolve_run(init_from)
     check_outputs([Output(out, kind="folder", replaces_folder=overwrite)],
@@ -90,8 +90,7 @@ def train_cmd(
             typer.echo("error: give --model (drcnet, rcnet, ffcnn), or --init-from RUN to take the source run's model",
                        err=True)
             raise typer.Exit(2)
-        from drcnet.train.warm_start import resolve_run
-        from drcnet.models.run_folder import read_run_json
+        from drcnet.models.run_folder import read_run_json, resolve_run
 
         try:
             model = str(read_run_json(resolve_run(init_from)).get("model"))

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,7 +42,7 @@ class Batch:
     valid: np.ndarray
 
 
-def iter_batches(ds: SpectraDataset, batch_size: int = 256, prefetch: bool = True) -> Iterator[Batch]:
+def iter_batches(ds: SpectraDataset, batch_size: int = 256, prefetch: bool = True) -> Generator[Batch, None, None]:
     """Yield the items of ``ds`` in order, ``batch_size`` at a time (the last batch may be shorter).
 
     Parameters

@@ -16,8 +16,6 @@ slice, float16 -> float32 once, one vectorised Z-score for the batch): what pred
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -46,17 +44,6 @@ def no_split_message(path: str | Path, split: str) -> str:
     return (f"{path}: the file has no 'split' dataset (which object is train, val or test), so it has no {split!r} "
             "split; add one (an int8 'split' dataset, 0 train, 1 val, 2 test, one per object), or use the "
             "command on every object (`drcnet predict` without --split)")
-
-
-def split_index(path: str | Path, split: str) -> int:
-    """Index of split ``split`` in the file at ``path`` (raises with the valid names, or when it has no split)."""
-    with open_dataset(path) as h:
-        names = split_names(h)
-        if "split" not in h:
-            raise ValueError(no_split_message(path, split))
-    if split not in names:
-        raise ValueError(f"{path}: no split named {split!r}; the file has {names}")
-    return names.index(split)
 
 
 def catalogue_targets(h: h5py.File, label: np.ndarray) -> np.ndarray:
@@ -271,38 +258,3 @@ def _read_rows(ds: h5py.Dataset, rows: np.ndarray) -> np.ndarray:
         # position of each requested row within the unique sorted rows
         out[:] = buf[np.searchsorted(uniq, rows)]
     return out
-
-
-def dataset_fingerprint(path: str | Path) -> dict[str, Any]:
-    """Identify a dataset file by content without reading all of it.
-
-    The ``sha256`` covers: the root attributes (sorted, JSON), every dataset's name, shape and dtype,
-    the full small per-object columns (``label``, ``split``, ``snr_r``, ``object_id``) and the first
-    and last object's ``stripes`` and ``flux1d``. Any change in the object list, labels, splits or the
-    simulation config changes it; it takes milliseconds for a paper-size file. File size and mtime
-    are recorded alongside for information only (a copy of the file keeps the same fingerprint).
-    """
-    path = Path(path)
-    h = hashlib.sha256()
-    with open_dataset(path) as f:
-        attrs = {}
-        for key, value in sorted(f.attrs.items()):
-            if isinstance(value, bytes):
-                value = value.decode()
-            attrs[key] = value.tolist() if hasattr(value, "tolist") else value
-        h.update(json.dumps(attrs, sort_keys=True, default=str).encode())
-        items: list[tuple[str, h5py.Dataset]] = []
-        f.visititems(lambda name, obj: items.append((name, obj)) if isinstance(obj, h5py.Dataset) else None)
-        for name, ds in sorted(items, key=lambda t: t[0]):
-            h.update(f"{name}:{ds.shape}:{ds.dtype}".encode())
-        for key in ("label", "split", "snr_r", "object_id"):
-            if key in f:
-                h.update(np.ascontiguousarray(f[key][:]).tobytes())
-        n = f["label"].shape[0] if "label" in f else 0
-        for key in ("stripes", "flux1d"):
-            if key in f and n:
-                h.update(np.ascontiguousarray(f[key][0]).tobytes())
-                h.update(np.ascontiguousarray(f[key][n - 1]).tobytes())
-    st = path.stat()
-    return {"sha256": h.hexdigest(), "path": str(path.resolve()), "size_bytes": st.st_size,
-            "mtime": st.st_mtime, "n_objects": int(n)}

@@ -5,7 +5,7 @@
   ``"subclass_logits"``, ``"lum_logits"``, ``"params_mean"``, ``"params_sigma"``), else ``forward`` as
   ``"logits"``. The model is exported on its plain path (``fast`` off: the channels-last fast path is a
   CPU-layout optimisation of torch's; ONNX Runtime chooses its own layouts), numerically the same network.
-* :class:`OnnxModel` runs such a file with ONNX Runtime and behaves, for :mod:`drcnet.predict`, like the
+* :class:`OnnxModel` runs such a file with ONNX Runtime and behaves, for :mod:`drcnet.inference.engine`, like the
   torch model (``input_kind``, ``run(x) -> {name: array}``).
 
 ``onnx`` and ``onnxruntime`` are imported only here and only when used; without them a clear
@@ -126,7 +126,7 @@ def export_onnx(model: nn.Module, path: str | Path, opset: int = OPSET) -> dict[
 
 
 class OnnxModel:
-    """An exported model run by ONNX Runtime (CPU), usable wherever :mod:`drcnet.predict` takes a model.
+    """An exported model run by ONNX Runtime (CPU), usable wherever :mod:`drcnet.inference.engine` takes a model.
 
     Parameters
     ----------

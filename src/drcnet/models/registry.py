@@ -44,41 +44,17 @@ def model_class(name: str) -> type[SpectralModel]:
         raise KeyError(f"unknown model {name!r}; registered models: {', '.join(list_models())}") from None
 
 
-def create_model(name: str, pretrained: bool = False, **config: Any) -> SpectralModel:
-    """Build model ``name`` with its default config overridden by ``config``.
-
-    Parameters
-    ----------
-    name
-        A registered model (:func:`list_models`).
-    pretrained
-        Return a shipped trained model of that architecture instead (in eval mode, with its own config;
-        ``config`` must then be empty): the default model when it is that architecture, else the
-        shipped folder named ``name``, else the first shipped one of that architecture.
-    **config
-        Overrides of the model's config dataclass.
+def build_model(name: str, **config: Any) -> SpectralModel:
+    """Build model ``name`` with its default config overridden by ``config`` (fresh weights).
 
     Raises
     ------
     KeyError
         Unknown model name.
     ValueError
-        Unknown config keys, or config overrides together with ``pretrained``.
-    FileNotFoundError
-        ``pretrained`` for a model that is not shipped.
+        Unknown config keys.
     """
     cls = model_class(name)
-    if pretrained:
-        if config:
-            raise ValueError(f"a pretrained {name!r} has its own config; drop {sorted(config)} or pretrained=True")
-        from drcnet.models.run_folder import DEFAULT_MODEL, load_run, pretrained_dir, shipped_models
-
-        shipped = {s["name"]: s["model"] for s in shipped_models()}
-        candidates = [DEFAULT_MODEL, name] + sorted(shipped)
-        folder = next((c for c in candidates if shipped.get(c) == name), None)
-        if folder is None:
-            raise FileNotFoundError(f"no shipped {name!r} model; shipped: {', '.join(sorted(shipped)) or 'none'}")
-        return load_run(pretrained_dir(folder))[0]
     return cls(config_from_dict(cls.Config, config))
 
 

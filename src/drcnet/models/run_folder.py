@@ -29,7 +29,7 @@ from safetensors import safe_open
 
 from drcnet.models.base import SpectralModel
 from drcnet.models.fastpath import set_fast
-from drcnet.models.registry import create_model
+from drcnet.models.registry import build_model
 
 RUN_JSON = "run.json"
 BEST = "best.safetensors"
@@ -190,7 +190,7 @@ def load_run(run_dir: str | Path, which: str = "best", device: str | torch.devic
     if info.model_name == "drcnet" and "reduce_activation" not in config:
         # run folders written before the option existed used ReLUs between the reduction convolutions
         config["reduce_activation"] = "relu"
-    model = create_model(info.model_name, **config)
+    model = build_model(info.model_name, **config)
     if which not in ("best", "last"):
         raise ValueError(f"which must be 'best' or 'last', got {which!r}")
     path = Path(run_dir) / (BEST if which == "best" else LAST)
@@ -224,6 +224,41 @@ def pretrained_dir(name: str = DEFAULT_MODEL) -> Path:
         shipped = sorted(p.name for p in PRETRAINED_ROOT.iterdir() if (p / RUN_JSON).is_file())
         raise FileNotFoundError(f"no shipped model named {name!r}; shipped: {', '.join(shipped) or 'none'}")
     return folder
+
+
+def resolve_run(run: str | Path | None = None) -> Path:
+    """The run folder of ``run``: a path, a shipped model's name (:func:`shipped_models`) or ``None``.
+
+    The one resolver of the package: ``drcnet predict``/``evaluate``/``export``/``frames classify``/``night
+    classify``, ``train --init-from`` and :func:`drcnet.load_model` all take a run this way.
+
+    Parameters
+    ----------
+    run
+        A run folder (or an ``.onnx`` file) that exists; a bare name of a shipped model (``drcnet-survey``);
+        or ``None`` for the default model (:data:`DEFAULT_MODEL`).
+
+    Returns
+    -------
+    pathlib.Path
+        The path as given when it exists, else the shipped model's folder inside the package.
+
+    Raises
+    ------
+    FileNotFoundError
+        A path that does not exist, or a bare name that is no shipped model (the message lists them).
+    """
+    if run is None:
+        return pretrained_dir(DEFAULT_MODEL)
+    p = Path(run)
+    if p.exists():
+        return p
+    if p.name == str(run) and "/" not in str(run):
+        try:
+            return pretrained_dir(str(run))
+        except FileNotFoundError as err:
+            raise FileNotFoundError(f"{run}: neither a run folder nor a shipped model ({err})") from err
+    raise FileNotFoundError(f"{run}: no such run folder")
 
 
 def shipped_models() -> list[dict[str, Any]]:

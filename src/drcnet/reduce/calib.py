@@ -155,7 +155,7 @@ def net_image(data: np.ndarray, level: np.ndarray, amp_boundary: int, bias_colum
 
     ``amp_boundary`` is the first data column of amplifier B.
     """
-    out = data.astype(dtype)
+    out: np.ndarray = data.astype(dtype)
     for a, cols in enumerate(amp_sections(data.shape[1], amp_boundary)):
         out[:, cols] -= level[:, a].astype(dtype)[:, None]
     if bias_columns is not None:

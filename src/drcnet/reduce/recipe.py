@@ -223,7 +223,7 @@ def reduce_arm(frames: ArmFrames, detector: Detector, n_fibers: int, sky_fibers:
     cols = stripe_columns()
     bad_flat = bad_flat_fibers(flat_net, science.pixels)
     profile, flat_flux = flat_profile(flat_net, science.pixels, config.flat_smooth_cols,
-                                      centres[:, cols] if bad_flat.any() or traces.bad_flat.any() else None)
+                                      centres[:, cols] if bad_flat.any() or np.any(traces.bad_flat) else None)
     del flat_net
     clock.lap("stripes")
     extracted = extract_spectra(science, profile, gain, rn_adu, config.optimal_clip_sigma)

@@ -56,7 +56,7 @@ class ScienceStripes:
     def __post_init__(self) -> None:
         n = self.stripes.shape[0]
         if self.bad_fiber is None:
-            self.bad_fiber = self.bad.any(axis=(1, 2))
+            self.bad_fiber = np.asarray(self.bad.any(axis=(1, 2)))
         if self.bad_level is None:
             self.bad_level = np.zeros(n, dtype=bool)
         if self.defect is None:

@@ -27,7 +27,7 @@ def stripe_rows_all(centres: np.ndarray, half: int = STRIPE_HALF_ROWS, dtype: ty
 
     Same rounding as :func:`drcnet.simulate.ccd.stripe_rows` (``floor(trace + 0.5)``).
     """
-    centre = np.floor(centres + 0.5).astype(dtype)
+    centre: np.ndarray = np.floor(centres + 0.5).astype(dtype)
     return centre[:, None, :] + np.arange(-half, half + 1, dtype=dtype)[None, :, None]
 
 

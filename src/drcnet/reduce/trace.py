@@ -238,7 +238,7 @@ def trace_fibers(flat: np.ndarray, n_fibers: int, fiber: FiberConfig, config: Tr
         for dr in range(-cfg.half_window, cfg.half_window + 1):
             r = np.clip(rows + dr, 0, flat.shape[0] - 1)
             touched |= nan_bins[r, np.arange(n_bins)[None, :]]
-        bad_flat = touched.any(axis=1)
+        bad_flat = np.asarray(touched.any(axis=1))
         # a fiber hidden by bad pixels is not a fiber without light: trace it without them, else from its neighbours
         lit = np.ones(n_fibers, dtype=bool) if expected_lit is None else np.asarray(expected_lit, dtype=bool)
         hidden = bad_flat & lit & (lost | touched[:, max(mid - 2, 0):mid + 2].any(axis=1))

@@ -51,7 +51,7 @@ def dispersion(arm: ArmConfig, cols: np.ndarray, shift_px: float = 0.0, *, u0: f
     return arm.dispersion + u * (2 * arm.quad + 3 * u * arm.cubic)
 
 
-def columns_of(arm: ArmConfig, waves: np.ndarray, shift_px: float = 0.0, *, u0: float) -> np.ndarray:
+def columns_of(arm: ArmConfig, waves: np.ndarray | float, shift_px: float = 0.0, *, u0: float) -> np.ndarray:
     """Column where each vacuum wavelength lands: the inverse of :func:`wavelength` (Newton, 8 steps).
 
     Parameters

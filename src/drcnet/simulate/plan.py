@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from drcnet import CLASSES
+from drcnet.conventions import CLASSES
 from drcnet.conventions import CLASSES_WITH_OTHER, OTHER, SPLIT_NAMES
 from drcnet.library.template import Template
 from drcnet.simulate.sources import OTHER_SHARE, source_group

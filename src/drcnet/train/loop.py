@@ -1,3 +1,4 @@
+# Over 400 lines on purpose: setup, epochs, steps and checkpoints share one _Run state and its resume invariants.
 """The training loop: presets, early stopping, checkpoints, exact resume, DDP under ``torchrun``.
 
 Determinism and resume
@@ -40,7 +41,8 @@ from tqdm.auto import tqdm
 
 from drcnet.conventions import CLASSES
 from drcnet.data.schema import dataset_label_convention
-from drcnet.data.torch_dataset import SpectraDataset, dataset_fingerprint
+from drcnet.data.schema import dataset_fingerprint
+from drcnet.data.torch_dataset import SpectraDataset
 from drcnet.models import SpectralModel, create_model, model_input_kind
 from drcnet.models.fastpath import configure_cpu, set_fast
 from drcnet.models.heads import heads_loss

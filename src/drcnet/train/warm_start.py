@@ -9,27 +9,12 @@ everything else (new heads) keeps its fresh initialisation.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from drcnet.models import SpectralModel
-from drcnet.models.run_folder import BEST, RUN_JSON, file_sha256, pretrained_dir, read_run_json, read_safetensors
-
-
-def resolve_run(name_or_path: str) -> Path:
-    """A run folder from a path or a shipped model name.
-
-    Raises
-    ------
-    FileNotFoundError
-        Neither a folder with ``run.json`` nor a shipped model (the message lists the shipped ones).
-    """
-    path = Path(name_or_path)
-    if (path / RUN_JSON).is_file():
-        return path
-    return pretrained_dir(name_or_path)
+from drcnet.models.run_folder import BEST, file_sha256, read_run_json, read_safetensors, resolve_run
 
 
 def warm_start(model: SpectralModel, source: str) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """``drcnet calibrate``: fit a run's calibration on a labelled split and store it in the run folder.
 
-The run's model predicts every object of the split (:func:`drcnet.predict.predict_dataset`); the objects
+The run's model predicts every object of the split (:func:`drcnet.inference.engine.predict_dataset`); the objects
 with a finite answer and a label the model can give (F/G/K, and ``other`` for a four-class model) are the
 fitting set of :func:`drcnet.calibration.fit_calibration` (one temperature per S/N_r bin, the energy OOD
 threshold, the split-conformal threshold at the chosen coverage). The result goes to
@@ -83,10 +83,10 @@ def calibrate_run(run_dir: str | Path, data: str | Path, split: str = "val", cov
         The split holds no labelled object with a finite answer (names the file and split).
     """
     from drcnet.calibration import fit_calibration
-    from drcnet.data.torch_dataset import dataset_fingerprint
+    from drcnet.data.schema import dataset_fingerprint
     from drcnet.models import load_run
     from drcnet.models.fastpath import configure_cpu
-    from drcnet.predict import predict_dataset
+    from drcnet.inference.engine import predict_dataset
     from drcnet.provenance import provenance
 
     run = check_writable_run(run_dir)

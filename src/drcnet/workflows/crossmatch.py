@@ -298,7 +298,7 @@ def annotate_night(catalogue: str | Path, records: Sequence[Mapping[str, Any]], 
 
     from drcnet.instrument.lrs_catalogue import science_lmjd
     from drcnet.provenance import atomic_path
-    from drcnet.workflows.night_catalogue import write_fits_catalogue
+    from drcnet.inference.table import write_catalogue
 
     path = Path(catalogue)
     table = pq.read_table(path)
@@ -351,5 +351,5 @@ def annotate_night(catalogue: str | Path, records: Sequence[Mapping[str, Any]], 
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp)
     prov = json.loads(meta.get(b"drcnet.provenance", b"{}"))
-    write_fits_catalogue(table, path.with_name(path.name[: -len(".parquet")] + ".fits"), prov)
+    write_catalogue(table, path.with_name(path.name[: -len(".parquet")] + ".fits"), prov)
     return table

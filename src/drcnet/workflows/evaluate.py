@@ -4,7 +4,7 @@
   (:func:`scoring_labels`; ``label_convention`` in metrics.json) - metrics.json (Table 3, Tables 4-5, intervals; accuracy with its interval counted
   by source spectrum under ``by_source_spectrum``; the catalogue metrics of
   :func:`drcnet.metrics.catalogue_metrics` under ``catalogue``) and the confusion-matrix figure.
-* :func:`predict_run` - the prediction table (:data:`drcnet.predict.PRED_COLUMNS`).
+* :func:`predict_run` - the prediction table (:data:`drcnet.inference.table.PRED_COLUMNS`).
 """
 
 from __future__ import annotations
@@ -17,12 +17,13 @@ import numpy as np
 from drcnet.conventions import SNR_BIN_NAMES, class_names
 from drcnet.data.groups import object_groups
 from drcnet.data.schema import decode, label_convention, open_dataset
-from drcnet.data.torch_dataset import catalogue_targets, dataset_fingerprint
+from drcnet.data.schema import dataset_fingerprint
+from drcnet.data.torch_dataset import catalogue_targets
 from drcnet.metrics import catalogue_metrics, evaluate_predictions, group_metrics, source_clustered_accuracy
 from drcnet.models import load_run
 from drcnet.models.run_folder import run_label_convention
 from drcnet.models.fastpath import configure_cpu
-from drcnet.predict import predict_dataset
+from drcnet.inference.engine import predict_dataset
 from drcnet.provenance import provenance, write_json_atomic
 
 METRICS_JSON = "metrics.json"
@@ -157,9 +158,9 @@ def predict_run(run_dir: str | Path, data: str | Path, out: str | Path, split: s
 
     Probabilities are calibrated with the run folder's ``calibration.json`` when it has one
     (``drcnet calibrate``). Objects whose input holds NaN/inf pixels get no class (``bad_input`` 1) and a
-    ``UserWarning`` says how many. The torch fp32 case of :func:`drcnet.workflows.inference.predict_table`.
+    ``UserWarning`` says how many. The torch fp32 case of :func:`drcnet.inference.predictor.predict_table`.
     """
-    from drcnet.workflows.inference import predict_table
+    from drcnet.inference.predictor import predict_table
 
     return predict_table(run_dir, data, out, split=split, which=which, batch_size=batch_size, workers=workers,
                          fast=fast)

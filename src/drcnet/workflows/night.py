@@ -25,7 +25,6 @@ filesystem on a real cluster); only small task records travel through the schedu
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -35,14 +34,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from drcnet.provenance import atomic_path, provenance, write_json_atomic
+from drcnet.inference.table import write_catalogue
+from drcnet.provenance import provenance, write_json_atomic
 from drcnet.workflows.manifest import (
     MANIFEST_FORMAT,
     TaskSpec,
     discover_tasks,
     settings_fingerprint,
 )
-from drcnet.workflows.night_catalogue import merge_catalogues, write_fits_catalogue
+from drcnet.workflows.night_catalogue import merge_catalogues
 from drcnet.workflows.night_task import (
     PLUGIN_NAME,
     ModelPlugin,
@@ -187,11 +187,9 @@ def classify_night(root: str | Path, out: str | Path, run_dir: str | Path | None
     root, out = Path(root), Path(out)
     if not out.name.lower().endswith(".parquet"):
         raise ValueError(f"{out}: the night catalogue must end in .parquet (a .fits copy is written beside it)")
-    if run_dir is None:
-        from drcnet.models import DEFAULT_MODEL, pretrained_dir
+    from drcnet.models.run_folder import resolve_run
 
-        run_dir = pretrained_dir(DEFAULT_MODEL)
-    run_dir = Path(run_dir).resolve()
+    run_dir = resolve_run(run_dir).resolve()
     work = work_dir_for(out).resolve()
     specs = discover_tasks(root, skip=[work])
     if not specs:
@@ -256,12 +254,8 @@ def classify_night(root: str | Path, out: str | Path, run_dir: str | Path | None
     ordered = [records[s.key] for s in specs]
     done = [Path(r["result"]) for r in ordered if r["status"] in ("ok", "skipped")]
     merged = merge_catalogues(done)
-    merged = merged.replace_schema_metadata({"drcnet.provenance": json.dumps(prov, default=str)})
-    import pyarrow.parquet as pq
-
-    with atomic_path(out) as tmp:
-        pq.write_table(merged, tmp)
-    fits_path = write_fits_catalogue(merged, out.with_name(out.name[: -len(".parquet")] + ".fits"), prov)
+    write_catalogue(merged, out, prov)  # Parquet, provenance in the schema metadata
+    fits_path = write_catalogue(merged, out.with_name(out.name[: -len(".parquet")] + ".fits"), prov)
     summary = _summary(specs, ordered, merged.num_rows, time.perf_counter() - t_start, task_seconds)
     manifest = _write_manifest(manifest_path_for(out), prov, specs, records, summary, cluster_info)
     return NightResult(catalogue=out, fits=fits_path, manifest=manifest, work_dir=work, records=ordered,

@@ -14,7 +14,6 @@ at module level: Dask pickles :func:`run_task` and :class:`NightSettings` by ref
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import os
 import threading
 import time
@@ -26,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from drcnet.conventions import CLASSES_WITH_OTHER
-from drcnet.provenance import atomic_path
+from drcnet.inference.table import write_catalogue
 from drcnet.workflows.manifest import (
     TaskSpec,
     can_skip,
@@ -104,9 +103,9 @@ class ModelPlugin(WorkerPlugin):  # type: ignore[misc,valid-type]
             self._lock = threading.Lock()
         with self._lock:
             if self._predictor is None:
-                from drcnet.workflows.classify_exposure import load_predictor
+                from drcnet.inference.predictor import Predictor
 
-                self._predictor = load_predictor(self.run_dir, self.batch_size)[0]
+                self._predictor = Predictor.load(self.run_dir, batch_size=self.batch_size)
                 return self._predictor, True
             return self._predictor, False
 
@@ -135,9 +134,9 @@ def _predictor_for(settings: NightSettings) -> tuple[Any, bool]:
     key = (settings.run_dir, settings.batch_size)
     with _LOCAL_LOCK:
         if key not in _LOCAL_MODELS:
-            from drcnet.workflows.classify_exposure import load_predictor
+            from drcnet.inference.predictor import Predictor
 
-            _LOCAL_MODELS[key] = load_predictor(settings.run_dir, settings.batch_size)[0]
+            _LOCAL_MODELS[key] = Predictor.load(settings.run_dir, batch_size=settings.batch_size)
             return _LOCAL_MODELS[key], True
         return _LOCAL_MODELS[key], False
 
@@ -163,7 +162,7 @@ def _rss_mb() -> float | None:
 
 
 # -- one task ---------------------------------------------------------------------------------------
-def _arrow_catalogue(table: Any, spec: TaskSpec, run: int | None, meta: dict[str, Any]) -> Any:
+def _arrow_catalogue(table: Any, spec: TaskSpec, run: int | None) -> Any:
     """The task's catalogue (astropy Table) as a pyarrow table with the key columns first."""
     import pyarrow as pa
 
@@ -184,8 +183,7 @@ def _arrow_catalogue(table: Any, spec: TaskSpec, run: int | None, meta: dict[str
             cols[name] = pa.array(values.astype(np.int64))
         else:
             cols[name] = pa.array(values)
-    out = pa.table(cols)
-    return out.replace_schema_metadata({"drcnet.task": json.dumps(meta, default=str)})
+    return pa.table(cols)
 
 
 def _science_run(sr: Any) -> int | None:
@@ -272,11 +270,7 @@ def run_task(spec: TaskSpec, settings: NightSettings) -> dict[str, Any]:
         run = spec.run if spec.run is not None else _science_run(sr)
         meta = {"provenance": settings.provenance, "task": spec.as_dict(), "inputs": rec["inputs"],
                 "night_id": settings.night_id}
-        arrow = _arrow_catalogue(table, spec, run, meta)
-        import pyarrow.parquet as pq
-
-        with atomic_path(result) as tmp:
-            pq.write_table(arrow, tmp)
+        write_catalogue(_arrow_catalogue(table, spec, run), result, meta, metadata_key="drcnet.task")
         timings["write"] = round(time.perf_counter() - t, 4)
         preds = np.asarray(table["pred"])
         rec.update(status="ok", n_fibers=len(table), run=run,

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from drcnet.conventions import CLASSES, SNR_BIN_NAMES
-from drcnet.data.torch_dataset import dataset_fingerprint
+from drcnet.data.schema import dataset_fingerprint
 from drcnet.models import read_run
 from drcnet.paper import PAPER_DRC_MINUS_RC, PAPER_NAMES, PAPER_TABLE3
 from drcnet.provenance import provenance, write_json_atomic, write_text_atomic

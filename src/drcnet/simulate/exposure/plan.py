@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from drcnet import CLASSES
+from drcnet.conventions import CLASSES
 from drcnet.instrument.config import N_FIBERS, InstrumentConfig
 from drcnet.library.template import Template
 from drcnet.simulate.plan import CLASS_RATIO

@@ -1,4 +1,4 @@
-"""Class probabilities from a trained model: in-memory arrays or a dataset file, and the prediction table.
+"""The inference engine: every model output for in-memory arrays or a dataset file (torch or ONNX Runtime).
 
 * :func:`predict_arrays` - probabilities for raw arrays held in memory (stripes or 1D spectra);
   whole-exposure classification reuses it.
@@ -6,7 +6,6 @@
   raw arrays held in memory.
 * :func:`predict_dataset` - probabilities (and every model output) for (a split of) a dataset file,
   streamed from disk in batches (:func:`drcnet.data.batches.iter_batches`).
-* :func:`predictions_csv` - the ``drcnet predict`` table (:func:`drcnet.catalogue.catalogue_columns`).
 * :func:`make_runner` - the inference engine behind them: the torch model in fp32 or under bf16
   autocast (:func:`resolve_precision` checks the hardware), or an ONNX Runtime session
   (:class:`drcnet.models.onnx_export.OnnxModel`).
@@ -18,33 +17,18 @@ dataset files the same Z-score on whole batches, :meth:`drcnet.data.torch_datase
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 
 from drcnet.calibration import softmax
-from drcnet.catalogue import CATALOGUE_COLUMNS
-from drcnet.conventions import CLASSES_WITH_OTHER
 from drcnet.data.batches import iter_batches
 from drcnet.data.normalize import prepare_input
 from drcnet.data.torch_dataset import SpectraDataset
-
-if TYPE_CHECKING:
-    from drcnet.calibration import Calibration
-
-PRED_COLUMNS: tuple[str, ...] = ("object_id", "label", *CATALOGUE_COLUMNS, "snr_r", "bad_input")
-"""Columns of the prediction table: ``object_id``, ``label`` (true class name from the file, ``other``
-included; empty when unknown), the catalogue columns (:data:`drcnet.catalogue.CATALOGUE_COLUMNS`:
-``pred``, calibrated ``prob_*``, ``pred_set``, ``subclass``, ``lum_class``, Teff/log g/[Fe/H] with
-errors, ``ood_score``, ``ood``), ``snr_r`` and ``bad_input``: 1 for an object whose input holds NaN/inf
-pixels (it gets no class: ``pred`` empty, probabilities ``nan``)."""
-
 
 PRECISIONS = ("fp32", "bf16")
 """Inference precisions: ``fp32`` (default) or ``bf16`` (torch autocast; weights stay fp32)."""
@@ -338,53 +322,3 @@ def predict_dataset(model: Any, data: str | Path, split: str | None = None, batc
             "label": ds.labels.astype(np.int64), "snr_r": ds.snr_r,
             "snr_bin": ds.snr_bin.astype(np.int64), "prob": prob, "pred": pred, "valid": valid,
             "outputs": outputs}
-
-
-def _fmt(x: Any, digits: int) -> str:
-    """A float cell: fixed ``digits`` decimals, ``nan`` for a missing value."""
-    x = float(x)
-    return f"{x:.{digits}f}" if np.isfinite(x) else "nan"
-
-
-_DIGITS = {"prob_F": 6, "prob_G": 6, "prob_K": 6, "prob_other": 6, "subclass_prob": 6, "teff": 1, "teff_err": 1,
-           "logg": 4, "logg_err": 4, "feh": 4, "feh_err": 4, "ood_score": 4}
-"""Decimals of each float column of the prediction table."""
-
-
-def predictions_csv(pred: dict[str, Any], calibration: Calibration | None = None) -> str:
-    """CSV text with :data:`PRED_COLUMNS` for the output of :func:`predict_dataset`.
-
-    Parameters
-    ----------
-    pred
-        :func:`predict_dataset` output (``outputs`` holds the raw model outputs; an older dict with only
-        ``prob`` is taken as the logits ``log(prob)``).
-    calibration
-        The run's calibration (:func:`drcnet.calibration.load_calibration`); None: plain softmax, empty
-        ``pred_set``, ``ood`` 0.
-
-    Returns
-    -------
-    str
-        The table; ``label`` and ``pred`` as class names (``other`` included), empty when unknown / not
-        classified; missing floats as ``nan``; string columns empty where they do not apply.
-    """
-    from drcnet.catalogue import catalogue_columns
-
-    outputs = pred.get("outputs")
-    if not outputs:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            outputs = {"logits": np.log(np.clip(np.asarray(pred["prob"], dtype=np.float64), 1e-300, None))}
-    cols = catalogue_columns(outputs, np.asarray(pred["snr_r"]), calibration)
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(PRED_COLUMNS)
-    for i, oid in enumerate(pred["object_id"]):
-        lab = int(pred["label"][i])
-        row: list[Any] = [oid, CLASSES_WITH_OTHER[lab] if 0 <= lab < len(CLASSES_WITH_OTHER) else ""]
-        for name in CATALOGUE_COLUMNS:
-            v = cols[name][i]
-            row.append(_fmt(v, _DIGITS[name]) if name in _DIGITS else v)
-        row += [f"{float(pred['snr_r'][i]):.3f}", int(cols["pred_index"][i] < 0)]
-        w.writerow(row)
-    return buf.getvalue()
