@@ -49,16 +49,17 @@ def profile_table(fiber: FiberConfig, fwhm_px: float) -> ProfileTable:
     return _TABLES[key]
 
 
-def stripe_profile(geom: FiberGeometry, table: ProfileTable, cols: np.ndarray | None = None) -> np.ndarray:
+def stripe_profile(geom: FiberGeometry, table: ProfileTable, cols: np.ndarray | None = None,
+                   shift_px: float = 0.0) -> np.ndarray:
     """``(11, n_cols)`` normalised profile of a fiber traced at ``geom`` over the stripe cut around it.
 
     The stripe's rows are ``round(trace) - 5 .. round(trace) + 5`` (:func:`drcnet.simulate.ccd.stripe_rows`);
-    each column sums to 1.
+    the profile is centred at ``trace + shift_px``; each column sums to 1.
     """
     cols = stripe_columns() if cols is None else cols
     trace = geom.trace(cols)
     start = np.floor(trace + 0.5).astype(np.intp) - STRIPE_HALF_ROWS
-    p = table.stripe(start, 2 * STRIPE_HALF_ROWS + 1, trace)
+    p = table.stripe(start, 2 * STRIPE_HALF_ROWS + 1, trace + shift_px)
     return p / np.maximum(p.sum(axis=0, keepdims=True), 1e-12)
 
 
@@ -71,7 +72,7 @@ def optimal_from_profiles(stripes: np.ndarray, profiles: np.ndarray, ccd: CCDCon
 
 
 def optimal_arms(result, fwhm_px: float, instrument: InstrumentConfig | None = None,  # type: ignore[no-untyped-def]
-                 bad: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                 bad: np.ndarray | None = None, trace_shift_px: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Optimal ``(2, 3000)`` flux and ivar of one rendered object (both arms).
 
     Parameters
@@ -82,11 +83,15 @@ def optimal_arms(result, fwhm_px: float, instrument: InstrumentConfig | None = N
         Spatial FWHM the light was rendered with (the true profile).
     bad : numpy.ndarray, optional
         ``(2, 11, 3000)`` pixels a bad-pixel map marks (left out of the fit).
+    trace_shift_px : float
+        Centre the profile this many rows from the trace the stripe was cut around (the stripe's rows stay
+        the same): ``-offset`` puts it back on the light of a mis-traced stripe (an oracle).
     """
+
     inst = instrument or InstrumentConfig()
     table = profile_table(inst.fiber, fwhm_px)
     stripes = np.stack([a.stripe for a in result.arms])
-    profiles = np.stack([stripe_profile(a.geometry, table) for a in result.arms])
+    profiles = np.stack([stripe_profile(a.geometry, table, shift_px=trace_shift_px) for a in result.arms])
     return optimal_from_profiles(stripes, profiles, inst.ccd, bad)
 
 

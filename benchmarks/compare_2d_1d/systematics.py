@@ -263,6 +263,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         results[cname] = {}
         for k, (b, ds) in enumerate(draws.items()):
             stripes, flux, sky, opt, snr, ratio = [], [], [], [], [], []
+            true_trace: list[np.ndarray] = []
+            flux_ratio: list[list[float]] = []
             for j, d in enumerate(ds):
                 s = stars[j]
                 nb = list(d.neighbours)
@@ -277,6 +279,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                                         neighbours=nb)
                 bad = np.stack(model.defects) if model.defects else None
                 of, oi = optimal1d.optimal_arms(r, c.fwhm, inst, bad=bad)
+                offset = float(c.randomization["trace_offset_px"][0])
+                if offset != 0.0:  # the oracle: the same fit on the light's true trace
+                    tf, _ = optimal1d.optimal_arms(r, c.fwhm, inst, bad=bad, trace_shift_px=-offset)
+                    true_trace.append(tf.astype(np.float32))
+                red = r.arms[1]
+                flux_ratio.append([float(np.median(of[1] / red.flux1d)),
+                                   float(np.median((of[1] - red.sky1d) / np.maximum(red.flux1d - red.sky1d, 1e-3)))])
                 stripes.append(np.stack([a.stripe for a in r.arms]).astype(np.float16))
                 flux.append(np.stack([a.flux1d for a in r.arms]).astype(np.float32))
                 sky.append(np.stack([a.sky1d for a in r.arms]).astype(np.float32))
@@ -286,7 +295,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             st, fl, sk, op = np.stack(stripes), np.stack(flux), np.stack(sky), np.stack(opt)
             cell: dict[str, Any] = {"measured_snr_r_median": float(np.median(snr)),
                                     "ivar_optimal_over_boxcar_median": {"blue": float(np.median([q[0] for q in ratio])),
-                                                                        "red": float(np.median([q[1] for q in ratio]))}}
+                                                                        "red": float(np.median([q[1] for q in ratio]))},
+                                    "red_flux_optimal_over_boxcar_median": {
+                                        "with_sky": float(np.median([q[0] for q in flux_ratio])),
+                                        "sky_subtracted": float(np.median([q[1] for q in flux_ratio]))}}
             for mname, inp in MODELS:
                 m = models[mname]
                 if inp == "stripes":
@@ -297,6 +309,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 ok = pred == labels
                 right[(cname, b, f"{mname}:{inp}")] = ok
                 cell[f"{mname}:{inp}"] = wilson(int(ok.sum()), ok.size)
+            if true_trace:
+                p = predict_arrays(models["rcnet-robust"], flux1d=np.stack(true_trace), sky1d=sk)
+                pred = np.where(np.isfinite(p).all(axis=1), np.nan_to_num(p).argmax(axis=1), -1)
+                ok = pred == labels
+                cell["rcnet-robust:optimal_true_trace"] = wilson(int(ok.sum()), ok.size)
             ok1d = [right[(cname, b, "rcnet-robust:boxcar")], right[(cname, b, "rcnet-robust:optimal")]]
             best1d = "rcnet-robust:optimal" if ok1d[1].mean() >= ok1d[0].mean() else "rcnet-robust:boxcar"
             cell["paired_2d_minus_best_1d"] = {
