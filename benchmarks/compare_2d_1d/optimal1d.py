@@ -31,7 +31,6 @@ from pathlib import Path
 
 import h5py
 import numpy as np
-
 from drcnet.conventions import STRIPE_HALF_ROWS, stripe_columns
 from drcnet.instrument import InstrumentConfig
 from drcnet.instrument.config import CCDConfig, FiberConfig, slit_position
@@ -105,7 +104,7 @@ def profiles_from_params(params: dict[str, np.ndarray], rows: np.ndarray, fiber:
     out = np.empty((len(rows), 2, 2 * STRIPE_HALF_ROWS + 1, stripe_columns().size), dtype=np.float32)
     fwhm = params.get("dr_profile_fwhm_px")
     for k, i in enumerate(rows):
-        f = int(round(float(params["fiber"][i]))) - 1
+        f = round(float(params["fiber"][i])) - 1
         width = float(fwhm[i]) if fwhm is not None and np.isfinite(fwhm[i]) else fiber.profile_fwhm_px
         table = profile_table(fiber, width)
         for a, arm in enumerate(("blue", "red")):

@@ -40,7 +40,6 @@ usage::
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import time
 from collections.abc import Sequence
@@ -50,7 +49,6 @@ from typing import Any
 
 import numpy as np
 import torch
-
 from drcnet.conventions import CLASSES, STRIPE_HALF_ROWS
 from drcnet.instrument import InstrumentConfig
 from drcnet.instrument.config import N_FIBERS
@@ -72,9 +70,10 @@ CONDITIONS = ("nominal", "cosmics_x10", "bad_pixels", "bright_neighbour", "brigh
               "trace_error_1p5", "fwhm_9px")
 MODELS = (("rcnet-robust", "boxcar"), ("rcnet-robust", "optimal"), ("drcnet-robust", "stripes"),
           ("drcnet-survey", "stripes"))
-NOMINAL_DR = dict(throughput_amplitude=0.0, sky_level=(1.0, 1.0), sky_line_scale=(1.0, 1.0),
-                  profile_fwhm_px=(6.0, 6.0), trace_offset_px=(0.0, 0.0), wave_offset_px=(0.0, 0.0),
-                  scattered_fraction=(0.0, 0.0))
+NOMINAL_DR: dict[str, Any] = {
+    "throughput_amplitude": 0.0, "sky_level": (1.0, 1.0), "sky_line_scale": (1.0, 1.0),
+    "profile_fwhm_px": (6.0, 6.0), "trace_offset_px": (0.0, 0.0), "wave_offset_px": (0.0, 0.0),
+    "scattered_fraction": (0.0, 0.0)}
 BAD_FRACTION = 0.01
 NEIGHBOUR_MAG = (14.0, 18.5)
 BRIGHT_NEIGHBOUR_MAG = (10.0, 11.0)
@@ -121,7 +120,7 @@ def inject_defects(stripe: np.ndarray, rng: np.random.Generator, fraction: float
     or a dead one: the charge lost, 0 ADU net, equally likely), half are single hot pixels
     (+ exponential, mean 1000 ADU). Values stay below ``adc_room`` (the converter's ceiling less the bias).
     """
-    n_rows, n_cols = stripe.shape
+    n_cols = stripe.shape[1]
     bad = np.zeros(stripe.shape, dtype=bool)
     col_hit = rng.uniform(size=n_cols) < fraction / 2
     for c in np.flatnonzero(col_hit):

@@ -33,7 +33,6 @@ from typing import Any
 import h5py
 import numpy as np
 import torch
-
 from drcnet.conventions import SNR_BIN_NAMES
 from drcnet.data.schema import decode
 from drcnet.metrics import source_clustered_accuracy
