@@ -1,0 +1,192 @@
+"""Issue 21 item 1: DRC-Net, FFCNN and RC-Net (boxcar and optimal 1D) trained alike, scored on held-out real stars.
+
+One training population (``drcnet simulate-population``: domain-randomised, real LAMOST stars of the
+training split plus the libraries) is rendered once; ``optimal1d.py`` writes its twin whose
+``flux1d``/``ivar1d`` are the optimal (Horne) extraction of the same stripes with the true profile. Every
+arm -- ``drcnet`` and ``ffcnn`` (stripes), ``rcnet`` on the boxcar file, ``rcnet`` on the optimal file --
+is trained with the same preset, epochs and seeds (:func:`drcnet.train.loop.train`). The evaluation file
+renders the validation and test splits' real LAMOST stars (held out by a hash of the star's name, never in
+the training population) with the nominal forward model, S/N_r log-uniform 3-80 (its optimal twin for the
+optimal arm); each run is scored per S/N_r bin with the interval counted by star
+(:func:`drcnet.metrics.source_clustered_accuracy`, a cluster bootstrap over the source spectra), and the
+seeds are summarised (mean, standard deviation, and the seeds' predictions pooled, clustered by star).
+
+usage::
+
+    DRCNET_DATA=/work/shared/data python benchmarks/compare_2d_1d/train_compare.py --workdir /tmp/cmp \
+        --n-train 8000 --n-val 1000 --n-eval 2400 --epochs 12 --seeds 0,1,2 --pop-seed 7 --eval-seed 11
+
+A smoke run (minutes): ``--n-train 300 --n-val 60 --n-eval 300 --epochs 1 --seeds 0``.
+Writes ``results/train_compare.json`` (provenance, config, per-run and per-arm cells, timings) and
+``results/train_compare.md`` (the table).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import torch
+from drcnet.conventions import SNR_BIN_NAMES
+from drcnet.data.schema import decode
+from drcnet.metrics import source_clustered_accuracy
+from drcnet.paths import data_root as default_data_root
+from drcnet.predict import predict_dataset
+from drcnet.provenance import provenance, write_json_atomic, write_text_atomic
+from drcnet.train.config import TrainConfig
+from drcnet.train.loop import train
+from drcnet.workflows.inference import load_predictor
+from drcnet.workflows.simulate_population import simulate_population
+
+import optimal1d
+
+ARMS = {"drcnet": ("drcnet", "boxcar"), "ffcnn": ("ffcnn", "boxcar"), "rcnet-boxcar": ("rcnet", "boxcar"),
+        "rcnet-optimal": ("rcnet", "optimal")}
+"""Arm name -> (registered model, which file: the boxcar population or its optimal twin)."""
+
+
+def build_files(work: Path, root: Path, args: argparse.Namespace) -> tuple[dict[str, Path], dict[str, Any]]:
+    """Render (or reuse) the training population, the held-out evaluation file and their optimal twins."""
+    timing: dict[str, Any] = {}
+    pop, ev = work / "population.h5", work / "eval_heldout.h5"
+    if not pop.is_file():
+        t = time.perf_counter()
+        simulate_population(pop, root, {"train": args.n_train, "val": args.n_val}, seed=args.pop_seed,
+                            workers=args.workers, progress=False)
+        timing["render_population_s"] = time.perf_counter() - t
+    if not ev.is_file():
+        t = time.perf_counter()
+        # the held-out real stars only: the LAMOST val + test splits, nominal instrument
+        n_val = args.n_eval // 2
+        simulate_population(ev, root, {"val": n_val, "test": args.n_eval - n_val}, seed=args.eval_seed,
+                            snr_range=(3.0, 80.0), randomize=False, include=("lamost",), workers=args.workers,
+                            progress=False)
+        timing["render_eval_s"] = time.perf_counter() - t
+    files = {"boxcar": pop, "eval_boxcar": ev}
+    for name, src in (("optimal", pop), ("eval_optimal", ev)):
+        dst = src.with_name(src.stem + "_optimal.h5")
+        if not dst.is_file():
+            t = time.perf_counter()
+            timing[f"ivar_ratio_{name}"] = optimal1d.write_optimal_dataset(src, dst)
+            timing[f"optimal_{name}_s"] = time.perf_counter() - t
+        files[name] = dst
+    return files, timing
+
+
+def score(run_dir: Path, data: Path) -> dict[str, Any]:
+    """Predictions of a run on the evaluation file: per-bin accuracy with the interval counted by star."""
+    model = load_predictor(run_dir)
+    p = predict_dataset(model, data)
+    with h5py.File(data, "r") as h:
+        tid = np.array(decode(h["template_id"][:]), dtype=object)[p["rows"]]
+    fgk = (p["label"] >= 0) & (p["label"] < 3)
+    # a four-class answer 'other' on an F/G/K star is wrong: pred 3 != label
+    pred = np.where(p["pred"] < 0, 3, p["pred"])
+    cells = source_clustered_accuracy(p["label"][fgk], pred[fgk], p["snr_bin"][fgk], tid[fgk])
+    return {"cells": cells, "label": p["label"][fgk].tolist(), "pred": pred[fgk].tolist(),
+            "snr_bin": p["snr_bin"][fgk].tolist(), "star": tid[fgk].tolist()}
+
+
+def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Seeds of one arm: per bin the mean and sd of the seeds' accuracies and the pooled clustered cell."""
+    out: dict[str, Any] = {}
+    pooled = source_clustered_accuracy(
+        np.concatenate([r["label"] for r in runs]), np.concatenate([r["pred"] for r in runs]),
+        np.concatenate([r["snr_bin"] for r in runs]), np.concatenate([r["star"] for r in runs]))
+    for b in ["all", *SNR_BIN_NAMES]:
+        accs = [(r["cells"]["all"] if b == "all" else r["cells"]["bins"].get(b, {})).get("accuracy") for r in runs]
+        accs = [a for a in accs if a is not None]
+        cell = pooled["all"] if b == "all" else pooled["bins"].get(b, {})
+        out[b] = {"mean": float(np.mean(accs)) if accs else None, "sd": float(np.std(accs, ddof=1)) if len(accs) > 1 else None,
+                  "n_seeds": len(accs), "pooled_accuracy": cell.get("accuracy"),
+                  "pooled_ci95_by_star": cell.get("accuracy_ci95_by_source"), "n_renders": cell.get("n"),
+                  "n_stars": cell.get("n_sources")}
+    return out
+
+
+def markdown(summary: dict[str, Any], n_seeds: int) -> str:
+    bins = list(SNR_BIN_NAMES)
+    lines = ["| arm | input | " + " | ".join(f"S/N_r {b}" for b in bins) + " |", "|---|---|" + "---|" * len(bins)]
+    for arm, by in summary.items():
+        model, file = ARMS[arm]
+        inp = "2D stripes" if model in ("drcnet", "ffcnn") else f"1D {file}"
+        cells = []
+        for b in bins:
+            c = by[b]
+            if c["mean"] is None:
+                cells.append("-")
+                continue
+            sd = f" +- {c['sd']:.3f}" if c["sd"] is not None else ""
+            ci = c["pooled_ci95_by_star"]
+            ci_txt = f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else ""
+            cells.append(f"{c['mean']:.3f}{sd}{ci_txt} ({c['n_stars']} stars)")
+        lines.append(f"| {arm} | {inp} | " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append(f"mean over {n_seeds} seed(s) +- their sd; [95 % interval of the seeds' pooled predictions, "
+                 "counted by star]; held-out real LAMOST stars (val + test splits), nominal instrument.")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="DRC-Net vs FFCNN vs RC-Net (boxcar, optimal): same data, budget, seeds")
+    ap.add_argument("--workdir", required=True, help="population, evaluation files and run folders go here")
+    ap.add_argument("--n-train", type=int, default=8000)
+    ap.add_argument("--n-val", type=int, default=1000)
+    ap.add_argument("--n-eval", type=int, default=2400, help="renders of the held-out real stars")
+    ap.add_argument("--preset", default="robust")
+    ap.add_argument("--epochs", type=int, default=None, help="default: the preset's")
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--pop-seed", type=int, default=7)
+    ap.add_argument("--eval-seed", type=int, default=11)
+    ap.add_argument("--arms", default=",".join(ARMS))
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--workers", type=int, default=1, help="rendering processes")
+    ap.add_argument("--data-root", default=None)
+    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "train_compare.json"))
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    t0 = time.perf_counter()
+    work = Path(args.workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    root = Path(args.data_root) if args.data_root else default_data_root()
+    files, timing = build_files(work, root, args)
+    seeds = [int(s) for s in args.seeds.split(",") if s != ""]
+    arms = [a for a in args.arms.split(",") if a]
+    runs: dict[str, list[dict[str, Any]]] = {a: [] for a in arms}
+    per_run: list[dict[str, Any]] = []
+    for arm in arms:
+        model, file = ARMS[arm]
+        for seed in seeds:
+            out = work / f"{arm}_seed{seed}"
+            t = time.perf_counter()
+            cfg = TrainConfig(model=model, data=str(files[file]), out=str(out), preset=args.preset, epochs=args.epochs,
+                              seed=seed, device="cpu", threads=args.threads, workers=0, progress=False)
+            info = train(cfg, overwrite=True)
+            t_train = time.perf_counter() - t
+            r = score(out, files["eval_" + file])
+            runs[arm].append(r)
+            per_run.append({"arm": arm, "seed": seed, "train_s": t_train, "epochs_run": info.get("epochs_run",
+                            info.get("state", {}).get("epoch")), "n_train": info.get("n_train"),
+                            "status": info.get("status"), "cells": r["cells"]})
+            print(f"{arm} seed {seed}: {t_train:.0f} s, all {r['cells']['all']['accuracy']:.3f}", flush=True)
+    summary = {a: summarise(rs) for a, rs in runs.items() if rs}
+    table = markdown(summary, len(seeds))
+    cfg_record = {k: v for k, v in vars(args).items()}
+    payload = {"provenance": provenance(cfg_record, seed=args.pop_seed), "config": cfg_record, "files": {
+        k: str(v) for k, v in files.items()}, "timing": timing, "runtime_s": time.perf_counter() - t0,
+        "runs": per_run, "summary": summary, "table_markdown": table}
+    write_json_atomic(args.out, payload)
+    write_text_atomic(Path(args.out).with_suffix(".md"), table + "\n")
+    print(table)
+    print(json.dumps({"runtime_s": payload["runtime_s"], "timing": timing}, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
