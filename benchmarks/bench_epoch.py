@@ -99,10 +99,18 @@ def main() -> None:
     ap.add_argument("data", type=Path)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--plain-workers", type=int, default=1,
-                    help="DataLoader processes of the plain script (a plain script usually has one or more)")
-    ap.add_argument("--previous", default=None, metavar="REF",
-                    help="also time `drcnet train` at this git commit (a temporary worktree), e.g. HEAD")
+    ap.add_argument(
+        "--plain-workers",
+        type=int,
+        default=1,
+        help="DataLoader processes of the plain script (a plain script usually has one or more)",
+    )
+    ap.add_argument(
+        "--previous",
+        default=None,
+        metavar="REF",
+        help="also time `drcnet train` at this git commit (a temporary worktree), e.g. HEAD",
+    )
     ap.add_argument("--role", choices=["bench", "plain"], default="bench", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.role == "plain":
@@ -120,13 +128,38 @@ def main() -> None:
             for name in names:
                 env = dict(os.environ)
                 if name == "plain":
-                    cmd = [sys.executable, __file__, str(a.data), "--role", "plain", "--threads", str(a.threads),
-                           "--plain-workers", str(a.plain_workers)]
+                    cmd = [
+                        sys.executable,
+                        __file__,
+                        str(a.data),
+                        "--role",
+                        "plain",
+                        "--threads",
+                        str(a.threads),
+                        "--plain-workers",
+                        str(a.plain_workers),
+                    ]
                 else:
                     env["PYTHONPATH"] = str(prev_src if name == "previous" else ROOT / "src")
-                    cmd = [sys.executable, "-c", "from drcnet.cli import app; app()", "train", "--model",
-                           "drcnet", "--data", str(a.data), "--out", f"{tmp}/{name}{r}", "--preset", "fast",
-                           "--epochs", "1", "--threads", str(a.threads), "--no-progress"]
+                    cmd = [
+                        sys.executable,
+                        "-c",
+                        "from drcnet.cli import app; app()",
+                        "train",
+                        "--model",
+                        "drcnet",
+                        "--data",
+                        str(a.data),
+                        "--out",
+                        f"{tmp}/{name}{r}",
+                        "--preset",
+                        "fast",
+                        "--epochs",
+                        "1",
+                        "--threads",
+                        str(a.threads),
+                        "--no-progress",
+                    ]
                 before = resource.getrusage(resource.RUSAGE_CHILDREN)
                 t0 = time.perf_counter()
                 proc = subprocess.run(cmd, check=False, capture_output=True, text=True, env=env)
@@ -137,8 +170,9 @@ def main() -> None:
                 cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
                 lines = (proc.stdout + proc.stderr).strip().splitlines()
                 last = next((ln for ln in reversed(lines) if "plain:" in ln or "epoch   1" in ln), "")
-                print(f"round {r + 1} {name:8s}: {wall:6.1f} s wall, {cpu:6.1f} CPU-s   {last.strip()[:100]}",
-                      flush=True)
+                print(
+                    f"round {r + 1} {name:8s}: {wall:6.1f} s wall, {cpu:6.1f} CPU-s   {last.strip()[:100]}", flush=True
+                )
                 if name not in best or wall < best[name][0]:
                     best[name] = (wall, cpu)
     pw, pc = best["plain"]
@@ -148,6 +182,7 @@ def main() -> None:
         print(f"  {name:8s} {w:6.1f} s ({c:6.1f} CPU-s)   plain / this: x{pw / w:.2f} wall, x{pc / c:.2f} CPU")
     if a.previous:
         print(f"  current against previous ({a.previous}): x{best['previous'][0] / best['drcnet'][0]:.2f} wall")
+
 
 if __name__ == "__main__":
     main()

@@ -32,8 +32,9 @@ def instrument():  # noqa: ANN201
     from drcnet.instrument import InstrumentConfig
 
     base = InstrumentConfig()
-    blue = base.blue.model_copy(update={"peak_throughput": base.blue.peak_throughput * 0.6,
-                                        "blue_falloff_a": base.blue.blue_falloff_a * 0.5})
+    blue = base.blue.model_copy(
+        update={"peak_throughput": base.blue.peak_throughput * 0.6, "blue_falloff_a": base.blue.blue_falloff_a * 0.5}
+    )
     red = base.red.model_copy(update={"peak_throughput": min(1.0, base.red.peak_throughput * 1.1)})
     fiber = base.fiber.model_copy(update={"profile_fwhm_px": 8.5})
     site = base.site.model_copy(update={"sky_r_mag_arcsec2": 19.0})
@@ -75,8 +76,13 @@ def main(argv: list[str] | None = None) -> int:
     reduced = []
     t0 = time.perf_counter()
     for k in range(args.exposures):
-        cfg = ExposureConfig(libraries=[str(lib)], spectrographs=args.spectrographs, seed=args.seed + k,
-                             mjd=60300.5 + k * 2 / 24, instrument=inst)
+        cfg = ExposureConfig(
+            libraries=[str(lib)],
+            spectrographs=args.spectrographs,
+            seed=args.seed + k,
+            mjd=60300.5 + k * 2 / 24,
+            instrument=inst,
+        )
         folder = work / cfg.planid
         out = work / f"{cfg.planid}.h5"
         if not out.exists():
@@ -91,8 +97,10 @@ def main(argv: list[str] | None = None) -> int:
             for p in folder.glob("r?-*.fit*"):
                 p.unlink()  # raw frames: 550 MB per spectrograph
         reduced.append(out)
-        print(f"exposure {k + 1}/{args.exposures} {cfg.planid}: simulated + reduced ({time.perf_counter() - t0:.0f} s)",
-              flush=True)
+        print(
+            f"exposure {k + 1}/{args.exposures} {cfg.planid}: simulated + reduced ({time.perf_counter() - t0:.0f} s)",
+            flush=True,
+        )
     t_frames = time.perf_counter() - t0
 
     split = work / "split.h5"
@@ -100,16 +108,29 @@ def main(argv: list[str] | None = None) -> int:
     print(f"split: {json.dumps(res.counts)}", flush=True)
 
     runs = {"shipped drcnet-survey": None}
-    variants = [("fine-tuned, everything trained (--freeze none)", [])] + ([] if args.no_frozen else [("fine-tuned, frozen reduce+backbones",
-                                                                      ["reduce", "backbones"])])
+    variants = [("fine-tuned, everything trained (--freeze none)", [])] + (
+        [] if args.no_frozen else [("fine-tuned, frozen reduce+backbones", ["reduce", "backbones"])]
+    )
     t_train = {}
     for name, freeze in variants:
         out = work / ("ft_frozen" if freeze else "ft")
         t = time.perf_counter()
         if not (out / "run.json").exists() or json.loads((out / "run.json").read_text()).get("status") != "completed":
-            train(TrainConfig(model="drcnet", data=str(split), out=str(out), preset="finetune", epochs=args.epochs,
-                              init_from="drcnet-survey", freeze=freeze, threads=args.threads, workers=0,
-                              progress=False), overwrite=True)
+            train(
+                TrainConfig(
+                    model="drcnet",
+                    data=str(split),
+                    out=str(out),
+                    preset="finetune",
+                    epochs=args.epochs,
+                    init_from="drcnet-survey",
+                    freeze=freeze,
+                    threads=args.threads,
+                    workers=0,
+                    progress=False,
+                ),
+                overwrite=True,
+            )
         t_train[name] = time.perf_counter() - t
         runs[name] = out
     from drcnet.models import pretrained_dir
@@ -117,21 +138,30 @@ def main(argv: list[str] | None = None) -> int:
     table = {}
     t = time.perf_counter()
     for name, run in runs.items():
-        m = evaluate_run(run if run is not None else pretrained_dir("drcnet-survey"), split, split="test",
-                         out=work / f"eval_{name.split()[0].replace(',', '')}{'_frozen' if 'frozen' in name else ''}")
+        m = evaluate_run(
+            run if run is not None else pretrained_dir("drcnet-survey"),
+            split,
+            split="test",
+            out=work / f"eval_{name.split()[0].replace(',', '')}{'_frozen' if 'frozen' in name else ''}",
+        )
         table[name] = {b: (v["accuracy"], v["n"]) for b, v in m["bins"].items()}
         table[name]["all"] = (m["all"]["accuracy"], m["all"]["n"])
     t_eval = time.perf_counter() - t
 
     bins = list(next(iter(table.values())))
-    print(f"\nnight: {args.exposures} exposures x {args.spectrographs} spectrographs on the benchmark instrument; "
-          f"test split per S/N_r bin (accuracy, F/G/K; n objects)")
+    print(
+        f"\nnight: {args.exposures} exposures x {args.spectrographs} spectrographs on the benchmark instrument; "
+        f"test split per S/N_r bin (accuracy, F/G/K; n objects)"
+    )
     print("| model | " + " | ".join(f"S/N_r {b}" for b in bins) + " |")
     print("|---|" + "---|" * len(bins))
     for name, row in table.items():
         print(f"| {name} | " + " | ".join(f"{row[b][0]:.3f} (n={row[b][1]})" for b in bins) + " |")
-    print(f"\nseconds: simulate+reduce {t_frames:.0f}, " + ", ".join(f"train {k} {v:.0f}" for k, v in t_train.items())
-          + f", evaluate {t_eval:.0f}, total {time.perf_counter() - t_all:.0f}; work folder {work}")
+    print(
+        f"\nseconds: simulate+reduce {t_frames:.0f}, "
+        + ", ".join(f"train {k} {v:.0f}" for k, v in t_train.items())
+        + f", evaluate {t_eval:.0f}, total {time.perf_counter() - t_all:.0f}; work folder {work}"
+    )
     if args.work is None:
         shutil.rmtree(work, ignore_errors=True)
     return 0

@@ -96,8 +96,12 @@ def _predictor(run: Path | None, model_name: str):
         out = []
         with torch.inference_mode():
             for s in range(0, len(stripes), 64):
-                x = prepare_input(model.input_kind, stripes=stripes[s:s + 64].astype(np.float32),
-                                  flux1d=flux1d[s:s + 64], sky1d=sky1d[s:s + 64])
+                x = prepare_input(
+                    model.input_kind,
+                    stripes=stripes[s : s + 64].astype(np.float32),
+                    flux1d=flux1d[s : s + 64],
+                    sky1d=sky1d[s : s + 64],
+                )
                 out.append(torch.softmax(model(torch.as_tensor(np.ascontiguousarray(x))), 1).numpy())
         return np.concatenate(out)
 
@@ -133,8 +137,9 @@ def previous_tree(ref: str | None):  # type: ignore[no-untyped-def]
         return
     tmp = Path(tempfile.mkdtemp(prefix="drcnet_prev_"))
     tree = tmp / "tree"
-    subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(tree), ref], check=True,
-                   capture_output=True)
+    subprocess.run(
+        ["git", "-C", str(REPO), "worktree", "add", "--detach", str(tree), ref], check=True, capture_output=True
+    )
     try:
         yield tree / "src"
     finally:
@@ -200,19 +205,23 @@ def compare_one_spectrograph(folder: Path, run: Path, ref: str, rounds: int) -> 
                     best[name] = r
     for name in ("previous", "current"):
         r = best[name]
-        print(f"  {name:8s} ({ref if name == 'previous' else 'working tree'}): raw FITS -> catalogue "
-              f"{r['to_cat']:.2f} s = reduce {r['reduce']:.2f} + classify {r['classify']:.2f} + write "
-              f"{r['write_catalogue']:.2f}; process peak {r['peak_mib']:.0f} MiB; {r['rows']} rows")
-    print(f"  current / previous: x{best['previous']['to_cat'] / best['current']['to_cat']:.2f} faster "  # type: ignore[operator]
-          f"(reduce x{best['previous']['reduce'] / best['current']['reduce']:.2f}); best of {rounds} "  # type: ignore[operator]
-          f"interleaved rounds (target <= 1.0 s)")
+        print(
+            f"  {name:8s} ({ref if name == 'previous' else 'working tree'}): raw FITS -> catalogue "
+            f"{r['to_cat']:.2f} s = reduce {r['reduce']:.2f} + classify {r['classify']:.2f} + write "
+            f"{r['write_catalogue']:.2f}; process peak {r['peak_mib']:.0f} MiB; {r['rows']} rows"
+        )
+    print(
+        f"  current / previous: x{best['previous']['to_cat'] / best['current']['to_cat']:.2f} faster "  # type: ignore[operator]
+        f"(reduce x{best['previous']['reduce'] / best['current']['reduce']:.2f}); best of {rounds} "  # type: ignore[operator]
+        f"interleaved rounds (target <= 1.0 s)"
+    )
 
 
 def speed(args: argparse.Namespace) -> int:
     from astropy.io import fits
 
-    from drcnet.simulate.exposure import ExposureConfig, simulate_exposure
     from drcnet.paths import data_root
+    from drcnet.simulate.exposure import ExposureConfig, simulate_exposure
 
     root = data_root()
     templates = _templates(root)
@@ -230,21 +239,35 @@ def speed(args: argparse.Namespace) -> int:
         t_ref = time.perf_counter() - t0
         ctx = mp.get_context("spawn")
         queue = ctx.Queue()
-        proc = ctx.Process(target=_child, args=(str(folder), str(args.run) if args.run else None, args.model,
-                                                str(Path(tmp) / "catalogue.csv"), queue))
+        proc = ctx.Process(
+            target=_child,
+            args=(
+                str(folder),
+                str(args.run) if args.run else None,
+                args.model,
+                str(Path(tmp) / "catalogue.csv"),
+                queue,
+            ),
+        )
         proc.start()
         r = queue.get()
         proc.join()
     print(f"reference: read the {len(files)} raw frames with astropy: {t_ref:.2f} s")
-    print(f"simulate one spectrograph (16 frames, 2 workers): {t_sim:.1f} s wall, {c_sim:.1f} s CPU "
-          f"(target <= 30 s); x{t_sim / t_ref:.0f} the reference; in-function {sim.seconds:.1f} s")
+    print(
+        f"simulate one spectrograph (16 frames, 2 workers): {t_sim:.1f} s wall, {c_sim:.1f} s CPU "
+        f"(target <= 30 s); x{t_sim / t_ref:.0f} the reference; in-function {sim.seconds:.1f} s"
+    )
     to_cat = r["reduce"] + r["classify"] + r["write_catalogue"]
     print(f"model ({args.run or 'untrained ' + args.model}) loaded in {r['load_model']:.1f} s")
-    print(f"raw FITS -> catalogue: {to_cat:.2f} s (target <= 5 s) = reduce {r['reduce']:.2f} s + classify "
-          f"{r['classify']:.2f} s + write {r['write_catalogue']:.2f} s; {r['cpu']:.1f} s CPU; "
-          f"x{to_cat / t_ref:.1f} the reference")
-    print(f"peak memory of the reducing process: {r['peak_rss_mib']:.0f} MiB (target <= 2048, model included); "
-          f"{r['rows']} catalogue rows")
+    print(
+        f"raw FITS -> catalogue: {to_cat:.2f} s (target <= 5 s) = reduce {r['reduce']:.2f} s + classify "
+        f"{r['classify']:.2f} s + write {r['write_catalogue']:.2f} s; {r['cpu']:.1f} s CPU; "
+        f"x{to_cat / t_ref:.1f} the reference"
+    )
+    print(
+        f"peak memory of the reducing process: {r['peak_rss_mib']:.0f} MiB (target <= 2048, model included); "
+        f"{r['rows']} catalogue rows"
+    )
     if args.previous:
         from drcnet.models import DEFAULT_MODEL, pretrained_dir
 
@@ -273,8 +296,13 @@ def exposure(args: argparse.Namespace) -> int:
             root = data_root()
             folder = tmp / "exposure"
             t0 = time.perf_counter()
-            simulate_exposure(ExposureConfig(seed=args.seed, spectrographs=args.spectrographs), _templates(root),
-                              folder, data_root=root, workers=2)
+            simulate_exposure(
+                ExposureConfig(seed=args.seed, spectrographs=args.spectrographs),
+                _templates(root),
+                folder,
+                data_root=root,
+                workers=2,
+            )
             print(f"simulated {args.spectrographs} spectrographs in {time.perf_counter() - t0:.0f} s")
         n_frames = len(list(Path(folder).glob("r*.fit*")))
         results: dict[str, list[dict[str, object]]] = {"previous": [], "current": []}
@@ -284,26 +312,45 @@ def exposure(args: argparse.Namespace) -> int:
                     if name == "previous" and src is None:
                         continue
                     out = tmp / f"{name}_{k}" / "catalogue.csv"
-                    cmd = [sys.executable, "-c", CLI, "frames", "classify", str(run), "--exposure", str(folder),
-                           "--out", str(out)] + (["--no-qa"] if args.no_qa else [])
+                    cmd = [
+                        sys.executable,
+                        "-c",
+                        CLI,
+                        "frames",
+                        "classify",
+                        str(run),
+                        "--exposure",
+                        str(folder),
+                        "--out",
+                        str(out),
+                    ] + (["--no-qa"] if args.no_qa else [])
                     r = run_measured(cmd, _env(src))
                     m = TIMES.search(str(r["out"]))
                     r["stages"] = tuple(float(x) if x else 0.0 for x in m.groups()) if m else (0.0, 0.0, 0.0)
                     results[name].append(r)
-                    print(f"  round {k + 1} {name:8s}: {r['wall']:.1f} s wall, {r['cpu']:.1f} s CPU, "
-                          f"peak {r['peak_mib']:.0f} MiB (reduce {r['stages'][0]:.1f} s, classify "  # type: ignore[index]
-                          f"{r['stages'][1]:.1f} s, QA {r['stages'][2]:.1f} s)", flush=True)  # type: ignore[index]
-    print(f"full exposure: {n_frames} raw frames, `drcnet frames classify` {'without' if args.no_qa else 'with'} "
-          f"the QA page, whole process, best of {args.rounds}:")
+                    print(
+                        f"  round {k + 1} {name:8s}: {r['wall']:.1f} s wall, {r['cpu']:.1f} s CPU, "
+                        f"peak {r['peak_mib']:.0f} MiB (reduce {r['stages'][0]:.1f} s, classify "  # type: ignore[index]
+                        f"{r['stages'][1]:.1f} s, QA {r['stages'][2]:.1f} s)",
+                        flush=True,
+                    )  # type: ignore[index]
+    print(
+        f"full exposure: {n_frames} raw frames, `drcnet frames classify` {'without' if args.no_qa else 'with'} "
+        f"the QA page, whole process, best of {args.rounds}:"
+    )
     best = {name: min(rs, key=lambda r: r["wall"]) for name, rs in results.items() if rs}  # type: ignore[arg-type,return-value]
     for name, r in best.items():
         st = r["stages"]
-        print(f"  {name:8s}: {r['wall']:.1f} s wall (reduce {st[0]:.1f}, classify {st[1]:.1f}, QA {st[2]:.1f}), "  # type: ignore[index]
-              f"{r['cpu']:.1f} s CPU, peak memory {r['peak_mib']:.0f} MiB (targets <= 16 s, <= 2048 MiB)")
+        print(
+            f"  {name:8s}: {r['wall']:.1f} s wall (reduce {st[0]:.1f}, classify {st[1]:.1f}, QA {st[2]:.1f}), "  # type: ignore[index]
+            f"{r['cpu']:.1f} s CPU, peak memory {r['peak_mib']:.0f} MiB (targets <= 16 s, <= 2048 MiB)"
+        )
     if "previous" in best:
         p, c = best["previous"], best["current"]
-        print(f"  current / previous: x{p['wall'] / c['wall']:.2f} faster wall, x{p['cpu'] / c['cpu']:.2f} less CPU, "  # type: ignore[operator]
-              f"x{p['peak_mib'] / c['peak_mib']:.2f} less peak memory")  # type: ignore[operator]
+        print(
+            f"  current / previous: x{p['wall'] / c['wall']:.2f} faster wall, x{p['cpu'] / c['cpu']:.2f} less CPU, "  # type: ignore[operator]
+            f"x{p['peak_mib'] / c['peak_mib']:.2f} less peak memory"
+        )  # type: ignore[operator]
     return 0
 
 
@@ -311,11 +358,11 @@ def accuracy(args: argparse.Namespace) -> int:
     from drcnet import CLASSES
     from drcnet.data.schema import SNR_BIN_NAMES, snr_bin
     from drcnet.inference.predictor import Predictor
-    from drcnet.workflows.classify_exposure import classify_exposure
-    from drcnet.simulate.exposure import ExposureConfig, simulate_exposure
     from drcnet.paths import data_root
+    from drcnet.simulate.exposure import ExposureConfig, simulate_exposure
     from drcnet.simulate.render import ForwardModel
     from drcnet.simulate.site import Site
+    from drcnet.workflows.classify_exposure import classify_exposure
 
     root = data_root()
     templates = _templates(root, args.dataset)
@@ -359,20 +406,33 @@ def accuracy(args: argparse.Namespace) -> int:
     acc_sims = np.array([np.mean(ps[ok] == truth[ok]) for ps in preds_sim])
     acc_s = float(acc_sims.mean())
     print(f"model {info['model']} ({args.run}); {int(ok.sum())} objects on {args.spectrographs} spectrograph(s)")
-    print(f"accuracy: reduced frames {acc_f:.4f}; the same objects by `drcnet simulate`'s renderer "
-          f"{', '.join(f'{a:.4f}' for a in acc_sims)} (mean {acc_s:.4f}, spread {100 * np.ptp(acc_sims):.2f} points "
-          f"over {args.realisations} renderings)")
+    print(
+        f"accuracy: reduced frames {acc_f:.4f}; the same objects by `drcnet simulate`'s renderer "
+        f"{', '.join(f'{a:.4f}' for a in acc_sims)} (mean {acc_s:.4f}, spread {100 * np.ptp(acc_sims):.2f} points "
+        f"over {args.realisations} renderings)"
+    )
     print(f"difference frames - simulate: {100 * (acc_f - acc_s):+.2f} points (target |diff| <= 3)")
     bins_f = snr_bin(np.asarray(t["snr_r"], float)[idx])
     for b, name in enumerate(SNR_BIN_NAMES):
         sel = ok & (bins_f == b)
         if sel.any():
             sims = np.mean([np.mean(ps[sel] == truth[sel]) for ps in preds_sim])
-            print(f"  S/N_r {name:>6}: n={int(sel.sum()):4d}  frames {np.mean(pred_frames[sel] == truth[sel]):.3f}  "
-                  f"simulate {sims:.3f}")
+            print(
+                f"  S/N_r {name:>6}: n={int(sel.sum()):4d}  frames {np.mean(pred_frames[sel] == truth[sel]):.3f}  "
+                f"simulate {sims:.3f}"
+            )
     agree_fs = np.mean([np.mean(pred_frames[ok] == ps[ok]) for ps in preds_sim])
-    agree_ss = np.mean([np.mean(preds_sim[i][ok] == preds_sim[j][ok]) for i in range(len(preds_sim))
-                        for j in range(i + 1, len(preds_sim))]) if len(preds_sim) > 1 else float("nan")
+    agree_ss = (
+        np.mean(
+            [
+                np.mean(preds_sim[i][ok] == preds_sim[j][ok])
+                for i in range(len(preds_sim))
+                for j in range(i + 1, len(preds_sim))
+            ]
+        )
+        if len(preds_sim) > 1
+        else float("nan")
+    )
     print(f"same class predicted: frames vs a rendering {100 * agree_fs:.1f} %, two renderings {100 * agree_ss:.1f} %")
     return 0 if abs(acc_f - acc_s) <= 0.03 else 1
 

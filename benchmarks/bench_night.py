@@ -63,16 +63,21 @@ def _sequential(root: Path, run_dir: Path, out: Path) -> dict:
         rows += len(res.table)
     seconds, cpu = time.perf_counter() - t1, _cpu() - cpu1
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"fibers": rows, "seconds": seconds, "fibers_per_s": rows / seconds, "load_model_s": load, "rss_mb": rss,
-            "cpu_s": cpu}
+    return {
+        "fibers": rows,
+        "seconds": seconds,
+        "fibers_per_s": rows / seconds,
+        "load_model_s": load,
+        "rss_mb": rss,
+        "cpu_s": cpu,
+    }
 
 
 def _night(root: Path, run_dir: Path, out: Path, workers: int) -> dict:
     from drcnet.workflows.night import classify_night
 
     t0 = time.perf_counter()
-    res = classify_night(root, out / f"night_w{workers}.parquet", run_dir, workers=workers, processes=True,
-                         force=True)
+    res = classify_night(root, out / f"night_w{workers}.parquet", run_dir, workers=workers, processes=True, force=True)
     wall = time.perf_counter() - t0
     s = res.summary
     per_worker: dict[str, float] = {}
@@ -81,10 +86,17 @@ def _night(root: Path, run_dir: Path, out: Path, workers: int) -> dict:
             per_worker[r["worker"]] = max(per_worker.get(r["worker"], 0.0), r["rss_mb"])
     if res.failed:
         print(f"  warning: {len(res.failed)} task(s) failed: {[r['error'] for r in res.failed]}")
-    return {"fibers": s["fibers_new"], "seconds": s["task_seconds"], "fibers_per_s": s["fibers_per_s"],
-            "startup_s": wall - s["task_seconds"], "wall_s": wall, "worker_rss_mb": per_worker,
-            "models_loaded": s["models_loaded"], "tasks": s["tasks"],
-            "cpu_s": sum(r.get("cpu_s") or 0.0 for r in res.records)}
+    return {
+        "fibers": s["fibers_new"],
+        "seconds": s["task_seconds"],
+        "fibers_per_s": s["fibers_per_s"],
+        "startup_s": wall - s["task_seconds"],
+        "wall_s": wall,
+        "worker_rss_mb": per_worker,
+        "models_loaded": s["models_loaded"],
+        "tasks": s["tasks"],
+        "cpu_s": sum(r.get("cpu_s") or 0.0 for r in res.records),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -112,24 +124,34 @@ def main(argv: list[str] | None = None) -> int:
         out.mkdir()
         print(f"night root {root}; model {run_dir}")
         seq = _sequential(root, run_dir, out)
-        print(f"sequential classify_exposure loop: {seq['fibers']} fibers in {seq['seconds']:.1f} s = "
-              f"{seq['fibers_per_s']:.1f} fibers/s (model load {seq['load_model_s']:.1f} s, peak RSS {seq['rss_mb']:.0f} MB); "
-              f"{seq['cpu_s']:.1f} CPU-s = {seq['fibers'] / seq['cpu_s']:.1f} fibers/CPU-s, "
-              f"{seq['cpu_s'] / seq['seconds']:.2f} cores busy")
+        print(
+            f"sequential classify_exposure loop: {seq['fibers']} fibers in {seq['seconds']:.1f} s = "
+            f"{seq['fibers_per_s']:.1f} fibers/s (model load {seq['load_model_s']:.1f} s, peak RSS {seq['rss_mb']:.0f} MB); "
+            f"{seq['cpu_s']:.1f} CPU-s = {seq['fibers'] / seq['cpu_s']:.1f} fibers/CPU-s, "
+            f"{seq['cpu_s'] / seq['seconds']:.2f} cores busy"
+        )
         results = {}
         for w in (1, 2):
             r = _night(root, run_dir, out, w)
             results[w] = r
             mem = ", ".join(f"{v:.0f}" for v in r["worker_rss_mb"].values())
-            print(f"night, {w} worker(s): {r['fibers']} fibers in {r['seconds']:.1f} s = {r['fibers_per_s']:.1f} "
-                  f"fibers/s (+ {r['startup_s']:.1f} s cluster start and merge); worker RSS {mem} MB; "
-                  f"model loaded {r['models_loaded']}x for {r['tasks']} tasks; {r['cpu_s']:.1f} CPU-s = "
-                  f"{r['fibers'] / r['cpu_s']:.1f} fibers/CPU-s, {r['cpu_s'] / r['seconds']:.2f} cores busy")
+            print(
+                f"night, {w} worker(s): {r['fibers']} fibers in {r['seconds']:.1f} s = {r['fibers_per_s']:.1f} "
+                f"fibers/s (+ {r['startup_s']:.1f} s cluster start and merge); worker RSS {mem} MB; "
+                f"model loaded {r['models_loaded']}x for {r['tasks']} tasks; {r['cpu_s']:.1f} CPU-s = "
+                f"{r['fibers'] / r['cpu_s']:.1f} fibers/CPU-s, {r['cpu_s'] / r['seconds']:.2f} cores busy"
+            )
         base = seq["fibers_per_s"]
-        print("ratios (fibers/s): " + ", ".join(
-            [f"1 worker / sequential x{results[1]['fibers_per_s'] / base:.2f}",
-             f"2 workers / sequential x{results[2]['fibers_per_s'] / base:.2f}",
-             f"2 workers / 1 worker x{results[2]['fibers_per_s'] / results[1]['fibers_per_s']:.2f}"]))
+        print(
+            "ratios (fibers/s): "
+            + ", ".join(
+                [
+                    f"1 worker / sequential x{results[1]['fibers_per_s'] / base:.2f}",
+                    f"2 workers / sequential x{results[2]['fibers_per_s'] / base:.2f}",
+                    f"2 workers / 1 worker x{results[2]['fibers_per_s'] / results[1]['fibers_per_s']:.2f}",
+                ]
+            )
+        )
     return 0
 
 

@@ -46,9 +46,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from drcnet.data.normalize import zscore, zscore_spectra1d
 from drcnet.data.torch_dataset import SpectraDataset
+from drcnet.inference.engine import bf16_support, predict_arrays, predict_dataset
 from drcnet.models import load_run, pretrained_dir
 from drcnet.models.fastpath import configure_cpu, set_fast
-from drcnet.inference.engine import bf16_support, predict_arrays, predict_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -61,10 +61,12 @@ def plain(model: torch.nn.Module, data: str, rows: np.ndarray, batch: int = 64) 
         with h5py.File(data) as h, torch.inference_mode():
             for a in range(0, len(rows), batch):
                 if model.input_kind == "stripes":
-                    x = np.stack([zscore(h["stripes"][int(r)], (-2, -1)) for r in rows[a:a + batch]])
+                    x = np.stack([zscore(h["stripes"][int(r)], (-2, -1)) for r in rows[a : a + batch]])
                 else:
-                    x = np.stack([zscore_spectra1d(h["flux1d"][int(r)], h["sky1d"][int(r)]) for r in rows[a:a + batch]])
-                out[a:a + batch] = torch.softmax(model(torch.from_numpy(x)), 1).numpy()
+                    x = np.stack(
+                        [zscore_spectra1d(h["flux1d"][int(r)], h["sky1d"][int(r)]) for r in rows[a : a + batch]]
+                    )
+                out[a : a + batch] = torch.softmax(model(torch.from_numpy(x)), 1).numpy()
     finally:
         set_fast(model, True)
     return out
@@ -132,8 +134,10 @@ def train_loader(data: str, kind: str, rounds: int, batch: int = 32) -> None:
     n = len(ds)
     print(f"\ntraining DataLoader, {n} train objects, batch {batch}, shuffled, main process:")
     print(f"  single items (previous) {n / best['items']:8.0f} obj/s")
-    print(f"  __getitems__ batches    {n / best['getitems']:8.0f} obj/s  x{best['items'] / best['getitems']:.2f}; "
-          f"max |x diff| {diff:.1e}")
+    print(
+        f"  __getitems__ batches    {n / best['getitems']:8.0f} obj/s  x{best['items'] / best['getitems']:.2f}; "
+        f"max |x diff| {diff:.1e}"
+    )
 
 
 def main() -> None:
@@ -155,8 +159,10 @@ def main() -> None:
     model, _ = load_run(args.run or pretrained_dir())
     ds = SpectraDataset(args.data, model.input_kind, args.split)
     rows, n = ds.rows, len(ds)
-    print(f"{args.data} split {args.split}: {n} objects; model {type(model).__name__}; threads "
-          f"{torch.get_num_threads()}; cpu {torch.backends.cpu.get_cpu_capability()}")
+    print(
+        f"{args.data} split {args.split}: {n} objects; model {type(model).__name__}; threads "
+        f"{torch.get_num_threads()}; cpu {torch.backends.cpu.get_cpu_capability()}"
+    )
 
     from drcnet.models.onnx_export import OnnxModel, export_onnx
 
@@ -211,9 +217,11 @@ def main() -> None:
         if raw is not None:
             p32 = predict_arrays(model, stripes=raw, batch_size=64)
             p16 = predict_arrays(model, stripes=raw, batch_size=64, precision="bf16")
-            print(f"bf16 vs fp32 ({'native' if bf16_ok else 'emulated'}): argmax equal "
-                  f"{(p32.argmax(1) == p16.argmax(1)).mean():.4f}, max |dp| {np.abs(p32 - p16).max():.4f}, "
-                  f"mean |dp| {np.abs(p32 - p16).mean():.5f} over {len(rows)} objects")
+            print(
+                f"bf16 vs fp32 ({'native' if bf16_ok else 'emulated'}): argmax equal "
+                f"{(p32.argmax(1) == p16.argmax(1)).mean():.4f}, max |dp| {np.abs(p32 - p16).max():.4f}, "
+                f"mean |dp| {np.abs(p32 - p16).mean():.5f} over {len(rows)} objects"
+            )
     if args.train_loader:
         train_loader(args.data, model.input_kind, args.rounds)
 

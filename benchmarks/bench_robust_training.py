@@ -37,9 +37,27 @@ def child_usage() -> tuple[float, float]:
 def run_train(data: Path, preset: str, epochs: int, threads: int, init_from: str | None) -> dict[str, float]:
     """One ``drcnet train`` in a child process; its wall, CPU and peak memory."""
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-c", "from drcnet.cli import app; app()", "train", "--model", "drcnet", "--data", str(data), "--out",
-               str(Path(tmp) / "run"), "--preset", preset, "--epochs", str(epochs), "--threads", str(threads),
-               "--workers", "1", "--no-progress"]
+        cmd = [
+            sys.executable,
+            "-c",
+            "from drcnet.cli import app; app()",
+            "train",
+            "--model",
+            "drcnet",
+            "--data",
+            str(data),
+            "--out",
+            str(Path(tmp) / "run"),
+            "--preset",
+            preset,
+            "--epochs",
+            str(epochs),
+            "--threads",
+            str(threads),
+            "--workers",
+            "1",
+            "--no-progress",
+        ]
         if init_from:
             cmd += ["--init-from", init_from]
         cpu0, _ = child_usage()
@@ -50,8 +68,13 @@ def run_train(data: Path, preset: str, epochs: int, threads: int, init_from: str
         import json
 
         meta = json.loads((Path(tmp) / "run" / "run.json").read_text())
-    return {"wall_s": wall, "cpu_s": cpu1 - cpu0, "peak_gb": peak, "n_train": meta["n_train"],
-            "steps_per_epoch": meta["steps_per_epoch"]}
+    return {
+        "wall_s": wall,
+        "cpu_s": cpu1 - cpu0,
+        "peak_gb": peak,
+        "n_train": meta["n_train"],
+        "steps_per_epoch": meta["steps_per_epoch"],
+    }
 
 
 def plain_reference(data: Path, steps: int, batch: int, threads: int, model_config: dict) -> float:
@@ -72,13 +95,13 @@ def plain_reference(data: Path, steps: int, batch: int, threads: int, model_conf
         t0 = time.perf_counter()
         for k in range(0, len(rows), batch):
             xs = []
-            for r in rows[k:k + batch]:
+            for r in rows[k : k + batch]:
                 s = h["stripes"][r].astype(np.float32)
                 m = s.mean(axis=(1, 2), keepdims=True)
                 sd = s.std(axis=(1, 2), keepdims=True)
                 xs.append((s - m) / np.where(sd > 0, sd, 1.0))
             x = torch.from_numpy(np.stack(xs))
-            y = torch.from_numpy(np.minimum(label[rows[k:k + batch]], model.config.n_classes - 1))
+            y = torch.from_numpy(np.minimum(label[rows[k : k + batch]], model.config.n_classes - 1))
             loss = F.cross_entropy(model(x), y)
             opt.zero_grad()
             loss.backward()
@@ -106,8 +129,10 @@ def main() -> int:
     per_epoch_cpu = res["cpu_s"] / args.epochs
     step = per_epoch_wall / res["steps_per_epoch"]
     full = int(PRESETS[args.preset]["epochs"])
-    print(f"machine: {os.cpu_count()} cores; preset {args.preset}; {res['n_train']} training objects; "
-          f"{args.epochs} epoch(s) measured, threads {args.threads}")
+    print(
+        f"machine: {os.cpu_count()} cores; preset {args.preset}; {res['n_train']} training objects; "
+        f"{args.epochs} epoch(s) measured, threads {args.threads}"
+    )
     print(f"{'figure':<44}{'value':>12}")
     print(f"{'drcnet train, wall per epoch (s, incl. val)':<44}{per_epoch_wall:>12.1f}")
     print(f"{'drcnet train, CPU per epoch (s)':<44}{per_epoch_cpu:>12.1f}")

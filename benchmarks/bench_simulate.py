@@ -64,8 +64,13 @@ def time_renderer(model: ForwardModel, n: int) -> float:
     rng = np.random.default_rng(0)
     t0 = time.perf_counter()
     for i in range(n):
-        model.render_object(Source(i % len(model.templates), rv_kms=10.0, ebv=0.05), fiber=(7 * i) % 250, rng=rng,
-                            snr_target=40.0, neighbours=(Source(0, mag_r=16.0), None))
+        model.render_object(
+            Source(i % len(model.templates), rv_kms=10.0, ebv=0.05),
+            fiber=(7 * i) % 250,
+            rng=rng,
+            snr_target=40.0,
+            neighbours=(Source(0, mag_r=16.0), None),
+        )
     return (time.perf_counter() - t0) / n
 
 
@@ -78,12 +83,20 @@ def load_reference() -> object:
     return module
 
 
-def time_blocks(prepared: object, config: SimulationConfig, model: ForwardModel, start: int, n: int) -> tuple[float, dict]:
+def time_blocks(
+    prepared: object, config: SimulationConfig, model: ForwardModel, start: int, n: int
+) -> tuple[float, dict]:
     """CPU seconds per object to render and pack objects ``start .. start + n`` of the plan with ``model``."""
     from drcnet.simulate import dataset as ds
 
-    ds._init_worker(model, prepared.plan, config, prepared.template_split, prepared.templates,  # type: ignore[attr-defined]
-                    prepared.param_names)  # type: ignore[attr-defined]
+    ds._init_worker(
+        model,
+        prepared.plan,
+        config,
+        prepared.template_split,
+        prepared.templates,  # type: ignore[attr-defined]
+        prepared.param_names,
+    )  # type: ignore[attr-defined]
     t0 = time.process_time()  # CPU time of this process: less sensitive to other load on the machine
     _, rows = ds._render_packed(list(range(start, start + n)))
     return (time.process_time() - t0) / n, rows
@@ -125,8 +138,10 @@ def main() -> int:
     plain.profile = PlainProfile(inst.fiber)  # type: ignore[assignment]
     n = 60
     t_fast, t_plain = time_renderer(fast, n), time_renderer(plain, n)
-    print(f"renderer, one object (both arms, neighbours, noise, extraction): drcnet {1e3 * t_fast:.1f} ms, "
-          f"plain-profile reference {1e3 * t_plain:.1f} ms, speed-up x{t_plain / t_fast:.2f}")
+    print(
+        f"renderer, one object (both arms, neighbours, noise, extraction): drcnet {1e3 * t_fast:.1f} ms, "
+        f"plain-profile reference {1e3 * t_plain:.1f} ms, speed-up x{t_plain / t_fast:.2f}"
+    )
 
     # the renderer now against the renderer before the speed work, paper plan, render + pack per block
     from drcnet.simulate.dataset import prepare_dataset
@@ -143,20 +158,26 @@ def main() -> int:
         t_new, rows_new = time_blocks(prepared, config, new_model, start, args.objects)
         same = all(np.array_equal(rows_old[k], rows_new[k], equal_nan=rows_old[k].dtype.kind == "f") for k in rows_old)
         best["previous"], best["now"] = min(best["previous"], t_old), min(best["now"], t_new)
-        print(f"  round {r + 1}: previous {1e3 * t_old:.1f} ms CPU/object, now {1e3 * t_new:.1f} ms CPU/object, "
-              f"x{t_old / t_new:.2f}, rows identical: {same}")
+        print(
+            f"  round {r + 1}: previous {1e3 * t_old:.1f} ms CPU/object, now {1e3 * t_new:.1f} ms CPU/object, "
+            f"x{t_old / t_new:.2f}, rows identical: {same}"
+        )
         if not same:
             print("ERROR: the renderer's rows differ from the previous renderer's")
             return 1
-    print(f"render + pack, paper plan, {args.objects} objects x {args.rounds} rounds (best, CPU time): previous "
-          f"{1e3 * best['previous']:.1f} ms/object, now {1e3 * best['now']:.1f} ms/object, "
-          f"x{best['previous'] / best['now']:.2f}")
+    print(
+        f"render + pack, paper plan, {args.objects} objects x {args.rounds} rounds (best, CPU time): previous "
+        f"{1e3 * best['previous']:.1f} ms/object, now {1e3 * best['now']:.1f} ms/object, "
+        f"x{best['previous'] / best['now']:.2f}"
+    )
     if args.quick or not args.paper:
         return 0
     workers = args.workers or os.cpu_count() or 1
     wall = paper_run(root, templates, workers)
-    print(f"paper preset (7989 objects) on {workers} workers, render + write (templates loaded): {wall:.1f} s "
-          f"(target <= 45 s whole command)")
+    print(
+        f"paper preset (7989 objects) on {workers} workers, render + write (templates loaded): {wall:.1f} s "
+        f"(target <= 45 s whole command)"
+    )
     if args.paper_reference:
         wall_ref = paper_run(root, templates, workers, ref_module)
         print(f"  previous renderer: {wall_ref:.1f} s; x{wall_ref / wall:.2f}")

@@ -63,8 +63,9 @@ def measure(fn, n_iter: int, rounds: int) -> dict[str, float]:
     return {"wall_s": best, "cpu_s": cpu}
 
 
-def bench_model(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, n_iter: int, rounds: int,
-                compiled: bool = False) -> dict[str, float]:
+def bench_model(
+    model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, n_iter: int, rounds: int, compiled: bool = False
+) -> dict[str, float]:
     """Objects/s for a training step and an inference pass of ``model`` on batch ``x``."""
     b = len(x)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
@@ -83,8 +84,12 @@ def bench_model(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, n_iter
     t = measure(train_step, n_iter, rounds)
     model.eval()
     i = measure(infer, n_iter * 2, rounds)
-    return {"train_obj_s": b / t["wall_s"], "infer_obj_s": b / i["wall_s"],
-            "train_obj_cpu_s": b / t["cpu_s"], "infer_obj_cpu_s": b / i["cpu_s"]}
+    return {
+        "train_obj_s": b / t["wall_s"],
+        "infer_obj_s": b / i["wall_s"],
+        "train_obj_cpu_s": b / t["cpu_s"],
+        "infer_obj_cpu_s": b / i["cpu_s"],
+    }
 
 
 _MEMORY_CODE = """
@@ -131,8 +136,12 @@ def memory_run(path: Path | None, keep: bool, steps: int, batch: int) -> dict[st
     if not data.exists():
         make_synthetic_dataset(data, PAPER_LAYOUT, seed=0)
     gen_s = time.perf_counter() - t0
-    proc = subprocess.run([sys.executable, "-c", _MEMORY_CODE, str(data), str(steps), str(batch)],
-                          capture_output=True, text=True, check=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", _MEMORY_CODE, str(data), str(steps), str(batch)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     res = json.loads(proc.stdout.strip().splitlines()[-1])
     res.update({"file": str(data), "file_gb": data.stat().st_size / 1e9, "generate_s": gen_s})
     if not keep and path is None:
@@ -166,26 +175,35 @@ def epoch_data(path: Path, rounds: int) -> None:
     cases = {
         "training batches (32, shuffled)": (
             len(train),
-            lambda: [torch.stack([train[i][0] for i in perm[a:a + 32]]) for a in range(0, len(train), 32)],
-            lambda: [torch.stack([it[0] for it in train.__getitems__(list(perm[a:a + 32]))])
-                     for a in range(0, len(train), 32)]),
+            lambda: [torch.stack([train[i][0] for i in perm[a : a + 32]]) for a in range(0, len(train), 32)],
+            lambda: [
+                torch.stack([it[0] for it in train.__getitems__(list(perm[a : a + 32]))])
+                for a in range(0, len(train), 32)
+            ],
+        ),
         "validation batches (64)": (
             len(val),
             lambda: [torch.stack([val[i][0] for i in range(a, min(a + 64, len(val)))]) for a in range(0, len(val), 64)],
-            lambda: [torch.stack([it[0] for it in val.__getitems__(list(range(a, min(a + 64, len(val)))))])
-                     for a in range(0, len(val), 64)]),
+            lambda: [
+                torch.stack([it[0] for it in val.__getitems__(list(range(a, min(a + 64, len(val)))))])
+                for a in range(0, len(val), 64)
+            ],
+        ),
         f"feature spread ({k} val objects)": (
             k,
             lambda: [torch.stack([val[i][0] for i in range(k)])],
-            lambda: [torch.from_numpy(val.read_batch(slice(0, k))[0])]),
+            lambda: [torch.from_numpy(val.read_batch(slice(0, k))[0])],
+        ),
     }
     print(f"epoch data work on {path} ({len(train)} train, {len(val)} val), CPU ms per object, best of {rounds}:")
     for name, (n, old, new) in cases.items():
         a = np.array_equal(torch.cat(old()).numpy(), torch.cat(new()).numpy())
         t_old = min(cpu(old) for _ in range(rounds)) / n
         t_new = min(cpu(new) for _ in range(rounds)) / n
-        print(f"  {name:38s} per-object {1e3 * t_old:6.2f}  now {1e3 * t_new:6.2f}  x{t_old / t_new:.1f}"
-              f"  inputs identical: {a}")
+        print(
+            f"  {name:38s} per-object {1e3 * t_old:6.2f}  now {1e3 * t_new:6.2f}  x{t_old / t_new:.1f}"
+            f"  inputs identical: {a}"
+        )
 
 
 def main() -> None:
@@ -196,12 +214,20 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--compile", action="store_true", help="also time torch.compile (inductor) on the fast path")
     ap.add_argument("--skip-memory", action="store_true")
-    ap.add_argument("--memory-file", type=Path, default=None,
-                    help="paper-size dataset file to stream (default: write a synthetic one and delete it)")
+    ap.add_argument(
+        "--memory-file",
+        type=Path,
+        default=None,
+        help="paper-size dataset file to stream (default: write a synthetic one and delete it)",
+    )
     ap.add_argument("--memory-steps", type=int, default=20, help="training steps in the memory run")
-    ap.add_argument("--epoch-data", type=Path, default=None,
-                    help="dataset file: also time the epoch's data work around the model (training batches, "
-                         "validation, the per-arm feature spread) against the per-object path, and exit")
+    ap.add_argument(
+        "--epoch-data",
+        type=Path,
+        default=None,
+        help="dataset file: also time the epoch's data work around the model (training batches, "
+        "validation, the per-arm feature spread) against the per-object path, and exit",
+    )
     args = ap.parse_args()
     if args.epoch_data is not None:
         epoch_data(args.epoch_data, args.rounds)
@@ -221,8 +247,10 @@ def main() -> None:
         fast_out = model(x)
     max_diff = (ref_out - fast_out).abs().max().item()
 
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}, "
-          f"DRC-Net {model.num_parameters():,} parameters, load average {os.getloadavg()[0]:.2f}")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}, "
+        f"DRC-Net {model.num_parameters():,} parameters, load average {os.getloadavg()[0]:.2f}"
+    )
     print(f"max |logit difference| reference vs optimised path: {max_diff:.2e}")
 
     set_fast(model, False)
@@ -239,24 +267,33 @@ def main() -> None:
         with torch.inference_mode():
             comp(x)
         compile_s = time.perf_counter() - t
-        rows.append((f"optimised + torch.compile (compile {compile_s:.0f} s)",
-                     bench_model(model, x, y, args.iters, args.rounds, compiled=True)))
+        rows.append(
+            (
+                f"optimised + torch.compile (compile {compile_s:.0f} s)",
+                bench_model(model, x, y, args.iters, args.rounds, compiled=True),
+            )
+        )
     print(f"{'path':60s} {'train obj/s':>12s} {'infer obj/s':>12s}")
     for name, r in rows:
         print(f"{name:60s} {r['train_obj_s']:12.1f} {r['infer_obj_s']:12.1f}")
-    print(f"{'ratio optimised / reference':60s} {opt['train_obj_s'] / ref['train_obj_s']:12.2f} "
-          f"{opt['infer_obj_s'] / ref['infer_obj_s']:12.2f}")
-    print(f"(per CPU-second, less sensitive to other load: reference {ref['train_obj_cpu_s']:.1f} / "
-          f"{ref['infer_obj_cpu_s']:.1f}, optimised {opt['train_obj_cpu_s']:.1f} / {opt['infer_obj_cpu_s']:.1f} "
-          "objects per CPU-second / 1 core)")
+    print(
+        f"{'ratio optimised / reference':60s} {opt['train_obj_s'] / ref['train_obj_s']:12.2f} "
+        f"{opt['infer_obj_s'] / ref['infer_obj_s']:12.2f}"
+    )
+    print(
+        f"(per CPU-second, less sensitive to other load: reference {ref['train_obj_cpu_s']:.1f} / "
+        f"{ref['infer_obj_cpu_s']:.1f}, optimised {opt['train_obj_cpu_s']:.1f} / {opt['infer_obj_cpu_s']:.1f} "
+        "objects per CPU-second / 1 core)"
+    )
     if not args.skip_memory:
-        mem = memory_run(args.memory_file, keep=args.memory_file is not None, steps=args.memory_steps,
-                         batch=args.batch)
-        print(f"memory: {mem['file']} ({mem['file_gb']:.2f} GB); streamed all {mem['n_train']} training objects "
-              f"in {mem['stream_s']:.1f} s ({mem['n_train'] / mem['stream_s']:.0f} objects/s read + Z-score), then "
-              f"{mem['train_steps']} training steps of {args.batch} in {mem['train_s']:.1f} s; peak RSS main process "
-              f"{mem['maxrss_mb']:.0f} MB, DataLoader worker {mem['worker_maxrss_mb']:.0f} MB, "
-              f"sum {mem['maxrss_mb'] + mem['worker_maxrss_mb']:.0f} MB (target <= 3072 MB)")
+        mem = memory_run(args.memory_file, keep=args.memory_file is not None, steps=args.memory_steps, batch=args.batch)
+        print(
+            f"memory: {mem['file']} ({mem['file_gb']:.2f} GB); streamed all {mem['n_train']} training objects "
+            f"in {mem['stream_s']:.1f} s ({mem['n_train'] / mem['stream_s']:.0f} objects/s read + Z-score), then "
+            f"{mem['train_steps']} training steps of {args.batch} in {mem['train_s']:.1f} s; peak RSS main process "
+            f"{mem['maxrss_mb']:.0f} MB, DataLoader worker {mem['worker_maxrss_mb']:.0f} MB, "
+            f"sum {mem['maxrss_mb'] + mem['worker_maxrss_mb']:.0f} MB (target <= 3072 MB)"
+        )
 
 
 if __name__ == "__main__":

@@ -90,10 +90,9 @@ def fits_equal(a: Path, b: Path) -> tuple[bool, str]:
 
 
 def parquet_equal(a: Path, b: Path) -> tuple[bool, str]:
-    import pyarrow.parquet as pq
-
     import numpy as np
     import pyarrow as pa
+    import pyarrow.parquet as pq
 
     ta, tb = pq.read_table(a).replace_schema_metadata(None), pq.read_table(b).replace_schema_metadata(None)
     if not ta.schema.equals(tb.schema):
@@ -101,10 +100,13 @@ def parquet_equal(a: Path, b: Path) -> tuple[bool, str]:
     for name in ta.column_names:
         ca, cb = ta[name], tb[name]
         if pa.types.is_floating(ca.type):  # NaN == NaN here; nulls must sit at the same rows
-            same = (ca.null_count == cb.null_count and np.array_equal(ca.is_null().to_numpy(zero_copy_only=False),
-                                                                      cb.is_null().to_numpy(zero_copy_only=False))
-                    and np.array_equal(ca.to_numpy(zero_copy_only=False), cb.to_numpy(zero_copy_only=False),
-                                       equal_nan=True))
+            same = (
+                ca.null_count == cb.null_count
+                and np.array_equal(
+                    ca.is_null().to_numpy(zero_copy_only=False), cb.is_null().to_numpy(zero_copy_only=False)
+                )
+                and np.array_equal(ca.to_numpy(zero_copy_only=False), cb.to_numpy(zero_copy_only=False), equal_nan=True)
+            )
         else:
             same = ca.equals(cb)
         if not same:
@@ -126,20 +128,58 @@ def main() -> int:
     work.mkdir(parents=True, exist_ok=True)
     data, exposure = work / "small.h5", work / "night" / "exposure"
     if not data.exists():
-        run(trees["old"], ["simulate", "--library", str(lib), "--n", str(a.n), "--snr-min", "5", "--snr-max", "80",
-                           "--all-test", "--seed", "3", "--workers", "2", "--out", str(data)], work)
+        run(
+            trees["old"],
+            [
+                "simulate",
+                "--library",
+                str(lib),
+                "--n",
+                str(a.n),
+                "--snr-min",
+                "5",
+                "--snr-max",
+                "80",
+                "--all-test",
+                "--seed",
+                "3",
+                "--workers",
+                "2",
+                "--out",
+                str(data),
+            ],
+            work,
+        )
     if not exposure.exists():
-        run(trees["old"], ["frames", "simulate", "--out", str(exposure), "--seed", "11", "--workers", "2",
-                           "--library", str(lib)], work)
+        run(
+            trees["old"],
+            ["frames", "simulate", "--out", str(exposure), "--seed", "11", "--workers", "2", "--library", str(lib)],
+            work,
+        )
     commands = {
         "predict --data (csv)": lambda t, o: ["predict", "--data", str(data), "--out", str(o / "preds.csv")],
         "predict --exposure (csv)": lambda t, o: ["predict", "--exposure", str(exposure), "--out", str(o / "cat.csv")],
-        "frames classify (fits)": lambda t, o: ["frames", "classify", "--exposure", str(exposure), "--out",
-                                                str(o / "cat.fits"), "--no-qa"],
+        "frames classify (fits)": lambda t, o: [
+            "frames",
+            "classify",
+            "--exposure",
+            str(exposure),
+            "--out",
+            str(o / "cat.fits"),
+            "--no-qa",
+        ],
     }
     if a.night:
-        commands["night classify"] = lambda t, o: ["night", "classify", str(exposure.parent), "--out",
-                                                   str(o / "night.parquet"), "--workers", "1", "--threads"]
+        commands["night classify"] = lambda t, o: [
+            "night",
+            "classify",
+            str(exposure.parent),
+            "--out",
+            str(o / "night.parquet"),
+            "--workers",
+            "1",
+            "--threads",
+        ]
     times: dict[tuple[str, str], float] = {}
     last = {k: work / k / f"round{a.rounds - 1}" for k in trees}
     for r in range(a.rounds):
@@ -149,7 +189,7 @@ def main() -> int:
                 shutil.rmtree(o)
             o.mkdir(parents=True)
         for name, cmd in commands.items():
-            for key in (("old", "new") if r % 2 == 0 else ("new", "old")):
+            for key in ("old", "new") if r % 2 == 0 else ("new", "old"):
                 o = work / key / f"round{r}"
                 dt = run(trees[key], cmd(key, o), work)
                 times[(name, key)] = min(times.get((name, key), float("inf")), dt)
@@ -196,8 +236,10 @@ def main() -> int:
         w[key] = (float(sec), digest)
     same = w["old"][1] == w["new"][1]
     ok &= same
-    print(f"{'prediction table writer':28s} {w['old'][0]:8.3f} {w['new'][0]:8.3f} {w['new'][0] / w['old'][0]:8.3f}"
-          f"  (20000 objects; text {'identical' if same else 'DIFFERS'})")
+    print(
+        f"{'prediction table writer':28s} {w['old'][0]:8.3f} {w['new'][0]:8.3f} {w['new'][0] / w['old'][0]:8.3f}"
+        f"  (20000 objects; text {'identical' if same else 'DIFFERS'})"
+    )
     print(f"\nwork folder: {work}")
     return 0 if ok else 1
 

@@ -47,9 +47,12 @@ MASKED_KEYS = {"version", "git_commit", "created_utc", "python", "timings_s", "g
 """Provenance fields (JSON keys) left out of the comparison."""
 MASKED_CARDS = {"DRCVERS", "DRCGIT", "DRCDATE"}
 """FITS header cards holding the package version, git commit and writing time."""
-_TEXT_MASKS = [(re.compile(r"\bcommit [^,<]+"), "commit <commit>"), (re.compile(r"\b[0-9a-f]{40}\b"), "<commit>"),
-               (re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:[+-]\d\d:\d\d|Z)?"), "<time>"),
-               (re.compile(r"drcnet \d+\.\d+\.\d+\S*"), "drcnet <version>")]
+_TEXT_MASKS = [
+    (re.compile(r"\bcommit [^,<]+"), "commit <commit>"),
+    (re.compile(r"\b[0-9a-f]{40}\b"), "<commit>"),
+    (re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:[+-]\d\d:\d\d|Z)?"), "<time>"),
+    (re.compile(r"drcnet \d+\.\d+\.\d+\S*"), "drcnet <version>"),
+]
 
 
 def _drcnet(src: Path, args: list[str], cwd: Path) -> None:
@@ -207,8 +210,9 @@ print(min(times))
 def _time_reduce(src: Path, exposure: Path, repeats: int = 3) -> float:
     """Best of ``repeats`` reductions of ``exposure`` in one process of the tree ``src``, after a warm-up."""
     env = {**os.environ, "PYTHONPATH": str(src)}
-    out = subprocess.run([sys.executable, "-c", _TIMER, str(exposure), str(repeats)], env=env, capture_output=True,
-                         text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", _TIMER, str(exposure), str(repeats)], env=env, capture_output=True, text=True, check=True
+    )
     return float(out.stdout.strip().splitlines()[-1])
 
 
@@ -239,19 +243,35 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(base, ignore_errors=True)
             for name, src in trees.items():
                 _drcnet(src, ["frames", "simulate", "--out", str(base / name / "exposure"), *CASES[case]], work)
-            exposure = base / "old" / "exposure"   # both trees reduce the same raw frames
+            exposure = base / "old" / "exposure"  # both trees reduce the same raw frames
             for name, src in trees.items():
                 out = base / name / "outputs"
                 out.mkdir(parents=True)
                 _drcnet(src, ["frames", "reduce", str(exposure), "--out", str(out / "reduced.h5")], work)
-                _drcnet(src, ["frames", "classify", args.model, "--exposure", str(exposure), "--out",
-                              str(out / "catalogue.csv"), "--qa", str(out / "qa"), "--dataset",
-                              str(out / "classified.h5")], work)
+                _drcnet(
+                    src,
+                    [
+                        "frames",
+                        "classify",
+                        args.model,
+                        "--exposure",
+                        str(exposure),
+                        "--out",
+                        str(out / "catalogue.csv"),
+                        "--qa",
+                        str(out / "qa"),
+                        "--dataset",
+                        str(out / "classified.h5"),
+                    ],
+                    work,
+                )
             for part in ("exposure", "outputs"):
                 counts = _compare_trees(base / "old" / part, base / "new" / part, f"{case}/{part}")
                 n = sum(counts.values())
-                print(f"{case} {part}: {n} files, {counts['bytes']} byte-identical, {counts['masked']} identical but "
-                      f"for provenance, {counts['differ']} different, {counts['missing']} missing")
+                print(
+                    f"{case} {part}: {n} files, {counts['bytes']} byte-identical, {counts['masked']} identical but "
+                    f"for provenance, {counts['differ']} different, {counts['missing']} missing"
+                )
                 for k, v in counts.items():
                     total[k] += v
             for _ in range(args.rounds):
@@ -260,12 +280,16 @@ def main(argv: list[str] | None = None) -> int:
         if args.compare_only:
             return 0
         n = sum(total.values())
-        print(f"all: {n} files, {total['bytes']} byte-identical, {total['masked']} identical but for provenance, "
-              f"{total['differ']} different, {total['missing']} missing")
+        print(
+            f"all: {n} files, {total['bytes']} byte-identical, {total['masked']} identical but for provenance, "
+            f"{total['differ']} different, {total['missing']} missing"
+        )
         old_t, new_t = min(timings["old"]), min(timings["new"])
-        print(f"reduce_exposure (one spectrograph), best of {3 * len(timings['old'])} warm runs per tree over "
-              f"{len(args.cases)} exposures, trees alternating: old {old_t:.2f} s, new {new_t:.2f} s, "
-              f"ratio new/old {new_t / old_t:.3f}")
+        print(
+            f"reduce_exposure (one spectrograph), best of {3 * len(timings['old'])} warm runs per tree over "
+            f"{len(args.cases)} exposures, trees alternating: old {old_t:.2f} s, new {new_t:.2f} s, "
+            f"ratio new/old {new_t / old_t:.3f}"
+        )
     finally:
         if args.work is None:
             shutil.rmtree(work, ignore_errors=True)

@@ -70,12 +70,15 @@ def main() -> None:
     model.train()
     opt = build_optimizer(cfg, model.parameters())
     ds = SpectraDataset(a.data, model_input_kind(a.model), "train", labelled_only=True)
-    sampler = RandomSampler(ds, replacement=True, num_samples=a.steps * cfg.batch_size,
-                            generator=torch.Generator().manual_seed(a.seed))
+    sampler = RandomSampler(
+        ds, replacement=True, num_samples=a.steps * cfg.batch_size, generator=torch.Generator().manual_seed(a.seed)
+    )
     loader = DataLoader(ds, batch_size=cfg.batch_size, sampler=sampler)
     lrs = lr_schedule(a.lr_min, a.lr_max, a.steps)
-    print(f"{a.model}, preset {a.preset}: {cfg.optimizer}, batch {cfg.batch_size}, weight decay "
-          f"{cfg.weight_decay}, grad clip {cfg.grad_clip}; {len(ds)} training objects of {a.data.name}")
+    print(
+        f"{a.model}, preset {a.preset}: {cfg.optimizer}, batch {cfg.batch_size}, weight decay "
+        f"{cfg.weight_decay}, grad clip {cfg.grad_clip}; {len(ds)} training objects of {a.data.name}"
+    )
     losses: list[float] = []
     t0 = time.perf_counter()
     for step, (x, y, *_) in enumerate(loader):
@@ -102,8 +105,10 @@ def main() -> None:
     # steepest descent of the smoothed loss against log10(lr), over the part before the minimum
     g = np.gradient(s[: best + 1], np.log10(lrs[: best + 1])) if best >= 2 else np.array([0.0])
     steep = int(np.argmin(g))
-    print(f"lowest smoothed loss {s[best]:.4f} at lr {lrs[best]:.2e}; steepest fall at lr {lrs[steep]:.2e}; "
-          f"a decade below the lowest loss: {lrs[best] / 10:.2e} (the preset's peak: {cfg.lr:.1e})")
+    print(
+        f"lowest smoothed loss {s[best]:.4f} at lr {lrs[best]:.2e}; steepest fall at lr {lrs[steep]:.2e}; "
+        f"a decade below the lowest loss: {lrs[best] / 10:.2e} (the preset's peak: {cfg.lr:.1e})"
+    )
 
 
 if __name__ == "__main__":

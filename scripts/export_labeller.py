@@ -47,13 +47,21 @@ def main() -> int:
     if labeller is None:
         print(f"error: only {len(train)} training-split real stars in {folder}; need >= 50", file=sys.stderr)
         return 2
-    extra = {"fitted_by": "drcnet.simulate.population.fit_labeller", "data": f"{LAMOST_FOLDER}/index.csv",
-             "index_sha256": hashlib.sha256(index.read_bytes()).hexdigest(), "n_training_spectra": len(train),
-             "lamost_split_fractions": list(LAMOST_SPLIT_FRACTIONS), "seed": args.seed,
-             "drcnet_version": __version__, "git_commit": git_commit()}
+    extra = {
+        "fitted_by": "drcnet.simulate.population.fit_labeller",
+        "data": f"{LAMOST_FOLDER}/index.csv",
+        "index_sha256": hashlib.sha256(index.read_bytes()).hexdigest(),
+        "n_training_spectra": len(train),
+        "lamost_split_fractions": list(LAMOST_SPLIT_FRACTIONS),
+        "seed": args.seed,
+        "drcnet_version": __version__,
+        "git_commit": git_commit(),
+    }
     out = save_labeller(labeller, args.out, extra)
-    print(f"wrote {out} ({out.stat().st_size / 1e3:.0f} kB): {len(train)} training spectra, "
-          f"{len(labeller.subclasses)} subclasses")
+    print(
+        f"wrote {out} ({out.stat().st_size / 1e3:.0f} kB): {len(train)} training spectra, "
+        f"{len(labeller.subclasses)} subclasses"
+    )
     return 0
 
 

@@ -23,6 +23,8 @@ def data_root() -> Path:
     """The shared reference data (``$DRCNET_DATA`` or ../shared/data beside the checkout)."""
     root = _find_data_root()
     if root is None:
-        pytest.fail("reference data not found: set DRCNET_DATA to the shared data folder (../shared/data in a checkout)")
+        pytest.fail(
+            "reference data not found: set DRCNET_DATA to the shared data folder (../shared/data in a checkout)"
+        )
     os.environ.setdefault("DRCNET_DATA", str(root))
     return root

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+
 from drcnet.conventions import STRIPE_HALF_ROWS, stripe_columns
 from drcnet.instrument import InstrumentConfig
 from drcnet.instrument.config import CCDConfig, FiberConfig, slit_position
@@ -48,8 +49,9 @@ def profile_table(fiber: FiberConfig, fwhm_px: float) -> ProfileTable:
     return _TABLES[key]
 
 
-def stripe_profile(geom: FiberGeometry, table: ProfileTable, cols: np.ndarray | None = None,
-                   shift_px: float = 0.0) -> np.ndarray:
+def stripe_profile(
+    geom: FiberGeometry, table: ProfileTable, cols: np.ndarray | None = None, shift_px: float = 0.0
+) -> np.ndarray:
     """``(11, n_cols)`` normalised profile of a fiber traced at ``geom`` over the stripe cut around it.
 
     The stripe's rows are ``round(trace) - 5 .. round(trace) + 5`` (:func:`drcnet.simulate.ccd.stripe_rows`);
@@ -62,16 +64,27 @@ def stripe_profile(geom: FiberGeometry, table: ProfileTable, cols: np.ndarray | 
     return p / np.maximum(p.sum(axis=0, keepdims=True), 1e-12)
 
 
-def optimal_from_profiles(stripes: np.ndarray, profiles: np.ndarray, ccd: CCDConfig,
-                          bad: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def optimal_from_profiles(
+    stripes: np.ndarray, profiles: np.ndarray, ccd: CCDConfig, bad: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Optimal flux and ivar ``(n, n_cols)`` of stripes ``(n, 11, n_cols)`` (net ADU) with their profiles."""
-    res = optimal_extract(np.asarray(stripes, dtype=np.float64), profiles, ccd.gain_e_per_adu,
-                          ccd.read_noise_e / ccd.gain_e_per_adu, bad=bad)
+    res = optimal_extract(
+        np.asarray(stripes, dtype=np.float64),
+        profiles,
+        ccd.gain_e_per_adu,
+        ccd.read_noise_e / ccd.gain_e_per_adu,
+        bad=bad,
+    )
     return res.flux, res.ivar
 
 
-def optimal_arms(result, fwhm_px: float, instrument: InstrumentConfig | None = None,  # type: ignore[no-untyped-def]
-                 bad: np.ndarray | None = None, trace_shift_px: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+def optimal_arms(
+    result,
+    fwhm_px: float,
+    instrument: InstrumentConfig | None = None,  # type: ignore[no-untyped-def]
+    bad: np.ndarray | None = None,
+    trace_shift_px: float = 0.0,
+) -> tuple[np.ndarray, np.ndarray]:
     """Optimal ``(2, 3000)`` flux and ivar of one rendered object (both arms).
 
     Parameters
@@ -108,8 +121,14 @@ def profiles_from_params(params: dict[str, np.ndarray], rows: np.ndarray, fiber:
         width = float(fwhm[i]) if fwhm is not None and np.isfinite(fwhm[i]) else fiber.profile_fwhm_px
         table = profile_table(fiber, width)
         for a, arm in enumerate(("blue", "red")):
-            geom = FiberGeometry(f, float(params[f"trace_row0_{arm}"][i]), float(fiber.tilt_px),
-                                 float(fiber.curvature_px * slit_position(f)), 0.0, 1.0)
+            geom = FiberGeometry(
+                f,
+                float(params[f"trace_row0_{arm}"][i]),
+                float(fiber.tilt_px),
+                float(fiber.curvature_px * slit_position(f)),
+                0.0,
+                1.0,
+            )
             out[k, a] = stripe_profile(geom, table)
     return out
 
@@ -129,19 +148,23 @@ def write_optimal_dataset(src: str | Path, dst: str | Path, chunk: int = 64) -> 
         params = {k: h["params"][k][:] for k in h["params"]}
         for s in range(0, n, chunk):
             rows = np.arange(s, min(n, s + chunk))
-            st = h["stripes"][s:rows[-1] + 1].astype(np.float64)  # (m, 2, 11, 3000)
+            st = h["stripes"][s : rows[-1] + 1].astype(np.float64)  # (m, 2, 11, 3000)
             prof = profiles_from_params(params, rows, inst.fiber)
             m = len(rows)
-            flux, ivar = optimal_from_profiles(st.reshape(m * 2, *st.shape[2:]), prof.reshape(m * 2, *prof.shape[2:]),
-                                               inst.ccd)
-            box_ivar = h["ivar1d"][s:rows[-1] + 1]
+            flux, ivar = optimal_from_profiles(
+                st.reshape(m * 2, *st.shape[2:]), prof.reshape(m * 2, *prof.shape[2:]), inst.ccd
+            )
+            box_ivar = h["ivar1d"][s : rows[-1] + 1]
             ivar = ivar.reshape(m, 2, -1)
             for a in range(2):
                 ratios[a].extend(np.median(ivar[:, a] / np.maximum(box_ivar[:, a], 1e-30), axis=1).tolist())
-            h["flux1d"][s:rows[-1] + 1] = flux.reshape(m, 2, -1).astype(np.float32)
-            h["ivar1d"][s:rows[-1] + 1] = ivar.astype(np.float32)
-        prov = {"flux1d": "optimal (Horne) extraction of the stripes with the true profile "
-                          "(benchmarks/compare_2d_1d/optimal1d.py)", "source_file": str(src)}
+            h["flux1d"][s : rows[-1] + 1] = flux.reshape(m, 2, -1).astype(np.float32)
+            h["ivar1d"][s : rows[-1] + 1] = ivar.astype(np.float32)
+        prov = {
+            "flux1d": "optimal (Horne) extraction of the stripes with the true profile "
+            "(benchmarks/compare_2d_1d/optimal1d.py)",
+            "source_file": str(src),
+        }
         h.attrs["optimal1d"] = json.dumps(prov)
     tmp.replace(dst)
     return {"median_ivar_ratio_blue": float(np.median(ratios[0])), "median_ivar_ratio_red": float(np.median(ratios[1]))}

@@ -48,7 +48,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import optimal1d
 import torch
+
 from drcnet.conventions import CLASSES, STRIPE_HALF_ROWS
 from drcnet.instrument import InstrumentConfig
 from drcnet.instrument.config import N_FIBERS
@@ -63,17 +65,32 @@ from drcnet.simulate.render import Source
 from drcnet.simulate.site import Site
 from drcnet.workflows.inference import load_predictor
 
-import optimal1d
-
 BINS = {"<10": (3.0, 10.0), "10-20": (10.0, 20.0)}
-CONDITIONS = ("nominal", "cosmics_x10", "bad_pixels", "bright_neighbour", "bright_neighbour_13", "scattered_12pc",
-              "trace_error_1p5", "fwhm_9px")
-MODELS = (("rcnet-robust", "boxcar"), ("rcnet-robust", "optimal"), ("drcnet-robust", "stripes"),
-          ("drcnet-survey", "stripes"))
+CONDITIONS = (
+    "nominal",
+    "cosmics_x10",
+    "bad_pixels",
+    "bright_neighbour",
+    "bright_neighbour_13",
+    "scattered_12pc",
+    "trace_error_1p5",
+    "fwhm_9px",
+)
+MODELS = (
+    ("rcnet-robust", "boxcar"),
+    ("rcnet-robust", "optimal"),
+    ("drcnet-robust", "stripes"),
+    ("drcnet-survey", "stripes"),
+)
 NOMINAL_DR: dict[str, Any] = {
-    "throughput_amplitude": 0.0, "sky_level": (1.0, 1.0), "sky_line_scale": (1.0, 1.0),
-    "profile_fwhm_px": (6.0, 6.0), "trace_offset_px": (0.0, 0.0), "wave_offset_px": (0.0, 0.0),
-    "scattered_fraction": (0.0, 0.0)}
+    "throughput_amplitude": 0.0,
+    "sky_level": (1.0, 1.0),
+    "sky_line_scale": (1.0, 1.0),
+    "profile_fwhm_px": (6.0, 6.0),
+    "trace_offset_px": (0.0, 0.0),
+    "wave_offset_px": (0.0, 0.0),
+    "scattered_fraction": (0.0, 0.0),
+}
 BAD_FRACTION = 0.01
 NEIGHBOUR_MAG = (14.0, 18.5)
 BRIGHT_NEIGHBOUR_MAG = (10.0, 11.0)
@@ -98,15 +115,18 @@ class Condition:
 
 def conditions() -> dict[str, Condition]:
     """The conditions of the module docstring's table."""
+
     def dr(**kw: Any) -> dict[str, Any]:
         return {**NOMINAL_DR, **kw}
+
     return {
         "nominal": Condition("nominal", dr()),
         "cosmics_x10": Condition("cosmics_x10", dr(), cosmic_factor=10.0),
         "bad_pixels": Condition("bad_pixels", dr(), bad_pixels=True),
         "bright_neighbour": Condition("bright_neighbour", dr(), bright_neighbour=True),
-        "bright_neighbour_13": Condition("bright_neighbour_13", dr(), bright_neighbour=True,
-                                         neighbour_mag=MILD_NEIGHBOUR_MAG),
+        "bright_neighbour_13": Condition(
+            "bright_neighbour_13", dr(), bright_neighbour=True, neighbour_mag=MILD_NEIGHBOUR_MAG
+        ),
         "scattered_12pc": Condition("scattered_12pc", dr(scattered_fraction=(0.12, 0.12))),
         "trace_error_1p5": Condition("trace_error_1p5", dr(trace_offset_px=(1.5, 1.5))),
         "fwhm_9px": Condition("fwhm_9px", dr(profile_fwhm_px=(9.0, 9.0))),
@@ -155,8 +175,9 @@ class SystematicsModel(RandomizedForwardModel):
             ccd = self.instrument.ccd
             room = float(ccd.adc_max - max(ccd.bias_adu))
             bad = inject_defects(res.stripe, self.defect_rng, self.bad_fraction, room)
-            res.flux1d, res.ivar1d = boxcar_extract(res.stripe, ccd.gain_e_per_adu,
-                                                    ccd.read_noise_e / ccd.gain_e_per_adu)
+            res.flux1d, res.ivar1d = boxcar_extract(
+                res.stripe, ccd.gain_e_per_adu, ccd.read_noise_e / ccd.gain_e_per_adu
+            )
             self.defects.append(bad)
         return res
 
@@ -226,7 +247,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     templates, split = load_population(root, seed=0, include=("lamost",), spectral_labels=False)
     held = [i for i, t in enumerate(templates) if split[i] in (1, 2) and t.cls in CLASSES]
     rng = np.random.default_rng(args.seed)
-    chosen = sorted(rng.choice(held, size=min(args.stars, len(held)) if args.stars > 0 else len(held), replace=False).tolist())
+    chosen = sorted(
+        rng.choice(held, size=min(args.stars, len(held)) if args.stars > 0 else len(held), replace=False).tolist()
+    )
     # the model holds every held-out star (neighbours come from them too); objects are the chosen ones
     tmpl = [templates[i] for i in held]
     local = {g: k for k, g in enumerate(held)}
@@ -241,24 +264,40 @@ def main(argv: Sequence[str] | None = None) -> int:
     conds = conditions()
     wanted = [c for c in args.conditions.split(",") if c]
     models = {name: load_predictor(name) for name in dict.fromkeys(m for m, _ in MODELS)}
-    draws = {b: [draw_object(np.random.default_rng([args.seed, s, k, 0]), s, pool, r) for s in stars]
-             for k, (b, r) in enumerate(BINS.items())}
+    draws = {
+        b: [draw_object(np.random.default_rng([args.seed, s, k, 0]), s, pool, r) for s in stars]
+        for k, (b, r) in enumerate(BINS.items())
+    }
     # the magnitude that gives each object its S/N target under the nominal instrument
     nominal = SystematicsModel(base, site, tmpl, DomainRandomization(**NOMINAL_DR))
     mags: dict[str, list[float]] = {}
     for b, ds in draws.items():
-        mags[b] = [nominal.render_object(d.source, d.fiber, np.random.default_rng(0), snr_target=d.snr_target,
-                                         neighbours=d.neighbours).source.mag_r for d in ds]
+        mags[b] = [
+            nominal.render_object(
+                d.source, d.fiber, np.random.default_rng(0), snr_target=d.snr_target, neighbours=d.neighbours
+            ).source.mag_r
+            for d in ds
+        ]
     print(f"magnitudes fixed; {time.perf_counter() - t0:.0f} s", flush=True)
 
     results: dict[str, Any] = {}
     right: dict[tuple[str, str, str], np.ndarray] = {}
     for cname in wanted:
         c = conds[cname]
-        inst = base if c.cosmic_factor == 1.0 else base.model_copy(update={"ccd": base.ccd.model_copy(
-            update={"cosmic_rate_per_cm2_min": base.ccd.cosmic_rate_per_cm2_min * c.cosmic_factor})})
-        model = SystematicsModel(inst, site, tmpl, DomainRandomization(**c.randomization),
-                                 bad_fraction=BAD_FRACTION if c.bad_pixels else 0.0)
+        inst = (
+            base
+            if c.cosmic_factor == 1.0
+            else base.model_copy(
+                update={
+                    "ccd": base.ccd.model_copy(
+                        update={"cosmic_rate_per_cm2_min": base.ccd.cosmic_rate_per_cm2_min * c.cosmic_factor}
+                    )
+                }
+            )
+        )
+        model = SystematicsModel(
+            inst, site, tmpl, DomainRandomization(**c.randomization), bad_fraction=BAD_FRACTION if c.bad_pixels else 0.0
+        )
         results[cname] = {}
         for k, (b, ds) in enumerate(draws.items()):
             stripes, flux, sky, opt, snr, ratio = [], [], [], [], [], []
@@ -274,8 +313,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 model.defect_rng = np.random.default_rng([args.seed, s, k, 2])
                 model.defects = []
                 src = Source(d.source.template, 0.0, 0.0, mags[b][j], d.source.airmass)
-                r = model.render_object(src, d.fiber, np.random.default_rng([args.seed, s, k, 1]), snr_target=None,
-                                        neighbours=nb)
+                r = model.render_object(
+                    src, d.fiber, np.random.default_rng([args.seed, s, k, 1]), snr_target=None, neighbours=nb
+                )
                 bad = np.stack(model.defects) if model.defects else None
                 of, oi = optimal1d.optimal_arms(r, c.fwhm, inst, bad=bad)
                 offset = float(c.randomization["trace_offset_px"][0])
@@ -283,8 +323,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                     tf, _ = optimal1d.optimal_arms(r, c.fwhm, inst, bad=bad, trace_shift_px=-offset)
                     true_trace.append(tf.astype(np.float32))
                 red = r.arms[1]
-                flux_ratio.append([float(np.median(of[1] / red.flux1d)),
-                                   float(np.median((of[1] - red.sky1d) / np.maximum(red.flux1d - red.sky1d, 1e-3)))])
+                flux_ratio.append(
+                    [
+                        float(np.median(of[1] / red.flux1d)),
+                        float(np.median((of[1] - red.sky1d) / np.maximum(red.flux1d - red.sky1d, 1e-3))),
+                    ]
+                )
                 stripes.append(np.stack([a.stripe for a in r.arms]).astype(np.float16))
                 flux.append(np.stack([a.flux1d for a in r.arms]).astype(np.float32))
                 sky.append(np.stack([a.sky1d for a in r.arms]).astype(np.float32))
@@ -292,12 +336,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                 snr.append(r.snr_r)
                 ratio.append([float(np.median(oi[a] / r.arms[a].ivar1d)) for a in range(2)])
             st, fl, sk, op = np.stack(stripes), np.stack(flux), np.stack(sky), np.stack(opt)
-            cell: dict[str, Any] = {"measured_snr_r_median": float(np.median(snr)),
-                                    "ivar_optimal_over_boxcar_median": {"blue": float(np.median([q[0] for q in ratio])),
-                                                                        "red": float(np.median([q[1] for q in ratio]))},
-                                    "red_flux_optimal_over_boxcar_median": {
-                                        "with_sky": float(np.median([q[0] for q in flux_ratio])),
-                                        "sky_subtracted": float(np.median([q[1] for q in flux_ratio]))}}
+            cell: dict[str, Any] = {
+                "measured_snr_r_median": float(np.median(snr)),
+                "ivar_optimal_over_boxcar_median": {
+                    "blue": float(np.median([q[0] for q in ratio])),
+                    "red": float(np.median([q[1] for q in ratio])),
+                },
+                "red_flux_optimal_over_boxcar_median": {
+                    "with_sky": float(np.median([q[0] for q in flux_ratio])),
+                    "sky_subtracted": float(np.median([q[1] for q in flux_ratio])),
+                },
+            }
             for mname, inp in MODELS:
                 m = models[mname]
                 if inp == "stripes":
@@ -317,38 +366,55 @@ def main(argv: Sequence[str] | None = None) -> int:
             best1d = "rcnet-robust:optimal" if ok1d[1].mean() >= ok1d[0].mean() else "rcnet-robust:boxcar"
             cell["paired_2d_minus_best_1d"] = {
                 f"{m2}:stripes - {best1d}": paired_diff(right[(cname, b, f"{m2}:stripes")], right[(cname, b, best1d)])
-                for m2 in ("drcnet-robust", "drcnet-survey")}
+                for m2 in ("drcnet-robust", "drcnet-survey")
+            }
             cell["paired_optimal_minus_boxcar"] = paired_diff(ok1d[1], ok1d[0])
             results[cname][b] = cell
-            print(f"{cname:17s} {b:6s} " + "  ".join(f"{mn}:{i}={cell[f'{mn}:{i}']['accuracy']:.3f}"
-                                                    for mn, i in MODELS)
-                  + f"  S/N {cell['measured_snr_r_median']:.1f}  {time.perf_counter() - t0:.0f} s", flush=True)
+            print(
+                f"{cname:17s} {b:6s} "
+                + "  ".join(f"{mn}:{i}={cell[f'{mn}:{i}']['accuracy']:.3f}" for mn, i in MODELS)
+                + f"  S/N {cell['measured_snr_r_median']:.1f}  {time.perf_counter() - t0:.0f} s",
+                flush=True,
+            )
             write_json_atomic(args.out, _payload(args, results, names, labels, t0))
     write_json_atomic(args.out, _payload(args, results, names, labels, t0))
     print(markdown(results))
     return 0
 
 
-def _payload(args: argparse.Namespace, results: dict[str, Any], names: list[str], labels: np.ndarray,
-             t0: float) -> dict[str, Any]:
-    cfg = {"stars": args.stars, "seed": args.seed, "bins": BINS, "conditions": args.conditions.split(","),
-           "models": [f"{m}:{i}" for m, i in MODELS], "bad_fraction": BAD_FRACTION,
-           "neighbour_mag": NEIGHBOUR_MAG, "bright_neighbour_mag": BRIGHT_NEIGHBOUR_MAG,
-           "mild_neighbour_mag": MILD_NEIGHBOUR_MAG, "nominal": NOMINAL_DR,
-           "held_out": "val + test splits of lamost_real (hash of the star name), F/G/K on LAMOST labels",
-           "stripe_rows": 2 * STRIPE_HALF_ROWS + 1,
-           "flux1d_note": "the boxcar flux1d is the aperture sum of the same rendered stripe "
-                          "(ForwardModel._render_arm -> boxcar_extract): every systematic reaches it"}
-    return {"provenance": provenance(cfg, seed=args.seed), "runtime_s": time.perf_counter() - t0,
-            "n_stars": len(names), "class_counts": {c: int((labels == i).sum()) for i, c in enumerate(CLASSES)},
-            "stars": names, "results": results}
+def _payload(
+    args: argparse.Namespace, results: dict[str, Any], names: list[str], labels: np.ndarray, t0: float
+) -> dict[str, Any]:
+    cfg = {
+        "stars": args.stars,
+        "seed": args.seed,
+        "bins": BINS,
+        "conditions": args.conditions.split(","),
+        "models": [f"{m}:{i}" for m, i in MODELS],
+        "bad_fraction": BAD_FRACTION,
+        "neighbour_mag": NEIGHBOUR_MAG,
+        "bright_neighbour_mag": BRIGHT_NEIGHBOUR_MAG,
+        "mild_neighbour_mag": MILD_NEIGHBOUR_MAG,
+        "nominal": NOMINAL_DR,
+        "held_out": "val + test splits of lamost_real (hash of the star name), F/G/K on LAMOST labels",
+        "stripe_rows": 2 * STRIPE_HALF_ROWS + 1,
+        "flux1d_note": "the boxcar flux1d is the aperture sum of the same rendered stripe "
+        "(ForwardModel._render_arm -> boxcar_extract): every systematic reaches it",
+    }
+    return {
+        "provenance": provenance(cfg, seed=args.seed),
+        "runtime_s": time.perf_counter() - t0,
+        "n_stars": len(names),
+        "class_counts": {c: int((labels == i).sum()) for i, c in enumerate(CLASSES)},
+        "stars": names,
+        "results": results,
+    }
 
 
 def markdown(results: dict[str, Any]) -> str:
     """The table of the README: accuracy [95 % CI] per condition, model and S/N_r bin."""
     cols = [f"{m}:{i}" for m, i in MODELS]
-    head = ("| condition | S/N_r | n stars | " + " | ".join(f"`{m}` {i}" for m, i in MODELS)
-            + " | ivar opt/box (red) |")
+    head = "| condition | S/N_r | n stars | " + " | ".join(f"`{m}` {i}" for m, i in MODELS) + " | ivar opt/box (red) |"
     lines = [head, "|" + "---|" * (len(cols) + 4)]
     for cname, by in results.items():
         for b, cell in by.items():
@@ -360,8 +426,11 @@ def markdown(results: dict[str, Any]) -> str:
                 txt = f"{a:.3f} [{ci[0]:.2f}, {ci[1]:.2f}]"
                 parts.append(f"**{txt}**" if a == best else txt)
             n = cell[cols[0]]["n_stars"]
-            lines.append(f"| {cname} | {b} | {n} | " + " | ".join(parts)
-                         + f" | {cell['ivar_optimal_over_boxcar_median']['red']:.3f} |")
+            lines.append(
+                f"| {cname} | {b} | {n} | "
+                + " | ".join(parts)
+                + f" | {cell['ivar_optimal_over_boxcar_median']['red']:.3f} |"
+            )
     return "\n".join(lines)
 
 

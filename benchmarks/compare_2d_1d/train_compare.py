@@ -32,7 +32,9 @@ from typing import Any
 
 import h5py
 import numpy as np
+import optimal1d
 import torch
+
 from drcnet.conventions import SNR_BIN_NAMES
 from drcnet.data.schema import decode
 from drcnet.metrics import source_clustered_accuracy
@@ -44,10 +46,12 @@ from drcnet.train.loop import train
 from drcnet.workflows.inference import load_predictor
 from drcnet.workflows.simulate_population import simulate_population
 
-import optimal1d
-
-ARMS = {"drcnet": ("drcnet", "boxcar"), "ffcnn": ("ffcnn", "boxcar"), "rcnet-boxcar": ("rcnet", "boxcar"),
-        "rcnet-optimal": ("rcnet", "optimal")}
+ARMS = {
+    "drcnet": ("drcnet", "boxcar"),
+    "ffcnn": ("ffcnn", "boxcar"),
+    "rcnet-boxcar": ("rcnet", "boxcar"),
+    "rcnet-optimal": ("rcnet", "optimal"),
+}
 """Arm name -> (registered model, which file: the boxcar population or its optimal twin)."""
 
 
@@ -57,16 +61,30 @@ def build_files(work: Path, root: Path, args: argparse.Namespace) -> tuple[dict[
     pop, ev = work / "population.h5", work / "eval_heldout.h5"
     if not pop.is_file():
         t = time.perf_counter()
-        simulate_population(pop, root, {"train": args.n_train, "val": args.n_val}, seed=args.pop_seed,
-                            workers=args.workers, progress=False)
+        simulate_population(
+            pop,
+            root,
+            {"train": args.n_train, "val": args.n_val},
+            seed=args.pop_seed,
+            workers=args.workers,
+            progress=False,
+        )
         timing["render_population_s"] = time.perf_counter() - t
     if not ev.is_file():
         t = time.perf_counter()
         # the held-out real stars only: the LAMOST val + test splits, nominal instrument
         n_val = args.n_eval // 2
-        simulate_population(ev, root, {"val": n_val, "test": args.n_eval - n_val}, seed=args.eval_seed,
-                            snr_range=(3.0, 80.0), randomize=False, include=("lamost",), workers=args.workers,
-                            progress=False)
+        simulate_population(
+            ev,
+            root,
+            {"val": n_val, "test": args.n_eval - n_val},
+            seed=args.eval_seed,
+            snr_range=(3.0, 80.0),
+            randomize=False,
+            include=("lamost",),
+            workers=args.workers,
+            progress=False,
+        )
         timing["render_eval_s"] = time.perf_counter() - t
     files = {"boxcar": pop, "eval_boxcar": ev}
     for name, src in (("optimal", pop), ("eval_optimal", ev)):
@@ -89,24 +107,37 @@ def score(run_dir: Path, data: Path) -> dict[str, Any]:
     # a four-class answer 'other' on an F/G/K star is wrong: pred 3 != label
     pred = np.where(p["pred"] < 0, 3, p["pred"])
     cells = source_clustered_accuracy(p["label"][fgk], pred[fgk], p["snr_bin"][fgk], tid[fgk])
-    return {"cells": cells, "label": p["label"][fgk].tolist(), "pred": pred[fgk].tolist(),
-            "snr_bin": p["snr_bin"][fgk].tolist(), "star": tid[fgk].tolist()}
+    return {
+        "cells": cells,
+        "label": p["label"][fgk].tolist(),
+        "pred": pred[fgk].tolist(),
+        "snr_bin": p["snr_bin"][fgk].tolist(),
+        "star": tid[fgk].tolist(),
+    }
 
 
 def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Seeds of one arm: per bin the mean and sd of the seeds' accuracies and the pooled clustered cell."""
     out: dict[str, Any] = {}
     pooled = source_clustered_accuracy(
-        np.concatenate([r["label"] for r in runs]), np.concatenate([r["pred"] for r in runs]),
-        np.concatenate([r["snr_bin"] for r in runs]), np.concatenate([r["star"] for r in runs]))
+        np.concatenate([r["label"] for r in runs]),
+        np.concatenate([r["pred"] for r in runs]),
+        np.concatenate([r["snr_bin"] for r in runs]),
+        np.concatenate([r["star"] for r in runs]),
+    )
     for b in ["all", *SNR_BIN_NAMES]:
         accs = [(r["cells"]["all"] if b == "all" else r["cells"]["bins"].get(b, {})).get("accuracy") for r in runs]
         accs = [a for a in accs if a is not None]
         cell = pooled["all"] if b == "all" else pooled["bins"].get(b, {})
-        out[b] = {"mean": float(np.mean(accs)) if accs else None, "sd": float(np.std(accs, ddof=1)) if len(accs) > 1 else None,
-                  "n_seeds": len(accs), "pooled_accuracy": cell.get("accuracy"),
-                  "pooled_ci95_by_star": cell.get("accuracy_ci95_by_source"), "n_renders": cell.get("n"),
-                  "n_stars": cell.get("n_sources")}
+        out[b] = {
+            "mean": float(np.mean(accs)) if accs else None,
+            "sd": float(np.std(accs, ddof=1)) if len(accs) > 1 else None,
+            "n_seeds": len(accs),
+            "pooled_accuracy": cell.get("accuracy"),
+            "pooled_ci95_by_star": cell.get("accuracy_ci95_by_source"),
+            "n_renders": cell.get("n"),
+            "n_stars": cell.get("n_sources"),
+        }
     return out
 
 
@@ -128,8 +159,10 @@ def markdown(summary: dict[str, Any], n_seeds: int) -> str:
             cells.append(f"{c['mean']:.3f}{sd}{ci_txt} ({c['n_stars']} stars)")
         lines.append(f"| {arm} | {inp} | " + " | ".join(cells) + " |")
     lines.append("")
-    lines.append(f"mean over {n_seeds} seed(s) +- their sd; [95 % interval of the seeds' pooled predictions, "
-                 "counted by star]; held-out real LAMOST stars (val + test splits), nominal instrument.")
+    lines.append(
+        f"mean over {n_seeds} seed(s) +- their sd; [95 % interval of the seeds' pooled predictions, "
+        "counted by star]; held-out real LAMOST stars (val + test splits), nominal instrument."
+    )
     return "\n".join(lines)
 
 
@@ -165,22 +198,47 @@ def main(argv: Sequence[str] | None = None) -> int:
         for seed in seeds:
             out = work / f"{arm}_seed{seed}"
             t = time.perf_counter()
-            cfg = TrainConfig(model=model, data=str(files[file]), out=str(out), preset=args.preset, epochs=args.epochs,
-                              seed=seed, device="cpu", threads=args.threads, workers=0, progress=False)
+            cfg = TrainConfig(
+                model=model,
+                data=str(files[file]),
+                out=str(out),
+                preset=args.preset,
+                epochs=args.epochs,
+                seed=seed,
+                device="cpu",
+                threads=args.threads,
+                workers=0,
+                progress=False,
+            )
             info = train(cfg, overwrite=True)
             t_train = time.perf_counter() - t
             r = score(out, files["eval_" + file])
             runs[arm].append(r)
-            per_run.append({"arm": arm, "seed": seed, "train_s": t_train, "epochs_run": info.get("epochs_run",
-                            info.get("state", {}).get("epoch")), "n_train": info.get("n_train"),
-                            "status": info.get("status"), "cells": r["cells"]})
+            per_run.append(
+                {
+                    "arm": arm,
+                    "seed": seed,
+                    "train_s": t_train,
+                    "epochs_run": info.get("epochs_run", info.get("state", {}).get("epoch")),
+                    "n_train": info.get("n_train"),
+                    "status": info.get("status"),
+                    "cells": r["cells"],
+                }
+            )
             print(f"{arm} seed {seed}: {t_train:.0f} s, all {r['cells']['all']['accuracy']:.3f}", flush=True)
     summary = {a: summarise(rs) for a, rs in runs.items() if rs}
     table = markdown(summary, len(seeds))
     cfg_record = {k: v for k, v in vars(args).items()}
-    payload = {"provenance": provenance(cfg_record, seed=args.pop_seed), "config": cfg_record, "files": {
-        k: str(v) for k, v in files.items()}, "timing": timing, "runtime_s": time.perf_counter() - t0,
-        "runs": per_run, "summary": summary, "table_markdown": table}
+    payload = {
+        "provenance": provenance(cfg_record, seed=args.pop_seed),
+        "config": cfg_record,
+        "files": {k: str(v) for k, v in files.items()},
+        "timing": timing,
+        "runtime_s": time.perf_counter() - t0,
+        "runs": per_run,
+        "summary": summary,
+        "table_markdown": table,
+    }
     write_json_atomic(args.out, payload)
     write_text_atomic(Path(args.out).with_suffix(".md"), table + "\n")
     print(table)

@@ -29,9 +29,9 @@ import numpy as np
 
 from drcnet.conventions import CLASSES
 from drcnet.data.schema import decode
-from drcnet.metrics import source_clustered_accuracy
 from drcnet.inference.engine import predict_dataset
 from drcnet.inference.predictor import load_model
+from drcnet.metrics import source_clustered_accuracy
 
 BINS = (">30", "20-30", "10-20", "<10")
 
@@ -83,8 +83,11 @@ def score_other(d: dict[str, np.ndarray]) -> dict[str, Any]:
     oth = hi & (d["label"] == 3)
     fgk = hi & (d["label"] >= 0) & (d["label"] < 3)
     k_, n_ = star_share(oth, d["pred"] == 3, d["tid"])
-    return {"other_called_other_above20": _acc(d["pred"][oth] == 3), "other_stars": [k_, n_],
-            "fgk_called_other_above20": _acc(d["pred"][fgk] == 3)}
+    return {
+        "other_called_other_above20": _acc(d["pred"][oth] == 3),
+        "other_stars": [k_, n_],
+        "fgk_called_other_above20": _acc(d["pred"][fgk] == 3),
+    }
 
 
 def _acc(hit: np.ndarray) -> list[float | int | None]:
@@ -113,13 +116,22 @@ def main() -> None:
         cells = [cl["bins"].get(k, {}) for k in BINS]
         print(f"\n## {m}  ({cl['all']['n']} renders of {cl['all']['n_sources']} stars)")
         print("| | " + " | ".join(BINS) + " |\n|---|---|---|---|---|")
-        print("| all (95 % by star) | " + " | ".join(
-            f"{c['accuracy']:.3f} ({c['accuracy_ci95_by_source'][0]:.3f}-{c['accuracy_ci95_by_source'][1]:.3f})"
-            if c.get("accuracy") is not None and c.get("accuracy_ci95_by_source") else "-" for c in cells) + " |")
+        print(
+            "| all (95 % by star) | "
+            + " | ".join(
+                f"{c['accuracy']:.3f} ({c['accuracy_ci95_by_source'][0]:.3f}-{c['accuracy_ci95_by_source'][1]:.3f})"
+                if c.get("accuracy") is not None and c.get("accuracy_ci95_by_source")
+                else "-"
+                for c in cells
+            )
+            + " |"
+        )
         for name, row in list(r["per_class"].items()) + [("LAMOST F9", r["F9"])]:
             print(f"| {name} | " + " | ".join(f"{row[k][0]} ({row[k][1]})" for k in BINS) + " |")
-        print(f"F/G/K called other above S/N_r 20: {r['fgk_called_other_above20']} renders, "
-              f"{r['fgk_stars_called_other_above20']} stars (majority)")
+        print(
+            f"F/G/K called other above S/N_r 20: {r['fgk_called_other_above20']} renders, "
+            f"{r['fgk_stars_called_other_above20']} stars (majority)"
+        )
         if "rejection" in r:
             print(f"rejection file: {r['rejection']}")
     if a.json:

@@ -23,6 +23,7 @@ usage: DRCNET_DATA=../shared/data nice -n 10 python benchmarks/real_stars/label_
 
 Runs in ~8 min on one (shared) core with --library (torch uses one thread; 40 CNN epochs, ~38 s per fit).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,13 +50,28 @@ SNR_BINS = ((">30", 30.0, math.inf), ("20-30", 20.0, 30.0), ("10-20", 10.0, 20.0
 WATCH = ("F0", "F9", "G0", "G5", "G8", "K0")
 #: Features whose depth is compared between LAMOST F9 and G stars (vacuum A windows; name, lo, hi).
 FEATURES = (
-    ("H eta (3836)", 3830.0, 3843.0), ("CN 3883 band head + H zeta", 3862.0, 3900.0), ("Ca II K", 3928.0, 3942.0), ("Ca II H + Heps", 3964.0, 3976.0), ("Hdelta", 4096.0, 4110.0),
-    ("Fe I 4046/4064/4072", 4043.0, 4076.0), ("Ca I 4227", 4223.0, 4232.0), ("G band (CH)", 4298.0, 4316.0),
-    ("Hgamma", 4336.0, 4348.0), ("Fe I 4384", 4380.0, 4390.0), ("Fe I 4530-4590 blend", 4525.0, 4595.0),
-    ("Hbeta", 4856.0, 4869.0), ("Fe I 4920/4958", 4915.0, 4962.0), ("Mg b", 5164.0, 5190.0),
-    ("Fe I 5270", 5265.0, 5276.0), ("Fe I 5328/5335", 5324.0, 5340.0), ("Fe I 5406", 5400.0, 5412.0),
-    ("Na D", 5888.0, 5900.0), ("Halpha", 6557.0, 6572.0), ("Ca II 8500", 8494.0, 8507.0),
-    ("Ca II 8544", 8538.0, 8551.0), ("Ca II 8664", 8657.0, 8671.0),
+    ("H eta (3836)", 3830.0, 3843.0),
+    ("CN 3883 band head + H zeta", 3862.0, 3900.0),
+    ("Ca II K", 3928.0, 3942.0),
+    ("Ca II H + Heps", 3964.0, 3976.0),
+    ("Hdelta", 4096.0, 4110.0),
+    ("Fe I 4046/4064/4072", 4043.0, 4076.0),
+    ("Ca I 4227", 4223.0, 4232.0),
+    ("G band (CH)", 4298.0, 4316.0),
+    ("Hgamma", 4336.0, 4348.0),
+    ("Fe I 4384", 4380.0, 4390.0),
+    ("Fe I 4530-4590 blend", 4525.0, 4595.0),
+    ("Hbeta", 4856.0, 4869.0),
+    ("Fe I 4920/4958", 4915.0, 4962.0),
+    ("Mg b", 5164.0, 5190.0),
+    ("Fe I 5270", 5265.0, 5276.0),
+    ("Fe I 5328/5335", 5324.0, 5340.0),
+    ("Fe I 5406", 5400.0, 5412.0),
+    ("Na D", 5888.0, 5900.0),
+    ("Halpha", 6557.0, 6572.0),
+    ("Ca II 8500", 8494.0, 8507.0),
+    ("Ca II 8544", 8538.0, 8551.0),
+    ("Ca II 8664", 8657.0, 8671.0),
 )
 
 
@@ -117,11 +133,14 @@ def top_regions(wave: np.ndarray, signal: np.ndarray, n: int = 10, width_a: floa
             picked.append(int(i))
         if len(picked) == n:
             break
-    return [{"wave_a": round(float(wave[i]), 1), "value": float(signal[i]), "feature": feature_of(float(wave[i]))} for i in picked]
+    return [
+        {"wave_a": round(float(wave[i]), 1), "value": float(signal[i]), "feature": feature_of(float(wave[i]))}
+        for i in picked
+    ]
 
 
 def depth(spec: np.ndarray, lo: float, hi: float) -> float:
-    m = (sl.GRID_WAVE >= lo) & (sl.GRID_WAVE <= hi)
+    m = (lo <= sl.GRID_WAVE) & (hi >= sl.GRID_WAVE)
     return float(np.mean(1.0 - spec[m]))
 
 
@@ -145,10 +164,17 @@ def scores(y, ysub, pred, psub, snr, keys, margin) -> dict:
         r[f"n {s}"] = int(m.sum())
     # how right the confident ones are: share kept and accuracy at margin >= threshold
     thresholds = (0.1, 0.2, 0.3, 0.5) if np.nanmax(margin) <= 1.0 else (0.01, 0.02, 0.05, 0.1)
-    r["by margin"] = {str(th): {"kept": float(np.mean(margin >= th)), "accuracy": float(right[margin >= th].mean()) if (margin >= th).any() else math.nan,
-                                "F9 kept": float(np.mean(margin[ysub == 'F9'] >= th)),
-                                "F9 right of kept": float(right[(ysub == 'F9') & (margin >= th)].mean()) if ((ysub == 'F9') & (margin >= th)).any() else math.nan}
-                      for th in thresholds}
+    r["by margin"] = {
+        str(th): {
+            "kept": float(np.mean(margin >= th)),
+            "accuracy": float(right[margin >= th].mean()) if (margin >= th).any() else math.nan,
+            "F9 kept": float(np.mean(margin[ysub == "F9"] >= th)),
+            "F9 right of kept": float(right[(ysub == "F9") & (margin >= th)].mean())
+            if ((ysub == "F9") & (margin >= th)).any()
+            else math.nan,
+        }
+        for th in thresholds
+    }
     # repeat visits: pairs of spectra of one star
     by_star = defaultdict(list)
     for i, k in enumerate(keys):
@@ -166,7 +192,7 @@ def library_check(args, best: str, lam_all, x_all_by_rep) -> dict:
     lib = []
     for name in ("pyhammer", "miles", "stelib"):
         lib += load_templates([root / name], classes=None).templates
-    knn = to_lamost_convention(list(lam_all) + lib)[len(lam_all):]
+    knn = to_lamost_convention(list(lam_all) + lib)[len(lam_all) :]
     rep = best.split("/")[1]
     t0 = time.time()
     lab = make(best, args).fit(lam_all, x_all_by_rep[rep])
@@ -183,9 +209,22 @@ def library_check(args, best: str, lam_all, x_all_by_rep) -> dict:
     t_pred = time.time() - t0
     rows = []
     for (t, k), p in zip(ok, pred):
-        rows.append({"id": t.template_id, "mk": t.cls, "mk_sub": t.subclass, "knn": k.cls, "knn_sub": k.subclass,
-                     "source": k.meta.get("label_source", ""), "pred": p.cls, "pred_sub": p.subclass,
-                     "margin": p.margin, "teff": t.teff, "logg": t.logg, "feh": t.feh})
+        rows.append(
+            {
+                "id": t.template_id,
+                "mk": t.cls,
+                "mk_sub": t.subclass,
+                "knn": k.cls,
+                "knn_sub": k.subclass,
+                "source": k.meta.get("label_source", ""),
+                "pred": p.cls,
+                "pred_sub": p.subclass,
+                "margin": p.margin,
+                "teff": t.teff,
+                "logg": t.logg,
+                "feh": t.feh,
+            }
+        )
     out: dict = {"labeller": best, "fit_s_all_real": t_fit, "predict_s": t_pred, "n": len(rows), "skipped": skipped}
     conf: dict = defaultdict(int)
     for r in rows:
@@ -193,14 +232,23 @@ def library_check(args, best: str, lam_all, x_all_by_rep) -> dict:
     out["knn_to_pred"] = dict(sorted(conf.items()))
     fgk = [r for r in rows if r["knn"] in ("F", "G", "K")]
     out["fgk_agree_with_knn"] = float(np.mean([r["pred"] == r["knn"] for r in fgk])) if fgk else math.nan
-    out["fgk_agree_knn_relabelled_only"] = float(np.mean([r["pred"] == r["knn"] for r in fgk if r["source"] == "lamost_knn"]))
+    out["fgk_agree_knn_relabelled_only"] = float(
+        np.mean([r["pred"] == r["knn"] for r in fgk if r["source"] == "lamost_knn"])
+    )
     out["fgk_agree_mk"] = float(np.mean([r["pred"] == r["mk"] for r in rows if r["mk"] in ("F", "G", "K")]))
     dw = [r for r in rows if 5500 <= r["teff"] <= 5800 and r["logg"] >= 4.0]
-    out["dwarfs_5500_5800"] = {"n": len(dw), "pred": dict(sorted(defaultdict(int, {c: sum(r["pred"] == c for r in dw) for c in "AFGKM"}).items())),
-                               "pred_F9": sum(r["pred_sub"] == "F9" for r in dw),
-                               "knn": {c: sum(r["knn"] == c for r in dw) for c in "AFGKM"},
-                               "feh_median_pred_F": float(np.nanmedian([r["feh"] for r in dw if r["pred"] == "F"])) if any(r["pred"] == "F" for r in dw) else math.nan,
-                               "feh_median_pred_G": float(np.nanmedian([r["feh"] for r in dw if r["pred"] == "G"])) if any(r["pred"] == "G" for r in dw) else math.nan}
+    out["dwarfs_5500_5800"] = {
+        "n": len(dw),
+        "pred": dict(sorted(defaultdict(int, {c: sum(r["pred"] == c for r in dw) for c in "AFGKM"}).items())),
+        "pred_F9": sum(r["pred_sub"] == "F9" for r in dw),
+        "knn": {c: sum(r["knn"] == c for r in dw) for c in "AFGKM"},
+        "feh_median_pred_F": float(np.nanmedian([r["feh"] for r in dw if r["pred"] == "F"]))
+        if any(r["pred"] == "F" for r in dw)
+        else math.nan,
+        "feh_median_pred_G": float(np.nanmedian([r["feh"] for r in dw if r["pred"] == "G"]))
+        if any(r["pred"] == "G" for r in dw)
+        else math.nan,
+    }
     m = np.array([r["margin"] for r in rows])
     out["margin_quantiles"] = {q: float(np.quantile(m, q)) for q in (0.05, 0.1, 0.25, 0.5, 0.75)}
     out["margin_below"] = {str(th): int((m < th).sum()) for th in (0.1, 0.2, 0.3, 0.5)}
@@ -246,8 +294,10 @@ def main() -> None:
     snr = snr_r_of(lam, folder)
     fgk = np.flatnonzero(np.isin(cls, ("F", "G", "K")))
     am = np.flatnonzero(~np.isin(cls, ("F", "G", "K")))
-    print(f"{len(fgk)} F/G/K spectra of {len(set(keys[fgk]))} stars (F {int((cls == 'F').sum())}, G {int((cls == 'G').sum())}, "
-          f"K {int((cls == 'K').sum())}); {len(am)} A/M in every training fold; prepared in {t_prep:.0f} s")
+    print(
+        f"{len(fgk)} F/G/K spectra of {len(set(keys[fgk]))} stars (F {int((cls == 'F').sum())}, G {int((cls == 'G').sum())}, "
+        f"K {int((cls == 'K').sum())}); {len(am)} A/M in every training fold; prepared in {t_prep:.0f} s"
+    )
     methods = ["template_match/flux", "template_match/norm"]
     if not a.no_cnn:
         methods.append("cnn/norm")
@@ -282,11 +332,17 @@ def main() -> None:
                     s = saliency(lab, X[rep][f9]) * len(f9)
                     sal_sum = s if sal_sum is None else sal_sum + s
                     sal_n += len(f9)
-        timing[method] = {"fit_s_per_fold": t_fit / a.folds, "predict_s_per_fold": t_pred / a.folds,
-                          "train_spectra_per_fold": int(len(fgk) * (a.folds - 1) / a.folds + len(am))}
+        timing[method] = {
+            "fit_s_per_fold": t_fit / a.folds,
+            "predict_s_per_fold": t_pred / a.folds,
+            "train_spectra_per_fold": int(len(fgk) * (a.folds - 1) / a.folds + len(am)),
+        }
         results[method] = scores(cls[fgk], sub[fgk], pred.astype(str), psub.astype(str), snr[fgk], keys[fgk], marg)
-        print(f"{method}: all {results[method]['all']:.3f}, F9 right {results[method]['F9 right']:.2f} "
-              f"(fit {t_fit / a.folds:.1f} s/fold, {time.time() - t_start:.0f} s so far)", flush=True)
+        print(
+            f"{method}: all {results[method]['all']:.3f}, F9 right {results[method]['F9 right']:.2f} "
+            f"(fit {t_fit / a.folds:.1f} s/fold, {time.time() - t_start:.0f} s so far)",
+            flush=True,
+        )
 
     # --- physics: what separates LAMOST F9 from G0-G3 ---------------------------------------------
     xn = X["norm"]
@@ -299,23 +355,40 @@ def main() -> None:
     lasp = {}
     for s in ("F7", "F9", "G0", "G2", "G3"):
         m = sub == s
-        lasp[s] = {k: float(np.nanmedian([getattr(t, k) for t, mm in zip(lam, m) if mm])) for k in ("teff", "logg", "feh")}
+        lasp[s] = {
+            k: float(np.nanmedian([getattr(t, k) for t, mm in zip(lam, m) if mm])) for k in ("teff", "logg", "feh")
+        }
     from drcnet.library.labels import read_lamost_index
+
     idx = read_lamost_index(folder)
     for s in lasp:
         vals = [idx.get(Path(t.path).name, {}) for t, ss in zip(lam, sub) if ss == s]
         lasp[s] = {k: float(np.nanmedian([v.get(k, math.nan) for v in vals])) for k in ("teff", "logg", "feh")}
         lasp[s]["n_with_lasp"] = int(sum(math.isfinite(v.get("teff", math.nan)) for v in vals))
-    physics: dict = {"median_depths": feat, "lasp_medians": lasp,
-                     "F9_minus_G3_norm_top": top_regions(sl.GRID_WAVE, gaussian(diff), 12)}
+    physics: dict = {
+        "median_depths": feat,
+        "lasp_medians": lasp,
+        "F9_minus_G3_norm_top": top_regions(sl.GRID_WAVE, gaussian(diff), 12),
+    }
     if sal_sum is not None:
         wb = sl.GRID_WAVE[: (sl.N_PIX // 2) * 2].reshape(-1, 2).mean(axis=1)
         sal = sal_sum / sal_n
         physics["cnn_saliency_F9_top"] = top_regions(wb, gaussian(sal, 2.0), 12)
-        physics["cnn_saliency_share_by_feature"] = {name: float(np.abs(sal[(wb >= lo - 5) & (wb <= hi + 5)]).sum() / np.abs(sal).sum())
-                                                    for name, lo, hi in FEATURES}
-    report = {"n_spectra": int(len(fgk)), "n_stars": int(len(set(keys[fgk]))), "folds": a.folds, "seed": a.seed,
-              "epochs": a.epochs, "results": results, "timing": timing, "physics": physics, "skipped": skipped}
+        physics["cnn_saliency_share_by_feature"] = {
+            name: float(np.abs(sal[(wb >= lo - 5) & (wb <= hi + 5)]).sum() / np.abs(sal).sum())
+            for name, lo, hi in FEATURES
+        }
+    report = {
+        "n_spectra": int(len(fgk)),
+        "n_stars": int(len(set(keys[fgk]))),
+        "folds": a.folds,
+        "seed": a.seed,
+        "epochs": a.epochs,
+        "results": results,
+        "timing": timing,
+        "physics": physics,
+        "skipped": skipped,
+    }
     if a.library:
         best = max(results, key=lambda m: (round(results[m]["all"], 2), results[m]["F9 right"]))
         report["library"] = library_check(a, best, lam, X)
@@ -329,33 +402,61 @@ def main() -> None:
 
 def gaussian(v: np.ndarray, s: float = 1.5) -> np.ndarray:
     from scipy.ndimage import gaussian_filter1d
+
     return gaussian_filter1d(np.asarray(v, float), s)
 
 
 def print_report(r: dict) -> None:
-    cols = ["all", "F", "G", "K", "snr >30", "snr 20-30", "snr 10-20", "snr <10", "subclass exact",
-            "subclass within one", "F9 right", "G0 right", "K0 right", "pairs same class (predicted)"]
+    cols = [
+        "all",
+        "F",
+        "G",
+        "K",
+        "snr >30",
+        "snr 20-30",
+        "snr 10-20",
+        "snr <10",
+        "subclass exact",
+        "subclass within one",
+        "F9 right",
+        "G0 right",
+        "K0 right",
+        "pairs same class (predicted)",
+    ]
     print(f"\n{r['n_spectra']} spectra of {r['n_stars']} stars, {r['folds']} folds by star\n")
     print("| method | " + " | ".join(cols) + " |")
     print("|---" * (len(cols) + 1) + "|")
     for m, v in r["results"].items():
         print(f"| {m} | " + " | ".join(f"{v[c]:.3f}" for c in cols) + " |")
     v = next(iter(r["results"].values()))
-    print(f"\nn: snr bins " + ", ".join(f"{b} {v['n snr ' + b]}" for b, _, _ in SNR_BINS)
-          + f"; F9 {v['n F9']}, G0 {v['n G0']}, K0 {v['n K0']}; {v['pairs']} repeat pairs, LAMOST same class {v['pairs same class (LAMOST)']:.3f}")
+    print(
+        "\nn: snr bins "
+        + ", ".join(f"{b} {v['n snr ' + b]}" for b, _, _ in SNR_BINS)
+        + f"; F9 {v['n F9']}, G0 {v['n G0']}, K0 {v['n K0']}; {v['pairs']} repeat pairs, LAMOST same class {v['pairs same class (LAMOST)']:.3f}"
+    )
     print("\nshare kept / accuracy / F9 kept / F9 right among kept, at margin >= threshold:")
     for m, v in r["results"].items():
-        print(f"  {m}: " + "; ".join(f">= {th}: {d['kept']:.2f} / {d['accuracy']:.3f} / {d['F9 kept']:.2f} / {d['F9 right of kept']:.2f}"
-                                     for th, d in v["by margin"].items()))
+        print(
+            f"  {m}: "
+            + "; ".join(
+                f">= {th}: {d['kept']:.2f} / {d['accuracy']:.3f} / {d['F9 kept']:.2f} / {d['F9 right of kept']:.2f}"
+                for th, d in v["by margin"].items()
+            )
+        )
     print("\nmedian continuum-normalised depth (1 - f) by LAMOST subclass:")
     print("| feature | " + " | ".join(k for k in r["physics"]["median_depths"][0] if k != "feature") + " |")
     for row in r["physics"]["median_depths"]:
         print(f"| {row['feature']} | " + " | ".join(f"{v:.3f}" for k, v in row.items() if k != "feature") + " |")
     print("\nLASP medians:", json.dumps(r["physics"]["lasp_medians"]))
-    print("F9 - G3 median norm spectrum, strongest:", [(d["wave_a"], round(d["value"], 3), d["feature"]) for d in r["physics"]["F9_minus_G3_norm_top"]])
+    print(
+        "F9 - G3 median norm spectrum, strongest:",
+        [(d["wave_a"], round(d["value"], 3), d["feature"]) for d in r["physics"]["F9_minus_G3_norm_top"]],
+    )
     if "cnn_saliency_F9_top" in r["physics"]:
-        print("CNN saliency (log pF - log pG) on held-out F9, strongest:",
-              [(d["wave_a"], round(d["value"], 4), d["feature"]) for d in r["physics"]["cnn_saliency_F9_top"]])
+        print(
+            "CNN saliency (log pF - log pG) on held-out F9, strongest:",
+            [(d["wave_a"], round(d["value"], 4), d["feature"]) for d in r["physics"]["cnn_saliency_F9_top"]],
+        )
         sh = sorted(r["physics"]["cnn_saliency_share_by_feature"].items(), key=lambda kv: -kv[1])
         print("saliency share by feature:", [(k, round(v, 3)) for k, v in sh[:10]])
     print("\ntiming:", json.dumps(r["timing"]))

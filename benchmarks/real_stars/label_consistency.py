@@ -14,6 +14,7 @@ Prints accuracy per class and for the LAMOST subclasses that sit on the boundari
 an RBF support-vector classifier on the same features; and the two-way separability of LAMOST F9 from
 G0/G2/G3 (balanced accuracy).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -60,19 +61,29 @@ def main() -> None:
     X, y, s = np.array(x), np.array(cls), np.array(sub)
     print(f"{len(y)} LAMOST F/G/K spectra: " + ", ".join(f"{c} {int((y == c).sum())}" for c in "FGK"))
     cv = StratifiedKFold(a.folds, shuffle=True, random_state=a.seed)
-    models = {"logistic (40 PCs)": make_pipeline(StandardScaler(), PCA(40), LogisticRegression(C=0.1, max_iter=3000)),
-              "RBF SVC (40 PCs)": make_pipeline(StandardScaler(), PCA(40), SVC(C=3.0))}
-    print(f"\n{'model':20s} {'all':>6s} " + " ".join(f"{c:>6s}" for c in "FGK") + "   boundary subclasses (share right, n)")
+    models = {
+        "logistic (40 PCs)": make_pipeline(StandardScaler(), PCA(40), LogisticRegression(C=0.1, max_iter=3000)),
+        "RBF SVC (40 PCs)": make_pipeline(StandardScaler(), PCA(40), SVC(C=3.0)),
+    }
+    print(
+        f"\n{'model':20s} {'all':>6s} "
+        + " ".join(f"{c:>6s}" for c in "FGK")
+        + "   boundary subclasses (share right, n)"
+    )
     for name, clf in models.items():
         p = cross_val_predict(clf, X, y, cv=cv)
         per = " ".join(f"{np.mean(p[y == c] == c):6.3f}" for c in "FGK")
-        bnd = ", ".join(f"{b} {np.mean(p[s == b] == y[s == b]):.2f} ({int((s == b).sum())})" for b in BOUNDARY if (s == b).any())
+        bnd = ", ".join(
+            f"{b} {np.mean(p[s == b] == y[s == b]):.2f} ({int((s == b).sum())})" for b in BOUNDARY if (s == b).any()
+        )
         print(f"{name:20s} {np.mean(p == y):6.3f} {per}   {bnd}")
     m = np.isin(s, ("F9", "G0", "G2", "G3"))
     f9 = (s[m] == "F9").astype(int)
     bal = cross_val_score(models["logistic (40 PCs)"], X[m], f9, cv=cv, scoring="balanced_accuracy")
-    print(f"\nLAMOST F9 ({f9.sum()}) against G0/G2/G3 ({len(f9) - f9.sum()}), two-way, logistic: "
-          f"balanced accuracy {bal.mean():.3f} +- {bal.std():.3f} over {a.folds} folds")
+    print(
+        f"\nLAMOST F9 ({f9.sum()}) against G0/G2/G3 ({len(f9) - f9.sum()}), two-way, logistic: "
+        f"balanced accuracy {bal.mean():.3f} +- {bal.std():.3f} over {a.folds} folds"
+    )
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """``python -m drcnet ...``: the ``drcnet`` command line, e.g. for ``torchrun`` (one process per rank)::
 
-    torchrun --standalone --nproc_per_node 2 -m drcnet train --model drcnet --data d.h5 --out runs/x
+torchrun --standalone --nproc_per_node 2 -m drcnet train --model drcnet --data d.h5 --out runs/x
 """
 
 from drcnet.cli import app

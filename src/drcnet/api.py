@@ -19,8 +19,9 @@ from drcnet.inference.predictor import Predictor
 __all__ = ["Predictor", "classify_exposure", "load_model", "predict", "predict_file"]
 
 
-def load_model(name_or_run: str | Path | None = None, engine: str = "torch", which: str = "best",
-               batch_size: int = 64) -> Predictor:
+def load_model(
+    name_or_run: str | Path | None = None, engine: str = "torch", which: str = "best", batch_size: int = 64
+) -> Predictor:
     """A trained model ready to predict: a shipped model's name, a run folder, an ``.onnx`` file or ``None``.
 
     Parameters
@@ -45,16 +46,25 @@ def load_model(name_or_run: str | Path | None = None, engine: str = "torch", whi
     FileNotFoundError
         Neither a run folder nor a shipped model (the message lists the shipped ones).
     """
-    return Predictor.load(name_or_run, which=which, engine=engine if not str(name_or_run).endswith(".onnx")
-                          else "onnx", batch_size=batch_size)
+    return Predictor.load(
+        name_or_run,
+        which=which,
+        engine=engine if not str(name_or_run).endswith(".onnx") else "onnx",
+        batch_size=batch_size,
+    )
 
 
 def _as_predictor(model: Predictor | str | Path | None) -> Predictor:
     return model if isinstance(model, Predictor) else load_model(model)
 
 
-def predict(stripes: Any = None, flux1d: Any = None, sky1d: Any = None, model: Predictor | str | Path | None = None,
-            snr_r: Any = None) -> Any:
+def predict(
+    stripes: Any = None,
+    flux1d: Any = None,
+    sky1d: Any = None,
+    model: Predictor | str | Path | None = None,
+    snr_r: Any = None,
+) -> Any:
     """The catalogue columns (``pred``, ``prob_F`` ... ``ood``) of raw arrays, one row per object.
 
     Parameters
@@ -97,8 +107,13 @@ def predict_file(data: str | Path, model: Predictor | str | Path | None = None, 
     return _as_predictor(model).predict_file(data, split)
 
 
-def classify_exposure(folder: str | Path, model: Predictor | str | Path | None = None, out: str | Path | None = None,
-                      qa_dir: str | Path | None = None, spids: list[int] | None = None) -> Any:
+def classify_exposure(
+    folder: str | Path,
+    model: Predictor | str | Path | None = None,
+    out: str | Path | None = None,
+    qa_dir: str | Path | None = None,
+    spids: list[int] | None = None,
+) -> Any:
     """Reduce a raw exposure and classify every object fiber: the exposure catalogue as an astropy Table.
 
     Parameters
@@ -127,6 +142,13 @@ def classify_exposure(folder: str | Path, model: Predictor | str | Path | None =
     predictor = _as_predictor(model)
     with tempfile.TemporaryDirectory(prefix="drcnet-catalogue-") as tmp:
         path = Path(out) if out is not None else Path(tmp) / "catalogue.csv"
-        res = run_workflow(predictor.run_dir, folder, path, qa_dir=qa_dir, predictor=predictor, spids=spids,
-                           label_convention=predictor.label_convention)
+        res = run_workflow(
+            predictor.run_dir,
+            folder,
+            path,
+            qa_dir=qa_dir,
+            predictor=predictor,
+            spids=spids,
+            label_convention=predictor.label_convention,
+        )
     return res.table

@@ -71,9 +71,12 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
 
     if len(labels) == 0:
         return 1.0
-    res = minimize_scalar(lambda lt: nll(logits, labels, float(np.exp(lt))),
-                          bounds=(np.log(T_RANGE[0]), np.log(T_RANGE[1])), method="bounded",
-                          options={"xatol": 1e-4})
+    res = minimize_scalar(
+        lambda lt: nll(logits, labels, float(np.exp(lt))),
+        bounds=(np.log(T_RANGE[0]), np.log(T_RANGE[1])),
+        method="bounded",
+        options={"xatol": 1e-4},
+    )
     return float(np.exp(res.x))
 
 
@@ -205,8 +208,14 @@ class Calibration:
         return (1.0 - prob) <= self.conformal_qhat
 
 
-def fit_calibration(logits: np.ndarray, labels: np.ndarray, snr_r: np.ndarray, coverage: float | None = 0.9,
-                    min_objects: int = 50, provenance: dict[str, Any] | None = None) -> Calibration:
+def fit_calibration(
+    logits: np.ndarray,
+    labels: np.ndarray,
+    snr_r: np.ndarray,
+    coverage: float | None = 0.9,
+    min_objects: int = 50,
+    provenance: dict[str, Any] | None = None,
+) -> Calibration:
     """Fit per-bin temperatures, the OOD threshold and (optionally) the conformal threshold.
 
     Parameters
@@ -243,8 +252,14 @@ def fit_calibration(logits: np.ndarray, labels: np.ndarray, snr_r: np.ndarray, c
         temps.append(t)
         before.append(expected_calibration_error(softmax(logits[sel]), labels[sel]))
         after.append(expected_calibration_error(softmax(logits[sel], t), labels[sel]))
-    cal = Calibration(temperatures=temps, ood_threshold=0.0, n_objects=counts, ece_before=before, ece_after=after,
-                      provenance=dict(provenance or {}))
+    cal = Calibration(
+        temperatures=temps,
+        ood_threshold=0.0,
+        n_objects=counts,
+        ece_before=before,
+        ece_after=after,
+        provenance=dict(provenance or {}),
+    )
     cal.ood_threshold = float(np.quantile(cal.ood_score(logits, snr_r), OOD_QUANTILE))
     if coverage is not None:
         if not 0.0 < coverage < 1.0:

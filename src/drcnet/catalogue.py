@@ -31,13 +31,30 @@ from drcnet.calibration import Calibration, energy, softmax
 from drcnet.conventions import CLASSES, LUM_CLASSES, OTHER, STELLAR_PARAMS, SUBCLASSES, class_names
 
 CATALOGUE_COLUMNS: tuple[str, ...] = (
-    "pred", "prob_F", "prob_G", "prob_K", "prob_other", "pred_set", "subclass", "subclass_prob", "lum_class",
-    "teff", "teff_err", "logg", "logg_err", "feh", "feh_err", "ood_score", "ood")
+    "pred",
+    "prob_F",
+    "prob_G",
+    "prob_K",
+    "prob_other",
+    "pred_set",
+    "subclass",
+    "subclass_prob",
+    "lum_class",
+    "teff",
+    "teff_err",
+    "logg",
+    "logg_err",
+    "feh",
+    "feh_err",
+    "ood_score",
+    "ood",
+)
 """Columns :func:`catalogue_columns` returns, in table order."""
 
 
-def catalogue_columns(outputs: dict[str, np.ndarray], snr_r: np.ndarray,
-                      calibration: Calibration | None = None) -> dict[str, Any]:
+def catalogue_columns(
+    outputs: dict[str, np.ndarray], snr_r: np.ndarray, calibration: Calibration | None = None
+) -> dict[str, Any]:
     """The catalogue columns of N objects.
 
     Parameters
@@ -67,13 +84,18 @@ def catalogue_columns(outputs: dict[str, np.ndarray], snr_r: np.ndarray,
     prob = softmax(safe, temp)
     prob[~ok] = np.nan
     idx = np.where(ok, np.nan_to_num(prob).argmax(axis=1), -1)
-    out: dict[str, Any] = {"prob": prob, "pred_index": idx,
-                           "pred": [names[k] if k >= 0 else "" for k in idx]}
+    out: dict[str, Any] = {"prob": prob, "pred_index": idx, "pred": [names[k] if k >= 0 else "" for k in idx]}
     for k, name in enumerate(("F", "G", "K", OTHER)):
         out[f"prob_{name}"] = prob[:, k] if k < c else np.full(n, np.nan)
     sets = calibration.prediction_sets(prob) if calibration is not None else None
-    out["pred_set"] = ["|".join(nm for nm, m in zip(names, row, strict=True) if m) if okk else ""
-                       for row, okk in zip(sets, ok, strict=True)] if sets is not None else [""] * n
+    out["pred_set"] = (
+        [
+            "|".join(nm for nm, m in zip(names, row, strict=True) if m) if okk else ""
+            for row, okk in zip(sets, ok, strict=True)
+        ]
+        if sets is not None
+        else [""] * n
+    )
     score = energy(safe, temp)
     score[~ok] = np.nan
     out["ood_score"] = score

@@ -42,14 +42,38 @@ def class_names(n_classes: int) -> tuple[str, ...]:
     raise ValueError(f"a model with {n_classes} outputs has no class names; drcnet knows 3 (F/G/K) and 4 (+other)")
 
 
-SUBCLASSES: tuple[str, ...] = ("F0", "F2", "F5", "F6", "F7", "F8", "F9",
-                               "G0", "G1", "G2", "G3", "G4", "G5", "G6", "G7", "G8", "G9",
-                               "K0", "K1", "K2", "K3", "K4", "K5", "K7")
+SUBCLASSES: tuple[str, ...] = (
+    "F0",
+    "F2",
+    "F5",
+    "F6",
+    "F7",
+    "F8",
+    "F9",
+    "G0",
+    "G1",
+    "G2",
+    "G3",
+    "G4",
+    "G5",
+    "G6",
+    "G7",
+    "G8",
+    "G9",
+    "K0",
+    "K1",
+    "K2",
+    "K3",
+    "K4",
+    "K5",
+    "K7",
+)
 """LAMOST's F/G/K subclass grid (the 1D pipeline's templates, e.g. DR5-DR10 ``SUBCLASS``), in order;
 "within one subtype" means one step along this tuple."""
 
 LUM_CLASSES: tuple[str, ...] = ("dwarf", "giant")
 """Luminosity classes of the ``lum_class`` output: dwarf (log g >= 3.5, incl. subgiants) and giant."""
+
 
 def _subtype_value(subclass: str) -> float | None:
     letter, num = subclass[:1].upper(), subclass[1:]

@@ -24,7 +24,6 @@ from pathlib import Path
 from drcnet.models import DEFAULT_MODEL, pretrained_dir
 
 
-
 def run(args: list[str]) -> None:
     """Run one ``drcnet`` command in-process, echoing it as a user would type it."""
     from drcnet.cli import app
@@ -68,9 +67,11 @@ def exposure_summary(catalogue: Path, exposure: Path) -> str:
     lam, mk = (scores[k] for k in ("TRUE_CLASS_LAMOST", "TRUE_CLASS"))
     if not lam:
         return "exposure: the fiber maps carry no LAMOST-convention truth (TRUE_CLASS_LAMOST): no score"
-    return (f"\ndefault model ({DEFAULT_MODEL}) on the simulated exposure: accuracy {np.mean(lam):.3f} against "
-            f"LAMOST's convention, the labels it was trained on ({len(lam)} F/G/K stars; library stars labelled "
-            f"by the shipped LAMOST labeller); {np.mean(mk):.3f} against the library's MK types ({len(mk)} stars)")
+    return (
+        f"\ndefault model ({DEFAULT_MODEL}) on the simulated exposure: accuracy {np.mean(lam):.3f} against "
+        f"LAMOST's convention, the labels it was trained on ({len(lam)} F/G/K stars; library stars labelled "
+        f"by the shipped LAMOST labeller); {np.mean(mk):.3f} against the library's MK types ({len(mk)} stars)"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -89,8 +90,24 @@ def main(argv: list[str] | None = None) -> int:
     runs = []
     for model in ("drcnet", "rcnet"):
         run_dir = out / "runs" / model
-        run(["train", "--model", model, "--data", str(data), "--out", str(run_dir), "--preset", "fast",
-             "--epochs", str(args.epochs), "--seed", seed, "--overwrite"])
+        run(
+            [
+                "train",
+                "--model",
+                model,
+                "--data",
+                str(data),
+                "--out",
+                str(run_dir),
+                "--preset",
+                "fast",
+                "--epochs",
+                str(args.epochs),
+                "--seed",
+                seed,
+                "--overwrite",
+            ]
+        )
         run(["evaluate", str(run_dir), "--data", str(data)])
         runs.append(str(run_dir))
     run(["report", *runs, "--data", str(data), "--out", str(out / "report")])
@@ -100,11 +117,42 @@ def main(argv: list[str] | None = None) -> int:
     # reproduction on the paper's PyHammer data it was made for
     real = out / "real_stars.h5"
     # (a fifth of them A/M stars, galaxies and sky-only fibers: the default model should call those `other`)
-    run(["simulate-population", "--out", str(real), "--n-train", "0", "--n-val", "0", "--n-test", "300",
-         "--include", "lamost", "--no-randomize", "--snr-min", "3", "--snr-max", "80", "--other", "0.2",
-         "--seed", seed, "--overwrite"])
+    run(
+        [
+            "simulate-population",
+            "--out",
+            str(real),
+            "--n-train",
+            "0",
+            "--n-val",
+            "0",
+            "--n-test",
+            "300",
+            "--include",
+            "lamost",
+            "--no-randomize",
+            "--snr-min",
+            "3",
+            "--snr-max",
+            "80",
+            "--other",
+            "0.2",
+            "--seed",
+            seed,
+            "--overwrite",
+        ]
+    )
     run(["evaluate", shipped, "--data", str(real), "--out", str(out / "default_on_real_stars")])
-    run(["evaluate", str(pretrained_dir("drcnet")), "--data", str(real), "--out", str(out / "paper_model_on_real_stars")])
+    run(
+        [
+            "evaluate",
+            str(pretrained_dir("drcnet")),
+            "--data",
+            str(real),
+            "--out",
+            str(out / "paper_model_on_real_stars"),
+        ]
+    )
     exposure = out / "exposure"
     run(["frames", "simulate", "--out", str(exposure), "--spectrographs", "1", "--seed", seed, "--overwrite"])
     run(["predict", shipped, "--exposure", str(exposure), "--out", str(out / "catalogue.csv")])

@@ -61,8 +61,10 @@ class Detector:
 
     def __post_init__(self) -> None:
         if self.n_rows <= 0 or self.n_cols <= 0 or self.overscan < 0:
-            raise ValueError(f"detector of {self.n_rows} rows x {self.n_cols} columns with {self.overscan} overscan "
-                             "columns: rows and columns must be positive, the overscan not negative")
+            raise ValueError(
+                f"detector of {self.n_rows} rows x {self.n_cols} columns with {self.overscan} overscan "
+                "columns: rows and columns must be positive, the overscan not negative"
+            )
         if not 0 < self.amp_boundary < self.n_cols:
             raise ValueError(f"amplifier boundary at data column {self.amp_boundary} is outside 1 .. {self.n_cols - 1}")
 
@@ -82,18 +84,18 @@ class Detector:
 
     def data_area(self, raw: np.ndarray) -> np.ndarray:
         """View of the data columns ``0 .. n_cols - 1`` of a raw frame."""
-        return raw[:, self.overscan:self.overscan + self.n_cols]
+        return raw[:, self.overscan : self.overscan + self.n_cols]
 
     def overscan_area(self, raw: np.ndarray) -> np.ndarray:
         """Overscan strips ``(rows, 2, overscan)`` of amplifiers A and B (a copy)."""
-        return np.stack([raw[:, :self.overscan], raw[:, self.overscan + self.n_cols:]], axis=1)
+        return np.stack([raw[:, : self.overscan], raw[:, self.overscan + self.n_cols :]], axis=1)
 
     def assemble_raw(self, data: np.ndarray, overscan: np.ndarray) -> np.ndarray:
         """Raw uint16 frame from the data area ``(rows, n_cols)`` and the overscan ``(rows, 2, overscan)``."""
         raw = np.empty((data.shape[0], self.raw_shape[1]), dtype=np.uint16)
-        raw[:, :self.overscan] = overscan[:, 0]
-        raw[:, self.overscan:self.overscan + self.n_cols] = data
-        raw[:, self.overscan + self.n_cols:] = overscan[:, 1]
+        raw[:, : self.overscan] = overscan[:, 0]
+        raw[:, self.overscan : self.overscan + self.n_cols] = data
+        raw[:, self.overscan + self.n_cols :] = overscan[:, 1]
         return raw
 
 
@@ -121,17 +123,33 @@ class ArmConfig(_Frozen):
     band_min_a: float = Field(description="half-power short edge of the arm (A)")
     band_max_a: float = Field(description="half-power long edge of the arm (A)")
     edge_width_a: float = Field(30.0, gt=0, description="logistic width of the band edges (dichroic, filters), chosen")
-    peak_throughput: float = Field(0.85 * 0.36, gt=0, le=1, description="QE x spectrograph at the peak (REFERENCE S/N calculator)")
-    blue_falloff_a: float = Field(description="scale of the throughput fall toward the short edge (coatings/QE), chosen")
+    peak_throughput: float = Field(
+        0.85 * 0.36, gt=0, le=1, description="QE x spectrograph at the peak (REFERENCE S/N calculator)"
+    )
+    blue_falloff_a: float = Field(
+        description="scale of the throughput fall toward the short edge (coatings/QE), chosen"
+    )
 
 
 BLUE = ArmConfig(
-    name="blue", center_a=4780.0, dispersion=0.57, quad=0.57 * 0.05 / 4096, cubic=0.0,
-    band_min_a=3700.0, band_max_a=5900.0, blue_falloff_a=600.0,
+    name="blue",
+    center_a=4780.0,
+    dispersion=0.57,
+    quad=0.57 * 0.05 / 4096,
+    cubic=0.0,
+    band_min_a=3700.0,
+    band_max_a=5900.0,
+    blue_falloff_a=600.0,
 )
 RED = ArmConfig(
-    name="red", center_a=7300.0, dispersion=0.84, quad=0.84 * 0.05 / 4096, cubic=0.0,
-    band_min_a=5750.0, band_max_a=9050.0, blue_falloff_a=300.0,
+    name="red",
+    center_a=7300.0,
+    dispersion=0.84,
+    quad=0.84 * 0.05 / 4096,
+    cubic=0.0,
+    band_min_a=5750.0,
+    band_max_a=9050.0,
+    blue_falloff_a=300.0,
 )
 
 
@@ -142,9 +160,13 @@ class FiberConfig(_Frozen):
     first_row: float = Field(70.0, description="row of fiber 1's trace at the CCD centre column")
     pitch_jitter_px: float = Field(0.3, ge=0, description="rms random offset of each fiber from the regular pitch")
     profile_fwhm_px: float = Field(6.0, gt=0.5, description="spatial FWHM of the Gaussian core")
-    wing_fraction: float = Field(0.03, ge=0, lt=0.5, description="share of the light in the Lorentzian halo that reaches the neighbours")
+    wing_fraction: float = Field(
+        0.03, ge=0, lt=0.5, description="share of the light in the Lorentzian halo that reaches the neighbours"
+    )
     wing_hwhm_px: float = Field(6.0, gt=0, description="half width of the Lorentzian halo")
-    curvature_px: float = Field(6.0, description="trace bow (px) between centre and ends for the fibers at the slit ends")
+    curvature_px: float = Field(
+        6.0, description="trace bow (px) between centre and ends for the fibers at the slit ends"
+    )
     tilt_px: float = Field(1.5, description="trace rise (px) over half the CCD, all fibers")
     fiber_shift_px: float = Field(0.3, ge=0, description="rms random wavelength offset per fiber (px)")
     smile_px: float = Field(1.0, description="wavelength offset (px) of the slit-end fibers relative to the centre")
@@ -160,7 +182,9 @@ class CCDConfig(_Frozen):
     dark_e_per_s: float = Field(4.5 / 5400.0, ge=0, description="REFERENCE: 4.5 e- per pixel per 1.5 h")
     prnu_rms: float = Field(0.01, ge=0, lt=0.2, description="pixel response non-uniformity, chosen")
     adc_max: int = Field(65535, description="16-bit converter: raw values saturate here")
-    cosmic_rate_per_cm2_min: float = Field(1.5, ge=0, description="cosmic-ray events per cm^2 per minute at the site, chosen")
+    cosmic_rate_per_cm2_min: float = Field(
+        1.5, ge=0, description="cosmic-ray events per cm^2 per minute at the site, chosen"
+    )
     cosmic_mean_e: float = Field(3000.0, gt=0, description="mean charge of one cosmic-ray event (e-), chosen")
 
 

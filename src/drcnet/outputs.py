@@ -76,9 +76,12 @@ def _inside(child: Path, folder: Path) -> bool:
     return child == folder or folder in child.parents
 
 
-def check_outputs(outputs: Sequence[Output | None], files: Iterable[str | os.PathLike[str]] = (),
-                  folders: Iterable[str | os.PathLike[str]] = (),
-                  trees: Iterable[str | os.PathLike[str]] = ()) -> None:
+def check_outputs(
+    outputs: Sequence[Output | None],
+    files: Iterable[str | os.PathLike[str]] = (),
+    folders: Iterable[str | os.PathLike[str]] = (),
+    trees: Iterable[str | os.PathLike[str]] = (),
+) -> None:
     """Refuse outputs that would replace an input, clash with each other, or are of the wrong kind.
 
     Parameters
@@ -110,30 +113,39 @@ def check_outputs(outputs: Sequence[Output | None], files: Iterable[str | os.Pat
         # the input by its resolved path, or another name of the same file (a hard link)
         inp = read.get(r) or (same_file.get(_identity(r)) if r.is_file() else None)
         if inp is not None:
-            raise OutputError(f"{given} ({out.option}) is the input file {inp} that this command reads; "
-                              f"writing it would replace the input: choose another {out.option}")
+            raise OutputError(
+                f"{given} ({out.option}) is the input file {inp} that this command reads; "
+                f"writing it would replace the input: choose another {out.option}"
+            )
         if r in tree:
-            raise OutputError(f"{given} ({out.option}) is the folder {tree[r]} that this command reads; "
-                              f"choose another {out.option}")
+            raise OutputError(
+                f"{given} ({out.option}) is the folder {tree[r]} that this command reads; choose another {out.option}"
+            )
         for rd, d in whole:
             if _inside(r, rd):
-                raise OutputError(f"{given} ({out.option}) is inside {d}, a folder this command reads as a whole; "
-                                  f"choose an {out.option} outside it")
+                raise OutputError(
+                    f"{given} ({out.option}) is inside {d}, a folder this command reads as a whole; "
+                    f"choose an {out.option} outside it"
+                )
         if out.kind == "folder" and out.replaces_folder:
             for rf, f in read.items():
                 if _inside(rf, r):
-                    raise OutputError(f"{given} ({out.option}) holds the input file {f} that this command reads; "
-                                      f"choose another {out.option}")
+                    raise OutputError(
+                        f"{given} ({out.option}) holds the input file {f} that this command reads; "
+                        f"choose another {out.option}"
+                    )
         if r in seen:
-            raise OutputError(f"{given} ({out.option}) is also {seen[r].path} ({seen[r].option}); "
-                              "give each output its own path")
+            raise OutputError(
+                f"{given} ({out.option}) is also {seen[r].path} ({seen[r].option}); give each output its own path"
+            )
         seen[r] = out
         if r.exists():
             if out.kind == "file" and r.is_dir():
                 raise OutputError(f"{given}: {out.option} is an existing folder; give the file to write")
             if out.kind == "folder" and not r.is_dir():
-                raise OutputError(f"{given}: {out.option} must be a folder, but this is an existing file; "
-                                  f"choose another {out.option}")
+                raise OutputError(
+                    f"{given}: {out.option} must be a folder, but this is an existing file; choose another {out.option}"
+                )
             if out.must_not_exist:
                 raise OutputError(f"{given}: {out.option} already exists; choose another {out.option} or remove it")
         parent = r.parent

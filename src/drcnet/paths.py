@@ -49,5 +49,7 @@ def observatory_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
     root = data_root(explicit)
     obs = root / "observatory"
     if not obs.is_dir():
-        raise DataNotFoundError(f"{obs} is missing: it should hold paranal_sky.fits, kpnoextinct.dat and arc_lines/. {GET_DATA_HINT}")
+        raise DataNotFoundError(
+            f"{obs} is missing: it should hold paranal_sky.fits, kpnoextinct.dat and arc_lines/. {GET_DATA_HINT}"
+        )
     return obs

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 
-
 @functools.cache
 def package_version() -> str:
     """The installed drcnet version (``importlib.metadata``), ``"0.0.0+unknown"`` from a bare source tree.
@@ -51,7 +50,11 @@ def git_commit() -> str:
         ).stdout.strip()
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=here, capture_output=True, text=True, timeout=5, check=True,
+            cwd=here,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"

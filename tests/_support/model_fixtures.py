@@ -30,8 +30,9 @@ def micro_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     env = os.environ.get("DRCNET_TEST_DATA")
     if env:
         return Path(env)
-    return make_synthetic_dataset(tmp_path_factory.mktemp("data") / "micro.h5", MICRO_LAYOUT, seed=1,
-                                  unknown_fraction=0.1)
+    return make_synthetic_dataset(
+        tmp_path_factory.mktemp("data") / "micro.h5", MICRO_LAYOUT, seed=1, unknown_fraction=0.1
+    )
 
 
 def cli(*args: str) -> str:
@@ -42,7 +43,9 @@ def cli(*args: str) -> str:
 
     res = CliRunner().invoke(app, [str(a) for a in args])
     if res.exit_code != 0:
-        raise AssertionError(f"drcnet {' '.join(map(str, args))} exited {res.exit_code}:\n{res.output}\n{res.exception!r}")
+        raise AssertionError(
+            f"drcnet {' '.join(map(str, args))} exited {res.exit_code}:\n{res.output}\n{res.exception!r}"
+        )
     return res.output
 
 
@@ -53,7 +56,21 @@ def cli_runs(micro_data: Path, tmp_path_factory: pytest.TempPathFactory) -> dict
     runs = {}
     for name in ("drcnet", "rcnet"):
         out = root / name
-        cli("train", "--model", name, "--data", micro_data, "--out", out, "--epochs", 2, "--batch-size", 8,
-            "--no-progress", "--seed", 3)
+        cli(
+            "train",
+            "--model",
+            name,
+            "--data",
+            micro_data,
+            "--out",
+            out,
+            "--epochs",
+            2,
+            "--batch-size",
+            8,
+            "--no-progress",
+            "--seed",
+            3,
+        )
         runs[name] = out
     return runs

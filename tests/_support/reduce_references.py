@@ -13,8 +13,9 @@ from drcnet.reduce.trace import TraceConfig
 from drcnet.reduce.wavecal import WavecalConfig
 
 
-def fit_traces_per_fiber(centres: np.ndarray, skip: np.ndarray, design: np.ndarray,
-                          cfg: TraceConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def fit_traces_per_fiber(
+    centres: np.ndarray, skip: np.ndarray, design: np.ndarray, cfg: TraceConfig
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Reference for ``drcnet.reduce.trace._fit_traces``: the same clipped fit, one fiber after the other (``np.linalg.lstsq``)."""
     n_fibers = centres.shape[0]
     lost = skip.copy()
@@ -41,8 +42,9 @@ def fit_traces_per_fiber(centres: np.ndarray, skip: np.ndarray, design: np.ndarr
     return coeffs, rms, lost
 
 
-def fit_offsets_per_fiber(measured: np.ndarray, nominal: np.ndarray, lost: np.ndarray, cfg: WavecalConfig
-                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def fit_offsets_per_fiber(
+    measured: np.ndarray, nominal: np.ndarray, lost: np.ndarray, cfg: WavecalConfig
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Reference for ``drcnet.reduce.wavecal.fit_offsets``: the same clipped fit, one fiber after the other."""
     n_f = measured.shape[0]
     shift = np.zeros(n_f)
@@ -92,9 +94,16 @@ def clean_sky_per_fiber(norm: np.ndarray, sky_wave: np.ndarray, clip_sigma: floa
     return clean
 
 
-def cut_stripes_by_gather(raw_frame: np.ndarray, level: np.ndarray, centres: np.ndarray, cols: np.ndarray,
-                          data_col_offset: int, bias_columns: np.ndarray | None = None, half: int = 5,
-                          n_rows: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def cut_stripes_by_gather(
+    raw_frame: np.ndarray,
+    level: np.ndarray,
+    centres: np.ndarray,
+    cols: np.ndarray,
+    data_col_offset: int,
+    bias_columns: np.ndarray | None = None,
+    half: int = 5,
+    n_rows: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Stripes net of overscan by a pixel-by-pixel gather: the reference for the run copies of ``cut_stripes``.
 
     Rows ``floor(trace + 0.5) + k``; rows off the CCD are clipped and their pixels set to NaN.
@@ -113,9 +122,15 @@ def cut_stripes_by_gather(raw_frame: np.ndarray, level: np.ndarray, centres: np.
     return net, raw
 
 
-def optimal_extract_one_pass(stripes: np.ndarray, profile: np.ndarray, gain: float, read_noise_adu: float,
-                             clip_sigma: float = 5.0, iterations: int = 3, bad: np.ndarray | None = None
-                             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def optimal_extract_one_pass(
+    stripes: np.ndarray,
+    profile: np.ndarray,
+    gain: float,
+    read_noise_adu: float,
+    clip_sigma: float = 5.0,
+    iterations: int = 3,
+    bad: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Horne extraction of all fibers in one pass over the whole arrays (the implementation the chunked
     ``optimal_extract`` replaced); returns flux, ivar, rejected, model. ``stripes`` float32."""
     d = np.nan_to_num(stripes, nan=0.0).astype(np.float32, copy=False)

@@ -20,10 +20,16 @@ from drcnet.data.schema import COL_START, SPLIT_NAMES, STRIPE_COLS, STRIPE_ROWS,
 from drcnet.provenance import atomic_path, provenance
 
 # objects per (split, S/N bin); bins 0: >30, 1: 20-30, 2: 10-20, 3: <10
-TINY_LAYOUT: dict[str, tuple[int, int, int, int]] = {"train": (60, 0, 0, 0), "val": (20, 0, 0, 0),
-                                                      "test": (16, 8, 8, 8)}
-PAPER_LAYOUT: dict[str, tuple[int, int, int, int]] = {"train": (4840, 0, 0, 0), "val": (605, 0, 0, 0),
-                                                       "test": (605, 461, 436, 1042)}
+TINY_LAYOUT: dict[str, tuple[int, int, int, int]] = {
+    "train": (60, 0, 0, 0),
+    "val": (20, 0, 0, 0),
+    "test": (16, 8, 8, 8),
+}
+PAPER_LAYOUT: dict[str, tuple[int, int, int, int]] = {
+    "train": (4840, 0, 0, 0),
+    "val": (605, 0, 0, 0),
+    "test": (605, 461, 436, 1042),
+}
 _SNR_RANGES = ((35.0, 80.0), (20.5, 29.5), (10.5, 19.5), (4.0, 9.5))
 _LINES_PER_CLASS = 8
 
@@ -47,9 +53,14 @@ def _class_templates(rng: np.random.Generator, cols: int) -> np.ndarray:
     return out
 
 
-def make_synthetic_dataset(path: str | Path, layout: Mapping[str, tuple[int, int, int, int]] | None = None,
-                           seed: int = 0, amplitude: float = 2000.0, block: int = 256,
-                           unknown_fraction: float = 0.0) -> Path:
+def make_synthetic_dataset(
+    path: str | Path,
+    layout: Mapping[str, tuple[int, int, int, int]] | None = None,
+    seed: int = 0,
+    amplitude: float = 2000.0,
+    block: int = 256,
+    unknown_fraction: float = 0.0,
+) -> Path:
     """Write a synthetic dataset file and return its path.
 
     Parameters
@@ -87,8 +98,12 @@ def make_synthetic_dataset(path: str | Path, layout: Mapping[str, tuple[int, int
     rows = np.arange(STRIPE_ROWS) - STRIPE_ROWS // 2
     cols = np.arange(STRIPE_COLS)
     wave = np.stack([3700.0 + 0.57 * (COL_START + cols), 5700.0 + 0.84 * (COL_START + cols)]).astype(np.float32)
-    config = {"generator": "tests/_support/synthetic_dataset.py", "layout": layout, "amplitude": amplitude,
-              "unknown_fraction": unknown_fraction}
+    config = {
+        "generator": "tests/_support/synthetic_dataset.py",
+        "layout": layout,
+        "amplitude": amplitude,
+        "unknown_fraction": unknown_fraction,
+    }
     attrs = {"provenance": provenance(config, seed), "config": config, "seed": seed, "synthetic": 1}
     path = Path(path)
     with atomic_path(path) as tmp, DatasetWriter(tmp, n, attrs=attrs) as w:
@@ -109,17 +124,20 @@ def make_synthetic_dataset(path: str | Path, layout: Mapping[str, tuple[int, int
             noise = rng.normal(size=clean.shape) * sigma1d / np.sqrt(STRIPE_ROWS)
             stripes = (clean + noise + 50.0).astype(np.float16)  # +50 ADU residual offset
             flux1d = stripes.astype(np.float32).sum(axis=2)
-            w.write(start, {
-                "stripes": stripes,
-                "flux1d": flux1d,
-                "ivar1d": np.broadcast_to(1.0 / sigma1d[:, :, :, 0] ** 2, flux1d.shape).astype(np.float32),
-                "sky1d": np.zeros_like(flux1d),
-                "wave1d": np.broadcast_to(wave, flux1d.shape),
-                "label": lab,
-                "snr_r": snr_arr[start:stop],
-                "snr_bin": snr_bin(snr_arr[start:stop]),
-                "split": split_arr[start:stop],
-                "object_id": np.array([f"synth-{i:06d}".encode() for i in range(start, stop)]),
-                "template_id": np.array([f"synthetic:{c}".encode() for c in cls]),
-            })
+            w.write(
+                start,
+                {
+                    "stripes": stripes,
+                    "flux1d": flux1d,
+                    "ivar1d": np.broadcast_to(1.0 / sigma1d[:, :, :, 0] ** 2, flux1d.shape).astype(np.float32),
+                    "sky1d": np.zeros_like(flux1d),
+                    "wave1d": np.broadcast_to(wave, flux1d.shape),
+                    "label": lab,
+                    "snr_r": snr_arr[start:stop],
+                    "snr_bin": snr_bin(snr_arr[start:stop]),
+                    "split": split_arr[start:stop],
+                    "object_id": np.array([f"synth-{i:06d}".encode() for i in range(start, stop)]),
+                    "template_id": np.array([f"synthetic:{c}".encode() for c in cls]),
+                },
+            )
     return path

@@ -16,9 +16,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from _support.exposure import full_exposure, linked_copy, one
 from typer.testing import CliRunner
 
+from _support.exposure import full_exposure, linked_copy, one
 from _support.model_fixtures import micro_data  # noqa: F401
 from drcnet.cli import app
 from drcnet.outputs import Output, OutputError, check_outputs
@@ -144,17 +144,15 @@ def test_atomic_path_removes_stale_parts_of_its_target_only(tmp_path):
 
 def test_atomic_path_cleans_up_on_error_and_removes_the_folders_it_made(tmp_path):
     qa = tmp_path / "qa" / "sub"
-    with pytest.raises(RuntimeError, match="boom"):
-        with atomic_path(qa / "index.html") as tmp:
-            tmp.write_text("half")
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError, match="boom"), atomic_path(qa / "index.html") as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("boom")
     assert not (tmp_path / "qa").exists()
     existing = tmp_path / "keep"
     existing.mkdir()
-    with pytest.raises(KeyboardInterrupt):
-        with atomic_path(existing / "a.csv") as tmp:
-            tmp.write_text("half")
-            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt), atomic_path(existing / "a.csv") as tmp:
+        tmp.write_text("half")
+        raise KeyboardInterrupt
     assert existing.is_dir() and list(existing.iterdir()) == []
 
 
@@ -176,15 +174,21 @@ _SLOW_WRITER = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("sig, code, words", [(signal.SIGTERM, 143, "terminated (SIGTERM)"),
-                                              (signal.SIGINT, 130, "interrupted (Ctrl-C)")])
+@pytest.mark.parametrize(
+    "sig, code, words", [(signal.SIGTERM, 143, "terminated (SIGTERM)"), (signal.SIGINT, 130, "interrupted (Ctrl-C)")]
+)
 def test_a_signal_during_a_write_leaves_no_partial_file(tmp_path, sig, code, words):
     out = tmp_path / "red.h5"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
     # a pytest-xdist worker ignores SIGINT and a child would inherit that; a user's shell does not
-    proc = subprocess.Popen([sys.executable, "-c", _SLOW_WRITER, str(out)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _SLOW_WRITER, str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     assert proc.stdout is not None
     assert proc.stdout.readline().strip() == "writing"
     assert len(list(tmp_path.glob(".red.h5.*.part"))) == 1
@@ -221,7 +225,9 @@ def shipped_copy(tmp_path, monkeypatch):
     copy = tmp_path / "pkg" / "drcnet"
     shutil.copytree(real_dir, copy)
     original = rf.pretrained_dir
-    monkeypatch.setattr(rf, "pretrained_dir", lambda name=rf.DEFAULT_MODEL: copy if name == "drcnet" else original(name))
+    monkeypatch.setattr(
+        rf, "pretrained_dir", lambda name=rf.DEFAULT_MODEL: copy if name == "drcnet" else original(name)
+    )
     return copy
 
 
@@ -237,8 +243,21 @@ def test_a_shipped_model_named_on_the_command_line_is_an_input(shipped_copy, tmp
     code, msg = _cli("frames", "classify", "drcnet", "--exposure", tmp_path / "noexp", "--out", weights)
     assert code == 2 and f"{weights} (--out) is the input file {weights}" in msg
     # --overwrite would empty the folder the run starts from: refused before anything is removed
-    code, msg = _cli("train", "-m", "drcnet", "--data", not_hdf5, "--out", shipped_copy, "--init-from", "drcnet",
-                     "--overwrite", "--epochs", "1", "--no-progress")
+    code, msg = _cli(
+        "train",
+        "-m",
+        "drcnet",
+        "--data",
+        not_hdf5,
+        "--out",
+        shipped_copy,
+        "--init-from",
+        "drcnet",
+        "--overwrite",
+        "--epochs",
+        "1",
+        "--no-progress",
+    )
     assert code == 2 and f"{shipped_copy} (--out) holds the input file" in msg
     assert (_sha(weights), _sha(shipped_copy / "run.json")) == before
 
@@ -249,16 +268,32 @@ def test_train_overwrite_with_an_unknown_init_from_keeps_the_old_run(tmp_path):
     old = tmp_path / "old_run"
     old.mkdir()
     (old / "run.json").write_text("{}\n")
-    code, msg = _cli("train", "-m", "drcnet", "--data", data, "--out", old, "--init-from", "no-such-model",
-                     "--overwrite", "--epochs", "1", "--no-progress")
+    code, msg = _cli(
+        "train",
+        "-m",
+        "drcnet",
+        "--data",
+        data,
+        "--out",
+        old,
+        "--init-from",
+        "no-such-model",
+        "--overwrite",
+        "--epochs",
+        "1",
+        "--no-progress",
+    )
     assert code == 2 and "no-such-model: neither a run folder nor a shipped model" in msg
     assert (old / "run.json").read_text() == "{}\n"
 
 
-@pytest.mark.parametrize("name, make, words", [
-    ("night.work", "file", "night.work: --out (.work folder beside it) must be a folder"),
-    ("night.manifest.json", "dir", "night.manifest.json: --out (.manifest.json beside it) is an existing folder"),
-])
+@pytest.mark.parametrize(
+    "name, make, words",
+    [
+        ("night.work", "file", "night.work: --out (.work folder beside it) must be a folder"),
+        ("night.manifest.json", "dir", "night.manifest.json: --out (.manifest.json beside it) is an existing folder"),
+    ],
+)
 def test_night_refuses_its_side_outputs_of_the_wrong_kind_before_any_work(tmp_path, name, make, words):
     root = tmp_path / "root"
     root.mkdir()  # no exposure: any work would fail differently

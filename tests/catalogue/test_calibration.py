@@ -11,12 +11,21 @@ import pytest
 from typer.testing import CliRunner
 
 from _support.model_fixtures import cli, cli_runs, micro_data  # noqa: F401
-from drcnet.calibration import (CALIBRATION_JSON, Calibration, expected_calibration_error, fit_calibration,
-                                fit_temperature, load_calibration, save_calibration, softmax)
+from drcnet.calibration import (
+    CALIBRATION_JSON,
+    Calibration,
+    expected_calibration_error,
+    fit_calibration,
+    fit_temperature,
+    load_calibration,
+    save_calibration,
+    softmax,
+)
 
 
-def draw(n: int, k: float | np.ndarray, seed: int, n_classes: int = 3, scale: float = 3.0
-         ) -> tuple[np.ndarray, np.ndarray]:
+def draw(
+    n: int, k: float | np.ndarray, seed: int, n_classes: int = 3, scale: float = 3.0
+) -> tuple[np.ndarray, np.ndarray]:
     """Logits ``z`` ``(n, C)`` and labels drawn from ``softmax(z * k)`` (the true temperature is ``1 / k``)."""
     rng = np.random.default_rng(seed)
     z = rng.normal(0.0, scale, size=(n, n_classes))
@@ -95,8 +104,13 @@ def test_fit_calibration_small_bins_use_the_global_temperature_and_bad_input_is_
 
 def test_calibration_json_round_trip(tmp_path):
     assert load_calibration(tmp_path) is None
-    cal = Calibration(temperatures=[1.0, 1.5, 2.0, 3.0], ood_threshold=-1.2, conformal_qhat=0.7, coverage=0.9,
-                      provenance={"split": "val"})
+    cal = Calibration(
+        temperatures=[1.0, 1.5, 2.0, 3.0],
+        ood_threshold=-1.2,
+        conformal_qhat=0.7,
+        coverage=0.9,
+        provenance={"split": "val"},
+    )
     path = save_calibration(tmp_path, cal)
     assert path.name == CALIBRATION_JSON and load_calibration(tmp_path) == cal
     path.write_text('{"temperature": 1}')

@@ -13,9 +13,15 @@ from _support.model_fixtures import micro_data  # noqa: F401
 from drcnet.calibration import Calibration, softmax
 from drcnet.catalogue import CATALOGUE_COLUMNS, catalogue_columns
 from drcnet.conventions import SUBCLASSES
-from drcnet.metrics import (catalogue_metrics, evaluate_predictions, other_family, param_errors, rejection_metrics,
-                            subclass_accuracy)
 from drcnet.inference.table import PRED_COLUMNS, csv_text, prediction_table
+from drcnet.metrics import (
+    catalogue_metrics,
+    evaluate_predictions,
+    other_family,
+    param_errors,
+    rejection_metrics,
+    subclass_accuracy,
+)
 
 NAN = float("nan")
 
@@ -24,11 +30,13 @@ def four_class_outputs() -> dict[str, np.ndarray]:
     """Three objects of a four-class model with heads: an F star (subclass G2), an ``other``, a damaged input."""
     sub = np.zeros((3, len(SUBCLASSES)))
     sub[:, SUBCLASSES.index("G2")] = 4.0
-    return {"logits": np.array([[3.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 5.0], [NAN, 0.0, 0.0, 0.0]]),
-            "subclass_logits": sub,
-            "lum_logits": np.array([[2.0, 0.0], [0.0, 2.0], [0.0, 0.0]]),
-            "params_mean": np.array([[5800.0, 4.4, -0.1], [9000.0, 4.0, 0.0], [NAN, NAN, NAN]]),
-            "params_sigma": np.array([[120.0, 0.2, 0.1], [500.0, 1.0, 0.5], [NAN, NAN, NAN]])}
+    return {
+        "logits": np.array([[3.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 5.0], [NAN, 0.0, 0.0, 0.0]]),
+        "subclass_logits": sub,
+        "lum_logits": np.array([[2.0, 0.0], [0.0, 2.0], [0.0, 0.0]]),
+        "params_mean": np.array([[5800.0, 4.4, -0.1], [9000.0, 4.0, 0.0], [NAN, NAN, NAN]]),
+        "params_sigma": np.array([[120.0, 0.2, 0.1], [500.0, 1.0, 0.5], [NAN, NAN, NAN]]),
+    }
 
 
 def test_catalogue_columns_of_hand_made_logits():
@@ -73,12 +81,18 @@ def test_calibration_changes_probabilities_not_classes_and_flags_ood():
 
 
 def test_prediction_table_header_and_rows():
-    pred = {"object_id": ["a", "b", "c"], "label": np.array([0, 3, -1]), "snr_r": np.array([50.0, 50.0, 9.5]),
-            "prob": softmax(np.nan_to_num(four_class_outputs()["logits"])), "outputs": four_class_outputs()}
+    pred = {
+        "object_id": ["a", "b", "c"],
+        "label": np.array([0, 3, -1]),
+        "snr_r": np.array([50.0, 50.0, 9.5]),
+        "prob": softmax(np.nan_to_num(four_class_outputs()["logits"])),
+        "outputs": four_class_outputs(),
+    }
     text = csv_text(prediction_table(pred))
     assert text.splitlines()[0] == (
         "object_id,label,pred,prob_F,prob_G,prob_K,prob_other,pred_set,subclass,subclass_prob,lum_class,"
-        "teff,teff_err,logg,logg_err,feh,feh_err,ood_score,ood,snr_r,bad_input")
+        "teff,teff_err,logg,logg_err,feh,feh_err,ood_score,ood,snr_r,bad_input"
+    )
     rows = list(csv.DictReader(io.StringIO(text)))
     assert tuple(rows[0]) == PRED_COLUMNS
     assert [r["label"] for r in rows] == ["F", "other", ""] and [r["pred"] for r in rows] == ["F", "other", ""]
@@ -95,8 +109,7 @@ def test_subclass_accuracy_within_one_step_hand_counts():
     m = subclass_accuracy(true, pred)
     assert m["n"] == 5 and m["n_exact"] == 2 and m["n_within_one"] == 4
     assert m["exact"] == pytest.approx(0.4) and m["within_one"] == pytest.approx(0.8)
-    assert subclass_accuracy([-1], [0]) == {"n": 0, "exact": None, "within_one": None, "n_exact": 0,
-                                            "n_within_one": 0}
+    assert subclass_accuracy([-1], [0]) == {"n": 0, "exact": None, "within_one": None, "n_exact": 0, "n_within_one": 0}
 
 
 def test_param_errors_hand_computed():
@@ -111,8 +124,18 @@ def test_param_errors_hand_computed():
 
 
 def test_other_family_and_rejection_hand_counts():
-    assert [other_family(s) for s in ("A7", "a0", "M2", "O9.5", "B7", "GALAXY", "QSO", "SKY", "WD", "Mira")] == \
-        ["A", "A", "M", "O/B", "O/B", "GALAXY", "QSO", "SKY", "rest", "rest"]
+    assert [other_family(s) for s in ("A7", "a0", "M2", "O9.5", "B7", "GALAXY", "QSO", "SKY", "WD", "Mira")] == [
+        "A",
+        "A",
+        "M",
+        "O/B",
+        "O/B",
+        "GALAXY",
+        "QSO",
+        "SKY",
+        "rest",
+        "rest",
+    ]
     label = np.array([3, 3, 3, 0, 1, 2, 3, -1])
     pred = np.array([3, 0, 3, 3, 1, 2, -1, 3])
     sbin = np.array([0, 0, 3, 0, 3, 3, 0, 0])
@@ -129,9 +152,15 @@ def test_other_family_and_rejection_hand_counts():
 
 def test_three_class_accuracy_ignores_other_objects_and_catalogue_metrics_degrade_gracefully():
     logits = np.array([[2.0, 0, 0], [0, 2.0, 0], [0, 0, 2.0], [2.0, 0, 0]])
-    pred = {"label": np.array([0, 1, 1, 3]), "pred": logits.argmax(1), "snr_bin": np.zeros(4, int),
-            "snr_r": np.full(4, 40.0), "valid": np.ones(4, bool), "prob": softmax(logits),
-            "outputs": {"logits": logits}}
+    pred = {
+        "label": np.array([0, 1, 1, 3]),
+        "pred": logits.argmax(1),
+        "snr_bin": np.zeros(4, int),
+        "snr_r": np.full(4, 40.0),
+        "valid": np.ones(4, bool),
+        "prob": softmax(logits),
+        "outputs": {"logits": logits},
+    }
     m = evaluate_predictions(pred)
     assert m["all"]["n"] == 3 and m["all"]["accuracy"] == pytest.approx(2 / 3)  # the other object is left out
     targets = np.full((4, 5), np.nan)
@@ -139,8 +168,12 @@ def test_three_class_accuracy_ignores_other_objects_and_catalogue_metrics_degrad
     c = catalogue_metrics(pred, targets, ["F5", "G2", "G8", "A1"])
     assert c["subclass"] is None and c["params"] is None and c["ood"] is None
     assert c["fgk_accuracy"]["all"]["accuracy"] == pytest.approx(2 / 3)
-    assert c["rejection"]["other_called_other"]["all"] == {"n": 1, "k": 0, "share": 0.0,
-                                                          "share_ci95": c["rejection"]["other_called_other"]["all"]["share_ci95"]}
+    assert c["rejection"]["other_called_other"]["all"] == {
+        "n": 1,
+        "k": 0,
+        "share": 0.0,
+        "share_ci95": c["rejection"]["other_called_other"]["all"]["share_ci95"],
+    }
     assert c["calibration"]["calibrated"] is False and c["calibration"]["all"]["n"] == 3
     assert c["calibration"]["all"]["ece_calibrated"] is None
 
@@ -148,12 +181,22 @@ def test_three_class_accuracy_ignores_other_objects_and_catalogue_metrics_degrad
 def test_catalogue_metrics_with_heads():
     out = four_class_outputs()
     out["logits"][2] = [0.0, 0.0, 4.0, 0.0]  # a K star
-    pred = {"label": np.array([0, 3, 2]), "pred": np.array([0, 3, 2]), "snr_bin": np.array([0, 0, 3]),
-            "snr_r": np.array([50.0, 50.0, 5.0]), "valid": np.ones(3, bool), "prob": softmax(out["logits"]),
-            "outputs": out}
-    targets = np.array([[SUBCLASSES.index("G1"), 0, 5700.0, 4.3, 0.0],
-                        [-1, -1, NAN, NAN, NAN],
-                        [SUBCLASSES.index("K5"), 0, 4400.0, 4.6, -0.5]])
+    pred = {
+        "label": np.array([0, 3, 2]),
+        "pred": np.array([0, 3, 2]),
+        "snr_bin": np.array([0, 0, 3]),
+        "snr_r": np.array([50.0, 50.0, 5.0]),
+        "valid": np.ones(3, bool),
+        "prob": softmax(out["logits"]),
+        "outputs": out,
+    }
+    targets = np.array(
+        [
+            [SUBCLASSES.index("G1"), 0, 5700.0, 4.3, 0.0],
+            [-1, -1, NAN, NAN, NAN],
+            [SUBCLASSES.index("K5"), 0, 4400.0, 4.6, -0.5],
+        ]
+    )
     cal = Calibration(temperatures=[1.0] * 4, ood_threshold=0.0)
     c = catalogue_metrics(pred, targets, ["F5", "A1", "K5"], cal)
     # the subclass head says G2 for all: one step from G1 (object 0), far from K5 (object 2)
@@ -164,16 +207,21 @@ def test_catalogue_metrics_with_heads():
     assert c["ood"]["all"]["n"] == 3 and c["ood"]["other"]["n"] == 1
 
 
-SMALL_HEADS = {"backbone_channels": [4, 4, 8, 8, 8, 8, 16, 16], "fusion_channels": [4, 4], "fc_widths": [32, 16],
-               "heads": True, "n_classes": 4}
+SMALL_HEADS = {
+    "backbone_channels": [4, 4, 8, 8, 8, 8, 16, 16],
+    "fusion_channels": [4, 4],
+    "fc_widths": [32, 16],
+    "heads": True,
+    "n_classes": 4,
+}
 
 
 def test_every_model_output_reaches_the_prediction(micro_data):
     import h5py
     import torch
 
-    from drcnet.models import create_model
     from drcnet.inference.engine import predict_arrays, predict_arrays_all, predict_dataset
+    from drcnet.models import create_model
 
     torch.manual_seed(0)
     model = create_model("drcnet", **SMALL_HEADS)
@@ -185,7 +233,7 @@ def test_every_model_output_reaches_the_prediction(micro_data):
     assert out["params_mean"].shape == (n, 3) and ref["prob"].shape == (n, 4)
     assert np.allclose(ref["prob"], softmax(out["logits"]), atol=1e-6)
     with h5py.File(micro_data) as h:
-        stripes = h["stripes"][ref["rows"][0]:ref["rows"][-1] + 1].astype(np.float32)
+        stripes = h["stripes"][ref["rows"][0] : ref["rows"][-1] + 1].astype(np.float32)
     stripes[1, 0, 3, 100] = np.nan  # a damaged input: NaN in every output
     arr = predict_arrays_all(model, stripes=stripes, batch_size=3)
     assert set(arr) == set(out)
@@ -203,8 +251,12 @@ def test_every_model_output_reaches_the_prediction(micro_data):
 
 def test_prediction_table_from_probabilities_only():
     # a prediction dict without raw outputs (older callers): the probabilities are kept as they are
-    pred = {"object_id": ["a", "b"], "label": np.array([0, -1]), "snr_r": np.array([40.0, 5.0]),
-            "prob": np.array([[0.7, 0.3, 0.0], [NAN, NAN, NAN]])}
+    pred = {
+        "object_id": ["a", "b"],
+        "label": np.array([0, -1]),
+        "snr_r": np.array([40.0, 5.0]),
+        "prob": np.array([[0.7, 0.3, 0.0], [NAN, NAN, NAN]]),
+    }
     rows = list(csv.DictReader(io.StringIO(csv_text(prediction_table(pred)))))
     assert [r["pred"] for r in rows] == ["F", ""] and [r["bad_input"] for r in rows] == ["0", "1"]
     assert [rows[0][f"prob_{c}"] for c in ("F", "G", "K", "other")] == ["0.700000", "0.300000", "0.000000", "nan"]

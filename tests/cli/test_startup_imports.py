@@ -32,11 +32,16 @@ sys.stderr.write("\\nLOADED=" + json.dumps(sorted(m for m in heavy if m in sys.m
 
 
 def _loaded(argv: list[str] | None) -> list[str]:
-    proc = subprocess.run([sys.executable, "-c", PROBE.format(argv=argv, heavy=HEAVY)], capture_output=True,
-                          text=True, timeout=120, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE.format(argv=argv, heavy=HEAVY)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     line = [x for x in proc.stderr.splitlines() if x.startswith("LOADED=")]
     assert line, proc.stderr
-    return json.loads(line[-1][len("LOADED="):])
+    return json.loads(line[-1][len("LOADED=") :])
 
 
 def test_import_cli_is_light():
@@ -47,8 +52,18 @@ def test_help_is_light():
     assert _loaded(["--help"]) == []
 
 
-@pytest.mark.parametrize("argv", [["frames", "--help"], ["night", "--help"], ["simulate", "--help"], ["train", "--help"], ["predict", "--help"],
-                                  ["frames", "reduce", "--help"], ["night", "classify", "--help"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["frames", "--help"],
+        ["night", "--help"],
+        ["simulate", "--help"],
+        ["train", "--help"],
+        ["predict", "--help"],
+        ["frames", "reduce", "--help"],
+        ["night", "classify", "--help"],
+    ],
+)
 def test_command_help_is_light(argv):
     """A command's help builds its parameters, for which typer itself imports pydantic: nothing else."""
     assert set(_loaded(argv)) <= {"pydantic"}
@@ -61,10 +76,22 @@ def test_help_lists_every_command_whole():
     from drcnet.cli import app
 
     out = CliRunner().invoke(app, ["--help"], terminal_width=100).output
-    for name in ("simulate", "simulate-population", "plot-sample", "train", "evaluate", "predict", "calibrate",
-                 "export", "report", "models", "frames", "night"):
+    for name in (
+        "simulate",
+        "simulate-population",
+        "plot-sample",
+        "train",
+        "evaluate",
+        "predict",
+        "calibrate",
+        "export",
+        "report",
+        "models",
+        "frames",
+        "night",
+    ):
         assert f"\n  {name} " in out, name
-    commands = out[out.index("Commands:"):]
+    commands = out[out.index("Commands:") :]
     assert "..." not in commands  # click would cut each summary at ~45 characters
     assert "prob_F/G/K/other" in " ".join(out.split())  # the end of predict's summary line
 

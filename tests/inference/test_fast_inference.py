@@ -19,8 +19,8 @@ from _support.model_fixtures import cli, cli_runs, micro_data  # noqa: F401
 from drcnet.data.batches import iter_batches
 from drcnet.data.normalize import zscore, zscore_fast, zscore_spectra1d
 from drcnet.data.torch_dataset import SpectraDataset, _read_rows
+from drcnet.inference.engine import predict_arrays, predict_arrays_all, predict_dataset, resolve_precision
 from drcnet.models import DEFAULT_MODEL, load_run, pretrained_dir
-from drcnet.inference.engine import (predict_arrays, predict_arrays_all, predict_dataset, resolve_precision)
 
 
 def _reference_probs(model: nn.Module, data, split) -> tuple[np.ndarray, np.ndarray]:
@@ -182,8 +182,13 @@ class _Heads(nn.Module):
 
     def forward_all(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         f = self.body(x)
-        return {"logits": self.logits(f), "subclass_logits": self.sub(f), "lum_logits": self.lum(f),
-                "params_mean": self.mean(f), "params_sigma": nn.functional.softplus(self.sigma(f))}
+        return {
+            "logits": self.logits(f),
+            "subclass_logits": self.sub(f),
+            "lum_logits": self.lum(f),
+            "params_mean": self.mean(f),
+            "params_sigma": nn.functional.softplus(self.sigma(f)),
+        }
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_all(x)["logits"]
@@ -194,8 +199,13 @@ def test_every_head_of_forward_all_is_returned(micro_data):
     got = predict_dataset(model, micro_data, "test", batch_size=6)
     shapes = {k: v.shape for k, v in got["outputs"].items()}
     n = len(got["prob"])
-    assert shapes == {"logits": (n, 3), "subclass_logits": (n, 24), "lum_logits": (n, 2), "params_mean": (n, 3),
-                      "params_sigma": (n, 3)}
+    assert shapes == {
+        "logits": (n, 3),
+        "subclass_logits": (n, 24),
+        "lum_logits": (n, 2),
+        "params_mean": (n, 3),
+        "params_sigma": (n, 3),
+    }
     ds = SpectraDataset(micro_data, "spectra1d", "test")
     with torch.inference_mode():
         ref = model.forward_all(torch.stack([ds[i][0] for i in range(n)]))
@@ -208,8 +218,13 @@ def test_every_head_of_forward_all_is_returned(micro_data):
     assert set(arr) == set(shapes)
     for k in shapes:
         np.testing.assert_allclose(arr[k], got["outputs"][k], atol=1e-5, rtol=0)
-    np.testing.assert_allclose(predict_arrays(model, flux1d=h5py.File(micro_data)["flux1d"][:][rows],
-                                              sky1d=h5py.File(micro_data)["sky1d"][:][rows]), got["prob"], atol=1e-6)
+    np.testing.assert_allclose(
+        predict_arrays(
+            model, flux1d=h5py.File(micro_data)["flux1d"][:][rows], sky1d=h5py.File(micro_data)["sky1d"][:][rows]
+        ),
+        got["prob"],
+        atol=1e-6,
+    )
 
 
 def test_onnx_export_equals_torch(cli_runs, tmp_path):
@@ -266,10 +281,12 @@ def test_onnx_errors_are_one_line(cli_runs, micro_data, tmp_path):
         _need("drcnet_no_such_module")
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"not onnx")
-    for args in (["predict", str(bad), "--data", str(micro_data), "--out", str(tmp_path / "x.csv")],
-                 ["export", "--onnx", str(cli_runs["drcnet"]), "--out", str(tmp_path / "x.txt")],
-                 ["export", "--onnx", "no-such-model", "--out", str(tmp_path / "x.onnx")],
-                 ["predict", "--data", str(micro_data), "--out", str(tmp_path / "x.csv"), "--precision", "fp16"]):
+    for args in (
+        ["predict", str(bad), "--data", str(micro_data), "--out", str(tmp_path / "x.csv")],
+        ["export", "--onnx", str(cli_runs["drcnet"]), "--out", str(tmp_path / "x.txt")],
+        ["export", "--onnx", "no-such-model", "--out", str(tmp_path / "x.onnx")],
+        ["predict", "--data", str(micro_data), "--out", str(tmp_path / "x.csv"), "--precision", "fp16"],
+    ):
         res = CliRunner().invoke(app, args)
         assert res.exit_code == 2, (args, res.output)
         assert "error:" in res.output and "Traceback" not in res.output

@@ -27,9 +27,27 @@ def small_file(tmp_path_factory, data_root):
     from drcnet.cli import app
 
     out = tmp_path_factory.mktemp("api") / "small.h5"
-    res = CliRunner().invoke(app, ["simulate", "--library", str(data_root / "spectral_libraries" / "pyhammer"),
-                                   "--n", "24", "--snr-min", "15", "--snr-max", "60", "--all-test", "--seed", "4",
-                                   "--workers", "1", "--out", str(out)])
+    res = CliRunner().invoke(
+        app,
+        [
+            "simulate",
+            "--library",
+            str(data_root / "spectral_libraries" / "pyhammer"),
+            "--n",
+            "24",
+            "--snr-min",
+            "15",
+            "--snr-max",
+            "60",
+            "--all-test",
+            "--seed",
+            "4",
+            "--workers",
+            "1",
+            "--out",
+            str(out),
+        ],
+    )
     assert res.exit_code == 0, res.output
     return out
 
@@ -50,9 +68,11 @@ def cli_rows(small_file, tmp_path_factory):
 
 def test_import_drcnet_stays_light():
     """``import drcnet`` loads neither torch nor the API; the first use of an API name loads the API."""
-    code = ("import sys, drcnet; assert drcnet.CLASSES == ('F', 'G', 'K'), drcnet.CLASSES; "
-            "assert 'torch' not in sys.modules and 'drcnet.api' not in sys.modules; "
-            "drcnet.load_model; assert 'drcnet.api' in sys.modules; print('ok')")
+    code = (
+        "import sys, drcnet; assert drcnet.CLASSES == ('F', 'G', 'K'), drcnet.CLASSES; "
+        "assert 'torch' not in sys.modules and 'drcnet.api' not in sys.modules; "
+        "drcnet.load_model; assert 'drcnet.api' in sys.modules; print('ok')"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
 
@@ -82,8 +102,9 @@ def test_arrays_give_the_answers_of_the_file(small_file):
     from_file = drcnet.predict_file(small_file, model=model)[:8]
     from_arrays = drcnet.predict(stripes=stripes, model=model, snr_r=snr)
     assert list(from_arrays["pred"]) == list(from_file["pred"])
-    np.testing.assert_allclose(np.asarray(from_arrays["prob_G"], dtype=float),
-                               np.asarray(from_file["prob_G"], dtype=float), atol=1e-4)
+    np.testing.assert_allclose(
+        np.asarray(from_arrays["prob_G"], dtype=float), np.asarray(from_file["prob_G"], dtype=float), atol=1e-4
+    )
     proba = model.predict_proba(stripes)
     assert proba.shape == (8, 4) and np.allclose(proba.sum(axis=1), 1.0, atol=1e-5)
     one = model.predict_proba(stripes[0])  # one object: (C,)
@@ -94,24 +115,31 @@ def test_onnx_engine_gives_the_same_labels(small_file):
     torch_table = drcnet.predict_file(small_file, model=drcnet.load_model())
     onnx_table = drcnet.predict_file(small_file, model=drcnet.load_model(engine="onnx"))
     assert list(onnx_table["pred"]) == list(torch_table["pred"])
-    np.testing.assert_allclose(np.asarray(onnx_table["prob_F"], dtype=float),
-                               np.asarray(torch_table["prob_F"], dtype=float), atol=1e-4)
+    np.testing.assert_allclose(
+        np.asarray(onnx_table["prob_F"], dtype=float), np.asarray(torch_table["prob_F"], dtype=float), atol=1e-4
+    )
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"stripes": np.zeros((3, 2, 10, 3000), np.float32)},
-     r"stripes must have shape \(N, 2, 11, 3000\).*got \(3, 2, 10, 3000\)"),
-    ({"stripes": np.zeros((2, 11, 3000, 1), np.float32)}, r"stripes must have shape .*got \(2, 11, 3000, 1\)"),
-    ({"flux1d": np.zeros((3, 2, 3000), np.float32)}, r"this model takes stripes: pass stripes=\(N, 2, 11, 3000\)"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (
+            {"stripes": np.zeros((3, 2, 10, 3000), np.float32)},
+            r"stripes must have shape \(N, 2, 11, 3000\).*got \(3, 2, 10, 3000\)",
+        ),
+        ({"stripes": np.zeros((2, 11, 3000, 1), np.float32)}, r"stripes must have shape .*got \(2, 11, 3000, 1\)"),
+        ({"flux1d": np.zeros((3, 2, 3000), np.float32)}, r"this model takes stripes: pass stripes=\(N, 2, 11, 3000\)"),
+    ],
+)
 def test_arrays_of_the_wrong_shape_are_refused_with_the_shape_expected(kwargs, message):
     with pytest.raises(ValueError, match=message):
         drcnet.predict(**kwargs)
 
 
 def test_an_unknown_model_name_lists_the_shipped_ones():
-    with pytest.raises(FileNotFoundError,
-                       match=r"no-such-model: neither a run folder nor a shipped model.*drcnet-survey"):
+    with pytest.raises(
+        FileNotFoundError, match=r"no-such-model: neither a run folder nor a shipped model.*drcnet-survey"
+    ):
         drcnet.load_model("no-such-model")
 
 

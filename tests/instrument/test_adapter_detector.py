@@ -15,8 +15,8 @@ from drcnet.hardware import BLUE, Detector
 from drcnet.instrument.config import DETECTOR, N_COLS, N_ROWS, OVERSCAN, U0
 from drcnet.instrument.lamost import LAMOST, RAW_SHAPE
 from drcnet.reduce.calib import amp_sections, amplifier_of, bias_model, column_means, levels, net_image
-from drcnet.reduce.stripes import StripePixels, cut_stripes
 from drcnet.reduce.preview import binned_net, net_crop
+from drcnet.reduce.stripes import StripePixels, cut_stripes
 from drcnet.reduce.wavesol import columns_of, wavelength
 
 SMALL = Detector(n_rows=24, n_cols=40, overscan=4, amp_boundary=24, u0=19.5, gain_e_per_adu=2.0, read_noise_e=5.0)
@@ -80,13 +80,14 @@ def test_stripes_and_qa_pictures_follow_the_detector():
     cols = np.arange(10, 40)  # across the amplifier boundary at 24
     centres = np.array([[6.2] * cols.size, [16.7] * cols.size])
     pixels = StripePixels.from_centres(centres, cols, 2, n_rows=SMALL.n_rows, amp_boundary=SMALL.amp_boundary)
-    assert pixels.runs() is not None and len(pixels.runs().fiber) == 4   # a run per fiber and amplifier
+    assert pixels.runs() is not None and len(pixels.runs().fiber) == 4  # a run per fiber and amplifier
     net, got_raw = cut_stripes(raw, level, pixels, SMALL.overscan)
     assert np.array_equal(net[0], signal[4:9, 10:40]) and np.array_equal(net[1], signal[15:20, 10:40])
     assert np.array_equal(got_raw[0], raw[4:9, 14:44])
     # the same with the pixel gather (a stripe that leaves the CCD: no runs)
-    off = StripePixels.from_centres(np.array([[22.6] * cols.size]), cols, 2, n_rows=SMALL.n_rows,
-                                    amp_boundary=SMALL.amp_boundary)
+    off = StripePixels.from_centres(
+        np.array([[22.6] * cols.size]), cols, 2, n_rows=SMALL.n_rows, amp_boundary=SMALL.amp_boundary
+    )
     net_off, _ = cut_stripes(raw, level, off, SMALL.overscan)
     assert np.array_equal(net_off[0, :3], signal[21:24, 10:40]) and np.isnan(net_off[0, 3:]).all()
     binned = binned_net(SMALL.data_area(raw), level, 4, amp_boundary=SMALL.amp_boundary)
@@ -102,7 +103,7 @@ def test_bias_model_measures_each_amplifiers_offset_on_another_detector():
             raw = small_frame(np.zeros((SMALL.n_rows, SMALL.n_cols))).astype(np.float64)
             raw += noise_adu * rng.standard_normal(raw.shape)
             data = SMALL.data_area(raw).copy()
-            data[:, SMALL.amp_boundary:] += offset_b  # data area of amplifier B above its overscan
+            data[:, SMALL.amp_boundary :] += offset_b  # data area of amplifier B above its overscan
             yield data.astype(np.float32), SMALL.overscan_area(raw).astype(np.float32)
 
     with np.errstate(invalid="ignore", divide="ignore"):  # noiseless frames: the read noise is 0
@@ -130,10 +131,20 @@ def test_header_record_keeps_the_adapters_record_cards():
     header = fits.Header({"OBSTYPE": "OBJECT", "EXPTIME": 1800.0, "SPID": 3, "GAIN": 1.5, "OBJECT": "ignored"})
     header["DATE-OBS"] = "2026-12-06T00:00:00"
     record = LAMOST.header_record(header)
-    assert record == {"OBSTYPE": "OBJECT", "EXPTIME": 1800.0, "SPID": 3, "DATE-OBS": "2026-12-06T00:00:00",
-                      "GAIN": 1.5}
-    assert set(LAMOST.record_keys) == {"OBSTYPE", "EXPTIME", "SPID", "CAMERA", "PLANID", "RUN", "MJD", "DATE-OBS",
-                                       "GAIN", "RDNOISE", "DRCSEED"}
+    assert record == {"OBSTYPE": "OBJECT", "EXPTIME": 1800.0, "SPID": 3, "DATE-OBS": "2026-12-06T00:00:00", "GAIN": 1.5}
+    assert set(LAMOST.record_keys) == {
+        "OBSTYPE",
+        "EXPTIME",
+        "SPID",
+        "CAMERA",
+        "PLANID",
+        "RUN",
+        "MJD",
+        "DATE-OBS",
+        "GAIN",
+        "RDNOISE",
+        "DRCSEED",
+    }
 
 
 def test_simulated_frames_take_the_detectors_layout():
@@ -141,14 +152,15 @@ def test_simulated_frames_take_the_detectors_layout():
     from drcnet.instrument.config import CCDConfig
     from drcnet.simulate.exposure.frames import read_frame
 
-    ccd = CCDConfig(read_noise_e=0.0, dark_e_per_s=0.0, prnu_rms=0.0)   # noiseless: every pixel is exact
+    ccd = CCDConfig(read_noise_e=0.0, dark_e_per_s=0.0, prnu_rms=0.0)  # noiseless: every pixel is exact
     prnu = np.ones((SMALL.n_rows, SMALL.n_cols), dtype=np.float32)
     bias, hits = read_frame(None, 0.0, ccd, np.random.default_rng(0), prnu, cosmics=False, detector=SMALL)
     assert bias.shape == SMALL.raw_shape and bias.dtype == np.uint16 and hits.size == 0
     expected = np.where(np.arange(48) < 4 + 24, 1000, 1060)[None, :].repeat(24, axis=0)
     assert np.array_equal(bias, expected)
-    dark, _ = read_frame(np.zeros((24, 40), np.float32), 600.0, ccd, np.random.default_rng(0), prnu, cosmics=False,
-                         detector=SMALL)
+    dark, _ = read_frame(
+        np.zeros((24, 40), np.float32), 600.0, ccd, np.random.default_rng(0), prnu, cosmics=False, detector=SMALL
+    )
     assert np.array_equal(dark, expected)
     level = levels(SMALL.overscan_area(bias))
     assert not net_image(SMALL.data_area(bias), level, SMALL.amp_boundary).any()

@@ -61,8 +61,9 @@ def test_raw_frame_round_trip(tmp_path):
 
 def _template(cls: str) -> Template:
     wave = np.arange(3500.0, 9500.0, 1.0)
-    return Template(wave, np.ones_like(wave), np.ones(wave.size, bool), cls, cls + "5", library="synthetic",
-                    source_id=cls)
+    return Template(
+        wave, np.ones_like(wave), np.ones(wave.size, bool), cls, cls + "5", library="synthetic", source_id=cls
+    )
 
 
 def test_fiber_plan_and_fibermap_round_trip(tmp_path):
@@ -74,8 +75,14 @@ def test_fiber_plan_and_fibermap_round_trip(tmp_path):
     assert counts == {"Obj": 220, "Sky": 20, "F-std": 5, "Unused": 3, "Dead": 2}
     mags = np.array([s.mag_r for s in plan.sources if s is not None])
     assert (mags < 10.5).sum() == 3  # the saturating stars
-    fm = FiberMap(spid=2, planid=cfg.planid, fiber=np.arange(1, 251), objid=plan.objid, fibertype=plan.fibertype,
-                  mag=np.zeros(250, np.float32))
+    fm = FiberMap(
+        spid=2,
+        planid=cfg.planid,
+        fiber=np.arange(1, 251),
+        objid=plan.objid,
+        fibertype=plan.fibertype,
+        mag=np.zeros(250, np.float32),
+    )
     path = write_fibermap(tmp_path / "fm.fits", fm, provenance())
     back = read_fibermap(path, spid=2, n_fibers=250)
     assert back.fibertype.tolist() == plan.fibertype.tolist() and back.truth is None
@@ -93,8 +100,11 @@ def test_arc_lines_and_their_columns(data_root):
         assert np.allclose(columns_of(arm, w, 0.7, u0=2047.5), [column_of(arm, x, 0.7) for x in w], atol=1e-9)
     # one isolated line: all its electrons land in the CCD, centred where the solution puts it
     arm = INST.red
-    one = lines.select(np.abs(lines.wave - 7069.17) < 0.01) if np.any(np.abs(lines.wave - 7069.17) < 0.01) \
+    one = (
+        lines.select(np.abs(lines.wave - 7069.17) < 0.01)
+        if np.any(np.abs(lines.wave - 7069.17) < 0.01)
         else lines.select(np.array([np.argmin(np.abs(lines.wave - 7000))]))
+    )
     g = FiberGeometry(0, 100.0, 0.0, 0.0, 0.4, 1.0)
     e = arc_electrons(arm, g, COLS, one, 1000.0)
     centre = (e * COLS).sum() / e.sum()

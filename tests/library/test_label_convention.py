@@ -90,12 +90,18 @@ def test_label_map_from_index_equals_the_map_from_the_files(lamost_subset, tmp_p
     # the index also lists the stars whose spectra the loader skips (too little coverage): their LASP parameters
     # and label still mark the region; here one such star
     assert len(loaded.skipped) == 1 and len(from_index.classes) == len(from_files.classes) + 1 == 30
-    skipped = [r for r in csv.DictReader(open(lamost_subset / "index.csv", newline="", encoding="utf-8"))
-               if r["file"] in str(loaded.skipped[0][0])][0]
+    skipped = [
+        r
+        for r in csv.DictReader(open(lamost_subset / "index.csv", newline="", encoding="utf-8"))
+        if r["file"] in str(loaded.skipped[0][0])
+    ][0]
     extra = LamostLabelMap.scale(*(float(skipped[k]) for k in ("teff", "logg", "feh")))
     keep = ~np.all(np.isclose(from_index.points, extra), axis=1)
-    from_index = LamostLabelMap(from_index.points[keep], [c for c, k in zip(from_index.classes, keep, strict=True) if k],
-                                [c for c, k in zip(from_index.subclasses, keep, strict=True) if k])
+    from_index = LamostLabelMap(
+        from_index.points[keep],
+        [c for c, k in zip(from_index.classes, keep, strict=True) if k],
+        [c for c, k in zip(from_index.subclasses, keep, strict=True) if k],
+    )
     order_f = np.lexsort(from_files.points.T)
     order_i = np.lexsort(from_index.points.T)
     np.testing.assert_allclose(from_index.points[order_i], from_files.points[order_f])
@@ -110,15 +116,36 @@ def test_label_map_from_index_equals_the_map_from_the_files(lamost_subset, tmp_p
 def test_simulate_records_the_mk_and_the_lamost_label(data_root, tmp_path):
     lib = data_root / "spectral_libraries" / "pyhammer"
     out = tmp_path / "both.h5"
-    res = runner.invoke(app, ["simulate", "--library", str(lib), "--n", "16", "--snr-min", "10", "--snr-max", "60",
-                              "--all-test", "--out", str(out), "--workers", "1", "--seed", "2"])
+    res = runner.invoke(
+        app,
+        [
+            "simulate",
+            "--library",
+            str(lib),
+            "--n",
+            "16",
+            "--snr-min",
+            "10",
+            "--snr-max",
+            "60",
+            "--all-test",
+            "--out",
+            str(out),
+            "--workers",
+            "1",
+            "--seed",
+            "2",
+        ],
+    )
     assert res.exit_code == 0, res.output
     with h5py.File(out, "r") as h:
         assert h.attrs["label_convention"] == "mk"
         label, sub = h["label"][:], decode(h["subclass"][:])
         label_l, sub_l, tid = h["label_lamost"][:], decode(h["subclass_lamost"][:]), decode(h["template_id"][:])
-        t = {k: decode(h[f"templates/{k}"][:]) for k in ("template_id", "cls", "lamost_class", "lamost_subclass",
-                                                          "labeller")}
+        t = {
+            k: decode(h[f"templates/{k}"][:])
+            for k in ("template_id", "cls", "lamost_class", "lamost_subclass", "labeller")
+        }
         margin = h["templates/label_margin"][:]
     # the MK label is unchanged: the subclass's letter is the class
     assert all(s[0] == CLASSES[k] for s, k in zip(sub, label, strict=True))
@@ -150,15 +177,23 @@ def test_fibermap_lamost_truth_round_trip_and_catalogue(tmp_path):
     from drcnet.simulate.exposure.catalogue import write_exposure_catalogue
 
     n = 6
-    truth = {"TRUE_CLASS": np.array(["F", "G", "K", "other", "", "G"]),
-             "TRUE_SUBCLASS": np.array(["F2", "G0", "K3", "GALAXY", "", "G5"]),
-             "TRUE_SNR_R": np.array([40, 30, 20, 10, 0, 15], dtype=np.float32),
-             "TRUE_TEMPLATE": np.array(["pyhammer:a", "pyhammer:b", "miles:c", "lamost:g", "", "pyhammer:d"]),
-             "TRUE_CLASS_LAMOST": np.array(["other", "F", "K", "other", "", ""]),
-             "TRUE_SUBCLASS_LAMOST": np.array(["A7", "F9", "K3", "GALAXY", "", "G2"])}
-    fm = FiberMap(spid=1, planid="SIMX", fiber=np.arange(1, n + 1), objid=np.array(["o1", "o2", "o3", "o4", "", "o6"]),
-                  fibertype=np.array(["Obj", "Obj", "F-std", "Obj", "Sky", "Obj"]),
-                  mag=np.full(n, 16.0, dtype=np.float32), truth=truth)
+    truth = {
+        "TRUE_CLASS": np.array(["F", "G", "K", "other", "", "G"]),
+        "TRUE_SUBCLASS": np.array(["F2", "G0", "K3", "GALAXY", "", "G5"]),
+        "TRUE_SNR_R": np.array([40, 30, 20, 10, 0, 15], dtype=np.float32),
+        "TRUE_TEMPLATE": np.array(["pyhammer:a", "pyhammer:b", "miles:c", "lamost:g", "", "pyhammer:d"]),
+        "TRUE_CLASS_LAMOST": np.array(["other", "F", "K", "other", "", ""]),
+        "TRUE_SUBCLASS_LAMOST": np.array(["A7", "F9", "K3", "GALAXY", "", "G2"]),
+    }
+    fm = FiberMap(
+        spid=1,
+        planid="SIMX",
+        fiber=np.arange(1, n + 1),
+        objid=np.array(["o1", "o2", "o3", "o4", "", "o6"]),
+        fibertype=np.array(["Obj", "Obj", "F-std", "Obj", "Sky", "Obj"]),
+        mag=np.full(n, 16.0, dtype=np.float32),
+        truth=truth,
+    )
     write_fibermap(tmp_path / "fibermap-SIMX-sp01.fits", fm, {"package": "drcnet"})
     back = read_fibermap(tmp_path / "fibermap-SIMX-sp01.fits", spid=1)
     for key in truth:
@@ -214,6 +249,7 @@ def test_evaluate_scores_each_model_on_its_own_convention(micro_data, tmp_path):
 def test_shipped_models_state_their_label_convention():
     from drcnet.models.run_folder import pretrained_dir, run_label_convention
 
-    got = {n: run_label_convention(pretrained_dir(n)) for n in ("drcnet", "drcnet-robust", "rcnet-robust",
-                                                                "drcnet-survey")}
+    got = {
+        n: run_label_convention(pretrained_dir(n)) for n in ("drcnet", "drcnet-robust", "rcnet-robust", "drcnet-survey")
+    }
     assert got == {"drcnet": "mk", "drcnet-robust": "lamost", "rcnet-robust": "lamost", "drcnet-survey": "lamost"}

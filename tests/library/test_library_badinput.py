@@ -24,7 +24,7 @@ def _garbled_copy(src: Path, dst: Path, key: str, image: str) -> Path:
     raw = bytearray(gzip.decompress(src.read_bytes()))
     i = raw.find(key.ljust(8).encode() + b"= ")
     assert i >= 0, key
-    raw[i:i + 80] = image.ljust(80).encode()
+    raw[i : i + 80] = image.ljust(80).encode()
     dst.write_bytes(bytes(raw))
     return dst
 
@@ -34,9 +34,14 @@ def lamost(data_root: Path) -> Path:
     return data_root / "lamost_format_examples"
 
 
-@pytest.mark.parametrize("key, image", [("Z", "Z       = 0.00012 +- 0.00002"),
-                                        ("SUBCLASS", "SUBCLASS= G2 (uncertain"),
-                                        ("FILENAME", "FILENAME= spec-55859 '")])
+@pytest.mark.parametrize(
+    "key, image",
+    [
+        ("Z", "Z       = 0.00012 +- 0.00002"),
+        ("SUBCLASS", "SUBCLASS= G2 (uncertain"),
+        ("FILENAME", "FILENAME= spec-55859 '"),
+    ],
+)
 def test_garbled_card_skips_the_file_and_keeps_the_folder(lamost, tmp_path, key, image):
     folder = tmp_path / "lib"
     folder.mkdir()
@@ -55,8 +60,9 @@ def test_garbled_card_skips_the_file_and_keeps_the_folder(lamost, tmp_path, key,
 
 def test_garbled_library_file_on_the_command_line_is_one_line(lamost, tmp_path):
     bad = _garbled_copy(lamost / DR8, tmp_path / "garbled.fits", "Z", "Z       = 0.00012 +- 0.00002")
-    res = CliRunner().invoke(app, ["simulate", "--library", str(bad), "--out", str(tmp_path / "d.h5"),
-                                   "--preset", "tiny"])
+    res = CliRunner().invoke(
+        app, ["simulate", "--library", str(bad), "--out", str(tmp_path / "d.h5"), "--preset", "tiny"]
+    )
     text = " ".join(res.output.split())
     assert res.exit_code == 2 and "Traceback" not in res.output and "VerifyError" not in res.output
     assert "garbled.fits" in text and "unparsable header card Z" in text

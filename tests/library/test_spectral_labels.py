@@ -10,8 +10,16 @@ from drcnet.library.template import Template
 
 
 def _template(wave, flux, cls="G", subclass="G2", library="miles", **meta) -> Template:
-    return Template(wave=np.asarray(wave, float), flux=np.asarray(flux, float), mask=np.ones(len(wave), bool),
-                    cls=cls, subclass=subclass, library=library, source_id=f"{subclass}-{len(meta)}", meta=meta)
+    return Template(
+        wave=np.asarray(wave, float),
+        flux=np.asarray(flux, float),
+        mask=np.ones(len(wave), bool),
+        cls=cls,
+        subclass=subclass,
+        library=library,
+        source_id=f"{subclass}-{len(meta)}",
+        meta=meta,
+    )
 
 
 def _line_spectrum(centres_depths, sigma_a=3.0, slope=0.0, n=8000):
@@ -74,8 +82,18 @@ def _two_class_set(rng, n_per=12, noise=0.02):
         wave, flux = _line_spectrum(lines, sigma_a=4.0, n=6000)
         for k in range(n_per):
             f = flux * (1 + noise * rng.standard_normal(flux.size))
-            out.append(Template(wave=wave, flux=f, mask=np.ones(wave.size, bool), cls=cls, subclass=sub,
-                                library="lamost", source_id=f"{sub}-{k}", meta={"z": 0.0}))
+            out.append(
+                Template(
+                    wave=wave,
+                    flux=f,
+                    mask=np.ones(wave.size, bool),
+                    cls=cls,
+                    subclass=sub,
+                    library="lamost",
+                    source_id=f"{sub}-{k}",
+                    meta={"z": 0.0},
+                )
+            )
     return out
 
 
@@ -114,7 +132,9 @@ def test_spectral_relabel_trusts_the_spectrum_inside_the_real_stars_region_only(
 
     # reference stars: a cloud of LAMOST "F9" stars at 5,650 K, log g 4.2, [Fe/H] 0 (the vote says F there)
     rng = np.random.default_rng(0)
-    pts = np.stack([LamostLabelMap.scale(5650 + 50 * a, 4.2 + 0.1 * b, 0.1 * c) for a, b, c in rng.normal(size=(20, 3))])
+    pts = np.stack(
+        [LamostLabelMap.scale(5650 + 50 * a, 4.2 + 0.1 * b, 0.1 * c) for a, b, c in rng.normal(size=(20, 3))]
+    )
     vote = LamostLabelMap(pts, ["F"] * 20, ["F9"] * 20)
     wave, flux = _line_spectrum([(5500.0, 0.3)])
 

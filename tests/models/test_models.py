@@ -115,7 +115,7 @@ def test_fused_spatial_reduction_equals_the_convolutions(activation):
     x = torch.randn(4, 2, 11, 50, requires_grad=True)
     fast = reduce_arms_fast(reds, x)
     g_fast = torch.autograd.grad(sum(f.square().sum() for f in fast), list(reds.parameters()))
-    plain = [reds[a](x[:, a:a + 1]) for a in range(2)]  # (B, C, L)
+    plain = [reds[a](x[:, a : a + 1]) for a in range(2)]  # (B, C, L)
     g_plain = torch.autograd.grad(sum(p.square().sum() for p in plain), list(reds.parameters()))
     for a in range(2):
         assert torch.allclose(fast[a][:, :, 0, :], plain[a], atol=1e-5)

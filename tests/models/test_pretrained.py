@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from _support.model_fixtures import cli, cli_runs, micro_data  # noqa: F401
-from drcnet.models import DEFAULT_MODEL, create_model, load_run, pretrained_dir, shipped_models
 from drcnet.inference.engine import predict_arrays
+from drcnet.models import DEFAULT_MODEL, create_model, load_run, pretrained_dir, shipped_models
 
 PRETRAINED = pretrained_dir("drcnet")
 
@@ -127,8 +127,24 @@ def real_star_stripes(tmp_path_factory, data_root):
         for name in names:
             (lib / name).symlink_to(folder / name)
     out = lib.parent / "real.h5"
-    cli("simulate", "--library", lib, "--n", 72, "--snr-min", 30, "--snr-max", 80, "--all-test", "--seed", 5,
-        "--workers", 1, "--out", out)
+    cli(
+        "simulate",
+        "--library",
+        lib,
+        "--n",
+        72,
+        "--snr-min",
+        30,
+        "--snr-max",
+        80,
+        "--all-test",
+        "--seed",
+        5,
+        "--workers",
+        1,
+        "--out",
+        out,
+    )
     with h5py.File(out) as h:
         return h["stripes"][:].astype(np.float32), h["label"][:].astype(int)
 
@@ -161,5 +177,9 @@ def test_strip_machine_paths_keeps_only_the_last_component(tmp_path):
 
     local = str(tmp_path / "runs" / "paper.h5")  # an absolute path of this machine
     obj = {"data": local, "n": 3, "nested": [str(tmp_path) + "/", "rel/x", {"w": "C:\\runs\\a.h5"}], "home": "~/r/b"}
-    assert strip_machine_paths(obj) == {"data": "paper.h5", "n": 3, "nested": [tmp_path.name, "rel/x", {"w": "a.h5"}],
-                                        "home": "b"}
+    assert strip_machine_paths(obj) == {
+        "data": "paper.h5",
+        "n": 3,
+        "nested": [tmp_path.name, "rel/x", {"w": "a.h5"}],
+        "home": "b",
+    }

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _support.exposure import full_exposure, one, rms
 
+from _support.exposure import full_exposure, one, rms
 from drcnet.instrument import N_COLS, N_ROWS, InstrumentConfig
 from drcnet.instrument.config import DETECTOR, U0
 from drcnet.instrument.lamost import OVERSCAN, RAW_SHAPE
@@ -14,8 +14,8 @@ from drcnet.instrument.rawframe import read_raw_frame
 from drcnet.reduce.calib import bias_model, levels, net_image
 from drcnet.reduce.centroid import windowed_centroid
 from drcnet.reduce.extract import boxcar, optimal_extract
-from drcnet.reduce.stripes import StripePixels, cut_stripes
 from drcnet.reduce.sky import master_sky
+from drcnet.reduce.stripes import StripePixels, cut_stripes
 from drcnet.reduce.trace import trace_fibers
 from drcnet.simulate.ccd import spread_light
 from drcnet.simulate.exposure.frames import expected_frames
@@ -53,10 +53,10 @@ def noiseless():
     raws = {}
     for k, img in frames.items():
         raw = np.empty(RAW_SHAPE, np.float64)
-        raw[:, OVERSCAN:OVERSCAN + N_COLS] = img / GAIN + CCD.bias_adu[0]
-        raw[:, OVERSCAN + 2048:OVERSCAN + N_COLS] += CCD.bias_adu[1] - CCD.bias_adu[0]
+        raw[:, OVERSCAN : OVERSCAN + N_COLS] = img / GAIN + CCD.bias_adu[0]
+        raw[:, OVERSCAN + 2048 : OVERSCAN + N_COLS] += CCD.bias_adu[1] - CCD.bias_adu[0]
         raw[:, :OVERSCAN] = CCD.bias_adu[0]
-        raw[:, OVERSCAN + N_COLS:] = CCD.bias_adu[1]
+        raw[:, OVERSCAN + N_COLS :] = CCD.bias_adu[1]
         raws[k] = raw
     return geoms, profile, sci_e, lit, raws
 
@@ -64,8 +64,12 @@ def noiseless():
 def test_boxcar_of_a_noiseless_frame_returns_the_injected_counts(noiseless):
     geoms, profile, sci_e, lit, raws = noiseless
     flat = raws["flat"]
-    traces = trace_fibers(net_image(flat[:, OVERSCAN:-OVERSCAN], levels(np.stack([flat[:, :32], flat[:, -32:]], 1)),
-                                    2048), 250, INST.fiber, u0=U0)
+    traces = trace_fibers(
+        net_image(flat[:, OVERSCAN:-OVERSCAN], levels(np.stack([flat[:, :32], flat[:, -32:]], 1)), 2048),
+        250,
+        INST.fiber,
+        u0=U0,
+    )
     assert not traces.lost.any()
     true = np.array([g.trace(COLS) for g in geoms])
     assert rms(traces.centres(COLS) - true) < 0.01
@@ -135,8 +139,9 @@ def test_bias_pattern_is_subtracted_only_when_significant():
     def frames(with_pattern):
         out = []
         for _ in range(5):
-            data = np.asarray(CCD.bias_adu)[(np.arange(N_COLS) >= 2048).astype(int)][None, :] \
-                + RN_ADU * rng.standard_normal((rows, N_COLS))
+            data = np.asarray(CCD.bias_adu)[(np.arange(N_COLS) >= 2048).astype(int)][
+                None, :
+            ] + RN_ADU * rng.standard_normal((rows, N_COLS))
             if with_pattern:
                 data = data + pattern[None, :]
             over = np.asarray(CCD.bias_adu)[None, :, None] + RN_ADU * rng.standard_normal((rows, 2, 32))
@@ -191,16 +196,19 @@ def test_traces_agree_with_specreduce_fittrace(tmp_path_factory, data_root):
     for f in (10, 125, 240):
         centre = ours.centres(np.array([2047.5]))[f, 0]
         lo = int(round(centre)) - 9
-        sub = net[lo:lo + 19].astype(np.float64)
+        sub = net[lo : lo + 19].astype(np.float64)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            fit = FitTrace(sub, bins=64, guess=9, window=8, peak_method="gaussian",
-                           trace_model=models.Polynomial1D(degree=3))
+            fit = FitTrace(
+                sub, bins=64, guess=9, window=8, peak_method="gaussian", trace_model=models.Polynomial1D(degree=3)
+            )
         theirs = np.asarray(fit.trace)[COLS] + lo
         mine = ours.centres(COLS)[f]
         true = truth[f].trace(COLS)
-        print(f"fiber {f + 1}: ours-specreduce rms {rms(mine - theirs):.4f} px, ours-truth {rms(mine - true):.4f}, "
-              f"specreduce-truth {rms(theirs - true):.4f}")
+        print(
+            f"fiber {f + 1}: ours-specreduce rms {rms(mine - theirs):.4f} px, ours-truth {rms(mine - true):.4f}, "
+            f"specreduce-truth {rms(theirs - true):.4f}"
+        )
         assert rms(mine - theirs) < 0.05
         assert rms(mine - true) <= rms(theirs - true) + 0.01
-    assert N_ROWS == net.shape[0]
+    assert net.shape[0] == N_ROWS

@@ -15,6 +15,8 @@ import h5py
 import numpy as np
 import pytest
 from astropy.io import fits
+
+from _support.exposure import clean_reduction, full_exposure, one
 from _support.reduce_references import (
     clean_sky_per_fiber,
     cut_stripes_by_gather,
@@ -22,18 +24,16 @@ from _support.reduce_references import (
     fit_traces_per_fiber,
     optimal_extract_one_pass,
 )
-from _support.exposure import clean_reduction, full_exposure, one
-
 from drcnet.conventions import stripe_columns
 from drcnet.instrument.config import DETECTOR, N_COLS, N_ROWS, U0
 from drcnet.instrument.rawframe import _read_plain_image, read_raw_frame
 from drcnet.reduce.calib import column_means, levels, net_image, sorted_median
 from drcnet.reduce.extract import boxcar, boxcar_extract, optimal_extract
-from drcnet.reduce.spikes import _MEDIAN12, _SORT12, _gapped_median, median_filter_exact, spike_columns
-from drcnet.reduce.stripes import StripePixels, cut_stripes, stripe_rows_all
 from drcnet.reduce.preview import binned_net, net_crop
 from drcnet.reduce.sky import clean_sky
 from drcnet.reduce.snr import measure_snr_r, measure_snr_r_all
+from drcnet.reduce.spikes import _MEDIAN12, _SORT12, _gapped_median, median_filter_exact, spike_columns
+from drcnet.reduce.stripes import StripePixels, cut_stripes, stripe_rows_all
 from drcnet.reduce.trace import TraceConfig, _fit_traces
 from drcnet.reduce.wavecal import WavecalConfig, fit_offsets, line_columns
 
@@ -129,8 +129,12 @@ def test_median_selection_network_is_scipys_gapped_median(reduced):
 def test_snr_of_all_fibers_equals_the_per_fiber_measure(reduced):
     red = reduced.arms["red"]
     got = measure_snr_r_all(red.flux1d, red.sky1d, red.ivar1d, red.wave1d, skip=red.lost)
-    ref = np.array([0.0 if red.lost[f] else measure_snr_r(red.flux1d[f], red.sky1d[f], red.ivar1d[f], red.wave1d[f])
-                    for f in range(len(red.lost))])
+    ref = np.array(
+        [
+            0.0 if red.lost[f] else measure_snr_r(red.flux1d[f], red.sky1d[f], red.ivar1d[f], red.wave1d[f])
+            for f in range(len(red.lost))
+        ]
+    )
     assert np.array_equal(got, ref)
     assert np.array_equal(got, reduced.snr_r)
     # a fiber whose band has another number of columns (odd/even counts), same numbers
@@ -178,7 +182,7 @@ def test_qa_pictures_are_the_net_frame(reduced, exposure):
     assert np.array_equal(binned_net(frame.data, level, 8, amp_boundary=2048), a.preview)
     r0, c0 = a.zoom_origin
     assert a.zoom is not None
-    assert np.array_equal(a.zoom, net[r0:r0 + a.zoom.shape[0], c0:c0 + a.zoom.shape[1]])
+    assert np.array_equal(a.zoom, net[r0 : r0 + a.zoom.shape[0], c0 : c0 + a.zoom.shape[1]])
     assert np.array_equal(net_crop(frame.data, level, r0, 100, c0, c0 + 300, amp_boundary=2048), a.zoom)
 
 
@@ -192,8 +196,15 @@ def test_streamed_classification_writes_the_dataset_of_the_list_path(reduced, ex
     def predictor(stripes, flux1d, sky1d):
         return np.full((len(stripes), 3), 1 / 3)
 
-    res = classify_exposure(None, exposure, tmp_path / "cat.csv", predictor=predictor, data_root=data_root,
-                            dataset_out=tmp_path / "streamed.h5", qa_dir=tmp_path / "qa")
+    res = classify_exposure(
+        None,
+        exposure,
+        tmp_path / "cat.csv",
+        predictor=predictor,
+        data_root=data_root,
+        dataset_out=tmp_path / "streamed.h5",
+        qa_dir=tmp_path / "qa",
+    )
     write_reduced_dataset([reduced], tmp_path / "list.h5", ReduceConfig(), exposure)
     with h5py.File(tmp_path / "streamed.h5") as a, h5py.File(tmp_path / "list.h5") as b:
         names: list[str] = []
@@ -207,8 +218,11 @@ def test_streamed_classification_writes_the_dataset_of_the_list_path(reduced, ex
     assert not list(tmp_path.glob(".*.part"))  # nothing half-written left behind
     q = qa_summary(reduced, res.table)
     assert isinstance(q, QASpectrograph)
-    size = sum(np.asarray(x).nbytes for arm in q.arms.values()
-               for x in (arm.preview, arm.zoom, *[v for s in arm.spectra.values() for v in s.values()]))
+    size = sum(
+        np.asarray(x).nbytes
+        for arm in q.arms.values()
+        for x in (arm.preview, arm.zoom, *[v for s in arm.spectra.values() for v in s.values()])
+    )
     assert size < 8e6  # what the QA page keeps of a spectrograph: a few MB, not its ~200 MB reduction
     for arm in q.arms.values():  # and no view that would keep a reduction's array alive
         for x in (arm.lost, *[v for sp in arm.spectra.values() for v in sp.values()]):
@@ -225,7 +239,7 @@ def test_sky_cleaning_of_all_sky_fibers_equals_the_per_fiber_cleaning(reduced, a
     hit = norm.copy()
     hit[2, 1000:1003] += 5000.0  # a cosmic ray
     for x in (norm, hit, norm[:2]):
-        assert np.array_equal(clean_sky(x, wave[:len(x)]), clean_sky_per_fiber(x, wave[:len(x)]))
+        assert np.array_equal(clean_sky(x, wave[: len(x)]), clean_sky_per_fiber(x, wave[: len(x)]))
     assert not np.array_equal(clean_sky(hit, wave), hit)
 
 
@@ -238,8 +252,9 @@ def test_cli_frames_reduce_streams_the_dataset_of_the_list_path(reduced, exposur
     from drcnet.reduce.arm import ReduceConfig
     from drcnet.workflows.reduced_dataset import write_reduced_dataset
 
-    res = CliRunner().invoke(app, ["frames", "reduce", str(exposure), "--out", str(tmp_path / "cli.h5"),
-                                   "--data-root", str(data_root)])
+    res = CliRunner().invoke(
+        app, ["frames", "reduce", str(exposure), "--out", str(tmp_path / "cli.h5"), "--data-root", str(data_root)]
+    )
     assert res.exit_code == 0, res.output
     assert f"({len(reduced.fibermap)} fibers)" in res.output and res.output.count(" traces rms ") == 2
     write_reduced_dataset([reduced], tmp_path / "list.h5", ReduceConfig(), exposure)
@@ -268,8 +283,16 @@ def red_arm(exposure, data_root):
     science = cut_science(sci.raw, sci.overscan, LAMOST.overscan, centres, None, 65535.0, detector=DETECTOR)
     profile, _ = flat_profile(flat_net, science.pixels, cfg.flat_smooth_cols)
     lines = load_lines(cfg, data_root)
-    return {"sci": sci, "arc": arc, "flat_net": flat_net, "centres": centres, "science": science, "profile": profile,
-            "arc_cols": line_columns(cfg.instrument.arm("red"), lines, cfg.wavecal, detector=DETECTOR), "offset": LAMOST.overscan}
+    return {
+        "sci": sci,
+        "arc": arc,
+        "flat_net": flat_net,
+        "centres": centres,
+        "science": science,
+        "profile": profile,
+        "arc_cols": line_columns(cfg.instrument.arm("red"), lines, cfg.wavecal, detector=DETECTOR),
+        "offset": LAMOST.overscan,
+    }
 
 
 @pytest.mark.slow
@@ -280,8 +303,7 @@ def test_stripe_run_copies_equal_the_pixel_gather(red_arm):
     bias = np.random.default_rng(4).normal(0, 0.7, N_COLS)
     as_float = sci.raw.astype(np.float32)
     as_float[np.random.default_rng(5).random(as_float.shape) < 0.001] = np.nan
-    cases = [(sci.raw, cols, None), (sci.raw, cols, bias), (as_float, cols, None),
-             (arc.raw, red_arm["arc_cols"], None)]
+    cases = [(sci.raw, cols, None), (sci.raw, cols, bias), (as_float, cols, None), (arc.raw, red_arm["arc_cols"], None)]
     for raw, c, b in cases:
         pixels = StripePixels.from_centres(centres[:, c], c, n_rows=N_ROWS, amp_boundary=2048)
         assert pixels.runs() is not None
@@ -302,8 +324,10 @@ def test_stripe_run_copies_equal_the_pixel_gather(red_arm):
     zigzag = centres[:, cols] + np.where(np.arange(cols.size) % 2, 0.6, -0.6)[None, :]
     pixels = StripePixels.from_centres(zigzag, cols, n_rows=N_ROWS, amp_boundary=2048)
     assert pixels.runs() is None
-    assert np.array_equal(cut_stripes(sci.raw, level, pixels, off)[0],
-                          cut_stripes_by_gather(sci.raw, level, zigzag, cols, off, n_rows=N_ROWS)[0])
+    assert np.array_equal(
+        cut_stripes(sci.raw, level, pixels, off)[0],
+        cut_stripes_by_gather(sci.raw, level, zigzag, cols, off, n_rows=N_ROWS)[0],
+    )
 
 
 @pytest.mark.slow
@@ -316,7 +340,7 @@ def test_chunked_optimal_extraction_equals_the_one_pass(red_arm):
     hits[hit] += rng.uniform(200, 5000, int(hit.sum())).astype(np.float32)
     holes = s32.copy()
     holes[rng.random(holes.shape) < 1e-3] = np.nan
-    infs = s32.copy()                        # +-inf pixels, masked bad as cut_science does
+    infs = s32.copy()  # +-inf pixels, masked bad as cut_science does
     infs[0, 5, 100], infs[2, 3, 50] = np.inf, -np.inf
     for stripes, bad in ((s32, science.bad), (hits, None), (holes, np.isnan(holes)), (infs, ~np.isfinite(infs))):
         with np.errstate(invalid="ignore", over="ignore"):
@@ -336,8 +360,10 @@ def test_integer_sums_and_sorted_medians_equal_numpys_means_and_medians(red_arm)
     sci = red_arm["sci"]
     level = levels(sci.overscan)
     # 16-bit integer pixels: exact integer sums; signed copies take numpy's float64 mean
-    assert np.array_equal(binned_net(sci.data, level, 8, amp_boundary=2048),
-                          binned_net(sci.data.astype(np.int32), level, 8, amp_boundary=2048))
+    assert np.array_equal(
+        binned_net(sci.data, level, 8, amp_boundary=2048),
+        binned_net(sci.data.astype(np.int32), level, 8, amp_boundary=2048),
+    )
     assert np.array_equal(column_means(sci.data, level, 2048), column_means(sci.data.astype(np.int32), level, 2048))
     o = sci.overscan.astype(np.float64)
     assert np.array_equal(sorted_median(o, axis=2, keepdims=True), np.median(o, axis=2, keepdims=True))
@@ -345,7 +371,7 @@ def test_integer_sums_and_sorted_medians_equal_numpys_means_and_medians(red_arm)
     for n in (1, 2, 5, 20, 32, 33):
         x = np.round(rng.normal(0, 3, (40, n, 3)), 1)
         x[0, :, 0] = 0.0
-        x[1, : n // 2 + 1, 1] = -0.0                           # signed zeros in the middle: numpy's answer
+        x[1, : n // 2 + 1, 1] = -0.0  # signed zeros in the middle: numpy's answer
         x[2, 0, 2] = np.nan
         x[3, :, 0] = np.inf
         for axis in (0, 1, 2, -1):

@@ -57,7 +57,7 @@ def pyhammer_model(instrument, site, data_root) -> ForwardModel:
 def _centroid(y: np.ndarray, guess: float, half: int = 4, emission: bool = False) -> float:
     """Line centre (pixels) by a parabola through the three pixels around the extremum near ``guess``."""
     lo = int(round(guess)) - half
-    seg = y[lo:lo + 2 * half + 1]
+    seg = y[lo : lo + 2 * half + 1]
     k = int(np.argmax(seg) if emission else np.argmin(seg))
     a, b, c = seg[k - 1], seg[k], seg[k + 1]
     return lo + k + 0.5 * (a - c) / (a - 2 * b + c)
@@ -66,8 +66,7 @@ def _centroid(y: np.ndarray, guess: float, half: int = 4, emission: bool = False
 @pytest.mark.parametrize("rv", [0.0, 60.0])
 def test_absorption_lines_land_on_predicted_pixels(line_model, instrument, rv):
     rng = np.random.default_rng(3)
-    res = line_model.render_object(Source(0, rv_kms=rv, airmass=1.0), fiber=30, rng=rng, snr_target=400,
-                                   cols=ALL_COLS)
+    res = line_model.render_object(Source(0, rv_kms=rv, airmass=1.0), fiber=30, rng=rng, snr_target=400, cols=ALL_COLS)
     for a, arm in enumerate(instrument.arms):
         r = res.arms[a]
         spec = r.flux1d - r.sky1d
@@ -107,8 +106,13 @@ def test_measured_snr_tracks_requested(pyhammer_model, target):
     rng = np.random.default_rng(int(target))
     measured = []
     for i in range(12):
-        res = pyhammer_model.render_object(Source(i % 3, rv_kms=10.0, ebv=0.05), fiber=20 * i, rng=rng,
-                                           snr_target=target, neighbours=(Source(1, mag_r=16.0), None))
+        res = pyhammer_model.render_object(
+            Source(i % 3, rv_kms=10.0, ebv=0.05),
+            fiber=20 * i,
+            rng=rng,
+            snr_target=target,
+            neighbours=(Source(1, mag_r=16.0), None),
+        )
         r = res.arms[1]
         assert res.snr_r == pytest.approx(measure_snr_r(r.flux1d, r.sky1d, r.ivar1d, r.wave))
         measured.append(res.snr_r)
@@ -120,8 +124,10 @@ def test_measured_snr_tracks_requested(pyhammer_model, target):
 
 def test_brighter_star_needs_no_more_than_magnitude(pyhammer_model):
     """S/N is set by the magnitude: the solved magnitudes fall as the requested S/N rises."""
-    mags = [pyhammer_model.render_object(Source(1), 100, np.random.default_rng(0), snr_target=s).source.mag_r
-            for s in (5, 20, 80)]
+    mags = [
+        pyhammer_model.render_object(Source(1), 100, np.random.default_rng(0), snr_target=s).source.mag_r
+        for s in (5, 20, 80)
+    ]
     assert mags[0] > mags[1] > mags[2]
     assert 16.0 < mags[1] < 19.5  # LAMOST reaches S/N ~ 20 near r ~ 17-18 in one exposure
 
@@ -155,8 +161,9 @@ def flat_fielded_model(pyhammer_model) -> ForwardModel:
 @pytest.mark.parametrize("template", [0, 1, 2])
 def test_high_snr_extraction_matches_template(flat_fielded_model, instrument, template):
     rng = np.random.default_rng(template)
-    res = flat_fielded_model.render_object(Source(template, rv_kms=25.0, ebv=0.1, airmass=1.0), fiber=125,
-                                           rng=rng, snr_target=500)
+    res = flat_fielded_model.render_object(
+        Source(template, rv_kms=25.0, ebv=0.1, airmass=1.0), fiber=125, rng=rng, snr_target=500
+    )
     assert res.flags == 0 or res.flags & 0x20  # not saturated (cosmic-ray hits allowed)
     prepared = flat_fielded_model.prepared[template]
     for a, arm in enumerate(instrument.arms):

@@ -9,20 +9,31 @@ import numpy as np
 import pytest
 import torch
 
+from drcnet.instrument import FiberConfig
 from drcnet.library.labels import LamostLabelMap, lamost_label, lumclass_from_logg, to_lamost_convention
 from drcnet.library.template import Template
 from drcnet.models.drcnet import DRCNet, DRCNetConfig
 from drcnet.simulate.optics import profile_integral
 from drcnet.simulate.population import lamost_split_of
 from drcnet.simulate.randomize import DomainRandomization, draw_perturbation, throughput_factor
-from drcnet.instrument import FiberConfig
 
 
 def _t(cls: str, sub: str, teff: float, logg: float, feh: float, library: str = "lamost", lum: str = "") -> Template:
     w = np.linspace(3600.0, 9100.0, 50)
-    return Template(wave=w, flux=np.ones_like(w), mask=np.ones(w.size, bool), cls=cls, subclass=sub,
-                    teff=teff, logg=logg, feh=feh, lumclass=lum, library=library, source_id=f"{sub}{teff}{logg}",
-                    path=f"/nowhere/{library}/{sub}{teff}.fits")
+    return Template(
+        wave=w,
+        flux=np.ones_like(w),
+        mask=np.ones(w.size, bool),
+        cls=cls,
+        subclass=sub,
+        teff=teff,
+        logg=logg,
+        feh=feh,
+        lumclass=lum,
+        library=library,
+        source_id=f"{sub}{teff}{logg}",
+        path=f"/nowhere/{library}/{sub}{teff}.fits",
+    )
 
 
 def test_lamost_subclass_maps_to_class() -> None:
@@ -124,8 +135,16 @@ def test_negative_pixels_never_reach_sqrt() -> None:
     rng = np.random.default_rng(0)
     flux = 1e-16 * (1.0 + rng.normal(0, 1.5, w.size))  # S/N ~ 0.7 per pixel: many negative pixels
     assert (flux < 0).sum() > 1000
-    t = Template(wave=w, flux=flux, mask=np.ones(w.size, bool), cls="G", subclass="G2", library="lamost",
-                 source_id="neg", path="neg.fits")
+    t = Template(
+        wave=w,
+        flux=flux,
+        mask=np.ones(w.size, bool),
+        cls="G",
+        subclass="G2",
+        library="lamost",
+        source_id="neg",
+        path="neg.fits",
+    )
     model = ForwardModel(InstrumentConfig(), _Site(), [t])  # type: ignore[arg-type]
     from drcnet.simulate.render import Source
 
@@ -201,9 +220,16 @@ def test_label_map_breaks_a_subclass_tie_by_the_nearest_star_in_every_process() 
         "                   [s for _, s in ref])\n"
         "print(m.predict(5705, 4.3, 0.0))\n"
     )
-    outs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                           env={**os.environ, "PYTHONHASHSEED": str(seed)}).stdout.strip()
-            for seed in range(8)}
+    outs = {
+        subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "PYTHONHASHSEED": str(seed)},
+        ).stdout.strip()
+        for seed in range(8)
+    }
     assert outs == {"('G', 'G4')"}
 
 
@@ -219,8 +245,9 @@ def test_moving_the_validation_stars_into_training_keeps_the_test_stars() -> Non
     assert not (after == 1).any()
     assert np.array_equal(after == 0, before <= 1)
     # the same rule for real LAMOST 'other' objects (A/M stars, galaxies); library ones keep their split
-    others = [_t("other", "A2", 8000.0 + i, 4.0, 0.0) for i in range(400)] + \
-             [_t("other", "A2", 8000.0 + i, 4.0, 0.0, library="stelib") for i in range(400)]
+    others = [_t("other", "A2", 8000.0 + i, 4.0, 0.0) for i in range(400)] + [
+        _t("other", "A2", 8000.0 + i, 4.0, 0.0, library="stelib") for i in range(400)
+    ]
     s0 = split_other(others, all_test=False)
     s1 = split_other(others, all_test=False, lamost_fractions=(0.85, 0.0, 0.15))
     lam = np.arange(800) < 400

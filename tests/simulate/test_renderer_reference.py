@@ -105,7 +105,11 @@ class ReferenceForwardModel(ForwardModel):
 
     def fiber_electrons(self, arm, geom, cols, source, sky_scale=1.0):
         wave = wavelength(arm, cols, geom.shift_px)
-        common = (self._photons_to_e * geom.throughput) * arm_throughput(arm, wave) * np.abs(dispersion(arm, cols, geom.shift_px))
+        common = (
+            (self._photons_to_e * geom.throughput)
+            * arm_throughput(arm, wave)
+            * np.abs(dispersion(arm, cols, geom.shift_px))
+        )
         sky_e = ref_at(self.site.sky, wave) * sky_scale * common
         if source is None:
             return wave, np.zeros_like(wave), sky_e
@@ -119,8 +123,10 @@ class ReferenceForwardModel(ForwardModel):
         cols = stripe_columns() if cols is None else cols
         inst = self.instrument
         fibers = [f for f in (fiber - 1, fiber, fiber + 1) if 0 <= f < N_FIBERS]
-        geoms = {a.name: dict(zip(fibers, fiber_geometries(inst.fiber, rng, np.array(fibers)), strict=True))
-                 for a in inst.arms}
+        geoms = {
+            a.name: dict(zip(fibers, fiber_geometries(inst.fiber, rng, np.array(fibers)), strict=True))
+            for a in inst.arms
+        }
         sky_scale = {f: 1.0 + inst.site.sky_rms * rng.standard_normal() for f in fibers}
         light = {}
         for arm in inst.arms:
@@ -130,8 +136,9 @@ class ReferenceForwardModel(ForwardModel):
             light[arm.name] = (*light[arm.name], ap)
         if snr_target is not None:
             scale = self._scale_for_snr(light["red"], snr_target)
-            source = Source(source.template, source.rv_kms, source.ebv,
-                            source.mag_r - 2.5 * math.log10(scale), source.airmass)
+            source = Source(
+                source.template, source.rv_kms, source.ebv, source.mag_r - 2.5 * math.log10(scale), source.airmass
+            )
             for name, (w, s, k, ap) in light.items():
                 light[name] = (w, s * scale, k, ap)
         results = []
@@ -147,10 +154,16 @@ class ReferenceForwardModel(ForwardModel):
             results.append(self._render_arm(geoms[arm.name][fiber], cols, lights, wave, mean_sky, ap, rng))
         snr = measure_snr_r(results[1].flux1d, results[1].sky1d, results[1].ivar1d, results[1].wave)
         params = {
-            "rv_kms": source.rv_kms, "ebv": source.ebv, "mag_r": source.mag_r, "airmass": source.airmass,
-            "fiber": float(fiber + 1), "snr_target": float("nan") if snr_target is None else snr_target,
-            "trace_row0_blue": results[0].geometry.row0, "trace_row0_red": results[1].geometry.row0,
-            "wave_shift_px_blue": results[0].geometry.shift_px, "wave_shift_px_red": results[1].geometry.shift_px,
+            "rv_kms": source.rv_kms,
+            "ebv": source.ebv,
+            "mag_r": source.mag_r,
+            "airmass": source.airmass,
+            "fiber": float(fiber + 1),
+            "snr_target": float("nan") if snr_target is None else snr_target,
+            "trace_row0_blue": results[0].geometry.row0,
+            "trace_row0_red": results[1].geometry.row0,
+            "wave_shift_px_blue": results[0].geometry.shift_px,
+            "wave_shift_px_red": results[1].geometry.shift_px,
             "fiber_throughput": results[1].geometry.throughput,
         }
         return ObjectResult(arms=(results[0], results[1]), snr_r=snr, source=source, fiber=fiber, params=params)
@@ -191,8 +204,9 @@ class ReferenceForwardModel(ForwardModel):
             flags |= FLAG_BITS["cosmic_ray"]
         flux1d, ivar1d = boxcar_extract(stripe, ccd.gain_e_per_adu, ccd.read_noise_e / ccd.gain_e_per_adu)
         sky1d = self._master_sky(sky_e * ap, rng)
-        return ArmResult(stripe=stripe, flux1d=flux1d, ivar1d=ivar1d, sky1d=sky1d, wave=wave, flags=flags,
-                         geometry=geom)
+        return ArmResult(
+            stripe=stripe, flux1d=flux1d, ivar1d=ivar1d, sky1d=sky1d, wave=wave, flags=flags, geometry=geom
+        )
 
 
 def reference_model(model: ForwardModel) -> ForwardModel:
@@ -237,9 +251,18 @@ def _objects(n: int) -> list[tuple[Source, int, float | None, tuple[Source | Non
     out = []
     for i in range(n):
         fiber = [0, 249, 1, 248][i] if i < 4 else int(rng.integers(0, N_FIBERS))  # slit ends: one neighbour only
-        nbs = tuple(None if rng.uniform() < 0.3 else Source(int(rng.integers(0, 10)), float(rng.normal(0, 40)),
-                                                           float(rng.exponential(0.08)), float(rng.uniform(14, 18.5)),
-                                                           1.3) for _ in range(2))
+        nbs = tuple(
+            None
+            if rng.uniform() < 0.3
+            else Source(
+                int(rng.integers(0, 10)),
+                float(rng.normal(0, 40)),
+                float(rng.exponential(0.08)),
+                float(rng.uniform(14, 18.5)),
+                1.3,
+            )
+            for _ in range(2)
+        )
         target = None if i == 5 else float(np.exp(rng.uniform(np.log(2), np.log(150))))
         src = Source(i % 10, float(rng.normal(0, 40)), float(rng.exponential(0.08)), 17.0, float(rng.uniform(1, 1.6)))
         out.append((src, fiber, target, nbs))

@@ -21,9 +21,13 @@ from drcnet.simulate.render import Source
 runner = CliRunner()
 
 #: real LAMOST files of lamost_real: two A stars, one M star, one galaxy (one galaxy with no r-band flux)
-LAMOST_OTHER = ("spec-55859-F5902_sp06-207.fits.gz", "spec-55859-F5902_sp15-091.fits.gz",
-                "spec-55863-M31_011N40_B1_sp07-211.fits.gz", "spec-58575-HD103621N361936B01_sp03-008.fits",
-                "spec-58575-HD103621N361936B01_sp03-039.fits")
+LAMOST_OTHER = (
+    "spec-55859-F5902_sp06-207.fits.gz",
+    "spec-55859-F5902_sp15-091.fits.gz",
+    "spec-55863-M31_011N40_B1_sp07-211.fits.gz",
+    "spec-58575-HD103621N361936B01_sp03-008.fits",
+    "spec-58575-HD103621N361936B01_sp03-039.fits",
+)
 
 
 def _read(path):
@@ -34,9 +38,28 @@ def _read(path):
 @pytest.fixture(scope="module")
 def stelib_other(tmp_path_factory, data_root):
     out = tmp_path_factory.mktemp("other") / "o25.h5"
-    res = runner.invoke(app, ["simulate", "--out", str(out), "--n", "40", "--snr-min", "3", "--snr-max", "80",
-                              "--other", "0.25", "--library", str(data_root / "spectral_libraries" / "stelib"),
-                              "--workers", "2", "--seed", "1"])
+    res = runner.invoke(
+        app,
+        [
+            "simulate",
+            "--out",
+            str(out),
+            "--n",
+            "40",
+            "--snr-min",
+            "3",
+            "--snr-max",
+            "80",
+            "--other",
+            "0.25",
+            "--library",
+            str(data_root / "spectral_libraries" / "stelib"),
+            "--workers",
+            "2",
+            "--seed",
+            "1",
+        ],
+    )
     assert res.exit_code == 0, res.output
     return _read(out)
 
@@ -72,14 +95,18 @@ def test_sky_only_fibers_are_faint(stelib_other):
 @pytest.mark.slow
 def test_sky_fiber_without_bright_neighbours_has_snr_below_one(data_root):
     templates = load_templates([data_root / "spectral_libraries" / "pyhammer"]).templates
-    prepared = prepare_dataset(SimulationConfig(libraries=["pyhammer"], n=4, snr_min=3, snr_max=80, other=1.0,
-                                                all_test=True), templates, data_root)
+    prepared = prepare_dataset(
+        SimulationConfig(libraries=["pyhammer"], n=4, snr_min=3, snr_max=80, other=1.0, all_test=True),
+        templates,
+        data_root,
+    )
     sky = next(i for i, t in enumerate(prepared.templates) if t.meta.get("no_light"))
     for j in range(4):
         rng = np.random.default_rng([5, j])
         faint = [Source(0, 0.0, 0.0, 18.5, 1.2), Source(1, 0.0, 0.0, 18.5, 1.2)]
-        r = prepared.model.render_object(Source(sky, 0.0, 0.0, NO_LIGHT_MAG, 1.2), int(rng.integers(1, 249)), rng,
-                                         snr_target=None, neighbours=faint)
+        r = prepared.model.render_object(
+            Source(sky, 0.0, 0.0, NO_LIGHT_MAG, 1.2), int(rng.integers(1, 249)), rng, snr_target=None, neighbours=faint
+        )
         assert abs(r.snr_r) < 1.0
 
 
@@ -89,9 +116,28 @@ def test_only_other_objects_of_a_lamost_folder(tmp_path, data_root):
     for name in LAMOST_OTHER:
         (folder / name).symlink_to(data_root / "lamost_real" / name)
     out = tmp_path / "rej.h5"
-    res = runner.invoke(app, ["simulate", "--out", str(out), "--n", "12", "--snr-min", "3", "--snr-max", "80",
-                              "--other", "1", "--all-test", "--no-sky-fibers", "--library", str(folder),
-                              "--workers", "1"])
+    res = runner.invoke(
+        app,
+        [
+            "simulate",
+            "--out",
+            str(out),
+            "--n",
+            "12",
+            "--snr-min",
+            "3",
+            "--snr-max",
+            "80",
+            "--other",
+            "1",
+            "--all-test",
+            "--no-sky-fibers",
+            "--library",
+            str(folder),
+            "--workers",
+            "1",
+        ],
+    )
     assert res.exit_code == 0, res.output
     d = _read(out)
     assert np.all(d["label"] == OTHER_LABEL) and np.all(d["split"] == 2)
@@ -122,7 +168,22 @@ def test_fgk_plan_unchanged_without_other(data_root):
 
 
 def test_other_without_any_source_is_a_clear_error(tmp_path, data_root):
-    res = runner.invoke(app, ["simulate", "--out", str(tmp_path / "x.h5"), "--n", "10", "--snr-min", "3",
-                              "--snr-max", "80", "--other", "0.5", "--no-sky-fibers"])
+    res = runner.invoke(
+        app,
+        [
+            "simulate",
+            "--out",
+            str(tmp_path / "x.h5"),
+            "--n",
+            "10",
+            "--snr-min",
+            "3",
+            "--snr-max",
+            "80",
+            "--other",
+            "0.5",
+            "--no-sky-fibers",
+        ],
+    )
     assert res.exit_code == 2
     assert "O/B/A/M" in res.output

@@ -46,16 +46,43 @@ def shipped_copy(tmp_path: Path) -> Path:
 # -- run folders -----------------------------------------------------------------------------------
 def test_train_refuses_to_overwrite_a_run_folder_without_a_checkpoint(shipped_copy, micro_data):
     before = (shipped_copy / "best.safetensors").read_bytes()
-    code, out = run_cli("train", "--model", "drcnet", "--data", micro_data, "--out", shipped_copy, "--epochs", 1,
-                        "--no-progress", "--model-config", SMALL_DRCNET)
+    code, out = run_cli(
+        "train",
+        "--model",
+        "drcnet",
+        "--data",
+        micro_data,
+        "--out",
+        shipped_copy,
+        "--epochs",
+        1,
+        "--no-progress",
+        "--model-config",
+        SMALL_DRCNET,
+    )
     assert code == 2 and "--overwrite" in out and str(shipped_copy.name) in out
     assert (shipped_copy / "best.safetensors").read_bytes() == before
     assert json.loads((shipped_copy / "metrics.json").read_text())["table3"]["n"] == 605  # untouched
 
 
 def test_train_overwrite_replaces_the_run_and_its_stale_metrics(shipped_copy, micro_data):
-    cli("train", "--model", "drcnet", "--data", micro_data, "--out", shipped_copy, "--epochs", 1, "--no-progress",
-        "--model-config", SMALL_DRCNET, "--overwrite", "--batch-size", 8)
+    cli(
+        "train",
+        "--model",
+        "drcnet",
+        "--data",
+        micro_data,
+        "--out",
+        shipped_copy,
+        "--epochs",
+        1,
+        "--no-progress",
+        "--model-config",
+        SMALL_DRCNET,
+        "--overwrite",
+        "--batch-size",
+        8,
+    )
     assert not (shipped_copy / "metrics.json").exists()  # it described the replaced model
     run = json.loads((shipped_copy / "run.json").read_text())
     assert run["epochs_run"] == 1 and run["model_config"]["fc_widths"] == [32, 16]
@@ -63,8 +90,21 @@ def test_train_overwrite_replaces_the_run_and_its_stale_metrics(shipped_copy, mi
 
 def test_resume_refuses_changed_settings(micro_data, tmp_path):
     out = tmp_path / "r"
-    common = ["--model", "drcnet", "--data", micro_data, "--out", out, "--epochs", 3, "--batch-size", 8,
-              "--no-progress", "--model-config", SMALL_DRCNET]
+    common = [
+        "--model",
+        "drcnet",
+        "--data",
+        micro_data,
+        "--out",
+        out,
+        "--epochs",
+        3,
+        "--batch-size",
+        8,
+        "--no-progress",
+        "--model-config",
+        SMALL_DRCNET,
+    ]
     cli("train", *common, "--stop-after-epochs", 1)
     for extra, name in ((["--lr", "0.01"], "lr"), (["--seed", "5"], "seed"), (["--batch-size", "4"], "batch_size")):
         args = [a for a in common if a not in ("--batch-size", 8)] + extra if name == "batch_size" else common + extra
@@ -76,8 +116,9 @@ def test_resume_refuses_changed_settings(micro_data, tmp_path):
 
 @pytest.mark.parametrize("value, words", [("{bad json", "not valid JSON"), ("[1, 2]", "JSON object")])
 def test_model_config_errors_name_the_option(micro_data, tmp_path, value, words):
-    code, out = run_cli("train", "--model", "drcnet", "--data", micro_data, "--out", tmp_path / "x",
-                        "--model-config", value)
+    code, out = run_cli(
+        "train", "--model", "drcnet", "--data", micro_data, "--out", tmp_path / "x", "--model-config", value
+    )
     assert code == 2 and "--model-config" in out and words in out
 
 
@@ -85,7 +126,7 @@ def test_model_config_errors_name_the_option(micro_data, tmp_path, value, words)
 def test_damaged_weights_are_refused_by_checksum(shipped_copy):
     path = shipped_copy / "best.safetensors"
     data = bytearray(path.read_bytes())
-    data[len(data) // 2:len(data) // 2 + 4096] = bytes(4096)  # 4 KB of zeros inside the tensors
+    data[len(data) // 2 : len(data) // 2 + 4096] = bytes(4096)  # 4 KB of zeros inside the tensors
     path.write_bytes(bytes(data))
     with pytest.raises(ValueError, match=r"best\.safetensors: damaged weights file"):
         load_run(shipped_copy)
@@ -126,8 +167,14 @@ def _no_label(micro_data: Path, tmp: Path) -> Path:
     return p
 
 
-@pytest.mark.parametrize("make, words", [(_truncated, "cannot be read as an HDF5"), (_not_hdf5, "cannot be read as an HDF5"),
-                                         (_no_label, "not a drcnet dataset file")])
+@pytest.mark.parametrize(
+    "make, words",
+    [
+        (_truncated, "cannot be read as an HDF5"),
+        (_not_hdf5, "cannot be read as an HDF5"),
+        (_no_label, "not a drcnet dataset file"),
+    ],
+)
 def test_bad_dataset_files_are_named_in_one_line(cli_runs, micro_data, tmp_path, make, words):
     bad = make(micro_data, tmp_path)
     code, out = run_cli("evaluate", cli_runs["drcnet"], "--data", bad, "--out", tmp_path / "ev")
@@ -138,9 +185,17 @@ def test_bad_dataset_files_are_named_in_one_line(cli_runs, micro_data, tmp_path,
 def test_a_dataset_locked_by_another_process_is_named(cli_runs, micro_data, tmp_path):
     locked = tmp_path / "locked.h5"
     shutil.copyfile(micro_data, locked)
-    holder = subprocess.Popen([sys.executable, "-c", "import h5py, sys, time; f = h5py.File(sys.argv[1], 'a'); "
-                               "print('open', flush=True); time.sleep(60)", str(locked)], stdout=subprocess.PIPE, text=True,
-                              env={**os.environ, "HDF5_USE_FILE_LOCKING": "TRUE"})
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import h5py, sys, time; f = h5py.File(sys.argv[1], 'a'); print('open', flush=True); time.sleep(60)",
+            str(locked),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "HDF5_USE_FILE_LOCKING": "TRUE"},
+    )
     try:
         assert holder.stdout.readline().strip() == "open"
         code, out = run_cli("evaluate", cli_runs["drcnet"], "--data", locked, "--out", tmp_path / "ev")
@@ -194,8 +249,10 @@ def test_nan_stripes_get_no_class_and_leave_the_metrics(cli_runs, micro_data, tm
     code, text = run_cli("evaluate", cli_runs["drcnet"], "--data", damaged, "--out", tmp_path / "ev")
     assert code == 0 and "2 object(s) have NaN/inf pixels" in text
     m = json.loads((tmp_path / "ev" / "metrics.json").read_text())
-    clean = json.loads(cli("evaluate", cli_runs["drcnet"], "--data", micro_data, "--out", tmp_path / "ev0") and
-                       (tmp_path / "ev0" / "metrics.json").read_text())
+    clean = json.loads(
+        cli("evaluate", cli_runs["drcnet"], "--data", micro_data, "--out", tmp_path / "ev0")
+        and (tmp_path / "ev0" / "metrics.json").read_text()
+    )
     assert m["n_bad_input"] == 2 and m["all"]["n"] == clean["all"]["n"] - 2
     assert sum(c["bad_input"] for c in m["counts"].values()) == 2
 

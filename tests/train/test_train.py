@@ -24,10 +24,9 @@ from _support.model_fixtures import SMALL_DRCNET, cli, cli_runs, micro_data  # n
 from drcnet.data.normalize import zscore_spectra1d, zscore_stripes
 from drcnet.data.schema import dataset_fingerprint
 from drcnet.data.torch_dataset import SpectraDataset
-from drcnet.models import create_model
-from drcnet.models import load_run
-from drcnet.train import TrainConfig, lr_at, steps_per_epoch
+from drcnet.models import create_model, load_run
 from drcnet.models.run_folder import read_safetensors
+from drcnet.train import TrainConfig, lr_at, steps_per_epoch
 from drcnet.train.checkpoint import load_checkpoint, save_checkpoint
 
 
@@ -51,8 +50,21 @@ def test_cli_train_writes_a_complete_run_folder(cli_runs, micro_data):
     assert meta["n_train"] == 25 and meta["steps_per_epoch"] == math.ceil(25 / 8)
     rows = _history(run)
     assert [int(r["epoch"]) for r in rows] == [1, 2]
-    assert list(rows[0]) == ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "steps", "time_s",
-                             "improved", "feat_std_blue", "feat_std_red", "aux_acc_blue", "aux_acc_red"]
+    assert list(rows[0]) == [
+        "epoch",
+        "train_loss",
+        "train_acc",
+        "val_loss",
+        "val_acc",
+        "lr",
+        "steps",
+        "time_s",
+        "improved",
+        "feat_std_blue",
+        "feat_std_red",
+        "aux_acc_blue",
+        "aux_acc_red",
+    ]
     assert float(rows[0]["feat_std_blue"]) >= 0 and float(rows[0]["feat_std_red"]) >= 0  # per-arm spread logged
     for r in rows:
         assert 0 <= float(r["train_acc"]) <= 1 and 0 <= float(r["val_acc"]) <= 1
@@ -67,8 +79,28 @@ def test_cli_train_writes_a_complete_run_folder(cli_runs, micro_data):
 def test_early_stopping_stops_after_patience_epochs_without_improvement(micro_data, tmp_path):
     # lr 0: the validation loss can never get lower than after epoch 1 -> stop after 1 + 2 epochs
     out = tmp_path / "es"
-    cli("train", "--model", "drcnet", "--data", micro_data, "--out", out, "--epochs", 10, "--lr", 0,
-        "--patience", 2, "--batch-size", 16, "--workers", 0, "--no-progress", "--model-config", SMALL_DRCNET)
+    cli(
+        "train",
+        "--model",
+        "drcnet",
+        "--data",
+        micro_data,
+        "--out",
+        out,
+        "--epochs",
+        10,
+        "--lr",
+        0,
+        "--patience",
+        2,
+        "--batch-size",
+        16,
+        "--workers",
+        0,
+        "--no-progress",
+        "--model-config",
+        SMALL_DRCNET,
+    )
     rows = _history(out)
     assert len(rows) == 3
     assert [r["improved"] for r in rows] == ["1", "0", "0"]
@@ -80,7 +112,13 @@ def test_early_stopping_stops_after_patience_epochs_without_improvement(micro_da
 def test_paper_preset_settings():
     cfg = TrainConfig(model="drcnet", data="x", out="y", preset="paper").resolved()
     assert (cfg.optimizer, cfg.lr, cfg.batch_size, cfg.epochs, cfg.patience, cfg.schedule) == (
-        "adagrad", 1e-3, 4, 300, 50, "constant")
+        "adagrad",
+        1e-3,
+        4,
+        300,
+        50,
+        "constant",
+    )
     assert lr_at(cfg, 1234, 5000) == 1e-3
     fast = TrainConfig(model="drcnet", data="x", out="y", preset="fast", lr=0.01).resolved()
     lrs = [lr_at(fast, s, 100) for s in range(100)]
@@ -92,8 +130,23 @@ def test_paper_preset_settings():
 
 @pytest.mark.slow
 def test_resume_gives_the_same_result_as_an_uninterrupted_run(micro_data, tmp_path):
-    common = ["--model", "drcnet", "--data", micro_data, "--epochs", 4, "--batch-size", 8, "--workers", 0,
-              "--no-progress", "--seed", 5, "--model-config", SMALL_DRCNET[:-1] + ', "dropout": 0.2}']
+    common = [
+        "--model",
+        "drcnet",
+        "--data",
+        micro_data,
+        "--epochs",
+        4,
+        "--batch-size",
+        8,
+        "--workers",
+        0,
+        "--no-progress",
+        "--seed",
+        5,
+        "--model-config",
+        SMALL_DRCNET[:-1] + ', "dropout": 0.2}',
+    ]
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     cli("train", *common, "--out", straight)
     cli("train", *common, "--out", resumed, "--stop-after-epochs", 2)
@@ -118,6 +171,7 @@ def test_resume_gives_the_same_result_as_an_uninterrupted_run(micro_data, tmp_pa
     from typer.testing import CliRunner
 
     from drcnet.cli import app
+
     res = CliRunner().invoke(app, ["train", *map(str, common), "--out", str(resumed)])
     assert res.exit_code == 2 and "--resume" in res.output
 
@@ -127,8 +181,10 @@ def test_resume_gives_the_same_result_as_an_uninterrupted_run(micro_data, tmp_pa
 @pytest.mark.parametrize("batch", [1, 4, 8])
 def test_steps_per_epoch_rule_matches_distributed_sampler(n, world, batch):
     ds = list(range(n))
-    lens = {len(DataLoader(ds, batch_size=batch, sampler=DistributedSampler(ds, world, r, shuffle=True, seed=0)))
-            for r in range(world)}
+    lens = {
+        len(DataLoader(ds, batch_size=batch, sampler=DistributedSampler(ds, world, r, shuffle=True, seed=0)))
+        for r in range(world)
+    }
     assert lens == {steps_per_epoch(n, world, batch)} == {math.ceil(n / (world * batch))}
 
 
@@ -138,9 +194,34 @@ def test_ddp_two_cpu_processes(micro_data, tmp_path):
     assert torchrun.exists(), "torchrun (installed with torch) should sit beside the interpreter"
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-    cmd = [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "drcnet", "train", "--model", "drcnet",
-           "--data", str(micro_data), "--out", str(out), "--epochs", "2", "--batch-size", "4", "--device", "cpu",
-           "--workers", "0", "--threads", "1", "--no-progress", "--model-config", SMALL_DRCNET]
+    cmd = [
+        str(torchrun),
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "drcnet",
+        "train",
+        "--model",
+        "drcnet",
+        "--data",
+        str(micro_data),
+        "--out",
+        str(out),
+        "--epochs",
+        "2",
+        "--batch-size",
+        "4",
+        "--device",
+        "cpu",
+        "--workers",
+        "0",
+        "--threads",
+        "1",
+        "--no-progress",
+        "--model-config",
+        SMALL_DRCNET,
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     meta = json.loads((out / "run.json").read_text())
@@ -158,11 +239,31 @@ def test_sigterm_marks_the_run_interrupted_and_it_resumes(micro_data, tmp_path):
     import time
 
     out = tmp_path / "killed"
-    args = ["--model", "drcnet", "--data", str(micro_data), "--out", str(out), "--batch-size", "8", "--workers", "0",
-            "--threads", "1", "--no-progress", "--model-config", SMALL_DRCNET]
+    args = [
+        "--model",
+        "drcnet",
+        "--data",
+        str(micro_data),
+        "--out",
+        str(out),
+        "--batch-size",
+        "8",
+        "--workers",
+        "0",
+        "--threads",
+        "1",
+        "--no-progress",
+        "--model-config",
+        SMALL_DRCNET,
+    ]
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    proc = subprocess.Popen([sys.executable, "-m", "drcnet", "train", *args, "--epochs", "500"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "drcnet", "train", *args, "--epochs", "500"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     try:
         deadline = time.monotonic() + 240
         while not ((out / "history.csv").is_file() and len(_history(out)) >= 1):
@@ -193,8 +294,12 @@ def test_optimizer_is_fused_and_equals_the_per_tensor_loop(opt_name):
     ref, start = copy.deepcopy(model), copy.deepcopy(model)
     opt = build_optimizer(cfg, model.parameters())
     assert opt.defaults["fused"] is True  # torch 2.13 has fused CPU kernels for all four
-    kinds = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam, "adagrad": torch.optim.Adagrad,
-             "sgd": torch.optim.SGD}
+    kinds = {
+        "adamw": torch.optim.AdamW,
+        "adam": torch.optim.Adam,
+        "adagrad": torch.optim.Adagrad,
+        "sgd": torch.optim.SGD,
+    }
     extra = {"momentum": 0.9} if opt_name == "sgd" else {}
     ref_opt = kinds[opt_name](ref.parameters(), lr=3e-3, weight_decay=1e-2, foreach=False, **extra)
     assert type(opt) is type(ref_opt)

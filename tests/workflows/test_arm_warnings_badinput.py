@@ -16,9 +16,9 @@ import h5py
 import numpy as np
 import pytest
 from astropy.io import fits
-from _support.exposure import full_exposure, linked_copy, one
 from typer.testing import CliRunner
 
+from _support.exposure import full_exposure, linked_copy, one
 from _support.model_fixtures import micro_data  # noqa: F401
 from drcnet.cli import app
 from drcnet.conventions import FLAG_BITS
@@ -71,7 +71,7 @@ def test_a_garbled_gain_card_is_printed_under_its_own_arm_every_run(exposure, tm
     raw = bytearray(target.read_bytes())
     i = raw.find(b"GAIN    = ")
     assert i >= 0
-    raw[i:i + 80] = b"GAIN    = 1.5 e-/ADU".ljust(80)
+    raw[i : i + 80] = b"GAIN    = 1.5 e-/ADU".ljust(80)
     sci.write_bytes(bytes(raw))
     for k in range(3):  # with --threads 2 (the default) the arms run at once
         code, out = _cli("frames", "reduce", folder, "--out", tmp_path / f"r{k}.h5", "--data-root", data_root)
@@ -168,7 +168,7 @@ def test_a_library_folder_with_no_usable_spectrum_gives_the_reason(data_root, tm
     src = data_root / "lamost_format_examples" / "spec-55859-F5902_sp01-013_dr8.fits.gz"
     raw = bytearray(gzip.decompress(src.read_bytes()))
     i = raw.find(b"Z       = ")
-    raw[i:i + 80] = b"Z       = 0.00012 +- 0.00002".ljust(80)
+    raw[i : i + 80] = b"Z       = 0.00012 +- 0.00002".ljust(80)
     folder = tmp_path / "lib"
     folder.mkdir()
     (folder / "garbled.fits").write_bytes(bytes(raw))

@@ -17,41 +17,79 @@ import pytest
 from astropy.table import Table
 from typer.testing import CliRunner
 
+from _support.exposure import full_exposure
+from _support.synthetic_dataset import make_synthetic_dataset
 from drcnet.cli import app
 from drcnet.conventions import SPLIT_NAMES
 from drcnet.instrument.lrs_catalogue import CatalogueError, local_mjd, read_lrs_catalogue
 from drcnet.simulate.plan import TABLE1, apportion
 from drcnet.workflows.crossmatch import CatalogueMatcher, FiberKeys, catalogue_label
-from drcnet.workflows.split_dataset import assign_splits, split_datasets, table1_rows
-
-from _support.synthetic_dataset import make_synthetic_dataset
-from _support.exposure import full_exposure
+from drcnet.workflows.split_dataset import assign_splits, table1_rows
 
 runner = CliRunner()
 
 
 def _catalogue(rows: list[dict], path: Path, drop: tuple[str, ...] = ()) -> Path:
-    cols = ["obsid", "designation", "lmjd", "planid", "spid", "fiberid", "class", "subclass", "snrg", "snrr", "teff",
-            "teff_err", "logg", "logg_err", "feh", "feh_err"]
+    cols = [
+        "obsid",
+        "designation",
+        "lmjd",
+        "planid",
+        "spid",
+        "fiberid",
+        "class",
+        "subclass",
+        "snrg",
+        "snrr",
+        "teff",
+        "teff_err",
+        "logg",
+        "logg_err",
+        "feh",
+        "feh_err",
+    ]
     table = Table({c: [r[c] for r in rows] for c in cols if c not in drop})
     table.write(path, format="fits" if path.suffix == ".fits" else "ascii.csv", overwrite=True)
     return path
 
 
-def _row(fiber: int, cls: str = "STAR", sub: str = "G5", lmjd: int = 60001, planid: str = "P1", spid: int = 1,
-         obsid: int | None = None, desig: str | None = None) -> dict:
-    return {"obsid": obsid if obsid is not None else 1000 + fiber, "designation": desig or f"LAMOST J0000{fiber:02d}+0000",
-            "lmjd": lmjd, "planid": planid, "spid": spid, "fiberid": fiber, "class": cls, "subclass": sub,
-            "snrg": 20.0, "snrr": 10.0 * fiber, "teff": 5500.0 + fiber, "teff_err": 50.0, "logg": 4.4, "logg_err": 0.1,
-            "feh": -0.1, "feh_err": 0.05}
+def _row(
+    fiber: int,
+    cls: str = "STAR",
+    sub: str = "G5",
+    lmjd: int = 60001,
+    planid: str = "P1",
+    spid: int = 1,
+    obsid: int | None = None,
+    desig: str | None = None,
+) -> dict:
+    return {
+        "obsid": obsid if obsid is not None else 1000 + fiber,
+        "designation": desig or f"LAMOST J0000{fiber:02d}+0000",
+        "lmjd": lmjd,
+        "planid": planid,
+        "spid": spid,
+        "fiberid": fiber,
+        "class": cls,
+        "subclass": sub,
+        "snrg": 20.0,
+        "snrr": 10.0 * fiber,
+        "teff": 5500.0 + fiber,
+        "teff_err": 50.0,
+        "logg": 4.4,
+        "logg_err": 0.1,
+        "feh": -0.1,
+        "feh_err": 0.05,
+    }
 
 
 def _keys(n: int = 6, lmjd: int = 60001, planid: str = "P1", spid: int = 1, objects: int | None = None) -> FiberKeys:
     is_obj = np.ones(n, bool)
     if objects is not None:
         is_obj[objects:] = False
-    return FiberKeys(lmjd=lmjd, planid=planid, spid=spid, fiber=np.arange(1, n + 1), is_object=is_obj,
-                     obsid=np.full(n, -1, np.int64))
+    return FiberKeys(
+        lmjd=lmjd, planid=planid, spid=spid, fiber=np.arange(1, n + 1), is_object=is_obj, obsid=np.full(n, -1, np.int64)
+    )
 
 
 def test_lmjd_is_the_local_julian_day_number_constant_through_a_night():
@@ -133,8 +171,11 @@ def test_missing_columns_are_one_line_naming_them(tmp_path):
 
 def test_catalogue_of_another_plate_is_a_clear_error(tmp_path):
     m = CatalogueMatcher(_catalogue([_row(1, planid="Q7"), _row(2, planid="Q7")], tmp_path / "c.csv"))
-    with pytest.raises(CatalogueError, match=r"no fiber of the frames is in the catalogue.*P1 lmjd 60001.*Q7 lmjd 60001 "
-                                             r"\(2 rows\).*another plate"):
+    with pytest.raises(
+        CatalogueError,
+        match=r"no fiber of the frames is in the catalogue.*P1 lmjd 60001.*Q7 lmjd 60001 "
+        r"\(2 rows\).*another plate",
+    ):
         m.check_any([_keys(3)])
     # same plan on another lmjd: the message says so and names the option that ignores the lmjd
     m2 = CatalogueMatcher(_catalogue([_row(1, lmjd=60000)], tmp_path / "d.csv"))
@@ -147,7 +188,9 @@ def test_catalogue_of_another_plate_is_a_clear_error(tmp_path):
 
 def test_cli_reduce_with_a_broken_catalogue_exits_2_before_any_work(tmp_path):
     bad = _catalogue([_row(1)], tmp_path / "c.csv", drop=("fiberid",))
-    res = runner.invoke(app, ["frames", "reduce", str(tmp_path), "--out", str(tmp_path / "x.h5"), "--catalogue", str(bad)])
+    res = runner.invoke(
+        app, ["frames", "reduce", str(tmp_path), "--out", str(tmp_path / "x.h5"), "--catalogue", str(bad)]
+    )
     assert res.exit_code == 2, res.output
     assert "lacks column(s) fiberid" in res.output
     assert not (tmp_path / "x.h5").exists()
@@ -260,8 +303,9 @@ def test_frames_to_fine_tuned_model_without_reference_data(exposure, tmp_path, m
     cat["designation"] = [f"J{o}" for o in cat["obsid"]]
     cat.write(tmp_path / "lrs_catalogue.csv", format="ascii.csv")
     red = tmp_path / "red.h5"
-    res = runner.invoke(app, ["frames", "reduce", str(exposure), "--out", str(red), "--catalogue",
-                              str(tmp_path / "lrs_catalogue.csv")])
+    res = runner.invoke(
+        app, ["frames", "reduce", str(exposure), "--out", str(red), "--catalogue", str(tmp_path / "lrs_catalogue.csv")]
+    )
     assert res.exit_code == 0, res.output
     assert "225 of 225 object fibers matched" in res.output
     with h5py.File(red) as h:
@@ -279,9 +323,29 @@ def test_frames_to_fine_tuned_model_without_reference_data(exposure, tmp_path, m
 
     # fine-tune the shipped model one epoch on the train split (training reads no reference data either)
     run = tmp_path / "ft"
-    res = runner.invoke(app, ["train", "--init-from", "drcnet-survey", "--data", str(split), "--preset", "finetune",
-                              "--epochs", "1", "--out", str(run), "--no-progress", "--threads", "1", "--workers", "0",
-                              "--freeze", "reduce"])
+    res = runner.invoke(
+        app,
+        [
+            "train",
+            "--init-from",
+            "drcnet-survey",
+            "--data",
+            str(split),
+            "--preset",
+            "finetune",
+            "--epochs",
+            "1",
+            "--out",
+            str(run),
+            "--no-progress",
+            "--threads",
+            "1",
+            "--workers",
+            "0",
+            "--freeze",
+            "reduce",
+        ],
+    )
     assert res.exit_code == 0, res.output
     meta = json.loads((run / "run.json").read_text())
     assert meta["model_config"]["n_classes"] == 4 and meta["model_config"]["heads"] is True
@@ -292,7 +356,9 @@ def test_frames_to_fine_tuned_model_without_reference_data(exposure, tmp_path, m
     src, _ = read_safetensors(pretrained_dir("drcnet-survey") / "best.safetensors")
     reduce_keys = [k for k in ft if k.startswith("reduce.")]
     assert reduce_keys and all(np.array_equal(ft[k].float().numpy(), src[k].float().numpy()) for k in reduce_keys)
-    assert any(not np.array_equal(ft[k].float().numpy(), src[k].float().numpy()) for k in ft if k.startswith("classifier."))
+    assert any(
+        not np.array_equal(ft[k].float().numpy(), src[k].float().numpy()) for k in ft if k.startswith("classifier.")
+    )
 
     accs = {}
     for name, args in (("shipped", []), ("finetuned", [str(run)])):
@@ -328,10 +394,27 @@ def test_night_classify_with_catalogue_without_reference_data(exposure, tmp_path
     cat["class"][cat["fiberid"] == 5] = "QSO"
     cat.write(tmp_path / "cat.csv", format="ascii.csv")
     out = tmp_path / "night" / "night.parquet"
-    res = runner.invoke(app, ["night", "classify", str(exposure), "--out", str(out), "--threads", "--workers", "1",
-                              "--catalogue", str(tmp_path / "cat.csv"), "--non-fgk", "drop"])
+    res = runner.invoke(
+        app,
+        [
+            "night",
+            "classify",
+            str(exposure),
+            "--out",
+            str(out),
+            "--threads",
+            "--workers",
+            "1",
+            "--catalogue",
+            str(tmp_path / "cat.csv"),
+            "--non-fgk",
+            "drop",
+        ],
+    )
     assert res.exit_code == 0, res.output
-    assert "224 of 225 object fibers matched" in res.output and "1 object fiber(s) without a catalogue row" in res.output
+    assert (
+        "224 of 225 object fibers matched" in res.output and "1 object fiber(s) without a catalogue row" in res.output
+    )
     t = pq.read_table(out).to_pandas()
     assert len(t) == 225
     row4, row5 = t[t.fiber == 4].iloc[0], t[t.fiber == 5].iloc[0]
@@ -349,8 +432,16 @@ def test_finetune_preset_takes_the_source_architecture_and_freeze_names_parts():
     from drcnet.train.config import TrainConfig
     from drcnet.train.warm_start import freeze_parts, with_source_architecture
 
-    cfg = with_source_architecture(TrainConfig(model="drcnet", data="x.h5", out="o", preset="finetune",
-                                               init_from="drcnet-survey", model_config={"dropout": 0.1}).resolved())
+    cfg = with_source_architecture(
+        TrainConfig(
+            model="drcnet",
+            data="x.h5",
+            out="o",
+            preset="finetune",
+            init_from="drcnet-survey",
+            model_config={"dropout": 0.1},
+        ).resolved()
+    )
     assert cfg.lr == 1e-4 and cfg.epochs == 4 and cfg.schedule == "cosine"
     assert cfg.freeze == ["reduce", "backbones"]  # a DRC-Net fine-tune keeps its reductions and backbones
     none = TrainConfig(model="drcnet", data="x.h5", out="o", preset="finetune", freeze=[]).resolved()
@@ -359,12 +450,14 @@ def test_finetune_preset_takes_the_source_architecture_and_freeze_names_parts():
 
     assert _freeze_parts("none") == [] and _freeze_parts(None) is None and _freeze_parts("reduce, x") == ["reduce", "x"]
     assert cfg.model_config["n_classes"] == 4 and cfg.model_config["heads"] and cfg.model_config["dropout"] == 0.1
-    same = with_source_architecture(TrainConfig(model="drcnet", data="x.h5", out="o", preset="fast",
-                                                init_from="drcnet-survey").resolved())
+    same = with_source_architecture(
+        TrainConfig(model="drcnet", data="x.h5", out="o", preset="fast", init_from="drcnet-survey").resolved()
+    )
     assert "n_classes" not in same.model_config  # other presets: unchanged
     with pytest.raises(ValueError, match="is a drcnet run but --model is rcnet"):
-        with_source_architecture(TrainConfig(model="rcnet", data="x.h5", out="o", preset="finetune",
-                                             init_from="drcnet-survey").resolved())
+        with_source_architecture(
+            TrainConfig(model="rcnet", data="x.h5", out="o", preset="finetune", init_from="drcnet-survey").resolved()
+        )
     model = create_model("drcnet", **cfg.model_config)
     n = freeze_parts(model, ["reduce", "backbones"])
     assert n > 0 and all(not p.requires_grad for p in model.reduce.parameters())

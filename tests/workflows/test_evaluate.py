@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from _support.model_fixtures import cli, cli_runs, micro_data  # noqa: F401
-from drcnet.metrics import MIN_SOURCES, accuracy_interval, classification_metrics, evaluate_predictions
-from drcnet.models import load_run
 from drcnet.inference.engine import predict_arrays, predict_dataset
 from drcnet.inference.table import PRED_COLUMNS
+from drcnet.metrics import MIN_SOURCES, accuracy_interval, classification_metrics, evaluate_predictions
+from drcnet.models import load_run
 
 
 def test_metrics_match_hand_computed_values():
@@ -72,8 +72,11 @@ def test_zero_division_and_empty_bins_give_zero_or_none():
 
 
 def test_metrics_per_snr_bin():
-    pred = {"label": np.array([0, 1, 2, 0, 1, 2, -1]), "pred": np.array([0, 1, 1, 0, 0, 2, 2]),
-            "snr_bin": np.array([0, 0, 0, 3, 3, 3, 3])}
+    pred = {
+        "label": np.array([0, 1, 2, 0, 1, 2, -1]),
+        "pred": np.array([0, 1, 1, 0, 0, 2, 2]),
+        "snr_bin": np.array([0, 0, 0, 3, 3, 3, 3]),
+    }
     m = evaluate_predictions(pred)
     assert m["table3"]["accuracy"] == pytest.approx(2 / 3) and m["table3"]["n"] == 3
     assert m["bins"][">30"]["accuracy"] == m["table3"]["accuracy"]
@@ -114,7 +117,8 @@ def test_cli_predict_csv(cli_runs, micro_data, tmp_path):
     assert tuple(rows[0]) == PRED_COLUMNS
     assert out.read_text().splitlines()[0] == (
         "object_id,label,pred,prob_F,prob_G,prob_K,prob_other,pred_set,subclass,subclass_prob,lum_class,"
-        "teff,teff_err,logg,logg_err,feh,feh_err,ood_score,ood,snr_r,bad_input")
+        "teff,teff_err,logg,logg_err,feh,feh_err,ood_score,ood,snr_r,bad_input"
+    )
     with h5py.File(micro_data) as h:
         test = np.flatnonzero(h["split"][:] == 2)
         labels = h["label"][:][test]
@@ -140,7 +144,7 @@ def test_predict_arrays_equals_dataset_prediction(cli_runs, micro_data, name):
     with h5py.File(micro_data) as h:
         rows = np.flatnonzero(h["split"][:] == 1)
         if name == "drcnet":
-            probs = predict_arrays(model, stripes=h["stripes"][rows[0]:rows[-1] + 1], batch_size=3)
+            probs = predict_arrays(model, stripes=h["stripes"][rows[0] : rows[-1] + 1], batch_size=3)
             one = predict_arrays(model, stripes=h["stripes"][rows[0]])
         else:
             sl = slice(rows[0], rows[-1] + 1)
@@ -173,8 +177,15 @@ def test_luminosity_class_and_reddening_ranges():
     assert [lum_class_of(x) for x in (2.7, 3.49, 3.5, 4.6)] == ["giant", "giant", "dwarf", "dwarf"]
     assert lum_class_of(float("nan"), "III") == "giant" and lum_class_of(float("nan"), "IV") == "dwarf"
     assert lum_class_of(float("nan"), "") == "unknown"
-    assert [ebv_range_of(x) for x in (0.0, 0.099, 0.1, 0.45, 0.6, 1.2, float("nan"))] == \
-        ["0-0.1", "0-0.1", "0.1-0.3", "0.3-0.6", ">=0.6", ">=0.6", "unknown"]
+    assert [ebv_range_of(x) for x in (0.0, 0.099, 0.1, 0.45, 0.6, 1.2, float("nan"))] == [
+        "0-0.1",
+        "0-0.1",
+        "0.1-0.3",
+        "0.3-0.6",
+        ">=0.6",
+        ">=0.6",
+        "unknown",
+    ]
 
 
 def test_cli_evaluate_reports_accuracy_by_source(cli_runs, micro_data, tmp_path):
@@ -225,7 +236,9 @@ def test_clustered_interval_counts_sources_not_renders():
     # one or two sources give no interval
     assert m["bins"]["<10"]["accuracy"] == 1.0 and m["bins"]["<10"]["accuracy_ci95_by_source"] is None
     # every render right: the bootstrap has no width, so each of the 8 sources counts as one Wilson draw
-    assert clustered_accuracy_interval(np.ones(40), np.repeat(np.arange(8), 5)) == pytest.approx(accuracy_interval(8, 8))
+    assert clustered_accuracy_interval(np.ones(40), np.repeat(np.arange(8), 5)) == pytest.approx(
+        accuracy_interval(8, 8)
+    )
     assert clustered_accuracy_interval(np.ones(40), np.repeat(np.arange(8), 5))[0] < 0.8
     assert m["bins"]["20-30"] == {"n": 0, "n_sources": 0, "accuracy": None, "accuracy_ci95_by_source": None}
 

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from astropy.io import fits
 from astropy.table import Table
-from _support.exposure import clean_reduction, full_exposure, linked_copy, one, replace_with_copy
 from typer.testing import CliRunner
 
+from _support.exposure import clean_reduction, full_exposure, linked_copy, one, replace_with_copy
 from drcnet.cli import app
 from drcnet.data.schema import FLAG_BITS
 from drcnet.instrument.errors import FrameError, MissingFrameError
@@ -184,7 +184,7 @@ def test_nan_pixels_flag_only_the_fibers_they_touch(exposure, tmp_path, data_roo
     hit = [40, 41, 120]
     for f in hit:
         r = int(round(centre[f]))
-        data[r - 1:r + 2, 32 + 1990:32 + 2010] = np.nan
+        data[r - 1 : r + 2, 32 + 1990 : 32 + 2010] = np.nan
     sci.unlink()
     fits.PrimaryHDU(data, header=frame.header).writeto(sci)
     dead = int(np.flatnonzero(clean.fibermap.fibertype == "Dead")[0])
@@ -210,4 +210,3 @@ def test_nan_pixels_flag_only_the_fibers_they_touch(exposure, tmp_path, data_roo
         s = got.arms["red"].stripes[f]
         assert np.all(np.isfinite(s))
         assert abs(got.arms["red"].flux1d[f].sum() / clean.arms["red"].flux1d[f].sum() - 1) < 0.01
-

@@ -23,7 +23,7 @@ def templates(data_root):
 def test_other_share_of_program_fibers_is_exact_and_fgk_fibers_unchanged(templates):
     plain = plate_templates(templates, other=False)
     mixed = plate_templates(templates, other=True)
-    assert mixed[:len(plain)] == plain and {t.cls for t in mixed[len(plain):]} == {OTHER}
+    assert mixed[: len(plain)] == plain and {t.cls for t in mixed[len(plain) :]} == {OTHER}
     base = plan_fibers(ExposureConfig(seed=3), plain, 1)
     cfg = ExposureConfig(seed=3, other=0.2)
     plan = plan_fibers(cfg, mixed, 1)
@@ -53,9 +53,11 @@ def test_other_without_sources_is_refused_by_default_zero(templates):
 
 
 # -- end to end: an exposure with other fibers, reduced and classified by a 4-class model with heads ----------
-HEADER = ("spid,fiber,object_id,fibertype,mag_r,pred,prob_F,prob_G,prob_K,prob_other,pred_set,subclass,subclass_prob,"
-          "lum_class,teff,teff_err,logg,logg_err,feh,feh_err,ood_score,ood,snr_r,flags,flag_names,no_class,"
-          "true_class,true_subclass,true_snr_r,correct")
+HEADER = (
+    "spid,fiber,object_id,fibertype,mag_r,pred,prob_F,prob_G,prob_K,prob_other,pred_set,subclass,subclass_prob,"
+    "lum_class,teff,teff_err,logg,logg_err,feh,feh_err,ood_score,ood,snr_r,flags,flag_names,no_class,"
+    "true_class,true_subclass,true_snr_r,correct"
+)
 
 
 def _run_folder(path, model, name="drcnet"):
@@ -66,8 +68,9 @@ def _run_folder(path, model, name="drcnet"):
 
     path.mkdir()
     save_weights(path / BEST, model, {"model": name})
-    (path / RUN_JSON).write_text(json.dumps({"model": name, "model_config": model.config_dict(),
-                                             "input_kind": model.input_kind}))
+    (path / RUN_JSON).write_text(
+        json.dumps({"model": name, "model_config": model.config_dict(), "input_kind": model.input_kind})
+    )
     return path
 
 
@@ -76,8 +79,9 @@ def other_exposure(tmp_path_factory, data_root, templates):
     from drcnet.simulate.exposure import simulate_exposure
 
     folder = tmp_path_factory.mktemp("other_exposure")
-    simulate_exposure(ExposureConfig(seed=3, other=0.2, cosmics=False), templates, folder, data_root=data_root,
-                      workers=2)
+    simulate_exposure(
+        ExposureConfig(seed=3, other=0.2, cosmics=False), templates, folder, data_root=data_root, workers=2
+    )
     return folder
 
 
@@ -91,8 +95,9 @@ def four_class_run(tmp_path_factory):
     torch.manual_seed(0)
     model = create_model("drcnet", pretrained=False, heads=True, n_classes=4)
     run = _run_folder(tmp_path_factory.mktemp("runs") / "drcnet4", model)
-    save_calibration(run, Calibration(temperatures=[1.0, 1.2, 1.5, 2.0], ood_threshold=0.0, conformal_qhat=0.8,
-                                      coverage=0.9))
+    save_calibration(
+        run, Calibration(temperatures=[1.0, 1.2, 1.5, 2.0], ood_threshold=0.0, conformal_qhat=0.8, coverage=0.9)
+    )
     return run
 
 
@@ -136,8 +141,8 @@ def test_exposure_with_other_fibers_classified_end_to_end(other_exposure, four_c
 def test_three_class_models_still_work_on_an_exposure_with_other_fibers(other_exposure, tmp_path, data_root):
     import torch
 
-    from drcnet.models import create_model
     from drcnet.inference.predictor import Predictor
+    from drcnet.models import create_model
     from drcnet.workflows.classify_exposure import catalogue_table, predict_objects
     from drcnet.workflows.reduce_exposure import reduce_exposure
 
@@ -156,7 +161,9 @@ def test_three_class_models_still_work_on_an_exposure_with_other_fibers(other_ex
         done = pred != ""
         assert done.any() and set(pred[done]) <= set(CLASSES)
         assert np.all(np.isnan(np.asarray(t["prob_other"], dtype=float)))
-        assert set(np.asarray(t["subclass"]).astype(str)) == {""} and np.all(np.isnan(np.asarray(t["teff"], dtype=float)))
+        assert set(np.asarray(t["subclass"]).astype(str)) == {""} and np.all(
+            np.isnan(np.asarray(t["teff"], dtype=float))
+        )
         assert np.all(np.isfinite(np.asarray(t["ood_score"], dtype=float)[done])) == has_logits
         # a three-class model never answers "other": every true other object counts as wrong
         true = np.asarray(t["true_class"]).astype(str)

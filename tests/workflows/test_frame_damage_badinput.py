@@ -21,9 +21,9 @@ import h5py
 import numpy as np
 import pytest
 from astropy.io import fits
-from _support.exposure import clean_reduction, full_exposure, linked_copy, one
 from typer.testing import CliRunner
 
+from _support.exposure import clean_reduction, full_exposure, linked_copy, one
 from drcnet.cli import app
 from drcnet.conventions import CLASSES, FLAG_BITS
 from drcnet.instrument.errors import FrameError, FrameWarning
@@ -96,7 +96,7 @@ def test_damaged_gzip_frame_is_an_error_naming_it(exposure, gz_bytes, tmp_path, 
     if damage == "one flipped byte":
         data[mid] ^= 0xFF
     else:
-        data[mid:mid + 16] = b"\x00" * 16
+        data[mid : mid + 16] = b"\x00" * 16
     gz.write_bytes(bytes(data))
     with pytest.raises(FrameError, match=f"{gz.name}: the gzip stream is damaged"):
         check_frame_file(gz)
@@ -137,10 +137,13 @@ def test_slit_shift_of_more_than_half_a_pitch_keeps_the_fiber_numbers(exposure, 
     assert np.array_equal(got.flags & FLAG_BITS["sky"], clean.flags & FLAG_BITS["sky"])
 
 
-@pytest.mark.parametrize("peaks, expect", [
-    (np.arange(1, 250), "ambiguous"),                 # fiber 1 or fiber 250 off the slit: either fits
-    (np.arange(0, 250)[::3], "do not match"),          # every third fiber lit: no shift fits
-])
+@pytest.mark.parametrize(
+    "peaks, expect",
+    [
+        (np.arange(1, 250), "ambiguous"),  # fiber 1 or fiber 250 off the slit: either fits
+        (np.arange(0, 250)[::3], "do not match"),  # every third fiber lit: no shift fits
+    ],
+)
 def test_ambiguous_fiber_numbering_stops_with_a_message(peaks, expect):
     with pytest.raises(ValueError, match=expect):
         slit_shift(peaks, 250, None, 5)
@@ -217,11 +220,10 @@ def damaged_science(exposure, clean, tmp_path_factory, data_root):
     sat_col = 2600
     raw[:, OFFSET + sat_col] = 65535  # a saturated CCD column
     ru = _row(clean, "red", f_unsaved, 1000)
-    raw[ru - 20:ru + 20, :OFFSET] = 65535  # 40 rows of amplifier A's overscan unusable
+    raw[ru - 20 : ru + 20, :OFFSET] = 65535  # 40 rows of amplifier A's overscan unusable
     _rewrite(sci, np.clip(raw, 0, 65535).astype(np.uint16), header)
     got = _reduce(folder, data_root)
-    return got, {"over": f_over, "track": f_track, "unsaved": f_unsaved, "track_col": track_col,
-                 "sat_col": sat_col}
+    return got, {"over": f_over, "track": f_track, "unsaved": f_unsaved, "track_col": track_col, "sat_col": sat_col}
 
 
 @pytest.mark.slow
@@ -284,13 +286,17 @@ def _fake_predictor(stripes, flux, sky):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("arm, kind, words", [
-    ("blue", "zeros", "% of the pixels are 0"),
-    ("red", "noise", "overscan noise"),
-    ("red", "unlit", "no sky"),
-])
-def test_implausible_science_frame_flags_the_arm_and_withholds_classes(exposure, clean, tmp_path, data_root,
-                                                                      arm, kind, words):
+@pytest.mark.parametrize(
+    "arm, kind, words",
+    [
+        ("blue", "zeros", "% of the pixels are 0"),
+        ("red", "noise", "overscan noise"),
+        ("red", "unlit", "no sky"),
+    ],
+)
+def test_implausible_science_frame_flags_the_arm_and_withholds_classes(
+    exposure, clean, tmp_path, data_root, arm, kind, words
+):
     folder = linked_copy(exposure, tmp_path / "exp")
     sci, raw, header = _frame(folder, f"ro-01{arm[0]}-*.fit")
     if kind == "zeros":
@@ -312,8 +318,11 @@ def test_implausible_science_frame_flags_the_arm_and_withholds_classes(exposure,
     other = got.arms["red" if arm == "blue" else "blue"]
     assert not other.problems
     table = catalogue_table([got], [predict_objects(_fake_predictor, got)])
-    assert set(table["pred"]) == {""} and set(table["no_class"]) == {"bad_arm"} or set(table["no_class"]) <= {
-        "bad_arm", "trace_lost"}
+    assert (
+        set(table["pred"]) == {""}
+        and set(table["no_class"]) == {"bad_arm"}
+        or set(table["no_class"]) <= {"bad_arm", "trace_lost"}
+    )
     assert not np.any(np.isfinite(np.asarray(table["prob_G"], float)))
 
 
@@ -328,13 +337,12 @@ def _garble(path: Path, key: str, image: str) -> None:
     raw = bytearray(path.read_bytes())
     i = raw.find(key.ljust(8).encode() + b"= ")
     assert 0 <= i < 2880 * 20
-    raw[i:i + 80] = image.ljust(80).encode()
+    raw[i : i + 80] = image.ljust(80).encode()
     path.write_bytes(bytes(raw))
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("image, shown", [("GAIN    = '1.5 e-/ADU'", "1.5 e-/ADU"),
-                                          ("GAIN    = 1.5 e-/ADU", "1.5 e-")])
+@pytest.mark.parametrize("image, shown", [("GAIN    = '1.5 e-/ADU'", "1.5 e-/ADU"), ("GAIN    = 1.5 e-/ADU", "1.5 e-")])
 def test_unusable_gain_card_warns_naming_file_and_value(exposure, tmp_path, image, shown):
     sci = tmp_path / one(exposure, "ro-01r-*.fit").name
     sci.write_bytes(one(exposure, "ro-01r-*.fit").read_bytes())
@@ -369,8 +377,10 @@ def test_bad_nfibers_is_blamed_on_the_science_header(exposure, tmp_path, data_ro
     sci, raw, header = _frame(folder, "ro-01b-*.fit")
     header["NFIBERS"] = 249
     _rewrite(sci, raw, header)
-    with pytest.raises(FrameError, match=f"{sci.name}: header NFIBERS = 249 but the fiber map .* lists 250 .* "
-                                         "the science header is wrong"):
+    with pytest.raises(
+        FrameError,
+        match=f"{sci.name}: header NFIBERS = 249 but the fiber map .* lists 250 .* the science header is wrong",
+    ):
         reduce_exposure(folder, ReduceConfig(threads=1), data_root=data_root)
 
 
@@ -424,10 +434,24 @@ def test_frames_simulate_workers_stop_when_the_parent_is_killed(data_root, tmp_p
         name = f"{sub}_+0.0_Dwarf.fits.gz"
         (lib / name).symlink_to(data_root / "spectral_libraries" / "pyhammer" / name)
     env = {**os.environ, "DRCNET_DATA": str(data_root)}
-    proc = subprocess.Popen([sys.executable, "-c", "from drcnet.cli import app; app()", "frames", "simulate",
-                             "--out", str(tmp_path / "e"),
-                             "--library", str(lib), "--workers", "2"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from drcnet.cli import app; app()",
+            "frames",
+            "simulate",
+            "--out",
+            str(tmp_path / "e"),
+            "--library",
+            str(lib),
+            "--workers",
+            "2",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.time() + 120
         kids: list[int] = []
@@ -442,8 +466,12 @@ def test_frames_simulate_workers_stop_when_the_parent_is_killed(data_root, tmp_p
         alive = kids
         while time.time() < deadline and alive:
             time.sleep(0.1)
-            alive = [k for k in kids if Path(f"/proc/{k}").exists() and "zombie" not in
-                     Path(f"/proc/{k}/status").read_text(errors="ignore").lower()]
+            alive = [
+                k
+                for k in kids
+                if Path(f"/proc/{k}").exists()
+                and "zombie" not in Path(f"/proc/{k}/status").read_text(errors="ignore").lower()
+            ]
         assert not alive, f"workers {alive} still running after the parent was killed"
     finally:
         if proc.poll() is None:
@@ -453,8 +481,11 @@ def test_frames_simulate_workers_stop_when_the_parent_is_killed(data_root, tmp_p
 def test_later_runs_remove_only_drcnets_own_stale_temporaries(tmp_path):
     from drcnet.simulate.exposure.safety import remove_stale_parts
 
-    ours = [".ro-01r-SIM00000-10007-86400740.fit.k2j3h4.part", ".fibermap-SIM00000-sp01.fits.abcd_1.part",
-            ".truth-SIM00000-sp01.h5.x9.part"]
+    ours = [
+        ".ro-01r-SIM00000-10007-86400740.fit.k2j3h4.part",
+        ".fibermap-SIM00000-sp01.fits.abcd_1.part",
+        ".truth-SIM00000-sp01.h5.x9.part",
+    ]
     theirs = [".notes.txt.abc.part", "download.part", "rb-01b-SIM00000-10000-86400720.fit"]
     for name in ours + theirs:
         (tmp_path / name).write_bytes(b"x" * 10)
@@ -464,11 +495,14 @@ def test_later_runs_remove_only_drcnets_own_stale_temporaries(tmp_path):
 
 
 # -- 19: plot-sample resolves templates through the data root only ---------------------------------------
-@pytest.mark.parametrize("stored, inside", [
-    ("/somewhere/else/spectral_libraries/pyhammer/G2_+0.0_Dwarf.fits.gz", True),
-    ("/etc/passwd", False),
-    ("/x/spectral_libraries/../../../etc/passwd", False),
-])
+@pytest.mark.parametrize(
+    "stored, inside",
+    [
+        ("/somewhere/else/spectral_libraries/pyhammer/G2_+0.0_Dwarf.fits.gz", True),
+        ("/etc/passwd", False),
+        ("/x/spectral_libraries/../../../etc/passwd", False),
+    ],
+)
 def test_plot_sample_opens_templates_only_under_the_data_root(data_root, stored, inside):
     from drcnet.plots.sample_plot import resolve_template
 
@@ -487,8 +521,11 @@ def test_objects_the_model_cannot_classify_get_no_class_and_leave_the_accuracy(c
 
     def predictor(stripes, flux, sky):
         p = _fake_predictor(stripes, flux, sky)
-        p[np.isin(np.flatnonzero(clean.fibermap.is_object & ((clean.flags & FLAG_BITS["trace_lost"]) == 0)),
-                  nan_fibers)] = np.nan
+        p[
+            np.isin(
+                np.flatnonzero(clean.fibermap.is_object & ((clean.flags & FLAG_BITS["trace_lost"]) == 0)), nan_fibers
+            )
+        ] = np.nan
         return p
 
     table = catalogue_table([clean], [predict_objects(predictor, clean)])

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _support.exposure import SEED, full_exposure, linked_copy, shared_root, templates
 
+from _support.exposure import SEED, full_exposure, linked_copy, shared_root, templates
 from drcnet.workflows.manifest import (
     TaskSpec,
     can_skip,
@@ -43,8 +43,11 @@ def _touch(folder: Path, *names: str) -> None:
 def _spectrograph_files(spid: int, plan: str, science_runs: tuple[int, ...] = (10007,)) -> list[str]:
     out = [f"fibermap-{plan}-sp{spid:02d}.fits"]
     for arm in "br":
-        out += [f"rb-{spid:02d}{arm}-{plan}-10000-1.fit", f"rf-{spid:02d}{arm}-{plan}-10005-2.fit",
-                f"ra-{spid:02d}{arm}-{plan}-10006-3.fit"]
+        out += [
+            f"rb-{spid:02d}{arm}-{plan}-10000-1.fit",
+            f"rf-{spid:02d}{arm}-{plan}-10005-2.fit",
+            f"ra-{spid:02d}{arm}-{plan}-10006-3.fit",
+        ]
         out += [f"ro-{spid:02d}{arm}-{plan}-{r}-4.fit" for r in science_runs]
     return out
 
@@ -131,8 +134,14 @@ def _second_spectrograph(tmp_path_factory, data_root: Path) -> Path:
             if not (folder / "DONE").exists():
                 if folder.exists():
                     shutil.rmtree(folder)
-                simulate_exposure(ExposureConfig(seed=SEED, spectrographs=2), templates(data_root), folder,
-                                  data_root=data_root, workers=2, spids=[2])
+                simulate_exposure(
+                    ExposureConfig(seed=SEED, spectrographs=2),
+                    templates(data_root),
+                    folder,
+                    data_root=data_root,
+                    workers=2,
+                    spids=[2],
+                )
                 (folder / "DONE").write_text("ok\n")
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
@@ -195,8 +204,12 @@ def test_first_run_catalogues_every_good_fiber_and_names_the_bad_spectrograph(fi
     res = first_run
     tasks = _by_id(res)
     assert sorted(tasks) == ["A/sp01", "A/sp02", "B/sp01", "B/sp02"]
-    assert {k: t["status"] for k, t in tasks.items()} == {"A/sp01": "ok", "A/sp02": "ok", "B/sp01": "ok",
-                                                          "B/sp02": "failed"}
+    assert {k: t["status"] for k, t in tasks.items()} == {
+        "A/sp01": "ok",
+        "A/sp02": "ok",
+        "B/sp01": "ok",
+        "B/sp02": "failed",
+    }
     assert night["bad"].name in tasks["B/sp02"]["error"]
     assert [r["id"] for r in res.failed] == ["B/sp02"]
 
@@ -205,8 +218,11 @@ def test_first_run_catalogues_every_good_fiber_and_names_the_bad_spectrograph(fi
     got: dict[tuple[str, int], set[int]] = {}
     for r in rows:
         got.setdefault((r["exposure"], r["spid"]), set()).add(r["fiber"])
-    want = {("A", 1): _object_fibers(night["sp1"], 1), ("A", 2): _object_fibers(night["sp2"], 2),
-            ("B", 1): _object_fibers(night["sp1"], 1)}
+    want = {
+        ("A", 1): _object_fibers(night["sp1"], 1),
+        ("A", 2): _object_fibers(night["sp2"], 2),
+        ("B", 1): _object_fibers(night["sp1"], 1),
+    }
     assert got == want
     assert table.num_rows == sum(len(v) for v in want.values()) == res.summary["fibers"]
     assert set(table["pred"].to_pylist()) <= {"F", "G", "K", "other", ""}
@@ -243,8 +259,21 @@ def test_rerun_does_no_work_for_finished_tasks_and_redoes_what_failed_or_changed
     mtimes = {k: Path(t["result"]).stat().st_mtime_ns for k, t in first.items() if t["status"] == "ok"}
 
     # second run, through the CLI (its own LocalCluster of 2 thread workers): nothing new to do but the failure
-    res = CliRunner().invoke(app, ["night", "classify", str(night["root"]), "--out", str(first_run.catalogue),
-                                   "--workers", "2", "--threads", "--data-root", str(data_root)])
+    res = CliRunner().invoke(
+        app,
+        [
+            "night",
+            "classify",
+            str(night["root"]),
+            "--out",
+            str(first_run.catalogue),
+            "--workers",
+            "2",
+            "--threads",
+            "--data-root",
+            str(data_root),
+        ],
+    )
     assert res.exit_code == EXIT_TASKS_FAILED, res.output
     assert "3 already done, 1 failed" in res.output and "B/sp02" in res.output
     second = _by_id(json.loads(first_run.manifest.read_text()))

@@ -49,7 +49,9 @@ def test_cli_report_over_two_runs(cli_runs, micro_data, tmp_path):
     assert '"accuracy_ci95"' in metrics
     # then the number of source spectra and the interval counted by source: the synthetic file's objects
     # come from 3 sources (one per class), too few for an interval
-    rows = re.findall(r"\| (>30|20-30|10-20|<10) \| \d+ \| [0-9.]+ \| [0-9.]+-[0-9.]+ \| (\d+) \| (-|[0-9.]+-[0-9.]+) \|", md)
+    rows = re.findall(
+        r"\| (>30|20-30|10-20|<10) \| \d+ \| [0-9.]+ \| [0-9.]+-[0-9.]+ \| (\d+) \| (-|[0-9.]+-[0-9.]+) \|", md
+    )
     assert len(rows) == 8, rows
     assert all(1 <= int(n_src) <= 3 and ci == "-" for _, n_src, ci in rows), rows
     # the calibration table gives the ECE floor of each run's set

@@ -90,8 +90,10 @@ def friendly_errors(func: F) -> F:
             raise typer.Exit(code=2) from exc
         except KeyboardInterrupt as exc:
             term = isinstance(exc, Terminated)
-            err_console.print(f"[bold red]stopped:[/] {'terminated (SIGTERM)' if term else 'interrupted (Ctrl-C)'}; "
-                              "partial files removed, no earlier output replaced")
+            err_console.print(
+                f"[bold red]stopped:[/] {'terminated (SIGTERM)' if term else 'interrupted (Ctrl-C)'}; "
+                "partial files removed, no earlier output replaced"
+            )
             raise typer.Exit(code=EXIT_TERMINATED if term else EXIT_INTERRUPTED) from exc
         finally:
             if previous is not None:
@@ -128,8 +130,11 @@ def exposure_inputs(folder: Path) -> list[Path]:
 
     if not folder.is_dir():
         return [folder] if folder.is_file() else []
-    return [p for p in folder.iterdir()
-            if p.is_file() and (parse_raw_name(p.name) is not None or p.name.startswith(("fibermap-", "truth-")))]
+    return [
+        p
+        for p in folder.iterdir()
+        if p.is_file() and (parse_raw_name(p.name) is not None or p.name.startswith(("fibermap-", "truth-")))
+    ]
 
 
 def run_inputs(run_dir: str | Path | None) -> list[Path]:
@@ -148,8 +153,12 @@ def run_inputs(run_dir: str | Path | None) -> list[Path]:
         return []  # nothing there to replace; the command names the missing run
     if not run_dir.is_dir():
         return [run_dir]
-    return [p for p in run_dir.iterdir() if p.is_file() and (p.suffix == ".safetensors" or p.name in (
-        "run.json", "calibration.json", "config.json", "EXPORT.json"))]
+    return [
+        p
+        for p in run_dir.iterdir()
+        if p.is_file()
+        and (p.suffix == ".safetensors" or p.name in ("run.json", "calibration.json", "config.json", "EXPORT.json"))
+    ]
 
 
 def resolve_libraries(library: list[Path] | None) -> list[Path]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -33,8 +33,10 @@ def catalogue_summary(c: dict | None) -> str:
         return "-" if x is None else f"{x:.{nd}f}"
 
     rej = c["rejection"]
-    parts = [f"other called other {f(rej['other_called_other']['all']['share'])}",
-             f"F/G/K called other {f(rej['fgk_called_other']['all']['share'])}"]
+    parts = [
+        f"other called other {f(rej['other_called_other']['all']['share'])}",
+        f"F/G/K called other {f(rej['fgk_called_other']['all']['share'])}",
+    ]
     if c.get("subclass"):
         parts.append(f"subclass within one {f(c['subclass']['all']['within_one'])}")
     if c.get("params"):
@@ -46,57 +48,80 @@ def catalogue_summary(c: dict | None) -> str:
 
 def evaluate_cmd(
     data: Annotated[Path, typer.Option("--data", "-d", help="Dataset HDF5 file.")],
-    run_dir: Annotated[Optional[Path], typer.Argument(help=DEFAULT_RUN_HELP)] = None,
+    run_dir: Annotated[Path | None, typer.Argument(help=DEFAULT_RUN_HELP)] = None,
     split: Annotated[str, typer.Option(help="Split to evaluate.")] = "test",
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder (default: RUN_DIR).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder (default: RUN_DIR).")] = None,
     which: Annotated[str, typer.Option(help="best or last weights.")] = "best",
     batch_size: Annotated[int, typer.Option("--batch-size", help="Objects per forward pass.")] = 256,
-    workers: Annotated[int, typer.Option(
-        help="0: read the file in the main thread; >= 1: read the next batch in a background thread.")] = 1,
+    workers: Annotated[
+        int, typer.Option(help="0: read the file in the main thread; >= 1: read the next batch in a background thread.")
+    ] = 1,
     fast: Annotated[bool, typer.Option("--fast/--no-fast", help="CPU fast path.")] = True,
 ) -> None:
     """Paper metrics (Table 3, per-S/N-bin Tables 4-5, confusion matrices) -> metrics.json + confusion.png."""
-    from drcnet.workflows.evaluate import evaluate_run
-
     from drcnet.models.run_folder import resolve_run
+    from drcnet.workflows.evaluate import evaluate_run
 
     run_dir = resolve_run(run_dir)
     check_outputs([Output(out or run_dir, kind="folder")], files=[data, *run_inputs(run_dir)])  # before any work
-    m = evaluate_run(run_dir, data, split=split, out=out, which=which, batch_size=batch_size, workers=workers,
-                     fast=fast)
+    m = evaluate_run(
+        run_dir, data, split=split, out=out, which=which, batch_size=batch_size, workers=workers, fast=fast
+    )
     t3 = m["table3"]
     conv = {"mk": "MK types", "lamost": "LAMOST's convention"}.get(m.get("label_convention", ""), "the file's labels")
-    typer.echo(f"{m['model']} (labels: {conv}): S/N>30 accuracy {t3['accuracy']} (n={t3['n']}); per bin: "
-               + ", ".join(f"{k} {v['accuracy'] if v['accuracy'] is None else round(v['accuracy'], 4)} (n={v['n']})"
-                           for k, v in m["bins"].items()))
+    typer.echo(
+        f"{m['model']} (labels: {conv}): S/N>30 accuracy {t3['accuracy']} (n={t3['n']}); per bin: "
+        + ", ".join(
+            f"{k} {v['accuracy'] if v['accuracy'] is None else round(v['accuracy'], 4)} (n={v['n']})"
+            for k, v in m["bins"].items()
+        )
+    )
     summary = catalogue_summary(m.get("catalogue"))
     if summary:
         typer.echo(summary)
     if m.get("n_bad_input"):
-        typer.echo(f"{m['n_bad_input']} object(s) have NaN/inf pixels in their input: not classified, left out of "
-                   "every metric (counts.<bin>.bad_input in metrics.json)")
+        typer.echo(
+            f"{m['n_bad_input']} object(s) have NaN/inf pixels in their input: not classified, left out of "
+            "every metric (counts.<bin>.bad_input in metrics.json)"
+        )
     typer.echo(f"wrote {(out or run_dir) / 'metrics.json'}")
 
 
 def predict_cmd(
     out: Annotated[Path, typer.Option("--out", "-o", help="Table to write: .csv, .parquet or .fits.")],
-    run_dir: Annotated[Optional[Path], typer.Argument(
-        help=DEFAULT_RUN_HELP[:-1] + "; or an .onnx file from `drcnet export --onnx` (run by ONNX Runtime).")] = None,
-    data: Annotated[Optional[Path], typer.Option("--data", "-d", help="Dataset HDF5 file.")] = None,
-    exposure: Annotated[Optional[Path], typer.Option(
-        "--exposure", help="Raw exposure folder instead of --data: reduce the frames and write a catalogue + QA page "
-                           "(same as `drcnet frames classify`).")] = None,
-    split: Annotated[Optional[str], typer.Option(help="Split to predict (default: all objects).")] = None,
+    run_dir: Annotated[
+        Path | None,
+        typer.Argument(
+            help=DEFAULT_RUN_HELP[:-1] + "; or an .onnx file from `drcnet export --onnx` (run by ONNX Runtime)."
+        ),
+    ] = None,
+    data: Annotated[Path | None, typer.Option("--data", "-d", help="Dataset HDF5 file.")] = None,
+    exposure: Annotated[
+        Path | None,
+        typer.Option(
+            "--exposure",
+            help="Raw exposure folder instead of --data: reduce the frames and write a catalogue + QA page "
+            "(same as `drcnet frames classify`).",
+        ),
+    ] = None,
+    split: Annotated[str | None, typer.Option(help="Split to predict (default: all objects).")] = None,
     which: Annotated[str, typer.Option(help="best or last weights.")] = "best",
     batch_size: Annotated[int, typer.Option("--batch-size", help="Objects per forward pass.")] = 256,
-    workers: Annotated[int, typer.Option(
-        help="0: read the file in the main thread; >= 1: read the next batch in a background thread.")] = 1,
+    workers: Annotated[
+        int, typer.Option(help="0: read the file in the main thread; >= 1: read the next batch in a background thread.")
+    ] = 1,
     fast: Annotated[bool, typer.Option("--fast/--no-fast", help="CPU fast path.")] = True,
-    precision: Annotated[str, typer.Option(
-        help="fp32, or bf16 (torch autocast; needs a CPU with AVX512-BF16/AMX or a CUDA GPU with bf16, else "
-             "a warning and fp32).")] = "fp32",
-    engine: Annotated[str, typer.Option(
-        help="torch, or onnx (ONNX Runtime: the model is exported on the fly, or give an .onnx file).")] = "torch",
+    precision: Annotated[
+        str,
+        typer.Option(
+            help="fp32, or bf16 (torch autocast; needs a CPU with AVX512-BF16/AMX or a CUDA GPU with bf16, else "
+            "a warning and fp32)."
+        ),
+    ] = "fp32",
+    engine: Annotated[
+        str,
+        typer.Option(help="torch, or onnx (ONNX Runtime: the model is exported on the fly, or give an .onnx file)."),
+    ] = "torch",
 ) -> None:
     """Catalogue per object -> .csv, .parquet or .fits (object_id, label, pred, prob_F/G/K/other, subclass, ood)."""
     if (data is None) == (exposure is None):
@@ -105,10 +130,13 @@ def predict_cmd(
         raise ValueError(f"--precision must be fp32 or bf16, got {precision!r}")
     if engine not in ("torch", "onnx"):
         raise ValueError(f"--engine must be torch or onnx, got {engine!r}")
-    check_outputs([Output(out)], files=[p for p in (data,) if p is not None]
-                  + run_inputs(run_dir)
-                  + (exposure_inputs(exposure) if exposure is not None else []),
-                  trees=[exposure] if exposure is not None else ())  # before any work
+    check_outputs(
+        [Output(out)],
+        files=[p for p in (data,) if p is not None]
+        + run_inputs(run_dir)
+        + (exposure_inputs(exposure) if exposure is not None else []),
+        trees=[exposure] if exposure is not None else (),
+    )  # before any work
     if run_dir is not None and run_dir.suffix == ".onnx" and engine != "onnx":
         engine = "onnx"  # an .onnx file can only run on ONNX Runtime
     if exposure is not None:
@@ -131,23 +159,35 @@ def predict_cmd(
             err_console.print(f"[yellow]warning:[/] --precision bf16: {why}; running in fp32")
             precision = "fp32"
     try:  # warnings (e.g. objects with NaN pixels) print as one clean line: friendly_errors
-        path = predict_table(run_dir, data, out, split=split, which=which, batch_size=batch_size, workers=workers,
-                             fast=fast, precision=precision, engine=engine)
+        path = predict_table(
+            run_dir,
+            data,
+            out,
+            split=split,
+            which=which,
+            batch_size=batch_size,
+            workers=workers,
+            fast=fast,
+            precision=precision,
+            engine=engine,
+        )
     except ImportError as err:  # onnx / onnxruntime missing: one line, exit status 2
         raise RuntimeError(str(err)) from err
     typer.echo(f"wrote {path}")
 
 
 def calibrate_cmd(
-    run_dir: Annotated[Path, typer.Argument(help="Run folder from `drcnet train` (writable: calibration.json is "
-                                                 "written into it).")],
+    run_dir: Annotated[
+        Path, typer.Argument(help="Run folder from `drcnet train` (writable: calibration.json is written into it).")
+    ],
     data: Annotated[Path, typer.Option("--data", "-d", help="Dataset HDF5 file with labelled objects.")],
     split: Annotated[str, typer.Option(help="Split to fit on (never the test split you report on).")] = "val",
     coverage: Annotated[float, typer.Option(help="Coverage of the conformal prediction sets, in (0, 1).")] = 0.9,
     which: Annotated[str, typer.Option(help="best or last weights.")] = "best",
     batch_size: Annotated[int, typer.Option("--batch-size", help="Objects per forward pass.")] = 256,
-    workers: Annotated[int, typer.Option(
-        help="0: read the file in the main thread; >= 1: read the next batch in a background thread.")] = 1,
+    workers: Annotated[
+        int, typer.Option(help="0: read the file in the main thread; >= 1: read the next batch in a background thread.")
+    ] = 1,
     fast: Annotated[bool, typer.Option("--fast/--no-fast", help="CPU fast path.")] = True,
 ) -> None:
     """Temperature per S/N_r bin, OOD threshold and conformal sets -> RUN_DIR/calibration.json (then used by predict)."""
@@ -155,20 +195,26 @@ def calibrate_cmd(
     from drcnet.workflows.calibrate import calibrate_run
 
     check_outputs([Output(run_dir / "calibration.json", "calibration.json")], files=[data])  # before any work
-    cal, path = calibrate_run(run_dir, data, split=split, coverage=coverage, which=which, batch_size=batch_size,
-                              workers=workers, fast=fast)
+    cal, path = calibrate_run(
+        run_dir, data, split=split, coverage=coverage, which=which, batch_size=batch_size, workers=workers, fast=fast
+    )
     typer.echo(f"{'S/N_r':>6s} {'n':>6s} {'T':>7s} {'ECE before':>11s} {'ECE after':>10s}")
     for k, name in enumerate(SNR_BIN_NAMES):
-        typer.echo(f"{name:>6s} {cal.n_objects[k]:6d} {cal.temperatures[k]:7.3f} {cal.ece_before[k]:11.4f} "
-                   f"{cal.ece_after[k]:10.4f}")
-    typer.echo(f"OOD energy threshold {cal.ood_threshold:.4f}; conformal threshold {cal.conformal_qhat} at coverage "
-               f"{cal.coverage}")
+        typer.echo(
+            f"{name:>6s} {cal.n_objects[k]:6d} {cal.temperatures[k]:7.3f} {cal.ece_before[k]:11.4f} "
+            f"{cal.ece_after[k]:10.4f}"
+        )
+    typer.echo(
+        f"OOD energy threshold {cal.ood_threshold:.4f}; conformal threshold {cal.conformal_qhat} at coverage "
+        f"{cal.coverage}"
+    )
     typer.echo(f"wrote {path}")
 
 
 def export_cmd(
-    onnx: Annotated[str, typer.Option(
-        "--onnx", help="Run folder or shipped model name (`drcnet models`) to export to ONNX.")],
+    onnx: Annotated[
+        str, typer.Option("--onnx", help="Run folder or shipped model name (`drcnet models`) to export to ONNX.")
+    ],
     out: Annotated[Path, typer.Option("--out", "-o", help="ONNX file to write (.onnx).")],
     which: Annotated[str, typer.Option(help="best or last weights.")] = "best",
 ) -> None:
@@ -181,8 +227,10 @@ def export_cmd(
         meta = export_run_onnx(onnx, out, which=which)
     except ImportError as err:  # onnx missing: one line, exit status 2
         raise RuntimeError(str(err)) from err
-    typer.echo(f"wrote {out} ({meta['model']}, input {meta['input']} {meta['input_kind']}, "
-               f"outputs {', '.join(meta['outputs'])})")
+    typer.echo(
+        f"wrote {out} ({meta['model']}, input {meta['input']} {meta['input_kind']}, "
+        f"outputs {', '.join(meta['outputs'])})"
+    )
 
 
 def report_cmd(
@@ -214,8 +262,10 @@ def models_cmd(
     typer.echo("shipped trained models (use by name: no run folder needed):")
     for s in shipped_models():
         mark = " (default)" if s["name"] == DEFAULT_MODEL else ""
-        typer.echo(f"  {s['name']}{mark}: {s['model']}, version {s['version']} ({s['git_commit']}), preset "
-                   f"{s['preset']}, best epoch {s['best_epoch']}; {s['path']}")
+        typer.echo(
+            f"  {s['name']}{mark}: {s['model']}, version {s['version']} ({s['git_commit']}), preset "
+            f"{s['preset']}, best epoch {s['best_epoch']}; {s['path']}"
+        )
 
 
 def register(app: typer.Typer) -> None:
@@ -228,4 +278,3 @@ def register(app: typer.Typer) -> None:
     add_command(app, "export", friendly_errors(export_cmd))
     add_command(app, "report", friendly_errors(report_cmd))
     add_command(app, "models", models_cmd)
-

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import signal
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -35,31 +35,72 @@ def _interrupt_on_sigterm(signum: int, frame: object) -> None:
 def train_cmd(
     data: Annotated[Path, typer.Option("--data", "-d", help="Dataset HDF5 file (from `drcnet simulate`).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder to create (or resume).")],
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Registered model: drcnet, rcnet, ffcnn (default with --init-from: the source run's).")] = None,
-    preset: Annotated[Optional[str], typer.Option(help=f"Optimisation defaults: {', '.join(PRESETS)} (default fast).")] = None,
-    epochs: Annotated[Optional[int], typer.Option(help="Maximum epochs (default: preset).")] = None,
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Batch per process (default: preset).")] = None,
-    lr: Annotated[Optional[float], typer.Option(help="Learning rate (default: preset).")] = None,
-    optimizer: Annotated[Optional[str], typer.Option(help="adagrad, adamw, adam or sgd (default: preset).")] = None,
-    weight_decay: Annotated[Optional[float], typer.Option("--weight-decay", help="Default: preset.")] = None,
-    schedule: Annotated[Optional[str], typer.Option(help="constant, onecycle or cosine (default: preset).")] = None,
-    patience: Annotated[Optional[int], typer.Option(help="Early-stop patience in epochs (default: preset).")] = None,
-    grad_clip: Annotated[Optional[float], typer.Option("--grad-clip", help="Max gradient norm, 0 = off (default: preset).")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Random seed (default 0; on --resume the run's own).")] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model", "-m", help="Registered model: drcnet, rcnet, ffcnn (default with --init-from: the source run's)."
+        ),
+    ] = None,
+    preset: Annotated[
+        str | None, typer.Option(help=f"Optimisation defaults: {', '.join(PRESETS)} (default fast).")
+    ] = None,
+    epochs: Annotated[int | None, typer.Option(help="Maximum epochs (default: preset).")] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", help="Batch per process (default: preset).")] = None,
+    lr: Annotated[float | None, typer.Option(help="Learning rate (default: preset).")] = None,
+    optimizer: Annotated[str | None, typer.Option(help="adagrad, adamw, adam or sgd (default: preset).")] = None,
+    weight_decay: Annotated[float | None, typer.Option("--weight-decay", help="Default: preset.")] = None,
+    schedule: Annotated[str | None, typer.Option(help="constant, onecycle or cosine (default: preset).")] = None,
+    patience: Annotated[int | None, typer.Option(help="Early-stop patience in epochs (default: preset).")] = None,
+    grad_clip: Annotated[
+        float | None, typer.Option("--grad-clip", help="Max gradient norm, 0 = off (default: preset).")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed (default 0; on --resume the run's own).")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
-    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")] = False,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")
+    ] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a run already in --out.")] = False,
-    workers: Annotated[Optional[int], typer.Option(min=0, help="DataLoader workers per process (default: 0 on a CPU run with 2 cores or fewer, where a loader process takes a core from the model; else 1).")] = None,
-    threads: Annotated[Optional[int], typer.Option(help="Intra-op threads per process.")] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="DataLoader workers per process (default: 0 on a CPU run with 2 cores or fewer, where a loader process takes a core from the model; else 1).",
+        ),
+    ] = None,
+    threads: Annotated[int | None, typer.Option(help="Intra-op threads per process.")] = None,
     fast: Annotated[bool, typer.Option("--fast/--no-fast", help="CPU fast path (same results).")] = True,
     class_weights: Annotated[bool, typer.Option("--class-weights", help="Inverse-frequency class weights.")] = False,
-    aux_weight: Annotated[Optional[float], typer.Option("--aux-weight", help="Weight of the per-arm auxiliary losses (default: preset; robust 0.3).")] = None,
-    heads_weight: Annotated[Optional[float], typer.Option("--heads-weight", help="Weight of the catalogue-head loss: subclass, luminosity class, Teff/logg/[Fe/H] (default: preset; survey 0.5).")] = None,
-    init_from: Annotated[Optional[str], typer.Option("--init-from", help="Warm start from a run folder or shipped model (e.g. drcnet-robust): weights copied where shapes agree.")] = None,
-    freeze: Annotated[Optional[str], typer.Option("--freeze", help="Comma-separated top-level parts whose weights stay fixed, e.g. reduce,backbones (DRC-Net; the finetune preset's default), or 'none'.")] = None,
-    model_config: Annotated[Optional[str], typer.Option("--model-config", help="JSON overrides of the model config.")] = None,
-    stop_after_epochs: Annotated[Optional[int], typer.Option("--stop-after-epochs", hidden=True,
-                                                             help="Stop after N epochs as if killed (tests).")] = None,
+    aux_weight: Annotated[
+        float | None,
+        typer.Option("--aux-weight", help="Weight of the per-arm auxiliary losses (default: preset; robust 0.3)."),
+    ] = None,
+    heads_weight: Annotated[
+        float | None,
+        typer.Option(
+            "--heads-weight",
+            help="Weight of the catalogue-head loss: subclass, luminosity class, Teff/logg/[Fe/H] (default: preset; survey 0.5).",
+        ),
+    ] = None,
+    init_from: Annotated[
+        str | None,
+        typer.Option(
+            "--init-from",
+            help="Warm start from a run folder or shipped model (e.g. drcnet-robust): weights copied where shapes agree.",
+        ),
+    ] = None,
+    freeze: Annotated[
+        str | None,
+        typer.Option(
+            "--freeze",
+            help="Comma-separated top-level parts whose weights stay fixed, e.g. reduce,backbones (DRC-Net; the finetune preset's default), or 'none'.",
+        ),
+    ] = None,
+    model_config: Annotated[
+        str | None, typer.Option("--model-config", help="JSON overrides of the model config.")
+    ] = None,
+    stop_after_epochs: Annotated[
+        int | None, typer.Option("--stop-after-epochs", hidden=True, help="Stop after N epochs as if killed (tests).")
+    ] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
 ) -> None:
     """Train a model; the run folder gets weights, config, history and checkpoints. Works under torchrun."""
@@ -68,8 +109,11 @@ def train_cmd(
     try:
         overrides = json.loads(model_config) if model_config else {}
     except json.JSONDecodeError as err:
-        typer.echo(f"error: --model-config is not valid JSON ({err}): {model_config!r}; "
-                   "example: --model-config '{\"fc_widths\": [128, 32]}'", err=True)
+        typer.echo(
+            f"error: --model-config is not valid JSON ({err}): {model_config!r}; "
+            "example: --model-config '{\"fc_widths\": [128, 32]}'",
+            err=True,
+        )
         raise typer.Exit(2) from err
     if not isinstance(overrides, dict):
         typer.echo(f"error: --model-config must be a JSON object of config overrides, got {model_config!r}", err=True)
@@ -83,12 +127,16 @@ def train_cmd(
         from drcnet.models.run_folder import resolve_run
 
         resolve_run(init_from)
-    check_outputs([Output(out, kind="folder", replaces_folder=overwrite)],
-                  files=[data, *(run_inputs(init_from) if init_from else ())])
+    check_outputs(
+        [Output(out, kind="folder", replaces_folder=overwrite)],
+        files=[data, *(run_inputs(init_from) if init_from else ())],
+    )
     if model is None:
         if not init_from:
-            typer.echo("error: give --model (drcnet, rcnet, ffcnn), or --init-from RUN to take the source run's model",
-                       err=True)
+            typer.echo(
+                "error: give --model (drcnet, rcnet, ffcnn), or --init-from RUN to take the source run's model",
+                err=True,
+            )
             raise typer.Exit(2)
         from drcnet.models.run_folder import read_run_json, resolve_run
 
@@ -101,13 +149,33 @@ def train_cmd(
         from drcnet.train.config import default_workers
 
         workers = default_workers(device)
-    cfg = TrainConfig(model=model, data=str(data), out=str(out), preset=preset, optimizer=optimizer, lr=lr,
-                      weight_decay=weight_decay, batch_size=batch_size, epochs=epochs, patience=patience,
-                      schedule=schedule, grad_clip=grad_clip, seed=seed, device=device, workers=workers, fast=fast, threads=threads,
-                      class_weights=class_weights, model_config=overrides, aux_weight=aux_weight,
-                      heads_weight=heads_weight, init_from=init_from,
-                      freeze=_freeze_parts(freeze),
-                      stop_after_epochs=stop_after_epochs, progress=progress)
+    cfg = TrainConfig(
+        model=model,
+        data=str(data),
+        out=str(out),
+        preset=preset,
+        optimizer=optimizer,
+        lr=lr,
+        weight_decay=weight_decay,
+        batch_size=batch_size,
+        epochs=epochs,
+        patience=patience,
+        schedule=schedule,
+        grad_clip=grad_clip,
+        seed=seed,
+        device=device,
+        workers=workers,
+        fast=fast,
+        threads=threads,
+        class_weights=class_weights,
+        model_config=overrides,
+        aux_weight=aux_weight,
+        heads_weight=heads_weight,
+        init_from=init_from,
+        freeze=_freeze_parts(freeze),
+        stop_after_epochs=stop_after_epochs,
+        progress=progress,
+    )
     # on SIGTERM the run folder says "interrupted" and keeps its last finished epoch for --resume
     previous = signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
     try:
@@ -116,11 +184,16 @@ def train_cmd(
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from err
     except KeyboardInterrupt as err:
-        typer.echo(f"{out}: interrupted ({err or 'Ctrl-C'}); the last finished epoch is kept, continue with "
-                   f"the same command plus --resume", err=True)
+        typer.echo(
+            f"{out}: interrupted ({err or 'Ctrl-C'}); the last finished epoch is kept, continue with "
+            f"the same command plus --resume",
+            err=True,
+        )
         raise typer.Exit(130) from err
     finally:
         signal.signal(signal.SIGTERM, previous)
     if meta.get("status"):
-        typer.echo(f"{out}: {meta['status']} after epoch {meta['epochs_run']} (best epoch {meta['best_epoch']}, "
-                   f"val loss {meta['best_val_loss']})")
+        typer.echo(
+            f"{out}: {meta['status']} after epoch {meta['epochs_run']} (best epoch {meta['best_epoch']}, "
+            f"val loss {meta['best_val_loss']})"
+        )

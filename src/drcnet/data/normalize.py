@@ -88,8 +88,9 @@ def zscore_spectra1d(flux1d: np.ndarray, sky1d: np.ndarray | None = None) -> np.
     return z.reshape(*z.shape[:-2], 1, z.shape[-2] * z.shape[-1])
 
 
-def prepare_input(kind: str, stripes: np.ndarray | None = None, flux1d: np.ndarray | None = None,
-                  sky1d: np.ndarray | None = None) -> np.ndarray:
+def prepare_input(
+    kind: str, stripes: np.ndarray | None = None, flux1d: np.ndarray | None = None, sky1d: np.ndarray | None = None
+) -> np.ndarray:
     """The normalised model input of kind ``"stripes"`` or ``"spectra1d"`` from raw arrays."""
     if kind == "stripes":
         if stripes is None:
@@ -136,8 +137,8 @@ def zscore_fast(x: np.ndarray, axes: tuple[int, ...], return_finite: bool = Fals
         raise ValueError(f"zscore_fast reduces trailing axes only, got {axes}")
     if x.ndim < k:
         raise ValueError(f"input of shape {x.shape} has fewer than {k} axes")
-    lead = x.shape[:x.ndim - k]
-    n = int(np.prod(x.shape[x.ndim - k:]))
+    lead = x.shape[: x.ndim - k]
+    n = int(np.prod(x.shape[x.ndim - k :]))
     if x.dtype == np.float64:
         z = zscore(x, axes)
         return (z, np.isfinite(x.reshape(*lead, n)).all(axis=-1)) if return_finite else z
@@ -147,8 +148,8 @@ def zscore_fast(x: np.ndarray, axes: tuple[int, ...], return_finite: bool = Fals
     # blocks of ~1 MB: the conversion and the passes over the pixels run in cache
     step = max(1, (1 << 18) // max(n, 1))
     for a in range(0, len(out), step):
-        blk = out[a:a + step]
-        np.copyto(blk, src[a:a + step])
+        blk = out[a : a + step]
+        np.copyto(blk, src[a : a + step])
         # a float64 sum of float16/float32 values cannot overflow: it is finite exactly when every pixel is
         mean = blk.mean(axis=1, dtype=np.float64)
         finite = np.isfinite(mean)

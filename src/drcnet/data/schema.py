@@ -132,8 +132,14 @@ class DatasetWriter:
         Names from :data:`OPTIONAL_PER_OBJECT` to create too (e.g. ``label_lamost``).
     """
 
-    def __init__(self, path: str | Path, n_objects: int, param_names: Sequence[str] = (),
-                 attrs: Mapping[str, Any] | None = None, optional: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        n_objects: int,
+        param_names: Sequence[str] = (),
+        attrs: Mapping[str, Any] | None = None,
+        optional: Sequence[str] = (),
+    ) -> None:
         self.path = Path(path)
         self.n = int(n_objects)
         self._h5 = h5py.File(self.path, "w")
@@ -153,7 +159,9 @@ class DatasetWriter:
             h.attrs[key] = json.dumps(value) if isinstance(value, (dict, list)) else value
         unknown = sorted(set(optional) - set(OPTIONAL_PER_OBJECT))
         if unknown:
-            raise ValueError(f"DatasetWriter: unknown optional dataset(s) {unknown}; known: {sorted(OPTIONAL_PER_OBJECT)}")
+            raise ValueError(
+                f"DatasetWriter: unknown optional dataset(s) {unknown}; known: {sorted(OPTIONAL_PER_OBJECT)}"
+            )
         per_object = {**_PER_OBJECT, **{k: OPTIONAL_PER_OBJECT[k] for k in optional}}
         for name, (shape, dtype) in per_object.items():
             chunks = (1, *shape) if shape else (min(max(self.n, 1), 4096),)
@@ -166,7 +174,7 @@ class DatasetWriter:
         """Write arrays for objects ``start .. start + len`` (keys as in the layout, ``params/<name>`` too)."""
         for key, value in block.items():
             value = np.asarray(value)
-            self._h5[key][start:start + len(value)] = value
+            self._h5[key][start : start + len(value)] = value
 
     def add_table(self, group: str, columns: Mapping[str, Sequence[Any]]) -> None:
         """Store a small table (e.g. the template-to-split assignment) as one dataset per column."""
@@ -215,18 +223,23 @@ def open_dataset(path: str | Path, mode: str = "r") -> h5py.File:
     """
     path = Path(path)
     if mode == "r" and not path.is_file():
-        raise FileNotFoundError(f"dataset file {path} does not exist (make one with `drcnet simulate` or "
-                                "`drcnet frames reduce`)")
+        raise FileNotFoundError(
+            f"dataset file {path} does not exist (make one with `drcnet simulate` or `drcnet frames reduce`)"
+        )
     try:
         h = h5py.File(path, mode)
     except OSError as err:
-        raise OSError(f"{path}: cannot be read as an HDF5 dataset file ({err}); it may be truncated, not HDF5, or "
-                      "locked by another process (close it there, or set HDF5_USE_FILE_LOCKING=FALSE on a "
-                      "read-only share)") from err
+        raise OSError(
+            f"{path}: cannot be read as an HDF5 dataset file ({err}); it may be truncated, not HDF5, or "
+            "locked by another process (close it there, or set HDF5_USE_FILE_LOCKING=FALSE on a "
+            "read-only share)"
+        ) from err
     if mode == "r" and "label" not in h:
         h.close()
-        raise KeyError(f"{path}: not a drcnet dataset file (no 'label' dataset); make one with `drcnet simulate` "
-                       "or `drcnet frames reduce`")
+        raise KeyError(
+            f"{path}: not a drcnet dataset file (no 'label' dataset); make one with `drcnet simulate` "
+            "or `drcnet frames reduce`"
+        )
     return h
 
 
@@ -266,5 +279,10 @@ def dataset_fingerprint(path: str | Path) -> dict[str, Any]:
                 h.update(np.ascontiguousarray(f[key][0]).tobytes())
                 h.update(np.ascontiguousarray(f[key][n - 1]).tobytes())
     st = path.stat()
-    return {"sha256": h.hexdigest(), "path": str(path.resolve()), "size_bytes": st.st_size,
-            "mtime": st.st_mtime, "n_objects": int(n)}
+    return {
+        "sha256": h.hexdigest(),
+        "path": str(path.resolve()),
+        "size_bytes": st.st_size,
+        "mtime": st.st_mtime,
+        "n_objects": int(n),
+    }

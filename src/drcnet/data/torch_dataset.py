@@ -41,9 +41,11 @@ def split_names(h5: h5py.File) -> list[str]:
 
 def no_split_message(path: str | Path, split: str) -> str:
     """The one-line error for ``--split`` on a dataset file that has no ``split`` dataset."""
-    return (f"{path}: the file has no 'split' dataset (which object is train, val or test), so it has no {split!r} "
-            "split; add one (an int8 'split' dataset, 0 train, 1 val, 2 test, one per object), or use the "
-            "command on every object (`drcnet predict` without --split)")
+    return (
+        f"{path}: the file has no 'split' dataset (which object is train, val or test), so it has no {split!r} "
+        "split; add one (an int8 'split' dataset, 0 train, 1 val, 2 test, one per object), or use the "
+        "command on every object (`drcnet predict` without --split)"
+    )
 
 
 def catalogue_targets(h: h5py.File, label: np.ndarray) -> np.ndarray:
@@ -99,9 +101,16 @@ class SpectraDataset(Dataset):
         Items are ``(x, y, i, t)`` with ``t`` the catalogue-head targets (:meth:`targets`), float32 ``(5,)``.
     """
 
-    def __init__(self, path: str | Path, input_kind: str = "stripes", split: str | None = None,
-                 indices: np.ndarray | None = None, labelled_only: bool = False, with_validity: bool = False,
-                 with_targets: bool = False) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        input_kind: str = "stripes",
+        split: str | None = None,
+        indices: np.ndarray | None = None,
+        labelled_only: bool = False,
+        with_validity: bool = False,
+        with_targets: bool = False,
+    ) -> None:
         if with_validity and with_targets:
             raise ValueError("with_validity and with_targets cannot both be set")
         if input_kind not in INPUT_KINDS:
@@ -249,11 +258,14 @@ def _read_rows(ds: h5py.Dataset, rows: np.ndarray) -> np.ndarray:
     order = np.argsort(rows, kind="stable")
     srt = rows[order]
     uniq, first = np.unique(srt, return_index=True)
-    buf = out if np.array_equal(order, np.arange(len(rows))) and len(uniq) == len(rows) else \
-        np.empty((len(uniq), *ds.shape[1:]), dtype=ds.dtype)
+    buf = (
+        out
+        if np.array_equal(order, np.arange(len(rows))) and len(uniq) == len(rows)
+        else np.empty((len(uniq), *ds.shape[1:]), dtype=ds.dtype)
+    )
     breaks = np.flatnonzero(np.diff(uniq) != 1) + 1
     for a, b in zip(np.r_[0, breaks], np.r_[breaks, len(uniq)]):
-        ds.read_direct(buf, np.s_[int(uniq[a]):int(uniq[b - 1]) + 1], np.s_[int(a):int(b)])
+        ds.read_direct(buf, np.s_[int(uniq[a]) : int(uniq[b - 1]) + 1], np.s_[int(a) : int(b)])
     if buf is not out:
         # position of each requested row within the unique sorted rows
         out[:] = buf[np.searchsorted(uniq, rows)]

@@ -14,9 +14,17 @@ from __future__ import annotations
 
 from typing import Any
 
-_NAMES = {"Predictor": "predictor", "load_model": "predictor", "predict_table": "predictor",
-          "write_catalogue": "table", "read_catalogue": "table", "prediction_table": "table",
-          "predict_arrays": "engine", "predict_arrays_all": "engine", "predict_dataset": "engine"}
+_NAMES = {
+    "Predictor": "predictor",
+    "load_model": "predictor",
+    "predict_table": "predictor",
+    "write_catalogue": "table",
+    "read_catalogue": "table",
+    "prediction_table": "table",
+    "predict_arrays": "engine",
+    "predict_arrays_all": "engine",
+    "predict_dataset": "engine",
+}
 
 __all__ = sorted(_NAMES)
 

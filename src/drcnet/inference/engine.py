@@ -98,8 +98,10 @@ def bf16_support(device: torch.device | str = "cpu") -> tuple[bool, str]:
     cap = torch.backends.cpu.get_cpu_capability()
     if ok:
         return True, f"CPU supports bf16 in oneDNN (capability {cap})"
-    return False, (f"this CPU has no native bf16 (no AVX512-BF16/AMX; torch reports capability {cap}): "
-                   "bf16 would be emulated and slower than fp32")
+    return False, (
+        f"this CPU has no native bf16 (no AVX512-BF16/AMX; torch reports capability {cap}): "
+        "bf16 would be emulated and slower than fp32"
+    )
 
 
 def resolve_precision(precision: str, device: torch.device | str = "cpu", on_unsupported: str = "fallback") -> str:
@@ -160,8 +162,11 @@ def make_runner(model: Any, precision: str = "fp32") -> Runner:
 
     def runner(x: np.ndarray) -> dict[str, np.ndarray]:
         xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(device, non_blocking=True)
-        ctx = (torch.autocast(device_type=device.type, dtype=torch.bfloat16) if precision == "bf16"
-               else contextlib.nullcontext())
+        ctx = (
+            torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+            if precision == "bf16"
+            else contextlib.nullcontext()
+        )
         with torch.inference_mode(), ctx:
             out = _forward_all(model, xt)
         return {k: v.float().cpu().numpy() for k, v in out.items()}
@@ -169,8 +174,14 @@ def make_runner(model: Any, precision: str = "fp32") -> Runner:
     return runner
 
 
-def predict_arrays_all(model: Any, stripes: Any = None, flux1d: Any = None, sky1d: Any = None,
-                       batch_size: int = 64, precision: str = "fp32") -> dict[str, np.ndarray]:
+def predict_arrays_all(
+    model: Any,
+    stripes: Any = None,
+    flux1d: Any = None,
+    sky1d: Any = None,
+    batch_size: int = 64,
+    precision: str = "fp32",
+) -> dict[str, np.ndarray]:
     """Every model output for raw, un-normalised inputs held in memory.
 
     Parameters
@@ -239,8 +250,14 @@ def predict_arrays_all(model: Any, stripes: Any = None, flux1d: Any = None, sky1
     return {k: v[0] for k, v in out.items()} if single else out
 
 
-def predict_arrays(model: Any, stripes: Any = None, flux1d: Any = None, sky1d: Any = None,
-                   batch_size: int = 64, precision: str = "fp32") -> np.ndarray:
+def predict_arrays(
+    model: Any,
+    stripes: Any = None,
+    flux1d: Any = None,
+    sky1d: Any = None,
+    batch_size: int = 64,
+    precision: str = "fp32",
+) -> np.ndarray:
     """Class probabilities for raw, un-normalised inputs held in memory.
 
     Parameters are those of :func:`predict_arrays_all`.
@@ -252,13 +269,21 @@ def predict_arrays(model: Any, stripes: Any = None, flux1d: Any = None, sky1d: A
         (:func:`drcnet.conventions.class_names`: F, G, K and, for a four-class model, ``other``); all
         ``nan`` for an object whose input holds a NaN or inf pixel.
     """
-    logits = predict_arrays_all(model, stripes=stripes, flux1d=flux1d, sky1d=sky1d, batch_size=batch_size,
-                                precision=precision)["logits"]
+    logits = predict_arrays_all(
+        model, stripes=stripes, flux1d=flux1d, sky1d=sky1d, batch_size=batch_size, precision=precision
+    )["logits"]
     return probabilities(logits[None])[0] if logits.ndim == 1 else probabilities(logits)
 
 
-def predict_dataset(model: Any, data: str | Path, split: str | None = None, batch_size: int = DEFAULT_BATCH,
-                    workers: int = 1, progress: bool = False, precision: str = "fp32") -> dict[str, Any]:
+def predict_dataset(
+    model: Any,
+    data: str | Path,
+    split: str | None = None,
+    batch_size: int = DEFAULT_BATCH,
+    workers: int = 1,
+    progress: bool = False,
+    precision: str = "fp32",
+) -> dict[str, Any]:
     """Probabilities and every model output for each object of ``split`` (``None``: all) of a dataset file.
 
     The file is read in batches of consecutive objects (:func:`drcnet.data.batches.iter_batches`: one
@@ -318,7 +343,14 @@ def predict_dataset(model: Any, data: str | Path, split: str | None = None, batc
         a[~valid] = np.nan
     prob = probabilities(outputs["logits"])
     pred = np.where(valid, np.nan_to_num(prob).argmax(axis=1), -1) if len(ds) else np.zeros(0, np.int64)
-    return {"object_id": ds.object_id, "rows": np.asarray(ds.rows, dtype=np.int64),
-            "label": ds.labels.astype(np.int64), "snr_r": ds.snr_r,
-            "snr_bin": ds.snr_bin.astype(np.int64), "prob": prob, "pred": pred, "valid": valid,
-            "outputs": outputs}
+    return {
+        "object_id": ds.object_id,
+        "rows": np.asarray(ds.rows, dtype=np.int64),
+        "label": ds.labels.astype(np.int64),
+        "snr_r": ds.snr_r,
+        "snr_bin": ds.snr_bin.astype(np.int64),
+        "prob": prob,
+        "pred": pred,
+        "valid": valid,
+        "outputs": outputs,
+    }

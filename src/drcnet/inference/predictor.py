@@ -30,8 +30,13 @@ def _is_onnx_file(run: str | Path | None) -> bool:
     return run is not None and str(run).endswith(".onnx")
 
 
-def load_model(run: str | Path | None, which: str = "best", fast: bool = True, engine: str = "torch",
-               workdir: str | Path | None = None) -> Any:
+def load_model(
+    run: str | Path | None,
+    which: str = "best",
+    fast: bool = True,
+    engine: str = "torch",
+    workdir: str | Path | None = None,
+) -> Any:
     """The network of a run (or an ONNX Runtime session), without calibration.
 
     Parameters
@@ -109,15 +114,30 @@ class Predictor:
     (10, 4)
     """
 
-    def __init__(self, model: Any, calibration: Any = None, info: dict[str, Any] | None = None,
-                 label_convention: str = "mk", batch_size: int = 64, precision: str = "fp32") -> None:
+    def __init__(
+        self,
+        model: Any,
+        calibration: Any = None,
+        info: dict[str, Any] | None = None,
+        label_convention: str = "mk",
+        batch_size: int = 64,
+        precision: str = "fp32",
+    ) -> None:
         self.model, self.calibration = model, calibration
         self.info: dict[str, Any] = dict(info or {})
         self.label_convention, self.batch_size, self.precision = label_convention, batch_size, precision
 
     @classmethod
-    def load(cls, run: str | Path | None = None, which: str = "best", engine: str = "torch", fast: bool = True,
-             batch_size: int = 64, precision: str = "fp32", workdir: str | Path | None = None) -> Predictor:
+    def load(
+        cls,
+        run: str | Path | None = None,
+        which: str = "best",
+        engine: str = "torch",
+        fast: bool = True,
+        batch_size: int = 64,
+        precision: str = "fp32",
+        workdir: str | Path | None = None,
+    ) -> Predictor:
         """Load a run folder, a shipped model's name, ``None`` (the default model) or an ``.onnx`` file.
 
         Parameters are those of :func:`load_model`, and ``batch_size``/``precision`` of the class. The
@@ -142,14 +162,23 @@ class Predictor:
         model = load_model(run, which=which, fast=fast, engine=engine, workdir=workdir)
         if _is_onnx_file(run):
             meta = getattr(model, "meta", {})
-            info = {"run_dir": str(run), "model": meta.get("model"), "input_kind": model.input_kind,
-                    "calibrated": False, "engine": "onnx"}
+            info = {
+                "run_dir": str(run),
+                "model": meta.get("model"),
+                "input_kind": model.input_kind,
+                "calibrated": False,
+                "engine": "onnx",
+            }
             return cls(model, None, info, "mk", batch_size, precision)
         run_dir = resolve_run(run)
         calibration = load_calibration(run_dir)
         run_info = read_run(run_dir)
-        info = {"run_dir": str(run_dir), "model": run_info.model_name, "input_kind": run_info.input_kind,
-                "calibrated": calibration is not None}
+        info = {
+            "run_dir": str(run_dir),
+            "model": run_info.model_name,
+            "input_kind": run_info.input_kind,
+            "calibrated": calibration is not None,
+        }
         if engine != "torch":
             info["engine"] = engine
         return cls(model, calibration, info, run_label_convention(run_dir, run_info.meta), batch_size, precision)
@@ -188,8 +217,14 @@ class Predictor:
         from drcnet.inference.engine import predict_arrays_all
 
         _check_shapes(self.input_kind, stripes, flux1d, sky1d)
-        return predict_arrays_all(self.model, stripes=stripes, flux1d=flux1d, sky1d=sky1d,
-                                  batch_size=self.batch_size, precision=self.precision)
+        return predict_arrays_all(
+            self.model,
+            stripes=stripes,
+            flux1d=flux1d,
+            sky1d=sky1d,
+            batch_size=self.batch_size,
+            precision=self.precision,
+        )
 
     def predict_proba(self, stripes: Any = None, flux1d: Any = None, sky1d: Any = None) -> np.ndarray:
         """``(N, C)`` float32 softmax probabilities (uncalibrated) in the model's class order (F, G, K[, other]).
@@ -204,8 +239,7 @@ class Predictor:
         logits = self.predict_arrays(stripes, flux1d, sky1d)["logits"]
         return probabilities(logits[None])[0] if logits.ndim == 1 else probabilities(logits)
 
-    def catalogue(self, stripes: Any = None, flux1d: Any = None, sky1d: Any = None,
-                  snr_r: Any = None) -> Any:
+    def catalogue(self, stripes: Any = None, flux1d: Any = None, sky1d: Any = None, snr_r: Any = None) -> Any:
         """The catalogue columns (:data:`drcnet.catalogue.CATALOGUE_COLUMNS`) of arrays, as an astropy Table.
 
         Parameters
@@ -228,12 +262,20 @@ class Predictor:
         n = len(outputs["logits"])
         snr = np.full(n, np.nan) if snr_r is None else np.asarray(snr_r, dtype=np.float64)
         cols = catalogue_columns(outputs, snr, self.calibration)
-        data = {c: (np.asarray(cols[c]).astype(str) if np.asarray(cols[c]).dtype == object else np.asarray(cols[c]))
-                for c in CATALOGUE_COLUMNS}
+        data = {
+            c: (np.asarray(cols[c]).astype(str) if np.asarray(cols[c]).dtype == object else np.asarray(cols[c]))
+            for c in CATALOGUE_COLUMNS
+        }
         return Table(data)
 
-    def predict_file(self, data: str | Path, split: str | None = None, batch_size: int | None = None,
-                     workers: int = 1, astropy: bool = True) -> Any:
+    def predict_file(
+        self,
+        data: str | Path,
+        split: str | None = None,
+        batch_size: int | None = None,
+        workers: int = 1,
+        astropy: bool = True,
+    ) -> Any:
         """The ``drcnet predict`` table (:data:`drcnet.inference.table.PRED_COLUMNS`) of a dataset file.
 
         Parameters
@@ -259,12 +301,16 @@ class Predictor:
         from drcnet.inference.engine import DEFAULT_BATCH, predict_dataset
         from drcnet.inference.table import prediction_columns
 
-        pred = predict_dataset(self.model, data, split, batch_size=batch_size or DEFAULT_BATCH, workers=workers,
-                               precision=self.precision)
+        pred = predict_dataset(
+            self.model, data, split, batch_size=batch_size or DEFAULT_BATCH, workers=workers, precision=self.precision
+        )
         n_bad = int((~pred["valid"]).sum())
         if n_bad:
-            warnings.warn(f"{data}: {n_bad} of {len(pred['valid'])} objects have NaN/inf pixels in their input and "
-                          "are not classified (bad_input = 1 in the table)", stacklevel=2)
+            warnings.warn(
+                f"{data}: {n_bad} of {len(pred['valid'])} objects have NaN/inf pixels in their input and "
+                "are not classified (bad_input = 1 in the table)",
+                stacklevel=2,
+            )
         table = prediction_columns(pred, self.calibration)
         return table.to_astropy() if astropy else table
 
@@ -273,10 +319,12 @@ class Predictor:
         from drcnet.inference.engine import predict_arrays_all
 
         if self.input_kind == "stripes":
-            return predict_arrays_all(self.model, stripes=stripes.astype(np.float32), batch_size=self.batch_size,
-                                      precision=self.precision)
-        return predict_arrays_all(self.model, flux1d=flux1d, sky1d=sky1d, batch_size=self.batch_size,
-                                  precision=self.precision)
+            return predict_arrays_all(
+                self.model, stripes=stripes.astype(np.float32), batch_size=self.batch_size, precision=self.precision
+            )
+        return predict_arrays_all(
+            self.model, flux1d=flux1d, sky1d=sky1d, batch_size=self.batch_size, precision=self.precision
+        )
 
 
 def _check_shapes(kind: str, stripes: Any, flux1d: Any, sky1d: Any) -> None:
@@ -286,8 +334,10 @@ def _check_shapes(kind: str, stripes: Any, flux1d: Any, sky1d: Any) -> None:
             raise ValueError("this model takes stripes: pass stripes=(N, 2, 11, 3000) raw stripes")
         shape = tuple(np.shape(stripes))
         if shape[-3:] != (2, 11, 3000) or len(shape) not in (3, 4):
-            raise ValueError(f"stripes must have shape (N, 2, 11, 3000) or (2, 11, 3000) (arms, rows across the "
-                             f"trace, pixels), got {shape}")
+            raise ValueError(
+                f"stripes must have shape (N, 2, 11, 3000) or (2, 11, 3000) (arms, rows across the "
+                f"trace, pixels), got {shape}"
+            )
         return
     if flux1d is None:
         raise ValueError("this model takes 1D spectra: pass flux1d=(N, 2, 3000) and sky1d=(N, 2, 3000)")
@@ -299,9 +349,19 @@ def _check_shapes(kind: str, stripes: Any, flux1d: Any, sky1d: Any) -> None:
             raise ValueError(f"{name} must have shape (N, 2, 3000) or (2, 3000) (arms, pixels), got {shape}")
 
 
-def predict_table(run: str | Path | None, data: str | Path, out: str | Path, split: str | None = None,
-                  which: str = "best", batch_size: int | None = None, workers: int = 1, fast: bool = True,
-                  precision: str = "fp32", engine: str = "torch", on_unsupported: str = "fallback") -> Path:
+def predict_table(
+    run: str | Path | None,
+    data: str | Path,
+    out: str | Path,
+    split: str | None = None,
+    which: str = "best",
+    batch_size: int | None = None,
+    workers: int = 1,
+    fast: bool = True,
+    precision: str = "fp32",
+    engine: str = "torch",
+    on_unsupported: str = "fallback",
+) -> Path:
     """Write the prediction table (:data:`drcnet.inference.table.PRED_COLUMNS`) of ``split`` of ``data``.
 
     Parameters
@@ -336,8 +396,16 @@ def predict_table(run: str | Path | None, data: str | Path, out: str | Path, spl
     precision = resolve_precision(precision, "cpu", on_unsupported) if engine == "torch" else "fp32"
     predictor = Predictor.load(run, which=which, engine=engine, fast=fast, precision=precision)
     table = predictor.predict_file(data, split, batch_size=batch_size, workers=workers, astropy=False)
-    prov = provenance({"data": str(Path(data).resolve()), "split": split, "which": which, "engine": engine,
-                       "precision": precision, "run": predictor.info})
+    prov = provenance(
+        {
+            "data": str(Path(data).resolve()),
+            "split": split,
+            "which": which,
+            "engine": engine,
+            "precision": precision,
+            "run": predictor.info,
+        }
+    )
     try:
         catalogue_format(out)
     except ValueError:  # any other ending: the CSV table, as before

@@ -99,14 +99,27 @@ SCHEMA: dict[str, str] = {
 """Every column a catalogue can hold, with its meaning (units in brackets)."""
 
 PREDICT_FORMATS: dict[str, str] = {
-    "prob_F": ".6f", "prob_G": ".6f", "prob_K": ".6f", "prob_other": ".6f", "subclass_prob": ".6f",
-    "teff": ".1f", "teff_err": ".1f", "logg": ".4f", "logg_err": ".4f", "feh": ".4f", "feh_err": ".4f",
-    "ood_score": ".4f", "snr_r": ".3f"}
+    "prob_F": ".6f",
+    "prob_G": ".6f",
+    "prob_K": ".6f",
+    "prob_other": ".6f",
+    "subclass_prob": ".6f",
+    "teff": ".1f",
+    "teff_err": ".1f",
+    "logg": ".4f",
+    "logg_err": ".4f",
+    "feh": ".4f",
+    "feh_err": ".4f",
+    "ood_score": ".4f",
+    "snr_r": ".3f",
+}
 """Decimals of each float column of the prediction table."""
 EXPOSURE_FORMATS: dict[str, str] = {
-    **{c: ".4f" for c in ("prob_F", "prob_G", "prob_K", "prob_other", "subclass_prob", "snr_r", "mag_r",
-                          "ood_score")},
-    "teff": ".0f", "teff_err": ".0f", **{c: ".3f" for c in ("logg", "logg_err", "feh", "feh_err")}}
+    **{c: ".4f" for c in ("prob_F", "prob_G", "prob_K", "prob_other", "subclass_prob", "snr_r", "mag_r", "ood_score")},
+    "teff": ".0f",
+    "teff_err": ".0f",
+    **{c: ".3f" for c in ("logg", "logg_err", "feh", "feh_err")},
+}
 """Decimals of each float column of an exposure (and night) catalogue."""
 
 FITS_SUFFIXES = (".fits", ".fit", ".fits.gz")
@@ -194,8 +207,10 @@ def prediction_columns(pred: dict[str, Any], calibration: Any = None) -> Columns
     names = np.array([*CLASSES_WITH_OTHER, ""], dtype=str)
     data: dict[str, Any] = {
         "object_id": np.array([str(o) for o in pred["object_id"]], dtype=str) if n else np.zeros(0, dtype="U1"),
-        "label": names[np.where((labels >= 0) & (labels < len(CLASSES_WITH_OTHER)), labels, -1)] if n
-        else np.zeros(0, dtype="U1")}
+        "label": names[np.where((labels >= 0) & (labels < len(CLASSES_WITH_OTHER)), labels, -1)]
+        if n
+        else np.zeros(0, dtype="U1"),
+    }
     for name in CATALOGUE_COLUMNS:
         v = np.asarray(cols[name])
         if name in PREDICT_FORMATS:
@@ -285,8 +300,9 @@ def _is_arrow(table: Any) -> bool:
     return type(table).__module__.startswith("pyarrow")
 
 
-def write_catalogue(table: Any, path: str | Path, prov: dict[str, Any] | None = None,
-                    metadata_key: str = "drcnet.provenance") -> Path:
+def write_catalogue(
+    table: Any, path: str | Path, prov: dict[str, Any] | None = None, metadata_key: str = "drcnet.provenance"
+) -> Path:
     """Write a catalogue atomically as CSV, Parquet or FITS, chosen by the end of ``path``'s name.
 
     Parameters
@@ -355,4 +371,3 @@ def read_catalogue(path: str | Path) -> Any:
     if kind == "fits":
         return Table.read(path, hdu="CATALOGUE")
     return Table.read(path, format="ascii.csv")
-

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from drcnet.conventions import STRIPE_COL_START, STRIPE_COL_STOP, STRIPE_HALF_ROWS  # noqa: F401  (re-exported)
 from drcnet.hardware import (  # noqa: F401  (re-exported: the configuration classes live in the bottom layer)
     BLUE,
     FIBER_DIAMETER_ARCSEC,
@@ -35,7 +36,6 @@ from drcnet.hardware import (  # noqa: F401  (re-exported: the configuration cla
     SiteConfig,
     arm_throughput,
 )
-from drcnet.conventions import STRIPE_COL_START, STRIPE_COL_STOP, STRIPE_HALF_ROWS  # noqa: F401  (re-exported)
 
 N_ROWS = 4136
 """CCD rows (spatial axis)."""
@@ -50,8 +50,15 @@ U0 = (N_COLS - 1) / 2.0
 """Centre of the data columns; wavelength solutions and traces are polynomials in x - U0."""
 PIXEL_SIZE_CM = 12e-4
 """e2v CCD203-82: 12 micron pixels."""
-DETECTOR = Detector(n_rows=N_ROWS, n_cols=N_COLS, overscan=OVERSCAN, amp_boundary=N_COLS // 2, u0=U0,
-                    gain_e_per_adu=CCDConfig().gain_e_per_adu, read_noise_e=CCDConfig().read_noise_e)
+DETECTOR = Detector(
+    n_rows=N_ROWS,
+    n_cols=N_COLS,
+    overscan=OVERSCAN,
+    amp_boundary=N_COLS // 2,
+    u0=U0,
+    gain_e_per_adu=CCDConfig().gain_e_per_adu,
+    read_noise_e=CCDConfig().read_noise_e,
+)
 """The e2v CCD203-82 of every LAMOST LRS arm: 4136 rows, 4096 data columns, 32 overscan columns per amplifier."""
 
 

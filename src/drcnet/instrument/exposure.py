@@ -71,7 +71,9 @@ def _exposure_folder(folder: Path) -> Path:
     return subs[0] if subs else folder
 
 
-def find_exposure(folder: str | Path, spids: Sequence[int] | None = None, run: int | None = None) -> list[SpectrographFiles]:
+def find_exposure(
+    folder: str | Path, spids: Sequence[int] | None = None, run: int | None = None
+) -> list[SpectrographFiles]:
     """Find the raw files of every spectrograph in an exposure folder.
 
     Each spectrograph needs, for both arms, a flat, an arc and a science frame;
@@ -125,26 +127,34 @@ def find_exposure(folder: str | Path, spids: Sequence[int] | None = None, run: i
                 raise
             others = [s for s in sorted(found) if s != spid]
             names = ", ".join(p.name for _, p in files[:4]) + (", ..." if len(files) > 4 else "")
-            raise type(exc)(f"{exc}. Spectrograph {spid}'s files here: {names} - a stray frame of another "
-                             f"spectrograph? Remove it, or reduce only the others with "
-                             f"{' '.join(f'--spid {s}' for s in others)}") from exc
+            raise type(exc)(
+                f"{exc}. Spectrograph {spid}'s files here: {names} - a stray frame of another "
+                f"spectrograph? Remove it, or reduce only the others with "
+                f"{' '.join(f'--spid {s}' for s in others)}"
+            ) from exc
     return out
 
 
-def _spectrograph_files(folder: Path, spid: int, files: list[tuple[RawName, Path]], run: int | None) -> SpectrographFiles:
+def _spectrograph_files(
+    folder: Path, spid: int, files: list[tuple[RawName, Path]], run: int | None
+) -> SpectrographFiles:
     """The flat, arc, science and bias frames of both arms of one spectrograph, and its fiber map."""
     planids = sorted({n.planid for n, _ in files})
     if len(planids) > 1:
         per_plan = {pl: [p.name for n, p in files if n.planid == pl] for pl in planids}
         fewest = min(per_plan, key=lambda pl: len(per_plan[pl]))
-        raise FrameError(f"{folder}: spectrograph {spid} has frames of several plans ({', '.join(planids)}); "
-                         f"plan {fewest} has only {', '.join(per_plan[fewest][:4])} - a stray file?")
+        raise FrameError(
+            f"{folder}: spectrograph {spid} has frames of several plans ({', '.join(planids)}); "
+            f"plan {fewest} has only {', '.join(per_plan[fewest][:4])} - a stray file?"
+        )
     arms = {}
     for arm in ARM_LETTER:
         mine = [(n, p) for n, p in files if n.arm == arm]
         if not mine:
-            raise MissingFrameError(f"{folder}: spectrograph {spid} has no {arm}-arm frames "
-                                    f"(r?-{spid:02d}{ARM_LETTER[arm]}-*.fit); an exposure needs both arms")
+            raise MissingFrameError(
+                f"{folder}: spectrograph {spid} has no {arm}-arm frames "
+                f"(r?-{spid:02d}{ARM_LETTER[arm]}-*.fit); an exposure needs both arms"
+            )
         by_kind: dict[str, list[tuple[RawName, Path]]] = {}
         for n, p in mine:
             by_kind.setdefault(n.kind, []).append((n, p))
@@ -153,10 +163,12 @@ def _spectrograph_files(folder: Path, spid: int, files: list[tuple[RawName, Path
                 pattern = f"r{KIND_LETTER[kind]}-{spid:02d}{ARM_LETTER[arm]}-{planids[0]}-*.fit"
                 raise MissingFrameError(f"{folder}: spectrograph {spid}, {arm} arm: no {kind} frame ({pattern})")
         arms[arm] = ArmFiles(
-            arm=arm, bias=[p for _, p in by_kind.get("bias", [])],
+            arm=arm,
+            bias=[p for _, p in by_kind.get("bias", [])],
             flat=_pick(by_kind["flat"], f"spectrograph {spid} {arm} flat", folder),
             arc=_pick(by_kind["arc"], f"spectrograph {spid} {arm} arc", folder),
-            science=_pick(by_kind["science"], f"spectrograph {spid} {arm} science", folder, run))
+            science=_pick(by_kind["science"], f"spectrograph {spid} {arm} science", folder, run),
+        )
     fmap = folder / fibermap_name(planids[0], spid)
     if not fmap.is_file():
         raise MissingFrameError(f"{folder}: the fiber map of spectrograph {spid} ({fmap.name}) is missing")

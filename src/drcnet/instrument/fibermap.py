@@ -50,9 +50,9 @@ class FiberMap:
 
     spid: int
     planid: str
-    fiber: np.ndarray       # 1-based
-    objid: np.ndarray       # str
-    fibertype: np.ndarray   # str
+    fiber: np.ndarray  # 1-based
+    objid: np.ndarray  # str
+    fibertype: np.ndarray  # str
     mag: np.ndarray
     truth: dict[str, np.ndarray] | None = None
     path: Path | None = None
@@ -114,18 +114,23 @@ def read_fibermap(path: str | Path, spid: int | None = None, n_fibers: int | Non
         raise FrameError(f"{path}: cannot read the fiber map table ({exc}); the file is truncated or corrupt") from exc
     missing = [c for c in ("FIBERID", "OBJID", "FIBERTYPE", "MAG") if c not in table.colnames]
     if missing:
-        raise FrameError(f"{path}: fiber map lacks column(s) {', '.join(missing)} "
-                         "(needs FIBERID, OBJID, FIBERTYPE, MAG)")
+        raise FrameError(
+            f"{path}: fiber map lacks column(s) {', '.join(missing)} (needs FIBERID, OBJID, FIBERTYPE, MAG)"
+        )
     fiber = np.asarray(table["FIBERID"], dtype=int)
     order = np.argsort(fiber)
     n = fiber.size
     if n_fibers is not None and n != n_fibers:
-        raise FrameError(f"{path}: the fiber map lists {n} fibers but the frames hold {n_fibers}; "
-                         "it belongs to another spectrograph or plan")
+        raise FrameError(
+            f"{path}: the fiber map lists {n} fibers but the frames hold {n_fibers}; "
+            "it belongs to another spectrograph or plan"
+        )
     if not np.array_equal(fiber[order], np.arange(1, n + 1)):
         vals, counts = np.unique(fiber, return_counts=True)
-        raise FrameError(f"{path}: FIBERID must hold 1..{n} once each (duplicates: {vals[counts > 1].tolist()[:5]}, "
-                         f"range {fiber.min()}..{fiber.max()})")
+        raise FrameError(
+            f"{path}: FIBERID must hold 1..{n} once each (duplicates: {vals[counts > 1].tolist()[:5]}, "
+            f"range {fiber.min()}..{fiber.max()})"
+        )
     ftype = np.char.strip(np.asarray(table["FIBERTYPE"]).astype(str))[order]
     bad = sorted(set(ftype.tolist()) - set(FIBERTYPES))
     if bad:
@@ -151,6 +156,13 @@ def read_fibermap(path: str | Path, spid: int | None = None, n_fibers: int | Non
         except (TypeError, ValueError) as exc:
             raise FrameError(f"{path}: column OBSID must hold integers (LAMOST obsids, -1 for none): {exc}") from exc
     return FiberMap(
-        spid=spid if spid is not None else file_spid, planid=str(header.get("PLANID", "")),
-        fiber=fiber[order], objid=np.char.strip(np.asarray(table["OBJID"]).astype(str))[order], fibertype=ftype,
-        mag=np.asarray(table["MAG"], dtype=np.float32)[order], truth=truth, path=path, obsid=obsid)
+        spid=spid if spid is not None else file_spid,
+        planid=str(header.get("PLANID", "")),
+        fiber=fiber[order],
+        objid=np.char.strip(np.asarray(table["OBJID"]).astype(str))[order],
+        fibertype=ftype,
+        mag=np.asarray(table["MAG"], dtype=np.float32)[order],
+        truth=truth,
+        path=path,
+        obsid=obsid,
+    )

@@ -42,7 +42,14 @@ from drcnet.provenance import atomic_path
 KIND_LETTER: dict[str, str] = {"science": "o", "sky": "s", "flat": "f", "bias": "b", "arc": "a", "test": "t"}
 """Frame kind -> LAMOST type letter."""
 LETTER_KIND: dict[str, str] = {v: k for k, v in KIND_LETTER.items()}
-OBSTYPE: dict[str, str] = {"science": "OBJECT", "sky": "SKY", "flat": "FLAT", "bias": "BIAS", "arc": "ARC", "test": "TEST"}
+OBSTYPE: dict[str, str] = {
+    "science": "OBJECT",
+    "sky": "SKY",
+    "flat": "FLAT",
+    "bias": "BIAS",
+    "arc": "ARC",
+    "test": "TEST",
+}
 """Frame kind -> header OBSTYPE."""
 ARM_LETTER: dict[str, str] = {"blue": "b", "red": "r"}
 LETTER_ARM: dict[str, str] = {v: k for k, v in ARM_LETTER.items()}
@@ -53,10 +60,29 @@ class LamostLRS(Spectrograph):
 
     name = "LAMOST"
     detector = DETECTOR
-    header_keys = {"frame_type": "OBSTYPE", "exptime": "EXPTIME", "spectrograph": "SPID", "camera": "CAMERA",
-                   "gain": "GAIN", "read_noise": "RDNOISE", "saturation": "SATURATE", "n_fibers": "NFIBERS"}
-    record_keys = ("OBSTYPE", "EXPTIME", "SPID", "CAMERA", "PLANID", "RUN", "MJD", "DATE-OBS", "GAIN", "RDNOISE",
-                   "DRCSEED")
+    header_keys = {
+        "frame_type": "OBSTYPE",
+        "exptime": "EXPTIME",
+        "spectrograph": "SPID",
+        "camera": "CAMERA",
+        "gain": "GAIN",
+        "read_noise": "RDNOISE",
+        "saturation": "SATURATE",
+        "n_fibers": "NFIBERS",
+    }
+    record_keys = (
+        "OBSTYPE",
+        "EXPTIME",
+        "SPID",
+        "CAMERA",
+        "PLANID",
+        "RUN",
+        "MJD",
+        "DATE-OBS",
+        "GAIN",
+        "RDNOISE",
+        "DRCSEED",
+    )
     frame_types = OBSTYPE
     camera_letters = ARM_LETTER
 
@@ -68,7 +94,8 @@ RAW_SHAPE: tuple[int, int] = LAMOST.raw_shape
 
 _NAME_RE = re.compile(
     r"^r(?P<type>[osfbat])-(?P<spid>\d{1,2})(?P<color>[br])-(?P<planid>[^-/]+)-(?P<run>\d+)-(?P<mjd>\d+)"
-    r"\.fits?(?:\.gz)?$")
+    r"\.fits?(?:\.gz)?$"
+)
 
 DATASEC = f"[{OVERSCAN + 1}:{OVERSCAN + N_COLS},1:{N_ROWS}]"
 BIASSEC_A = f"[1:{OVERSCAN},1:{N_ROWS}]"
@@ -89,8 +116,10 @@ class RawName:
 
     def filename(self, suffix: str = ".fit") -> str:
         """File name, e.g. ``rb-01r-SIM00000-10000-86400720.fit``."""
-        return (f"r{KIND_LETTER[self.kind]}-{self.spid:02d}{ARM_LETTER[self.arm]}-{self.planid}"
-                f"-{self.run}-{self.mjd_min}{suffix}")
+        return (
+            f"r{KIND_LETTER[self.kind]}-{self.spid:02d}{ARM_LETTER[self.arm]}-{self.planid}"
+            f"-{self.run}-{self.mjd_min}{suffix}"
+        )
 
 
 def parse_raw_name(name: str) -> RawName | None:
@@ -98,8 +127,14 @@ def parse_raw_name(name: str) -> RawName | None:
     m = _NAME_RE.match(Path(name).name)
     if m is None:
         return None
-    return RawName(kind=LETTER_KIND[m["type"]], spid=int(m["spid"]), arm=LETTER_ARM[m["color"]],
-                   planid=m["planid"], run=int(m["run"]), mjd_min=int(m["mjd"]))
+    return RawName(
+        kind=LETTER_KIND[m["type"]],
+        spid=int(m["spid"]),
+        arm=LETTER_ARM[m["color"]],
+        planid=m["planid"],
+        run=int(m["run"]),
+        mjd_min=int(m["mjd"]),
+    )
 
 
 # -- headers ---------------------------------------------------------------------------------------
@@ -114,8 +149,9 @@ def provenance_cards(prov: Mapping[str, Any]) -> list[tuple[str, Any, str]]:
     ]
 
 
-def frame_header(name: RawName, exptime_s: float, ccd: CCDConfig, prov: Mapping[str, Any],
-                 extra: Mapping[str, Any] | None = None) -> fits.Header:
+def frame_header(
+    name: RawName, exptime_s: float, ccd: CCDConfig, prov: Mapping[str, Any], extra: Mapping[str, Any] | None = None
+) -> fits.Header:
     """LAMOST-style primary header of a raw frame."""
     mjd = name.mjd_min / 1440.0
     from astropy.time import Time

@@ -30,14 +30,42 @@ from typing import Any
 
 import numpy as np
 
-REQUIRED_COLUMNS: tuple[str, ...] = ("obsid", "designation", "lmjd", "planid", "spid", "fiberid", "class",
-                                     "subclass", "snrr")
+REQUIRED_COLUMNS: tuple[str, ...] = (
+    "obsid",
+    "designation",
+    "lmjd",
+    "planid",
+    "spid",
+    "fiberid",
+    "class",
+    "subclass",
+    "snrr",
+)
 """Columns a catalogue must have (LAMOST names, case-insensitive)."""
 OPTIONAL_COLUMNS: tuple[str, ...] = ("snrg", "teff", "teff_err", "logg", "logg_err", "feh", "feh_err")
 """Columns read when present (NaN otherwise)."""
-WRITE_COLUMNS: tuple[str, ...] = ("obsid", "designation", "obsdate", "lmjd", "planid", "spid", "fiberid", "ra",
-                                  "dec", "class", "subclass", "snrg", "snrr", "mag_r", "teff", "teff_err", "logg",
-                                  "logg_err", "feh", "feh_err")
+WRITE_COLUMNS: tuple[str, ...] = (
+    "obsid",
+    "designation",
+    "obsdate",
+    "lmjd",
+    "planid",
+    "spid",
+    "fiberid",
+    "ra",
+    "dec",
+    "class",
+    "subclass",
+    "snrg",
+    "snrr",
+    "mag_r",
+    "teff",
+    "teff_err",
+    "logg",
+    "logg_err",
+    "feh",
+    "feh_err",
+)
 """Column order of a catalogue drcnet writes (``drcnet frames simulate``'s ``lrs_catalogue.csv``)."""
 
 HEADER_PLANID = "PLANID"
@@ -87,8 +115,13 @@ def science_lmjd(folder: str | Path, planid: str, spid: int, run: int | None = N
 
     for path in sorted(Path(folder).iterdir()):
         name = parse_raw_name(path.name)
-        if (name is not None and name.kind == "science" and name.spid == spid and name.planid == planid
-                and (run is None or name.run == run)):
+        if (
+            name is not None
+            and name.kind == "science"
+            and name.spid == spid
+            and name.planid == planid
+            and (run is None or name.run == run)
+        ):
             return local_mjd(name.mjd_min / 1440.0)
     return -1
 
@@ -134,14 +167,18 @@ def read_lrs_catalogue(path: str | Path) -> dict[str, np.ndarray]:
         if name.endswith(".csv") or name.endswith(".csv.gz"):
             table = Table.read(path, format="ascii.csv", guess=False, fast_reader=False)
         else:
-            table = Table.read(path, hdu=1) if name.endswith((".fits", ".fit", ".fits.gz", ".fit.gz")) else Table.read(path)
+            table = (
+                Table.read(path, hdu=1) if name.endswith((".fits", ".fit", ".fits.gz", ".fit.gz")) else Table.read(path)
+            )
     except Exception as exc:  # noqa: BLE001 - astropy raises many kinds for a bad file
         raise CatalogueError(f"{path}: cannot be read as a LAMOST catalogue table (CSV or FITS): {exc}") from exc
     cols = {c.lower().strip(): c for c in table.colnames}
     missing = [c for c in REQUIRED_COLUMNS if c not in cols]
     if missing:
-        raise CatalogueError(f"{path}: the catalogue lacks column(s) {', '.join(missing)} (LAMOST LRS names needed: "
-                             f"{', '.join(REQUIRED_COLUMNS)})")
+        raise CatalogueError(
+            f"{path}: the catalogue lacks column(s) {', '.join(missing)} (LAMOST LRS names needed: "
+            f"{', '.join(REQUIRED_COLUMNS)})"
+        )
     n = len(table)
     out: dict[str, np.ndarray] = {}
     for key in ("obsid", "lmjd", "spid", "fiberid"):
@@ -187,8 +224,13 @@ def _ints(column: Any, path: Path, key: str) -> np.ndarray:
 
 def _strings(column: Any) -> np.ndarray:
     values = _filled(column, "")
-    return np.array([(v.decode() if isinstance(v, bytes) else str(v)).strip() for v in values.tolist()], dtype=object
-                    ).astype(str) if len(values) else np.array([], dtype=str)
+    return (
+        np.array(
+            [(v.decode() if isinstance(v, bytes) else str(v)).strip() for v in values.tolist()], dtype=object
+        ).astype(str)
+        if len(values)
+        else np.array([], dtype=str)
+    )
 
 
 def _floats(column: Any) -> np.ndarray:

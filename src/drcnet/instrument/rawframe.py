@@ -108,8 +108,10 @@ def _fits_errors(path: Path) -> Iterator[None]:
     try:
         yield
     except (OSError, ValueError, TypeError, IndexError, EOFError, KeyError) as exc:
-        raise FrameError(f"{path}: cannot be read as a FITS file ({exc}); it is truncated or corrupt - "
-                         "copy it again from the archive") from exc
+        raise FrameError(
+            f"{path}: cannot be read as a FITS file ({exc}); it is truncated or corrupt - "
+            "copy it again from the archive"
+        ) from exc
 
 
 GZIP_MAGIC = b"\x1f\x8b"
@@ -121,8 +123,10 @@ def _is_gzip(path: Path) -> bool:
 
 
 def _gzip_error(path: Path, exc: BaseException) -> FrameError:
-    return FrameError(f"{path}: the gzip stream is damaged ({type(exc).__name__}: {exc}); the pixels cannot be "
-                      "trusted - copy the file again from the archive")
+    return FrameError(
+        f"{path}: the gzip stream is damaged ({type(exc).__name__}: {exc}); the pixels cannot be "
+        "trusted - copy the file again from the archive"
+    )
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -199,7 +203,7 @@ def _read_plain_image(path: Path) -> tuple[np.ndarray, fits.Header, dict[str, st
             if len(blk) < FITS_BLOCK:
                 return None  # let astropy say what is wrong
             blocks.append(blk)
-            if any(blk[k:k + 8] == b"END     " for k in range(0, FITS_BLOCK, 80)):
+            if any(blk[k : k + 8] == b"END     " for k in range(0, FITS_BLOCK, 80)):
                 break
         else:
             return None
@@ -239,11 +243,10 @@ def _open_fits(path: Path) -> tuple[np.ndarray | None, fits.Header, dict[str, st
         if fast is not None:
             return fast
     raw = _read_bytes(path)
-    with _fits_errors(path), quiet(AstropyWarning):
-        with fits.open(io.BytesIO(raw), memmap=False) as hdul:
-            header = hdul[0].header.copy()
-            data = hdul[0].data
-            data = None if data is None else np.asarray(data)
+    with _fits_errors(path), quiet(AstropyWarning), fits.open(io.BytesIO(raw), memmap=False) as hdul:
+        header = hdul[0].header.copy()
+        data = hdul[0].data
+        data = None if data is None else np.asarray(data)
     del raw
     return data, header, clean_header(header)
 
@@ -255,8 +258,13 @@ def _garbled_warnings(path: Path, garbled: dict[str, str]) -> list[str]:
     return msgs
 
 
-def read_raw_frame(path: str | Path, kind: str | None = None, spid: int | None = None,
-                   arm: str | None = None, spectrograph: Spectrograph = LAMOST) -> RawFrame:
+def read_raw_frame(
+    path: str | Path,
+    kind: str | None = None,
+    spid: int | None = None,
+    arm: str | None = None,
+    spectrograph: Spectrograph = LAMOST,
+) -> RawFrame:
     """Read and check one raw frame.
 
     Parameters
@@ -288,8 +296,10 @@ def read_raw_frame(path: str | Path, kind: str | None = None, spid: int | None =
     data, header, garbled = _open_fits(path)
     raw_shape = spectrograph.raw_shape
     if data is None:
-        raise FrameError(f"{path}: the primary HDU holds no image; expected a raw frame of {raw_shape[0]} rows x "
-                         f"{raw_shape[1]} columns")
+        raise FrameError(
+            f"{path}: the primary HDU holds no image; expected a raw frame of {raw_shape[0]} rows x "
+            f"{raw_shape[1]} columns"
+        )
     if data.shape != raw_shape:
         raise FrameError(_shape_message(path, data.shape, spectrograph))
     if data.dtype.kind in "ui":
@@ -298,7 +308,9 @@ def read_raw_frame(path: str | Path, kind: str | None = None, spid: int | None =
         raw = data.astype(np.float32, copy=False)
         bad = ~np.isfinite(raw)
         if bad.mean() > MAX_NAN_FRACTION:
-            raise FrameError(f"{path}: {100 * bad.mean():.0f} % of the pixels are NaN or infinite; the frame is unusable")
+            raise FrameError(
+                f"{path}: {100 * bad.mean():.0f} % of the pixels are NaN or infinite; the frame is unusable"
+            )
         raw[bad] = np.nan
     else:
         raise FrameError(f"{path}: pixel type {data.dtype} is not an image type")
@@ -312,9 +324,11 @@ def read_raw_frame(path: str | Path, kind: str | None = None, spid: int | None =
 
 
 def _shape_message(path: Path, shape: tuple[int, ...], spec: Spectrograph) -> str:
-    return (f"{path}: frame shape is {shape}, expected {spec.raw_shape} = {spec.n_rows} rows x "
-            f"({spec.overscan} + {spec.n_cols} + {spec.overscan}) columns (overscan A, data, overscan B); "
-            f"is this a raw {spec.name} frame?")
+    return (
+        f"{path}: frame shape is {shape}, expected {spec.raw_shape} = {spec.n_rows} rows x "
+        f"({spec.overscan} + {spec.n_cols} + {spec.overscan}) columns (overscan A, data, overscan B); "
+        f"is this a raw {spec.name} frame?"
+    )
 
 
 def _check_header(frame: RawFrame, kind: str | None, spid: int | None, arm: str | None) -> None:
@@ -323,12 +337,16 @@ def _check_header(frame: RawFrame, kind: str | None, spid: int | None, arm: str 
     if kind is not None and key in h:
         got = str(h[key]).strip().upper()
         if got != spec.frame_types[kind]:
-            raise FrameError(f"{path}: header {key} is {got!r} but this file is used as the {kind} frame "
-                             f"({key} {spec.frame_types[kind]!r}); check the file name's type letter")
+            raise FrameError(
+                f"{path}: header {key} is {got!r} but this file is used as the {kind} frame "
+                f"({key} {spec.frame_types[kind]!r}); check the file name's type letter"
+            )
     key = spec.header_keys["spectrograph"]
     if spid is not None and key in h and _as_int(h[key]) != spid:
-        raise FrameError(f"{path}: header {key} is {h[key]} but the file name says spectrograph {spid}; "
-                         f"a frame of another spectrograph? (remove it, or choose spectrographs with --spid)")
+        raise FrameError(
+            f"{path}: header {key} is {h[key]} but the file name says spectrograph {spid}; "
+            f"a frame of another spectrograph? (remove it, or choose spectrographs with --spid)"
+        )
     key = spec.header_keys["camera"]
     if arm is not None and key in h:
         cam = str(h[key]).strip().lower()[:1]
@@ -369,11 +387,10 @@ def check_frame_file(path: str | Path, spectrograph: Spectrograph = LAMOST) -> f
     gzipped = _is_gzip(path)
     if gzipped:
         verify_gzip(path)
-    with _fits_errors(path), quiet(AstropyWarning):
-        with fits.open(path, memmap=False, lazy_load_hdus=True) as hdul:
-            hdu = hdul[0]
-            header = hdu.header.copy()
-            offset = hdu._data_offset if hasattr(hdu, "_data_offset") else None
+    with _fits_errors(path), quiet(AstropyWarning), fits.open(path, memmap=False, lazy_load_hdus=True) as hdul:
+        hdu = hdul[0]
+        header = hdu.header.copy()
+        offset = hdu._data_offset if hasattr(hdu, "_data_offset") else None
     clean_header(header)
     raw_shape = spectrograph.raw_shape
     shape = (int(header.get("NAXIS2", 0)), int(header.get("NAXIS1", 0))) if header.get("NAXIS", 0) == 2 else None
@@ -384,6 +401,8 @@ def check_frame_file(path: str | Path, spectrograph: Spectrograph = LAMOST) -> f
         need = offset + raw_shape[0] * raw_shape[1] * abs(int(header["BITPIX"])) // 8
         size = path.stat().st_size
         if size < need:
-            raise FrameError(f"{path}: the file is truncated ({size} bytes, the header announces {need}); "
-                             "copy it again from the archive")
+            raise FrameError(
+                f"{path}: the file is truncated ({size} bytes, the header announces {need}); "
+                "copy it again from the archive"
+            )
     return header

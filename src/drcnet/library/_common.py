@@ -69,7 +69,9 @@ def _card_problem(exc: BaseException) -> str:
 
     lines = str(exc).strip().splitlines()
     m = re.search(r"Unparsable card \((\S+)\)", lines[0] if lines else "")
-    return f"unparsable header card {m.group(1)}" if m else f"invalid header ({lines[0] if lines else type(exc).__name__})"
+    return (
+        f"unparsable header card {m.group(1)}" if m else f"invalid header ({lines[0] if lines else type(exc).__name__})"
+    )
 
 
 def fill_masked(wave: NDArray[np.float64], flux: NDArray[np.float64], good: NDArray[np.bool_]) -> NDArray[np.float64]:
@@ -158,9 +160,22 @@ def file_stem(path: PathLike) -> str:
     return name
 
 
-def typed_template(wave: NDArray[np.float64], flux: NDArray[np.float64], mask: NDArray[np.bool_], spt_raw: str, *,
-                   library: str, source_id: str, path: PathLike, meta: dict[str, Any], teff: float, logg: float,
-                   feh: float, unparsed_label: str | None = None, dwarfs: bool = False) -> Template:
+def typed_template(
+    wave: NDArray[np.float64],
+    flux: NDArray[np.float64],
+    mask: NDArray[np.bool_],
+    spt_raw: str,
+    *,
+    library: str,
+    source_id: str,
+    path: PathLike,
+    meta: dict[str, Any],
+    teff: float,
+    logg: float,
+    feh: float,
+    unparsed_label: str | None = None,
+    dwarfs: bool = False,
+) -> Template:
     """A :class:`Template` classified by its MK type ``spt_raw`` (class, subclass, luminosity class).
 
     ``meta`` gets ``spt_raw`` and, when the type cannot be parsed, ``unparsed_label``
@@ -172,5 +187,18 @@ def typed_template(wave: NDArray[np.float64], flux: NDArray[np.float64], mask: N
     if not st.parsed:
         meta["unparsed_label"] = spt_raw if unparsed_label is None else unparsed_label
     lumclass = ("V" if st.parsed else "") if dwarfs else st.lumclass
-    return Template(wave=wave, flux=flux, mask=mask, cls=st.cls, subclass=st.subclass, teff=teff, logg=logg, feh=feh,
-                    lumclass=lumclass, library=library, source_id=source_id, path=str(path), meta=meta)
+    return Template(
+        wave=wave,
+        flux=flux,
+        mask=mask,
+        cls=st.cls,
+        subclass=st.subclass,
+        teff=teff,
+        logg=logg,
+        feh=feh,
+        lumclass=lumclass,
+        library=library,
+        source_id=source_id,
+        path=str(path),
+        meta=meta,
+    )

@@ -78,12 +78,7 @@ def air_to_vacuum(wave_air: ArrayLike) -> NDArray[np.float64]:
     sel = w > AIR_LIMIT
     wa = w[sel]
     s2 = (1.0e4 / wa) ** 2
-    n = (
-        1.0
-        + 8.336624212083e-5
-        + 2.408926869968e-2 / (130.1065924522 - s2)
-        + 1.599740894897e-4 / (38.92568793293 - s2)
-    )
+    n = 1.0 + 8.336624212083e-5 + 2.408926869968e-2 / (130.1065924522 - s2) + 1.599740894897e-4 / (38.92568793293 - s2)
     wv = wa * n
     for _ in range(3):  # converges by a factor ~1e-4 per step
         wv = wa * _refractive_index_vac(wv)

@@ -198,7 +198,9 @@ class LamostLabelMap:
             reader = csv.DictReader(fh)
             missing = [c for c in ("cls", "subclass", "teff", "logg", "feh") if c not in (reader.fieldnames or [])]
             if missing:
-                raise ValueError(f"{path}: index lacks column(s) {', '.join(missing)}; it is not lamost_real's index.csv")
+                raise ValueError(
+                    f"{path}: index lacks column(s) {', '.join(missing)}; it is not lamost_real's index.csv"
+                )
             for row in reader:
                 c, s = lamost_label(row["cls"], row["subclass"])
                 try:
@@ -250,8 +252,13 @@ class LamostLabelMap:
         return replace(t, cls=hit[0], subclass=hit[1], lumclass=lum, meta=meta)
 
 
-def spectral_relabel(t: Template, label: SpectralLabel | None, label_map: LamostLabelMap | None,
-                     min_margin: float = SPECTRAL_MIN_MARGIN, trust_without_map: bool = False) -> Template:
+def spectral_relabel(
+    t: Template,
+    label: SpectralLabel | None,
+    label_map: LamostLabelMap | None,
+    min_margin: float = SPECTRAL_MIN_MARGIN,
+    trust_without_map: bool = False,
+) -> Template:
     """A library template on LAMOST's convention from its spectral label (see the module docstring).
 
     Parameters
@@ -279,16 +286,22 @@ def spectral_relabel(t: Template, label: SpectralLabel | None, label_map: Lamost
     if label is None or not inside or not (math.isfinite(t.teff) and t.teff >= SPECTRAL_MIN_TEFF):
         return label_map.relabel(t) if label_map is not None else t
     lum = t.lumclass or lumclass_from_logg(t.logg)
-    meta = dict(t.meta, mk_class=t.cls, mk_subclass=t.subclass, label_source=label.labeller,
-                label_margin=round(float(label.margin), 4))
+    meta = dict(
+        t.meta,
+        mk_class=t.cls,
+        mk_subclass=t.subclass,
+        label_source=label.labeller,
+        label_margin=round(float(label.margin), 4),
+    )
     if label.margin < min_margin:
         meta["label_source"] = "ambiguous"
         return replace(t, cls="", subclass="", lumclass=lum, meta=meta)
     return replace(t, cls=label.cls, subclass=label.subclass, lumclass=lum, meta=meta)
 
 
-def spectral_labels_of(templates: Sequence[Template], rows: Sequence[int],
-                       labeller: SpectralLabeller) -> dict[int, SpectralLabel]:
+def spectral_labels_of(
+    templates: Sequence[Template], rows: Sequence[int], labeller: SpectralLabeller
+) -> dict[int, SpectralLabel]:
     """``{row: SpectralLabel}`` for ``templates[row]`` of each of ``rows`` whose spectrum fits the labeller's grid.
 
     A spectrum with too little flux on the grid (:func:`drcnet.library.spectral_labels.prepare` raises) gets
@@ -308,9 +321,12 @@ def spectral_labels_of(templates: Sequence[Template], rows: Sequence[int],
     return dict(zip(kept, labeller.predict([templates[i] for i in kept], x=np.stack(xs)), strict=True))
 
 
-def to_lamost_convention(templates: Sequence[Template], label_map: LamostLabelMap | None = None,
-                         labeller: SpectralLabeller | None = None,
-                         min_margin: float = SPECTRAL_MIN_MARGIN) -> list[Template]:
+def to_lamost_convention(
+    templates: Sequence[Template],
+    label_map: LamostLabelMap | None = None,
+    labeller: SpectralLabeller | None = None,
+    min_margin: float = SPECTRAL_MIN_MARGIN,
+) -> list[Template]:
     """Every template on LAMOST's label convention (see the module docstring).
 
     LAMOST templates get their LASP parameters and luminosity class; library templates are relabelled
@@ -326,8 +342,9 @@ def to_lamost_convention(templates: Sequence[Template], label_map: LamostLabelMa
             label_map = None
     spectral: dict[int, SpectralLabel] = {}
     if labeller is not None:
-        spectral = spectral_labels_of(templates, [i for i, t in enumerate(templates) if t.library != "lamost"],
-                                      labeller)
+        spectral = spectral_labels_of(
+            templates, [i for i, t in enumerate(templates) if t.library != "lamost"], labeller
+        )
     it = iter(lam)
     out = []
     for i, t in enumerate(templates):
@@ -392,9 +409,12 @@ class ConventionLabel:
     margin: float = math.nan
 
 
-def lamost_convention_labels(templates: Sequence[Template], labeller: SpectralLabeller | None,
-                             label_map: LamostLabelMap | None,
-                             min_margin: float = SPECTRAL_MIN_MARGIN) -> list[ConventionLabel]:
+def lamost_convention_labels(
+    templates: Sequence[Template],
+    labeller: SpectralLabeller | None,
+    label_map: LamostLabelMap | None,
+    min_margin: float = SPECTRAL_MIN_MARGIN,
+) -> list[ConventionLabel]:
     """Every template's LAMOST-convention label (:class:`ConventionLabel`), its own label left as it is.
 
     * Real LAMOST templates: their own label (``labeller`` ``"lamost"``).
@@ -417,8 +437,13 @@ def lamost_convention_labels(templates: Sequence[Template], labeller: SpectralLa
             out.append(ConventionLabel(OTHER, t.subclass, OTHER))
             continue
         if t.library == "lamost" or t.cls not in CLASSES:
-            out.append(ConventionLabel(t.cls if t.cls in CLASSES else "", t.subclass if t.cls in CLASSES else "",
-                                       "lamost" if t.library == "lamost" else "unknown"))
+            out.append(
+                ConventionLabel(
+                    t.cls if t.cls in CLASSES else "",
+                    t.subclass if t.cls in CLASSES else "",
+                    "lamost" if t.library == "lamost" else "unknown",
+                )
+            )
             continue
         lab = found.get(i)
         if labeller is not None:
@@ -444,6 +469,16 @@ CONVENTION_META = ("lamost_class", "lamost_subclass", "lamost_labeller", "lamost
 
 def with_convention_labels(templates: Sequence[Template], labels: Sequence[ConventionLabel]) -> list[Template]:
     """The templates with their :class:`ConventionLabel` in ``meta`` (:data:`CONVENTION_META`); labels unchanged."""
-    return [replace(t, meta={**t.meta, "lamost_class": c.cls, "lamost_subclass": c.subclass,
-                             "lamost_labeller": c.labeller, "lamost_margin": c.margin})
-            for t, c in zip(templates, labels, strict=True)]
+    return [
+        replace(
+            t,
+            meta={
+                **t.meta,
+                "lamost_class": c.cls,
+                "lamost_subclass": c.subclass,
+                "lamost_labeller": c.labeller,
+                "lamost_margin": c.margin,
+            },
+        )
+        for t, c in zip(templates, labels, strict=True)
+    ]

@@ -22,11 +22,7 @@ def is_wavelength_row(row: np.ndarray) -> bool:
     """True if ``row`` looks like a wavelength axis (finite, increasing, optical)."""
     r = np.asarray(row, dtype=np.float64)
     return bool(
-        r.size > 1
-        and np.all(np.isfinite(r))
-        and np.all(np.diff(r) > 0)
-        and r[0] > _WAVE_MIN
-        and r[-1] < _WAVE_MAX
+        r.size > 1 and np.all(np.isfinite(r)) and np.all(np.diff(r) > 0) and r[0] > _WAVE_MIN and r[-1] < _WAVE_MAX
     )
 
 

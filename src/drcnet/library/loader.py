@@ -276,8 +276,11 @@ def load_templates(
             n_ok += loader.add(f)
         if p.is_dir() and n_ok == 0:
             why = loader.result.skipped[n_skipped:]
-            reason = (f"; {Path(why[0][0]).name}: {why[0][1]}" + (f" (and {len(why) - 1} more)" if len(why) > 1 else "")
-                      if why else "")
+            reason = (
+                f"; {Path(why[0][0]).name}: {why[0][1]}" + (f" (and {len(why) - 1} more)" if len(why) > 1 else "")
+                if why
+                else ""
+            )
             raise LibraryError(
                 f"{p}: no usable spectrum in this folder ({len(files)} file(s) named like spectra, none readable "
                 f"as PyHammer, MILES, STELIB or LAMOST DR1/DR7/DR8+{reason})"
@@ -323,4 +326,3 @@ def _reason_kind(reason: str) -> str:
         if key in reason:
             return key
     return reason
-

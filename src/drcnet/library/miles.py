@@ -64,7 +64,11 @@ def miles_from_hdul(hdul: fits.HDUList, path: PathLike, labels: Mapping[str, str
 
     stem = file_stem(path)
     found = _MILES_ID.search(stem)
-    meta: dict[str, object] = {"format": "miles", "fwhm_A": fwhm, "air_wave_range": (float(wave_air[0]), float(wave_air[-1]))}
+    meta: dict[str, object] = {
+        "format": "miles",
+        "fwhm_A": fwhm,
+        "air_wave_range": (float(wave_air[0]), float(wave_air[-1])),
+    }
     if labels:
         source_id = labels.get("miles_id") or (found.group(1) if found else stem)
         spt_raw = labels.get("spt", "")
@@ -75,6 +79,17 @@ def miles_from_hdul(hdul: fits.HDUList, path: PathLike, labels: Mapping[str, str
         spt_raw = ""
         teff = logg = feh = float("nan")
         meta["unlabelled"] = True
-    return typed_template(wave, flux, mask, spt_raw, library="miles", source_id=source_id.lower(), path=path,
-                          meta=meta, teff=teff, logg=logg, feh=feh,
-                          unparsed_label=spt_raw if labels else "<no labels.csv row>")
+    return typed_template(
+        wave,
+        flux,
+        mask,
+        spt_raw,
+        library="miles",
+        source_id=source_id.lower(),
+        path=path,
+        meta=meta,
+        teff=teff,
+        logg=logg,
+        feh=feh,
+        unparsed_label=spt_raw if labels else "<no labels.csv row>",
+    )

@@ -100,5 +100,17 @@ def pyhammer_from_hdul(hdul: fits.HDUList, path: PathLike, labels: Mapping[str, 
         teff, logg = hdr_teff, hdr_logg
     meta: dict[str, object] = {"format": "pyhammer", "feh_bin": feh_tag}
     # Every PyHammer template is a dwarf co-add (file names end in _Dwarf).
-    return typed_template(wave, flux, mask, spt_raw, library="pyhammer", source_id=stem, path=path, meta=meta,
-                          teff=teff, logg=logg, feh=feh_bin_centre(feh_tag), dwarfs=True)
+    return typed_template(
+        wave,
+        flux,
+        mask,
+        spt_raw,
+        library="pyhammer",
+        source_id=stem,
+        path=path,
+        meta=meta,
+        teff=teff,
+        logg=logg,
+        feh=feh_bin_centre(feh_tag),
+        dwarfs=True,
+    )

@@ -69,7 +69,7 @@ MAX_STAR_Z = 0.01
 #: Pixels the fits use (False in the telluric bands).
 GRID_USE: np.ndarray = np.ones(N_PIX, bool)
 for _lo, _hi in TELLURIC_BANDS_A:
-    GRID_USE &= ~((GRID_WAVE >= _lo) & (GRID_WAVE <= _hi))
+    GRID_USE &= ~((_lo <= GRID_WAVE) & (_hi >= GRID_WAVE))
 
 
 def _native_sigma_kms(t: Template) -> float:
@@ -171,7 +171,9 @@ def continuum(flux: np.ndarray, use: np.ndarray | None = None) -> np.ndarray:
     global _BASIS
     flux = np.asarray(flux, float)
     if flux.shape != (N_PIX,):
-        raise ValueError(f"continuum: flux has shape {flux.shape}, expected ({N_PIX},) on GRID_WAVE; call prepare() first")
+        raise ValueError(
+            f"continuum: flux has shape {flux.shape}, expected ({N_PIX},) on GRID_WAVE; call prepare() first"
+        )
     if _BASIS is None:
         _BASIS = _continuum_basis()
     b = _BASIS
@@ -224,8 +226,10 @@ def prepare(t: Template, representation: Representation = "norm") -> np.ndarray:
     f, good = _on_grid(t)
     good &= GRID_USE
     if good.sum() < N_PIX // 4 or not np.any(f[good] > 0):
-        raise ValueError(f"prepare: {t.template_id} ({t.path}) has too little measured flux in "
-                         f"{GRID_RANGE_A[0]:.0f}-{GRID_RANGE_A[1]:.0f} A; leave it out")
+        raise ValueError(
+            f"prepare: {t.template_id} ({t.path}) has too little measured flux in "
+            f"{GRID_RANGE_A[0]:.0f}-{GRID_RANGE_A[1]:.0f} A; leave it out"
+        )
     f = _bridge(f, good)
     if representation == "flux":
         out = f / np.median(f[good])
@@ -341,7 +345,9 @@ class TemplateMatchLabeller:
         _, sub = training_labels(templates)
         x = prepare_many(templates, self.representation) if x is None else np.asarray(x, np.float32)
         sub_arr = np.array(sub)
-        names = sorted({s for s in sub if (sub_arr == s).sum() >= self.min_members}, key=lambda s: (subclass_index(s), s))
+        names = sorted(
+            {s for s in sub if (sub_arr == s).sum() >= self.min_members}, key=lambda s: (subclass_index(s), s)
+        )
         if len(names) < 2:
             raise ValueError(f"template match: fewer than two subclasses with >= {self.min_members} spectra")
         self.subclasses = names
@@ -378,8 +384,15 @@ class TemplateMatchLabeller:
             best_cls = self.subclasses[j][0]
             other = [c2[i, k] for k, s in enumerate(self.subclasses) if s[0] != best_cls]
             margin = float(min(other) / max(c2[i, j], 1e-30) - 1.0) if other else math.inf
-            out.append(SpectralLabel(best_cls, self.subclasses[j], margin,
-                                     {c: float(p_cls[i, k]) for k, c in enumerate(classes)}, self.name))
+            out.append(
+                SpectralLabel(
+                    best_cls,
+                    self.subclasses[j],
+                    margin,
+                    {c: float(p_cls[i, k]) for k, c in enumerate(classes)},
+                    self.name,
+                )
+            )
         return out
 
 
@@ -390,8 +403,16 @@ def _cnn(n_out: int):  # -> torch.nn.Module
     def block(ci: int, co: int) -> list:
         return [nn.Conv1d(ci, co, 7, stride=2, padding=3), nn.BatchNorm1d(co), nn.ReLU()]
 
-    return nn.Sequential(*block(1, 8), *block(8, 16), *block(16, 32), *block(32, 32),
-                         nn.AdaptiveAvgPool1d(16), nn.Flatten(), nn.Dropout(0.2), nn.Linear(32 * 16, n_out))
+    return nn.Sequential(
+        *block(1, 8),
+        *block(8, 16),
+        *block(16, 32),
+        *block(32, 32),
+        nn.AdaptiveAvgPool1d(16),
+        nn.Flatten(),
+        nn.Dropout(0.2),
+        nn.Linear(32 * 16, n_out),
+    )
 
 
 @dataclass
@@ -473,16 +494,19 @@ class CnnLabeller:
             for _ in range(self.epochs):
                 order = rng.permutation(len(y))
                 for b0 in range(0, len(order), self.batch_size):
-                    idx = order[b0:b0 + self.batch_size]
+                    idx = order[b0 : b0 + self.batch_size]
                     snr = np.exp(rng.uniform(*np.log(self.snr_range), size=(len(idx), 1)))
-                    xb = xin[idx] + rng.standard_normal(xin[idx].shape).astype(np.float32) * (scale / snr).astype(np.float32)
+                    xb = xin[idx] + rng.standard_normal(xin[idx].shape).astype(np.float32) * (scale / snr).astype(
+                        np.float32
+                    )
                     out = model(torch.from_numpy(xb[:, None, :].astype(np.float32)))
                     loss = loss_fn(out, torch.from_numpy(y[idx]))
                     if self.class_loss_weight > 0:
                         # the class's probability is the sum over its subclasses: score it directly too
                         p_cls = torch.softmax(out, dim=1) @ member
                         loss = loss + self.class_loss_weight * torch.nn.functional.nll_loss(
-                            torch.log(p_cls + 1e-7), torch.from_numpy(ycls[idx]))
+                            torch.log(p_cls + 1e-7), torch.from_numpy(ycls[idx])
+                        )
                     opt.zero_grad()
                     loss.backward()
                     opt.step()
@@ -504,7 +528,7 @@ class CnnLabeller:
         try:
             with torch.no_grad():
                 xin = torch.from_numpy(self._input(x)[:, None, :].astype(np.float32))
-                out = torch.cat([self.model_(xin[i:i + 256]) for i in range(0, len(xin), 256)])  # type: ignore[operator]
+                out = torch.cat([self.model_(xin[i : i + 256]) for i in range(0, len(xin), 256)])  # type: ignore[operator]
                 return torch.softmax(out, dim=1).numpy().astype(np.float64)
         finally:
             torch.set_num_threads(threads)
@@ -531,8 +555,17 @@ SHIPPED_LABELLER = Path(__file__).resolve().parent / "data" / "lamost_labeller.s
 #: Key of the JSON metadata in the safetensors header.
 LABELLER_META_KEY = "drcnet_labeller"
 #: :class:`CnnLabeller` settings stored with the weights (and restored on load).
-_SETTINGS = ("representation", "epochs", "batch_size", "lr", "seed", "bin", "min_members", "snr_range",
-             "class_loss_weight")
+_SETTINGS = (
+    "representation",
+    "epochs",
+    "batch_size",
+    "lr",
+    "seed",
+    "bin",
+    "min_members",
+    "snr_range",
+    "class_loss_weight",
+)
 
 
 def save_labeller(labeller: CnnLabeller, path: str | Path, extra: dict[str, object] | None = None) -> Path:
@@ -560,9 +593,12 @@ def save_labeller(labeller: CnnLabeller, path: str | Path, extra: dict[str, obje
     if labeller.model_ is None:
         raise RuntimeError("save_labeller: the labeller is not fitted; call fit() first")
     state = {k: v.detach().contiguous().clone() for k, v in labeller.model_.state_dict().items()}  # type: ignore[attr-defined]
-    meta = {"format": 1, "subclasses": list(labeller.subclasses),
-            "settings": {k: (list(v) if isinstance(v, tuple) else v) for k in _SETTINGS for v in [getattr(labeller, k)]},
-            **(extra or {})}
+    meta = {
+        "format": 1,
+        "subclasses": list(labeller.subclasses),
+        "settings": {k: (list(v) if isinstance(v, tuple) else v) for k in _SETTINGS for v in [getattr(labeller, k)]},
+        **(extra or {}),
+    }
     path = Path(path)
     with atomic_path(path) as tmp:
         save_file(state, str(tmp), metadata={LABELLER_META_KEY: json.dumps(meta, sort_keys=True)})
@@ -601,7 +637,9 @@ def load_labeller(path: str | Path) -> tuple[CnnLabeller, dict[str, object]]:
     try:
         model.load_state_dict({k: v.to(torch.float32) if v.is_floating_point() else v for k, v in state.items()})
     except RuntimeError as err:
-        raise ValueError(f"{path}: weights do not fit a CnnLabeller with {len(lab.subclasses)} subclasses ({err})") from err
+        raise ValueError(
+            f"{path}: weights do not fit a CnnLabeller with {len(lab.subclasses)} subclasses ({err})"
+        ) from err
     model.eval()
     lab.model_ = model
     return lab, meta

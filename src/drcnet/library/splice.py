@@ -124,7 +124,9 @@ def choose_partner(target: Template, pool: PartnerPool | Sequence[Template], mat
     return min(close, key=key)
 
 
-def rebin(wave_in: NDArray[np.float64], flux_in: NDArray[np.float64], wave_out: NDArray[np.float64]) -> NDArray[np.float64]:
+def rebin(
+    wave_in: NDArray[np.float64], flux_in: NDArray[np.float64], wave_out: NDArray[np.float64]
+) -> NDArray[np.float64]:
     """Average ``flux_in`` over the pixels of ``wave_out`` (flux-conserving).
 
     Output pixel edges are the midpoints between output centres; the mean is

@@ -79,6 +79,17 @@ def stelib_from_hdul(hdul: fits.HDUList, path: PathLike, labels: Mapping[str, st
         logg = logg if np.isfinite(logg) else to_float(labels.get("logg"))
         feh = feh if np.isfinite(feh) else to_float(labels.get("feh"))
     stem = file_stem(path)
-    source_id = stem[len(_PREFIX):] if stem.startswith(_PREFIX) else stem
-    return typed_template(wave, flux, mask, spectype, library="stelib", source_id=source_id, path=path, meta=meta,
-                          teff=teff, logg=logg, feh=feh)
+    source_id = stem[len(_PREFIX) :] if stem.startswith(_PREFIX) else stem
+    return typed_template(
+        wave,
+        flux,
+        mask,
+        spectype,
+        library="stelib",
+        source_id=source_id,
+        path=path,
+        meta=meta,
+        teff=teff,
+        logg=logg,
+        feh=feh,
+    )

@@ -25,8 +25,21 @@ from drcnet.metrics.classification import (
 )
 
 __all__ = [
-    "BOOT_CHUNK", "MAD_TO_SIGMA", "MIN_SOURCES", "OTHER_FAMILIES", "accuracy_interval", "calibration_metrics",
-    "catalogue_metrics", "classification_metrics", "clustered_accuracy_interval", "evaluate_predictions",
-    "group_metrics", "ood_metrics", "other_family", "param_errors", "rejection_metrics", "source_clustered_accuracy",
+    "BOOT_CHUNK",
+    "MAD_TO_SIGMA",
+    "MIN_SOURCES",
+    "OTHER_FAMILIES",
+    "accuracy_interval",
+    "calibration_metrics",
+    "catalogue_metrics",
+    "classification_metrics",
+    "clustered_accuracy_interval",
+    "evaluate_predictions",
+    "group_metrics",
+    "ood_metrics",
+    "other_family",
+    "param_errors",
+    "rejection_metrics",
+    "source_clustered_accuracy",
     "subclass_accuracy",
 ]

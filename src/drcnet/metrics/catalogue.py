@@ -63,8 +63,13 @@ def subclass_accuracy(true_idx: Any, pred_idx: Any) -> dict[str, Any]:
     keep = (t >= 0) & (p >= 0)
     d = np.abs(t[keep] - p[keep])
     n, n_exact, n_one = int(keep.sum()), int((d == 0).sum()), int((d <= 1).sum())
-    return {"n": n, "exact": _num(n_exact / n) if n else None, "within_one": _num(n_one / n) if n else None,
-            "n_exact": n_exact, "n_within_one": n_one}
+    return {
+        "n": n,
+        "exact": _num(n_exact / n) if n else None,
+        "within_one": _num(n_one / n) if n else None,
+        "n_exact": n_exact,
+        "n_within_one": n_one,
+    }
 
 
 def param_errors(pred: Any, true: Any, sigma: Any = None) -> dict[str, Any]:
@@ -92,9 +97,12 @@ def param_errors(pred: Any, true: Any, sigma: Any = None) -> dict[str, Any]:
         keep &= np.isfinite(sig) & (sig > 0)
     d = d[keep]
     n = len(d)
-    out: dict[str, Any] = {"n": int(n), "bias": _num(np.median(d)) if n else None,
-                           "std": _num(np.std(d, ddof=1)) if n > 1 else None,
-                           "robust_std": _num(MAD_TO_SIGMA * np.median(np.abs(d - np.median(d)))) if n > 1 else None}
+    out: dict[str, Any] = {
+        "n": int(n),
+        "bias": _num(np.median(d)) if n else None,
+        "std": _num(np.std(d, ddof=1)) if n > 1 else None,
+        "robust_std": _num(MAD_TO_SIGMA * np.median(np.abs(d - np.median(d)))) if n > 1 else None,
+    }
     if sigma is not None:
         z = d / sig[keep]
         out["median_sigma"] = _num(np.median(sig[keep])) if n else None
@@ -136,8 +144,10 @@ def rejection_metrics(label: Any, pred: Any, snr_bin: Any, families: Sequence[st
     def cell(m: np.ndarray) -> dict[str, Any]:
         return _share(int((m & called).sum()), int(m.sum()))
 
-    out: dict[str, Any] = {"other_called_other": _by_bin(cell, is_other, sbin),
-                           "fgk_called_other": _by_bin(cell, is_fgk, sbin)}
+    out: dict[str, Any] = {
+        "other_called_other": _by_bin(cell, is_other, sbin),
+        "fgk_called_other": _by_bin(cell, is_fgk, sbin),
+    }
     present = set(fam[is_other].tolist()) if is_other.any() else set()
     names = [f for f in (*OTHER_FAMILIES, "rest") if f in present or f in OTHER_FAMILIES]
     out["by_family"] = {f: _by_bin(cell, is_other & (fam == f), sbin) for f in names}
@@ -182,14 +192,19 @@ def calibration_metrics(logits: np.ndarray, label: Any, snr_r: Any, calibration:
     def cell(m: np.ndarray) -> dict[str, Any]:
         n = int(m.sum())
         with_cal = n and cal is not None
-        return {"n": n, "ece_uncalibrated": _num(expected_calibration_error(raw[m], label[m])) if n else None,
-                "ece_calibrated": _num(expected_calibration_error(cal[m], label[m])) if with_cal else None,
-                "ece_floor_uncalibrated": _num(ece_floor(raw[m])) if n else None,
-                "ece_floor_calibrated": _num(ece_floor(cal[m])) if with_cal else None}
+        return {
+            "n": n,
+            "ece_uncalibrated": _num(expected_calibration_error(raw[m], label[m])) if n else None,
+            "ece_calibrated": _num(expected_calibration_error(cal[m], label[m])) if with_cal else None,
+            "ece_floor_uncalibrated": _num(ece_floor(raw[m])) if n else None,
+            "ece_floor_calibrated": _num(ece_floor(cal[m])) if with_cal else None,
+        }
 
-    return {"calibrated": calibration is not None,
-            "temperatures": list(calibration.temperatures) if calibration is not None else None,
-            **_by_bin(cell, keep, sbin)}
+    return {
+        "calibrated": calibration is not None,
+        "temperatures": list(calibration.temperatures) if calibration is not None else None,
+        **_by_bin(cell, keep, sbin),
+    }
 
 
 def ood_metrics(ood: Any, valid: Any, label: Any, snr_bin: Any) -> dict[str, Any]:
@@ -217,12 +232,17 @@ def ood_metrics(ood: Any, valid: Any, label: Any, snr_bin: Any) -> dict[str, Any
         return _share(int((m & flag).sum()), int(m.sum()))
 
     io = len(CLASSES)
-    return {**_by_bin(cell, ok, sbin), "fgk": cell(ok & (label >= 0) & (label < io)), "other": cell(ok & (label == io)),
-            "unknown": cell(ok & (label < 0))}
+    return {
+        **_by_bin(cell, ok, sbin),
+        "fgk": cell(ok & (label >= 0) & (label < io)),
+        "other": cell(ok & (label == io)),
+        "unknown": cell(ok & (label < 0)),
+    }
 
 
-def catalogue_metrics(pred: dict[str, Any], targets: np.ndarray, subclass: Sequence[str],
-                      calibration: Any = None) -> dict[str, Any]:
+def catalogue_metrics(
+    pred: dict[str, Any], targets: np.ndarray, subclass: Sequence[str], calibration: Any = None
+) -> dict[str, Any]:
     """Everything a survey catalogue is judged by beyond the F/G/K class, overall and per S/N_r bin.
 
     Parameters
@@ -272,8 +292,10 @@ def catalogue_metrics(pred: dict[str, Any], targets: np.ndarray, subclass: Seque
     if "params_mean" in outputs:
         mean = np.asarray(outputs["params_mean"])
         sigma = np.asarray(outputs["params_sigma"]) if "params_sigma" in outputs else np.full_like(mean, np.nan)
-        out["params"] = {name: _by_bin(lambda m, j=j: param_errors(mean[m, j], targets[m, 2 + j], sigma[m, j]), fgk, sbin)
-                         for j, name in enumerate(STELLAR_PARAMS)}
+        out["params"] = {
+            name: _by_bin(lambda m, j=j: param_errors(mean[m, j], targets[m, 2 + j], sigma[m, j]), fgk, sbin)
+            for j, name in enumerate(STELLAR_PARAMS)
+        }
     else:
         out["params"] = None
     families = [other_family(s) if lab == len(CLASSES) else "" for s, lab in zip(subclass, label, strict=True)]

@@ -43,8 +43,9 @@ BOOT_CHUNK = 100
 """Bootstrap resamples drawn at once (memory ~ ``BOOT_CHUNK`` x clusters floats)."""
 
 
-def clustered_accuracy_interval(correct: Any, cluster: Any, confidence: float = 0.95, n_boot: int = 2000,
-                                seed: int = 0) -> list[float] | None:
+def clustered_accuracy_interval(
+    correct: Any, cluster: Any, confidence: float = 0.95, n_boot: int = 2000, seed: int = 0
+) -> list[float] | None:
     """Bootstrap interval of an accuracy whose objects come in clusters (renders of one star).
 
     An evaluation file renders each real star several times (different S/N, fiber, sky); those renders
@@ -85,7 +86,7 @@ def clustered_accuracy_interval(correct: Any, cluster: Any, confidence: float = 
     for start in range(0, n_boot, BOOT_CHUNK):  # resample counts per cluster, a chunk at a time (memory ~ chunk x m)
         k = min(BOOT_CHUNK, n_boot - start)
         counts = rng.multinomial(m, np.full(m, 1.0 / m), size=k).astype(np.float64)
-        acc[start:start + k] = (counts @ hits) / (counts @ sizes)
+        acc[start : start + k] = (counts @ hits) / (counts @ sizes)
     alpha = (1.0 - confidence) / 2.0
     lo, hi = float(np.quantile(acc, alpha)), float(np.quantile(acc, 1.0 - alpha))
     if hi == lo:
@@ -119,8 +120,12 @@ def source_clustered_accuracy(label: Any, pred: Any, snr_bin: Any, source: Any) 
     def cell(m: np.ndarray) -> dict[str, Any]:
         right = (label[m] == pred[m]).astype(np.float64)
         n = int(m.sum())
-        return {"n": n, "n_sources": len(set(src[m].tolist())), "accuracy": _num(right.mean()) if n else None,
-                "accuracy_ci95_by_source": clustered_accuracy_interval(right, src[m])}
+        return {
+            "n": n,
+            "n_sources": len(set(src[m].tolist())),
+            "accuracy": _num(right.mean()) if n else None,
+            "accuracy_ci95_by_source": clustered_accuracy_interval(right, src[m]),
+        }
 
     return _by_bin(cell, keep, sbin)
 
@@ -138,16 +143,29 @@ def classification_metrics(y_true: Any, y_pred: Any, n_classes: int = len(CLASSE
     labels = list(range(n_classes))
     names = list(class_names(n_classes))
     if len(y_true) == 0:
-        return {"n": 0, "accuracy": None, "accuracy_ci95": None, "per_class": {c: None for c in names},
-                "confusion_matrix": [[0] * n_classes for _ in range(n_classes)], "macro_f1": None}
+        return {
+            "n": 0,
+            "accuracy": None,
+            "accuracy_ci95": None,
+            "per_class": {c: None for c in names},
+            "confusion_matrix": [[0] * n_classes for _ in range(n_classes)],
+            "macro_f1": None,
+        }
     p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
     cm = confusion_matrix(y_true, y_pred, labels=labels)
-    per = {names[i]: {"precision": _num(p[i]), "recall": _num(r[i]), "f1": _num(f[i]), "support": int(s[i])}
-           for i in range(n_classes)}
+    per = {
+        names[i]: {"precision": _num(p[i]), "recall": _num(r[i]), "f1": _num(f[i]), "support": int(s[i])}
+        for i in range(n_classes)
+    }
     n_correct = int((y_true == y_pred).sum())
-    return {"n": int(len(y_true)), "accuracy": _num(n_correct / len(y_true)),
-            "accuracy_ci95": accuracy_interval(n_correct, len(y_true)), "per_class": per,
-            "confusion_matrix": cm.astype(int).tolist(), "macro_f1": _num(np.mean(f))}
+    return {
+        "n": int(len(y_true)),
+        "accuracy": _num(n_correct / len(y_true)),
+        "accuracy_ci95": accuracy_interval(n_correct, len(y_true)),
+        "per_class": per,
+        "confusion_matrix": cm.astype(int).tolist(),
+        "macro_f1": _num(np.mean(f)),
+    }
 
 
 def evaluate_predictions(pred: dict[str, Any]) -> dict[str, Any]:
@@ -174,10 +192,18 @@ def evaluate_predictions(pred: dict[str, Any]) -> dict[str, Any]:
     for b, name in enumerate(SNR_BIN_NAMES):
         m = sbin == b
         bins[name] = classification_metrics(label[m & ok], yhat[m & ok], n_classes)
-        counts[name] = {"objects": int(m.sum()), "labelled": int((m & (label >= 0)).sum()),
-                        "bad_input": int((m & ~ok).sum())}
-    return {"table3": {"snr_bin": SNR_BIN_NAMES[0], **bins[SNR_BIN_NAMES[0]]}, "bins": bins,
-            "all": classification_metrics(label[ok], yhat[ok], n_classes), "counts": counts, "n_bad_input": int((~ok).sum())}
+        counts[name] = {
+            "objects": int(m.sum()),
+            "labelled": int((m & (label >= 0)).sum()),
+            "bad_input": int((m & ~ok).sum()),
+        }
+    return {
+        "table3": {"snr_bin": SNR_BIN_NAMES[0], **bins[SNR_BIN_NAMES[0]]},
+        "bins": bins,
+        "all": classification_metrics(label[ok], yhat[ok], n_classes),
+        "counts": counts,
+        "n_bad_input": int((~ok).sum()),
+    }
 
 
 def group_metrics(label: Any, pred: Any, snr_bin: Any, groups: dict[str, Sequence[str]]) -> dict[str, Any]:
@@ -207,8 +233,9 @@ def group_metrics(label: Any, pred: Any, snr_bin: Any, groups: dict[str, Sequenc
         for value in sorted(set(values.tolist())):
             m = (values == value) & (label >= 0) & (pred >= 0)
             cell = _accuracy_cell(label[m], pred[m])
-            cell["bins"] = {b: _accuracy_cell(label[m & (sbin == k)], pred[m & (sbin == k)])
-                            for k, b in enumerate(SNR_BIN_NAMES)}
+            cell["bins"] = {
+                b: _accuracy_cell(label[m & (sbin == k)], pred[m & (sbin == k)]) for k, b in enumerate(SNR_BIN_NAMES)
+            }
             table[str(value)] = cell
         out[name] = table
     return out
@@ -216,8 +243,11 @@ def group_metrics(label: Any, pred: Any, snr_bin: Any, groups: dict[str, Sequenc
 
 def _accuracy_cell(y: np.ndarray, yhat: np.ndarray) -> dict[str, Any]:
     n_correct = int((y == yhat).sum())
-    return {"n": int(len(y)), "accuracy": _num(n_correct / len(y)) if len(y) else None,
-            "accuracy_ci95": accuracy_interval(n_correct, len(y))}
+    return {
+        "n": int(len(y)),
+        "accuracy": _num(n_correct / len(y)) if len(y) else None,
+        "accuracy_ci95": accuracy_interval(n_correct, len(y)),
+    }
 
 
 def _by_bin(cell: Any, mask: np.ndarray, sbin: np.ndarray) -> dict[str, Any]:

@@ -21,9 +21,9 @@ from __future__ import annotations
 # importing the model modules registers them
 from drcnet.models.base import INPUT_KINDS, InputKind, SpectralModel
 from drcnet.models.drcnet import DRCNet, DRCNetConfig
+from drcnet.models.factory import create_model
 from drcnet.models.ffcnn import FFCNN, FFCNNConfig
 from drcnet.models.rcnet import RCNet, RCNetConfig
-from drcnet.models.factory import create_model
 from drcnet.models.registry import build_model, list_models, model_class, model_input_kind, register_model
 from drcnet.models.run_folder import (
     DEFAULT_MODEL,
@@ -36,7 +36,26 @@ from drcnet.models.run_folder import (
 )
 
 __all__ = [
-    "INPUT_KINDS", "InputKind", "SpectralModel", "DRCNet", "DRCNetConfig", "RCNet", "RCNetConfig",
-    "FFCNN", "FFCNNConfig", "build_model", "create_model", "list_models", "model_class", "model_input_kind", "register_model",
-    "DEFAULT_MODEL", "RunInfo", "load_run", "pretrained_dir", "read_run", "resolve_run", "shipped_models",
+    "INPUT_KINDS",
+    "InputKind",
+    "SpectralModel",
+    "DRCNet",
+    "DRCNetConfig",
+    "RCNet",
+    "RCNetConfig",
+    "FFCNN",
+    "FFCNNConfig",
+    "build_model",
+    "create_model",
+    "list_models",
+    "model_class",
+    "model_input_kind",
+    "register_model",
+    "DEFAULT_MODEL",
+    "RunInfo",
+    "load_run",
+    "pretrained_dir",
+    "read_run",
+    "resolve_run",
+    "shipped_models",
 ]

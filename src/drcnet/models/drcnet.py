@@ -38,8 +38,8 @@ from torch import nn
 
 from drcnet.models.base import SpectralModel, he_init, init_output_layer
 from drcnet.models.heads import StellarHeads
-from drcnet.models.registry import register_model
 from drcnet.models.rcnet import RCNET_CHANNELS, RCNetBackbone
+from drcnet.models.registry import register_model
 
 
 class SpatialReduction(nn.Module):
@@ -48,8 +48,13 @@ class SpatialReduction(nn.Module):
     ``(B, 1, rows, L)`` -> ``(B, channels[-1], L)``. ``sum(k - 1) == rows - 1`` so one row is left.
     """
 
-    def __init__(self, rows: int = 11, channels: tuple[int, ...] = (8, 8, 1),
-                 kernels: tuple[int, ...] = (5, 5, 3), activation: str = "none") -> None:
+    def __init__(
+        self,
+        rows: int = 11,
+        channels: tuple[int, ...] = (8, 8, 1),
+        kernels: tuple[int, ...] = (5, 5, 3),
+        activation: str = "none",
+    ) -> None:
         super().__init__()
         if activation not in ("none", "relu"):
             raise ValueError(f"reduce_activation must be 'none' or 'relu', got {activation!r}")
@@ -64,7 +69,7 @@ class SpatialReduction(nn.Module):
         for c_out, k in zip(channels, kernels):
             convs.append(nn.Conv2d(c, c_out, (k, 1)))
             # He gain where a ReLU follows; variance-preserving (gain 1) for linear layers
-            he_init(convs[-1], 1.0 if (activation == "relu" and len(convs) < len(kernels)) else 0.5 ** 0.5)
+            he_init(convs[-1], 1.0 if (activation == "relu" and len(convs) < len(kernels)) else 0.5**0.5)
             self.heights.append((h, h - k + 1))
             c, h = c_out, h - k + 1
         self.convs = nn.ModuleList(convs)
@@ -133,7 +138,7 @@ def reduce_arms_fast(reductions: nn.ModuleList, x: torch.Tensor) -> list[torch.T
         if i < len(layers) - 1:
             h = h.relu_()
     c = h.shape[1] // n_arms
-    return [h[:, k * c:(k + 1) * c].contiguous(memory_format=torch.channels_last) for k in range(n_arms)]
+    return [h[:, k * c : (k + 1) * c].contiguous(memory_format=torch.channels_last) for k in range(n_arms)]
 
 
 @dataclass
@@ -255,21 +260,29 @@ class DRCNet(SpectralModel):
         c = config
         self.reduce = nn.ModuleList(
             SpatialReduction(c.rows, tuple(c.reduce_channels), tuple(c.reduce_kernels), c.reduce_activation)
-            for _ in range(self.n_arms))
+            for _ in range(self.n_arms)
+        )
         c_red = cast(SpatialReduction, self.reduce[0]).out_channels
         self.backbones = nn.ModuleList(
             RCNetBackbone(c_red, c.length, tuple(c.backbone_channels), c.kernel, c.feature_dim)
-            for _ in range(self.n_arms))
+            for _ in range(self.n_arms)
+        )
         f1, f2 = c.fusion_channels
         self.fusion = nn.Sequential(
-            nn.Conv1d(self.n_arms, f1, 3, padding=1), nn.ReLU(),
-            nn.Conv1d(f1, f2, 3, padding=1), nn.ReLU(),
+            nn.Conv1d(self.n_arms, f1, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv1d(f1, f2, 3, padding=1),
+            nn.ReLU(),
         )
         h1, h2 = c.fc_widths
         self.classifier = nn.Sequential(
             nn.Flatten(),
-            nn.Dropout(c.dropout), nn.Linear(f2 * c.feature_dim, h1), nn.ReLU(),
-            nn.Dropout(c.dropout), nn.Linear(h1, h2), nn.ReLU(),
+            nn.Dropout(c.dropout),
+            nn.Linear(f2 * c.feature_dim, h1),
+            nn.ReLU(),
+            nn.Dropout(c.dropout),
+            nn.Linear(h1, h2),
+            nn.ReLU(),
             nn.Linear(h2, c.n_classes),
         )
         for m in list(self.fusion) + list(self.classifier)[:-1]:
@@ -289,10 +302,16 @@ class DRCNet(SpectralModel):
         for name, value in (("seq_norm", c.seq_norm), ("feature_norm", c.feature_norm)):
             if value not in ("none", "batch"):
                 raise ValueError(f"{name} must be 'none' or 'batch', got {value!r}")
-        self.seq_bn = (nn.ModuleList(nn.BatchNorm1d(c.length, affine=False) for _ in range(self.n_arms))
-                       if c.seq_norm == "batch" else None)
-        self.feat_bn = (nn.ModuleList(nn.BatchNorm1d(c.feature_dim) for _ in range(self.n_arms))
-                        if c.feature_norm == "batch" else None)
+        self.seq_bn = (
+            nn.ModuleList(nn.BatchNorm1d(c.length, affine=False) for _ in range(self.n_arms))
+            if c.seq_norm == "batch"
+            else None
+        )
+        self.feat_bn = (
+            nn.ModuleList(nn.BatchNorm1d(c.feature_dim) for _ in range(self.n_arms))
+            if c.feature_norm == "batch"
+            else None
+        )
         self.heads = StellarHeads(h1) if c.heads else None
         if not 0.0 <= c.arm_feature_dropout < 1.0:
             raise ValueError(f"arm_feature_dropout must be in [0, 1), got {c.arm_feature_dropout}")
@@ -308,13 +327,13 @@ class DRCNet(SpectralModel):
                 per_arm = reduce_arms_fast(self.reduce, x)  # per arm (B, C, 1, L) channels-last
                 feats = [bb.forward_fast(per_arm[a]) for a, bb in enumerate(backbones)]
             else:
-                feats = [bb(red(x[:, a:a + 1])) for a, (red, bb) in enumerate(zip(self.reduce, self.backbones))]
+                feats = [bb(red(x[:, a : a + 1])) for a, (red, bb) in enumerate(zip(self.reduce, self.backbones))]
             return torch.stack(feats, dim=1)
         b = x.shape[0]
         if self.fast:
             hs = reduce_arms_fast(self.reduce, x)
         else:
-            hs = [red(x[:, a:a + 1]) for a, red in enumerate(self.reduce)]
+            hs = [red(x[:, a : a + 1]) for a, red in enumerate(self.reduce)]
         feats = []
         for a, bb in enumerate(backbones):
             h = hs[a]

@@ -39,7 +39,8 @@ def tune_allocator(mmap_threshold: int = 1 << 30, trim_threshold: int = 1 << 31)
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         ok = bool(libc.mallopt(_M_MMAP_THRESHOLD, int(mmap_threshold))) and bool(
-            libc.mallopt(_M_TRIM_THRESHOLD, int(trim_threshold)))
+            libc.mallopt(_M_TRIM_THRESHOLD, int(trim_threshold))
+        )
     except (OSError, AttributeError):
         return False
     _tuned = ok
@@ -61,8 +62,11 @@ def configure_cpu(threads: int | None = None) -> dict[str, object]:
     """
     if threads:
         torch.set_num_threads(int(threads))
-    return {"mallopt": tune_allocator(), "threads": torch.get_num_threads(),
-            "mkldnn": bool(torch.backends.mkldnn.is_available())}
+    return {
+        "mallopt": tune_allocator(),
+        "threads": torch.get_num_threads(),
+        "mkldnn": bool(torch.backends.mkldnn.is_available()),
+    }
 
 
 def set_fast(model: torch.nn.Module, fast: bool) -> torch.nn.Module:

@@ -99,7 +99,9 @@ class FFCNN(SpectralModel):
             n_feat = self.branches[0](torch.zeros(1, 1, config.rows, config.length)).shape[1]
         self.n_features = n_feat
         self.classifier = nn.Sequential(
-            nn.Linear(2 * n_feat, config.hidden), nn.ReLU(), nn.Dropout(config.dropout),
+            nn.Linear(2 * n_feat, config.hidden),
+            nn.ReLU(),
+            nn.Dropout(config.dropout),
             nn.Linear(config.hidden, config.n_classes),
         )
         he_init(self.classifier[0])
@@ -112,7 +114,7 @@ class FFCNN(SpectralModel):
             raise ValueError(f"FFCNN expects (B, 2, rows, length) stripes, got {tuple(x.shape)}")
         feats = []
         for a, branch in enumerate(self.branches):
-            xa = x[:, a:a + 1]
+            xa = x[:, a : a + 1]
             if self.fast:
                 xa = xa.contiguous(memory_format=torch.channels_last)
             feats.append(branch(xa))

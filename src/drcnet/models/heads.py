@@ -60,8 +60,8 @@ class StellarHeads(nn.Module):
         log variance the loss uses."""
         z = self.out(self.body(h))
         a, b = self.n_sub, self.n_sub + self.n_lum
-        mean_n = z[:, b:b + self.n_par]
-        logvar_n = z[:, b + self.n_par:].clamp(*LOG_VAR_RANGE)
+        mean_n = z[:, b : b + self.n_par]
+        logvar_n = z[:, b + self.n_par :].clamp(*LOG_VAR_RANGE)
         return {
             "subclass_logits": z[:, :a],
             "lum_logits": z[:, a:b],
@@ -79,8 +79,9 @@ def normalise_params(params: torch.Tensor) -> torch.Tensor:
     return (params - center) / scale
 
 
-def heads_loss(out: dict[str, torch.Tensor], subclass: torch.Tensor, lum: torch.Tensor,
-               params: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+def heads_loss(
+    out: dict[str, torch.Tensor], subclass: torch.Tensor, lum: torch.Tensor, params: torch.Tensor
+) -> tuple[torch.Tensor, dict[str, float]]:
     """Masked multi-task loss of the catalogue heads.
 
     Parameters

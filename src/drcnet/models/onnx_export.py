@@ -40,8 +40,9 @@ def _need(module: str) -> Any:
     try:
         return importlib.import_module(module)
     except ImportError as err:
-        raise ImportError(f"ONNX support needs the {module!r} package, which is not installed: "
-                          "pip install onnx onnxruntime") from err
+        raise ImportError(
+            f"ONNX support needs the {module!r} package, which is not installed: pip install onnx onnxruntime"
+        ) from err
 
 
 class _AllOutputs(nn.Module):
@@ -100,8 +101,13 @@ def export_onnx(model: nn.Module, path: str | Path, opset: int = OPSET) -> dict[
         names = output_names(model, example)
         wrapped: nn.Module = _AllOutputs(model, names) if callable(getattr(model, "forward_all", None)) else model
         config = model.config_dict() if hasattr(model, "config_dict") else {}  # type: ignore[operator]
-        meta = {"input_kind": getattr(model, "input_kind", "stripes"), "input": INPUT_NAME, "outputs": names,
-                "model": getattr(model, "name", type(model).__name__), "config": config}
+        meta = {
+            "input_kind": getattr(model, "input_kind", "stripes"),
+            "input": INPUT_NAME,
+            "outputs": names,
+            "model": getattr(model, "name", type(model).__name__),
+            "config": config,
+        }
         with atomic_path(path) as tmp:  # removed on error or interrupt; stale ones of an earlier kill too
             with torch.no_grad(), warnings.catch_warnings():
                 # the trace fixes the input checks of forward() to the example's shape: expected, not a problem
@@ -110,9 +116,17 @@ def export_onnx(model: nn.Module, path: str | Path, opset: int = OPSET) -> dict[
                 warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx")
                 warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
                 warnings.filterwarnings("ignore", message=".*feature will be removed.*")
-                torch.onnx.export(wrapped, (example,), str(tmp), input_names=[INPUT_NAME], output_names=names,
-                                  dynamic_axes={INPUT_NAME: {0: "batch"}, **{k: {0: "batch"} for k in names}},
-                                  opset_version=opset, dynamo=False, do_constant_folding=True)
+                torch.onnx.export(
+                    wrapped,
+                    (example,),
+                    str(tmp),
+                    input_names=[INPUT_NAME],
+                    output_names=names,
+                    dynamic_axes={INPUT_NAME: {0: "batch"}, **{k: {0: "batch"} for k in names}},
+                    opset_version=opset,
+                    dynamo=False,
+                    do_constant_folding=True,
+                )
             onnx = _need("onnx")
             proto = onnx.load(str(tmp))
             entry = proto.metadata_props.add()

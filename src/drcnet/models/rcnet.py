@@ -50,8 +50,8 @@ class ResidualModule(nn.Module):
         for conv in (self.conv1, self.conv2):
             he_init(conv)
         # the residual sum of two He-initialised paths would double the variance per module
-        he_init(self.conv3, 0.5 ** 0.5)
-        he_init(self.shortcut, 0.5 ** 0.5)
+        he_init(self.conv3, 0.5**0.5)
+        he_init(self.shortcut, 0.5**0.5)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Plain path: ``x`` is ``(B, C, L)``."""
@@ -95,8 +95,14 @@ class RCNetBackbone(nn.Module):
     The feature is ``ReLU(Linear(flatten(modules(x))))``, i.e. RC-Net's head without its last layer.
     """
 
-    def __init__(self, c_in: int = 1, length: int = 3000, channels: tuple[int, ...] = RCNET_CHANNELS,
-                 kernel: int = 3, feature_dim: int = 128) -> None:
+    def __init__(
+        self,
+        c_in: int = 1,
+        length: int = 3000,
+        channels: tuple[int, ...] = RCNET_CHANNELS,
+        kernel: int = 3,
+        feature_dim: int = 128,
+    ) -> None:
         super().__init__()
         mods = []
         c = c_in

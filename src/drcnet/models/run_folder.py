@@ -66,8 +66,10 @@ def verify_checksum(path: str | Path, expected: str | None) -> None:
         return
     actual = file_sha256(path)
     if actual != expected:
-        raise ValueError(f"{path}: damaged weights file (SHA-256 {actual[:16]}..., run.json recorded "
-                         f"{expected[:16]}...); restore it from a backup, re-export or retrain")
+        raise ValueError(
+            f"{path}: damaged weights file (SHA-256 {actual[:16]}..., run.json recorded "
+            f"{expected[:16]}...); restore it from a backup, re-export or retrain"
+        )
 
 
 def read_safetensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -97,8 +99,10 @@ def read_safetensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[st
             for key in f.keys():
                 tensors[key] = f.get_tensor(key)
     except Exception as err:  # safetensors raises its own SafetensorError (and OSError/ValueError) on damage
-        raise ValueError(f"{path}: not a readable safetensors file ({type(err).__name__}: {err}); the file is "
-                         "damaged or cut short: restore it, re-export or retrain") from err
+        raise ValueError(
+            f"{path}: not a readable safetensors file ({type(err).__name__}: {err}); the file is "
+            "damaged or cut short: restore it, re-export or retrain"
+        ) from err
     out: dict[str, Any] = {}
     for k, v in meta.items():
         try:
@@ -156,8 +160,9 @@ def run_label_convention(run_dir: str | Path, meta: dict[str, Any] | None = None
     return str(value) if value in ("mk", "lamost") else "mk"
 
 
-def load_run(run_dir: str | Path, which: str = "best", device: str | torch.device = "cpu",
-             fast: bool = True) -> tuple[SpectralModel, RunInfo]:
+def load_run(
+    run_dir: str | Path, which: str = "best", device: str | torch.device = "cpu", fast: bool = True
+) -> tuple[SpectralModel, RunInfo]:
     """Rebuild the model of a run folder with its best (or last) weights, in eval mode.
 
     Parameters
@@ -196,17 +201,20 @@ def load_run(run_dir: str | Path, which: str = "best", device: str | torch.devic
     path = Path(run_dir) / (BEST if which == "best" else LAST)
     expected = (info.meta.get("checksums") or {}).get(path.name)
     if not expected and path.is_file():
-        warnings.warn(f"{Path(run_dir) / 'run.json'} records no checksum for {path.name} (a run folder from before "
-                      "checksums were recorded): the weights cannot be verified, a damaged file would load unnoticed",
-                      stacklevel=2)
+        warnings.warn(
+            f"{Path(run_dir) / 'run.json'} records no checksum for {path.name} (a run folder from before "
+            "checksums were recorded): the weights cannot be verified, a damaged file would load unnoticed",
+            stacklevel=2,
+        )
     verify_checksum(path, expected)
     raw, _ = read_safetensors(path)
-    tensors = raw if which == "best" else {k[len("model."):]: v for k, v in raw.items() if k.startswith("model.")}
+    tensors = raw if which == "best" else {k[len("model.") :]: v for k, v in raw.items() if k.startswith("model.")}
     try:
         model.load_state_dict(tensors)
     except RuntimeError as err:
-        raise ValueError(f"{path}: weights do not fit a {info.model_name} with the config in run.json "
-                         f"({str(err).splitlines()[0]})") from err
+        raise ValueError(
+            f"{path}: weights do not fit a {info.model_name} with the config in run.json ({str(err).splitlines()[0]})"
+        ) from err
     set_fast(model, fast)
     return model.to(device).eval(), info
 
@@ -274,8 +282,15 @@ def shipped_models() -> list[dict[str, Any]]:
     for folder in sorted(p for p in PRETRAINED_ROOT.iterdir() if (p / RUN_JSON).is_file()):
         meta = read_run_json(folder)
         export = json.loads((folder / EXPORT_JSON).read_text()) if (folder / EXPORT_JSON).is_file() else {}
-        out.append({"name": folder.name, "model": meta.get("model"), "version": export.get("version", "?"),
-                    "git_commit": str(export.get("git_commit", "?"))[:12],
-                    "preset": meta.get("train_config", {}).get("preset"), "best_epoch": meta.get("best_epoch"),
-                    "path": str(folder)})
+        out.append(
+            {
+                "name": folder.name,
+                "model": meta.get("model"),
+                "version": export.get("version", "?"),
+                "git_commit": str(export.get("git_commit", "?"))[:12],
+                "preset": meta.get("train_config", {}).get("preset"),
+                "best_epoch": meta.get("best_epoch"),
+                "path": str(folder),
+            }
+        )
     return out

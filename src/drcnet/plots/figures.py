@@ -32,8 +32,15 @@ def _cm_axes(ax: Any, cm: np.ndarray, title: str, classes: Sequence[str]) -> Non
     ax.imshow(frac, cmap="Blues", vmin=0, vmax=1)
     for i in range(cm.shape[0]):
         for j in range(cm.shape[1]):
-            ax.text(j, i, f"{cm[i, j]}\n{frac[i, j]:.2f}", ha="center", va="center", fontsize=8,
-                    color="white" if frac[i, j] > 0.6 else "black")
+            ax.text(
+                j,
+                i,
+                f"{cm[i, j]}\n{frac[i, j]:.2f}",
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="white" if frac[i, j] > 0.6 else "black",
+            )
     ax.set_xticks(range(len(classes)), classes)
     ax.set_yticks(range(len(classes)), classes)
     ax.set_xlabel("predicted")
@@ -41,8 +48,9 @@ def _cm_axes(ax: Any, cm: np.ndarray, title: str, classes: Sequence[str]) -> Non
     ax.set_title(title, fontsize=9)
 
 
-def plot_confusions(panels: Mapping[str, Any], path: str | Path, suptitle: str = "",
-                    classes: Sequence[str] = CLASSES) -> Path:
+def plot_confusions(
+    panels: Mapping[str, Any], path: str | Path, suptitle: str = "", classes: Sequence[str] = CLASSES
+) -> Path:
     """One confusion-matrix panel per entry of ``panels`` (title -> matrix or None), saved as PNG.
 
     Cells show counts and row-normalised fractions (recall on the diagonal).
@@ -58,10 +66,14 @@ def plot_confusions(panels: Mapping[str, Any], path: str | Path, suptitle: str =
     return save_png(fig, path)
 
 
-def plot_accuracy_vs_snr(curves: Mapping[str, Sequence[float | None]], bin_names: Sequence[str],
-                         path: str | Path, paper_diff: Mapping[str, float] = PAPER_DRC_MINUS_RC,
-                         diff_pair: tuple[str, str] | None = None,
-                         intervals: Mapping[str, Sequence[Sequence[float] | None]] | None = None) -> Path:
+def plot_accuracy_vs_snr(
+    curves: Mapping[str, Sequence[float | None]],
+    bin_names: Sequence[str],
+    path: str | Path,
+    paper_diff: Mapping[str, float] = PAPER_DRC_MINUS_RC,
+    diff_pair: tuple[str, str] | None = None,
+    intervals: Mapping[str, Sequence[Sequence[float] | None]] | None = None,
+) -> Path:
     """Figure 7: test accuracy per S/N_r bin, one line per model; DRC-Net minus RC-Net annotated.
 
     Parameters
@@ -89,11 +101,11 @@ def plot_accuracy_vs_snr(curves: Mapping[str, Sequence[float | None]], bin_names
         lo = np.array([np.nan if c is None else 100 * c[0] for c in ci], dtype=float)
         hi = np.array([np.nan if c is None else 100 * c[1] for c in ci], dtype=float)
         # small horizontal offsets keep overlapping error bars apart
-        ax.errorbar(x + 0.04 * (k - (len(curves) - 1) / 2), y, yerr=[y - lo, hi - y], marker="o", capsize=3,
-                    label=label)
+        ax.errorbar(
+            x + 0.04 * (k - (len(curves) - 1) / 2), y, yerr=[y - lo, hi - y], marker="o", capsize=3, label=label
+        )
     ax.set_ylabel("test accuracy (%)")
-    ax.set_title("Accuracy against S/N$_r$ (paper Figure 7)"
-                 + ("; bars: 95 % Wilson intervals" if intervals else ""))
+    ax.set_title("Accuracy against S/N$_r$ (paper Figure 7)" + ("; bars: 95 % Wilson intervals" if intervals else ""))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     width = 0.35
@@ -107,8 +119,9 @@ def plot_accuracy_vs_snr(curves: Mapping[str, Sequence[float | None]], bin_names
         ax2.bar(x + width / 2, ours, width, color="C0", label="this work: DRC-Net - RC-Net")
         for xi, v in zip(x, ours):
             if np.isfinite(v):
-                ax2.annotate(f"{v:+.1f}", (xi + width / 2, v), ha="center", va="bottom" if v >= 0 else "top",
-                             fontsize=8)
+                ax2.annotate(
+                    f"{v:+.1f}", (xi + width / 2, v), ha="center", va="bottom" if v >= 0 else "top", fontsize=8
+                )
     ax2.axhline(0, color="k", lw=0.8)
     ax2.set_ylabel("difference (points)")
     ax2.set_xticks(x, [f"S/N {b}" for b in bin_names])

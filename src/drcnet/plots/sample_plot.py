@@ -12,8 +12,15 @@ from drcnet.data.schema import decode
 from drcnet.provenance import atomic_path
 
 LINES_A: dict[str, float] = {
-    "Ca II K": 3934.78, "Ca II H": 3969.59, "H$\\delta$": 4102.89, "H$\\gamma$": 4341.68,
-    "H$\\beta$": 4862.68, "Mg b": 5174.0, "Na D": 5894.0, "H$\\alpha$": 6564.61, "Ca II 8542": 8544.44,
+    "Ca II K": 3934.78,
+    "Ca II H": 3969.59,
+    "H$\\delta$": 4102.89,
+    "H$\\gamma$": 4341.68,
+    "H$\\beta$": 4862.68,
+    "Mg b": 5174.0,
+    "Na D": 5894.0,
+    "H$\\alpha$": 6564.61,
+    "Ca II 8542": 8544.44,
 }
 """Vacuum wavelengths of the lines marked on the plots."""
 
@@ -76,26 +83,32 @@ def plot_sample(file: str | Path, index: int, out: str | Path, data_root: str | 
         flux, sky, wave = h["flux1d"][index], h["sky1d"][index], h["wave1d"][index]
         label = int(h["label"][index])
         snr = float(h["snr_r"][index])
-        oid = decode(h["object_id"][index:index + 1])[0]
-        subclass = decode(h["subclass"][index:index + 1])[0]
-        tid = decode(h["template_id"][index:index + 1])[0]
+        oid = decode(h["object_id"][index : index + 1])[0]
+        subclass = decode(h["subclass"][index : index + 1])[0]
+        tid = decode(h["template_id"][index : index + 1])[0]
         tpath = ""
         if "templates" in h and tid:
             ids = decode(h["templates/template_id"][:])
             if tid in ids:
-                tpath = decode(h["templates/path"][ids.index(tid):ids.index(tid) + 1])[0]
+                tpath = decode(h["templates/path"][ids.index(tid) : ids.index(tid) + 1])[0]
     fig = plt.figure(figsize=(13, 10), constrained_layout=True)
     grid = fig.add_gridspec(5, 4)
     for a, arm in enumerate(ARMS):
-        ax = fig.add_subplot(grid[0, a * 2:a * 2 + 2])
-        ax.imshow(stripes[a], aspect="auto", origin="lower", cmap="gray", interpolation="nearest",
-                  extent=(wave[a][0], wave[a][-1], -5.5, 5.5))
+        ax = fig.add_subplot(grid[0, a * 2 : a * 2 + 2])
+        ax.imshow(
+            stripes[a],
+            aspect="auto",
+            origin="lower",
+            cmap="gray",
+            interpolation="nearest",
+            extent=(wave[a][0], wave[a][-1], -5.5, 5.5),
+        )
         ax.set_title(f"{arm} stripe (11 x 3000, raw ADU)")
         ax.set_ylabel("row - centre")
-        zoom = fig.add_subplot(grid[1, a * 2:a * 2 + 2])
+        zoom = fig.add_subplot(grid[1, a * 2 : a * 2 + 2])
         zoom.imshow(stripes[a][:, 1500:1650], aspect="auto", origin="lower", cmap="gray", interpolation="nearest")
         zoom.set_title(f"{arm}: columns 1500-1650 (as the paper's Figure 2)")
-        ax1 = fig.add_subplot(grid[2, a * 2:a * 2 + 2])
+        ax1 = fig.add_subplot(grid[2, a * 2 : a * 2 + 2])
         ax1.plot(wave[a], flux[a], lw=0.5, color="k", label="aperture sum (sky included)")
         ax1.plot(wave[a], sky[a], lw=0.5, color="tab:orange", label="master sky")
         ax1.plot(wave[a], flux[a] - sky[a], lw=0.5, color="tab:blue", label="sky subtracted")

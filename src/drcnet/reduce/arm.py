@@ -57,13 +57,24 @@ class ReduceConfig(BaseModel):
     optimal_clip_sigma: float = Field(5.0, gt=1, description="outlier (cosmic-ray) rejection in the optimal extraction")
     flat_smooth_cols: int = Field(9, ge=1, description="running mean of the flat along columns for the spatial profile")
     low_snr: float = Field(5.0, ge=0, description="object fibers with S/N_r below this get the low_snr flag")
-    defect_column_share: float = Field(0.25, gt=0, le=1, description="a stripe column saturated or NaN in more than "
-                                       "this share of the fibers is a detector defect: its pixels are interpolated, "
-                                       "the fibers are not flagged")
-    cosmic_flag_sigma: float = Field(5.0, gt=0, description="a rejected hit flags its fiber when it moved the boxcar "
-                                     "flux by more than this many sigma ...")
-    cosmic_flag_share: float = Field(0.5, ge=0, description="... and by more than this share of the fiber's median "
-                                     "flux, or when a spike was repaired")
+    defect_column_share: float = Field(
+        0.25,
+        gt=0,
+        le=1,
+        description="a stripe column saturated or NaN in more than "
+        "this share of the fibers is a detector defect: its pixels are interpolated, "
+        "the fibers are not flagged",
+    )
+    cosmic_flag_sigma: float = Field(
+        5.0,
+        gt=0,
+        description="a rejected hit flags its fiber when it moved the boxcar flux by more than this many sigma ...",
+    )
+    cosmic_flag_share: float = Field(
+        0.5,
+        ge=0,
+        description="... and by more than this share of the fiber's median flux, or when a spike was repaired",
+    )
     threads: int = Field(2, ge=1, description="arms reduced in parallel")
 
 
@@ -126,18 +137,35 @@ class ArmReduction:
     def summary(self) -> dict[str, object]:
         """JSON-ready calibration record: timings, bias, traces, wavelength solution, flag counts, files."""
         assert self.bad_calib is not None and self.no_arc_lines is not None
-        return {"timings_s": {k: round(v, 3) for k, v in self.timings.items()}, "bias": self.bias.summary(),
-                "trace": self.traces.summary(), "wavecal": self.wave.summary(),
-                "n_saturated": int(self.saturated.sum()), "n_cosmic": int(self.cosmic.sum()),
-                "n_bad_pixels": int(self.bad_pixels.sum()), "n_bad_calib": int(self.bad_calib.sum()),
-                "n_no_arc_lines": int(self.no_arc_lines.sum()), "defect_columns": self.defect_columns,
-                "implausible": self.problems, "files": self.files, "header": self.header,
-                "warnings": self.warnings, **({"faint": self.faint} if self.faint else {})}
+        return {
+            "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
+            "bias": self.bias.summary(),
+            "trace": self.traces.summary(),
+            "wavecal": self.wave.summary(),
+            "n_saturated": int(self.saturated.sum()),
+            "n_cosmic": int(self.cosmic.sum()),
+            "n_bad_pixels": int(self.bad_pixels.sum()),
+            "n_bad_calib": int(self.bad_calib.sum()),
+            "n_no_arc_lines": int(self.no_arc_lines.sum()),
+            "defect_columns": self.defect_columns,
+            "implausible": self.problems,
+            "files": self.files,
+            "header": self.header,
+            "warnings": self.warnings,
+            **({"faint": self.faint} if self.faint else {}),
+        }
 
 
-def trace_flat(flat_data: np.ndarray, flat_overscan: np.ndarray, bias_pattern: np.ndarray | None,
-               n_fibers: int, config: ReduceConfig, expected_lit: np.ndarray | None = None, *,
-               detector: Detector) -> tuple[np.ndarray, TraceSet]:
+def trace_flat(
+    flat_data: np.ndarray,
+    flat_overscan: np.ndarray,
+    bias_pattern: np.ndarray | None,
+    n_fibers: int,
+    config: ReduceConfig,
+    expected_lit: np.ndarray | None = None,
+    *,
+    detector: Detector,
+) -> tuple[np.ndarray, TraceSet]:
     """Net flat and the traces of every fiber on it.
 
     Parameters
@@ -164,13 +192,25 @@ def trace_flat(flat_data: np.ndarray, flat_overscan: np.ndarray, bias_pattern: n
         Too few fibers show light on the flat, or the fiber numbering is ambiguous.
     """
     flat_net = net_image(flat_data, levels(flat_overscan), detector.amp_boundary, bias_pattern)
-    return flat_net, trace_fibers(flat_net, n_fibers, config.instrument.fiber, config.trace, expected_lit,
-                                  u0=detector.u0)
+    return flat_net, trace_fibers(
+        flat_net, n_fibers, config.instrument.fiber, config.trace, expected_lit, u0=detector.u0
+    )
 
 
-def calibrate_arc(arc_raw: np.ndarray, arc_overscan: np.ndarray, data_col_offset: int, centres: np.ndarray,
-                  lost: np.ndarray, arm: ArmConfig, lines: LineList, read_noise_adu: float,
-                  bias_pattern: np.ndarray | None, config: ReduceConfig, *, detector: Detector) -> WaveSolution:
+def calibrate_arc(
+    arc_raw: np.ndarray,
+    arc_overscan: np.ndarray,
+    data_col_offset: int,
+    centres: np.ndarray,
+    lost: np.ndarray,
+    arm: ArmConfig,
+    lines: LineList,
+    read_noise_adu: float,
+    bias_pattern: np.ndarray | None,
+    config: ReduceConfig,
+    *,
+    detector: Detector,
+) -> WaveSolution:
     """Each fiber's wavelength offset from the arc frame.
 
     Only the columns around the arc lines the calibration measures are summed
@@ -198,13 +238,14 @@ def calibrate_arc(arc_raw: np.ndarray, arc_overscan: np.ndarray, data_col_offset
     n_fibers = centres.shape[0]
     arc_cols = line_columns(arm, lines, config.wavecal, detector=detector)
     arc_spec = np.zeros((n_fibers, detector.n_cols))
-    pixels = StripePixels.from_centres(centres[:, arc_cols], arc_cols, n_rows=arc_raw.shape[0],
-                                       amp_boundary=detector.amp_boundary)
+    pixels = StripePixels.from_centres(
+        centres[:, arc_cols], arc_cols, n_rows=arc_raw.shape[0], amp_boundary=detector.amp_boundary
+    )
     net, _ = cut_stripes(arc_raw, levels(arc_overscan), pixels, data_col_offset, bias_pattern)
     arc_spec[:, arc_cols] = np.nansum(net, axis=1) if np.isnan(net).any() else net.sum(axis=1)  # nansum copies
     bad = np.zeros(n_fibers, dtype=bool)
     if arc_raw.dtype.kind == "f":
-        nan_cols = (np.isnan(net) & ~pixels.off).any(axis=1)          # (fibers, arc columns)
+        nan_cols = (np.isnan(net) & ~pixels.off).any(axis=1)  # (fibers, arc columns)
         if nan_cols.any():
             sub = arc_spec[:, arc_cols]
             sub[nan_cols] = np.nan
@@ -217,8 +258,9 @@ def calibrate_arc(arc_raw: np.ndarray, arc_overscan: np.ndarray, data_col_offset
     return wave
 
 
-def sky_spectra(flux1d: np.ndarray, wave1d: np.ndarray, flat_flux: np.ndarray, lost: np.ndarray,
-                usable_sky: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def sky_spectra(
+    flux1d: np.ndarray, wave1d: np.ndarray, flat_flux: np.ndarray, lost: np.ndarray, usable_sky: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Relative fiber efficiency and every fiber's master sky (ADU per column, on its own wavelengths).
 
     Parameters
@@ -246,9 +288,18 @@ def sky_spectra(flux1d: np.ndarray, wave1d: np.ndarray, flat_flux: np.ndarray, l
     return eff, master_sky(flux1d[usable_sky], wave1d[usable_sky], eff[usable_sky], wave1d, eff)
 
 
-def assemble_arm(arm: str, science: ScienceStripes, extracted: tuple[np.ndarray, np.ndarray, np.ndarray, OptimalResult],
-                 sky: tuple[np.ndarray, np.ndarray], wave1d: np.ndarray, traces: TraceSet, wave: WaveSolution,
-                 bias: BiasModel, bad_flat: np.ndarray | None = None, config: ReduceConfig | None = None) -> ArmReduction:
+def assemble_arm(
+    arm: str,
+    science: ScienceStripes,
+    extracted: tuple[np.ndarray, np.ndarray, np.ndarray, OptimalResult],
+    sky: tuple[np.ndarray, np.ndarray],
+    wave1d: np.ndarray,
+    traces: TraceSet,
+    wave: WaveSolution,
+    bias: BiasModel,
+    bad_flat: np.ndarray | None = None,
+    config: ReduceConfig | None = None,
+) -> ArmReduction:
     """The arm's :class:`ArmReduction`: lost fibers' spectra set to 0, per-fiber flags of the lost ones cleared.
 
     ``cosmic``: a hit the optimal extraction rejected moved the fiber's boxcar flux
@@ -266,7 +317,9 @@ def assemble_arm(arm: str, science: ScienceStripes, extracted: tuple[np.ndarray,
         sigma = np.where(ivar1d > 0, 1.0 / np.sqrt(np.maximum(ivar1d, 1e-30)), np.inf)
     moved = flux1d - opt.flux
     level = np.median(np.abs(opt.flux), axis=1, keepdims=True)
-    material = opt.rejected.any(axis=1) & (moved > cfg.cosmic_flag_sigma * sigma) & (moved > cfg.cosmic_flag_share * level)
+    material = (
+        opt.rejected.any(axis=1) & (moved > cfg.cosmic_flag_sigma * sigma) & (moved > cfg.cosmic_flag_share * level)
+    )
     cosmic = material.any(axis=1)
     if opt.spikes is not None:
         cosmic |= opt.spikes.any(axis=1)
@@ -278,8 +331,23 @@ def assemble_arm(arm: str, science: ScienceStripes, extracted: tuple[np.ndarray,
         arr[lost] = 0.0
     assert science.bad_fiber is not None and science.defect is not None
     return ArmReduction(
-        arm=arm, stripes=stripes, flux1d=flux1d, ivar1d=ivar1d, flux_opt=opt.flux, ivar_opt=opt.ivar,
-        sky1d=sky1d, wave1d=wave1d, efficiency=eff, lost=lost, saturated=science.saturated & ~lost,
-        cosmic=cosmic & ~lost, bad_pixels=science.bad_fiber & ~lost, traces=traces, wave=wave, bias=bias,
-        bad_calib=bad_calib & ~lost, no_arc_lines=(wave.n_lines == 0) & ~lost,
-        defect_columns=(np.flatnonzero(science.defect) + STRIPE_COL_START).tolist())
+        arm=arm,
+        stripes=stripes,
+        flux1d=flux1d,
+        ivar1d=ivar1d,
+        flux_opt=opt.flux,
+        ivar_opt=opt.ivar,
+        sky1d=sky1d,
+        wave1d=wave1d,
+        efficiency=eff,
+        lost=lost,
+        saturated=science.saturated & ~lost,
+        cosmic=cosmic & ~lost,
+        bad_pixels=science.bad_fiber & ~lost,
+        traces=traces,
+        wave=wave,
+        bias=bias,
+        bad_calib=bad_calib & ~lost,
+        no_arc_lines=(wave.n_lines == 0) & ~lost,
+        defect_columns=(np.flatnonzero(science.defect) + STRIPE_COL_START).tolist(),
+    )

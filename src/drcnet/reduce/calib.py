@@ -63,8 +63,9 @@ def levels(overscan: np.ndarray) -> np.ndarray:
     return robust_levels(overscan)[0]
 
 
-def robust_levels(overscan: np.ndarray, clip: float = OVERSCAN_CLIP, min_pixels: int = MIN_OVERSCAN_PIXELS,
-                  row_window: int = 401) -> tuple[np.ndarray, np.ndarray]:
+def robust_levels(
+    overscan: np.ndarray, clip: float = OVERSCAN_CLIP, min_pixels: int = MIN_OVERSCAN_PIXELS, row_window: int = 401
+) -> tuple[np.ndarray, np.ndarray]:
     """Row levels of the overscan that a cosmic ray or hot pixel cannot pull, and the rows they could not save.
 
     Each pixel further than ``clip`` robust standard deviations (the amplifier's
@@ -103,8 +104,9 @@ def robust_levels(overscan: np.ndarray, clip: float = OVERSCAN_CLIP, min_pixels:
         filled = np.nan_to_num(row_med, nan=np.nanmedian(row_med))
         # one 1D running median per amplifier: scipy's 1D path is ~100x faster than the 2D
         # filter with a (row_window, 1) footprint, and gives the same numbers
-        ref = np.stack([median_filter(filled[:, a], size=row_window, mode="nearest")
-                        for a in range(filled.shape[1])], axis=1)
+        ref = np.stack(
+            [median_filter(filled[:, a], size=row_window, mode="nearest") for a in range(filled.shape[1])], axis=1
+        )
         row_off = ~(np.abs(row_med - ref) < clip * sigma[None, :])
     if good.all() and not row_off.any():
         return o.mean(axis=2), np.zeros(o.shape[:2], dtype=bool)
@@ -149,8 +151,13 @@ def quiet_nan_warnings() -> Iterator[None]:
         yield
 
 
-def net_image(data: np.ndarray, level: np.ndarray, amp_boundary: int, bias_columns: np.ndarray | None = None,
-              dtype: type = np.float32) -> np.ndarray:
+def net_image(
+    data: np.ndarray,
+    level: np.ndarray,
+    amp_boundary: int,
+    bias_columns: np.ndarray | None = None,
+    dtype: type = np.float32,
+) -> np.ndarray:
     """Net ADU of a whole data area: ``data - level[row, amp(col)] (- bias pattern)``.
 
     ``amp_boundary`` is the first data column of amplifier B.
@@ -197,9 +204,14 @@ class BiasModel:
 
     def summary(self) -> dict[str, object]:
         """JSON-ready numbers for the dataset file's calibration record."""
-        return {"n_frames": self.n_frames, "applied": self.applied, "read_noise_adu": round(self.read_noise_adu, 3),
-                "chi2": round(self.chi2, 3), "offset_adu": [round(o, 4) for o in self.offset_adu],
-                "pattern_rms_adu": round(float(np.std(self.columns)), 4)}
+        return {
+            "n_frames": self.n_frames,
+            "applied": self.applied,
+            "read_noise_adu": round(self.read_noise_adu, 3),
+            "chi2": round(self.chi2, 3),
+            "offset_adu": [round(o, 4) for o in self.offset_adu],
+            "pattern_rms_adu": round(float(np.std(self.columns)), 4),
+        }
 
 
 def exact_sum(data: np.ndarray, axis: int) -> np.ndarray | None:
@@ -233,8 +245,9 @@ def column_means(data: np.ndarray, level: np.ndarray, amp_boundary: int) -> np.n
     return out
 
 
-def bias_model(bias_frames: Iterable[tuple[np.ndarray, np.ndarray]], significance: float = 5.0, *,
-               detector: Detector) -> BiasModel:
+def bias_model(
+    bias_frames: Iterable[tuple[np.ndarray, np.ndarray]], significance: float = 5.0, *, detector: Detector
+) -> BiasModel:
     """Build the master-bias pattern from ``(data, overscan)`` pairs of bias frames.
 
     Each frame's overscan-subtracted column means are combined over the frames
@@ -294,5 +307,11 @@ def bias_model(bias_frames: Iterable[tuple[np.ndarray, np.ndarray]], significanc
     offsets = tuple(float(columns[c].mean()) for c in sections)
     offset_sig = max(abs(o) / sigma_amp for o in offsets)
     applied = chi2 > 1 + significance * np.sqrt(2.0 / n_cols) or offset_sig > significance
-    return BiasModel(columns=columns, applied=bool(applied), n_frames=n, read_noise_adu=rn, chi2=chi2,
-                     offset_adu=offsets)  # type: ignore[arg-type]
+    return BiasModel(
+        columns=columns,
+        applied=bool(applied),
+        n_frames=n,
+        read_noise_adu=rn,
+        chi2=chi2,
+        offset_adu=offsets,  # type: ignore[arg-type]  # one offset per amplifier section
+    )

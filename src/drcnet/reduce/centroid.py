@@ -5,9 +5,15 @@ from __future__ import annotations
 import numpy as np
 
 
-def windowed_centroid(values: np.ndarray, guess: np.ndarray, sigma: float, half: int = 7,
-                      iterations: int = 6, max_step: float = 1.5,
-                      which: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def windowed_centroid(
+    values: np.ndarray,
+    guess: np.ndarray,
+    sigma: float,
+    half: int = 7,
+    iterations: int = 6,
+    max_step: float = 1.5,
+    which: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Refine peak positions along the last axis by an iterated Gaussian-weighted centroid.
 
     Each iteration moves ``x`` by ``2 * sum(w I d) / sum(w I)`` with

@@ -42,17 +42,18 @@ def boxcar_extract(stripe: np.ndarray, gain: float, read_noise_adu: float) -> tu
         ``stripe.shape[1:]`` each: ADU and 1/ADU^2.
     """
     flux = stripe.sum(axis=0)
-    var = np.clip(stripe, 0, None)      # one temporary, updated in place: the same operations
+    var = np.clip(stripe, 0, None)  # one temporary, updated in place: the same operations
     if var.dtype.kind != "f":
-        var = var.astype(np.float64)    # integer stripes: true division, as ``np.clip(...) / gain`` did
+        var = var.astype(np.float64)  # integer stripes: true division, as ``np.clip(...) / gain`` did
     var /= gain
     var += read_noise_adu**2
     var = var.sum(axis=0)
     return flux, 1.0 / var
 
 
-def boxcar(stripes: np.ndarray, gain: float, read_noise_adu: float,
-           chunk: int = OPTIMAL_CHUNK_FIBERS) -> tuple[np.ndarray, np.ndarray]:
+def boxcar(
+    stripes: np.ndarray, gain: float, read_noise_adu: float, chunk: int = OPTIMAL_CHUNK_FIBERS
+) -> tuple[np.ndarray, np.ndarray]:
     """Aperture sum of every stripe and its inverse variance ``(n_fibers, n_cols)`` each.
 
     :func:`boxcar_extract` (the dataset path's extraction) on the stripes' row axis
@@ -62,8 +63,9 @@ def boxcar(stripes: np.ndarray, gain: float, read_noise_adu: float,
     n_f = stripes.shape[0]
     if n_f <= chunk:
         return boxcar_extract(np.moveaxis(stripes, 1, 0), gain, read_noise_adu)
-    parts = [boxcar_extract(np.moveaxis(stripes[i:i + chunk], 1, 0), gain, read_noise_adu)
-             for i in range(0, n_f, chunk)]
+    parts = [
+        boxcar_extract(np.moveaxis(stripes[i : i + chunk], 1, 0), gain, read_noise_adu) for i in range(0, n_f, chunk)
+    ]
     return np.concatenate([f for f, _ in parts]), np.concatenate([v for _, v in parts])
 
 
@@ -82,10 +84,10 @@ def spatial_profile(flat_stripes: np.ndarray, smooth: int = 9) -> np.ndarray:
         p = np.empty_like(flat_stripes)
         chunk = OPTIMAL_CHUNK_FIBERS
         for i in range(0, flat_stripes.shape[0], chunk):
-            part = flat_stripes[i:i + chunk]
+            part = flat_stripes[i : i + chunk]
             if not np.isfinite(part).all():
                 break
-            q = np.maximum(part, np.float32(0), out=p[i:i + chunk])
+            q = np.maximum(part, np.float32(0), out=p[i : i + chunk])
             total = q.sum(axis=1, keepdims=True)
             np.divide(q, total, out=q, where=total > 0)
         else:
@@ -122,9 +124,16 @@ class OptimalResult:
     """``(n_fibers, n_cols)`` columns repaired as spikes along wavelength (set by the caller), or None."""
 
 
-def optimal_extract(stripes: np.ndarray, profile: np.ndarray, gain: float, read_noise_adu: float,
-                    clip_sigma: float = 5.0, iterations: int = 3, bad: np.ndarray | None = None,
-                    chunk: int = OPTIMAL_CHUNK_FIBERS) -> OptimalResult:
+def optimal_extract(
+    stripes: np.ndarray,
+    profile: np.ndarray,
+    gain: float,
+    read_noise_adu: float,
+    clip_sigma: float = 5.0,
+    iterations: int = 3,
+    bad: np.ndarray | None = None,
+    chunk: int = OPTIMAL_CHUNK_FIBERS,
+) -> OptimalResult:
     """Horne (1986) optimal extraction of every stripe.
 
     With the normalised spatial profile ``P`` (sum 1 over the aperture, per
@@ -146,8 +155,17 @@ def optimal_extract(stripes: np.ndarray, profile: np.ndarray, gain: float, read_
     step = max(chunk, 1)
     for i in range(0, n_f, step):
         part = slice(i, i + step)
-        f, v = _optimal_fibers(stripes[part], profile[part], gain, read_noise_adu, clip_sigma, iterations,
-                               None if bad is None else bad[part], model[part], rejected[part])
+        f, v = _optimal_fibers(
+            stripes[part],
+            profile[part],
+            gain,
+            read_noise_adu,
+            clip_sigma,
+            iterations,
+            None if bad is None else bad[part],
+            model[part],
+            rejected[part],
+        )
         flux.append(f)
         ivar.append(v)
     if not flux:
@@ -156,9 +174,17 @@ def optimal_extract(stripes: np.ndarray, profile: np.ndarray, gain: float, read_
     return OptimalResult(flux=np.concatenate(flux), ivar=np.concatenate(ivar), rejected=rejected, model=model)
 
 
-def _optimal_fibers(stripes: np.ndarray, profile: np.ndarray, gain: float, read_noise_adu: float,
-                    clip_sigma: float, iterations: int, bad: np.ndarray | None, model: np.ndarray,
-                    rejected: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _optimal_fibers(
+    stripes: np.ndarray,
+    profile: np.ndarray,
+    gain: float,
+    read_noise_adu: float,
+    clip_sigma: float,
+    iterations: int,
+    bad: np.ndarray | None,
+    model: np.ndarray,
+    rejected: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
     """:func:`optimal_extract` of some fibers; fills ``model`` and ``rejected`` (their slices), returns flux and ivar."""
     # the float32 cast first, then NaN -> 0 and +-inf -> float32's extremes: what the reduction did when it cast
     # the stripes before calling this (an inf pixel, masked bad, then weighs 0 instead of giving inf x 0 = NaN)
@@ -190,11 +216,11 @@ def _optimal_fibers(stripes: np.ndarray, profile: np.ndarray, gain: float, read_
         fib, col = np.nonzero(worst > clip2)
         if fib.size:
             # only the columns whose worst pixel is an outlier: its pixels equal to that worst residual
-            hit = work[fib, :, col] == worst[fib, col][:, None]            # (columns, rows)
+            hit = work[fib, :, col] == worst[fib, col][:, None]  # (columns, rows)
             maskf[fib, :, col] = np.where(hit, np.float32(0), maskf[fib, :, col])
             rejected[fib, :, col] |= hit
         np.divide(p, var, out=work)
-        work *= maskf                                   # w = M P / V
+        work *= maskf  # w = M P / V
         denom = np.einsum("ijk,ijk->ik", work, p)
         num = np.einsum("ijk,ijk->ik", work, d)
         with np.errstate(invalid="ignore", divide="ignore"):

@@ -74,8 +74,16 @@ def raw_problems(data: np.ndarray, overscan: np.ndarray, read_noise_adu: float, 
     return problems
 
 
-def light_problems(stripes: np.ndarray, profile: np.ndarray, flux1d: np.ndarray, use: np.ndarray,
-                   sky: np.ndarray, unused: np.ndarray, objects: np.ndarray, read_noise_adu: float) -> list[str]:
+def light_problems(
+    stripes: np.ndarray,
+    profile: np.ndarray,
+    flux1d: np.ndarray,
+    use: np.ndarray,
+    sky: np.ndarray,
+    unused: np.ndarray,
+    objects: np.ndarray,
+    read_noise_adu: float,
+) -> list[str]:
     """Problems in the light of the reduced stripes.
 
     Parameters
@@ -102,8 +110,10 @@ def light_problems(stripes: np.ndarray, profile: np.ndarray, flux1d: np.ndarray,
     if sky.any():
         level, error = sky_level(flux1d, sky)
         if not (level > SKY_DETECTION_SIGMA * error and level > MIN_SKY_SHARE * column_noise):
-            problems.append(f"the sky fibers show no sky (median {level:.2f} +- {error:.2f} ADU per column, a "
-                            f"column's read noise {column_noise:.1f}): no light at all")
+            problems.append(
+                f"the sky fibers show no sky (median {level:.2f} +- {error:.2f} ADU per column, a "
+                f"column's read noise {column_noise:.1f}): no light at all"
+            )
     if unused.any() and objects.any():
         dark = float(np.median(flux1d[unused]))
         lit = float(np.median(flux1d[objects]))
@@ -111,13 +121,17 @@ def light_problems(stripes: np.ndarray, profile: np.ndarray, flux1d: np.ndarray,
             rows = np.nan_to_num(sorted_median(stripes[unused], axis=2).mean(axis=0))  # (11,) mean row profile
             centre, edge = float(rows[rows.size // 2]), float(np.mean(rows[[0, 1, -2, -1]]))
             if centre > 0 and edge > PEDESTAL_EDGE_SHARE * centre:
-                problems.append(f"a pedestal of about {edge:.0f} ADU per pixel in the data area: the fibers the map "
-                                f"calls Unused show light as flat across their stripes as between fibers (edge "
-                                f"{edge:.0f}, centre {centre:.0f} ADU), while the overscan does not show it; the "
-                                "bias level of the data area is wrong")
+                problems.append(
+                    f"a pedestal of about {edge:.0f} ADU per pixel in the data area: the fibers the map "
+                    f"calls Unused show light as flat across their stripes as between fibers (edge "
+                    f"{edge:.0f}, centre {centre:.0f} ADU), while the overscan does not show it; the "
+                    "bias level of the data area is wrong"
+                )
             else:
-                problems.append(f"the fibers the map calls Unused show light (median {dark:.0f} ADU per column, "
-                                f"objects {lit:.0f}): is the fiber numbering shifted?")
+                problems.append(
+                    f"the fibers the map calls Unused show light (median {dark:.0f} ADU per column, "
+                    f"objects {lit:.0f}): is the fiber numbering shifted?"
+                )
     return problems
 
 
@@ -160,6 +174,8 @@ def faint_sky(flux1d: np.ndarray, sky: np.ndarray, read_noise_adu: float, n_rows
     column_noise = np.sqrt(n_rows) * read_noise_adu
     level, _ = sky_level(flux1d, sky)
     if np.isfinite(level) and level <= MIN_SKY_SIGMA * column_noise:
-        return (f"a faint exposure: the sky fibers' median light is {level:.1f} ADU per column, "
-                f"{level / column_noise:.1f} times a column's read noise ({column_noise:.1f})")
+        return (
+            f"a faint exposure: the sky fibers' median light is {level:.1f} ADU per column, "
+            f"{level / column_noise:.1f} times a column's read noise ({column_noise:.1f})"
+        )
     return ""

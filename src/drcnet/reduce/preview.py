@@ -18,8 +18,9 @@ ZOOM_ROWS, ZOOM_COLS = 100, (1900, 2200)
 """The QA page's full-resolution zoom: rows from just below the fiber two before the middle one, these columns."""
 
 
-def qa_pictures(data: np.ndarray, level: np.ndarray | None, centres: np.ndarray, amp_boundary: int
-                ) -> tuple[np.ndarray | None, np.ndarray | None, tuple[int, int]]:
+def qa_pictures(
+    data: np.ndarray, level: np.ndarray | None, centres: np.ndarray, amp_boundary: int
+) -> tuple[np.ndarray | None, np.ndarray | None, tuple[int, int]]:
     """The QA page's binned frame and zoom, cut while the science frame is in memory.
 
     Parameters
@@ -98,8 +99,9 @@ def _block_sums(data: np.ndarray, factor: int) -> np.ndarray | None:
     return None if rows is None else rows.reshape(n_rows // factor, n_cols // factor, factor).sum(axis=2)
 
 
-def net_crop(data: np.ndarray, level: np.ndarray, row0: int, n_rows: int, col0: int, col1: int, *,
-             amp_boundary: int) -> np.ndarray:
+def net_crop(
+    data: np.ndarray, level: np.ndarray, row0: int, n_rows: int, col0: int, col1: int, *, amp_boundary: int
+) -> np.ndarray:
     """Net ADU of rows ``row0 .. row0 + n_rows - 1`` (clipped to the frame) and data columns ``col0 .. col1 - 1``.
 
     ``amp_boundary`` is the first data column of amplifier B.

@@ -151,8 +151,15 @@ def _bias(frames: ArmFrames, config: ReduceConfig, detector: Detector, notes: li
     return bias
 
 
-def reduce_arm(frames: ArmFrames, detector: Detector, n_fibers: int, sky_fibers: np.ndarray, lines: LineList,
-               config: ReduceConfig, fibertype: np.ndarray | None = None) -> ArmReduction:
+def reduce_arm(
+    frames: ArmFrames,
+    detector: Detector,
+    n_fibers: int,
+    sky_fibers: np.ndarray,
+    lines: LineList,
+    config: ReduceConfig,
+    fibertype: np.ndarray | None = None,
+) -> ArmReduction:
     """Reduce one arm: bias, traces, wavelength solution, stripes, 1D spectra, master sky, per-fiber flags.
 
     Parameters
@@ -189,8 +196,12 @@ def reduce_arm(frames: ArmFrames, detector: Detector, n_fibers: int, sky_fibers:
     ftype = np.asarray(fibertype) if fibertype is not None else np.full(n_fibers, "Obj")
     clock = _Clock()
     science_frame = frames.science()
-    sci, gain, rn_adu, saturation = (science_frame.frame, science_frame.gain, science_frame.read_noise_adu,
-                                     science_frame.saturation)
+    sci, gain, rn_adu, saturation = (
+        science_frame.frame,
+        science_frame.gain,
+        science_frame.read_noise_adu,
+        science_frame.saturation,
+    )
     header = science_frame.header
     notes = list(sci.warnings)
     problems = raw_problems(sci.data, sci.overscan, rn_adu)
@@ -199,31 +210,50 @@ def reduce_arm(frames: ArmFrames, detector: Detector, n_fibers: int, sky_fibers:
     flat = frames.flat()
     notes.extend(flat.warnings)
     try:
-        flat_net, traces = trace_flat(flat.data, flat.overscan, bias.pattern, n_fibers, config, ftype != "Dead",
-                                      detector=detector)
+        flat_net, traces = trace_flat(
+            flat.data, flat.overscan, bias.pattern, n_fibers, config, ftype != "Dead", detector=detector
+        )
     except ValueError as exc:
         raise RecipeError(f"{frames.name('flat')}: {exc}; is this a lamp flat of spectrograph {frames.spid}?") from exc
     del flat
     if traces.slit_shift:
-        notes.append(f"{frames.name('flat')}: the slit image is shifted by {traces.slit_shift:+d} fibers from its "
-                     "nominal place; fibers numbered by the fiber map's pattern")
+        notes.append(
+            f"{frames.name('flat')}: the slit image is shifted by {traces.slit_shift:+d} fibers from its "
+            "nominal place; fibers numbered by the fiber map's pattern"
+        )
     centres = traces.centres(np.arange(detector.n_cols))
     clock.lap("trace")
     arc = frames.arc()
     notes.extend(arc.warnings)
-    wave = calibrate_arc(arc.raw, arc.overscan, offset, centres, traces.lost, arm_cfg, lines, rn_adu, bias.pattern,
-                         config, detector=detector)
+    wave = calibrate_arc(
+        arc.raw,
+        arc.overscan,
+        offset,
+        centres,
+        traces.lost,
+        arm_cfg,
+        lines,
+        rn_adu,
+        bias.pattern,
+        config,
+        detector=detector,
+    )
     del arc
     _arc_notes(frames.name("arc"), wave.n_lines, traces.lost, notes)
     clock.lap("wavecal")
-    science = cut_science(sci.raw, sci.overscan, offset, centres, bias.pattern, saturation,
-                          config.defect_column_share, detector=detector)
+    science = cut_science(
+        sci.raw, sci.overscan, offset, centres, bias.pattern, saturation, config.defect_column_share, detector=detector
+    )
     preview, zoom, zoom_origin = qa_pictures(sci.data, science.level, centres, detector.amp_boundary)
     del sci, science_frame
     cols = stripe_columns()
     bad_flat = bad_flat_fibers(flat_net, science.pixels)
-    profile, flat_flux = flat_profile(flat_net, science.pixels, config.flat_smooth_cols,
-                                      centres[:, cols] if bad_flat.any() or np.any(traces.bad_flat) else None)
+    profile, flat_flux = flat_profile(
+        flat_net,
+        science.pixels,
+        config.flat_smooth_cols,
+        centres[:, cols] if bad_flat.any() or np.any(traces.bad_flat) else None,
+    )
     del flat_net
     clock.lap("stripes")
     extracted = extract_spectra(science, profile, gain, rn_adu, config.optimal_clip_sigma)
@@ -234,21 +264,33 @@ def reduce_arm(frames: ArmFrames, detector: Detector, n_fibers: int, sky_fibers:
     try:
         sky = sky_spectra(extracted[1], wave1d, flat_flux, traces.lost, usable_sky)
     except ValueError as exc:
-        raise RecipeError(f"{frames.name('science')}: {exc} (the fiber map marks {int(sky_fibers.sum())}: "
-                          f"{int((sky_fibers & traces.lost).sum())} without a trace, "
-                          f"{int((sky_fibers & science.saturated).sum())} saturated, "
-                          f"{int((sky_fibers & science.bad_fiber).sum())} with NaN pixels); "
-                          "cannot build the master sky") from exc
+        raise RecipeError(
+            f"{frames.name('science')}: {exc} (the fiber map marks {int(sky_fibers.sum())}: "
+            f"{int((sky_fibers & traces.lost).sum())} without a trace, "
+            f"{int((sky_fibers & science.saturated).sum())} saturated, "
+            f"{int((sky_fibers & science.bad_fiber).sum())} with NaN pixels); "
+            "cannot build the master sky"
+        ) from exc
     clock.lap("sky")
     out = assemble_arm(frames.arm, science, extracted, sky, wave1d, traces, wave, bias, bad_flat, config)
     lit = ~traces.lost & ~science.saturated
-    problems += light_problems(out.stripes, profile, out.flux1d, lit & (ftype != "Dead"), lit & (ftype == "Sky"),
-                               lit & (ftype == "Unused"), lit & np.isin(ftype, ["Obj", "F-std", "PosErr"]), rn_adu)
+    problems += light_problems(
+        out.stripes,
+        profile,
+        out.flux1d,
+        lit & (ftype != "Dead"),
+        lit & (ftype == "Sky"),
+        lit & (ftype == "Unused"),
+        lit & np.isin(ftype, ["Obj", "F-std", "PosErr"]),
+        rn_adu,
+    )
     if not problems:  # a faint arm (sky detected, but weak) is reduced and classified, and flagged
         out.faint = faint_sky(out.flux1d, lit & (ftype == "Sky"), rn_adu, out.stripes.shape[1])
     if out.faint:
-        notes.append(f"{frames.name('science')}: {out.faint}; the {frames.arm} arm is reduced and classified as "
-                     "usual, every fiber flagged faint_arm")
+        notes.append(
+            f"{frames.name('science')}: {out.faint}; the {frames.arm} arm is reduced and classified as "
+            "usual, every fiber flagged faint_arm"
+        )
     _science_notes(frames, out, problems, notes)
     out.problems = problems
     out.files = frames.record()
@@ -262,12 +304,16 @@ def _arc_notes(arc_name: str, n_lines: np.ndarray, lost: np.ndarray, notes: list
     """Warn (naming the arc file) when the arc shows no lines for some or all traced fibers."""
     missing = (n_lines == 0) & ~lost
     if missing[~lost].all():
-        msg = (f"{arc_name}: no arc line found in any fiber (lamp off or wrong frame?); every fiber keeps the "
-               "nominal wavelength solution and is flagged no_arc_lines")
+        msg = (
+            f"{arc_name}: no arc line found in any fiber (lamp off or wrong frame?); every fiber keeps the "
+            "nominal wavelength solution and is flagged no_arc_lines"
+        )
     elif missing.any():
         fibers = (np.flatnonzero(missing) + 1).tolist()
-        msg = (f"{arc_name}: no arc line found for {missing.sum()} fiber(s) ({fibers[:10]}"
-               f"{' ...' if len(fibers) > 10 else ''}); they take the median offset and are flagged no_arc_lines")
+        msg = (
+            f"{arc_name}: no arc line found for {missing.sum()} fiber(s) ({fibers[:10]}"
+            f"{' ...' if len(fibers) > 10 else ''}); they take the median offset and are flagged no_arc_lines"
+        )
     else:
         return
     notes.append(msg)
@@ -279,14 +325,20 @@ def _science_notes(frames: ArmFrames, out: ArmReduction, problems: list[str], no
     science = frames.name("science")
     if out.defect_columns:
         c = out.defect_columns
-        msgs.append(f"{science}: {len(c)} column(s) saturated or NaN across most fibers ({c[:5]}"
-                    f"{' ...' if len(c) > 5 else ''}): a detector defect, interpolated; the fibers are not flagged")
+        msgs.append(
+            f"{science}: {len(c)} column(s) saturated or NaN across most fibers ({c[:5]}"
+            f"{' ...' if len(c) > 5 else ''}): a detector defect, interpolated; the fibers are not flagged"
+        )
     assert out.bad_calib is not None
     if out.bad_calib.any():
         fibers = (np.flatnonzero(out.bad_calib) + 1).tolist()
-        msgs.append(f"{frames.name('folder')}: bad calibration pixels (flat, arc or overscan) touch "
-                    f"{len(fibers)} fiber(s) ({fibers[:10]}{' ...' if len(fibers) > 10 else ''}): flagged bad_calib")
+        msgs.append(
+            f"{frames.name('folder')}: bad calibration pixels (flat, arc or overscan) touch "
+            f"{len(fibers)} fiber(s) ({fibers[:10]}{' ...' if len(fibers) > 10 else ''}): flagged bad_calib"
+        )
     if problems:
-        msgs.append(f"{science}: implausible science frame ({'; '.join(problems)}); every fiber of the "
-                    f"{frames.arm} arm is flagged bad_arm and gets no class")
+        msgs.append(
+            f"{science}: implausible science frame ({'; '.join(problems)}); every fiber of the "
+            f"{frames.arm} arm is flagged bad_arm and gets no class"
+        )
     notes.extend(msgs)

@@ -63,9 +63,17 @@ class ScienceStripes:
             self.defect = np.zeros(self.stripes.shape[2], dtype=bool)
 
 
-def cut_science(sci_raw: np.ndarray, sci_overscan: np.ndarray, data_col_offset: int, centres: np.ndarray,
-                bias_pattern: np.ndarray | None, saturation: float, defect_share: float = 0.25, *,
-                detector: Detector) -> ScienceStripes:
+def cut_science(
+    sci_raw: np.ndarray,
+    sci_overscan: np.ndarray,
+    data_col_offset: int,
+    centres: np.ndarray,
+    bias_pattern: np.ndarray | None,
+    saturation: float,
+    defect_share: float = 0.25,
+    *,
+    detector: Detector,
+) -> ScienceStripes:
     """Cut every fiber's stripe from the science frame: exactly the forward model's arithmetic.
 
     The overscan level of each row is outlier-resistant (:func:`~drcnet.reduce.calib.robust_levels`;
@@ -87,8 +95,9 @@ def cut_science(sci_raw: np.ndarray, sci_overscan: np.ndarray, data_col_offset: 
         The CCD: rows and amplifier boundary.
     """
     cols = stripe_columns()
-    pixels = StripePixels.from_centres(centres[:, cols], cols, n_rows=detector.n_rows,
-                                       amp_boundary=detector.amp_boundary)
+    pixels = StripePixels.from_centres(
+        centres[:, cols], cols, n_rows=detector.n_rows, amp_boundary=detector.amp_boundary
+    )
     level, repaired = robust_levels(sci_overscan)
     stripes, raw = cut_stripes(sci_raw, level, pixels, data_col_offset, bias_pattern)
     sat = raw >= saturation
@@ -102,12 +111,25 @@ def cut_science(sci_raw: np.ndarray, sci_overscan: np.ndarray, data_col_offset: 
     if repaired.any():
         amp = (pixels.cols >= detector.amp_boundary).astype(np.intp)
         bad_level = repaired[pixels.rows, amp[None, None, :]].any(axis=(1, 2))
-    return ScienceStripes(pixels=pixels, stripes=stripes, saturated=saturated, bad=bad, bad_fiber=bad_fiber,
-                          bad_level=bad_level, defect=defect, level=level)
+    return ScienceStripes(
+        pixels=pixels,
+        stripes=stripes,
+        saturated=saturated,
+        bad=bad,
+        bad_fiber=bad_fiber,
+        bad_level=bad_level,
+        defect=defect,
+        level=level,
+    )
 
 
-def flat_profile(flat_net: np.ndarray, pixels: StripePixels, smooth_cols: int,
-                 centres: np.ndarray | None = None, sigma_px: float = 2.55) -> tuple[np.ndarray, np.ndarray]:
+def flat_profile(
+    flat_net: np.ndarray,
+    pixels: StripePixels,
+    smooth_cols: int,
+    centres: np.ndarray | None = None,
+    sigma_px: float = 2.55,
+) -> tuple[np.ndarray, np.ndarray]:
     """The flat's normalised spatial profile in the stripe pixels and each fiber's flat flux.
 
     Where a fiber's flat aperture holds NaN pixels (see :func:`bad_flat_fibers`), its
@@ -149,10 +171,9 @@ def bad_flat_fibers(flat_net: np.ndarray, pixels: StripePixels) -> np.ndarray:
     return np.isnan(pixels.take(flat_net)).any(axis=(1, 2))
 
 
-
-
-def extract_spectra(science: ScienceStripes, profile: np.ndarray, gain: float, read_noise_adu: float,
-                    clip_sigma: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, OptimalResult]:
+def extract_spectra(
+    science: ScienceStripes, profile: np.ndarray, gain: float, read_noise_adu: float, clip_sigma: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, OptimalResult]:
     """Optimal and boxcar extraction of every stripe.
 
     NaN pixels are replaced by the fitted profile so the stripe stays usable (the

@@ -40,8 +40,14 @@ def fiber_efficiency(flat_flux: np.ndarray, usable: np.ndarray, smooth: int = 51
     return np.clip(eff, 1e-3, None)
 
 
-def master_sky(sky_flux: np.ndarray, sky_wave: np.ndarray, sky_eff: np.ndarray, wave: np.ndarray,
-               eff: np.ndarray, clip_sigma: float = 4.0) -> np.ndarray:
+def master_sky(
+    sky_flux: np.ndarray,
+    sky_wave: np.ndarray,
+    sky_eff: np.ndarray,
+    wave: np.ndarray,
+    eff: np.ndarray,
+    clip_sigma: float = 4.0,
+) -> np.ndarray:
     """Master sky for every fiber on its own wavelength grid ``(n_fibers, n_cols)``.
 
     Parameters
@@ -92,8 +98,9 @@ def clean_sky(norm: np.ndarray, sky_wave: np.ndarray, clip_sigma: float = 4.0) -
     clean = norm.copy()
     if n_sky < 3:
         return clean
-    others = np.stack([np.stack([np.interp(sky_wave[s], sky_wave[t], norm[t]) for t in range(n_sky)])
-                       for s in range(n_sky)])                                   # (s, t, cols)
+    others = np.stack(
+        [np.stack([np.interp(sky_wave[s], sky_wave[t], norm[t]) for t in range(n_sky)]) for s in range(n_sky)]
+    )  # (s, t, cols)
     med = sorted_median(others, axis=1)
     mad = 1.4826 * sorted_median(np.abs(others - med[:, None, :]), axis=1)
     scale = np.maximum(mad, np.sqrt(np.clip(np.abs(med), 1.0, None)))

@@ -35,8 +35,9 @@ def measure_snr_r(flux1d: np.ndarray, sky1d: np.ndarray, ivar1d: np.ndarray, wav
     return float(np.median((flux1d[band] - sky1d[band]) * np.sqrt(ivar1d[band])))
 
 
-def measure_snr_r_all(flux1d: np.ndarray, sky1d: np.ndarray, ivar1d: np.ndarray, wave: np.ndarray,
-                      skip: np.ndarray | None = None) -> np.ndarray:
+def measure_snr_r_all(
+    flux1d: np.ndarray, sky1d: np.ndarray, ivar1d: np.ndarray, wave: np.ndarray, skip: np.ndarray | None = None
+) -> np.ndarray:
     """:func:`measure_snr_r` of every fiber at once (the same numbers: the median of the same values).
 
     Parameters

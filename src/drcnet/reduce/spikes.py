@@ -9,8 +9,15 @@ from __future__ import annotations
 import numpy as np
 
 
-def spike_columns(flux: np.ndarray, ivar: np.ndarray, clip: float = 8.0, sharpness: float = 0.2,
-                  gap: int = 3, width: int = 6, common: float = 0.03) -> np.ndarray:
+def spike_columns(
+    flux: np.ndarray,
+    ivar: np.ndarray,
+    clip: float = 8.0,
+    sharpness: float = 0.2,
+    gap: int = 3,
+    width: int = 6,
+    common: float = 0.03,
+) -> np.ndarray:
     """Columns of 1D spectra that hold a spike narrower than any spectral feature (a cosmic-ray residue).
 
     A hit that covers every row of the aperture in one column (a track along the
@@ -63,10 +70,17 @@ def spike_columns(flux: np.ndarray, ivar: np.ndarray, clip: float = 8.0, sharpne
 
 
 # A sorting network for 12 inputs (39 comparators, depth 9; checked on all 2**12 0-1 inputs in the tests)
-_SORT12 = (((0, 8), (1, 7), (2, 6), (3, 11), (4, 10), (5, 9)), ((0, 1), (2, 5), (3, 4), (6, 9), (7, 8), (10, 11)),
-           ((0, 2), (1, 6), (5, 10), (9, 11)), ((0, 3), (1, 2), (4, 6), (5, 7), (8, 11), (9, 10)),
-           ((1, 4), (3, 5), (6, 8), (7, 10)), ((1, 3), (2, 5), (6, 9), (8, 10)), ((2, 3), (4, 5), (6, 7), (8, 9)),
-           ((4, 6), (5, 7)), ((3, 4), (5, 6), (7, 8)))
+_SORT12 = (
+    ((0, 8), (1, 7), (2, 6), (3, 11), (4, 10), (5, 9)),
+    ((0, 1), (2, 5), (3, 4), (6, 9), (7, 8), (10, 11)),
+    ((0, 2), (1, 6), (5, 10), (9, 11)),
+    ((0, 3), (1, 2), (4, 6), (5, 7), (8, 11), (9, 10)),
+    ((1, 4), (3, 5), (6, 8), (7, 10)),
+    ((1, 3), (2, 5), (6, 9), (8, 10)),
+    ((2, 3), (4, 5), (6, 7), (8, 9)),
+    ((4, 6), (5, 7)),
+    ((3, 4), (5, 6), (7, 8)),
+)
 
 
 def _selection_network(network: tuple[tuple[tuple[int, int], ...], ...], out: int) -> list[tuple[int, int]]:
@@ -101,12 +115,12 @@ def _gapped_median(f: np.ndarray, gap: int, width: int, chunk: int = 64) -> np.n
     p = np.pad(f32, ((0, 0), (reach, reach)), mode="edge")
     out = np.empty(f.shape, dtype=np.float64)
     for a in range(0, n, chunk):
-        v = [np.array(p[a:a + chunk, reach + o: reach + o + m]) for o in offs]
+        v = [np.array(p[a : a + chunk, reach + o : reach + o + m]) for o in offs]
         for i, j in _MEDIAN12:
             lo = np.minimum(v[i], v[j])
             np.maximum(v[i], v[j], out=v[j])
             v[i] = lo
-        out[a:a + chunk] = v[6]
+        out[a : a + chunk] = v[6]
     return out
 
 

@@ -54,8 +54,9 @@ class StripeRuns:
     """Amplifier of the run (0 = A, 1 = B)."""
 
     @classmethod
-    def from_top(cls, top: np.ndarray, cols: np.ndarray, amp_boundary: int,
-                 min_mean_cols: int = RUN_MIN_MEAN_COLS) -> StripeRuns | None:
+    def from_top(
+        cls, top: np.ndarray, cols: np.ndarray, amp_boundary: int, min_mean_cols: int = RUN_MIN_MEAN_COLS
+    ) -> StripeRuns | None:
         """The runs of stripes whose first row is ``top`` ``(n_fibers, n_cols)`` at ``cols``, or None.
 
         A run stays on one amplifier (``amp_boundary``: the first data column of amplifier B).
@@ -77,21 +78,27 @@ class StripeRuns:
         stop = np.empty_like(start)
         stop[:-1] = start[1:]
         stop[np.append(fiber[1:] != fiber[:-1], True)] = n_c
-        return cls(fiber=fiber.tolist(), start=start.tolist(), stop=stop.tolist(),
-                   top=top[fiber, start].tolist(), col=c[start].tolist(), amp=amp[start].tolist())
+        return cls(
+            fiber=fiber.tolist(),
+            start=start.tolist(),
+            stop=stop.tolist(),
+            top=top[fiber, start].tolist(),
+            col=c[start].tolist(),
+            amp=amp[start].tolist(),
+        )
 
     def copy_into(self, out: np.ndarray, image: np.ndarray, col_offset: int = 0) -> None:
         """``out[f, :, a:b] = image[top:top + n_rows, col + col_offset ...]`` for every run (exact copies)."""
         n_r = out.shape[1]
         for f, a, b, r, c in zip(self.fiber, self.start, self.stop, self.top, self.col):
             c += col_offset
-            out[f, :, a:b] = image[r:r + n_r, c:c + b - a]
+            out[f, :, a:b] = image[r : r + n_r, c : c + b - a]
 
     def fill_levels(self, out: np.ndarray, level: np.ndarray) -> None:
         """``out[f, k, c] = level[row, amplifier]`` of every stripe pixel (``level`` ``(rows, 2)``)."""
         n_r = out.shape[1]
         for f, a, b, r, m in zip(self.fiber, self.start, self.stop, self.top, self.amp):
-            out[f, :, a:b] = level[r:r + n_r, m, None]
+            out[f, :, a:b] = level[r : r + n_r, m, None]
 
 
 @dataclass
@@ -120,21 +127,28 @@ class StripePixels:
     _runs: list[StripeRuns | None] = field(default_factory=list, repr=False, compare=False)
 
     @classmethod
-    def from_centres(cls, centres: np.ndarray, cols: np.ndarray, half: int = STRIPE_HALF_ROWS, *,
-                     n_rows: int, amp_boundary: int) -> StripePixels:
+    def from_centres(
+        cls, centres: np.ndarray, cols: np.ndarray, half: int = STRIPE_HALF_ROWS, *, n_rows: int, amp_boundary: int
+    ) -> StripePixels:
         """Stripe pixels of traces ``centres`` ``(n_fibers, n_cols)`` at columns ``cols``; rows off the CCD are clipped (and marked in ``off``).
 
         ``n_rows`` and ``amp_boundary`` are the CCD's rows and the first data column of amplifier B
         (:class:`drcnet.hardware.Detector`).
         """
-        centre = np.floor(centres + 0.5).astype(np.intp)   # stripe_rows_all's rounding
+        centre = np.floor(centres + 0.5).astype(np.intp)  # stripe_rows_all's rounding
         cols = np.asarray(cols, dtype=np.int32)
         shape = (centre.shape[0], 2 * half + 1, centre.shape[1])
         # a NaN or huge centre is off the CCD (its integer cast wraps around: test the floats)
         on_ccd = bool(np.isfinite(centres).all()) and (centre.min() - half >= 0 and centre.max() + half < n_rows)
         if centre.size == 0 or on_ccd:
-            return cls(centre=centre, half=half, cols=cols, off=np.zeros(shape, dtype=bool), n_rows=n_rows,
-                       amp_boundary=amp_boundary)
+            return cls(
+                centre=centre,
+                half=half,
+                cols=cols,
+                off=np.zeros(shape, dtype=bool),
+                n_rows=n_rows,
+                amp_boundary=amp_boundary,
+            )
         rows = centre[:, None, :] + np.arange(-half, half + 1, dtype=np.intp)[None, :, None]
         off = (rows < 0) | (rows >= n_rows)
         np.clip(rows, 0, n_rows - 1, out=rows)
@@ -157,8 +171,9 @@ class StripePixels:
         """The stripes' :class:`StripeRuns` (computed once), or None when the pixel gather is to be used."""
         if not self._runs:
             on_ccd = not self.off.any()
-            self._runs.append(StripeRuns.from_top(self.centre - self.half, self.cols, self.amp_boundary) if on_ccd
-                              else None)
+            self._runs.append(
+                StripeRuns.from_top(self.centre - self.half, self.cols, self.amp_boundary) if on_ccd else None
+            )
         return self._runs[0]
 
     def index(self, width: int, col_offset: int = 0) -> np.ndarray:
@@ -200,8 +215,13 @@ def gather(image: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> tuple[np.nd
     return image[r, cols], off
 
 
-def cut_stripes(raw_frame: np.ndarray, level: np.ndarray, pixels: StripePixels, data_col_offset: int,
-                bias_columns: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def cut_stripes(
+    raw_frame: np.ndarray,
+    level: np.ndarray,
+    pixels: StripePixels,
+    data_col_offset: int,
+    bias_columns: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """The paper's stripes of every fiber, net of overscan (and bias pattern when given).
 
     Parameters
@@ -225,7 +245,7 @@ def cut_stripes(raw_frame: np.ndarray, level: np.ndarray, pixels: StripePixels, 
     if runs is not None:
         raw = pixels.take(raw_frame, data_col_offset)
         net = np.empty(raw.shape, dtype=np.float64)
-        runs.fill_levels(net, np.asarray(level, dtype=np.float64))     # the level of each pixel
+        runs.fill_levels(net, np.asarray(level, dtype=np.float64))  # the level of each pixel
         np.subtract(raw, net, out=net, dtype=np.float64)
     else:
         raw, net = _net_indexed(raw_frame, level, pixels, data_col_offset)
@@ -236,8 +256,9 @@ def cut_stripes(raw_frame: np.ndarray, level: np.ndarray, pixels: StripePixels, 
     return net, raw
 
 
-def _net_indexed(raw_frame: np.ndarray, level: np.ndarray, pixels: StripePixels,
-                 data_col_offset: int) -> tuple[np.ndarray, np.ndarray]:
+def _net_indexed(
+    raw_frame: np.ndarray, level: np.ndarray, pixels: StripePixels, data_col_offset: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Raw stripe pixels and ``raw - level[row, amplifier]`` (float64) by pixel gathers (any traces).
 
     The path of :func:`cut_stripes` when the stripes have no runs (:meth:`StripePixels.runs`), and
@@ -247,7 +268,7 @@ def _net_indexed(raw_frame: np.ndarray, level: np.ndarray, pixels: StripePixels,
     amp = amplifier_of(pixels.cols, pixels.amp_boundary).astype(np.intp)
     where = pixels.rows * level.shape[1]
     where += amp[None, None, :]
-    net = np.take(np.ascontiguousarray(level, dtype=np.float64).reshape(-1), where)   # the level of each pixel
+    net = np.take(np.ascontiguousarray(level, dtype=np.float64).reshape(-1), where)  # the level of each pixel
     del where
-    np.subtract(raw, net, out=net, dtype=np.float64)   # raw.astype(float64) - level, without a second array
+    np.subtract(raw, net, out=net, dtype=np.float64)  # raw.astype(float64) - level, without a second array
     return raw, net

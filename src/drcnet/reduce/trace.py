@@ -37,12 +37,17 @@ class TraceConfig(BaseModel):
     bin_width: int = Field(64, ge=4, description="columns averaged per bin")
     degree: int = Field(3, ge=1, le=6, description="polynomial degree of each trace")
     half_window: int = Field(7, ge=2, description="centroid window half width (rows)")
-    min_signal: float = Field(0.1, gt=0, lt=1, description="a bin is used when its flat signal exceeds this share of the fiber's median")
-    lost_signal: float = Field(0.05, gt=0, lt=1, description="a fiber is lost when its flat signal is below this share of the median fiber")
+    min_signal: float = Field(
+        0.1, gt=0, lt=1, description="a bin is used when its flat signal exceeds this share of the fiber's median"
+    )
+    lost_signal: float = Field(
+        0.05, gt=0, lt=1, description="a fiber is lost when its flat signal is below this share of the median fiber"
+    )
     min_bins: int = Field(8, ge=3, description="fewest usable bins for a trace")
     clip_sigma: float = Field(4.0, gt=1)
-    max_slit_shift: int = Field(5, ge=0, description="largest shift of the whole slit image (in fibers) searched "
-                                                     "when numbering the fibers")
+    max_slit_shift: int = Field(
+        5, ge=0, description="largest shift of the whole slit image (in fibers) searched when numbering the fibers"
+    )
 
 
 @dataclass
@@ -96,17 +101,22 @@ class TraceSet:
         """JSON-ready numbers: fibers, lost fibers (1-based), median fit rms (rows)."""
         ok = ~self.lost
         assert self.bad_flat is not None
-        return {"n_fibers": self.n_fibers, "n_lost": int(self.lost.sum()),
-                "lost_fibers": (np.flatnonzero(self.lost) + 1).tolist(),
-                "bad_flat_fibers": (np.flatnonzero(self.bad_flat) + 1).tolist(), "slit_shift_fibers": self.slit_shift,
-                "median_rms_px": float(np.nanmedian(self.rms[ok])) if ok.any() and np.isfinite(self.rms[ok]).any()
-                else None}
+        return {
+            "n_fibers": self.n_fibers,
+            "n_lost": int(self.lost.sum()),
+            "lost_fibers": (np.flatnonzero(self.lost) + 1).tolist(),
+            "bad_flat_fibers": (np.flatnonzero(self.bad_flat) + 1).tolist(),
+            "slit_shift_fibers": self.slit_shift,
+            "median_rms_px": float(np.nanmedian(self.rms[ok]))
+            if ok.any() and np.isfinite(self.rms[ok]).any()
+            else None,
+        }
 
 
 def bin_columns(image: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
     """Average ``image`` over bins of ``width`` columns: ``(rows, n_bins)`` and the bins' mean columns."""
     n_bins = image.shape[1] // width
-    used = image[:, :n_bins * width].reshape(image.shape[0], n_bins, width)
+    used = image[:, : n_bins * width].reshape(image.shape[0], n_bins, width)
     if image.dtype.kind == "f" and np.isnan(used).any():
         with quiet(RuntimeWarning):
             binned = np.nanmean(used, axis=2)
@@ -116,8 +126,14 @@ def bin_columns(image: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
     return binned, cols
 
 
-def find_fibers(profile: np.ndarray, n_fibers: int, fiber: FiberConfig, lost_signal: float,
-                expected_lit: np.ndarray | None = None, max_shift: int = 5) -> tuple[np.ndarray, int]:
+def find_fibers(
+    profile: np.ndarray,
+    n_fibers: int,
+    fiber: FiberConfig,
+    lost_signal: float,
+    expected_lit: np.ndarray | None = None,
+    max_shift: int = 5,
+) -> tuple[np.ndarray, int]:
     """Row of each fiber's peak in a cross-section (NaN where no fiber is found), and the slit shift.
 
     Peaks are numbered by their place on the nominal slit
@@ -172,18 +188,29 @@ def slit_shift(k: np.ndarray, n_fibers: int, expected_lit: np.ndarray | None, ma
     order = sorted(scores, key=lambda s: (scores[s], abs(s)))
     best, second = order[0], order[1]
     if scores[best] == scores[second]:
-        raise ValueError(f"the fiber numbering is ambiguous: a slit shift of {best:+d} or {second:+d} fibers fits "
-                         f"the fiber map's pattern of lit and dead fibers equally well ({scores[best]} mismatches); "
-                         "cannot tell which fiber is which")
+        raise ValueError(
+            f"the fiber numbering is ambiguous: a slit shift of {best:+d} or {second:+d} fibers fits "
+            f"the fiber map's pattern of lit and dead fibers equally well ({scores[best]} mismatches); "
+            "cannot tell which fiber is which"
+        )
     if scores[best] > max(5, n_fibers // 10):
-        raise ValueError(f"the fibers on the flat do not match the fiber map: the best slit shift ({best:+d} fibers) "
-                         f"leaves {scores[best]} of {n_fibers} fibers lit where the map says dead or dark where it "
-                         "says lit")
+        raise ValueError(
+            f"the fibers on the flat do not match the fiber map: the best slit shift ({best:+d} fibers) "
+            f"leaves {scores[best]} of {n_fibers} fibers lit where the map says dead or dark where it "
+            "says lit"
+        )
     return best
 
 
-def trace_fibers(flat: np.ndarray, n_fibers: int, fiber: FiberConfig, config: TraceConfig | None = None,
-                 expected_lit: np.ndarray | None = None, *, u0: float) -> TraceSet:
+def trace_fibers(
+    flat: np.ndarray,
+    n_fibers: int,
+    fiber: FiberConfig,
+    config: TraceConfig | None = None,
+    expected_lit: np.ndarray | None = None,
+    *,
+    u0: float,
+) -> TraceSet:
     """Trace ``n_fibers`` fibers on a net flat ``(rows, n_cols)`` (ADU, overscan removed).
 
     ``u0`` is the origin of the trace polynomials (:attr:`drcnet.hardware.Detector.u0`).
@@ -204,7 +231,7 @@ def trace_fibers(flat: np.ndarray, n_fibers: int, fiber: FiberConfig, config: Tr
         nan_bins = bin_columns(np.isnan(flat).astype(np.float32), cfg.bin_width)[0] > 0  # (rows, n_bins)
         binned = np.where(nan_bins, np.nan, binned)
     with np.errstate(invalid="ignore"), quiet(RuntimeWarning):
-        central = np.nanmean(binned[:, max(mid - 2, 0):mid + 2], axis=1)
+        central = np.nanmean(binned[:, max(mid - 2, 0) : mid + 2], axis=1)
     start, shift = find_fibers(central, n_fibers, fiber, cfg.lost_signal, expected_lit, cfg.max_slit_shift)
     found = np.isfinite(start)
     if found.sum() < max(cfg.degree + 2, n_fibers // 2):
@@ -233,7 +260,7 @@ def trace_fibers(flat: np.ndarray, n_fibers: int, fiber: FiberConfig, config: Tr
     bad_flat = np.zeros(n_fibers, dtype=bool)
     if nan_bins is not None:
         # bins where a fiber's aperture (+-half_window rows about its trace) holds NaN pixels
-        rows = np.clip(np.round(coeffs @ design.T).astype(int), 0, flat.shape[0] - 1)      # (fibers, bins)
+        rows = np.clip(np.round(coeffs @ design.T).astype(int), 0, flat.shape[0] - 1)  # (fibers, bins)
         touched = np.zeros((n_fibers, n_bins), dtype=bool)
         for dr in range(-cfg.half_window, cfg.half_window + 1):
             r = np.clip(rows + dr, 0, flat.shape[0] - 1)
@@ -241,7 +268,7 @@ def trace_fibers(flat: np.ndarray, n_fibers: int, fiber: FiberConfig, config: Tr
         bad_flat = np.asarray(touched.any(axis=1))
         # a fiber hidden by bad pixels is not a fiber without light: trace it without them, else from its neighbours
         lit = np.ones(n_fibers, dtype=bool) if expected_lit is None else np.asarray(expected_lit, dtype=bool)
-        hidden = bad_flat & lit & (lost | touched[:, max(mid - 2, 0):mid + 2].any(axis=1))
+        hidden = bad_flat & lit & (lost | touched[:, max(mid - 2, 0) : mid + 2].any(axis=1))
         centres[touched] = np.nan
         retry = bad_flat.copy()
         c2, r2, lost2 = _fit_traces(centres, ~retry, design, cfg)
@@ -252,12 +279,22 @@ def trace_fibers(flat: np.ndarray, n_fibers: int, fiber: FiberConfig, config: Tr
         _fill_lost(coeffs, lost | interp, fiber)
         rms[interp] = np.nan
         signal[hidden] = np.nan
-    return TraceSet(coeffs=coeffs, lost=lost, rms=rms, bin_cols=bin_cols, bin_centres=centres, signal=signal, u0=u0,
-                    bad_flat=bad_flat, slit_shift=shift)
+    return TraceSet(
+        coeffs=coeffs,
+        lost=lost,
+        rms=rms,
+        bin_cols=bin_cols,
+        bin_centres=centres,
+        signal=signal,
+        u0=u0,
+        bad_flat=bad_flat,
+        slit_shift=shift,
+    )
 
 
-def _fit_traces(centres: np.ndarray, skip: np.ndarray, design: np.ndarray,
-                cfg: TraceConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _fit_traces(
+    centres: np.ndarray, skip: np.ndarray, design: np.ndarray, cfg: TraceConfig
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Clipped polynomial fit of every fiber not in ``skip``; fibers with too few bins join ``lost``.
 
     All fibers at once: each clipping round is one batched least-squares solve (normal equations
@@ -281,14 +318,14 @@ def _fit_traces(centres: np.ndarray, skip: np.ndarray, design: np.ndarray,
         if not active.any():
             break
         ids = np.flatnonzero(active)
-        w = use[ids].astype(np.float64)                                    # (k, bins)
+        w = use[ids].astype(np.float64)  # (k, bins)
         ata = np.einsum("kb,bi,bj->kij", w, design, design)
         aty = np.einsum("kb,bi->ki", w * y[ids], design)
         full = w.sum(axis=1) >= n_par
         c[ids[full]] = np.linalg.solve(ata[full], aty[full][..., None])[..., 0]
         for k in np.flatnonzero(~full):  # fewer bins than parameters: lstsq's minimum-norm answer
             c[ids[k]] = np.linalg.lstsq(design[use[ids[k]]], centres[ids[k], use[ids[k]]], rcond=None)[0]
-        resid = centres[ids] - c[ids] @ design.T                           # NaN where not finite
+        resid = centres[ids] - c[ids] @ design.T  # NaN where not finite
         med = np.nanmedian(np.where(use[ids], np.abs(resid), np.nan), axis=1)
         sig = 1.4826 * med + 1e-3
         with np.errstate(invalid="ignore"):

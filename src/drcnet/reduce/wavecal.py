@@ -47,9 +47,13 @@ class WavecalConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     search_px: float = Field(6.0, gt=0, description="largest offset searched around a line's nominal column")
-    isolation_px: float = Field(14.0, ge=0, description="no line brighter than `blend_ratio` x this one within this distance")
+    isolation_px: float = Field(
+        14.0, ge=0, description="no line brighter than `blend_ratio` x this one within this distance"
+    )
     blend_ratio: float = Field(0.05, ge=0)
-    min_relative_amplitude: float = Field(0.002, ge=0, description="lines fainter than this share of the brightest are skipped")
+    min_relative_amplitude: float = Field(
+        0.002, ge=0, description="lines fainter than this share of the brightest are skipped"
+    )
     min_peak_snr: float = Field(15.0, gt=0)
     edge_px: int = Field(20, ge=0)
     degree: int = Field(0, ge=0, le=1, description="0: offset only; 1: offset and linear stretch")
@@ -93,10 +97,12 @@ class WaveSolution:
     def summary(self) -> dict[str, object]:
         """JSON-ready numbers: median line rms (px), median lines per fiber, range of the offsets (px)."""
         ok = self.n_lines > 0
-        return {"median_rms_px": float(np.median(self.rms_px[ok])) if ok.any() else None,
-                "median_lines": float(np.median(self.n_lines[ok])) if ok.any() else 0.0,
-                "n_fibers_without_lines": int(np.sum(~ok)),
-                "shift_range_px": [float(self.shift_px[ok].min()), float(self.shift_px[ok].max())] if ok.any() else []}
+        return {
+            "median_rms_px": float(np.median(self.rms_px[ok])) if ok.any() else None,
+            "median_lines": float(np.median(self.n_lines[ok])) if ok.any() else 0.0,
+            "n_fibers_without_lines": int(np.sum(~ok)),
+            "shift_range_px": [float(self.shift_px[ok].min()), float(self.shift_px[ok].max())] if ok.any() else [],
+        }
 
 
 def usable_lines(arm: ArmConfig, lines: LineList, cfg: WavecalConfig, *, detector: Detector) -> LineList:
@@ -113,8 +119,9 @@ def usable_lines(arm: ArmConfig, lines: LineList, cfg: WavecalConfig, *, detecto
     return sel.select(keep)
 
 
-def line_columns(arm: ArmConfig, lines: LineList, config: WavecalConfig | None = None, *,
-                 detector: Detector) -> np.ndarray:
+def line_columns(
+    arm: ArmConfig, lines: LineList, config: WavecalConfig | None = None, *, detector: Detector
+) -> np.ndarray:
     """The columns :func:`calibrate` looks at: around each usable line, the search range plus the centroid window."""
     cfg = config or WavecalConfig()
     use = usable_lines(arm, lines, cfg, detector=detector)
@@ -125,9 +132,16 @@ def line_columns(arm: ArmConfig, lines: LineList, config: WavecalConfig | None =
     return np.unique(np.clip(cols, 0, detector.n_cols - 1))
 
 
-def calibrate(arc_spectra: np.ndarray, arm: ArmConfig, lines: LineList, noise: np.ndarray,
-              lost: np.ndarray | None = None, config: WavecalConfig | None = None, *,
-              detector: Detector) -> WaveSolution:
+def calibrate(
+    arc_spectra: np.ndarray,
+    arm: ArmConfig,
+    lines: LineList,
+    noise: np.ndarray,
+    lost: np.ndarray | None = None,
+    config: WavecalConfig | None = None,
+    *,
+    detector: Detector,
+) -> WaveSolution:
     """Fit every fiber's wavelength offset from its arc spectrum.
 
     Parameters
@@ -157,7 +171,7 @@ def calibrate(arc_spectra: np.ndarray, arm: ArmConfig, lines: LineList, noise: n
     cols = np.clip(np.round(nominal).astype(int)[:, None] + offs[None, :], 0, detector.n_cols - 1)
     lost = np.zeros(n_f, bool) if lost is None else lost
     fibers = np.flatnonzero(~lost)
-    seg = arc_spectra[fibers][:, cols]                                  # (fibers, lines, search)
+    seg = arc_spectra[fibers][:, cols]  # (fibers, lines, search)
     peak = np.take_along_axis(cols[None, :, :].repeat(fibers.size, 0), seg.argmax(axis=2)[..., None], 2)[..., 0]
     which = np.repeat(fibers, cols.shape[0])
     x, _ = windowed_centroid(arc_spectra, peak.ravel().astype(float), sigma, half, which=which)
@@ -172,12 +186,23 @@ def calibrate(arc_spectra: np.ndarray, arm: ArmConfig, lines: LineList, noise: n
     if solved.any():
         shift[~solved] = np.median(shift[solved])
         stretch[~solved] = np.median(stretch[solved])
-    return WaveSolution(arm=arm, shift_px=shift, stretch=stretch, rms_px=rms, n_lines=n_lines,
-                        line_wave=use.wave, nominal=nominal, measured=measured, used=used, u0=detector.u0)
+    return WaveSolution(
+        arm=arm,
+        shift_px=shift,
+        stretch=stretch,
+        rms_px=rms,
+        n_lines=n_lines,
+        line_wave=use.wave,
+        nominal=nominal,
+        measured=measured,
+        used=used,
+        u0=detector.u0,
+    )
 
 
-def fit_offsets(measured: np.ndarray, nominal: np.ndarray, lost: np.ndarray, cfg: WavecalConfig, *, u0: float
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def fit_offsets(
+    measured: np.ndarray, nominal: np.ndarray, lost: np.ndarray, cfg: WavecalConfig, *, u0: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Each fiber's clipped fit of (measured - nominal) line columns: offset (and stretch), all fibers at once.
 
     The same rounds and stopping rule as fitting one fiber after the other

@@ -83,8 +83,9 @@ def column_of(arm: ArmConfig, wave_a: float, shift_px: float = 0.0, *, u0: float
     return float(columns_of(arm, wave_a, shift_px, u0=u0))
 
 
-def line_sigma_px(arm: ArmConfig, waves: np.ndarray, centres: np.ndarray, shift_px: float = 0.0, *,
-                  u0: float) -> np.ndarray:
+def line_sigma_px(
+    arm: ArmConfig, waves: np.ndarray, centres: np.ndarray, shift_px: float = 0.0, *, u0: float
+) -> np.ndarray:
     """Gaussian sigma (columns) of the instrument's line spread at ``waves`` (FWHM = lambda / R).
 
     Parameters

@@ -25,12 +25,23 @@ def amplifier_of(cols: np.ndarray, amp_boundary: int = DETECTOR.amp_boundary) ->
     return calib.amplifier_of(cols, amp_boundary)
 
 
-__all__ = ["Readout", "add_cosmic_rays", "amplifier_of", "cut_stripe", "overscan_level", "read_out", "read_overscan",
-           "spread_light", "stripe_rows", "subtract_overscan"]
+__all__ = [
+    "Readout",
+    "add_cosmic_rays",
+    "amplifier_of",
+    "cut_stripe",
+    "overscan_level",
+    "read_out",
+    "read_overscan",
+    "spread_light",
+    "stripe_rows",
+    "subtract_overscan",
+]
 
 
-def spread_light(rows: np.ndarray, cols: np.ndarray, fibers: Sequence[tuple[FiberGeometry, np.ndarray]],
-                 profile: ProfileTable) -> np.ndarray:
+def spread_light(
+    rows: np.ndarray, cols: np.ndarray, fibers: Sequence[tuple[FiberGeometry, np.ndarray]], profile: ProfileTable
+) -> np.ndarray:
     """Expected electrons in pixels (``rows`` x ``cols``) from fibers with per-column electrons.
 
     Parameters
@@ -71,9 +82,16 @@ class Readout:
     cosmic: np.ndarray
 
 
-def read_out(expected_e: np.ndarray, cols: np.ndarray, ccd: CCDConfig, exposure_s: float,
-             rng: np.random.Generator, prnu: np.ndarray | None = None, cosmics: bool = True,
-             amp_boundary: int = DETECTOR.amp_boundary) -> Readout:
+def read_out(
+    expected_e: np.ndarray,
+    cols: np.ndarray,
+    ccd: CCDConfig,
+    exposure_s: float,
+    rng: np.random.Generator,
+    prnu: np.ndarray | None = None,
+    cosmics: bool = True,
+    amp_boundary: int = DETECTOR.amp_boundary,
+) -> Readout:
     """Turn expected electrons into raw ADU: pixel response, dark, Poisson, cosmics, read noise, bias, ADC.
 
     Parameters
@@ -115,7 +133,9 @@ def read_overscan(n_rows: int, ccd: CCDConfig, rng: np.random.Generator, n_overs
     return np.clip(np.rint(over), 0, ccd.adc_max).astype(np.uint16)
 
 
-def subtract_overscan(raw: np.ndarray, level: np.ndarray, cols: np.ndarray, row_index: np.ndarray | None = None) -> np.ndarray:
+def subtract_overscan(
+    raw: np.ndarray, level: np.ndarray, cols: np.ndarray, row_index: np.ndarray | None = None
+) -> np.ndarray:
     """Net ADU: each pixel minus the overscan level of its own row and amplifier.
 
     ``row_index`` gives each pixel's row in ``level`` (rows x columns); by

@@ -37,8 +37,10 @@ def region_map(data_root: str | Path | None = None) -> LamostLabelMap | None:
     try:
         return LamostLabelMap.from_index(index)
     except ValueError as err:
-        warnings.warn(f"{err}; the real stars' region is unknown: the labeller decides wherever its margin is >= 0.3",
-                      stacklevel=2)
+        warnings.warn(
+            f"{err}; the real stars' region is unknown: the labeller decides wherever its margin is >= 0.3",
+            stacklevel=2,
+        )
         return None
 
 

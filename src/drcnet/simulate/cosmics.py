@@ -38,8 +38,9 @@ class CosmicRays:
     charge_e: np.ndarray
 
 
-def draw_cosmic_rays(shape: tuple[int, int], ccd: CCDConfig, exposure_s: float, rng: np.random.Generator,
-                     per_event: bool = False) -> CosmicRays:
+def draw_cosmic_rays(
+    shape: tuple[int, int], ccd: CCDConfig, exposure_s: float, rng: np.random.Generator, per_event: bool = False
+) -> CosmicRays:
     """Draw the cosmic-ray tracks that hit a window of ``shape`` pixels during ``exposure_s``.
 
     Parameters
@@ -67,8 +68,16 @@ def draw_cosmic_rays(shape: tuple[int, int], ccd: CCDConfig, exposure_s: float, 
     if n == 0:
         return CosmicRays(np.zeros(0, np.intp), np.zeros(0, np.intp), np.zeros(0))
     if per_event:
-        draws = [(rng.integers(1, 7), rng.uniform(0, np.pi), rng.uniform(0, n_rows), rng.uniform(0, n_cols),
-                  rng.exponential(ccd.cosmic_mean_e)) for _ in range(n)]
+        draws = [
+            (
+                rng.integers(1, 7),
+                rng.uniform(0, np.pi),
+                rng.uniform(0, n_rows),
+                rng.uniform(0, n_cols),
+                rng.exponential(ccd.cosmic_mean_e),
+            )
+            for _ in range(n)
+        ]
         length, angle, r0, c0, charge = (np.array(v) for v in zip(*draws, strict=True))
     else:
         length = rng.integers(1, 7, n)
@@ -83,8 +92,7 @@ def draw_cosmic_rays(shape: tuple[int, int], ccd: CCDConfig, exposure_s: float, 
     return CosmicRays(rr, cc, charge[event])
 
 
-def add_cosmic_rays(electrons: np.ndarray, ccd: CCDConfig, exposure_s: float,
-                    rng: np.random.Generator) -> np.ndarray:
+def add_cosmic_rays(electrons: np.ndarray, ccd: CCDConfig, exposure_s: float, rng: np.random.Generator) -> np.ndarray:
     """Add cosmic-ray tracks to an electron image in place (before read-out); return the hit mask.
 
     Parameters

@@ -41,8 +41,21 @@ from drcnet.simulate.site import Site
 from drcnet.simulate.sources import no_light_templates, other_templates, split_other
 
 PARAM_NAMES = (
-    "rv_kms", "ebv", "mag_r", "airmass", "fiber", "snr_target", "attempts", "teff", "logg", "feh",
-    "trace_row0_blue", "trace_row0_red", "wave_shift_px_blue", "wave_shift_px_red", "fiber_throughput",
+    "rv_kms",
+    "ebv",
+    "mag_r",
+    "airmass",
+    "fiber",
+    "snr_target",
+    "attempts",
+    "teff",
+    "logg",
+    "feh",
+    "trace_row0_blue",
+    "trace_row0_red",
+    "wave_shift_px_blue",
+    "wave_shift_px_red",
+    "fiber_throughput",
 )
 MAX_ATTEMPTS = 25
 BLOCK = 32
@@ -59,8 +72,13 @@ class SimulationConfig(BaseModel):
     snr_min: float | None = Field(None, gt=0)
     snr_max: float | None = Field(None, gt=0)
     all_test: bool = False
-    other: float = Field(0.0, ge=0.0, le=1.0, description="share of objects of class 'other' (label 3): the "
-                         "libraries' O/B/A/M stars, LAMOST galaxies/QSOs and sky-only fibers; 0: F/G/K only")
+    other: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="share of objects of class 'other' (label 3): the "
+        "libraries' O/B/A/M stars, LAMOST galaxies/QSOs and sky-only fibers; 0: F/G/K only",
+    )
     sky_fibers: bool = Field(True, description="with other > 0: make 15 % of the other objects sky-only fibers")
     seed: int = 0
     rv_sigma_kms: float = Field(40.0, ge=0, description="radial velocities ~ N(0, sigma), clipped at 4 sigma")
@@ -93,11 +111,23 @@ NO_LIGHT_MAG = 40.0
 """r magnitude given to a no-light (``meta["no_light"]``, sky-only) object: 10^-9 of a 17th-magnitude star's counts."""
 
 
-def _init_worker(model: ForwardModel, plan: ObjectPlan, config: SimulationConfig, template_split: np.ndarray,
-                 templates: Sequence[Template] | None = None, param_names: Sequence[str] = PARAM_NAMES) -> None:
+def _init_worker(
+    model: ForwardModel,
+    plan: ObjectPlan,
+    config: SimulationConfig,
+    template_split: np.ndarray,
+    templates: Sequence[Template] | None = None,
+    param_names: Sequence[str] = PARAM_NAMES,
+) -> None:
     _STATE.clear()
-    _STATE.update(model=model, plan=plan, config=config, template_split=template_split,
-                  templates=model.templates if templates is None else templates, param_names=param_names)
+    _STATE.update(
+        model=model,
+        plan=plan,
+        config=config,
+        template_split=template_split,
+        templates=model.templates if templates is None else templates,
+        param_names=param_names,
+    )
 
 
 def _draw_source(rng: np.random.Generator, template: int, cfg: SimulationConfig, observed: bool = False) -> Source:
@@ -144,7 +174,9 @@ def render_planned(index: int) -> ObjectResult:
         else:
             k = int(rng.choice(same_split))
             nb = _draw_source(rng, k, cfg, observed[k])
-            neighbours.append(Source(nb.template, nb.rv_kms, nb.ebv, float(rng.uniform(*cfg.neighbour_mag_range)), source.airmass))
+            neighbours.append(
+                Source(nb.template, nb.rv_kms, nb.ebv, float(rng.uniform(*cfg.neighbour_mag_range)), source.airmass)
+            )
     if no_light[int(plan.template[index])]:
         # a fiber with no object light: the sky and the neighbours' halo only, no S/N target to meet
         dark = Source(source.template, 0.0, 0.0, NO_LIGHT_MAG, source.airmass)
@@ -159,8 +191,10 @@ def render_planned(index: int) -> ObjectResult:
         if want < 0 or int(snr_bin(result.snr_r)) == want:
             result.params["attempts"] = attempt
             return result
-    raise RuntimeError(f"object {index}: measured S/N_r kept missing bin {want} after {MAX_ATTEMPTS} attempts "
-                       f"(last {result.snr_r:.2f}); widen the target ranges in drcnet.simulate.plan")
+    raise RuntimeError(
+        f"object {index}: measured S/N_r kept missing bin {want} after {MAX_ATTEMPTS} attempts "
+        f"(last {result.snr_r:.2f}); widen the target ranges in drcnet.simulate.plan"
+    )
 
 
 def _render_block(indices: Sequence[int]) -> list[ObjectResult]:
@@ -182,12 +216,22 @@ def _blocks(n: int, size: int) -> Iterator[list[int]]:
         yield list(range(start, min(n, start + size)))
 
 
-def _pack(block: list[ObjectResult], start: int, plan: ObjectPlan, templates: Sequence[Template],
-          param_names: Sequence[str] = PARAM_NAMES) -> dict[str, np.ndarray]:
+def _pack(
+    block: list[ObjectResult],
+    start: int,
+    plan: ObjectPlan,
+    templates: Sequence[Template],
+    param_names: Sequence[str] = PARAM_NAMES,
+) -> dict[str, np.ndarray]:
     idx = np.arange(start, start + len(block))
     # each array is cast once, straight into the block's rows (no float64 stack of the whole block first)
-    arrays = {"stripes": ("stripe", np.float16), "flux1d": ("flux1d", np.float32), "ivar1d": ("ivar1d", np.float32),
-              "sky1d": ("sky1d", np.float32), "wave1d": ("wave", np.float32)}
+    arrays = {
+        "stripes": ("stripe", np.float16),
+        "flux1d": ("flux1d", np.float32),
+        "ivar1d": ("ivar1d", np.float32),
+        "sky1d": ("sky1d", np.float32),
+        "wave1d": ("wave", np.float32),
+    }
     out: dict[str, np.ndarray] = {}
     for key, (attr, dtype) in arrays.items():
         first = getattr(block[0].arms[0], attr) if block else np.zeros(0)
@@ -196,22 +240,26 @@ def _pack(block: list[ObjectResult], start: int, plan: ObjectPlan, templates: Se
             for a, arm in enumerate(r.arms):
                 rows[i, a] = getattr(arm, attr)
         out[key] = rows
-    out.update({
-        "label": plan.cls[idx].astype(np.int8),
-        "subclass": np.array([templates[r.source.template].subclass.encode() for r in block], dtype="S8"),
-        "snr_r": np.array([r.snr_r for r in block], dtype=np.float32),
-        "snr_bin": snr_bin(np.array([r.snr_r for r in block])),
-        "split": plan.split[idx].astype(np.int8),
-        "object_id": np.array([f"sim{i:07d}".encode() for i in idx], dtype="S40"),
-        "template_id": np.array([templates[r.source.template].template_id.encode() for r in block], dtype="S80"),
-        "flags": np.array([r.flags for r in block], dtype=np.uint16),
-    })
+    out.update(
+        {
+            "label": plan.cls[idx].astype(np.int8),
+            "subclass": np.array([templates[r.source.template].subclass.encode() for r in block], dtype="S8"),
+            "snr_r": np.array([r.snr_r for r in block], dtype=np.float32),
+            "snr_bin": snr_bin(np.array([r.snr_r for r in block])),
+            "split": plan.split[idx].astype(np.int8),
+            "object_id": np.array([f"sim{i:07d}".encode() for i in idx], dtype="S40"),
+            "template_id": np.array([templates[r.source.template].template_id.encode() for r in block], dtype="S80"),
+            "flags": np.array([r.flags for r in block], dtype=np.uint16),
+        }
+    )
     if block and all("lamost_class" in templates[r.source.template].meta for r in block):
         # the LAMOST-convention label beside the template's own (drcnet.simulate.convention)
-        out["label_lamost"] = np.array([lamost_label_index(templates[r.source.template].meta["lamost_class"])
-                                        for r in block], dtype=np.int8)
-        out["subclass_lamost"] = np.array([str(templates[r.source.template].meta["lamost_subclass"]).encode()
-                                           for r in block], dtype="S8")
+        out["label_lamost"] = np.array(
+            [lamost_label_index(templates[r.source.template].meta["lamost_class"]) for r in block], dtype=np.int8
+        )
+        out["subclass_lamost"] = np.array(
+            [str(templates[r.source.template].meta["lamost_subclass"]).encode() for r in block], dtype="S8"
+        )
     for name in param_names:
         if name in ("teff", "logg", "feh"):
             vals = [getattr(templates[r.source.template], name) for r in block]
@@ -259,20 +307,28 @@ class PreparedDataset:
             "lumclass": [t.lumclass for t in templates],
             "label_source": [str(t.meta.get("label_source", "")) for t in templates],
             "mk_class": [str(t.meta.get("mk_class", t.cls)) for t in templates],
-            "label_margin": np.array([float(t.meta.get("lamost_margin", t.meta.get("label_margin", np.nan)))
-                                      for t in templates], dtype=np.float32),
-            **({"lamost_class": [str(t.meta["lamost_class"]) for t in templates],
-                "lamost_subclass": [str(t.meta["lamost_subclass"]) for t in templates],
-                "labeller": [str(t.meta["lamost_labeller"]) for t in templates]}
-               if self.has_lamost_labels else {}),
+            "label_margin": np.array(
+                [float(t.meta.get("lamost_margin", t.meta.get("label_margin", np.nan))) for t in templates],
+                dtype=np.float32,
+            ),
+            **(
+                {
+                    "lamost_class": [str(t.meta["lamost_class"]) for t in templates],
+                    "lamost_subclass": [str(t.meta["lamost_subclass"]) for t in templates],
+                    "labeller": [str(t.meta["lamost_labeller"]) for t in templates],
+                }
+                if self.has_lamost_labels
+                else {}
+            ),
             "path": [t.path for t in templates],
             "teff": np.array([t.teff for t in templates], dtype=np.float32),
             "n_objects": np.bincount(self.plan.template, minlength=len(templates)),
         }
 
 
-def prepare_dataset(config: SimulationConfig, templates: Sequence[Template],
-                    data_root: str | Path | None = None) -> PreparedDataset:
+def prepare_dataset(
+    config: SimulationConfig, templates: Sequence[Template], data_root: str | Path | None = None
+) -> PreparedDataset:
     """Split the templates, plan every object (Table 1 or ``--n``) and build the forward model.
 
     Parameters
@@ -301,13 +357,16 @@ def prepare_dataset(config: SimulationConfig, templates: Sequence[Template],
     template_split = split_templates(templates, rng, needed)
     cells = PRESETS[config.preset] if config.preset else None
     snr_range = (config.snr_min, config.snr_max) if config.n else None
-    plan = plan_objects(cells, templates, template_split, rng, n=config.n, snr_range=snr_range, all_test=config.all_test)
+    plan = plan_objects(
+        cells, templates, template_split, rng, n=config.n, snr_range=snr_range, all_test=config.all_test
+    )
     site = Site.load(config.instrument, data_root)
     return PreparedDataset(templates, template_split, plan, ForwardModel(config.instrument, site, templates))
 
 
-def _prepare_with_other(config: SimulationConfig, templates: Sequence[Template],
-                        data_root: str | Path | None) -> PreparedDataset:
+def _prepare_with_other(
+    config: SimulationConfig, templates: Sequence[Template], data_root: str | Path | None
+) -> PreparedDataset:
     """:func:`prepare_dataset` with ``config.other`` of the objects of class ``other`` (label 3).
 
     The F/G/K part is split and planned exactly as without ``other`` (same random stream, fewer objects);
@@ -330,8 +389,10 @@ def _prepare_with_other(config: SimulationConfig, templates: Sequence[Template],
     if config.sky_fibers and (others or fgk or templates):
         others += no_light_templates((others or fgk or list(templates))[0])
     if other_cells and not others:
-        raise ValueError("--other: none of the templates is an O/B/A/M star, galaxy or QSO and sky-only fibers are "
-                         "off; add such a library (e.g. miles, stelib, or a LAMOST folder) or allow sky-only fibers")
+        raise ValueError(
+            "--other: none of the templates is an O/B/A/M star, galaxy or QSO and sky-only fibers are "
+            "off; add such a library (e.g. miles, stelib, or a LAMOST folder) or allow sky-only fibers"
+        )
     needed = SPLIT_NAMES if not config.all_test else ("test",)
     fgk_split = np.zeros(0, dtype=int)
     if fgk:
@@ -342,8 +403,15 @@ def _prepare_with_other(config: SimulationConfig, templates: Sequence[Template],
                 raise
             fgk = []  # --other 1: the F/G/K stars were only neighbours, and too few to split; the others serve
     if n_fgk:
-        fgk_plan = plan_objects(fgk_cells, fgk, fgk_split, rng, n=fgk_n if fgk_cells is None else None,
-                                snr_range=snr_range, all_test=config.all_test)
+        fgk_plan = plan_objects(
+            fgk_cells,
+            fgk,
+            fgk_split,
+            rng,
+            n=fgk_n if fgk_cells is None else None,
+            snr_range=snr_range,
+            all_test=config.all_test,
+        )
     else:
         fgk_plan = ObjectPlan(np.zeros(0, int), np.zeros(0, int), np.zeros(0, int), np.zeros((0, 2)), np.zeros(0, int))
     other_split = split_other(others, config.all_test)
@@ -352,20 +420,28 @@ def _prepare_with_other(config: SimulationConfig, templates: Sequence[Template],
     lit = np.concatenate([fgk_split, np.where([bool(t.meta.get("no_light")) for t in others], -1, other_split)])
     for s in {int(x) for x in fgk_plan.split} | {SPLIT_NAMES.index(k[0]) for k in other_cells}:
         if not np.any(lit == s):
-            raise ValueError(f"the {SPLIT_NAMES[s]} split has no star to put in the neighbouring fibers (only sky-only "
-                             "fibers); add a library with stars, or use --all-test")
+            raise ValueError(
+                f"the {SPLIT_NAMES[s]} split has no star to put in the neighbouring fibers (only sky-only "
+                "fibers); add a library with stars, or use --all-test"
+            )
     orng = np.random.default_rng([config.seed, 3])
-    other_plan = plan_other_objects(other_cells, others, other_split, snr_range, orng,
-                                    sky_share=SKY_SHARE if config.sky_fibers else 0.0)
+    other_plan = plan_other_objects(
+        other_cells, others, other_split, snr_range, orng, sky_share=SKY_SHARE if config.sky_fibers else 0.0
+    )
     all_templates = attach_lamost_labels(fgk + others, data_root)
     plan = merge_plans(fgk_plan, other_plan, len(fgk), orng)
     site = Site.load(config.instrument, data_root)
-    return PreparedDataset(all_templates, np.concatenate([fgk_split, other_split]), plan,
-                           ForwardModel(config.instrument, site, all_templates))
+    return PreparedDataset(
+        all_templates,
+        np.concatenate([fgk_split, other_split]),
+        plan,
+        ForwardModel(config.instrument, site, all_templates),
+    )
 
 
-def render_blocks(prepared: PreparedDataset, config: SimulationConfig,
-                  workers: int | None = None) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+def render_blocks(
+    prepared: PreparedDataset, config: SimulationConfig, workers: int | None = None
+) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
     """Render every planned object, in blocks of :data:`BLOCK`, in worker processes.
 
     Yields

@@ -17,8 +17,17 @@ from drcnet.conventions import FWHM_PER_SIGMA
 from drcnet.instrument.config import U0, ArmConfig, FiberConfig, arm_throughput, fiber_row_at_centre, slit_position
 from drcnet.reduce import wavesol
 
-__all__ = ["U0", "FiberGeometry", "ProfileTable", "arm_throughput", "column_of", "dispersion", "fiber_geometries",
-           "profile_integral", "wavelength"]
+__all__ = [
+    "U0",
+    "FiberGeometry",
+    "ProfileTable",
+    "arm_throughput",
+    "column_of",
+    "dispersion",
+    "fiber_geometries",
+    "profile_integral",
+    "wavelength",
+]
 
 
 def wavelength(arm: ArmConfig, cols: np.ndarray, shift_px: float = 0.0, u0: float = U0) -> np.ndarray:

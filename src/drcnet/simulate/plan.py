@@ -15,14 +15,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from drcnet.conventions import CLASSES
-from drcnet.conventions import CLASSES_WITH_OTHER, OTHER, SPLIT_NAMES
+from drcnet.conventions import CLASSES, CLASSES_WITH_OTHER, OTHER, SPLIT_NAMES
 from drcnet.library.template import Template
 from drcnet.simulate.sources import OTHER_SHARE, source_group
 
 TABLE1: dict[tuple[str, int], int] = {
-    ("train", 0): 4840, ("val", 0): 605, ("test", 0): 605,
-    ("test", 1): 461, ("test", 2): 436, ("test", 3): 1042,
+    ("train", 0): 4840,
+    ("val", 0): 605,
+    ("test", 0): 605,
+    ("test", 1): 461,
+    ("test", 2): 436,
+    ("test", 3): 1042,
 }
 """The paper's Table 1: objects per (split, S/N_r bin); bins 0: >30, 1: 20-30, 2: 10-20, 3: <10."""
 
@@ -91,8 +94,9 @@ def group_sources(templates: Sequence[Template]) -> list[int]:
     return [remap[r] for r in roots]
 
 
-def split_templates(templates: Sequence[Template], rng: np.random.Generator,
-                    splits_needed: Sequence[str] = SPLIT_NAMES) -> np.ndarray:
+def split_templates(
+    templates: Sequence[Template], rng: np.random.Generator, splits_needed: Sequence[str] = SPLIT_NAMES
+) -> np.ndarray:
     """Assign every template to a split, by source group, stratified by class.
 
     Returns an array of split indices (into :data:`SPLIT_NAMES`), -1 for
@@ -116,7 +120,8 @@ def split_templates(templates: Sequence[Template], rng: np.random.Generator,
         if len(group_ids) < len(needed):
             raise ValueError(
                 f"class {cls}: {len(group_ids)} distinct source star(s) in the libraries, but the splits "
-                f"{', '.join(splits_needed)} each need their own; add a library with more {cls} stars")
+                f"{', '.join(splits_needed)} each need their own; add a library with more {cls} stars"
+            )
         rng.shuffle(group_ids)
         n_templates = sum(len(members[g]) for g in group_ids)
         fractions = np.array([SPLIT_FRACTIONS[s] for s in needed])
@@ -135,11 +140,11 @@ def split_templates(templates: Sequence[Template], rng: np.random.Generator,
 class ObjectPlan:
     """What to render for every object (arrays of length N)."""
 
-    cls: np.ndarray          # class index into CLASSES
-    split: np.ndarray        # split index into SPLIT_NAMES
-    snr_bin: np.ndarray      # required S/N_r bin, -1 when free
-    snr_range: np.ndarray    # (N, 2) range the target S/N is drawn from
-    template: np.ndarray     # template index
+    cls: np.ndarray  # class index into CLASSES
+    split: np.ndarray  # split index into SPLIT_NAMES
+    snr_bin: np.ndarray  # required S/N_r bin, -1 when free
+    snr_range: np.ndarray  # (N, 2) range the target S/N is drawn from
+    template: np.ndarray  # template index
 
     def __len__(self) -> int:
         return int(self.cls.size)
@@ -149,9 +154,15 @@ SNR_TARGET_RANGES: dict[int, tuple[float, float]] = {0: (32.0, 150.0), 1: (21.0,
 """Where target S/N_r values are drawn in each bin (log-uniform), inside the bin so few need a re-draw."""
 
 
-def plan_objects(cells: dict[tuple[str, int], int] | None, templates: Sequence[Template],
-                 template_split: np.ndarray, rng: np.random.Generator, n: int | None = None,
-                 snr_range: tuple[float, float] | None = None, all_test: bool = False) -> ObjectPlan:
+def plan_objects(
+    cells: dict[tuple[str, int], int] | None,
+    templates: Sequence[Template],
+    template_split: np.ndarray,
+    rng: np.random.Generator,
+    n: int | None = None,
+    snr_range: tuple[float, float] | None = None,
+    all_test: bool = False,
+) -> ObjectPlan:
     """Lay out every object: class, split, S/N bin or range, and template.
 
     Either ``cells`` (a preset: exact counts per split and bin) or ``n`` with
@@ -201,8 +212,9 @@ SKY_SHARE = 0.15
 :data:`~drcnet.simulate.sources.OTHER_SHARE` gives sky 0.15 when every source group is present)."""
 
 
-def other_counts(fraction: float, cells: dict[tuple[str, int], int] | None, n: int | None,
-                 all_test: bool) -> tuple[dict[tuple[str, int], int], dict[tuple[str, int], int] | None, int | None]:
+def other_counts(
+    fraction: float, cells: dict[tuple[str, int], int] | None, n: int | None, all_test: bool
+) -> tuple[dict[tuple[str, int], int], dict[tuple[str, int], int] | None, int | None]:
     """How many ``other`` objects go where, and what is left for F/G/K.
 
     ``round(fraction x total)`` objects are ``other`` (exactly: ``--other 0.25`` of 40 is 10), spread over
@@ -221,8 +233,11 @@ def other_counts(fraction: float, cells: dict[tuple[str, int], int] | None, n: i
         total = sum(cells.values())
         k = math.floor(fraction * total + 0.5)
         per = apportion(k, [cells[c] for c in keys]) if k else np.zeros(len(keys), int)
-        return ({c: int(p) for c, p in zip(keys, per, strict=True) if p},
-                {c: cells[c] - int(p) for c, p in zip(keys, per, strict=True)}, None)
+        return (
+            {c: int(p) for c, p in zip(keys, per, strict=True) if p},
+            {c: cells[c] - int(p) for c, p in zip(keys, per, strict=True)},
+            None,
+        )
     if n is None:
         raise ValueError("give a preset, or --n with --snr-min/--snr-max")
     k = math.floor(fraction * n + 0.5)
@@ -230,9 +245,14 @@ def other_counts(fraction: float, cells: dict[tuple[str, int], int] | None, n: i
     return {(SPLIT_NAMES[s], -1): int(c) for s, c in enumerate(per_split) if c}, None, n - k
 
 
-def plan_other_objects(counts: dict[tuple[str, int], int], templates: Sequence[Template], template_split: np.ndarray,
-                       snr_range: tuple[float, float] | None, rng: np.random.Generator,
-                       sky_share: float = SKY_SHARE) -> ObjectPlan:
+def plan_other_objects(
+    counts: dict[tuple[str, int], int],
+    templates: Sequence[Template],
+    template_split: np.ndarray,
+    snr_range: tuple[float, float] | None,
+    rng: np.random.Generator,
+    sky_share: float = SKY_SHARE,
+) -> ObjectPlan:
     """Lay out the ``other`` objects (label :data:`OTHER_LABEL`) over ``templates`` (other + sky only).
 
     In each split, ``sky_share`` of the objects are sky-only fibers (``meta["no_light"]``; all of them
@@ -259,28 +279,40 @@ def plan_other_objects(counts: dict[tuple[str, int], int], templates: Sequence[T
         else:
             n_sky = 0
         if n_sky and dark.size == 0:
-            raise ValueError(f"no other template (O/B/A/M star, galaxy, QSO) in the {split_name} split and sky-only "
-                             "fibers are off; add a library with such spectra, or allow sky-only fibers")
+            raise ValueError(
+                f"no other template (O/B/A/M star, galaxy, QSO) in the {split_name} split and sky-only "
+                "fibers are off; add a library with such spectra, or allow sky-only fibers"
+            )
         picks = [int(rng.choice(dark)) for _ in range(n_sky)]
         groups: dict[str, list[int]] = {}
         for i in real:
             groups.setdefault(source_group(templates[i]), []).append(int(i))
         names = sorted(groups)
         if names:
-            for g, k in zip(names, apportion(int(count) - n_sky, [OTHER_SHARE.get(g, 0.1) for g in names]), strict=True):
+            for g, k in zip(
+                names, apportion(int(count) - n_sky, [OTHER_SHARE.get(g, 0.1) for g in names]), strict=True
+            ):
                 pool = np.array(groups[g])
                 reps = int(np.ceil(k / pool.size)) if k else 0
                 picks += np.concatenate([rng.permutation(pool) for _ in range(reps)])[: int(k)].tolist() if reps else []
         rows += [(s, b, lo, hi, p) for p in picks]
     arr = np.array(rows, dtype=float).reshape(-1, 5)
-    return ObjectPlan(cls=np.full(len(arr), OTHER_LABEL, dtype=int), split=arr[:, 0].astype(int),
-                      snr_bin=arr[:, 1].astype(int), snr_range=arr[:, 2:4], template=arr[:, 4].astype(int))
+    return ObjectPlan(
+        cls=np.full(len(arr), OTHER_LABEL, dtype=int),
+        split=arr[:, 0].astype(int),
+        snr_bin=arr[:, 1].astype(int),
+        snr_range=arr[:, 2:4],
+        template=arr[:, 4].astype(int),
+    )
 
 
 def merge_plans(a: ObjectPlan, b: ObjectPlan, template_offset: int, rng: np.random.Generator) -> ObjectPlan:
     """``a`` and ``b`` (whose templates follow ``a``'s, from ``template_offset``) in one shuffled plan."""
     order = rng.permutation(len(a) + len(b))
-    return ObjectPlan(cls=np.concatenate([a.cls, b.cls])[order], split=np.concatenate([a.split, b.split])[order],
-                      snr_bin=np.concatenate([a.snr_bin, b.snr_bin])[order],
-                      snr_range=np.concatenate([a.snr_range.reshape(-1, 2), b.snr_range.reshape(-1, 2)])[order],
-                      template=np.concatenate([a.template, b.template + template_offset])[order])
+    return ObjectPlan(
+        cls=np.concatenate([a.cls, b.cls])[order],
+        split=np.concatenate([a.split, b.split])[order],
+        snr_bin=np.concatenate([a.snr_bin, b.snr_bin])[order],
+        snr_range=np.concatenate([a.snr_range.reshape(-1, 2), b.snr_range.reshape(-1, 2)])[order],
+        template=np.concatenate([a.template, b.template + template_offset])[order],
+    )

@@ -78,18 +78,25 @@ LAMOST_FOLDER = "lamost_real"
 LABELLER_CLASSES = ("A", "F", "G", "K", "M")
 
 
-def labeller_training_set(templates: Sequence[Template],
-                          lamost_fractions: Sequence[float] = LAMOST_SPLIT_FRACTIONS) -> list[Template]:
+def labeller_training_set(
+    templates: Sequence[Template], lamost_fractions: Sequence[float] = LAMOST_SPLIT_FRACTIONS
+) -> list[Template]:
     """The real LAMOST stars :func:`fit_labeller` learns from: training split, class in :data:`LABELLER_CLASSES`."""
     from drcnet.library.labels import with_lamost_parameters
 
-    return [with_lamost_parameters(t) for t in templates
-            if t.library == "lamost" and t.cls in LABELLER_CLASSES and t.subclass
-            and lamost_split_of(star_key(t), lamost_fractions) == 0]
+    return [
+        with_lamost_parameters(t)
+        for t in templates
+        if t.library == "lamost"
+        and t.cls in LABELLER_CLASSES
+        and t.subclass
+        and lamost_split_of(star_key(t), lamost_fractions) == 0
+    ]
 
 
-def fit_labeller(templates: Sequence[Template], lamost_fractions: Sequence[float] = LAMOST_SPLIT_FRACTIONS,
-                 seed: int = 0) -> CnnLabeller | None:
+def fit_labeller(
+    templates: Sequence[Template], lamost_fractions: Sequence[float] = LAMOST_SPLIT_FRACTIONS, seed: int = 0
+) -> CnnLabeller | None:
     """The spectral labeller of the library stars, trained on the real LAMOST stars of the training split.
 
     Only training-split stars (:func:`lamost_split_of`) teach it, so no label of a validation or test star
@@ -103,11 +110,14 @@ def fit_labeller(templates: Sequence[Template], lamost_fractions: Sequence[float
     return CnnLabeller(representation="norm", seed=seed).fit(train)
 
 
-def load_population(data_root: str | Path, seed: int = 0,
-                    include: Sequence[str] = ("lamost", "pyhammer", "miles", "stelib"),
-                    other: bool = False,
-                    lamost_fractions: Sequence[float] = LAMOST_SPLIT_FRACTIONS,
-                    spectral_labels: bool = True) -> tuple[list[Template], np.ndarray]:
+def load_population(
+    data_root: str | Path,
+    seed: int = 0,
+    include: Sequence[str] = ("lamost", "pyhammer", "miles", "stelib"),
+    other: bool = False,
+    lamost_fractions: Sequence[float] = LAMOST_SPLIT_FRACTIONS,
+    spectral_labels: bool = True,
+) -> tuple[list[Template], np.ndarray]:
     """Load every source, put labels on LAMOST's convention and split by star.
 
     With ``other``, the sources' O/B/A/M stars, LAMOST galaxies and QSOs (:func:`drcnet.library.labels.other_label`)
@@ -169,8 +179,14 @@ def sampling_weights(templates: Sequence[Template], template_split: np.ndarray, 
     return w
 
 
-def plan_population(templates: Sequence[Template], template_split: np.ndarray, counts: dict[str, int],
-                    snr_range: tuple[float, float], rng: np.random.Generator, other_share: float = 0.0) -> ObjectPlan:
+def plan_population(
+    templates: Sequence[Template],
+    template_split: np.ndarray,
+    counts: dict[str, int],
+    snr_range: tuple[float, float],
+    rng: np.random.Generator,
+    other_share: float = 0.0,
+) -> ObjectPlan:
     """Objects per split (``{"train": N, ...}``) with classes by :data:`CLASS_SHARE`, free S/N.
 
     ``other_share`` of the objects are class ``other`` (label 3); the F/G/K shares scale down to fill the rest.
@@ -181,16 +197,21 @@ def plan_population(templates: Sequence[Template], template_split: np.ndarray, c
     for name, n in counts.items():
         s = SPLIT_NAMES.index(name)
         if n > 0 and not (template_split == s).any():
-            raise ValueError(f"{n} {name} objects asked for, but no source spectrum is in the {name} split (with these "
-                             "--include sources and --lamost-shares); ask for 0 or change the shares")
+            raise ValueError(
+                f"{n} {name} objects asked for, but no source spectrum is in the {name} split (with these "
+                "--include sources and --lamost-shares); ask for 0 or change the shares"
+            )
         w = sampling_weights(templates, template_split, s)
         for c, k in zip(classes, apportion(n, shares), strict=True):
             idx = np.flatnonzero([(t.cls == c) and template_split[i] == s for i, t in enumerate(templates)])
             if k == 0:
                 continue
             if idx.size == 0:
-                warnings.warn(f"no {c} source spectrum in the {name} split: its {int(k)} {c} objects are not rendered "
-                              f"(the file holds {int(n - k)} {name} objects or fewer)", stacklevel=2)
+                warnings.warn(
+                    f"no {c} source spectrum in the {name} split: its {int(k)} {c} objects are not rendered "
+                    f"(the file holds {int(n - k)} {name} objects or fewer)",
+                    stacklevel=2,
+                )
                 continue
             p = w[idx] / w[idx].sum()
             tmpl_l.append(rng.choice(idx, size=int(k), p=p))
@@ -199,9 +220,13 @@ def plan_population(templates: Sequence[Template], template_split: np.ndarray, c
     cls = np.concatenate(cls_l)
     order = rng.permutation(cls.size)
     n = cls.size
-    return ObjectPlan(cls=cls[order], split=np.concatenate(split_l)[order], snr_bin=np.full(n, -1),
-                      snr_range=np.tile(np.asarray(snr_range, dtype=float), (n, 1)),
-                      template=np.concatenate(tmpl_l)[order])
+    return ObjectPlan(
+        cls=cls[order],
+        split=np.concatenate(split_l)[order],
+        snr_bin=np.full(n, -1),
+        snr_range=np.tile(np.asarray(snr_range, dtype=float), (n, 1)),
+        template=np.concatenate(tmpl_l)[order],
+    )
 
 
 def write_lamost_split(templates: Sequence[Template], template_split: np.ndarray, split: int, out: str | Path) -> Path:
@@ -228,13 +253,18 @@ def write_lamost_split(templates: Sequence[Template], template_split: np.ndarray
     return out
 
 
-def prepare_population(data_root: str | Path, counts: dict[str, int], seed: int = 0,
-                       snr_range: tuple[float, float] | None = None, randomize: bool = True,
-                       include: Sequence[str] = ("lamost", "pyhammer", "miles", "stelib"),
-                       randomization: DomainRandomization | None = None,
-                       other_share: float = 0.0,
-                       lamost_fractions: Sequence[float] = LAMOST_SPLIT_FRACTIONS,
-                       spectral_labels: bool = True) -> tuple[SimulationConfig, PreparedDataset]:
+def prepare_population(
+    data_root: str | Path,
+    counts: dict[str, int],
+    seed: int = 0,
+    snr_range: tuple[float, float] | None = None,
+    randomize: bool = True,
+    include: Sequence[str] = ("lamost", "pyhammer", "miles", "stelib"),
+    randomization: DomainRandomization | None = None,
+    other_share: float = 0.0,
+    lamost_fractions: Sequence[float] = LAMOST_SPLIT_FRACTIONS,
+    spectral_labels: bool = True,
+) -> tuple[SimulationConfig, PreparedDataset]:
     """The survey population's templates, split, plan and (domain-randomised) forward model.
 
     Parameters
@@ -273,15 +303,23 @@ def prepare_population(data_root: str | Path, counts: dict[str, int], seed: int 
     if not 0.0 <= other_share < 1.0:
         raise ValueError(f"other_share must be in [0, 1), got {other_share}")
     lamost_fractions = check_split_fractions(lamost_fractions)
-    templates, tsplit = load_population(root, seed=seed, other=other_share > 0, lamost_fractions=lamost_fractions,
-                                        spectral_labels=spectral_labels)
+    templates, tsplit = load_population(
+        root, seed=seed, other=other_share > 0, lamost_fractions=lamost_fractions, spectral_labels=spectral_labels
+    )
     keep = [i for i, t in enumerate(templates) if t.library in set(include) or t.library == "sky"]
     templates, tsplit = [templates[i] for i in keep], tsplit[keep]
     dr = randomization or DomainRandomization()
     snr = snr_range or dr.snr_range
-    cfg = SimulationConfig(libraries=[str(root / LAMOST_FOLDER)] + [str(root / f) for f in LIBRARY_FOLDERS],
-                           n=sum(counts.values()), snr_min=snr[0], snr_max=snr[1], seed=seed, ebv_mean=0.15,
-                           ebv_max=1.0, instrument=InstrumentConfig())
+    cfg = SimulationConfig(
+        libraries=[str(root / LAMOST_FOLDER)] + [str(root / f) for f in LIBRARY_FOLDERS],
+        n=sum(counts.values()),
+        snr_min=snr[0],
+        snr_max=snr[1],
+        seed=seed,
+        ebv_mean=0.15,
+        ebv_max=1.0,
+        instrument=InstrumentConfig(),
+    )
     plan = plan_population(templates, tsplit, counts, snr, np.random.default_rng(seed), other_share=other_share)
     site = Site.load(cfg.instrument, root)
     if randomize:

@@ -103,8 +103,9 @@ class ForwardModel:
         self._photons_to_e = s.area_cm2 * s.telescope_efficiency * s.fiber_efficiency * s.exposure_s
 
     # -- light per column -------------------------------------------------
-    def fiber_electrons(self, arm: ArmConfig, geom: FiberGeometry, cols: np.ndarray,
-                        source: Source | None, sky_scale: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def fiber_electrons(
+        self, arm: ArmConfig, geom: FiberGeometry, cols: np.ndarray, source: Source | None, sky_scale: float = 1.0
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Expected electrons per column from the star and from the sky in one fiber.
 
         Returns
@@ -115,7 +116,11 @@ class ForwardModel:
         """
         wave = wavelength(arm, cols, geom.shift_px)
         ln_wave = np.log(wave)  # shared by the sky, the star and the O2 bands
-        common = (self._photons_to_e * geom.throughput) * arm_throughput(arm, wave) * np.abs(dispersion(arm, cols, geom.shift_px))
+        common = (
+            (self._photons_to_e * geom.throughput)
+            * arm_throughput(arm, wave)
+            * np.abs(dispersion(arm, cols, geom.shift_px))
+        )
         sky_e = self.site.sky.at_ln(ln_wave) * sky_scale * common
         if source is None:
             return wave, np.zeros_like(wave), sky_e
@@ -135,10 +140,15 @@ class ForwardModel:
         return hit[1]
 
     # -- one object ---------------------------------------------------------
-    def render_object(self, source: Source, fiber: int, rng: np.random.Generator,
-                      snr_target: float | None = None,
-                      neighbours: Sequence[Source | None] = (None, None),
-                      cols: np.ndarray | None = None) -> ObjectResult:
+    def render_object(
+        self,
+        source: Source,
+        fiber: int,
+        rng: np.random.Generator,
+        snr_target: float | None = None,
+        neighbours: Sequence[Source | None] = (None, None),
+        cols: np.ndarray | None = None,
+    ) -> ObjectResult:
         """Render one object's blue and red stripes.
 
         Parameters
@@ -158,8 +168,10 @@ class ForwardModel:
         cols = stripe_columns() if cols is None else cols
         inst = self.instrument
         fibers = [f for f in (fiber - 1, fiber, fiber + 1) if 0 <= f < N_FIBERS]
-        geoms = {a.name: dict(zip(fibers, fiber_geometries(inst.fiber, rng, np.array(fibers)), strict=True))
-                 for a in inst.arms}
+        geoms = {
+            a.name: dict(zip(fibers, fiber_geometries(inst.fiber, rng, np.array(fibers)), strict=True))
+            for a in inst.arms
+        }
         sky_scale = {f: 1.0 + inst.site.sky_rms * rng.standard_normal() for f in fibers}
         light = {}
         self._own_profile.clear()
@@ -175,8 +187,9 @@ class ForwardModel:
             light[arm.name] = (*light[arm.name], own.sum(axis=0))
         if snr_target is not None:
             scale = self._scale_for_snr(light["red"], snr_target)
-            source = Source(source.template, source.rv_kms, source.ebv,
-                            source.mag_r - 2.5 * math.log10(scale), source.airmass)
+            source = Source(
+                source.template, source.rv_kms, source.ebv, source.mag_r - 2.5 * math.log10(scale), source.airmass
+            )
             for name, (w, s, k, ap) in light.items():
                 light[name] = (w, s * scale, k, ap)
         results = []
@@ -194,16 +207,28 @@ class ForwardModel:
         self._own_profile.clear()
         snr = measure_snr_r(results[1].flux1d, results[1].sky1d, results[1].ivar1d, results[1].wave)
         params = {
-            "rv_kms": source.rv_kms, "ebv": source.ebv, "mag_r": source.mag_r, "airmass": source.airmass,
-            "fiber": float(fiber + 1), "snr_target": float("nan") if snr_target is None else snr_target,
-            "trace_row0_blue": results[0].geometry.row0, "trace_row0_red": results[1].geometry.row0,
-            "wave_shift_px_blue": results[0].geometry.shift_px, "wave_shift_px_red": results[1].geometry.shift_px,
+            "rv_kms": source.rv_kms,
+            "ebv": source.ebv,
+            "mag_r": source.mag_r,
+            "airmass": source.airmass,
+            "fiber": float(fiber + 1),
+            "snr_target": float("nan") if snr_target is None else snr_target,
+            "trace_row0_blue": results[0].geometry.row0,
+            "trace_row0_red": results[1].geometry.row0,
+            "wave_shift_px_blue": results[0].geometry.shift_px,
+            "wave_shift_px_red": results[1].geometry.shift_px,
             "fiber_throughput": results[1].geometry.throughput,
         }
         return ObjectResult(arms=(results[0], results[1]), snr_r=snr, source=source, fiber=fiber, params=params)
 
-    def expected_snr_r(self, arm: ArmConfig, geom: FiberGeometry, source: Source, sky_scale: float = 1.0,
-                       cols: np.ndarray | None = None) -> float:
+    def expected_snr_r(
+        self,
+        arm: ArmConfig,
+        geom: FiberGeometry,
+        source: Source,
+        sky_scale: float = 1.0,
+        cols: np.ndarray | None = None,
+    ) -> float:
         """Expected S/N_r of a star in one fiber (no noise drawn): :func:`expected_snr` over the r band.
 
         Parameters
@@ -223,8 +248,9 @@ class ForwardModel:
         s, b = self._r_band_counts(wave, star_e, sky_e, self._aperture_fraction(geom, cols))
         return float(expected_snr(s, b)) if s.size else float("nan")
 
-    def _r_band_counts(self, wave: np.ndarray, star_e: np.ndarray, sky_e: np.ndarray,
-                       ap: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _r_band_counts(
+        self, wave: np.ndarray, star_e: np.ndarray, sky_e: np.ndarray, ap: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Star electrons in the stripe aperture and the background variance (e-^2), r-band columns only."""
         band = (wave >= R_BAND_A[0]) & (wave <= R_BAND_A[1])
         return star_e[band] * ap[band], self._background_e(sky_e[band] * ap[band])
@@ -270,8 +296,16 @@ class ForwardModel:
             lo, hi = log_k[i - 1], log_k[i]
         return math.exp(0.5 * (lo + hi))
 
-    def _render_arm(self, geom: FiberGeometry, cols: np.ndarray, lights: list[tuple[FiberGeometry, np.ndarray]],
-                    wave: np.ndarray, sky_e: np.ndarray, ap: np.ndarray, rng: np.random.Generator) -> ArmResult:
+    def _render_arm(
+        self,
+        geom: FiberGeometry,
+        cols: np.ndarray,
+        lights: list[tuple[FiberGeometry, np.ndarray]],
+        wave: np.ndarray,
+        sky_e: np.ndarray,
+        ap: np.ndarray,
+        rng: np.random.Generator,
+    ) -> ArmResult:
         """Render the stripe pixels of one arm (the pixels a frame would hold there) and extract them.
 
         Only the 11 x N pixels of the stripe are rendered: pixels are
@@ -297,11 +331,13 @@ class ForwardModel:
             flags |= FLAG_BITS["cosmic_ray"]
         flux1d, ivar1d = boxcar_extract(stripe, ccd.gain_e_per_adu, ccd.read_noise_e / ccd.gain_e_per_adu)
         sky1d = self._master_sky(sky_e * ap, rng)
-        return ArmResult(stripe=stripe, flux1d=flux1d, ivar1d=ivar1d, sky1d=sky1d, wave=wave, flags=flags,
-                         geometry=geom)
+        return ArmResult(
+            stripe=stripe, flux1d=flux1d, ivar1d=ivar1d, sky1d=sky1d, wave=wave, flags=flags, geometry=geom
+        )
 
-    def _stripe_light(self, geom: FiberGeometry, rows: np.ndarray, cols: np.ndarray,
-                      lights: list[tuple[FiberGeometry, np.ndarray]]) -> np.ndarray:
+    def _stripe_light(
+        self, geom: FiberGeometry, rows: np.ndarray, cols: np.ndarray, lights: list[tuple[FiberGeometry, np.ndarray]]
+    ) -> np.ndarray:
         """:func:`~drcnet.simulate.ccd.spread_light` over the stripe ``rows`` (``(11, n_cols)``, cut around
         ``geom``'s trace), the same numbers, with each fiber's profile looked up for the stripe's rows at once
         and the fiber's own profile (from :meth:`render_object`) reused."""
@@ -322,8 +358,9 @@ class ForwardModel:
             image += prof
         return image
 
-    def extra_light(self, rows: np.ndarray, cols: np.ndarray,
-                    lights: list[tuple[FiberGeometry, np.ndarray]]) -> np.ndarray | float:
+    def extra_light(
+        self, rows: np.ndarray, cols: np.ndarray, lights: list[tuple[FiberGeometry, np.ndarray]]
+    ) -> np.ndarray | float:
         """Light (e-) added to the stripe pixels beyond the fibers' profiles; none in the nominal model.
 
         :class:`drcnet.simulate.randomize.RandomizedForwardModel` adds scattered light here.

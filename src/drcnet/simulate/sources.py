@@ -28,12 +28,19 @@ from drcnet.simulate.spectra import ab_magnitude
 
 LAMOST_SPLIT_FRACTIONS = (0.70, 0.15, 0.15)
 """Share of the real LAMOST stars in train / val / test (held out)."""
-OTHER_SHARE: dict[str, float] = {"lamost:A": 0.35, "lamost:M": 0.15, "lamost:GALAXY": 0.15, "lamost:QSO": 0.05,
-                                 "stelib": 0.15, "sky": 0.15}
+OTHER_SHARE: dict[str, float] = {
+    "lamost:A": 0.35,
+    "lamost:M": 0.15,
+    "lamost:GALAXY": 0.15,
+    "lamost:QSO": 0.05,
+    "stelib": 0.15,
+    "sky": 0.15,
+}
 """Share of each source group among the ``other`` objects (renormalised over the groups present): real
 LAMOST A stars (the commonest non-F/G/K stars on a LAMOST plate and the nearest to F0), M stars,
 galaxies and QSOs, STELIB O/B/A/M stars (reddened by the forward model), and fibers with no object
 light at all (sky only: an empty or misplaced fiber)."""
+
 
 def star_key(t: Template) -> str:
     """Name of a LAMOST star (designation, else the file stem), so repeat visits share a split."""
@@ -52,8 +59,10 @@ def check_split_fractions(fractions: Sequence[float]) -> tuple[float, float, flo
     """
     f = tuple(float(x) for x in fractions)
     if len(f) != 3 or not all(math.isfinite(x) and x >= 0 for x in f) or not 0 < sum(f) < float("inf"):
-        raise ValueError(f"LAMOST split shares {tuple(fractions)}: give three finite shares >= 0 for train, val, test "
-                         "with a positive sum, e.g. 0.70,0.15,0.15")
+        raise ValueError(
+            f"LAMOST split shares {tuple(fractions)}: give three finite shares >= 0 for train, val, test "
+            "with a positive sum, e.g. 0.70,0.15,0.15"
+        )
     return f[0], f[1], f[2]
 
 
@@ -93,10 +102,21 @@ def no_light_templates(like: Template) -> list[Template]:
     The spectrum is ``like``'s (any template: it is rendered at :data:`~drcnet.simulate.dataset.NO_LIGHT_MAG`, so only the sky and
     the neighbours' light reach the stripe); class ``other``, subclass ``"SKY"``.
     """
-    return [replace(like, cls=OTHER, subclass="SKY", lumclass="", library="sky", source_id=f"sky-{name}",
-                    teff=float("nan"), logg=float("nan"), feh=float("nan"),
-                    meta={"no_light": True, "mk_class": "SKY", "label_source": "sky"})
-            for name in SPLIT_NAMES]
+    return [
+        replace(
+            like,
+            cls=OTHER,
+            subclass="SKY",
+            lumclass="",
+            library="sky",
+            source_id=f"sky-{name}",
+            teff=float("nan"),
+            logg=float("nan"),
+            feh=float("nan"),
+            meta={"no_light": True, "mk_class": "SKY", "label_source": "sky"},
+        )
+        for name in SPLIT_NAMES
+    ]
 
 
 def other_templates(templates: Sequence[Template]) -> list[Template]:
@@ -116,8 +136,9 @@ def other_templates(templates: Sequence[Template]) -> list[Template]:
     return out
 
 
-def split_other(templates: Sequence[Template], all_test: bool,
-                lamost_fractions: Sequence[float] = LAMOST_SPLIT_FRACTIONS) -> np.ndarray:
+def split_other(
+    templates: Sequence[Template], all_test: bool, lamost_fractions: Sequence[float] = LAMOST_SPLIT_FRACTIONS
+) -> np.ndarray:
     """Split index of every ``other`` template: all test with ``all_test``, else by a hash of the star.
 
     The rule (:func:`lamost_split_of`: LAMOST stars 70/15/15 by designation, or ``lamost_fractions``;
@@ -126,5 +147,12 @@ def split_other(templates: Sequence[Template], all_test: bool,
     """
     if all_test:
         return np.full(len(templates), SPLIT_NAMES.index("test"), dtype=int)
-    return np.array([lamost_split_of(star_key(t), lamost_fractions) if t.library == "lamost"
-                     else lamost_split_of(t.template_id, LIBRARY_SPLIT_FRACTIONS) for t in templates], dtype=int)
+    return np.array(
+        [
+            lamost_split_of(star_key(t), lamost_fractions)
+            if t.library == "lamost"
+            else lamost_split_of(t.template_id, LIBRARY_SPLIT_FRACTIONS)
+            for t in templates
+        ],
+        dtype=int,
+    )

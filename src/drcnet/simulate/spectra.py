@@ -118,11 +118,15 @@ class LogGridSpectrum:
         return np.interp(pos, self._index, self.flux, left=fill, right=fill)
 
 
-def to_resolution(wave: np.ndarray, flux: np.ndarray, resolving_power: float,
-                  native_fwhm_a: np.ndarray | float | None = None,
-                  native_resolving_power: float | None = None,
-                  wave_range: tuple[float, float] = (3550.0, 9250.0),
-                  ln_step: float = LN_STEP) -> LogGridSpectrum:
+def to_resolution(
+    wave: np.ndarray,
+    flux: np.ndarray,
+    resolving_power: float,
+    native_fwhm_a: np.ndarray | float | None = None,
+    native_resolving_power: float | None = None,
+    wave_range: tuple[float, float] = (3550.0, 9250.0),
+    ln_step: float = LN_STEP,
+) -> LogGridSpectrum:
     """Resample onto a uniform ln(lambda) grid and convolve to resolving power ``resolving_power``.
 
     The Gaussian kernel is the quadrature difference between the target line

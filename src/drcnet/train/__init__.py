@@ -14,8 +14,13 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-_LAZY = {"PRESETS": "drcnet.train.config", "TrainConfig": "drcnet.train.config", "lr_at": "drcnet.train.config",
-         "train": "drcnet.train.loop", "steps_per_epoch": "drcnet.train.distributed"}
+_LAZY = {
+    "PRESETS": "drcnet.train.config",
+    "TrainConfig": "drcnet.train.config",
+    "lr_at": "drcnet.train.config",
+    "train": "drcnet.train.loop",
+    "steps_per_epoch": "drcnet.train.distributed",
+}
 
 __all__ = sorted(_LAZY)
 

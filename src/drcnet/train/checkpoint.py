@@ -44,8 +44,7 @@ def rng_state() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     name, keys, pos, has_gauss, cached = np.random.get_state()
     tensors["rng.numpy.keys"] = torch.from_numpy(np.asarray(keys, dtype=np.int64))
     py = random.getstate()
-    meta = {"numpy": [name, int(pos), int(has_gauss), float(cached)],
-            "python": [py[0], list(py[1]), py[2]]}
+    meta = {"numpy": [name, int(pos), int(has_gauss), float(cached)], "python": [py[0], list(py[1]), py[2]]}
     return tensors, meta
 
 
@@ -88,28 +87,34 @@ def _optim_join(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[
     return {"state": state, "param_groups": meta["param_groups"]}
 
 
-def save_checkpoint(path: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                    state: dict[str, Any]) -> Path:
+def save_checkpoint(
+    path: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: dict[str, Any]
+) -> Path:
     """Write the resumable checkpoint (weights, optimiser, RNG, loop ``state``) as one safetensors file."""
     tensors = {f"model.{k}": v for k, v in _contig(model.state_dict()).items()}
     opt_t, opt_meta = _optim_split(optimizer.state_dict())
     rng_t, rng_meta = rng_state()
     tensors.update(_contig(opt_t))
     tensors.update(_contig(rng_t))
-    meta = {"format": FORMAT, "state": json.dumps(state), "optimizer": json.dumps(opt_meta),
-            "rng": json.dumps(rng_meta)}
+    meta = {
+        "format": FORMAT,
+        "state": json.dumps(state),
+        "optimizer": json.dumps(opt_meta),
+        "rng": json.dumps(rng_meta),
+    }
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=meta)
     return Path(path)
 
 
-def load_checkpoint(path: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None,
-                    restore_rng: bool = True) -> dict[str, Any]:
+def load_checkpoint(
+    path: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None, restore_rng: bool = True
+) -> dict[str, Any]:
     """Load :func:`save_checkpoint` output into ``model`` / ``optimizer``; return the loop state."""
     tensors, meta = read_safetensors(path)
     if meta.get("format") != FORMAT:
         raise ValueError(f"{path} is not a drcnet checkpoint (format {meta.get('format')!r})")
-    model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
+    model.load_state_dict({k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")})
     if optimizer is not None:
         saved = _optim_join(tensors, meta["optimizer"])
         # the kernel choice (fused / foreach) is this machine's, made when the optimiser was built, not the

@@ -24,34 +24,90 @@ from dataclasses import dataclass, field
 from typing import Any
 
 PRESETS: dict[str, dict[str, Any]] = {
-    "paper": {"optimizer": "adagrad", "lr": 1e-3, "weight_decay": 0.0, "batch_size": 4, "epochs": 300,
-              "patience": 50, "schedule": "constant", "warmup_frac": 0.0, "grad_clip": 0.0},
-    "fast": {"optimizer": "adamw", "lr": 5e-4, "weight_decay": 1e-4, "batch_size": 32, "epochs": 40,
-             "patience": 10, "schedule": "onecycle", "warmup_frac": 0.1, "grad_clip": 1.0},
+    "paper": {
+        "optimizer": "adagrad",
+        "lr": 1e-3,
+        "weight_decay": 0.0,
+        "batch_size": 4,
+        "epochs": 300,
+        "patience": 50,
+        "schedule": "constant",
+        "warmup_frac": 0.0,
+        "grad_clip": 0.0,
+    },
+    "fast": {
+        "optimizer": "adamw",
+        "lr": 5e-4,
+        "weight_decay": 1e-4,
+        "batch_size": 32,
+        "epochs": 40,
+        "patience": 10,
+        "schedule": "onecycle",
+        "warmup_frac": 0.1,
+        "grad_clip": 1.0,
+    },
     # robust: the fast optimiser on the domain-randomised survey population (`drcnet simulate-population`),
     # sized for one CPU core (8000 objects, ~3-5 min per epoch); per-arm auxiliary losses and
     # profile-initialised reductions against a collapsing arm (docs/notes_real_stars.md).
-    "robust": {"optimizer": "adamw", "lr": 7e-4, "weight_decay": 1e-4, "batch_size": 32, "epochs": 12,
-               "patience": 5, "schedule": "onecycle", "warmup_frac": 0.08, "grad_clip": 1.0, "aux_weight": 0.3,
-               "model_defaults": {"drcnet": {"reduce_init": "profile", "aux_heads": True}}},
+    "robust": {
+        "optimizer": "adamw",
+        "lr": 7e-4,
+        "weight_decay": 1e-4,
+        "batch_size": 32,
+        "epochs": 12,
+        "patience": 5,
+        "schedule": "onecycle",
+        "warmup_frac": 0.08,
+        "grad_clip": 1.0,
+        "aux_weight": 0.3,
+        "model_defaults": {"drcnet": {"reduce_init": "profile", "aux_heads": True}},
+    },
     # survey: the robust recipe on the population with `other` objects (`simulate-population --other`),
     # four classes (F/G/K/other), the catalogue heads (subclass, luminosity class, Teff/logg/[Fe/H] with
     # uncertainties) and modality dropout so both arms must carry the class (docs/notes_catalogue.md).
-    "survey": {"optimizer": "adamw", "lr": 7e-4, "weight_decay": 1e-4, "batch_size": 32, "epochs": 12,
-               "patience": 5, "schedule": "onecycle", "warmup_frac": 0.08, "grad_clip": 1.0, "aux_weight": 0.3,
-               "heads_weight": 0.5,
-               "model_defaults": {"drcnet": {"reduce_init": "profile", "aux_heads": True, "heads": True,
-                                             "n_classes": 4, "arm_feature_dropout": 0.3}}},
+    "survey": {
+        "optimizer": "adamw",
+        "lr": 7e-4,
+        "weight_decay": 1e-4,
+        "batch_size": 32,
+        "epochs": 12,
+        "patience": 5,
+        "schedule": "onecycle",
+        "warmup_frac": 0.08,
+        "grad_clip": 1.0,
+        "aux_weight": 0.3,
+        "heads_weight": 0.5,
+        "model_defaults": {
+            "drcnet": {
+                "reduce_init": "profile",
+                "aux_heads": True,
+                "heads": True,
+                "n_classes": 4,
+                "arm_feature_dropout": 0.3,
+            }
+        },
+    },
     # finetune: a shipped (or trained) model adapted to a survey's own labelled frames (`drcnet split`):
     # the architecture of --init-from (model_from_init), a few epochs at a low learning rate, cosine decay,
     # no warm-up (the weights are trained already). A DRC-Net keeps its spatial reductions and backbones
     # fixed (`--freeze none` trains everything): on the benchmark night of another instrument the frozen
     # fine-tune beat the shipped model in every S/N_r bin, the unfrozen one lost 14 points below S/N_r 10
     # (it sees only S/N_r > 30 stars; benchmarks/bench_finetune.py, README "Your own frames").
-    "finetune": {"optimizer": "adamw", "lr": 1e-4, "weight_decay": 1e-4, "batch_size": 32, "epochs": 4,
-                 "patience": 3, "schedule": "cosine", "warmup_frac": 0.0, "grad_clip": 1.0, "aux_weight": 0.3,
-                 "heads_weight": 0.5, "model_from_init": True,
-                 "freeze_defaults": {"drcnet": ["reduce", "backbones"]}},
+    "finetune": {
+        "optimizer": "adamw",
+        "lr": 1e-4,
+        "weight_decay": 1e-4,
+        "batch_size": 32,
+        "epochs": 4,
+        "patience": 3,
+        "schedule": "cosine",
+        "warmup_frac": 0.0,
+        "grad_clip": 1.0,
+        "aux_weight": 0.3,
+        "heads_weight": 0.5,
+        "model_from_init": True,
+        "freeze_defaults": {"drcnet": ["reduce", "backbones"]},
+    },
 }
 OPTIMIZERS = ("adagrad", "adamw", "adam", "sgd")
 SCHEDULES = ("constant", "onecycle", "cosine")
@@ -180,8 +236,9 @@ class TrainConfig:
         if cfg.schedule not in SCHEDULES:
             raise ValueError(f"unknown schedule {cfg.schedule!r}; choose from {SCHEDULES}")
         if cfg.batch_size < 1 or cfg.epochs < 1 or cfg.patience < 1:
-            raise ValueError(f"batch_size, epochs and patience must be >= 1 (got {cfg.batch_size}, "
-                             f"{cfg.epochs}, {cfg.patience})")
+            raise ValueError(
+                f"batch_size, epochs and patience must be >= 1 (got {cfg.batch_size}, {cfg.epochs}, {cfg.patience})"
+            )
         if cfg.lr < 0:
             raise ValueError(f"lr must be >= 0, got {cfg.lr}")
         if cfg.device not in ("auto", "cpu", "cuda") and not cfg.device.startswith("cuda:"):
@@ -199,9 +256,24 @@ class TrainConfig:
         return cls(**{k: v for k, v in values.items() if k in names})
 
 
-IDENTITY_KEYS = ("model", "preset", "optimizer", "lr", "weight_decay", "batch_size", "schedule", "warmup_frac",
-                 "grad_clip", "seed", "class_weights", "model_config", "aux_weight", "heads_weight",
-                 "init_from", "freeze")
+IDENTITY_KEYS = (
+    "model",
+    "preset",
+    "optimizer",
+    "lr",
+    "weight_decay",
+    "batch_size",
+    "schedule",
+    "warmup_frac",
+    "grad_clip",
+    "seed",
+    "class_weights",
+    "model_config",
+    "aux_weight",
+    "heads_weight",
+    "init_from",
+    "freeze",
+)
 """Settings that define what a run computes: a resume must not change them (``epochs`` and ``patience`` may)."""
 
 

@@ -15,15 +15,29 @@ from drcnet.data.torch_dataset import SpectraDataset
 from drcnet.train.distributed import DistInfo, all_reduce_sums
 from drcnet.train.stop import check_stop
 
-HISTORY_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "steps", "time_s", "improved",
-                   "feat_std_blue", "feat_std_red", "aux_acc_blue", "aux_acc_red")
+HISTORY_COLUMNS = (
+    "epoch",
+    "train_loss",
+    "train_acc",
+    "val_loss",
+    "val_acc",
+    "lr",
+    "steps",
+    "time_s",
+    "improved",
+    "feat_std_blue",
+    "feat_std_red",
+    "aux_acc_blue",
+    "aux_acc_red",
+)
 FEATURE_SPREAD_OBJECTS = 256
 """Validation objects used for the per-arm feature spread logged every epoch."""
 
 
 @torch.inference_mode()
-def arm_feature_spread(model: torch.nn.Module, ds: SpectraDataset, device: torch.device,
-                       n: int = FEATURE_SPREAD_OBJECTS) -> list[float] | None:
+def arm_feature_spread(
+    model: torch.nn.Module, ds: SpectraDataset, device: torch.device, n: int = FEATURE_SPREAD_OBJECTS
+) -> list[float] | None:
     """Per-arm spread of a two-arm model's features on the first ``n`` validation objects.
 
     A collapsing arm shows here while it happens: its feature spread over objects falls towards 0
@@ -54,8 +68,14 @@ def arm_feature_spread(model: torch.nn.Module, ds: SpectraDataset, device: torch
 
 
 @torch.inference_mode()
-def evaluate_loss(model: torch.nn.Module, ds: SpectraDataset, info: DistInfo, device: torch.device,
-                  batch_size: int = 64, workers: int = 0) -> tuple[float, float, int]:
+def evaluate_loss(
+    model: torch.nn.Module,
+    ds: SpectraDataset,
+    info: DistInfo,
+    device: torch.device,
+    batch_size: int = 64,
+    workers: int = 0,
+) -> tuple[float, float, int]:
     """Mean cross-entropy and accuracy of ``model`` on ``ds`` (rows split over ranks, sums all-reduced)."""
     was_training = model.training
     model.eval()

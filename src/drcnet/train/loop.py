@@ -40,8 +40,7 @@ from torch.utils.data.distributed import DistributedSampler
 from tqdm.auto import tqdm
 
 from drcnet.conventions import CLASSES
-from drcnet.data.schema import dataset_label_convention
-from drcnet.data.schema import dataset_fingerprint
+from drcnet.data.schema import dataset_fingerprint, dataset_label_convention
 from drcnet.data.torch_dataset import SpectraDataset
 from drcnet.models import SpectralModel, create_model, model_input_kind
 from drcnet.models.fastpath import configure_cpu, set_fast
@@ -69,8 +68,8 @@ from drcnet.train.distributed import (
 )
 from drcnet.train.epoch import HISTORY_COLUMNS, arm_feature_spread, evaluate_loss, history_csv
 from drcnet.train.optim import build_optimizer, class_weights
-from drcnet.train.warm_start import freeze_parts, warm_start, with_source_architecture
 from drcnet.train.stop import check_stop, clear_stop_requests, request_stop
+from drcnet.train.warm_start import freeze_parts, warm_start, with_source_architecture
 
 _RUNTIME_KEYS = ("device", "workers", "threads", "progress", "stop_after_epochs")
 
@@ -116,15 +115,25 @@ class _Run:
 
     def write_status(self, status: str) -> dict[str, Any]:
         """Update ``run.json`` (rank 0 only) with ``status`` and the loop's counters; return it."""
-        self.meta.update({"status": status, "epochs_run": self.state["epoch"], "best_epoch": self.state["best_epoch"],
-                          "best_val_loss": self.state["best_val_loss"], "stop_reason": self.state["stop_reason"]})
+        self.meta.update(
+            {
+                "status": status,
+                "epochs_run": self.state["epoch"],
+                "best_epoch": self.state["best_epoch"],
+                "best_val_loss": self.state["best_val_loss"],
+                "stop_reason": self.state["stop_reason"],
+            }
+        )
         if self.info.rank == 0:
             write_json_atomic(self.out / RUN_JSON, self.meta)
         return self.meta
 
     def save_best(self, epoch: int, val_loss: float | None) -> None:
-        path = save_weights(self.out / BEST, self.model, {"model": self.cfg.model, "model_config": self.model.config_dict(),
-                                                          "epoch": epoch, "val_loss": val_loss})
+        path = save_weights(
+            self.out / BEST,
+            self.model,
+            {"model": self.cfg.model, "model_config": self.model.config_dict(), "epoch": epoch, "val_loss": val_loss},
+        )
         self.meta.setdefault("checksums", {})[BEST] = file_sha256(path)
 
     def save_last(self) -> None:
@@ -157,8 +166,11 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False) ->
         cfg, resuming = _resolve_config(config, resume, info, overwrite)
         run = _setup(cfg, info, resuming)
         if run.state["stop_reason"] == "early_stop" or run.state["epoch"] >= cfg.epochs:
-            _log(info, f"{run.out}: run already finished ({run.state['stop_reason'] or 'max_epochs'} after epoch "
-                       f"{run.state['epoch']})")
+            _log(
+                info,
+                f"{run.out}: run already finished ({run.state['stop_reason'] or 'max_epochs'} after epoch "
+                f"{run.state['epoch']})",
+            )
             return run.write_status("completed")
         run.state["stop_reason"] = None
         run.write_status("running")
@@ -176,8 +188,9 @@ RUN_FILES = (RUN_JSON, BEST, LAST, HISTORY, "metrics.json", "confusion.png", "MO
 """Files of a run folder that ``--overwrite`` removes before a new run starts there."""
 
 
-def _resolve_config(config: TrainConfig, resume: bool, info: DistInfo,
-                    overwrite: bool = False) -> tuple[TrainConfig, bool]:
+def _resolve_config(
+    config: TrainConfig, resume: bool, info: DistInfo, overwrite: bool = False
+) -> tuple[TrainConfig, bool]:
     """The effective config: the saved one when resuming (with the runtime keys changed), else ``config``."""
     out = Path(config.out)
     last_path = out / LAST
@@ -185,8 +198,10 @@ def _resolve_config(config: TrainConfig, resume: bool, info: DistInfo,
         present = [name for name in RUN_FILES if (out / name).exists()]
         if present and not overwrite:
             hint = "pass --resume to continue it, " if last_path.is_file() else ""
-            raise FileExistsError(f"{out} already holds a run ({', '.join(present)}); {hint}choose another --out, "
-                                  "or pass --overwrite to replace it")
+            raise FileExistsError(
+                f"{out} already holds a run ({', '.join(present)}); {hint}choose another --out, "
+                "or pass --overwrite to replace it"
+            )
         if present and info.rank == 0:
             for name in present:
                 (out / name).unlink()
@@ -197,8 +212,10 @@ def _resolve_config(config: TrainConfig, resume: bool, info: DistInfo,
         base.grad_clip = 0.0  # run folders from before the option: they trained without clipping
     conflicts = resume_conflicts(base, config)
     if conflicts:
-        raise ValueError(f"cannot resume {out} with other settings ({'; '.join(conflicts)}); drop those options "
-                         "to continue the run as it was, or train into a new --out")
+        raise ValueError(
+            f"cannot resume {out} with other settings ({'; '.join(conflicts)}); drop those options "
+            "to continue the run as it was, or train into a new --out"
+        )
     for key in _RUNTIME_KEYS + ("epochs", "patience"):
         value = getattr(config, key)
         if key in ("epochs", "patience") and value is None:
@@ -210,10 +227,13 @@ def _resolve_config(config: TrainConfig, resume: bool, info: DistInfo,
         raise ValueError(
             f"cannot resume {out}: it was trained on a different dataset (fingerprint "
             f"{saved['data']['sha256'][:12]} from {saved['data']['path']}, now {fingerprint['sha256'][:12]} "
-            f"from {config.data}); train into a new --out instead")
+            f"from {config.data}); train into a new --out instead"
+        )
     if int(saved.get("world_size", 1)) != info.world:
-        raise ValueError(f"cannot resume {out}: it ran with {saved.get('world_size')} processes, now {info.world}; "
-                         "the data order per process would change")
+        raise ValueError(
+            f"cannot resume {out}: it ran with {saved.get('world_size')} processes, now {info.world}; "
+            "the data order per process would change"
+        )
     return base.resolved(), True
 
 
@@ -232,8 +252,9 @@ def _setup(cfg: TrainConfig, info: DistInfo, resuming: bool) -> _Run:
     train_ds = SpectraDataset(cfg.data, kind, "train", labelled_only=True, with_targets=heads)
     val_ds = SpectraDataset(cfg.data, kind, "val", labelled_only=True)
     if len(train_ds) == 0 or len(val_ds) == 0:
-        raise ValueError(f"{cfg.data} needs labelled objects in both the train ({len(train_ds)}) and val "
-                         f"({len(val_ds)}) splits")
+        raise ValueError(
+            f"{cfg.data} needs labelled objects in both the train ({len(train_ds)}) and val ({len(val_ds)}) splits"
+        )
 
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed % 2**32)
@@ -241,8 +262,10 @@ def _setup(cfg: TrainConfig, info: DistInfo, resuming: bool) -> _Run:
     n_classes = int(getattr(model.config, "n_classes", len(CLASSES)))
     top = int(max(train_ds.labels.max(), val_ds.labels.max()))
     if top >= n_classes:
-        raise ValueError(f"{cfg.data} has labels up to {top} (class 'other' is 3) but a {cfg.model} with "
-                         f"{n_classes} outputs; train with --preset survey or --model-config n_classes=4")
+        raise ValueError(
+            f"{cfg.data} has labels up to {top} (class 'other' is 3) but a {cfg.model} with "
+            f"{n_classes} outputs; train with --preset survey or --model-config n_classes=4"
+        )
     warm = warm_start(model, cfg.init_from) if cfg.init_from and not resuming else None
     set_fast(model, cfg.fast)
     model.to(device)
@@ -252,8 +275,15 @@ def _setup(cfg: TrainConfig, info: DistInfo, resuming: bool) -> _Run:
     weight = class_weights(train_ds.labels, n_classes).to(device) if cfg.class_weights else None
 
     n_steps = steps_per_epoch(len(train_ds), info.world, cfg.batch_size)
-    state: dict[str, Any] = {"epoch": 0, "step": 0, "best_val_loss": None, "best_epoch": 0, "bad_epochs": 0,
-                             "history": [], "stop_reason": None}
+    state: dict[str, Any] = {
+        "epoch": 0,
+        "step": 0,
+        "best_val_loss": None,
+        "best_epoch": 0,
+        "bad_epochs": 0,
+        "history": [],
+        "stop_reason": None,
+    }
     out = Path(cfg.out)
     if resuming:
         saved_sums = read_run_json(out).get("checksums", {})
@@ -264,12 +294,23 @@ def _setup(cfg: TrainConfig, info: DistInfo, resuming: bool) -> _Run:
     ddp_model: torch.nn.Module = AllOutputs(model) if heads else model
     if info.is_dist:
         ddp_model = torch.nn.parallel.DistributedDataParallel(
-            ddp_model, device_ids=[device.index] if device.type == "cuda" else None)
+            ddp_model, device_ids=[device.index] if device.type == "cuda" else None
+        )
     meta = {
-        "format": FORMAT, "model": cfg.model, "model_config": model.config_dict(), "input_kind": kind,
-        "n_parameters": model.num_parameters(), "train_config": cfg.to_dict(), "data": dataset_fingerprint(cfg.data),
-        "seed": cfg.seed, "world_size": info.world, "steps_per_epoch": n_steps,
-        "n_train": len(train_ds), "n_val": len(val_ds), "device": str(device), "cpu_settings": cpu_settings,
+        "format": FORMAT,
+        "model": cfg.model,
+        "model_config": model.config_dict(),
+        "input_kind": kind,
+        "n_parameters": model.num_parameters(),
+        "train_config": cfg.to_dict(),
+        "data": dataset_fingerprint(cfg.data),
+        "seed": cfg.seed,
+        "world_size": info.world,
+        "steps_per_epoch": n_steps,
+        "n_train": len(train_ds),
+        "n_val": len(val_ds),
+        "device": str(device),
+        "cpu_settings": cpu_settings,
         "provenance": provenance(cfg.to_dict(), cfg.seed),
         # what the training labels mean: the model is scored against the same convention (drcnet evaluate)
         "label_convention": dataset_label_convention(cfg.data),
@@ -280,32 +321,44 @@ def _setup(cfg: TrainConfig, info: DistInfo, resuming: bool) -> _Run:
         meta["warm_start"] = read_run_json(out)["warm_start"]
     if resuming:
         meta["checksums"] = saved_sums
-    return _Run(cfg, info, device, model, ddp_model, optimizer, weight, train_ds, val_ds, n_steps * cfg.epochs,
-                state, meta)
+    return _Run(
+        cfg, info, device, model, ddp_model, optimizer, weight, train_ds, val_ds, n_steps * cfg.epochs, state, meta
+    )
 
 
 def _fit(run: _Run) -> str:
     """Run epochs until early stop, the epoch limit or ``stop_after_epochs``; return the final status."""
     cfg, state = run.cfg, run.state
     show = cfg.progress and run.info.rank == 0
-    epoch_bar = tqdm(total=cfg.epochs, initial=state["epoch"], desc=f"{cfg.model} epochs", unit="ep",
-                     disable=not show, dynamic_ncols=True)
+    epoch_bar = tqdm(
+        total=cfg.epochs,
+        initial=state["epoch"],
+        desc=f"{cfg.model} epochs",
+        unit="ep",
+        disable=not show,
+        dynamic_ncols=True,
+    )
     epochs_here = 0
     try:
         for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
             t0 = time.perf_counter()
             row = _train_epoch(run, epoch, show)
-            val_loss, val_acc, _ = evaluate_loss(run.model, run.val_ds, run.info, run.device,
-                                                 batch_size=max(64, cfg.batch_size))
+            val_loss, val_acc, _ = evaluate_loss(
+                run.model, run.val_ds, run.info, run.device, batch_size=max(64, cfg.batch_size)
+            )
             row.update(val_loss=val_loss, val_acc=val_acc, time_s=round(time.perf_counter() - t0, 4))
             stop = _end_epoch(run, epoch, row)
             epoch_bar.update(1)
-            epoch_bar.set_postfix(train_loss=f"{row['train_loss']:.4f}", val_loss=f"{val_loss:.4f}",
-                                  val_acc=f"{val_acc:.3f}")
+            epoch_bar.set_postfix(
+                train_loss=f"{row['train_loss']:.4f}", val_loss=f"{val_loss:.4f}", val_acc=f"{val_acc:.3f}"
+            )
             epochs_here += 1
             if stop:
-                _log(run.info, f"early stop: no lower validation loss for {cfg.patience} epochs (best epoch "
-                               f"{state['best_epoch']})")
+                _log(
+                    run.info,
+                    f"early stop: no lower validation loss for {cfg.patience} epochs (best epoch "
+                    f"{state['best_epoch']})",
+                )
                 break
             if cfg.stop_after_epochs and epochs_here >= cfg.stop_after_epochs and epoch < cfg.epochs:
                 return "interrupted"
@@ -322,12 +375,18 @@ def _train_epoch(run: _Run, epoch: int, show: bool) -> dict[str, Any]:
     """One pass over the training split (this process's shard); returns the epoch's history row so far."""
     cfg, info, state, device = run.cfg, run.info, run.state, run.device
     torch.manual_seed(epoch_seed(cfg.seed, epoch, info.rank))
-    sampler = DistributedSampler(run.train_ds, num_replicas=info.world, rank=info.rank, shuffle=True,
-                                 seed=cfg.seed, drop_last=False)
+    sampler = DistributedSampler(
+        run.train_ds, num_replicas=info.world, rank=info.rank, shuffle=True, seed=cfg.seed, drop_last=False
+    )
     sampler.set_epoch(epoch)
-    loader = DataLoader(run.train_ds, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.workers,
-                        pin_memory=device.type == "cuda",
-                        generator=torch.Generator().manual_seed(epoch_seed(cfg.seed, epoch, info.rank)))
+    loader = DataLoader(
+        run.train_ds,
+        batch_size=cfg.batch_size,
+        sampler=sampler,
+        num_workers=cfg.workers,
+        pin_memory=device.type == "cuda",
+        generator=torch.Generator().manual_seed(epoch_seed(cfg.seed, epoch, info.rank)),
+    )
     run.model.train()
     # running sums stay on the device (float64: the same additions as Python floats), read once per epoch,
     # so a step does not wait for the device unless the progress bar shows them
@@ -336,8 +395,7 @@ def _train_epoch(run: _Run, epoch: int, show: bool) -> dict[str, Any]:
     count = 0
     steps = 0
     lr = lr_at(cfg, state["step"], run.total_steps)
-    bar = tqdm(total=len(loader), desc=f"epoch {epoch}/{cfg.epochs}", leave=False, disable=not show,
-               dynamic_ncols=True)
+    bar = tqdm(total=len(loader), desc=f"epoch {epoch}/{cfg.epochs}", leave=False, disable=not show, dynamic_ncols=True)
     for x, y, _, *extra in loader:
         check_stop()
         lr = lr_at(cfg, state["step"], run.total_steps)
@@ -360,8 +418,7 @@ def _train_epoch(run: _Run, epoch: int, show: bool) -> dict[str, Any]:
     return {"epoch": epoch, "train_loss": loss_sum / count, "train_acc": correct / count, "lr": lr, "steps": steps}
 
 
-def _step(run: _Run, x: torch.Tensor, y: torch.Tensor, lr: float,
-          targets: torch.Tensor | None = None) -> torch.Tensor:
+def _step(run: _Run, x: torch.Tensor, y: torch.Tensor, lr: float, targets: torch.Tensor | None = None) -> torch.Tensor:
     """One optimiser step at learning rate ``lr``; returns the batch's float32 logits (detached use only).
 
     ``targets`` ``(B, 5)`` (:func:`drcnet.data.torch_dataset.catalogue_targets`) adds the catalogue-head
@@ -420,9 +477,12 @@ def _end_epoch(run: _Run, epoch: int, row: dict[str, Any]) -> bool:
         run.save_last()
         write_text_atomic(run.out / HISTORY, history_csv(state["history"]))
         run.write_status("running")
-    _log(run.info, f"epoch {epoch:3d}/{cfg.epochs}  train loss {row['train_loss']:.4f} acc {row['train_acc']:.3f}  "
-                   f"val loss {val_loss:.4f} acc {row['val_acc']:.3f}  lr {row['lr']:.2e}  {row['time_s']:.1f}s"
-                   + (f"  feat std blue {spread[0]:.3f} red {spread[1]:.3f}" if spread else "")
-                   + (f"  arm-head acc blue {spread[2]:.3f} red {spread[3]:.3f}" if spread and len(spread) == 4 else "")
-                   + ("  *" if improved else ""))
+    _log(
+        run.info,
+        f"epoch {epoch:3d}/{cfg.epochs}  train loss {row['train_loss']:.4f} acc {row['train_acc']:.3f}  "
+        f"val loss {val_loss:.4f} acc {row['val_acc']:.3f}  lr {row['lr']:.2e}  {row['time_s']:.1f}s"
+        + (f"  feat std blue {spread[0]:.3f} red {spread[1]:.3f}" if spread else "")
+        + (f"  arm-head acc blue {spread[2]:.3f} red {spread[3]:.3f}" if spread and len(spread) == 4 else "")
+        + ("  *" if improved else ""),
+    )
     return stop

@@ -49,8 +49,12 @@ def warm_start(model: SpectralModel, source: str) -> dict[str, Any]:
             if src is not None and src.shape == target.shape:
                 target.copy_(src)
                 copied.append(name)
-            elif (src is not None and src.ndim == target.ndim and src.shape[1:] == target.shape[1:]
-                  and src.shape[0] < target.shape[0]):
+            elif (
+                src is not None
+                and src.ndim == target.ndim
+                and src.shape[1:] == target.shape[1:]
+                and src.shape[0] < target.shape[0]
+            ):
                 target[: src.shape[0]].copy_(src)
                 partial.append(name)
             else:
@@ -58,8 +62,14 @@ def warm_start(model: SpectralModel, source: str) -> dict[str, Any]:
     if not copied:
         raise ValueError(f"{source}: a {meta.get('model')} run; none of its weights fit a {model.name}")
     model.load_state_dict(own)
-    return {"source": source, "source_model": meta.get("model"), "weights_sha256": file_sha256(folder / BEST),
-            "copied": len(copied), "partial": partial, "fresh": fresh}
+    return {
+        "source": source,
+        "source_model": meta.get("model"),
+        "weights_sha256": file_sha256(folder / BEST),
+        "copied": len(copied),
+        "partial": partial,
+        "fresh": fresh,
+    }
 
 
 def with_source_architecture(cfg: Any) -> Any:
@@ -84,8 +94,10 @@ def with_source_architecture(cfg: Any) -> Any:
         return cfg
     meta = read_run_json(resolve_run(cfg.init_from))
     if cfg.model and cfg.model != meta.get("model"):
-        raise ValueError(f"--init-from {cfg.init_from} is a {meta.get('model')} run but --model is {cfg.model}; "
-                         f"fine-tuning keeps the source's architecture (drop --model or give --model {meta.get('model')})")
+        raise ValueError(
+            f"--init-from {cfg.init_from} is a {meta.get('model')} run but --model is {cfg.model}; "
+            f"fine-tuning keeps the source's architecture (drop --model or give --model {meta.get('model')})"
+        )
     return replace(cfg, model=str(meta.get("model")), model_config={**meta.get("model_config", {}), **cfg.model_config})
 
 
@@ -101,8 +113,10 @@ def freeze_parts(model: torch.nn.Module, parts: list[str]) -> int:
     unknown = [p for p in parts if p not in children or children[p] is None]
     if unknown:
         have = [n for n, m in children.items() if any(True for _ in m.parameters())]
-        raise ValueError(f"--freeze {','.join(unknown)}: not a part of this {getattr(model, 'name', 'model')}; "
-                         f"parts with weights: {', '.join(have)}")
+        raise ValueError(
+            f"--freeze {','.join(unknown)}: not a part of this {getattr(model, 'name', 'model')}; "
+            f"parts with weights: {', '.join(have)}"
+        )
     n = 0
     for p in parts:
         for param in children[p].parameters():

@@ -62,8 +62,13 @@ class RawArmFrames:
         gain = sci.gain(self.ccd)
         rn_adu = sci.read_noise_e(self.ccd) / gain
         saturation = sci.saturation(self.ccd)
-        return ScienceFrame(frame=sci, gain=gain, read_noise_adu=rn_adu, saturation=saturation,
-                            header=self.spectrograph.header_record(sci.header))
+        return ScienceFrame(
+            frame=sci,
+            gain=gain,
+            read_noise_adu=rn_adu,
+            saturation=saturation,
+            header=self.spectrograph.header_record(sci.header),
+        )
 
     def bias_frames(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """``(data, overscan)`` of each bias frame, one in memory at a time."""
@@ -89,5 +94,10 @@ class RawArmFrames:
     def record(self) -> dict[str, object]:
         """Folder and file names of the arm, for the calibration record."""
         f = self.files
-        return {"folder": str(f.science.parent), "science": f.science.name, "flat": f.flat.name,
-                "arc": f.arc.name, "bias": [p.name for p in f.bias]}
+        return {
+            "folder": str(f.science.parent),
+            "science": f.science.name,
+            "flat": f.flat.name,
+            "arc": f.arc.name,
+            "bias": [p.name for p in f.bias],
+        }

@@ -34,15 +34,21 @@ def check_writable_run(run_dir: str | Path) -> Path:
 
     path = Path(run_dir)
     if path.resolve().is_relative_to(PRETRAINED_ROOT.resolve()):
-        raise PermissionError(f"{path}: a shipped model; its folder stays as released. Copy it (e.g. `cp -r {path} "
-                              "my_model`) and calibrate the copy: `drcnet calibrate my_model --data FILE`")
+        raise PermissionError(
+            f"{path}: a shipped model; its folder stays as released. Copy it (e.g. `cp -r {path} "
+            "my_model`) and calibrate the copy: `drcnet calibrate my_model --data FILE`"
+        )
     if not (path / RUN_JSON).is_file():
-        raise FileNotFoundError(f"{path}: not a run folder (no {RUN_JSON}); `drcnet calibrate` takes the folder "
-                                "written by `drcnet train` (to calibrate a shipped model, copy the folder that "
-                                "`drcnet models` lists and pass the copy)")
+        raise FileNotFoundError(
+            f"{path}: not a run folder (no {RUN_JSON}); `drcnet calibrate` takes the folder "
+            "written by `drcnet train` (to calibrate a shipped model, copy the folder that "
+            "`drcnet models` lists and pass the copy)"
+        )
     if not os.access(path, os.W_OK):
-        raise PermissionError(f"{path}: folder not writable, so calibration.json cannot be stored there; copy the "
-                              "run folder somewhere writable and calibrate the copy")
+        raise PermissionError(
+            f"{path}: folder not writable, so calibration.json cannot be stored there; copy the "
+            "run folder somewhere writable and calibrate the copy"
+        )
     return path
 
 
@@ -53,9 +59,16 @@ def fitting_rows(pred: dict[str, Any]) -> np.ndarray:
     return np.isfinite(logits).all(axis=1) & (label >= 0) & (label < logits.shape[1])
 
 
-def calibrate_run(run_dir: str | Path, data: str | Path, split: str = "val", coverage: float | None = 0.9,
-                  which: str = "best", batch_size: int = 64, workers: int = 1, fast: bool = True
-                  ) -> tuple[Calibration, Path]:
+def calibrate_run(
+    run_dir: str | Path,
+    data: str | Path,
+    split: str = "val",
+    coverage: float | None = 0.9,
+    which: str = "best",
+    batch_size: int = 64,
+    workers: int = 1,
+    fast: bool = True,
+) -> tuple[Calibration, Path]:
     """Fit the calibration of a run folder's model on ``split`` of ``data`` and write ``calibration.json``.
 
     Parameters
@@ -84,9 +97,9 @@ def calibrate_run(run_dir: str | Path, data: str | Path, split: str = "val", cov
     """
     from drcnet.calibration import fit_calibration
     from drcnet.data.schema import dataset_fingerprint
+    from drcnet.inference.engine import predict_dataset
     from drcnet.models import load_run
     from drcnet.models.fastpath import configure_cpu
-    from drcnet.inference.engine import predict_dataset
     from drcnet.provenance import provenance
 
     run = check_writable_run(run_dir)
@@ -98,12 +111,23 @@ def calibrate_run(run_dir: str | Path, data: str | Path, split: str = "val", cov
     pred = predict_dataset(model, data, split, batch_size=batch_size, workers=workers)
     sel = fitting_rows(pred)
     if not sel.any():
-        raise ValueError(f"{data}: the {split!r} split holds no labelled object the model can be calibrated on "
-                         f"({len(pred['label'])} objects); choose --split or a file with labels")
-    prov = {"data": dataset_fingerprint(data), "split": split, "weights": which, "n_fitted": int(sel.sum()),
-            "model": info.model_name,
-            **provenance({"run": str(run), "data": str(data), "split": split, "coverage": coverage,
-                          "weights": which})}
-    cal = fit_calibration(pred["outputs"]["logits"][sel], np.asarray(pred["label"])[sel],
-                          np.asarray(pred["snr_r"])[sel], coverage=coverage, provenance=prov)
+        raise ValueError(
+            f"{data}: the {split!r} split holds no labelled object the model can be calibrated on "
+            f"({len(pred['label'])} objects); choose --split or a file with labels"
+        )
+    prov = {
+        "data": dataset_fingerprint(data),
+        "split": split,
+        "weights": which,
+        "n_fitted": int(sel.sum()),
+        "model": info.model_name,
+        **provenance({"run": str(run), "data": str(data), "split": split, "coverage": coverage, "weights": which}),
+    }
+    cal = fit_calibration(
+        pred["outputs"]["logits"][sel],
+        np.asarray(pred["label"])[sel],
+        np.asarray(pred["snr_r"])[sel],
+        coverage=coverage,
+        provenance=prov,
+    )
     return cal, save_calibration(run, cal)

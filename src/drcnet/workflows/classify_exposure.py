@@ -63,8 +63,15 @@ from drcnet.workflows.exposure_catalogue import (
 from drcnet.workflows.reduce_exposure import check_exposure, iter_reductions, release_memory
 from drcnet.workflows.reduced_dataset import ReducedDatasetWriter
 
-__all__ = ["ClassifyResult", "Predictor", "catalogue_table", "check_outputs", "classify_exposure", "model_inputs",
-           "predict_objects"]
+__all__ = [
+    "ClassifyResult",
+    "Predictor",
+    "catalogue_table",
+    "check_outputs",
+    "classify_exposure",
+    "model_inputs",
+    "predict_objects",
+]
 
 
 @dataclass
@@ -88,8 +95,13 @@ class ClassifyResult:
     """Convention of the truth the accuracy was counted against: ``"lamost"`` or ``"mk"``."""
 
 
-def check_outputs(out: str | Path, qa_dir: str | Path | None = None, dataset_out: str | Path | None = None,
-                  files: Sequence[str | Path] = (), trees: Sequence[str | Path] = ()) -> None:
+def check_outputs(
+    out: str | Path,
+    qa_dir: str | Path | None = None,
+    dataset_out: str | Path | None = None,
+    files: Sequence[str | Path] = (),
+    trees: Sequence[str | Path] = (),
+) -> None:
     """Refuse unusable output paths before any work: the output rule, then the catalogue's suffix.
 
     The rule (:func:`drcnet.outputs.check_outputs`): no output is one of ``files`` (the inputs) or one of
@@ -105,18 +117,33 @@ def check_outputs(out: str | Path, qa_dir: str | Path | None = None, dataset_out
     from drcnet.outputs import check_outputs as check_rule
 
     out = Path(out)
-    check_rule([Output(out), Output(qa_dir, "--qa", "folder") if qa_dir is not None else None,
-                Output(dataset_out, "--dataset") if dataset_out is not None else None], files=files, trees=trees)
+    check_rule(
+        [
+            Output(out),
+            Output(qa_dir, "--qa", "folder") if qa_dir is not None else None,
+            Output(dataset_out, "--dataset") if dataset_out is not None else None,
+        ],
+        files=files,
+        trees=trees,
+    )
     if not out.name.lower().endswith((".csv", ".parquet", ".fits", ".fit", ".fits.gz")):
         raise ValueError(f"{out}: the catalogue (--out) must end in .csv, .parquet or .fits")
 
 
-def classify_exposure(run_dir: str | Path | None, exposure: str | Path, out: str | Path,
-                      config: ReduceConfig | None = None, dataset_out: str | Path | None = None,
-                      qa_dir: str | Path | None = None, predictor: Predictor | None = None,
-                      spids: list[int] | None = None, run: int | None = None,
-                      data_root: str | Path | None = None, label_convention: str | None = None,
-                      engine: str = "torch") -> ClassifyResult:
+def classify_exposure(
+    run_dir: str | Path | None,
+    exposure: str | Path,
+    out: str | Path,
+    config: ReduceConfig | None = None,
+    dataset_out: str | Path | None = None,
+    qa_dir: str | Path | None = None,
+    predictor: Predictor | None = None,
+    spids: list[int] | None = None,
+    run: int | None = None,
+    data_root: str | Path | None = None,
+    label_convention: str | None = None,
+    engine: str = "torch",
+) -> ClassifyResult:
     """Reduce an exposure, classify every object fiber, write the catalogue (and dataset, QA page).
 
     Parameters
@@ -212,9 +239,13 @@ def classify_exposure(run_dir: str | Path | None, exposure: str | Path, out: str
     accuracy = rejection = None
     if "correct" in table.colnames:
         # over the true F/G/K stars (as the QA page): "other" objects are scored by the rejection, not here
-        known = np.isin(np.asarray(table["true_class"]).astype(str), CLASSES) & np.array([bool(p) for p in table["pred"]], dtype=bool)
+        known = np.isin(np.asarray(table["true_class"]).astype(str), CLASSES) & np.array(
+            [bool(p) for p in table["pred"]], dtype=bool
+        )
         accuracy = float(np.mean(np.asarray(table["correct"])[known])) if known.any() else None
-        other = (np.asarray(table["true_class"]).astype(str) == OTHER) & np.array([bool(p) for p in table["pred"]], dtype=bool)
+        other = (np.asarray(table["true_class"]).astype(str) == OTHER) & np.array(
+            [bool(p) for p in table["pred"]], dtype=bool
+        )
         if other.any():
             rejection = float(np.mean(np.asarray(table["pred"]).astype(str)[other] == OTHER))
     reasons = [str(r) for r in table["no_class"] if r]
@@ -227,6 +258,15 @@ def classify_exposure(run_dir: str | Path | None, exposure: str | Path, out: str
         qa = write_qa_page(qa_dir, qa_items, table, exposure, prov)
         timings["qa"] = time.perf_counter() - t5
     timings["total"] = time.perf_counter() - t0
-    return ClassifyResult(catalogue=path, table=table, dataset=dataset, qa=qa, timings=timings, accuracy=accuracy,
-                          n_no_class=n_no_class, warnings=notes, rejection=rejection, label_convention=used)
-
+    return ClassifyResult(
+        catalogue=path,
+        table=table,
+        dataset=dataset,
+        qa=qa,
+        timings=timings,
+        accuracy=accuracy,
+        n_no_class=n_no_class,
+        warnings=notes,
+        rejection=rejection,
+        label_convention=used,
+    )

@@ -25,8 +25,16 @@ from drcnet.library.labels import lamost_label
 
 NON_FGK_CHOICES: tuple[str, ...] = ("other", "drop")
 """What a matched object that is not an F/G/K star becomes: label ``other`` (3) or left out (label -1)."""
-PARAM_COLUMNS: dict[str, str] = {"snr_r_cat": "snrr", "snr_g_cat": "snrg", "teff": "teff", "teff_err": "teff_err",
-                                 "logg": "logg", "logg_err": "logg_err", "feh": "feh", "feh_err": "feh_err"}
+PARAM_COLUMNS: dict[str, str] = {
+    "snr_r_cat": "snrr",
+    "snr_g_cat": "snrg",
+    "teff": "teff",
+    "teff_err": "teff_err",
+    "logg": "logg",
+    "logg_err": "logg_err",
+    "feh": "feh",
+    "feh_err": "feh_err",
+}
 """Dataset ``/params/<name>`` -> catalogue column."""
 DESIGNATION_DTYPE = "S40"
 
@@ -38,9 +46,9 @@ class FiberKeys:
     lmjd: int
     planid: str
     spid: int
-    fiber: np.ndarray        # 1-based
-    is_object: np.ndarray    # bool: the fiber map points it at an object
-    obsid: np.ndarray        # int64, -1 where the fiber map carries none
+    fiber: np.ndarray  # 1-based
+    is_object: np.ndarray  # bool: the fiber map points it at an object
+    obsid: np.ndarray  # int64, -1 where the fiber map carries none
 
     @classmethod
     def of(cls, fibermap: FiberMap, header: Mapping[str, Any]) -> FiberKeys:
@@ -48,8 +56,14 @@ class FiberKeys:
         lmjd, planid = frame_keys(header, fibermap.planid)
         obsid = getattr(fibermap, "obsid", None)
         obsid = np.full(len(fibermap), -1, np.int64) if obsid is None else np.asarray(obsid, np.int64)
-        return cls(lmjd=lmjd, planid=planid, spid=int(fibermap.spid), fiber=np.asarray(fibermap.fiber, int),
-                   is_object=np.asarray(fibermap.is_object, bool), obsid=obsid)
+        return cls(
+            lmjd=lmjd,
+            planid=planid,
+            spid=int(fibermap.spid),
+            fiber=np.asarray(fibermap.fiber, int),
+            is_object=np.asarray(fibermap.is_object, bool),
+            obsid=obsid,
+        )
 
 
 def catalogue_label(cls: str, subclass: str) -> tuple[str, str]:
@@ -75,11 +89,11 @@ def catalogue_label(cls: str, subclass: str) -> tuple[str, str]:
 class FiberMatch:
     """What one spectrograph's fibers got from the catalogue (arrays of one value per fiber)."""
 
-    row: np.ndarray          # catalogue row, -1 none (or ambiguous)
-    label: np.ndarray        # int8: 0 F, 1 G, 2 K, 3 other, -1 none / left out
-    subclass: np.ndarray     # str
+    row: np.ndarray  # catalogue row, -1 none (or ambiguous)
+    label: np.ndarray  # int8: 0 F, 1 G, 2 K, 3 other, -1 none / left out
+    subclass: np.ndarray  # str
     designation: np.ndarray  # str, "" none
-    obsid: np.ndarray        # int64, -1 none
+    obsid: np.ndarray  # int64, -1 none
     params: dict[str, np.ndarray] = field(default_factory=dict)  # PARAM_COLUMNS, NaN none
 
 
@@ -102,8 +116,9 @@ class CatalogueMatcher:
         ``non_fgk`` is not one of :data:`NON_FGK_CHOICES`.
     """
 
-    def __init__(self, catalogue: str | Path | Mapping[str, np.ndarray], non_fgk: str = "other",
-                 ignore_lmjd: bool = False) -> None:
+    def __init__(
+        self, catalogue: str | Path | Mapping[str, np.ndarray], non_fgk: str = "other", ignore_lmjd: bool = False
+    ) -> None:
         if non_fgk not in NON_FGK_CHOICES:
             raise ValueError(f"--non-fgk {non_fgk!r}: choose {' or '.join(NON_FGK_CHOICES)}")
         self.path = str(catalogue) if isinstance(catalogue, (str, Path)) else "<table>"
@@ -115,8 +130,14 @@ class CatalogueMatcher:
         self._by_key: dict[tuple[Any, ...], list[int]] = defaultdict(list)
         self._by_obsid: dict[int, list[int]] = defaultdict(list)
         for i in range(n):
-            self._by_key[self._key(int(self.cat["lmjd"][i]), str(self.cat["planid"][i]), int(self.cat["spid"][i]),
-                                   int(self.cat["fiberid"][i]))].append(i)
+            self._by_key[
+                self._key(
+                    int(self.cat["lmjd"][i]),
+                    str(self.cat["planid"][i]),
+                    int(self.cat["spid"][i]),
+                    int(self.cat["fiberid"][i]),
+                )
+            ].append(i)
             if self.cat["obsid"][i] >= 0:
                 self._by_obsid[int(self.cat["obsid"][i])].append(i)
         labels = [catalogue_label(c, s) for c, s in zip(self.cat["class"], self.cat["subclass"], strict=True)]
@@ -158,15 +179,18 @@ class CatalogueMatcher:
         listed = ", ".join(f"{p} lmjd {m} ({c} rows)" for (p, m), c in cat_plans.most_common(5)) or "no rows"
         hint = ""
         if same_plan and not self.ignore_lmjd:
-            hint = (f"; it lists the same plan on lmjd {', '.join(str(m) for _, m in same_plan)} (drcnet's lmjd is "
-                    "floor(MJD + 0.5 + 8/24) from the MJD header card): pass --catalogue-ignore-lmjd to match on "
-                    "planid, spid and fiberid alone")
+            hint = (
+                f"; it lists the same plan on lmjd {', '.join(str(m) for _, m in same_plan)} (drcnet's lmjd is "
+                "floor(MJD + 0.5 + 8/24) from the MJD header card): pass --catalogue-ignore-lmjd to match on "
+                "planid, spid and fiberid alone"
+            )
         elif same_plan:
             hint = f"; it lists that plan but not spectrograph(s) {spids}"
         raise CatalogueError(
             f"{self.path}: no fiber of the frames is in the catalogue - the frames are plan(s) "
             f"{', '.join(f'{p} lmjd {m}' for p, m in frames)}, spectrograph(s) {spids}; the catalogue holds {listed}"
-            f"{hint}. Is it the catalogue of another plate?")
+            f"{hint}. Is it the catalogue of another plate?"
+        )
 
     def match(self, keys: FiberKeys, names: Sequence[str] | None = None) -> FiberMatch:
         """Match one spectrograph's fibers (and count what happened).
@@ -180,9 +204,14 @@ class CatalogueMatcher:
         """
         n = keys.fiber.size
         self._spectrographs.append((keys.lmjd, keys.planid, keys.spid))
-        out = FiberMatch(row=np.full(n, -1, np.int64), label=np.full(n, -1, np.int8), subclass=np.full(n, "", "<U16"),
-                         designation=np.full(n, "", "<U40"), obsid=np.full(n, -1, np.int64),
-                         params={k: np.full(n, np.nan, np.float32) for k in PARAM_COLUMNS})
+        out = FiberMatch(
+            row=np.full(n, -1, np.int64),
+            label=np.full(n, -1, np.int8),
+            subclass=np.full(n, "", "<U16"),
+            designation=np.full(n, "", "<U40"),
+            obsid=np.full(n, -1, np.int64),
+            params={k: np.full(n, np.nan, np.float32) for k in PARAM_COLUMNS},
+        )
         for i in range(n):
             name = names[i] if names is not None else f"{keys.planid}-sp{keys.spid:02d}-{int(keys.fiber[i]):03d}"
             rows = self._rows(keys, i)
@@ -222,23 +251,37 @@ class CatalogueMatcher:
         """Counts of everything that happened so far (JSON-ready)."""
         reduced = {(m, p, s) for m, p, s in self._spectrographs}
         reduced_ps = {(p, s) for _, p, s in self._spectrographs}
-        on_reduced = np.array([((p, s) in reduced_ps) if self.ignore_lmjd else ((m, p, s) in reduced)
-                               for m, p, s in zip(self.cat["lmjd"].tolist(), self.cat["planid"].tolist(),
-                                                  self.cat["spid"].tolist(), strict=True)], dtype=bool)
+        on_reduced = np.array(
+            [
+                ((p, s) in reduced_ps) if self.ignore_lmjd else ((m, p, s) in reduced)
+                for m, p, s in zip(
+                    self.cat["lmjd"].tolist(), self.cat["planid"].tolist(), self.cat["spid"].tolist(), strict=True
+                )
+            ],
+            dtype=bool,
+        )
         dup_keys = [k for k, rows in self._by_key.items() if len(rows) > 1]
         c = self._counts
         return {
-            "catalogue": self.path, "rows": self.n_rows, "non_fgk": self.non_fgk, "ignore_lmjd": self.ignore_lmjd,
+            "catalogue": self.path,
+            "rows": self.n_rows,
+            "non_fgk": self.non_fgk,
+            "ignore_lmjd": self.ignore_lmjd,
             "spectrographs": [{"lmjd": m, "planid": p, "spid": s} for m, p, s in self._spectrographs],
-            "object_fibers": c["object_fibers"], "matched": c["matched"],
+            "object_fibers": c["object_fibers"],
+            "matched": c["matched"],
             "labels": {cls: c[f"label_{cls}"] for cls in CLASSES},
-            "non_fgk_objects": c["non_fgk"], "non_fgk_by_class": dict(self._non_fgk.most_common()),
+            "non_fgk_objects": c["non_fgk"],
+            "non_fgk_by_class": dict(self._non_fgk.most_common()),
             "object_fibers_without_row": c["object_fibers_without_row"],
             "object_fibers_without_row_examples": self._unmatched[:20],
             "rows_without_fiber": int(np.sum(on_reduced & ~self.used)),
-            "rows_without_fiber_examples": [int(self.cat["obsid"][r]) for r in np.flatnonzero(on_reduced & ~self.used)[:20]],
+            "rows_without_fiber_examples": [
+                int(self.cat["obsid"][r]) for r in np.flatnonzero(on_reduced & ~self.used)[:20]
+            ],
             "rows_for_other_spectrographs": int(np.sum(~on_reduced)),
-            "duplicate_keys": len(dup_keys), "duplicate_rows": int(sum(len(self._by_key[k]) for k in dup_keys)),
+            "duplicate_keys": len(dup_keys),
+            "duplicate_rows": int(sum(len(self._by_key[k]) for k in dup_keys)),
             "fibers_with_duplicate_rows": c["fibers_with_duplicate_rows"],
             "fibers_with_duplicate_rows_examples": self._duplicate_fibers[:20],
             "matched_non_object_fibers": c["matched_non_object_fibers"],
@@ -248,29 +291,47 @@ class CatalogueMatcher:
         """The report as a few lines for the console."""
         r = self.report()
         fate = "label other" if self.non_fgk == "other" else "left out (label -1)"
-        lines = [f"catalogue {r['catalogue']}: {r['matched']} of {r['object_fibers']} object fibers matched "
-                 f"(F {r['labels']['F']}, G {r['labels']['G']}, K {r['labels']['K']}, not F/G/K "
-                 f"{r['non_fgk_objects']}: {fate})"]
+        lines = [
+            f"catalogue {r['catalogue']}: {r['matched']} of {r['object_fibers']} object fibers matched "
+            f"(F {r['labels']['F']}, G {r['labels']['G']}, K {r['labels']['K']}, not F/G/K "
+            f"{r['non_fgk_objects']}: {fate})"
+        ]
         if r["non_fgk_objects"]:
             lines.append("  not F/G/K: " + ", ".join(f"{k} {v}" for k, v in list(r["non_fgk_by_class"].items())[:12]))
         if r["object_fibers_without_row"]:
-            lines.append(f"  {r['object_fibers_without_row']} object fiber(s) without a catalogue row (label -1): "
-                         + ", ".join(r["object_fibers_without_row_examples"][:8]))
+            lines.append(
+                f"  {r['object_fibers_without_row']} object fiber(s) without a catalogue row (label -1): "
+                + ", ".join(r["object_fibers_without_row_examples"][:8])
+            )
         if r["rows_without_fiber"]:
-            lines.append(f"  {r['rows_without_fiber']} catalogue row(s) of these spectrographs without a fiber "
-                         f"(obsid {', '.join(str(o) for o in r['rows_without_fiber_examples'][:8])})")
+            lines.append(
+                f"  {r['rows_without_fiber']} catalogue row(s) of these spectrographs without a fiber "
+                f"(obsid {', '.join(str(o) for o in r['rows_without_fiber_examples'][:8])})"
+            )
         if r["duplicate_keys"]:
-            lines.append(f"  {r['duplicate_keys']} duplicated key(s) ({r['duplicate_rows']} rows); "
-                         f"{r['fibers_with_duplicate_rows']} fiber(s) left unlabelled as ambiguous: "
-                         + ", ".join(r["fibers_with_duplicate_rows_examples"][:4]))
+            lines.append(
+                f"  {r['duplicate_keys']} duplicated key(s) ({r['duplicate_rows']} rows); "
+                f"{r['fibers_with_duplicate_rows']} fiber(s) left unlabelled as ambiguous: "
+                + ", ".join(r["fibers_with_duplicate_rows_examples"][:4])
+            )
         if r["rows_for_other_spectrographs"]:
-            lines.append(f"  {r['rows_for_other_spectrographs']} row(s) for other plates/spectrographs/nights (not "
-                         "reduced here)")
+            lines.append(
+                f"  {r['rows_for_other_spectrographs']} row(s) for other plates/spectrographs/nights (not reduced here)"
+            )
         return lines
 
 
-LAMOST_NIGHT_COLUMNS: tuple[str, ...] = ("lamost_obsid", "lamost_designation", "lamost_class", "lamost_subclass",
-                                         "lamost_snrr", "lamost_teff", "lamost_logg", "lamost_feh", "lamost_correct")
+LAMOST_NIGHT_COLUMNS: tuple[str, ...] = (
+    "lamost_obsid",
+    "lamost_designation",
+    "lamost_class",
+    "lamost_subclass",
+    "lamost_snrr",
+    "lamost_teff",
+    "lamost_logg",
+    "lamost_feh",
+    "lamost_correct",
+)
 """Columns ``drcnet night classify --catalogue`` adds to the night catalogue."""
 
 
@@ -296,9 +357,9 @@ def annotate_night(catalogue: str | Path, records: Sequence[Mapping[str, Any]], 
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from drcnet.inference.table import write_catalogue
     from drcnet.instrument.lrs_catalogue import science_lmjd
     from drcnet.provenance import atomic_path
-    from drcnet.inference.table import write_catalogue
 
     path = Path(catalogue)
     table = pq.read_table(path)
@@ -306,8 +367,9 @@ def annotate_night(catalogue: str | Path, records: Sequence[Mapping[str, Any]], 
     lmjd_of: dict[tuple[str, int], int] = {}
     for rec in records:
         if rec.get("status") in ("ok", "skipped"):
-            lmjd_of[(str(rec["exposure"]), int(rec["spid"]))] = science_lmjd(rec["folder"], str(rec["planid"]),
-                                                                           int(rec["spid"]), rec.get("run"))
+            lmjd_of[(str(rec["exposure"]), int(rec["spid"]))] = science_lmjd(
+                rec["folder"], str(rec["planid"]), int(rec["spid"]), rec.get("run")
+            )
     exposure = np.asarray(table["exposure"].to_pylist(), dtype=object)
     planid = np.asarray(table["planid"].to_pylist(), dtype=object)
     spid = np.asarray(table["spid"].to_numpy(), dtype=int)
@@ -315,22 +377,40 @@ def annotate_night(catalogue: str | Path, records: Sequence[Mapping[str, Any]], 
     groups: dict[tuple[str, str, int], np.ndarray] = {}
     for key in dict.fromkeys(zip(exposure.tolist(), planid.tolist(), spid.tolist(), strict=True)):
         groups[key] = np.flatnonzero((exposure == key[0]) & (planid == key[1]) & (spid == key[2]))
-    keys = {g: FiberKeys(lmjd=lmjd_of.get((g[0], g[2]), -1), planid=g[1], spid=g[2], fiber=fiber[rows],
-                         is_object=np.ones(rows.size, bool), obsid=np.full(rows.size, -1, np.int64))
-            for g, rows in groups.items()}
+    keys = {
+        g: FiberKeys(
+            lmjd=lmjd_of.get((g[0], g[2]), -1),
+            planid=g[1],
+            spid=g[2],
+            fiber=fiber[rows],
+            is_object=np.ones(rows.size, bool),
+            obsid=np.full(rows.size, -1, np.int64),
+        )
+        for g, rows in groups.items()
+    }
     matcher.check_any(list(keys.values()))
-    cols = {"lamost_obsid": np.full(n, -1, np.int64), "lamost_designation": np.full(n, "", object),
-            "lamost_class": np.full(n, "", object), "lamost_subclass": np.full(n, "", object),
-            "lamost_snrr": np.full(n, np.nan), "lamost_teff": np.full(n, np.nan), "lamost_logg": np.full(n, np.nan),
-            "lamost_feh": np.full(n, np.nan)}
+    cols = {
+        "lamost_obsid": np.full(n, -1, np.int64),
+        "lamost_designation": np.full(n, "", object),
+        "lamost_class": np.full(n, "", object),
+        "lamost_subclass": np.full(n, "", object),
+        "lamost_snrr": np.full(n, np.nan),
+        "lamost_teff": np.full(n, np.nan),
+        "lamost_logg": np.full(n, np.nan),
+        "lamost_feh": np.full(n, np.nan),
+    }
     for g, rows in groups.items():
         m = matcher.match(keys[g], [f"{g[0]}/sp{g[2]:02d}-{f:03d}" for f in fiber[rows]])
         cols["lamost_obsid"][rows] = m.obsid
         cols["lamost_designation"][rows] = m.designation
         cols["lamost_class"][rows] = [CLASSES_WITH_OTHER[k] if k >= 0 else "" for k in m.label]
         cols["lamost_subclass"][rows] = m.subclass
-        for name, param in (("lamost_snrr", "snr_r_cat"), ("lamost_teff", "teff"), ("lamost_logg", "logg"),
-                            ("lamost_feh", "feh")):
+        for name, param in (
+            ("lamost_snrr", "snr_r_cat"),
+            ("lamost_teff", "teff"),
+            ("lamost_logg", "logg"),
+            ("lamost_feh", "feh"),
+        ):
             cols[name][rows] = m.params[param]
     pred = np.asarray(table["pred"].to_pylist(), dtype=object) if "pred" in table.column_names else np.full(n, "")
     correct = [None if c == "" else bool(p == c) for p, c in zip(pred, cols["lamost_class"], strict=True)]

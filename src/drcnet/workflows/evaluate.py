@@ -16,14 +16,13 @@ import numpy as np
 
 from drcnet.conventions import SNR_BIN_NAMES, class_names
 from drcnet.data.groups import object_groups
-from drcnet.data.schema import decode, label_convention, open_dataset
-from drcnet.data.schema import dataset_fingerprint
+from drcnet.data.schema import dataset_fingerprint, decode, label_convention, open_dataset
 from drcnet.data.torch_dataset import catalogue_targets
+from drcnet.inference.engine import predict_dataset
 from drcnet.metrics import catalogue_metrics, evaluate_predictions, group_metrics, source_clustered_accuracy
 from drcnet.models import load_run
-from drcnet.models.run_folder import run_label_convention
 from drcnet.models.fastpath import configure_cpu
-from drcnet.inference.engine import predict_dataset
+from drcnet.models.run_folder import run_label_convention
 from drcnet.provenance import provenance, write_json_atomic
 
 METRICS_JSON = "metrics.json"
@@ -53,8 +52,9 @@ def scoring_labels(data: str | Path, model_convention: str) -> tuple[str, np.nda
     return file_conv, None, None
 
 
-def file_truth(data: str | Path, rows: np.ndarray, label: np.ndarray | None = None,
-               subclass: list[str] | None = None) -> tuple[np.ndarray, list[str]]:
+def file_truth(
+    data: str | Path, rows: np.ndarray, label: np.ndarray | None = None, subclass: list[str] | None = None
+) -> tuple[np.ndarray, list[str]]:
     """Catalogue targets and subclass strings of the objects at ``rows`` of a dataset file.
 
     ``label``/``subclass`` (every object of the file) replace the file's own columns (:func:`scoring_labels`).
@@ -89,9 +89,17 @@ def source_spectra(data: str | Path, rows: np.ndarray) -> list[str]:
     return [tid[i] or f"row{i}" for i in rows]
 
 
-def evaluate_run(run_dir: str | Path, data: str | Path, split: str = "test", out: str | Path | None = None,
-                 which: str = "best", batch_size: int = 64, workers: int = 1, fast: bool = True,
-                 write: bool = True) -> dict[str, Any]:
+def evaluate_run(
+    run_dir: str | Path,
+    data: str | Path,
+    split: str = "test",
+    out: str | Path | None = None,
+    which: str = "best",
+    batch_size: int = 64,
+    workers: int = 1,
+    fast: bool = True,
+    write: bool = True,
+) -> dict[str, Any]:
     """Evaluate a run folder's model on ``split`` of ``data``; write ``metrics.json`` and confusion PNG.
 
     Parameters
@@ -119,8 +127,10 @@ def evaluate_run(run_dir: str | Path, data: str | Path, split: str = "test", out
     if not len(pred["label"]):
         raise ValueError(f"{data}: the {split!r} split holds no objects; nothing to evaluate (choose --split)")
     if not (np.asarray(pred["label"]) >= 0).any():
-        raise ValueError(f"{data}: none of the {len(pred['label'])} objects of the {split!r} split has a label; "
-                         "nothing to evaluate against (use `drcnet predict` for unlabelled data)")
+        raise ValueError(
+            f"{data}: none of the {len(pred['label'])} objects of the {split!r} split has a label; "
+            "nothing to evaluate against (use `drcnet predict` for unlabelled data)"
+        )
     names = class_names(int(pred["prob"].shape[1]))
     model_convention = run_label_convention(run_dir, info.meta)
     convention, file_label, file_sub = scoring_labels(data, model_convention)
@@ -131,29 +141,45 @@ def evaluate_run(run_dir: str | Path, data: str | Path, split: str = "test", out
     # as in evaluate_predictions: a class the model does not have (``other`` for a three-class model) is left out
     label = np.where(np.asarray(pred["label"]) < len(names), np.asarray(pred["label"]), -1)
     metrics = {
-        "run": str(Path(run_dir).resolve()), "model": info.model_name, "weights": which, "split": split,
-        "classes": list(names), "snr_bins": list(SNR_BIN_NAMES), "data": dataset_fingerprint(data),
-        "label_convention": convention, "model_label_convention": model_convention,
+        "run": str(Path(run_dir).resolve()),
+        "model": info.model_name,
+        "weights": which,
+        "split": split,
+        "classes": list(names),
+        "snr_bins": list(SNR_BIN_NAMES),
+        "data": dataset_fingerprint(data),
+        "label_convention": convention,
+        "model_label_convention": model_convention,
         **evaluate_predictions(pred),
         "catalogue": catalogue_metrics(pred, targets, subclass, load_calibration(run_dir)),
         "groups": group_metrics(label, pred["pred"], pred["snr_bin"], object_groups(data, pred["rows"])),
-        "by_source_spectrum": source_clustered_accuracy(label, pred["pred"], pred["snr_bin"],
-                                                        source_spectra(data, pred["rows"])),
-        "provenance": provenance({"run": str(run_dir), "data": str(data), "split": split, "weights": which},
-                                 info.meta.get("seed")),
+        "by_source_spectrum": source_clustered_accuracy(
+            label, pred["pred"], pred["snr_bin"], source_spectra(data, pred["rows"])
+        ),
+        "provenance": provenance(
+            {"run": str(run_dir), "data": str(data), "split": split, "weights": which}, info.meta.get("seed")
+        ),
     }
     if write:
         out_dir = Path(out) if out is not None else Path(run_dir)
         write_json_atomic(out_dir / METRICS_JSON, metrics)
-        panels = {f"S/N {k} (n={v['n']})": (v["confusion_matrix"] if v["n"] else None)
-                  for k, v in metrics["bins"].items()}
-        plot_confusions(panels, out_dir / "confusion.png", suptitle=f"{info.model_name}: {split} split",
-                        classes=names)
+        panels = {
+            f"S/N {k} (n={v['n']})": (v["confusion_matrix"] if v["n"] else None) for k, v in metrics["bins"].items()
+        }
+        plot_confusions(panels, out_dir / "confusion.png", suptitle=f"{info.model_name}: {split} split", classes=names)
     return metrics
 
 
-def predict_run(run_dir: str | Path, data: str | Path, out: str | Path, split: str | None = None,
-                which: str = "best", batch_size: int = 64, workers: int = 1, fast: bool = True) -> Path:
+def predict_run(
+    run_dir: str | Path,
+    data: str | Path,
+    out: str | Path,
+    split: str | None = None,
+    which: str = "best",
+    batch_size: int = 64,
+    workers: int = 1,
+    fast: bool = True,
+) -> Path:
     """Write a prediction table (:data:`PRED_COLUMNS`) for ``split`` (``None``: all objects) of ``data``.
 
     Probabilities are calibrated with the run folder's ``calibration.json`` when it has one
@@ -162,5 +188,6 @@ def predict_run(run_dir: str | Path, data: str | Path, out: str | Path, split: s
     """
     from drcnet.inference.predictor import predict_table
 
-    return predict_table(run_dir, data, out, split=split, which=which, batch_size=batch_size, workers=workers,
-                         fast=fast)
+    return predict_table(
+        run_dir, data, out, split=split, which=which, batch_size=batch_size, workers=workers, fast=fast
+    )

@@ -97,8 +97,20 @@ def model_columns(outputs: dict[str, np.ndarray], snr_r: np.ndarray, calibration
     return cols
 
 
-FLOAT_MODEL_COLUMNS = ("prob_F", "prob_G", "prob_K", "prob_other", "subclass_prob", "teff", "teff_err", "logg",
-                       "logg_err", "feh", "feh_err", "ood_score")
+FLOAT_MODEL_COLUMNS = (
+    "prob_F",
+    "prob_G",
+    "prob_K",
+    "prob_other",
+    "subclass_prob",
+    "teff",
+    "teff_err",
+    "logg",
+    "logg_err",
+    "feh",
+    "feh_err",
+    "ood_score",
+)
 STR_MODEL_COLUMNS = ("pred", "pred_set", "subclass", "lum_class")
 
 
@@ -109,8 +121,9 @@ def truth_convention(truth: dict[str, np.ndarray] | None, model_convention: str)
     return "mk"
 
 
-def catalogue_rows(sr: SpectrographReduction, outputs: Any, calibration: Any = None,
-                   label_convention: str = "mk") -> dict[str, np.ndarray]:
+def catalogue_rows(
+    sr: SpectrographReduction, outputs: Any, calibration: Any = None, label_convention: str = "mk"
+) -> dict[str, np.ndarray]:
     """The catalogue columns of one spectrograph's object fibers (vectorised; truth columns when its map has them).
 
     Parameters
@@ -184,8 +197,12 @@ def join_catalogue(parts: Sequence[dict[str, np.ndarray]]) -> Table:
     return table
 
 
-def catalogue_table(reductions: Sequence[SpectrographReduction], outputs: Sequence[Any],
-                    calibration: Any = None, label_convention: str = "mk") -> Table:
+def catalogue_table(
+    reductions: Sequence[SpectrographReduction],
+    outputs: Sequence[Any],
+    calibration: Any = None,
+    label_convention: str = "mk",
+) -> Table:
     """The catalogue: one row per object fiber, with truth columns when the fiber maps have them.
 
     Parameters
@@ -200,5 +217,6 @@ def catalogue_table(reductions: Sequence[SpectrographReduction], outputs: Sequen
     label_convention
         The model's label convention (``"mk"`` or ``"lamost"``): which truth columns the rows carry.
     """
-    return join_catalogue([catalogue_rows(sr, out, calibration, label_convention)
-                           for sr, out in zip(reductions, outputs, strict=True)])
+    return join_catalogue(
+        [catalogue_rows(sr, out, calibration, label_convention) for sr, out in zip(reductions, outputs, strict=True)]
+    )

@@ -57,8 +57,9 @@ def fiber_count(sp: SpectrographFiles, headers: dict[str, fits.Header], n_defaul
         try:
             counts[arm] = int(header["NFIBERS"])
         except (TypeError, ValueError) as exc:
-            raise FrameError(f"{sp.arms[arm].science}: header NFIBERS = {header['NFIBERS']!r} is not a whole "
-                             "number of fibers") from exc
+            raise FrameError(
+                f"{sp.arms[arm].science}: header NFIBERS = {header['NFIBERS']!r} is not a whole number of fibers"
+            ) from exc
     if not counts:
         return n_default
     n_map = None
@@ -68,11 +69,15 @@ def fiber_count(sp: SpectrographFiles, headers: dict[str, fits.Header], n_defaul
         pass  # read_fibermap reports an unreadable map
     for arm, n in counts.items():
         if n_map is not None and n != n_map and n_map == n_default:
-            raise FrameError(f"{sp.arms[arm].science}: header NFIBERS = {n} but the fiber map {sp.fibermap.name} "
-                             f"lists {n_map} fibers, as a {LAMOST.name} spectrograph has; the science header is wrong")
+            raise FrameError(
+                f"{sp.arms[arm].science}: header NFIBERS = {n} but the fiber map {sp.fibermap.name} "
+                f"lists {n_map} fibers, as a {LAMOST.name} spectrograph has; the science header is wrong"
+            )
     if len(set(counts.values())) > 1:
-        raise FrameError(f"{sp.arms['red'].science}: header NFIBERS = {counts.get('red')} but the blue science frame "
-                         f"says {counts.get('blue')}")
+        raise FrameError(
+            f"{sp.arms['red'].science}: header NFIBERS = {counts.get('red')} but the blue science frame "
+            f"says {counts.get('blue')}"
+        )
     return next(iter(counts.values()))
 
 
@@ -105,8 +110,9 @@ def check_spectrograph(sp: SpectrographFiles) -> CheckedSpectrograph:
     return CheckedSpectrograph(files=sp, headers=headers, fibermap=fmap)
 
 
-def check_exposure(folder: str | Path, spids: list[int] | None = None, run: int | None = None
-                   ) -> list[CheckedSpectrograph]:
+def check_exposure(
+    folder: str | Path, spids: list[int] | None = None, run: int | None = None
+) -> list[CheckedSpectrograph]:
     """Find every (or the chosen) spectrograph of an exposure and check all their files before any work.
 
     Raises

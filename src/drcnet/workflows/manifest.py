@@ -26,8 +26,18 @@ from typing import Any
 from drcnet.instrument.lamost import parse_raw_name
 from drcnet.provenance import write_json_atomic
 
-__all__ = ["TaskSpec", "can_skip", "discover_tasks", "exposure_folders", "input_checksums", "input_files",
-           "read_record", "settings_fingerprint", "sha256_file", "write_record"]
+__all__ = [
+    "TaskSpec",
+    "can_skip",
+    "discover_tasks",
+    "exposure_folders",
+    "input_checksums",
+    "input_files",
+    "read_record",
+    "settings_fingerprint",
+    "sha256_file",
+    "write_record",
+]
 
 MANIFEST_FORMAT = "drcnet-night-manifest-v1"
 
@@ -127,9 +137,16 @@ def discover_tasks(root: str | Path, skip: Iterable[str | Path] = ()) -> list[Ta
             plans = [n.planid for n in names]
             planid = max(sorted(set(plans)), key=plans.count)
             runs = sorted({n.run for n in names if n.kind == "science"})
-            for run in (runs if len(runs) > 1 else [None]):
-                tasks.append(TaskSpec(exposure=_exposure_id(root, folder), folder=str(folder.resolve()), spid=spid,
-                                      planid=planid, run=run))
+            for run in runs if len(runs) > 1 else [None]:
+                tasks.append(
+                    TaskSpec(
+                        exposure=_exposure_id(root, folder),
+                        folder=str(folder.resolve()),
+                        spid=spid,
+                        planid=planid,
+                        run=run,
+                    )
+                )
     return tasks
 
 
@@ -197,8 +214,13 @@ def _same_inputs(old: Mapping[str, Any], new: Mapping[str, Any], fields: Sequenc
     return all(all(old[n].get(f) == new[n].get(f) for f in fields) for n in new)
 
 
-def can_skip(previous: Mapping[str, Any] | None, result: str | Path, fingerprint: str,
-             inputs: Mapping[str, Mapping[str, Any]], by: str = "sha256") -> bool:
+def can_skip(
+    previous: Mapping[str, Any] | None,
+    result: str | Path,
+    fingerprint: str,
+    inputs: Mapping[str, Mapping[str, Any]],
+    by: str = "sha256",
+) -> bool:
     """May a task reuse its earlier result?
 
     Parameters

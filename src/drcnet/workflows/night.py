@@ -107,44 +107,84 @@ def model_description(run_dir: str | Path) -> dict[str, Any]:
 
 def _lost_record(spec: TaskSpec, settings: NightSettings, exc: BaseException) -> dict[str, Any]:
     """A record for a task whose worker died or that was cancelled (nothing came back)."""
-    return {"id": spec.key, **spec.as_dict(), "status": "failed", "worker": None, "started_utc": None,
-            "seconds": None, "timings": {}, "inputs": {}, "n_fibers": 0, "pred_counts": {},
-            "result": str(spec.result_path(settings.work_dir)), "error": f"{type(exc).__name__}: {exc}",
-            "warnings": [], "model_loaded": False, "fingerprint": settings.fingerprint,
-            "night_id": settings.night_id, "produced_by": None}
+    return {
+        "id": spec.key,
+        **spec.as_dict(),
+        "status": "failed",
+        "worker": None,
+        "started_utc": None,
+        "seconds": None,
+        "timings": {},
+        "inputs": {},
+        "n_fibers": 0,
+        "pred_counts": {},
+        "result": str(spec.result_path(settings.work_dir)),
+        "error": f"{type(exc).__name__}: {exc}",
+        "warnings": [],
+        "model_loaded": False,
+        "fingerprint": settings.fingerprint,
+        "night_id": settings.night_id,
+        "produced_by": None,
+    }
 
 
-def _summary(specs: list[TaskSpec], records: list[dict[str, Any]], rows: int, seconds: float,
-             task_seconds: float) -> dict[str, Any]:
+def _summary(
+    specs: list[TaskSpec], records: list[dict[str, Any]], rows: int, seconds: float, task_seconds: float
+) -> dict[str, Any]:
     status = [r["status"] for r in records]
     new_fibers = int(sum(r.get("n_fibers", 0) for r in records if r["status"] == "ok"))
-    return {"exposures": len({s.exposure for s in specs}), "tasks": len(specs), "ok": status.count("ok"),
-            "skipped": status.count("skipped"), "failed": len(records) - status.count("ok") - status.count("skipped"),
-            "fibers": rows, "fibers_new": new_fibers, "seconds": round(seconds, 3),
-            "task_seconds": round(task_seconds, 3),
-            "fibers_per_s": round(new_fibers / task_seconds, 2) if task_seconds > 0 else 0.0,
-            "models_loaded": int(sum(bool(r.get("model_loaded")) for r in records))}
+    return {
+        "exposures": len({s.exposure for s in specs}),
+        "tasks": len(specs),
+        "ok": status.count("ok"),
+        "skipped": status.count("skipped"),
+        "failed": len(records) - status.count("ok") - status.count("skipped"),
+        "fibers": rows,
+        "fibers_new": new_fibers,
+        "seconds": round(seconds, 3),
+        "task_seconds": round(task_seconds, 3),
+        "fibers_per_s": round(new_fibers / task_seconds, 2) if task_seconds > 0 else 0.0,
+        "models_loaded": int(sum(bool(r.get("model_loaded")) for r in records)),
+    }
 
 
-def _start_client(scheduler: str | None, workers: int | None, n_tasks: int, processes: bool,
-                  threads_per_worker: int) -> tuple[Any, Any]:
+def _start_client(
+    scheduler: str | None, workers: int | None, n_tasks: int, processes: bool, threads_per_worker: int
+) -> tuple[Any, Any]:
     from distributed import Client, LocalCluster
 
     if scheduler:
         return Client(scheduler, timeout="60s"), None
     n = max(1, workers or min(os.cpu_count() or 1, max(n_tasks, 1)))
-    cluster = LocalCluster(n_workers=n, threads_per_worker=threads_per_worker, processes=processes,
-                           dashboard_address=":0", silence_logs=logging.ERROR)
+    cluster = LocalCluster(
+        n_workers=n,
+        threads_per_worker=threads_per_worker,
+        processes=processes,
+        dashboard_address=":0",
+        silence_logs=logging.ERROR,
+    )
     return Client(cluster), cluster
 
 
-def classify_night(root: str | Path, out: str | Path, run_dir: str | Path | None = None, *,
-                   client: Any = None, scheduler: str | None = None, workers: int | None = None,
-                   processes: bool = True, threads_per_worker: int = 1, arm_threads: int = 1,
-                   config: Any = None, force: bool = False, trust_mtime: bool = False,
-                   data_root: str | Path | None = None, batch_size: int = 64,
-                   on_start: Callable[[int], None] | None = None,
-                   on_task: Callable[[dict[str, Any]], None] | None = None) -> NightResult:
+def classify_night(
+    root: str | Path,
+    out: str | Path,
+    run_dir: str | Path | None = None,
+    *,
+    client: Any = None,
+    scheduler: str | None = None,
+    workers: int | None = None,
+    processes: bool = True,
+    threads_per_worker: int = 1,
+    arm_threads: int = 1,
+    config: Any = None,
+    force: bool = False,
+    trust_mtime: bool = False,
+    data_root: str | Path | None = None,
+    batch_size: int = 64,
+    on_start: Callable[[int], None] | None = None,
+    on_task: Callable[[dict[str, Any]], None] | None = None,
+) -> NightResult:
     """Classify every exposure under ``root`` on a Dask cluster into one merged catalogue.
 
     Parameters
@@ -199,18 +239,37 @@ def classify_night(root: str | Path, out: str | Path, run_dir: str | Path | None
     model = model_description(run_dir)
     fingerprint = settings_fingerprint(model, reduce_cfg)
     night_id = uuid.uuid4().hex[:12]
-    prov_config = {"root": str(root.resolve()), "out": str(out.resolve()), "model": model, "reduce": reduce_cfg,
-                   "scheduler": scheduler, "workers": workers, "force": force, "trust_mtime": trust_mtime,
-                   "night_id": night_id}
+    prov_config = {
+        "root": str(root.resolve()),
+        "out": str(out.resolve()),
+        "model": model,
+        "reduce": reduce_cfg,
+        "scheduler": scheduler,
+        "workers": workers,
+        "force": force,
+        "trust_mtime": trust_mtime,
+        "night_id": night_id,
+    }
     prov = provenance(prov_config)
-    settings = NightSettings(run_dir=str(run_dir), fingerprint=fingerprint, reduce_config=reduce_cfg,
-                             work_dir=str(work), night_id=night_id, provenance=prov,
-                             data_root=None if data_root is None else str(Path(data_root).resolve()),
-                             force=force, trust_mtime=trust_mtime, batch_size=batch_size)
+    settings = NightSettings(
+        run_dir=str(run_dir),
+        fingerprint=fingerprint,
+        reduce_config=reduce_cfg,
+        work_dir=str(work),
+        night_id=night_id,
+        provenance=prov,
+        data_root=None if data_root is None else str(Path(data_root).resolve()),
+        force=force,
+        trust_mtime=trust_mtime,
+        batch_size=batch_size,
+    )
     work.mkdir(parents=True, exist_ok=True)
 
-    own_client, cluster = (client, None) if client is not None else _start_client(
-        scheduler, workers, len(specs), processes, threads_per_worker)
+    own_client, cluster = (
+        (client, None)
+        if client is not None
+        else _start_client(scheduler, workers, len(specs), processes, threads_per_worker)
+    )
     records: dict[str, dict[str, Any]] = {}
     if on_start is not None:
         on_start(len(specs))
@@ -220,8 +279,10 @@ def classify_night(root: str | Path, out: str | Path, run_dir: str | Path | None
         from distributed import as_completed
 
         own_client.register_plugin(ModelPlugin(str(run_dir), batch_size), name=PLUGIN_NAME)
-        cluster_info = {"scheduler": own_client.scheduler.address,
-                        "workers": len(own_client.scheduler_info().get("workers", {}))}
+        cluster_info = {
+            "scheduler": own_client.scheduler.address,
+            "workers": len(own_client.scheduler_info().get("workers", {})),
+        }
         by_key = {}
         futures = []
         for spec in specs:
@@ -258,20 +319,38 @@ def classify_night(root: str | Path, out: str | Path, run_dir: str | Path | None
     fits_path = write_catalogue(merged, out.with_name(out.name[: -len(".parquet")] + ".fits"), prov)
     summary = _summary(specs, ordered, merged.num_rows, time.perf_counter() - t_start, task_seconds)
     manifest = _write_manifest(manifest_path_for(out), prov, specs, records, summary, cluster_info)
-    return NightResult(catalogue=out, fits=fits_path, manifest=manifest, work_dir=work, records=ordered,
-                       summary=summary)
+    return NightResult(
+        catalogue=out, fits=fits_path, manifest=manifest, work_dir=work, records=ordered, summary=summary
+    )
 
 
-def _write_manifest(path: Path, prov: dict[str, Any], specs: list[TaskSpec], records: dict[str, dict[str, Any]],
-                    summary: dict[str, Any], cluster: dict[str, Any]) -> Path:
+def _write_manifest(
+    path: Path,
+    prov: dict[str, Any],
+    specs: list[TaskSpec],
+    records: dict[str, dict[str, Any]],
+    summary: dict[str, Any],
+    cluster: dict[str, Any],
+) -> Path:
     tasks = [records[s.key] for s in specs if s.key in records]
-    return write_json_atomic(path, {"format": MANIFEST_FORMAT, "provenance": prov, "finished_utc": utc_now(),
-                                    "cluster": cluster, "summary": summary, "tasks": tasks})
+    return write_json_atomic(
+        path,
+        {
+            "format": MANIFEST_FORMAT,
+            "provenance": prov,
+            "finished_utc": utc_now(),
+            "cluster": cluster,
+            "summary": summary,
+            "tasks": tasks,
+        },
+    )
 
 
 def summary_line(summary: dict[str, Any]) -> str:
     """One line for logs: exposures, tasks, fibers, failures, fibers/s."""
     s = summary
-    return (f"{s['exposures']} exposures, {s['tasks']} spectrographs ({s['ok']} classified, {s['skipped']} already "
-            f"done, {s['failed']} failed); {s['fibers']} object fibers in the catalogue, {s['fibers_new']} new at "
-            f"{s['fibers_per_s']:.1f} fibers/s ({s['task_seconds']:.1f} s of tasks, {s['seconds']:.1f} s in all)")
+    return (
+        f"{s['exposures']} exposures, {s['tasks']} spectrographs ({s['ok']} classified, {s['skipped']} already "
+        f"done, {s['failed']} failed); {s['fibers']} object fibers in the catalogue, {s['fibers_new']} new at "
+        f"{s['fibers_per_s']:.1f} fibers/s ({s['task_seconds']:.1f} s of tasks, {s['seconds']:.1f} s in all)"
+    )

@@ -21,9 +21,16 @@ def merge_catalogues(paths: list[Path]) -> Any:
 
     tables = [pq.read_table(p).replace_schema_metadata(None) for p in paths]
     if not tables:
-        return pa.table({"exposure": pa.array([], pa.string()), "planid": pa.array([], pa.string()),
-                         "run": pa.array([], pa.int64()), "spid": pa.array([], pa.int64()),
-                         "fiber": pa.array([], pa.int64())})
+        return pa.table(
+            {
+                "exposure": pa.array([], pa.string()),
+                "planid": pa.array([], pa.string()),
+                "run": pa.array([], pa.int64()),
+                "spid": pa.array([], pa.int64()),
+                "fiber": pa.array([], pa.int64()),
+            }
+        )
     merged = pa.concat_tables(tables, promote_options="default")
-    return merged.sort_by([("exposure", "ascending"), ("run", "ascending"), ("spid", "ascending"),
-                           ("fiber", "ascending")])
+    return merged.sort_by(
+        [("exposure", "ascending"), ("run", "ascending"), ("spid", "ascending"), ("fiber", "ascending")]
+    )

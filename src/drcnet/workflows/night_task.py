@@ -195,10 +195,21 @@ def _science_run(sr: Any) -> int | None:
 
 def _skipped(previous: dict[str, Any], rec: dict[str, Any], t0: float) -> dict[str, Any]:
     out = dict(previous)
-    out.update({"status": "skipped", "worker": rec["worker"], "pid": rec["pid"], "started_utc": rec["started_utc"],
-                "seconds": round(time.perf_counter() - t0, 4), "timings": rec["timings"], "model_loaded": False,
-                "night_id": rec["night_id"], "previous_seconds": previous.get("seconds"),
-                "rss_mb": _rss_mb(), "error": None})
+    out.update(
+        {
+            "status": "skipped",
+            "worker": rec["worker"],
+            "pid": rec["pid"],
+            "started_utc": rec["started_utc"],
+            "seconds": round(time.perf_counter() - t0, 4),
+            "timings": rec["timings"],
+            "model_loaded": False,
+            "night_id": rec["night_id"],
+            "previous_seconds": previous.get("seconds"),
+            "rss_mb": _rss_mb(),
+            "error": None,
+        }
+    )
     out.setdefault("produced_by", previous.get("night_id"))
     return out
 
@@ -227,11 +238,26 @@ def run_task(spec: TaskSpec, settings: NightSettings) -> dict[str, Any]:
     work = Path(settings.work_dir)
     result, record = spec.result_path(work), spec.record_path(work)
     timings: dict[str, float] = {}
-    rec: dict[str, Any] = {"id": spec.key, **spec.as_dict(), "status": "failed", "worker": _worker_name(),
-                           "pid": os.getpid(), "started_utc": utc_now(), "seconds": None, "timings": timings,
-                           "inputs": {}, "n_fibers": 0, "pred_counts": {}, "result": str(result), "error": None,
-                           "warnings": [], "model_loaded": False, "fingerprint": settings.fingerprint,
-                           "night_id": settings.night_id, "produced_by": settings.night_id}
+    rec: dict[str, Any] = {
+        "id": spec.key,
+        **spec.as_dict(),
+        "status": "failed",
+        "worker": _worker_name(),
+        "pid": os.getpid(),
+        "started_utc": utc_now(),
+        "seconds": None,
+        "timings": timings,
+        "inputs": {},
+        "n_fibers": 0,
+        "pred_counts": {},
+        "result": str(result),
+        "error": None,
+        "warnings": [],
+        "model_loaded": False,
+        "fingerprint": settings.fingerprint,
+        "night_id": settings.night_id,
+        "produced_by": settings.night_id,
+    }
     previous = None if settings.force else read_record(record)
     try:
         files = input_files(spec)
@@ -255,26 +281,34 @@ def run_task(spec: TaskSpec, settings: NightSettings) -> dict[str, Any]:
         t = time.perf_counter()
         config = ReduceConfig.model_validate(settings.reduce_config)
         with collect(FrameWarning) as caught:  # per thread: night workers may be threads of one process
-            (sr,) = reduce_exposure(spec.folder, config, spids=[spec.spid], run=spec.run,
-                                    data_root=settings.data_root)
+            (sr,) = reduce_exposure(spec.folder, config, spids=[spec.spid], run=spec.run, data_root=settings.data_root)
         rec["warnings"] = list(caught)
         timings["reduce"] = round(time.perf_counter() - t, 4)
         t = time.perf_counter()
         probs = predict_objects(predictor, sr)
         from drcnet.models.run_folder import run_label_convention
 
-        table = catalogue_table([sr], [probs], getattr(predictor, "calibration", None),
-                                run_label_convention(settings.run_dir))
+        table = catalogue_table(
+            [sr], [probs], getattr(predictor, "calibration", None), run_label_convention(settings.run_dir)
+        )
         timings["classify"] = round(time.perf_counter() - t, 4)
         t = time.perf_counter()
         run = spec.run if spec.run is not None else _science_run(sr)
-        meta = {"provenance": settings.provenance, "task": spec.as_dict(), "inputs": rec["inputs"],
-                "night_id": settings.night_id}
+        meta = {
+            "provenance": settings.provenance,
+            "task": spec.as_dict(),
+            "inputs": rec["inputs"],
+            "night_id": settings.night_id,
+        }
         write_catalogue(_arrow_catalogue(table, spec, run), result, meta, metadata_key="drcnet.task")
         timings["write"] = round(time.perf_counter() - t, 4)
         preds = np.asarray(table["pred"])
-        rec.update(status="ok", n_fibers=len(table), run=run,
-                   pred_counts={c: int(np.sum(preds == c)) for c in CLASSES_WITH_OTHER})
+        rec.update(
+            status="ok",
+            n_fibers=len(table),
+            run=run,
+            pred_counts={c: int(np.sum(preds == c)) for c in CLASSES_WITH_OTHER},
+        )
     except Exception as exc:  # noqa: BLE001 - one bad spectrograph must not stop the night
         rec["error"] = f"{type(exc).__name__}: {exc}"
         rec["traceback"] = traceback.format_exc(limit=-4)
@@ -290,4 +324,3 @@ def run_task(spec: TaskSpec, settings: NightSettings) -> dict[str, Any]:
     except OSError as exc:
         rec["status"], rec["error"] = "failed", f"cannot write the task record {record}: {exc}"
     return rec
-

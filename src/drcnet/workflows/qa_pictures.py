@@ -95,9 +95,9 @@ def frame_png(out: Path, q: QASpectrograph, arm: str) -> str:
     left = _gray(a.preview)
     n_rows = left.shape[0]
     bin_cols = np.arange(0, left.shape[1], 6)  # traces dotted, so the frame stays visible between them
-    centres = a.traces.centres(bin_cols * PREVIEW_BIN + (PREVIEW_BIN - 1) / 2.0)       # (fibers, picture cols)
+    centres = a.traces.centres(bin_cols * PREVIEW_BIN + (PREVIEW_BIN - 1) / 2.0)  # (fibers, picture cols)
     prow = np.floor(centres / PREVIEW_BIN).astype(int)
-    lost = a.lost[:centres.shape[0]]
+    lost = a.lost[: centres.shape[0]]
     _draw(left, prow[~lost], bin_cols[None, :], _rgb("tab:orange"))
     _draw(left, prow[lost], bin_cols[None, :], _rgb("red"))
     # zoom, ZOOM_SCALE x, with the traces (orange) and the stripe apertures (blue)
@@ -107,7 +107,7 @@ def frame_png(out: Path, q: QASpectrograph, arm: str) -> str:
     r0, c0 = a.zoom_origin
     zc = np.arange(c0, c0 + a.zoom.shape[1])
     zcentres = a.traces.centres(zc)
-    x = (zc - c0)[None, :] * zs + np.arange(zs)[:, None]                                  # (zs, cols) sub-pixels
+    x = (zc - c0)[None, :] * zs + np.arange(zs)[:, None]  # (zs, cols) sub-pixels
     f0 = centres.shape[0] // 2
     for f in range(max(f0 - 4, 0), min(f0 + 4, centres.shape[0])):
         tr = zcentres[f]
@@ -118,8 +118,8 @@ def frame_png(out: Path, q: QASpectrograph, arm: str) -> str:
     # both panels, bottom-aligned, row 0 at the bottom (origin "lower"), a white gap between them
     height = max(n_rows, right.shape[0])
     picture = np.ones((height, left.shape[1] + 16 + right.shape[1], 3), dtype=np.float32)
-    picture[:n_rows, :left.shape[1]] = left
-    picture[:right.shape[0], left.shape[1] + 16:] = right
+    picture[:n_rows, : left.shape[1]] = left
+    picture[: right.shape[0], left.shape[1] + 16 :] = right
     path = out / f"frame_sp{q.spid:02d}_{arm}.png"
     with atomic_path(path) as tmp:
         plt.imsave(tmp, np.clip(picture[::-1], 0, 1), format="png", pil_kwargs=PNG_FAST)
@@ -139,22 +139,31 @@ def classmap_png(out: Path, q: QASpectrograph, table: Table) -> str:
     idx = np.array([col[int(f)] for f in t["fiber"]], dtype=int)
     probs = [np.asarray(t[f"prob_{c}"], dtype=float) for c in CLASSES_WITH_OTHER if f"prob_{c}" in t.colnames]
     pmax = np.nan_to_num(np.nanmax(np.stack(probs), axis=0), nan=0.0) if probs and len(t) else np.zeros(len(t))
-    bands = {"pred": np.ones((n, 3), np.float32), "true": np.ones((n, 3), np.float32),
-             "mark": np.ones((n, 3), np.float32)}
+    bands = {
+        "pred": np.ones((n, 3), np.float32),
+        "true": np.ones((n, 3), np.float32),
+        "mark": np.ones((n, 3), np.float32),
+    }
     white = np.ones(3, np.float32)
     for i, p, pm in zip(idx, np.asarray(t["pred"]).astype(str), pmax, strict=True):
         bands["pred"][i] = white + (_rgb(CLASS_COLORS.get(p, "#999999")) - white) * float(np.clip(pm, 0.15, 1.0))
         if p == "":
             bands["mark"][i] = _rgb("red")
     if "true_class" in t.colnames:
-        for i, c, ok, p in zip(idx, np.asarray(t["true_class"]).astype(str), np.asarray(t["correct"], dtype=bool),
-                               np.asarray(t["pred"]).astype(str), strict=True):
+        for i, c, ok, p in zip(
+            idx,
+            np.asarray(t["true_class"]).astype(str),
+            np.asarray(t["correct"], dtype=bool),
+            np.asarray(t["pred"]).astype(str),
+            strict=True,
+        ):
             bands["true"][i] = _rgb(CLASS_COLORS.get(c, "#999999"))
             if p and not ok:
                 bands["mark"][i] = 0.0
     heights = {"pred": 40, "true": 12, "mark": 8}
-    picture = np.concatenate([np.repeat(np.repeat(bands[k][None], heights[k], axis=0), w, axis=1)
-                              for k in ("pred", "true", "mark")], axis=0)
+    picture = np.concatenate(
+        [np.repeat(np.repeat(bands[k][None], heights[k], axis=0), w, axis=1) for k in ("pred", "true", "mark")], axis=0
+    )
     path = out / f"classmap_sp{q.spid:02d}.png"
     with atomic_path(path) as tmp:
         plt.imsave(tmp, np.clip(picture, 0, 1), format="png", pil_kwargs=PNG_FAST)
@@ -177,8 +186,14 @@ def stripes_png(out: Path, items: Sequence[QASpectrograph], n: int = N_PICKS) ->
     above, below = 0.95, 0.35  # inches: room for each panel's stripe inset and title
     w, h = fig.get_size_inches()
     height = (2.6 * n_rows - below - n_rows * above) / n_rows
-    fig.subplots_adjust(left=0.55 / w, right=1 - 0.15 / w, bottom=below / h, top=1 - (above - 0.05) / h,
-                        hspace=(above + 0.05) / max(height, 0.1), wspace=0.12)
+    fig.subplots_adjust(
+        left=0.55 / w,
+        right=1 - 0.15 / w,
+        bottom=below / h,
+        top=1 - (above - 0.05) / h,
+        hspace=(above + 0.05) / max(height, 0.1),
+        wspace=0.12,
+    )
     for row, (k, f) in enumerate(chosen):
         q = items[k]
         for c, arm in enumerate(ARMS):
@@ -190,11 +205,22 @@ def stripes_png(out: Path, items: Sequence[QASpectrograph], n: int = N_PICKS) ->
             ax.plot(wv, sp["sky"], lw=0.5, label="master sky")
             inset = ax.inset_axes((0.0, 1.0, 1.0, 0.25))
             st = sp["stripe"]
-            inset.imshow(st, aspect="auto", cmap="gray_r", vmin=np.percentile(st, 1), vmax=np.percentile(st, 99.5),
-                         extent=(wv[0], wv[-1], -5.5, 5.5), interpolation="nearest")
+            inset.imshow(
+                st,
+                aspect="auto",
+                cmap="gray_r",
+                vmin=np.percentile(st, 1),
+                vmax=np.percentile(st, 99.5),
+                extent=(wv[0], wv[-1], -5.5, 5.5),
+                interpolation="nearest",
+            )
             inset.set_axis_off()
-            ax.set_title(f"sp{q.spid:02d} fiber {q.fiber[f]} ({q.fibertype[f]}) {arm}  S/N_r={q.snr_r[f]:.1f}  "
-                         f"pred={q.pred.get(int(q.fiber[f]), '-') or 'none'}", fontsize=8, pad=38)
+            ax.set_title(
+                f"sp{q.spid:02d} fiber {q.fiber[f]} ({q.fibertype[f]}) {arm}  S/N_r={q.snr_r[f]:.1f}  "
+                f"pred={q.pred.get(int(q.fiber[f]), '-') or 'none'}",
+                fontsize=8,
+                pad=38,
+            )
             ax.tick_params(labelsize=7)
             if row == 0 and c == 0:
                 ax.legend(fontsize=7)

@@ -43,9 +43,20 @@ from drcnet.workflows.exposure_check import (  # noqa: F401  (re-exported: calle
     fiber_count,
 )
 
-__all__ = ["ArmReduction", "CheckedSpectrograph", "ReduceConfig", "SpectrographReduction", "check_exposure",
-           "fiber_flags", "iter_reductions", "load_lines", "reduce_arm", "reduce_exposure", "reduce_spectrograph",
-           "release_memory"]
+__all__ = [
+    "ArmReduction",
+    "CheckedSpectrograph",
+    "ReduceConfig",
+    "SpectrographReduction",
+    "check_exposure",
+    "fiber_flags",
+    "iter_reductions",
+    "load_lines",
+    "reduce_arm",
+    "reduce_exposure",
+    "reduce_spectrograph",
+    "release_memory",
+]
 
 
 @dataclass
@@ -61,9 +72,16 @@ class SpectrographReduction:
     flags: np.ndarray
 
 
-def reduce_arm(files: ArmFiles, spid: int, n_fibers: int, sky_fibers: np.ndarray, lines: ArcLines,
-               config: ReduceConfig, fibertype: np.ndarray | None = None,
-               spectrograph: Spectrograph = LAMOST) -> ArmReduction:
+def reduce_arm(
+    files: ArmFiles,
+    spid: int,
+    n_fibers: int,
+    sky_fibers: np.ndarray,
+    lines: ArcLines,
+    config: ReduceConfig,
+    fibertype: np.ndarray | None = None,
+    spectrograph: Spectrograph = LAMOST,
+) -> ArmReduction:
     """Reduce one arm from its raw files: the recipe (:func:`drcnet.reduce.recipe.reduce_arm`) fed frame by frame.
 
     Every warning of this thread (frame headers of the bias frames included) is collected into the
@@ -85,8 +103,9 @@ def reduce_arm(files: ArmFiles, spid: int, n_fibers: int, sky_fibers: np.ndarray
     return out
 
 
-def reduce_spectrograph(sp: SpectrographFiles | CheckedSpectrograph, config: ReduceConfig,
-                        lines: ArcLines) -> SpectrographReduction:
+def reduce_spectrograph(
+    sp: SpectrographFiles | CheckedSpectrograph, config: ReduceConfig, lines: ArcLines
+) -> SpectrographReduction:
     """Reduce both arms of one spectrograph and join them with its fiber map.
 
     ``sp`` may be already checked (:func:`check_spectrograph`); otherwise its files are checked first.
@@ -110,8 +129,9 @@ def reduce_spectrograph(sp: SpectrographFiles | CheckedSpectrograph, config: Red
     snr = measure_snr_r_all(red.flux1d, red.sky1d, red.ivar1d, red.wave1d, skip=red.lost)
     snr_opt = measure_snr_r_all(red.flux_opt, red.sky1d, red.ivar_opt, red.wave1d, skip=red.lost)
     flags = fiber_flags(fmap, arms, snr, config.low_snr)
-    return SpectrographReduction(spid=sp.spid, planid=sp.planid, fibermap=fmap, arms=arms, snr_r=snr,
-                                 snr_r_opt=snr_opt, flags=flags)
+    return SpectrographReduction(
+        spid=sp.spid, planid=sp.planid, fibermap=fmap, arms=arms, snr_r=snr, snr_r_opt=snr_opt, flags=flags
+    )
 
 
 def fiber_flags(fmap: FiberMap, arms: dict[str, ArmReduction], snr: np.ndarray, low_snr: float) -> np.ndarray:
@@ -147,8 +167,13 @@ def load_lines(config: ReduceConfig, data_root: str | Path | None = None) -> Arc
     return read_arc_lines(observatory_dir(data_root) / "arc_lines", config.lamps)
 
 
-def reduce_exposure(folder: str | Path, config: ReduceConfig | None = None, spids: list[int] | None = None,
-                    run: int | None = None, data_root: str | Path | None = None) -> list[SpectrographReduction]:
+def reduce_exposure(
+    folder: str | Path,
+    config: ReduceConfig | None = None,
+    spids: list[int] | None = None,
+    run: int | None = None,
+    data_root: str | Path | None = None,
+) -> list[SpectrographReduction]:
     """Reduce every (or the chosen) spectrograph of an exposure folder, in memory.
 
     Parameters
@@ -177,9 +202,13 @@ def reduce_exposure(folder: str | Path, config: ReduceConfig | None = None, spid
     return list(iter_reductions(folder, config, spids, run, data_root))
 
 
-def iter_reductions(folder: str | Path | Sequence[CheckedSpectrograph], config: ReduceConfig | None = None,
-                    spids: list[int] | None = None, run: int | None = None,
-                    data_root: str | Path | None = None) -> Iterator[SpectrographReduction]:
+def iter_reductions(
+    folder: str | Path | Sequence[CheckedSpectrograph],
+    config: ReduceConfig | None = None,
+    spids: list[int] | None = None,
+    run: int | None = None,
+    data_root: str | Path | None = None,
+) -> Iterator[SpectrographReduction]:
     """Reduce an exposure spectrograph by spectrograph, yielding each as it is done.
 
     Every file of every spectrograph is checked first (:func:`check_exposure`), so bad input

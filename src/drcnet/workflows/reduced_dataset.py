@@ -42,17 +42,29 @@ from drcnet.workflows.crossmatch import DESIGNATION_DTYPE, PARAM_COLUMNS, Catalo
 from drcnet.workflows.reduce_exposure import SpectrographReduction
 
 PARAM_NAMES: tuple[str, ...] = (
-    "fiber", "spid", "mag_r", "snr_r_true", "snr_r_opt",
-    "trace_row0_blue", "trace_row0_red", "trace_rms_blue", "trace_rms_red",
-    "wave_shift_px_blue", "wave_shift_px_red", "fiber_throughput_blue", "fiber_throughput_red",
+    "fiber",
+    "spid",
+    "mag_r",
+    "snr_r_true",
+    "snr_r_opt",
+    "trace_row0_blue",
+    "trace_row0_red",
+    "trace_rms_blue",
+    "trace_rms_red",
+    "wave_shift_px_blue",
+    "wave_shift_px_red",
+    "fiber_throughput_blue",
+    "fiber_throughput_red",
 )
 
 
 def object_ids(sr: SpectrographReduction) -> np.ndarray:
     """The fiber map's object id, or ``<type>-<spid>-<fiber>`` for fibers without one."""
     fm = sr.fibermap
-    ids = [o if o else f"{t.lower()}-{sr.planid}-{sr.spid:02d}-{f:03d}"
-           for o, t, f in zip(fm.objid, fm.fibertype, fm.fiber, strict=True)]
+    ids = [
+        o if o else f"{t.lower()}-{sr.planid}-{sr.spid:02d}-{f:03d}"
+        for o, t, f in zip(fm.objid, fm.fibertype, fm.fiber, strict=True)
+    ]
     return np.array(ids)
 
 
@@ -85,8 +97,11 @@ def pack(sr: SpectrographReduction) -> dict[str, np.ndarray]:
         "fiber": fm.fiber.astype(np.int16),
     }
     params = {
-        "fiber": fm.fiber, "spid": np.full(n, sr.spid), "mag_r": fm.mag,
-        "snr_r_true": truth.get("TRUE_SNR_R", np.full(n, np.nan)), "snr_r_opt": sr.snr_r_opt,
+        "fiber": fm.fiber,
+        "spid": np.full(n, sr.spid),
+        "mag_r": fm.mag,
+        "snr_r_true": truth.get("TRUE_SNR_R", np.full(n, np.nan)),
+        "snr_r_opt": sr.snr_r_opt,
     }
     for a in arms:
         centre = a.traces.centres(np.array([U0]))[:, 0]
@@ -99,8 +114,13 @@ def pack(sr: SpectrographReduction) -> dict[str, np.ndarray]:
     return out
 
 
-EXTRA = {"flux1d_opt": ((2, 3000), np.float32), "ivar1d_opt": ((2, 3000), np.float32),
-         "fibertype": ((), "S8"), "spid": ((), np.int8), "fiber": ((), np.int16)}
+EXTRA = {
+    "flux1d_opt": ((2, 3000), np.float32),
+    "ivar1d_opt": ((2, 3000), np.float32),
+    "fibertype": ((), "S8"),
+    "spid": ((), np.int8),
+    "fiber": ((), np.int16),
+}
 
 
 def _finite(obj: Any) -> Any:
@@ -146,8 +166,14 @@ class ReducedDatasetWriter:
         With ``catalogue``: no fiber of ``spectrographs`` is in it (raised before the file is created).
     """
 
-    def __init__(self, out: str | Path, spectrographs: Sequence[Any], config: ReduceConfig,
-                 folder: str | Path, catalogue: CatalogueMatcher | None = None) -> None:
+    def __init__(
+        self,
+        out: str | Path,
+        spectrographs: Sequence[Any],
+        config: ReduceConfig,
+        folder: str | Path,
+        catalogue: CatalogueMatcher | None = None,
+    ) -> None:
         self.out = Path(out)
         self.catalogue = catalogue
         if catalogue is not None:
@@ -156,8 +182,11 @@ class ReducedDatasetWriter:
         self.n = sum(_n_fibers(s) for s in self._spec)
         seeds = {_seed(s) for s in self._spec}
         seed = seeds.pop() if len(seeds) == 1 else None
-        cfg = {"reduce": config.model_dump(mode="json"), "exposure": str(Path(folder).resolve()),
-               "spectrographs": [_spid(s) for s in self._spec]}
+        cfg = {
+            "reduce": config.model_dump(mode="json"),
+            "exposure": str(Path(folder).resolve()),
+            "spectrographs": [_spid(s) for s in self._spec],
+        }
         self._attrs = {
             "provenance": provenance(cfg, seed if seed is not None and seed >= 0 else None),
             "config": cfg,
@@ -205,7 +234,7 @@ class ReducedDatasetWriter:
         if self._start + n > self.n:
             raise ValueError(f"{self.out}: more fibers written ({self._start + n}) than announced ({self.n})")
         for key, value in block.items():
-            self._h5[key][self._start:self._start + n] = np.asarray(value)
+            self._h5[key][self._start : self._start + n] = np.asarray(value)
         self._start += n
         self._calibration[f"sp{sr.spid:02d}"] = {a: sr.arms[a].summary() for a in ARMS}
         self._planids.add(sr.planid)
@@ -260,8 +289,13 @@ def _spid(s: Any) -> int:
     return int(s.spid) if isinstance(s, SpectrographReduction) else int(s.files.spid)
 
 
-def write_reduced_dataset(reductions: Sequence[SpectrographReduction], out: str | Path, config: ReduceConfig,
-                          folder: str | Path, catalogue: CatalogueMatcher | None = None) -> Path:
+def write_reduced_dataset(
+    reductions: Sequence[SpectrographReduction],
+    out: str | Path,
+    config: ReduceConfig,
+    folder: str | Path,
+    catalogue: CatalogueMatcher | None = None,
+) -> Path:
     """Write reduced spectrographs as one dataset file (atomically).
 
     Parameters

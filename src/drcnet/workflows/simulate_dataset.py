@@ -16,10 +16,17 @@ from drcnet.provenance import atomic_path, provenance
 from drcnet.simulate.dataset import PreparedDataset, SimulationConfig, prepare_dataset, render_blocks
 
 
-def simulate_dataset(config: SimulationConfig, templates: Sequence[Template], out: str | Path,
-                     data_root: str | Path | None = None, workers: int | None = None,
-                     progress: bool = True, prepared: PreparedDataset | None = None,
-                     extra_config: dict[str, object] | None = None, label_convention: str = "mk") -> Path:
+def simulate_dataset(
+    config: SimulationConfig,
+    templates: Sequence[Template],
+    out: str | Path,
+    data_root: str | Path | None = None,
+    workers: int | None = None,
+    progress: bool = True,
+    prepared: PreparedDataset | None = None,
+    extra_config: dict[str, object] | None = None,
+    label_convention: str = "mk",
+) -> Path:
     """Render the dataset described by ``config`` into ``out`` (HDF5, written atomically).
 
     Parameters

@@ -14,14 +14,21 @@ from drcnet.simulate.randomize import DomainRandomization
 from drcnet.workflows.simulate_dataset import simulate_dataset
 
 
-def simulate_population(out: str | Path, data_root: str | Path, counts: dict[str, int], seed: int = 0,
-                        snr_range: tuple[float, float] | None = None, randomize: bool = True,
-                        include: tuple[str, ...] = ("lamost", "pyhammer", "miles", "stelib"),
-                        workers: int | None = 1, lamost_splits: str | Path | None = None,
-                        progress: bool = True, other_share: float = 0.0,
-                        lamost_fractions: tuple[float, float, float] = LAMOST_SPLIT_FRACTIONS,
-                        spectral_labels: bool = True,
-                        ) -> tuple[Path, dict[str, dict[str, int]]]:
+def simulate_population(
+    out: str | Path,
+    data_root: str | Path,
+    counts: dict[str, int],
+    seed: int = 0,
+    snr_range: tuple[float, float] | None = None,
+    randomize: bool = True,
+    include: tuple[str, ...] = ("lamost", "pyhammer", "miles", "stelib"),
+    workers: int | None = 1,
+    lamost_splits: str | Path | None = None,
+    progress: bool = True,
+    other_share: float = 0.0,
+    lamost_fractions: tuple[float, float, float] = LAMOST_SPLIT_FRACTIONS,
+    spectral_labels: bool = True,
+) -> tuple[Path, dict[str, dict[str, int]]]:
     """Render the survey population into ``out`` (HDF5, the schema of ``drcnet simulate``).
 
     Parameters
@@ -52,18 +59,41 @@ def simulate_population(out: str | Path, data_root: str | Path, counts: dict[str
     path, templates_per_split
         The file and ``{split: {"library:class": n}}``.
     """
-    config, prepared = prepare_population(data_root, counts, seed=seed, snr_range=snr_range, randomize=randomize,
-                                          include=include, other_share=other_share, lamost_fractions=lamost_fractions,
-                                          spectral_labels=spectral_labels)
+    config, prepared = prepare_population(
+        data_root,
+        counts,
+        seed=seed,
+        snr_range=snr_range,
+        randomize=randomize,
+        include=include,
+        other_share=other_share,
+        lamost_fractions=lamost_fractions,
+        spectral_labels=spectral_labels,
+    )
     table = split_counts(prepared.templates, prepared.template_split)
     if lamost_splits is not None:
         for s, name in enumerate(SPLIT_NAMES):
             write_lamost_split(prepared.templates, prepared.template_split, s, Path(lamost_splits) / name)
-    extra = {"population": {"counts": counts, "include": list(include), "randomize": randomize,
-                            "other_share": other_share, "lamost_fractions": list(lamost_fractions),
-                            "library_labels": "spectra" if spectral_labels else "parameters",
-                            "randomization": DomainRandomization().model_dump(mode="json") if randomize else None}}
-    path = simulate_dataset(config, prepared.templates, out, data_root=data_root, workers=workers,
-                            progress=progress, prepared=prepared, extra_config=extra,
-                            label_convention="lamost")
+    extra = {
+        "population": {
+            "counts": counts,
+            "include": list(include),
+            "randomize": randomize,
+            "other_share": other_share,
+            "lamost_fractions": list(lamost_fractions),
+            "library_labels": "spectra" if spectral_labels else "parameters",
+            "randomization": DomainRandomization().model_dump(mode="json") if randomize else None,
+        }
+    }
+    path = simulate_dataset(
+        config,
+        prepared.templates,
+        out,
+        data_root=data_root,
+        workers=workers,
+        progress=progress,
+        prepared=prepared,
+        extra_config=extra,
+        label_convention="lamost",
+    )
     return path, table

@@ -78,22 +78,31 @@ def check_compatible(paths: Sequence[Path]) -> dict[str, tuple[tuple[int, ...], 
     layout: dict[str, tuple[tuple[int, ...], str]] = {}
     for i, path in enumerate(paths):
         with open_dataset(path) as h:
-            attrs = {k: (h.attrs[k].decode() if isinstance(h.attrs.get(k), bytes) else h.attrs.get(k))
-                     for k in _SCHEMA_ATTRS}
+            attrs = {
+                k: (h.attrs[k].decode() if isinstance(h.attrs.get(k), bytes) else h.attrs.get(k)) for k in _SCHEMA_ATTRS
+            }
             attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in attrs.items()}
             lay = _layout(h)
         if i == 0:
             first_attrs, layout = attrs, lay
             continue
-        diff = [f"{k} {attrs[k]!r} (first file {first_attrs[k]!r})" for k in _SCHEMA_ATTRS if attrs[k] != first_attrs[k]]
+        diff = [
+            f"{k} {attrs[k]!r} (first file {first_attrs[k]!r})" for k in _SCHEMA_ATTRS if attrs[k] != first_attrs[k]
+        ]
         only_here = sorted(set(lay) - set(layout))
         only_first = sorted(set(layout) - set(lay))
         shapes = [f"{k} {lay[k]} vs {layout[k]}" for k in sorted(set(lay) & set(layout)) if lay[k] != layout[k]]
         if diff or only_here or only_first or shapes:
-            parts = diff + ([f"has {', '.join(only_here)} that {paths[0]} lacks"] if only_here else []) \
-                + ([f"lacks {', '.join(only_first)} of {paths[0]}"] if only_first else []) + shapes
-            raise ValueError(f"{path}: cannot be merged with {paths[0]}: {'; '.join(parts)}; merge files made the "
-                             "same way (e.g. all by `drcnet frames reduce --catalogue`)")
+            parts = (
+                diff
+                + ([f"has {', '.join(only_here)} that {paths[0]} lacks"] if only_here else [])
+                + ([f"lacks {', '.join(only_first)} of {paths[0]}"] if only_first else [])
+                + shapes
+            )
+            raise ValueError(
+                f"{path}: cannot be merged with {paths[0]}: {'; '.join(parts)}; merge files made the "
+                "same way (e.g. all by `drcnet frames reduce --catalogue`)"
+            )
     return layout
 
 
@@ -131,8 +140,10 @@ def table1_rows(split: np.ndarray, sbin: np.ndarray, label: np.ndarray, keys: Se
             order = np.argsort([_hash_unit(keys[i]) for i in pool], kind="stable")
             chosen.append(pool[order[:need]])
     if missing:
-        raise ValueError(f"--table1: not enough objects for Table 1's exact counts; missing (split, S/N_r bin, "
-                         f"class: short of needed) {'; '.join(missing)}; add nights, or split without --table1")
+        raise ValueError(
+            f"--table1: not enough objects for Table 1's exact counts; missing (split, S/N_r bin, "
+            f"class: short of needed) {'; '.join(missing)}; add nights, or split without --table1"
+        )
     return np.sort(np.concatenate(chosen))
 
 
@@ -201,27 +212,49 @@ def split_datasets(inputs: Sequence[str | Path], out: str | Path, table1: bool =
         left_out["beyond Table 1's counts"] = int(rows.size - sub.size)
         rows = rows[sub]
     if rows.size == 0:
-        raise ValueError(f"{', '.join(map(str, paths))}: no labelled object to split (every label is -1); reduce "
-                         "with --catalogue to label the fibers")
+        raise ValueError(
+            f"{', '.join(map(str, paths))}: no labelled object to split (every label is -1); reduce "
+            "with --catalogue to label the fibers"
+        )
     train_stars = {star[i] for i in rows if split[i] == SPLIT_NAMES.index("train")}
-    test_low_seen = int(sum(1 for i in rows if split[i] == SPLIT_NAMES.index("test") and snr[i] <= SNR_SPLIT
-                            and star[i] in train_stars))
-    counts = {s: {b: int(np.sum((split[rows] == k) & (sbin[rows] == j))) for j, b in enumerate(SNR_BIN_NAMES)}
-              for k, s in enumerate(SPLIT_NAMES)}
-    class_counts = {s: {c: int(np.sum((split[rows] == k) & (label[rows] == j))) for j, c in enumerate(CLASSES_WITH_OTHER)}
-                    for k, s in enumerate(SPLIT_NAMES)}
-    rule = {"rule": "S/N_r > 30: 8:1:1 train/val/test by star (sha256 hash of the designation); S/N_r <= 30: test",
-            "salt": SALT, "snr_source": "params/snr_r_cat where finite, else snr_r", "table1": table1,
-            "inputs": [str(p.resolve()) for p in paths], "n_in": n_in, "n_out": int(rows.size),
-            "left_out": dict(left_out), "counts": counts, "class_counts": class_counts,
-            "test_low_snr_objects_of_train_stars": test_low_seen}
+    test_low_seen = int(
+        sum(1 for i in rows if split[i] == SPLIT_NAMES.index("test") and snr[i] <= SNR_SPLIT and star[i] in train_stars)
+    )
+    counts = {
+        s: {b: int(np.sum((split[rows] == k) & (sbin[rows] == j))) for j, b in enumerate(SNR_BIN_NAMES)}
+        for k, s in enumerate(SPLIT_NAMES)
+    }
+    class_counts = {
+        s: {c: int(np.sum((split[rows] == k) & (label[rows] == j))) for j, c in enumerate(CLASSES_WITH_OTHER)}
+        for k, s in enumerate(SPLIT_NAMES)
+    }
+    rule = {
+        "rule": "S/N_r > 30: 8:1:1 train/val/test by star (sha256 hash of the designation); S/N_r <= 30: test",
+        "salt": SALT,
+        "snr_source": "params/snr_r_cat where finite, else snr_r",
+        "table1": table1,
+        "inputs": [str(p.resolve()) for p in paths],
+        "n_in": n_in,
+        "n_out": int(rows.size),
+        "left_out": dict(left_out),
+        "counts": counts,
+        "class_counts": class_counts,
+        "test_low_snr_objects_of_train_stars": test_low_seen,
+    }
     _write(paths, layout, rows, sources, split, sbin, out, rule)
     return SplitResult(out=out, counts=counts, class_counts=class_counts, n_in=n_in, left_out=dict(left_out))
 
 
-def _write(paths: Sequence[Path], layout: dict[str, tuple[tuple[int, ...], str]], rows: np.ndarray,
-           sources: Sequence[tuple[int, int]], split: np.ndarray, sbin: np.ndarray, out: Path,
-           rule: dict[str, Any]) -> None:
+def _write(
+    paths: Sequence[Path],
+    layout: dict[str, tuple[tuple[int, ...], str]],
+    rows: np.ndarray,
+    sources: Sequence[tuple[int, int]],
+    split: np.ndarray,
+    sbin: np.ndarray,
+    out: Path,
+    rule: dict[str, Any],
+) -> None:
     n = rows.size
     src = np.array([sources[i] for i in rows], dtype=np.int64).reshape(-1, 2)
     with atomic_path(out) as tmp, h5py.File(tmp, "w") as dst:
@@ -242,9 +275,9 @@ def _write(paths: Sequence[Path], layout: dict[str, tuple[tuple[int, ...], str]]
             mine = src[src[:, 0] == f, 1]
             with open_dataset(path) as h:
                 for lo in range(0, mine.size, _BLOCK):
-                    idx = mine[lo:lo + _BLOCK]
+                    idx = mine[lo : lo + _BLOCK]
                     for name in layout:
-                        dst[name][start + lo:start + lo + idx.size] = h[name][idx]
+                        dst[name][start + lo : start + lo + idx.size] = h[name][idx]
             start += mine.size
         dst["split"][:] = split[rows]
         dst["snr_bin"][:] = sbin[rows]

@@ -14,5 +14,11 @@ from drcnet.simulate.exposure.night import night_configs, simulate_night
 from drcnet.simulate.exposure.plan import ExposureConfig
 from drcnet.simulate.exposure.run import SimulatedExposure, read_truth_geometries, simulate_exposure
 
-__all__ = ["ExposureConfig", "SimulatedExposure", "night_configs", "read_truth_geometries", "simulate_exposure",
-           "simulate_night"]
+__all__ = [
+    "ExposureConfig",
+    "SimulatedExposure",
+    "night_configs",
+    "read_truth_geometries",
+    "simulate_exposure",
+    "simulate_night",
+]

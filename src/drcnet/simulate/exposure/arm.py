@@ -49,8 +49,14 @@ class ArmTruth:
 
     def geometry(self, fiber: int) -> FiberGeometry:
         """The true geometry of 0-based ``fiber``."""
-        return FiberGeometry(fiber, float(self.row0[fiber]), float(self.tilt[fiber]), float(self.bow[fiber]),
-                             float(self.shift_px[fiber]), float(self.throughput[fiber]))
+        return FiberGeometry(
+            fiber,
+            float(self.row0[fiber]),
+            float(self.tilt[fiber]),
+            float(self.bow[fiber]),
+            float(self.shift_px[fiber]),
+            float(self.throughput[fiber]),
+        )
 
 
 def arm_geometries(cfg: ExposureConfig, spid: int, arm_index: int) -> list[FiberGeometry]:
@@ -62,8 +68,9 @@ def arm_geometries(cfg: ExposureConfig, spid: int, arm_index: int) -> list[Fiber
 def frame_names(cfg: ExposureConfig, spid: int, arm: str) -> dict[str, list[RawName]]:
     """Names of every frame of one arm: runs and MJDs are shared by all cameras of the plate."""
     base = int(round(cfg.mjd * 1440))
-    out: dict[str, list[RawName]] = {"bias": [RawName("bias", spid, arm, cfg.planid, RUN0 + i, base + i)
-                                              for i in range(cfg.n_bias)]}
+    out: dict[str, list[RawName]] = {
+        "bias": [RawName("bias", spid, arm, cfg.planid, RUN0 + i, base + i) for i in range(cfg.n_bias)]
+    }
     n = cfg.n_bias
     for k, (kind, minutes) in enumerate((("flat", 10), ("arc", 12), ("science", 20))):
         out[kind] = [RawName(kind, spid, arm, cfg.planid, RUN0 + n + k, base + minutes)]
@@ -91,8 +98,13 @@ def truth_stripes(raw: np.ndarray, geoms: list[FiberGeometry], spectrograph: Spe
     return out
 
 
-def _stripe_any(mask_flat_idx: np.ndarray, raw_data: np.ndarray | None, geoms: list[FiberGeometry],
-                threshold: float | None = None, shape: tuple[int, int] = (LAMOST.n_rows, LAMOST.n_cols)) -> np.ndarray:
+def _stripe_any(
+    mask_flat_idx: np.ndarray,
+    raw_data: np.ndarray | None,
+    geoms: list[FiberGeometry],
+    threshold: float | None = None,
+    shape: tuple[int, int] = (LAMOST.n_rows, LAMOST.n_cols),
+) -> np.ndarray:
     """Per fiber: does its true stripe (on a data area ``(rows, columns)``) hold a hit pixel (flat indices) or a
     pixel >= threshold?"""
     n_rows = shape[0]
@@ -123,9 +135,17 @@ def expected_snr_r(model: ForwardModel, arm_index: int, geoms: list[FiberGeometr
     return out
 
 
-def render_arm(model: ForwardModel, cfg: ExposureConfig, plan: FiberPlan, arcs: ArcLines, arm_index: int,
-               out_dir: Path, prov: dict[str, Any], keep_stripes: bool = False,
-               spectrograph: Spectrograph = LAMOST) -> ArmTruth:
+def render_arm(
+    model: ForwardModel,
+    cfg: ExposureConfig,
+    plan: FiberPlan,
+    arcs: ArcLines,
+    arm_index: int,
+    out_dir: Path,
+    prov: dict[str, Any],
+    keep_stripes: bool = False,
+    spectrograph: Spectrograph = LAMOST,
+) -> ArmTruth:
     """Render and write every frame of one arm of one spectrograph; return its truth.
 
     The frames' layout (rows, data columns, overscan, amplifier boundary) is ``spectrograph.detector``'s.
@@ -137,12 +157,17 @@ def render_arm(model: ForwardModel, cfg: ExposureConfig, plan: FiberPlan, arcs: 
     light = fiber_light(model, cfg, plan, arm_index, geoms, arcs)
     expected = expected_frames(geoms, light, model.profile, det)
     del light
-    prnu = (1.0 + ccd.prnu_rms * np.random.default_rng([cfg.seed, spid, 3, arm_index])
-            .standard_normal((det.n_rows, det.n_cols), dtype=np.float32))
+    prnu = 1.0 + ccd.prnu_rms * np.random.default_rng([cfg.seed, spid, 3, arm_index]).standard_normal(
+        (det.n_rows, det.n_cols), dtype=np.float32
+    )
     names = frame_names(cfg, spid, arm)
     exptime = {"bias": 0.0, "flat": cfg.flat_exptime_s, "arc": cfg.arc_exptime_s, "science": cfg.science_exptime_s}
-    extra = {"flat": {"LAMP": "quartz"}, "arc": {"LAMP": "Hg,Ne,Ar,Cd"}, "science": {"AIRMASS": cfg.airmass},
-             "bias": {}}
+    extra = {
+        "flat": {"LAMP": "quartz"},
+        "arc": {"LAMP": "Hg,Ne,Ar,Cd"},
+        "science": {"AIRMASS": cfg.airmass},
+        "bias": {},
+    }
     suffix = ".fit.gz" if cfg.gzip else ".fit"
     files: dict[str, list[str]] = {}
     stripes = sat = cos = None
@@ -163,5 +188,12 @@ def render_arm(model: ForwardModel, cfg: ExposureConfig, plan: FiberPlan, arcs: 
             del raw
     snr = expected_snr_r(model, arm_index, geoms, plan)
     arr = {a: np.array([getattr(g, a) for g in geoms]) for a in ("row0", "tilt", "bow", "shift_px", "throughput")}
-    return ArmTruth(arm=arm, **arr, stripe_saturated=sat, stripe_cosmic=cos, snr_expected=snr,
-                    stripes=stripes if keep_stripes else None, files=files)
+    return ArmTruth(
+        arm=arm,
+        **arr,
+        stripe_saturated=sat,
+        stripe_cosmic=cos,
+        snr_expected=snr,
+        stripes=stripes if keep_stripes else None,
+        files=files,
+    )

@@ -41,7 +41,7 @@ def _hash(text: str, digits: int) -> int:
 def designation_of(key: str) -> tuple[str, float, float]:
     """A LAMOST-style designation and its (ra, dec) in degrees, from a hash of ``key`` (stable)."""
     h = _hash(key, 15)
-    ra = (h % 8640000) / 100.0 / 240.0            # 0.01 s of time steps
+    ra = (h % 8640000) / 100.0 / 240.0  # 0.01 s of time steps
     dec = ((h // 8640000) % 1800000) / 10.0 / 3600.0 - 25.0  # 0.1 arcsec steps, -25 .. +25 deg
     ra_s = ra * 240.0
     hh, rem = divmod(ra_s, 3600.0)
@@ -105,12 +105,28 @@ def write_exposure_catalogue(folder: str | Path, planid: str, spids: list[int]) 
             template = str(fmap.truth["TRUE_TEMPLATE"][i])
             star = template if c == "STAR" or c in ("GALAXY", "QSO") else f"{planid}-{spid}-{fiber}"
             desig, ra, dec = designation_of(star or f"{planid}-{spid}-{fiber}")
-            values = {"obsid": 100_000_000_000 + _hash(f"{planid}:{lmjd}:{spid}:{fiber}", 11), "designation": desig,
-                      "obsdate": obsdate, "lmjd": lmjd, "planid": planid, "spid": spid, "fiberid": fiber,
-                      "ra": round(ra, 6), "dec": round(dec, 6), "class": c, "subclass": sub,
-                      "snrg": np.nan, "snrr": round(float(fmap.truth["TRUE_SNR_R"][i]), 2),
-                      "mag_r": round(float(fmap.mag[i]), 3), "teff": np.nan, "teff_err": np.nan, "logg": np.nan,
-                      "logg_err": np.nan, "feh": np.nan, "feh_err": np.nan}
+            values = {
+                "obsid": 100_000_000_000 + _hash(f"{planid}:{lmjd}:{spid}:{fiber}", 11),
+                "designation": desig,
+                "obsdate": obsdate,
+                "lmjd": lmjd,
+                "planid": planid,
+                "spid": spid,
+                "fiberid": fiber,
+                "ra": round(ra, 6),
+                "dec": round(dec, 6),
+                "class": c,
+                "subclass": sub,
+                "snrg": np.nan,
+                "snrr": round(float(fmap.truth["TRUE_SNR_R"][i]), 2),
+                "mag_r": round(float(fmap.mag[i]), 3),
+                "teff": np.nan,
+                "teff_err": np.nan,
+                "logg": np.nan,
+                "logg_err": np.nan,
+                "feh": np.nan,
+                "feh_err": np.nan,
+            }
             for k in WRITE_COLUMNS:
                 rows[k].append(values[k])
     table = Table({k: np.array(v) if v else np.array([], dtype=float) for k, v in rows.items()})

@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from drcnet.instrument.arclines import ArcLines
 from drcnet.hardware import Detector
+from drcnet.instrument.arclines import ArcLines
 from drcnet.instrument.config import DETECTOR, N_COLS, N_FIBERS, CCDConfig
 from drcnet.simulate.ccd import amplifier_of, read_out, read_overscan
 from drcnet.simulate.cosmics import deposit_cosmic_rays
@@ -39,8 +39,14 @@ BLOCK_ROWS = 517
 """Rows read out at a time (8 blocks per frame)."""
 
 
-def fiber_light(model: ForwardModel, cfg: ExposureConfig, plan: FiberPlan, arm_index: int,
-                geoms: list[FiberGeometry], arcs: ArcLines) -> dict[str, np.ndarray]:
+def fiber_light(
+    model: ForwardModel,
+    cfg: ExposureConfig,
+    plan: FiberPlan,
+    arm_index: int,
+    geoms: list[FiberGeometry],
+    arcs: ArcLines,
+) -> dict[str, np.ndarray]:
     """Electrons per fiber and column ``(250, 4096)`` of the flat, the arc and the science exposure."""
     arm = cfg.instrument.arms[arm_index]
     gain = cfg.instrument.ccd.gain_e_per_adu
@@ -77,8 +83,8 @@ class BandProfile:
         t[0] = t[-1] = 0.0  # offsets beyond +-reach: ProfileTable gives 0 there
         n_frac = t.shape[1]
         body = np.zeros((t.shape[0] + 2 * self.pad, n_frac + 1))
-        body[self.pad:self.pad + t.shape[0], :n_frac] = t
-        body[self.pad:self.pad + t.shape[0], n_frac] = t[:, -1]
+        body[self.pad : self.pad + t.shape[0], :n_frac] = t
+        body[self.pad : self.pad + t.shape[0], n_frac] = t[:, -1]
         self.value = body[:, :-1].astype(np.float32).ravel()
         self.slope = np.diff(body, axis=1).astype(np.float32).ravel()
         self.stride = n_frac
@@ -108,8 +114,9 @@ def fiber_band(geom: FiberGeometry, reach: int, detector: Detector = DETECTOR) -
     return lo, hi
 
 
-def expected_frames(geoms: list[FiberGeometry], light: dict[str, np.ndarray], profile: ProfileTable,
-                    detector: Detector = DETECTOR) -> dict[str, np.ndarray]:
+def expected_frames(
+    geoms: list[FiberGeometry], light: dict[str, np.ndarray], profile: ProfileTable, detector: Detector = DETECTOR
+) -> dict[str, np.ndarray]:
     """Expected electrons of whole frames (float32 ``(n_rows, n_cols)`` of ``detector`` each) from per-fiber light.
 
     Each fiber's profile is evaluated over the rows it reaches only, once for
@@ -142,8 +149,15 @@ def bias_data(ccd: CCDConfig, rng: np.random.Generator, detector: Detector = DET
     return np.clip(np.rint(adu), 0, ccd.adc_max).astype(np.uint16)
 
 
-def read_frame(expected: np.ndarray | None, exposure_s: float, ccd: CCDConfig, rng: np.random.Generator,
-               prnu: np.ndarray, cosmics: bool, detector: Detector = DETECTOR) -> tuple[np.ndarray, np.ndarray]:
+def read_frame(
+    expected: np.ndarray | None,
+    exposure_s: float,
+    ccd: CCDConfig,
+    rng: np.random.Generator,
+    prnu: np.ndarray,
+    cosmics: bool,
+    detector: Detector = DETECTOR,
+) -> tuple[np.ndarray, np.ndarray]:
     """Raw frame ``detector.raw_shape`` (LAMOST: ``(4136, 4160)``) uint16 and the flat indices of cosmic-ray
     pixels (data area).
 
@@ -151,13 +165,23 @@ def read_frame(expected: np.ndarray | None, exposure_s: float, ccd: CCDConfig, r
     """
     n_rows, n_cols = detector.n_rows, detector.n_cols
     if expected is None:
-        return (detector.assemble_raw(bias_data(ccd, rng, detector), read_overscan(n_rows, ccd, rng, detector.overscan)),
-                np.zeros(0, np.intp))
+        return (
+            detector.assemble_raw(bias_data(ccd, rng, detector), read_overscan(n_rows, ccd, rng, detector.overscan)),
+            np.zeros(0, np.intp),
+        )
     data = np.empty((n_rows, n_cols), dtype=np.uint16)
     cols = np.arange(n_cols)
     for lo in range(0, n_rows, BLOCK_ROWS):
         hi = min(lo + BLOCK_ROWS, n_rows)
-        data[lo:hi] = read_out(expected[lo:hi], cols, ccd, exposure_s, rng, prnu=prnu[lo:hi], cosmics=False,
-                               amp_boundary=detector.amp_boundary).raw
+        data[lo:hi] = read_out(
+            expected[lo:hi],
+            cols,
+            ccd,
+            exposure_s,
+            rng,
+            prnu=prnu[lo:hi],
+            cosmics=False,
+            amp_boundary=detector.amp_boundary,
+        ).raw
     hits = deposit_cosmic_rays(data, ccd, exposure_s, rng) if cosmics and exposure_s > 0 else np.zeros(0, np.intp)
     return detector.assemble_raw(data, read_overscan(n_rows, ccd, rng, detector.overscan)), hits

@@ -53,8 +53,9 @@ def arc_electrons(arm: ArmConfig, geom: FiberGeometry, cols: np.ndarray, lines: 
         return out
     half = int(np.ceil(8 * sigma.max())) + 1
     x = np.floor(centre)[:, None] + np.arange(-half, half + 1)[None, :]
-    dep = total[:, None] * (ndtr((x + 0.5 - centre[:, None]) / sigma[:, None])
-                            - ndtr((x - 0.5 - centre[:, None]) / sigma[:, None]))
+    dep = total[:, None] * (
+        ndtr((x + 0.5 - centre[:, None]) / sigma[:, None]) - ndtr((x - 0.5 - centre[:, None]) / sigma[:, None])
+    )
     inside = (x >= c0) & (x < c0 + n)
     np.add.at(out, (x[inside] - c0).astype(np.intp), dep[inside])
     return out
@@ -64,7 +65,7 @@ def lamp_continuum(wave: np.ndarray, temperature_k: float = 3100.0) -> np.ndarra
     """Photon spectrum of a quartz-halogen lamp (a blackbody), normalised to 1 at its maximum over ``wave`` (A)."""
     hc_over_k = 1.438776877e8  # A K
     w = np.asarray(wave, dtype=float)
-    photons = w ** -4 / np.expm1(hc_over_k / (w * temperature_k))
+    photons = w**-4 / np.expm1(hc_over_k / (w * temperature_k))
     return photons / photons.max()
 
 

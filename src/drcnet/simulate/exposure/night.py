@@ -47,17 +47,25 @@ def night_configs(config: ExposureConfig, n_exposures: int) -> list[ExposureConf
     return out
 
 
-def _simulate_one(config: ExposureConfig, templates: Sequence[Template], folder: str, data_root: str | None,
-                  spid: int, arcs: ArcLines) -> tuple[str, int, float]:
+def _simulate_one(
+    config: ExposureConfig, templates: Sequence[Template], folder: str, data_root: str | None, spid: int, arcs: ArcLines
+) -> tuple[str, int, float]:
     """A Dask task: one spectrograph of one exposure (rendered in this worker, one arm after the other)."""
     with _SERIAL:
         sim = simulate_exposure(config, templates, folder, data_root=data_root, workers=1, arcs=arcs, spids=[spid])
     return config.planid, spid, sim.seconds
 
 
-def simulate_night(config: ExposureConfig, templates: Sequence[Template], out_root: str | Path, n_exposures: int,
-                   data_root: str | Path | None = None, workers: int | None = None, client: Any = None,
-                   arcs: ArcLines | None = None) -> list[SimulatedExposure]:
+def simulate_night(
+    config: ExposureConfig,
+    templates: Sequence[Template],
+    out_root: str | Path,
+    n_exposures: int,
+    data_root: str | Path | None = None,
+    workers: int | None = None,
+    client: Any = None,
+    arcs: ArcLines | None = None,
+) -> list[SimulatedExposure]:
     """Simulate ``n_exposures`` exposures, each into ``out_root/<planid>/``.
 
     Parameters
@@ -85,15 +93,29 @@ def simulate_night(config: ExposureConfig, templates: Sequence[Template], out_ro
     configs = night_configs(config, n_exposures)
     arcs = arcs if arcs is not None else read_arc_lines(observatory_dir(data_root) / "arc_lines")
     if client is None:
-        return [simulate_exposure(cfg, templates, out_root / cfg.planid, data_root=data_root, workers=workers,
-                                  arcs=arcs) for cfg in configs]
+        return [
+            simulate_exposure(cfg, templates, out_root / cfg.planid, data_root=data_root, workers=workers, arcs=arcs)
+            for cfg in configs
+        ]
     t0 = time.perf_counter()
     [shared_templates] = client.scatter([list(templates)], broadcast=True)
     [shared_arcs] = client.scatter([arcs], broadcast=True)
     root = None if data_root is None else str(Path(data_root).resolve())
-    futures = [client.submit(_simulate_one, cfg, shared_templates, str((out_root / cfg.planid).resolve()), root, spid,
-                             shared_arcs, key=f"drcnet-simulate-{cfg.planid}-sp{spid:02d}", pure=False)
-               for cfg in configs for spid in range(1, cfg.spectrographs + 1)]
+    futures = [
+        client.submit(
+            _simulate_one,
+            cfg,
+            shared_templates,
+            str((out_root / cfg.planid).resolve()),
+            root,
+            spid,
+            shared_arcs,
+            key=f"drcnet-simulate-{cfg.planid}-sp{spid:02d}",
+            pure=False,
+        )
+        for cfg in configs
+        for spid in range(1, cfg.spectrographs + 1)
+    ]
     client.gather(futures)
     from drcnet.simulate.exposure.catalogue import write_exposure_catalogue
 

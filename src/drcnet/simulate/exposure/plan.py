@@ -41,9 +41,14 @@ class ExposureConfig(BaseModel):
     n_fstd: int = Field(5, ge=0, description="bright F stars used as flux standards (fibertype F-std)")
     n_saturated: int = Field(3, ge=0, description="program stars bright enough to saturate the CCD")
     mag_range: tuple[float, float] = Field((14.0, 19.3), description="r magnitudes of program stars (uniform)")
-    other: float = Field(0.0, ge=0.0, le=1.0, description="share of the program fibers (Obj, not saturated) given to "
-                         "objects of class 'other': O/B/A/M stars, galaxies, QSOs of the libraries and sky-only "
-                         "fibers (see OTHER_DEFAULT_NOTE)")
+    other: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="share of the program fibers (Obj, not saturated) given to "
+        "objects of class 'other': O/B/A/M stars, galaxies, QSOs of the libraries and sky-only "
+        "fibers (see OTHER_DEFAULT_NOTE)",
+    )
     fstd_mag_range: tuple[float, float] = (14.0, 15.5)
     saturated_mag_range: tuple[float, float] = (9.0, 10.0)
     rv_sigma_kms: float = Field(40.0, ge=0)
@@ -63,8 +68,9 @@ class ExposureConfig(BaseModel):
             self.planid = f"SIM{self.seed:05d}"
         special = self.n_sky + self.n_unused + self.n_dead + self.n_fstd + self.n_saturated
         if special >= N_FIBERS:
-            raise ValueError(f"sky + unused + dead + F-std + saturated fibers ({special}) leave no program fibers "
-                             f"out of {N_FIBERS}")
+            raise ValueError(
+                f"sky + unused + dead + F-std + saturated fibers ({special}) leave no program fibers out of {N_FIBERS}"
+            )
         for name in ("mag_range", "fstd_mag_range", "saturated_mag_range"):
             lo, hi = getattr(self, name)
             if not lo <= hi:
@@ -82,11 +88,11 @@ class FiberPlan:
     """One spectrograph's fibers (arrays of length 250, index = fiber - 1)."""
 
     spid: int
-    fibertype: np.ndarray            # str
-    objid: np.ndarray                # str
-    sources: list[Source | None]     # the star in each fiber (None: no star)
-    sky_scale: np.ndarray            # relative sky level seen by each fiber
-    template_id: np.ndarray          # str, "" when no star
+    fibertype: np.ndarray  # str
+    objid: np.ndarray  # str
+    sources: list[Source | None]  # the star in each fiber (None: no star)
+    sky_scale: np.ndarray  # relative sky level seen by each fiber
+    template_id: np.ndarray  # str, "" when no star
 
     @property
     def lit_science(self) -> np.ndarray:
@@ -120,15 +126,23 @@ def plan_fibers(cfg: ExposureConfig, templates: Sequence[Template], spid: int) -
         raise ValueError(f"no templates of class(es) {', '.join(missing)} to fill the plate with")
     ftype = np.full(N_FIBERS, "Obj", dtype=object)
     # sky fibers evenly along the slit with a small random offset, the rest drawn at random
-    sky = np.clip(np.round((np.arange(cfg.n_sky) + 0.5) * N_FIBERS / cfg.n_sky
-                           + rng.integers(-3, 4, cfg.n_sky)).astype(int), 0, N_FIBERS - 1)
+    sky = np.clip(
+        np.round((np.arange(cfg.n_sky) + 0.5) * N_FIBERS / cfg.n_sky + rng.integers(-3, 4, cfg.n_sky)).astype(int),
+        0,
+        N_FIBERS - 1,
+    )
     sky = np.unique(sky)
     ftype[sky] = "Sky"
     free = np.flatnonzero(ftype == "Obj")
     picks = rng.permutation(free)
     k = 0
-    for name, count in (("Unused", cfg.n_unused), ("Dead", cfg.n_dead), ("F-std", cfg.n_fstd), ("sat", cfg.n_saturated)):
-        ftype[picks[k:k + count]] = name
+    for name, count in (
+        ("Unused", cfg.n_unused),
+        ("Dead", cfg.n_dead),
+        ("F-std", cfg.n_fstd),
+        ("sat", cfg.n_saturated),
+    ):
+        ftype[picks[k : k + count]] = name
         k += count
     saturated = ftype == "sat"
     ftype[saturated] = "Obj"
@@ -154,12 +168,25 @@ def plan_fibers(cfg: ExposureConfig, templates: Sequence[Template], spid: int) -
             tid.append("")
     if cfg.other > 0:
         _place_other(cfg, templates, spid, ftype, saturated, sources, tid)
-    return FiberPlan(spid=spid, fibertype=ftype.astype(str), objid=np.array(objid), sources=sources,
-                     sky_scale=sky_scale, template_id=np.array(tid))
+    return FiberPlan(
+        spid=spid,
+        fibertype=ftype.astype(str),
+        objid=np.array(objid),
+        sources=sources,
+        sky_scale=sky_scale,
+        template_id=np.array(tid),
+    )
 
 
-def _place_other(cfg: ExposureConfig, templates: Sequence[Template], spid: int, ftype: np.ndarray,
-                 saturated: np.ndarray, sources: list[Source | None], tid: list[str]) -> None:
+def _place_other(
+    cfg: ExposureConfig,
+    templates: Sequence[Template],
+    spid: int,
+    ftype: np.ndarray,
+    saturated: np.ndarray,
+    sources: list[Source | None],
+    tid: list[str],
+) -> None:
     """Replace ``round(cfg.other x program fibers)`` program stars by ``other`` objects, in place.
 
     Program fibers are the ``Obj`` fibers that are not saturated stars. The fibers, their objects and
@@ -180,11 +207,19 @@ def _place_other(cfg: ExposureConfig, templates: Sequence[Template], spid: int, 
         return
     pool = [i for i, t in enumerate(templates) if t.cls == OTHER]
     if not pool:
-        raise ValueError("--other: no O/B/A/M star, galaxy, QSO or sky-only template to put in the fibers; add a "
-                         "library with such spectra (e.g. stelib, miles or a LAMOST folder)")
+        raise ValueError(
+            "--other: no O/B/A/M star, galaxy, QSO or sky-only template to put in the fibers; add a "
+            "library with such spectra (e.g. stelib, miles or a LAMOST folder)"
+        )
     sub = [templates[i] for i in pool]
-    plan = plan_other_objects({("test", -1): k}, sub, np.full(len(sub), 2), (1.0, 2.0), rng, sky_share=SKY_SHARE
-                              if any(t.meta.get("no_light") for t in sub) else 0.0)
+    plan = plan_other_objects(
+        {("test", -1): k},
+        sub,
+        np.full(len(sub), 2),
+        (1.0, 2.0),
+        rng,
+        sky_share=SKY_SHARE if any(t.meta.get("no_light") for t in sub) else 0.0,
+    )
     fibers = np.sort(rng.choice(program, size=k, replace=False))
     for f, j in zip(fibers, rng.permutation(plan.template), strict=True):
         t = templates[pool[int(j)]]
@@ -195,4 +230,3 @@ def _place_other(cfg: ExposureConfig, templates: Sequence[Template], spid: int, 
             src = Source(src.template, 0.0, 0.0, src.mag_r, src.airmass)
         sources[int(f)] = src
         tid[int(f)] = t.template_id
-

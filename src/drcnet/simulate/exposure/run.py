@@ -42,8 +42,8 @@ from drcnet.instrument.fibermap import FiberMap, write_fibermap
 from drcnet.library.template import Template
 from drcnet.paths import observatory_dir
 from drcnet.provenance import atomic_path, provenance
-from drcnet.simulate.exposure.arm import ArmTruth, render_arm
 from drcnet.simulate.convention import attach_lamost_labels
+from drcnet.simulate.exposure.arm import ArmTruth, render_arm
 from drcnet.simulate.exposure.catalogue import write_exposure_catalogue
 from drcnet.simulate.exposure.plan import ExposureConfig, FiberPlan, plan_fibers
 from drcnet.simulate.exposure.safety import die_with_parent, remove_stale_parts
@@ -90,15 +90,22 @@ def _init_pool_worker(state: dict[str, Any]) -> None:
 def _render_job(job: tuple[int, int]) -> tuple[int, int, ArmTruth]:
     spid, arm_index = job
     s = _STATE
-    truth = render_arm(s["model"], s["config"], s["plans"][spid], s["arcs"], arm_index, s["out"], s["prov"],
-                       keep_stripes=s["keep"])
+    truth = render_arm(
+        s["model"], s["config"], s["plans"][spid], s["arcs"], arm_index, s["out"], s["prov"], keep_stripes=s["keep"]
+    )
     return spid, arm_index, truth
 
 
-def simulate_exposure(config: ExposureConfig, templates: Sequence[Template], out_dir: str | Path,
-                      data_root: str | Path | None = None, workers: int | None = None,
-                      keep_truth_stripes: bool = False, arcs: ArcLines | None = None,
-                      spids: Sequence[int] | None = None) -> SimulatedExposure:
+def simulate_exposure(
+    config: ExposureConfig,
+    templates: Sequence[Template],
+    out_dir: str | Path,
+    data_root: str | Path | None = None,
+    workers: int | None = None,
+    keep_truth_stripes: bool = False,
+    arcs: ArcLines | None = None,
+    spids: Sequence[int] | None = None,
+) -> SimulatedExposure:
     """Simulate the raw exposure set of spectrographs ``1..config.spectrographs`` (or ``spids``) into ``out_dir``.
 
     Parameters
@@ -153,8 +160,15 @@ def simulate_exposure(config: ExposureConfig, templates: Sequence[Template], out
     remap = {old: new for new, old in enumerate(used)}
     model_plans = {spid: _remap(p, remap) for spid, p in plans.items()}
     prov = provenance(config.model_dump(mode="json"), config.seed)
-    state = {"model": model, "config": config, "plans": model_plans, "arcs": arcs, "out": out, "prov": prov,
-             "keep": keep_truth_stripes}
+    state = {
+        "model": model,
+        "config": config,
+        "plans": model_plans,
+        "arcs": arcs,
+        "out": out,
+        "prov": prov,
+        "keep": keep_truth_stripes,
+    }
     jobs = [(spid, a) for spid in spids for a in range(len(ARMS))]
     workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
     results: dict[int, dict[str, ArmTruth]] = {spid: {} for spid in spids}
@@ -170,8 +184,11 @@ def simulate_exposure(config: ExposureConfig, templates: Sequence[Template], out
     done = []
     for spid in spids:
         plan = plans[spid]
-        fmap_path = write_fibermap(out / fibermap_name(config.planid, spid),
-                                   fibermap_of(plan, templates, results[spid]["red"].snr_expected, config), prov)
+        fmap_path = write_fibermap(
+            out / fibermap_name(config.planid, spid),
+            fibermap_of(plan, templates, results[spid]["red"].snr_expected, config),
+            prov,
+        )
         truth_path = write_truth(out / truth_name(config.planid, spid), plan, templates, results[spid], prov)
         done.append(SimulatedSpectrograph(spid, plan, results[spid], fmap_path, truth_path))
     if full_run:
@@ -208,20 +225,34 @@ def fibermap_of(plan: FiberPlan, templates: Sequence[Template], snr: np.ndarray,
     cls = np.array([templates[s.template].cls if s else "" for s in plan.sources])
     sub = np.array([templates[s.template].subclass if s else "" for s in plan.sources])
     mag = np.array([s.mag_r if s else np.nan for s in plan.sources], dtype=np.float32)
-    truth = {"TRUE_CLASS": cls, "TRUE_SUBCLASS": sub, "TRUE_SNR_R": np.asarray(snr, dtype=np.float32),
-             "TRUE_TEMPLATE": plan.template_id}
+    truth = {
+        "TRUE_CLASS": cls,
+        "TRUE_SUBCLASS": sub,
+        "TRUE_SNR_R": np.asarray(snr, dtype=np.float32),
+        "TRUE_TEMPLATE": plan.template_id,
+    }
     used = [templates[s.template] for s in plan.sources if s]
     if used and all("lamost_class" in t.meta for t in used):
-        truth["TRUE_CLASS_LAMOST"] = np.array([str(templates[s.template].meta["lamost_class"]) if s else ""
-                                               for s in plan.sources])
-        truth["TRUE_SUBCLASS_LAMOST"] = np.array([str(templates[s.template].meta["lamost_subclass"]) if s else ""
-                                                  for s in plan.sources])
-    return FiberMap(spid=plan.spid, planid=cfg.planid, fiber=np.arange(1, n + 1), objid=plan.objid,
-                    fibertype=plan.fibertype, mag=mag, truth=truth)
+        truth["TRUE_CLASS_LAMOST"] = np.array(
+            [str(templates[s.template].meta["lamost_class"]) if s else "" for s in plan.sources]
+        )
+        truth["TRUE_SUBCLASS_LAMOST"] = np.array(
+            [str(templates[s.template].meta["lamost_subclass"]) if s else "" for s in plan.sources]
+        )
+    return FiberMap(
+        spid=plan.spid,
+        planid=cfg.planid,
+        fiber=np.arange(1, n + 1),
+        objid=plan.objid,
+        fibertype=plan.fibertype,
+        mag=mag,
+        truth=truth,
+    )
 
 
-def write_truth(path: Path, plan: FiberPlan, templates: Sequence[Template], truth: dict[str, ArmTruth],
-                prov: dict[str, Any]) -> Path:
+def write_truth(
+    path: Path, plan: FiberPlan, templates: Sequence[Template], truth: dict[str, ArmTruth], prov: dict[str, Any]
+) -> Path:
     """Write the simulation truth of one spectrograph (HDF5, atomically).
 
     Layout: ``/<arm>/{row0,tilt,bow,shift_px,throughput,stripe_saturated,stripe_cosmic}``,

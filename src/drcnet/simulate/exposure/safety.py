@@ -50,8 +50,10 @@ def refuse_existing_exposure(out: str | Path, overwrite: bool) -> None:
         raise FileExistsError(f"{out}: --out must be a folder for the exposure, but this is an existing file")
     found = existing_exposure_files(out)
     if found and not overwrite:
-        raise FileExistsError(f"{out}: already holds an exposure ({len(found)} files, e.g. {found[0].name}); "
-                              "pass --overwrite to replace it, or choose another --out")
+        raise FileExistsError(
+            f"{out}: already holds an exposure ({len(found)} files, e.g. {found[0].name}); "
+            "pass --overwrite to replace it, or choose another --out"
+        )
 
 
 def remove_stale_parts(folder: str | Path) -> list[Path]:
