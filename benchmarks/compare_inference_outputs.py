@@ -1,4 +1,4 @@
-"""Outputs and speed of the inference path: this tree against another (default ``/work/main/src``), one run.
+"""Outputs and speed of the inference path: this tree against another (``--old``: an older checkout's src), one run.
 
 Each command runs twice per round, once per tree (``PYTHONPATH=<tree>`` in a fresh process, the trees
 alternating so load from other jobs hits both alike), on the same inputs made once by the reference
@@ -19,7 +19,7 @@ and the time of the prediction table's writer alone (``predictions_csv`` before,
 
 Usage::
 
-    DRCNET_DATA=/work/shared/data python benchmarks/compare_inference_outputs.py [--old /work/main/src]
+    DRCNET_DATA=../shared/data python benchmarks/compare_inference_outputs.py --old ../old/src
         [--rounds 2] [--n 200] [--night] [--keep DIR]
 """
 
@@ -33,6 +33,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from drcnet.paths import data_root
 
 ROOT = Path(__file__).resolve().parents[1]
 NEW = ROOT / "src"
@@ -116,14 +118,16 @@ def parquet_equal(a: Path, b: Path) -> tuple[bool, str]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--old", type=Path, default=Path("/work/main/src"), help="reference tree's src folder")
+    ap.add_argument(
+        "--old", type=Path, required=True, help="reference tree's src folder (e.g. a worktree of the old commit)"
+    )
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--n", type=int, default=200, help="objects of the simulated dataset file")
     ap.add_argument("--night", action="store_true", help="also compare `drcnet night classify`")
     ap.add_argument("--keep", type=Path, default=None, help="work here instead of a temporary folder")
     a = ap.parse_args()
     trees = {"old": a.old.resolve(), "new": NEW}
-    lib = Path(os.environ.get("DRCNET_DATA", "/work/shared/data")) / "spectral_libraries" / "pyhammer"
+    lib = data_root() / "spectral_libraries" / "pyhammer"
     work = a.keep or Path(tempfile.mkdtemp(prefix="drcnet-compare-"))
     work.mkdir(parents=True, exist_ok=True)
     data, exposure = work / "small.h5", work / "night" / "exposure"

@@ -33,7 +33,7 @@ difference of two models on the same stars gets a star bootstrap interval.
 
 usage::
 
-    DRCNET_DATA=/work/shared/data python benchmarks/compare_2d_1d/systematics.py --seed 21 \
+    DRCNET_DATA=../shared/data python benchmarks/compare_2d_1d/systematics.py --seed 21 \
         --out benchmarks/compare_2d_1d/results/systematics.json
 """
 

@@ -13,7 +13,7 @@ seeds are summarised (mean, standard deviation, and the seeds' predictions poole
 
 usage::
 
-    DRCNET_DATA=/work/shared/data python benchmarks/compare_2d_1d/train_compare.py --workdir /tmp/cmp \
+    DRCNET_DATA=../shared/data python benchmarks/compare_2d_1d/train_compare.py --workdir /tmp/cmp \
         --n-train 8000 --n-val 1000 --n-eval 2400 --epochs 12 --seeds 0,1,2 --pop-seed 7 --eval-seed 11
 
 A smoke run (minutes): ``--n-train 300 --n-val 60 --n-eval 300 --epochs 1 --seeds 0``.

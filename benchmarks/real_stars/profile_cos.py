@@ -4,6 +4,7 @@ import torch
 from drcnet.instrument import FiberConfig
 from drcnet.models import load_run as load_model
 from drcnet.models.drcnet import SpatialReduction
+from drcnet.models.run_folder import pretrained_dir
 from drcnet.simulate.optics import profile_integral
 
 P = profile_integral(np.arange(-5, 6).astype(float), FiberConfig())
@@ -14,7 +15,7 @@ def cos(e):
     return float(e @ P / np.linalg.norm(P))
 
 
-m = load_model("/work/wt9/src/drcnet/pretrained/drcnet")[0]
+m = load_model(pretrained_dir("drcnet"))[0]
 with torch.no_grad():
     for a, n in enumerate(("blue", "red")):
         e = m.reduce[a].composed()[0][:, 0].numpy()
