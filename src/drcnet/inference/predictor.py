@@ -1,3 +1,4 @@
+# Over 400 lines on purpose: the one Predictor: loading (torch/ONNX, any run) and every input kind share its state.
 """One predictor: a run folder or shipped model (torch or ONNX Runtime) on any input.
 
 * :class:`Predictor` - :meth:`Predictor.load` a run folder, a shipped model's name (``drcnet models``),

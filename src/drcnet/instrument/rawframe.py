@@ -1,3 +1,4 @@
+# Over 400 lines on purpose: every check of one raw frame beside the one reader that applies them.
 """Reading and checking one raw frame (the LAMOST layout by default; any :class:`Spectrograph`).
 
 :func:`read_raw_frame` reads the pixels and checks them (shape, pixel type,

@@ -1,3 +1,4 @@
+# Over 400 lines on purpose: LAMOST's label convention kept in one place (every source, both labels, the vote).
 """One label convention for every source: LAMOST's.
 
 LAMOST's 1D pipeline labels (``CLASS``/``SUBCLASS``) are the truth that the DRC-Net paper and the

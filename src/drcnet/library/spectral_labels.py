@@ -1,3 +1,4 @@
+# Over 400 lines on purpose: LAMOST's grid, continuum and the template-match and CNN labellers share the grid.
 """LAMOST labels from spectra: put a spectrum on LAMOST's grid and label it as LAMOST's pipeline would.
 
 LAMOST's ``CLASS``/``SUBCLASS`` is the output of a template match of the 1D spectrum, so the spectrum

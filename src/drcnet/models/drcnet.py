@@ -1,3 +1,4 @@
+# Over 400 lines on purpose: DRC-Net, its spatial reduction and its registered variants stay in one model file.
 """DRC-Net (Zhang et al. 2023, RAA 23:125005): double-branch residual network on raw 2D stripes.
 
 Per arm (blue, red; separate weights):

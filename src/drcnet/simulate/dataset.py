@@ -1,3 +1,4 @@
+# Over 400 lines on purpose: one job (render a dataset file): plan, worker processes and writer share one state.
 """Rendering a dataset from real templates with the forward model (``drcnet simulate``).
 
 :func:`prepare_dataset` splits the templates and plans the objects;

@@ -1,3 +1,4 @@
+# Over 400 lines on purpose: one fiber's forward model (source, site, spectrograph, CCD) read top to bottom.
 """The forward model for one fiber: source -> atmosphere -> spectrograph -> CCD -> stripe and 1D spectrum.
 
 :class:`ForwardModel` holds what is prepared once (templates at the instrument

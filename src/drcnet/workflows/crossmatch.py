@@ -1,3 +1,4 @@
+# Over 400 lines on purpose: one job (survey catalogue -> fiber labels) with its matching rules and errors.
 """Cross-match the fibers of raw exposures with a LAMOST LRS catalogue (the paper's Figure 4, step 1).
 
 A fiber is found by ``obsid`` when its fiber map carries one, else by (lmjd, planid, spid, fiberid)

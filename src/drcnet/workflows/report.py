@@ -1,3 +1,4 @@
+# Over 400 lines on purpose: one report: its Markdown and HTML sections are small functions over the same metrics.
 """``drcnet report``: Markdown + HTML report over one or more runs, beside the paper's numbers.
 
 Contents: the paper's Table 3 for every run next to the published values, per-S/N-bin tables
