@@ -134,11 +134,23 @@ def classify_exposure(
     astropy.table.Table
         One row per object fiber: :data:`drcnet.inference.table.EXPOSURE_COLUMNS` (+ truth columns for a
         simulated exposure); ``meta["label_convention"]`` says which truth was used.
+
+    Raises
+    ------
+    NotADirectoryError
+        ``folder`` is a file (a dataset file goes to :func:`predict_file`).
+    drcnet.instrument.exposure.MissingFrameError
+        ``folder`` does not exist or holds no raw frames.
     """
     import tempfile
 
     from drcnet.workflows.classify_exposure import classify_exposure as run_workflow
 
+    if Path(folder).is_file():
+        raise NotADirectoryError(
+            f"{folder}: is a file, not an exposure folder of raw frames; for a dataset HDF5 file use "
+            "drcnet.predict_file (command line: drcnet predict --data)"
+        )
     predictor = _as_predictor(model)
     with tempfile.TemporaryDirectory(prefix="drcnet-catalogue-") as tmp:
         path = Path(out) if out is not None else Path(tmp) / "catalogue.csv"
