@@ -141,6 +141,10 @@ def classify_exposure(
         ``folder`` is a file (a dataset file goes to :func:`predict_file`).
     drcnet.instrument.exposure.MissingFrameError
         ``folder`` does not exist or holds no raw frames.
+    drcnet.outputs.OutputError
+        ``out`` or ``qa_dir`` is one of the exposure's files, the folder itself, or of the wrong kind.
+    ValueError
+        ``out`` does not end in ``.csv``, ``.parquet`` or ``.fits``.
     """
     import tempfile
 
@@ -151,6 +155,11 @@ def classify_exposure(
             f"{folder}: is a file, not an exposure folder of raw frames; for a dataset HDF5 file use "
             "drcnet.predict_file (command line: drcnet predict --data)"
         )
+    from drcnet.instrument.exposure import exposure_input_files
+    from drcnet.workflows.classify_exposure import check_outputs
+
+    if out is not None:  # before any work: never over a raw frame or fiber map of the exposure
+        check_outputs(out, qa_dir, files=exposure_input_files(folder), trees=[folder])
     predictor = _as_predictor(model)
     with tempfile.TemporaryDirectory(prefix="drcnet-catalogue-") as tmp:
         path = Path(out) if out is not None else Path(tmp) / "catalogue.csv"

@@ -12,7 +12,7 @@ then a command stops with one line naming both paths (exit status 2 in the CLI) 
 * two outputs of one command are the same path;
 * an output exists and is of the wrong kind (a folder where a file goes, a file where a folder goes, a
   device, pipe or socket such as ``/dev/null`` where a file goes: the atomic rename would replace it), or
-  its parent is a file;
+  its parent is a file, or the folder it goes in is not writable;
 * an output exists and the command does not replace outputs (``must_not_exist``).
 
 Paths only: nothing is read or written here. The CLI modules call :func:`check_outputs`.
@@ -159,3 +159,8 @@ def check_outputs(
             parent = parent.parent
         if not parent.is_dir():
             raise OutputError(f"{given}: cannot write {out.option} there: {parent} is a file, not a folder")
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise OutputError(
+                f"{given}: cannot write {out.option} there: the folder {parent} is not writable; "
+                f"choose another {out.option}"
+            )
