@@ -112,9 +112,7 @@ def test_a_model_that_is_no_name_or_path_is_refused():
         drcnet.load_model(5)  # type: ignore[arg-type]
 
 
-def test_a_folder_given_as_dataset_file_and_a_file_given_as_exposure_folder_say_which_call_to_use(
-    model, tmp_path
-):
+def test_a_folder_given_as_dataset_file_and_a_file_given_as_exposure_folder_say_which_call_to_use(model, tmp_path):
     with pytest.raises(IsADirectoryError) as err:
         drcnet.predict_file(tmp_path, model=model)
     assert str(err.value) == (
@@ -197,8 +195,7 @@ def test_predict_refuses_an_unwritable_folder_before_any_work(tmp_path, monkeypa
     res = _run("predict", "--data", tmp_path / "never-read.h5", "--out", folder / "preds.csv")
     assert res.exit_code == 2
     assert (
-        f"{folder / 'preds.csv'}: cannot write --out there: the folder {folder} is not writable; "
-        "choose another --out"
+        f"{folder / 'preds.csv'}: cannot write --out there: the folder {folder} is not writable; choose another --out"
     ) in " ".join(res.output.split())
 
 
