@@ -78,7 +78,7 @@ def test_one_object_gives_a_one_row_catalogue_equal_to_its_row_in_a_stack(model,
     assert len(one) == 1
     assert one["pred"][0] == both["pred"][1]
     for c in ("prob_F", "prob_G", "prob_K", "prob_other"):
-        np.testing.assert_allclose(float(one[c][0]), float(both[c][1]), atol=1e-6)
+        np.testing.assert_allclose(float(one[c][0]), float(both[c][1]), atol=1e-5)  # batch of 1 vs 2: float32 sums
 
 
 @pytest.mark.parametrize(
