@@ -110,6 +110,8 @@ def test_a_model_that_is_no_name_or_path_is_refused():
     )
     with pytest.raises(TypeError, match=re.escape(msg)):
         drcnet.load_model(5)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=re.escape("the model name is empty: give a shipped model's name")):
+        drcnet.load_model("")  # not the current folder
 
 
 def test_a_folder_given_as_dataset_file_and_a_file_given_as_exposure_folder_say_which_call_to_use(model, tmp_path):

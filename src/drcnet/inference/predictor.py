@@ -154,7 +154,7 @@ class Predictor:
         TypeError
             ``run`` is neither a str, a path nor None.
         ValueError
-            Unknown engine or weights; bf16 with the ONNX engine; ``batch_size`` below 1.
+            Unknown engine or weights; bf16 with the ONNX engine; ``batch_size`` below 1; an empty name.
         """
         from drcnet.calibration import load_calibration
         from drcnet.models.fastpath import configure_cpu
@@ -164,6 +164,11 @@ class Predictor:
             raise TypeError(
                 f"the model must be a shipped model's name (`drcnet models`), a run folder or an .onnx file "
                 f"(str or Path), or None for the default model; got {type(run).__name__} {run!r}"
+            )
+        if isinstance(run, str) and not run.strip():
+            raise ValueError(
+                "the model name is empty: give a shipped model's name (`drcnet models`), a run folder or an "
+                ".onnx file, or None for the default model"
             )
         if engine == "onnx" and precision != "fp32":
             raise ValueError("--precision bf16 is for the torch engine; ONNX runs the exported fp32 model")
