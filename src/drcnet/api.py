@@ -134,11 +134,32 @@ def classify_exposure(
     astropy.table.Table
         One row per object fiber: :data:`drcnet.inference.table.EXPOSURE_COLUMNS` (+ truth columns for a
         simulated exposure); ``meta["label_convention"]`` says which truth was used.
+
+    Raises
+    ------
+    NotADirectoryError
+        ``folder`` is a file (a dataset file goes to :func:`predict_file`).
+    drcnet.instrument.exposure.MissingFrameError
+        ``folder`` does not exist or holds no raw frames.
+    drcnet.outputs.OutputError
+        ``out`` or ``qa_dir`` is one of the exposure's files, the folder itself, or of the wrong kind.
+    ValueError
+        ``out`` does not end in ``.csv``, ``.parquet`` or ``.fits``.
     """
     import tempfile
 
     from drcnet.workflows.classify_exposure import classify_exposure as run_workflow
 
+    if Path(folder).is_file():
+        raise NotADirectoryError(
+            f"{folder}: is a file, not an exposure folder of raw frames; for a dataset HDF5 file use "
+            "drcnet.predict_file (command line: drcnet predict --data)"
+        )
+    from drcnet.instrument.exposure import exposure_input_files
+    from drcnet.workflows.classify_exposure import check_outputs
+
+    if out is not None:  # before any work: never over a raw frame or fiber map of the exposure
+        check_outputs(out, qa_dir, files=exposure_input_files(folder), trees=[folder])
     predictor = _as_predictor(model)
     with tempfile.TemporaryDirectory(prefix="drcnet-catalogue-") as tmp:
         path = Path(out) if out is not None else Path(tmp) / "catalogue.csv"

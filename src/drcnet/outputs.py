@@ -10,8 +10,9 @@ then a command stops with one line naming both paths (exit status 2 in the CLI) 
   *is* an exposure folder or night root it reads is refused too, but a new file inside one, beside the
   frames, is allowed;
 * two outputs of one command are the same path;
-* an output exists and is of the wrong kind (a folder where a file goes, a file where a folder goes), or
-  its parent is a file;
+* an output exists and is of the wrong kind (a folder where a file goes, a file where a folder goes, a
+  device, pipe or socket such as ``/dev/null`` where a file goes: the atomic rename would replace it), or
+  its parent is a file, or the folder it goes in is not writable;
 * an output exists and the command does not replace outputs (``must_not_exist``).
 
 Paths only: nothing is read or written here. The CLI modules call :func:`check_outputs`.
@@ -142,6 +143,11 @@ def check_outputs(
         if r.exists():
             if out.kind == "file" and r.is_dir():
                 raise OutputError(f"{given}: {out.option} is an existing folder; give the file to write")
+            if out.kind == "file" and not r.is_file():
+                raise OutputError(
+                    f"{given}: {out.option} is a device, pipe or socket, not a file; writing would replace it: "
+                    "give the file to write"
+                )
             if out.kind == "folder" and not r.is_dir():
                 raise OutputError(
                     f"{given}: {out.option} must be a folder, but this is an existing file; choose another {out.option}"
@@ -153,3 +159,8 @@ def check_outputs(
             parent = parent.parent
         if not parent.is_dir():
             raise OutputError(f"{given}: cannot write {out.option} there: {parent} is a file, not a folder")
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise OutputError(
+                f"{given}: cannot write {out.option} there: the folder {parent} is not writable; "
+                f"choose another {out.option}"
+            )

@@ -159,13 +159,27 @@ def atomic_path(final: str | os.PathLike[str]) -> Iterator[Path]:
     ------
     IsADirectoryError
         ``final`` is an existing folder (named, not the temporary).
+    FileExistsError
+        ``final`` is a device, pipe or socket (``/dev/null``): the rename would replace it.
+    OSError
+        The folder cannot be made or written (``PermissionError`` ...): the message names ``final``.
     """
     final = Path(final)
     if final.is_dir():
         raise IsADirectoryError(f"{final}: is an existing folder; cannot write a file there")
-    created = _make_parents(final.parent)
-    remove_stale_parts(final)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".part", dir=final.parent)
+    if final.exists() and not final.is_file():
+        raise FileExistsError(
+            f"{final}: is a device, pipe or socket, not a file; the output is renamed over the name and would "
+            "replace it: give the path of a file to write"
+        )
+    try:
+        created = _make_parents(final.parent)
+        remove_stale_parts(final)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".part", dir=final.parent)
+    except OSError as err:  # name the output, not the temporary
+        raise type(err)(
+            f"{final}: cannot write a file in {final.parent} ({err.strerror or err}); choose a folder you can write to"
+        ) from err
     os.close(fd)
     tmp = Path(tmp_name)
     with _LIVE_LOCK:

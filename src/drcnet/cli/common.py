@@ -126,15 +126,9 @@ def exposure_inputs(folder: Path) -> list[Path]:
 
     A cheap listing (names only), for the output rule (:func:`drcnet.outputs.check_outputs`) before any work.
     """
-    from drcnet.instrument.lamost import parse_raw_name
+    from drcnet.instrument.exposure import exposure_input_files
 
-    if not folder.is_dir():
-        return [folder] if folder.is_file() else []
-    return [
-        p
-        for p in folder.iterdir()
-        if p.is_file() and (parse_raw_name(p.name) is not None or p.name.startswith(("fibermap-", "truth-")))
-    ]
+    return exposure_input_files(folder)
 
 
 def run_inputs(run_dir: str | Path | None) -> list[Path]:

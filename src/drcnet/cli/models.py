@@ -130,6 +130,8 @@ def predict_cmd(
         raise ValueError(f"--precision must be fp32 or bf16, got {precision!r}")
     if engine not in ("torch", "onnx"):
         raise ValueError(f"--engine must be torch or onnx, got {engine!r}")
+    if batch_size < 1:
+        raise ValueError(f"--batch-size must be at least 1 object per forward pass, got {batch_size}")
     check_outputs(
         [Output(out)],
         files=[p for p in (data,) if p is not None]

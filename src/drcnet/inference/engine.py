@@ -42,7 +42,7 @@ Runner = Callable[[np.ndarray], dict[str, np.ndarray]]
 
 def finite_rows(a: np.ndarray) -> np.ndarray:
     """``(N,)`` bool: True where object ``i`` of ``a`` (shape ``(N, ...)``) has only finite values."""
-    return np.isfinite(a.reshape(len(a), -1)).all(axis=1)
+    return np.isfinite(a).all(axis=tuple(range(1, a.ndim)))  # no reshape: also for N = 0
 
 
 def _device_of(model: torch.nn.Module) -> torch.device:
@@ -206,7 +206,8 @@ def predict_arrays_all(
         (C = 3 or 4) always, and for a model with catalogue heads ``"subclass_logits"`` ``(N, 24)``,
         ``"lum_logits"`` ``(N, 2)``, ``"params_mean"`` / ``"params_sigma"`` ``(N, 3)`` (Teff in K, log g
         and [Fe/H] in dex), ... (:meth:`~drcnet.models.SpectralModel.forward_all`). Every row of an object
-        whose input holds a NaN or inf pixel is ``nan`` (no answer is made up for damaged data).
+        whose input holds a NaN or inf pixel is ``nan`` (no answer is made up for damaged data). No
+        object (``N = 0``) gives ``(0, ...)`` arrays of the same names.
 
     Raises
     ------
@@ -232,6 +233,14 @@ def predict_arrays_all(
     out: dict[str, np.ndarray] = {}
     try:
         runner = make_runner(model, precision)
+        if len(main) == 0:  # no object: the outputs of one blank object, cut to (0, ...)
+            blank = np.zeros((1, *main.shape[1:]), dtype=np.float32)
+            if kind == "stripes":
+                x = prepare_input(kind, stripes=blank)
+            else:
+                blank_sky = None if sky1d is None else np.zeros((1, *sky1d.shape[1:]), dtype=np.float32)
+                x = prepare_input(kind, flux1d=blank, sky1d=blank_sky)
+            out = {k: v[:0] for k, v in runner(x).items()}
         for start in range(0, len(main), batch_size):
             sl = slice(start, start + batch_size)
             if kind == "stripes":

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import tempfile
 import warnings
+from os import PathLike
 from pathlib import Path
 from typing import Any
 
@@ -124,6 +125,7 @@ class Predictor:
         batch_size: int = 64,
         precision: str = "fp32",
     ) -> None:
+        _check_batch_size(batch_size)
         self.model, self.calibration = model, calibration
         self.info: dict[str, Any] = dict(info or {})
         self.label_convention, self.batch_size, self.precision = label_convention, batch_size, precision
@@ -149,13 +151,25 @@ class Predictor:
         ------
         FileNotFoundError
             No such run folder, shipped model or ONNX file.
+        TypeError
+            ``run`` is neither a str, a path nor None.
         ValueError
-            Unknown engine or weights; bf16 with the ONNX engine.
+            Unknown engine or weights; bf16 with the ONNX engine; ``batch_size`` below 1; an empty name.
         """
         from drcnet.calibration import load_calibration
         from drcnet.models.fastpath import configure_cpu
         from drcnet.models.run_folder import read_run, resolve_run, run_label_convention
 
+        if run is not None and not isinstance(run, (str, PathLike)):
+            raise TypeError(
+                f"the model must be a shipped model's name (`drcnet models`), a run folder or an .onnx file "
+                f"(str or Path), or None for the default model; got {type(run).__name__} {run!r}"
+            )
+        if isinstance(run, str) and not run.strip():
+            raise ValueError(
+                "the model name is empty: give a shipped model's name (`drcnet models`), a run folder or an "
+                ".onnx file, or None for the default model"
+            )
         if engine == "onnx" and precision != "fp32":
             raise ValueError("--precision bf16 is for the torch engine; ONNX runs the exported fp32 model")
         if fast or engine == "onnx":
@@ -213,11 +227,12 @@ class Predictor:
         Raises
         ------
         ValueError
-            The array the model needs is missing, or its shape is not the one above.
+            The array the model needs is missing, is not an array of real numbers (complex, bool, strings,
+            ragged lists), or its shape is not the one above.
         """
         from drcnet.inference.engine import predict_arrays_all
 
-        _check_shapes(self.input_kind, stripes, flux1d, sky1d)
+        stripes, flux1d, sky1d = _checked_arrays(self.input_kind, stripes, flux1d, sky1d)
         return predict_arrays_all(
             self.model,
             stripes=stripes,
@@ -246,22 +261,25 @@ class Predictor:
         Parameters
         ----------
         stripes, flux1d, sky1d
-            As :meth:`predict_arrays` (several objects).
+            As :meth:`predict_arrays`; one object gives a one-row table.
         snr_r
-            ``(N,)`` S/N_r of each object, for the per-bin calibration (default: NaN, the overall bin).
+            ``(N,)`` S/N_r of each object (or one value for all), for the per-bin calibration (default:
+            NaN, the overall bin).
 
         Raises
         ------
         ValueError
-            As :meth:`predict_arrays`.
+            As :meth:`predict_arrays`; ``snr_r`` is not numbers, or not one per object.
         """
         from astropy.table import Table
 
         from drcnet.catalogue import CATALOGUE_COLUMNS, catalogue_columns
 
         outputs = self.predict_arrays(stripes, flux1d, sky1d)
+        if outputs["logits"].ndim == 1:  # one object, (2, 11, 3000): a one-row table
+            outputs = {k: v[None] for k, v in outputs.items()}
         n = len(outputs["logits"])
-        snr = np.full(n, np.nan) if snr_r is None else np.asarray(snr_r, dtype=np.float64)
+        snr = np.full(n, np.nan) if snr_r is None else _checked_snr(snr_r, n)
         cols = catalogue_columns(outputs, snr, self.calibration)
         data = {
             c: (np.asarray(cols[c]).astype(str) if np.asarray(cols[c]).dtype == object else np.asarray(cols[c]))
@@ -298,10 +316,24 @@ class Predictor:
         astropy.table.Table
             One row per object. Objects whose input holds NaN/inf pixels get no class (``bad_input`` 1)
             and a ``UserWarning`` says how many.
+
+        Raises
+        ------
+        IsADirectoryError
+            ``data`` is a folder (raw frames go to :func:`drcnet.api.classify_exposure`).
+        FileNotFoundError, OSError
+            ``data`` does not exist or is not an HDF5 file (:class:`drcnet.data.torch_dataset.SpectraDataset`).
         """
         from drcnet.inference.engine import DEFAULT_BATCH, predict_dataset
         from drcnet.inference.table import prediction_columns
 
+        if batch_size is not None:
+            _check_batch_size(batch_size)
+        if Path(data).is_dir():
+            raise IsADirectoryError(
+                f"{data}: is a folder, not a dataset HDF5 file; for a folder of raw frames use "
+                "drcnet.classify_exposure (command line: drcnet predict --exposure)"
+            )
         pred = predict_dataset(
             self.model, data, split, batch_size=batch_size or DEFAULT_BATCH, workers=workers, precision=self.precision
         )
@@ -328,26 +360,65 @@ class Predictor:
         )
 
 
-def _check_shapes(kind: str, stripes: Any, flux1d: Any, sky1d: Any) -> None:
-    """Refuse arrays of the wrong shape with the shape expected (one object or a stack of them)."""
+def _check_batch_size(batch_size: Any) -> None:
+    """Refuse a batch size that is not a whole number >= 1."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be a whole number of objects per forward pass, >= 1; got {batch_size!r}")
+
+
+def _real_array(name: str, a: Any, shape: str) -> np.ndarray:
+    """``a`` as a numpy array of real numbers (float or integer), or a ValueError naming ``name``."""
+    if type(a).__module__.startswith("torch"):
+        a = a.detach().cpu().numpy()
+    try:
+        arr = np.asarray(a)
+    except (ValueError, TypeError) as err:  # a ragged list
+        raise ValueError(f"{name} must be one array of shape {shape}, not a ragged list ({err})") from None
+    if arr.dtype.kind not in "fiu":
+        raise ValueError(
+            f"{name} must hold real numbers (float or integer ADU), got dtype {arr.dtype}; pass a float32 array"
+        )
+    return arr
+
+
+def _checked_arrays(kind: str, stripes: Any, flux1d: Any, sky1d: Any) -> tuple[Any, Any, Any]:
+    """The arrays as numpy arrays of real numbers; arrays of the wrong shape or kind are refused with the
+    shape expected (one object or a stack of them)."""
     if kind == "stripes":
         if stripes is None:
             raise ValueError("this model takes stripes: pass stripes=(N, 2, 11, 3000) raw stripes")
-        shape = tuple(np.shape(stripes))
-        if shape[-3:] != (2, 11, 3000) or len(shape) not in (3, 4):
+        stripes = _real_array("stripes", stripes, "(N, 2, 11, 3000)")
+        if stripes.shape[-3:] != (2, 11, 3000) or stripes.ndim not in (3, 4):
             raise ValueError(
                 f"stripes must have shape (N, 2, 11, 3000) or (2, 11, 3000) (arms, rows across the "
-                f"trace, pixels), got {shape}"
+                f"trace, pixels), got {stripes.shape}"
             )
-        return
+        return stripes, flux1d, sky1d
     if flux1d is None:
         raise ValueError("this model takes 1D spectra: pass flux1d=(N, 2, 3000) and sky1d=(N, 2, 3000)")
+    arrays = []
     for name, a in (("flux1d", flux1d), ("sky1d", sky1d)):
-        if a is None:
-            continue
-        shape = tuple(np.shape(a))
-        if shape[-2:] != (2, 3000) or len(shape) not in (2, 3):
-            raise ValueError(f"{name} must have shape (N, 2, 3000) or (2, 3000) (arms, pixels), got {shape}")
+        if a is not None:
+            a = _real_array(name, a, "(N, 2, 3000)")
+            if a.shape[-2:] != (2, 3000) or a.ndim not in (2, 3):
+                raise ValueError(f"{name} must have shape (N, 2, 3000) or (2, 3000) (arms, pixels), got {a.shape}")
+        arrays.append(a)
+    if arrays[1] is not None and arrays[1].shape != arrays[0].shape:
+        raise ValueError(f"sky1d must have the shape of flux1d {arrays[0].shape}, got {arrays[1].shape}")
+    return stripes, arrays[0], arrays[1]
+
+
+def _checked_snr(snr_r: Any, n: int) -> np.ndarray:
+    """``snr_r`` as ``(n,)`` float64: one S/N_r per object, or one value for all."""
+    try:
+        snr = np.asarray(snr_r, dtype=np.float64)
+    except (ValueError, TypeError):
+        raise ValueError(f"snr_r must be numbers (the S/N_r of each object), got {snr_r!r:.80}") from None
+    if snr.ndim == 0:
+        return np.full(n, float(snr))
+    if snr.shape != (n,):
+        raise ValueError(f"snr_r must hold one S/N_r per object: shape ({n},), got {snr.shape}")
+    return snr
 
 
 def predict_table(
@@ -373,7 +444,8 @@ def predict_table(
         Dataset HDF5 file.
     out
         Table to write (atomically): ``.csv``, ``.parquet`` or ``.fits``
-        (:func:`drcnet.inference.table.write_catalogue`); any other ending is written as CSV.
+        (:func:`drcnet.inference.table.write_catalogue`); any other ending is written as CSV (with
+        ``<out>.provenance.json`` beside it, as for ``.csv``).
     split
         Split name, or ``None`` for every object.
     batch_size
@@ -409,8 +481,12 @@ def predict_table(
     )
     try:
         catalogue_format(out)
-    except ValueError:  # any other ending: the CSV table, as before
-        return write_csv(table, out)
+    except ValueError:  # any other ending: the CSV table, as before, with its provenance beside it
+        from drcnet.provenance import write_json_atomic
+
+        path = write_csv(table, out)
+        write_json_atomic(path.with_name(path.name + ".provenance.json"), prov)
+        return path
     return write_catalogue(table, out, prov)
 
 

@@ -47,6 +47,22 @@ def truth_name(planid: str, spid: int) -> str:
     return f"truth-{planid}-sp{spid:02d}.h5"
 
 
+def exposure_input_files(folder: str | Path) -> list[Path]:
+    """The files of an exposure folder that the reduction may read: raw frames, fiber maps, truth sidecars.
+
+    A cheap listing (names only), for the output rule (:func:`drcnet.outputs.check_outputs`) before any
+    work; ``[folder]`` for a file, ``[]`` for a path that does not exist.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return [folder] if folder.is_file() else []
+    return [
+        p
+        for p in folder.iterdir()
+        if p.is_file() and (parse_raw_name(p.name) is not None or p.name.startswith(("fibermap-", "truth-")))
+    ]
+
+
 def _pick(paths: Sequence[tuple[RawName, Path]], what: str, folder: Path, run: int | None = None) -> Path:
     if run is not None:
         paths = [p for p in paths if p[0].run == run]
