@@ -63,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     from drcnet.train.loop import train
     from drcnet.workflows.crossmatch import CatalogueMatcher
     from drcnet.workflows.evaluate import evaluate_run
-    from drcnet.workflows.reduce_exposure import check_exposure, iter_reductions
+    from drcnet.workflows.exposure_check import check_exposure
+    from drcnet.workflows.reduce_exposure import iter_reductions
     from drcnet.workflows.reduced_dataset import ReducedDatasetWriter
     from drcnet.workflows.split_dataset import split_datasets
 

@@ -121,16 +121,6 @@ def warnings_as_lines(console: Any) -> Iterator[None]:
         yield
 
 
-def exposure_inputs(folder: Path) -> list[Path]:
-    """The files of an exposure folder that the reduction may read: raw frames, fiber maps, truth sidecars.
-
-    A cheap listing (names only), for the output rule (:func:`drcnet.outputs.check_outputs`) before any work.
-    """
-    from drcnet.instrument.exposure import exposure_input_files
-
-    return exposure_input_files(folder)
-
-
 def run_inputs(run_dir: str | Path | None) -> list[Path]:
     """The files of a run folder that loading a model reads (weights, run.json, calibration), or the file itself.
 

@@ -12,7 +12,6 @@ import typer
 from drcnet.cli.common import (
     LazyConsole,
     add_command,
-    exposure_inputs,
     friendly_errors,
     load_fgk_templates,
     resolve_libraries,
@@ -146,14 +145,16 @@ def reduce_cmd(
 ) -> None:
     """Reduce raw frames to stripes, boxcar/optimal 1D spectra, S/N_r and flags (a dataset file)."""
     from drcnet.instrument.errors import FrameWarning
+    from drcnet.instrument.exposure import exposure_input_files
     from drcnet.notices import collect
     from drcnet.reduce.arm import ReduceConfig
-    from drcnet.workflows.reduce_exposure import check_exposure, iter_reductions, release_memory
+    from drcnet.workflows.exposure_check import check_exposure
+    from drcnet.workflows.reduce_exposure import iter_reductions, release_memory
     from drcnet.workflows.reduced_dataset import ReducedDatasetWriter
 
     check_paths(
         [Output(out)],
-        files=[*exposure_inputs(exposure), *([catalogue] if catalogue is not None else [])],
+        files=[*exposure_input_files(exposure), *([catalogue] if catalogue is not None else [])],
         trees=[exposure],
     )  # before any work
     config = ReduceConfig(threads=threads)
@@ -246,13 +247,14 @@ def classify_and_print(
     Shared by ``drcnet frames classify`` and ``drcnet predict --exposure`` (a plain function, not a command).
     """
     from drcnet.instrument.errors import FrameWarning
+    from drcnet.instrument.exposure import exposure_input_files
     from drcnet.models.run_folder import resolve_run
     from drcnet.workflows.classify_exposure import check_outputs, classify_exposure
 
     qa_dir = None if no_qa else (qa or out.with_name(out.name.split(".")[0] + "_qa"))
     run_dir = resolve_run(run_dir)  # a run folder, a shipped model's name, an .onnx file, or the default model
     check_outputs(
-        out, qa_dir, dataset, files=exposure_inputs(exposure) + run_inputs(run_dir), trees=[exposure]
+        out, qa_dir, dataset, files=exposure_input_files(exposure) + run_inputs(run_dir), trees=[exposure]
     )  # before any work
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FrameWarning)  # printed below from the result

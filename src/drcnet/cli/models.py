@@ -14,7 +14,6 @@ import typer
 from drcnet.cli.common import (
     add_command,
     err_console,
-    exposure_inputs,
     friendly_errors,
     run_inputs,
 )
@@ -132,11 +131,13 @@ def predict_cmd(
         raise ValueError(f"--engine must be torch or onnx, got {engine!r}")
     if batch_size < 1:
         raise ValueError(f"--batch-size must be at least 1 object per forward pass, got {batch_size}")
+    from drcnet.instrument.exposure import exposure_input_files
+
     check_outputs(
         [Output(out)],
         files=[p for p in (data,) if p is not None]
         + run_inputs(run_dir)
-        + (exposure_inputs(exposure) if exposure is not None else []),
+        + (exposure_input_files(exposure) if exposure is not None else []),
         trees=[exposure] if exposure is not None else (),
     )  # before any work
     if run_dir is not None and run_dir.suffix == ".onnx" and engine != "onnx":

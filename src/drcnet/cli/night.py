@@ -10,7 +10,6 @@ import typer
 from drcnet.cli.common import (
     LazyConsole,
     add_command,
-    exposure_inputs,
     friendly_errors,
     is_interactive,
     run_inputs,
@@ -87,6 +86,7 @@ def classify_cmd(
         TimeRemainingColumn,
     )
 
+    from drcnet.instrument.exposure import exposure_input_files
     from drcnet.workflows.night import (
         EXIT_TASKS_FAILED,
         classify_night,
@@ -98,7 +98,7 @@ def classify_cmd(
     inputs = [
         f
         for d in ([root] + [p for p in root.rglob("*") if p.is_dir()] if root.is_dir() else [root])
-        for f in exposure_inputs(d)
+        for f in exposure_input_files(d)
     ]
     check_outputs(
         [

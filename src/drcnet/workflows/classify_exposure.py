@@ -60,7 +60,8 @@ from drcnet.workflows.exposure_catalogue import (
     predict_objects,
     truth_convention,
 )
-from drcnet.workflows.reduce_exposure import check_exposure, iter_reductions, release_memory
+from drcnet.workflows.exposure_check import check_exposure
+from drcnet.workflows.reduce_exposure import iter_reductions, release_memory
 from drcnet.workflows.reduced_dataset import ReducedDatasetWriter
 
 __all__ = [

@@ -35,20 +35,12 @@ from drcnet.reduce import recipe
 from drcnet.reduce.arm import ArmReduction, ReduceConfig
 from drcnet.reduce.snr import measure_snr_r_all
 from drcnet.workflows.arm_frames import RawArmFrames
-from drcnet.workflows.exposure_check import (  # noqa: F401  (re-exported: callers check, then reduce)
-    CheckedSpectrograph,
-    check_exposure,
-    check_files,
-    check_spectrograph,
-    fiber_count,
-)
+from drcnet.workflows.exposure_check import CheckedSpectrograph, check_exposure, check_spectrograph
 
 __all__ = [
     "ArmReduction",
-    "CheckedSpectrograph",
     "ReduceConfig",
     "SpectrographReduction",
-    "check_exposure",
     "fiber_flags",
     "iter_reductions",
     "load_lines",

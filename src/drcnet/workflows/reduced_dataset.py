@@ -150,7 +150,7 @@ class ReducedDatasetWriter:
         The HDF5 file to write.
     spectrographs
         What will be written, in order: objects with ``n_fibers``, ``headers`` (arm -> science header)
-        and ``files.spid`` (:class:`~drcnet.workflows.reduce_exposure.CheckedSpectrograph`), or
+        and ``files.spid`` (:class:`~drcnet.workflows.exposure_check.CheckedSpectrograph`), or
         :class:`SpectrographReduction` objects.
     config
         The reduction's options (stored in the provenance).
