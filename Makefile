@@ -28,8 +28,8 @@ test: install
 test-fast: install
 	$(BIN)/python -m pytest -q -n 2 -m "not slow" tests
 
-# what CI checks before the tests: lint rules, formatting, types of models/, the import contracts (all four in
-# pyproject.toml). Each check runs even when an earlier one fails; the target fails if any did.
+# what CI checks before the tests: lint rules, formatting, types (mypy's files) and the import contracts,
+# all configured in pyproject.toml. Each check runs even when an earlier one fails; the target fails if any did.
 # lint-imports analyses the drcnet found on the import path: this checkout's src/ first.
 LINT_PATHS := src tests benchmarks scripts
 lint: install
