@@ -52,18 +52,18 @@ import optimal1d
 import torch
 
 from drcnet.conventions import CLASSES, STRIPE_HALF_ROWS
+from drcnet.inference.engine import predict_arrays
+from drcnet.inference.predictor import load_model
 from drcnet.instrument import InstrumentConfig
 from drcnet.instrument.config import N_FIBERS
 from drcnet.metrics import accuracy_interval
 from drcnet.paths import data_root as default_data_root
-from drcnet.predict import predict_arrays
 from drcnet.provenance import provenance, write_json_atomic
 from drcnet.reduce.extract import boxcar_extract
 from drcnet.simulate.population import load_population
 from drcnet.simulate.randomize import DomainRandomization, RandomizedForwardModel
 from drcnet.simulate.render import Source
 from drcnet.simulate.site import Site
-from drcnet.workflows.inference import load_predictor
 
 BINS = {"<10": (3.0, 10.0), "10-20": (10.0, 20.0)}
 CONDITIONS = (
@@ -263,7 +263,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     site = Site.load(base, root)
     conds = conditions()
     wanted = [c for c in args.conditions.split(",") if c]
-    models = {name: load_predictor(name) for name in dict.fromkeys(m for m, _ in MODELS)}
+    models = {name: load_model(name) for name in dict.fromkeys(m for m, _ in MODELS)}
     draws = {
         b: [draw_object(np.random.default_rng([args.seed, s, k, 0]), s, pool, r) for s in stars]
         for k, (b, r) in enumerate(BINS.items())

@@ -37,13 +37,13 @@ import torch
 
 from drcnet.conventions import SNR_BIN_NAMES
 from drcnet.data.schema import decode
+from drcnet.inference.engine import predict_dataset
+from drcnet.inference.predictor import load_model
 from drcnet.metrics import source_clustered_accuracy
 from drcnet.paths import data_root as default_data_root
-from drcnet.predict import predict_dataset
 from drcnet.provenance import provenance, write_json_atomic, write_text_atomic
 from drcnet.train.config import TrainConfig
 from drcnet.train.loop import train
-from drcnet.workflows.inference import load_predictor
 from drcnet.workflows.simulate_population import simulate_population
 
 ARMS = {
@@ -99,7 +99,7 @@ def build_files(work: Path, root: Path, args: argparse.Namespace) -> tuple[dict[
 
 def score(run_dir: Path, data: Path) -> dict[str, Any]:
     """Predictions of a run on the evaluation file: per-bin accuracy with the interval counted by star."""
-    model = load_predictor(run_dir)
+    model = load_model(run_dir)
     p = predict_dataset(model, data)
     with h5py.File(data, "r") as h:
         tid = np.array(decode(h["template_id"][:]), dtype=object)[p["rows"]]

@@ -1,14 +1,15 @@
 """A survey population with a chosen share of real LAMOST stars among the F and G objects (issue 22 experiment).
 
-``drcnet simulate-population`` draws F and G objects 0.65 from real LAMOST spectra and 0.35 from the
-libraries (:data:`drcnet.simulate.population.SOURCE_SHARE`); this script renders the same population with
-another real share (the libraries keep their proportions among themselves, K is unchanged), to measure
-whether more real stars at LAMOST's F/G boundaries help the F class.
+``drcnet simulate-population`` draws F and G objects 0.9 and K objects 0.75 from real LAMOST spectra and
+the rest from the libraries (:data:`drcnet.simulate.population.SOURCE_SHARE`, since issue 22; 0.65 and
+0.35 before); this script renders the same population with other real shares (the libraries keep their
+proportions among themselves; K keeps the default unless ``--k-share`` is given), to measure
+how the real share moves each class.
 
 usage::
 
     DRCNET_DATA=../shared/data python benchmarks/real_stars/pop_real_share.py pop90.h5 --share 0.9 \
-        [--n-train 7000] [--n-val 1000] [--other 0.2] [--seed 5] [--lamost-splits stars]
+        [--k-share 0.9] [--n-train 7000] [--n-val 1000] [--other 0.2] [--seed 5] [--lamost-splits stars]
 """
 
 from __future__ import annotations
@@ -20,20 +21,23 @@ from drcnet.simulate import population
 from drcnet.workflows.simulate_population import simulate_population
 
 
-def set_real_share(share: float) -> None:
-    """Give real LAMOST stars ``share`` of the F and G objects; the libraries split the rest as before."""
-    if not 0.0 <= share <= 1.0:
-        raise SystemExit(f"--share must lie in [0, 1], got {share}")
-    for cls in ("F", "G"):
+def set_real_share(share: float, classes: tuple[str, ...] = ("F", "G")) -> None:
+    """Give real LAMOST stars ``share`` of the objects of ``classes``; the libraries split the rest as before."""
+    for cls in classes:
         libs = {k: v for k, v in population.SOURCE_SHARE[cls].items() if k != "lamost"}
-        total = sum(libs.values())
-        population.SOURCE_SHARE[cls] = {"lamost": share, **{k: (1 - share) * v / total for k, v in libs.items()}}
+        try:
+            population.SOURCE_SHARE[cls] = population.real_share(share, libs)
+        except ValueError as err:
+            raise SystemExit(str(err)) from None
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("out")
     ap.add_argument("--share", type=float, default=0.9, help="real LAMOST share of the F and G objects")
+    ap.add_argument(
+        "--k-share", type=float, default=None, help="real LAMOST share of the K objects (default: unchanged)"
+    )
     ap.add_argument("--n-train", type=int, default=7000)
     ap.add_argument("--n-val", type=int, default=1000)
     ap.add_argument("--other", type=float, default=0.2)
@@ -42,6 +46,8 @@ def main() -> None:
     ap.add_argument("--lamost-splits", default=None, help="write the real stars of each split here")
     a = ap.parse_args()
     set_real_share(a.share)
+    if a.k_share is not None:
+        set_real_share(a.k_share, ("K",))
     path, table = simulate_population(
         a.out,
         data_root(),

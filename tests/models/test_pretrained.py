@@ -114,7 +114,11 @@ def test_robust_models_carry_a_model_card_and_their_real_star_scores(name):
 
 @pytest.fixture(scope="module")
 def real_star_stripes(tmp_path_factory, data_root):
-    """Stripes of 36 real LAMOST F/G/K spectra (12 per class) rendered at S/N_r 30-80 by ``drcnet simulate``."""
+    """Stripes of 36 real LAMOST F/G/K spectra (12 per class) rendered at S/N_r 5-20 by ``drcnet simulate``.
+
+    Faint: above S/N_r 30 the blue arm alone classifies nearly as well (red -> noise costs the default model
+    0-4 points there on the 515 held-out stars, 15-19 below S/N_r 10), so a bright set cannot show the red
+    arm counting."""
     import csv
 
     import h5py
@@ -134,9 +138,9 @@ def real_star_stripes(tmp_path_factory, data_root):
         "--n",
         72,
         "--snr-min",
-        30,
+        5,
         "--snr-max",
-        80,
+        20,
         "--all-test",
         "--seed",
         5,

@@ -295,3 +295,24 @@ def test_library_labels_option_is_checked_before_any_work(tmp_path) -> None:
     res = CliRunner().invoke(app, ["simulate-population", "--out", str(tmp_path / "p.h5"), "--library-labels", "mk"])
     assert res.exit_code == 2 and "--library-labels 'mk': give 'spectra' or 'parameters'" in res.output
     assert not (tmp_path / "p.h5").exists()
+
+
+def test_real_stars_take_their_share_of_each_class_whatever_the_library_sizes() -> None:
+    from drcnet.simulate.population import SOURCE_SHARE, real_share, sampling_weights
+
+    assert real_share(0.9, {"miles": 0.15, "pyhammer": 0.1, "stelib": 0.1}) == pytest.approx(
+        {"lamost": 0.9, "miles": 0.1 * 3 / 7, "pyhammer": 0.1 * 2 / 7, "stelib": 0.1 * 2 / 7}
+    )
+    assert SOURCE_SHARE["F"]["lamost"] == SOURCE_SHARE["G"]["lamost"] == 0.9 and SOURCE_SHARE["K"]["lamost"] == 0.75
+    with pytest.raises(ValueError, match="a real share must lie in"):
+        real_share(1.2, {"miles": 1.0})
+    # 3 real K stars and 2 MILES K stars in training, 1 real F star (alone in its class), 1 real K in val
+    ts = [_t("K", "K1", 5000 + i, 4.5, 0.0) for i in range(3)]
+    ts += [_t("K", "K3", 4700 + i, 2.5, 0.0, library="miles") for i in range(2)]
+    ts += [_t("F", "F5", 6500, 4.2, 0.0), _t("K", "K0", 5200, 4.5, 0.0)]
+    w = sampling_weights(ts, np.array([0, 0, 0, 0, 0, 0, 1]), split=0)
+    # K: lamost 0.75 : miles 0.25 * 0.3 / 0.65, renormalised over the two groups present
+    miles = 0.25 * 0.3 / 0.65
+    np.testing.assert_allclose(w[:3], 0.75 / (0.75 + miles) / 3)
+    np.testing.assert_allclose(w[3:5], miles / (0.75 + miles) / 2)
+    assert w[5] == pytest.approx(1.0) and w[6] == 0.0

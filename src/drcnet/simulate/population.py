@@ -16,8 +16,8 @@ Sources (all F/G/K, labels on LAMOST's convention by :func:`drcnet.library.label
 Sampling (:data:`SOURCE_SHARE`, :data:`CLASS_SHARE`): within each class, templates are drawn with
 probability ``share(source) / n(source, class)``, so each source contributes its share whatever its
 size; classes are balanced F 0.34 : G 0.36 : K 0.30 (LAMOST's F/G/K catalogue is G-heavy; K is kept
-near a third so the scarce real K stars are not swamped). Real LAMOST stars make 65 % of the F and G
-objects and 35 % of the K objects; the libraries' coverage (dwarfs to giants, [Fe/H] -2.5 to +0.5)
+near a third so the scarce real K stars are not swamped). Real LAMOST stars make 90 % of the F and G
+objects and 75 % of the K objects; the libraries' coverage (dwarfs to giants, [Fe/H] -2.5 to +0.5)
 the rest.
 
 ``drcnet simulate-population`` renders it (:mod:`drcnet.workflows.simulate_population`).
@@ -56,18 +56,46 @@ from drcnet.simulate.sources import (  # noqa: F401  (re-exported: the populatio
     star_key,
 )
 
+
+def real_share(real: float, libraries: dict[str, float]) -> dict[str, float]:
+    """Source shares of one class: ``real`` for ``lamost``, the rest split in the libraries' proportions.
+
+    Parameters
+    ----------
+    real : float
+        Share of real LAMOST stars, in [0, 1].
+    libraries : dict
+        Relative weights of the libraries (``{"miles": 0.15, ...}``); only their ratios matter.
+
+    Raises
+    ------
+    ValueError
+        If ``real`` lies outside [0, 1] or the library weights do not sum to a positive number.
+    """
+    total = sum(libraries.values())
+    if not 0.0 <= real <= 1.0 or total <= 0:
+        raise ValueError(f"a real share must lie in [0, 1] with positive library weights, got {real}, {libraries}")
+    return {"lamost": real, **{k: (1.0 - real) * v / total for k, v in libraries.items()}}
+
+
 SOURCE_SHARE: dict[str, dict[str, float]] = {
-    "F": {"lamost": 0.65, "miles": 0.15, "pyhammer": 0.1, "stelib": 0.1},
-    "G": {"lamost": 0.65, "miles": 0.15, "pyhammer": 0.1, "stelib": 0.1},
-    "K": {"lamost": 0.35, "miles": 0.3, "pyhammer": 0.15, "stelib": 0.2},
+    "F": real_share(0.9, {"miles": 0.15, "pyhammer": 0.1, "stelib": 0.1}),
+    "G": real_share(0.9, {"miles": 0.15, "pyhammer": 0.1, "stelib": 0.1}),
+    "K": real_share(0.75, {"miles": 0.3, "pyhammer": 0.15, "stelib": 0.2}),
 }
 """Share of each source's templates among the objects of one class (renormalised over the sources present).
 
-F and G: real LAMOST stars decide LAMOST's boundaries (F9/G0, F0/A), and ``lamost_real`` holds ~600
-training stars of each, so they make two thirds of the objects; relabelled library stars add giants,
-reddening and metallicity range without outvoting them. K: ``lamost_real`` holds ~50 K stars, so the
-libraries (MILES and STELIB giants, PyHammer dwarfs) supply most K objects and no real K star is rendered
-dozens of times per epoch."""
+Real LAMOST stars decide LAMOST's boundaries (F9/G0, F0/A, K/M), so they make 0.9 of the F and G objects
+(~600 training stars of each) and 0.75 of the K objects; the libraries keep their mutual proportions
+(MILES 0.15 : PyHammer 0.1 : STELIB 0.1 for F and G, 0.3 : 0.15 : 0.2 for K) and add giants, reddening
+and metallicity range. Why so high, and why K too (issue 22, measured on the validation stars): with F
+and G at 0.65 real, the model calls LAMOST F9 stars G (0.26 right above S/N_r 30); at 0.9 F/G but K left
+at 0.35, F rose 6 points and F9 to 0.40 but real K stars lost 11 points: a real LAMOST spectrum's look
+(its flux calibration, sky residuals) then says "F or G" to the model, a shortcut from source to class.
+Giving K nearly the same real share (``lamost_real`` holds ~50 K training stars, each then rendered ~30
+times per 10,000 objects under a fresh instrument draw) removes the shortcut: K 0.91, F 0.80, F9 0.43.
+Before issue 22: 0.65 / 0.15 / 0.1 / 0.1 (F, G) and 0.35 / 0.3 / 0.15 / 0.2 (K); before that 0.5 / 0.2 /
+0.15 / 0.15 for every class."""
 CLASS_SHARE: dict[str, float] = {"F": 0.34, "G": 0.36, "K": 0.30}
 """Share of each class among the F/G/K objects."""
 LIBRARY_FOLDERS = ("spectral_libraries/pyhammer", "spectral_libraries/miles", "spectral_libraries/stelib")
