@@ -6,14 +6,16 @@ STARS/val ...``), pooled, scored against LAMOST's own labels.
 
 usage::
 
-    python benchmarks/real_stars/heldout.py MODEL [MODEL ...] --data eval_val.h5 --data eval_test.h5 \
+    python benchmarks/real_stars/heldout.py MODEL [MODEL ...] [A+B] --data eval_val.h5 --data eval_test.h5 \
         [--other eval_other.h5] [--json out.json]
 
 For every model it prints, per S/N_r bin (> 30, 20-30, 10-20, < 10): accuracy with its 95 % interval
 counted by star (a cluster bootstrap over the source spectra, :func:`drcnet.metrics.source_clustered_accuracy`),
 the accuracy of each true class, LAMOST F9 right, and the share of F/G/K renders (and stars) called
 ``other``; with ``--other`` (a file rendered with ``--other``), the share of non-F/G/K objects called
-``other`` above S/N_r 20. Predictions come from :func:`drcnet.inference.engine.predict_dataset`, the code path of
+``other`` above S/N_r 20. A model given as ``A+B`` (``drcnet-survey+runs/rcnet``) is the mean of
+the two models' class probabilities (a late-fusion 2D + 1D hybrid; a three-class model's ``other``
+probability counts as 0). Predictions come from :func:`drcnet.inference.engine.predict_dataset`, the code path of
 ``drcnet predict``. A four-class model's ``other`` answers count as wrong on F/G/K stars.
 """
 
@@ -43,7 +45,36 @@ def load_file(path: str, model: Any) -> dict[str, np.ndarray]:
         rows = p["rows"]
         tid = np.array(decode(h["template_id"][:]), dtype=object)[rows]
         sub = np.array(decode(h["subclass"][:]), dtype=object)[rows]
-    return {"label": p["label"], "pred": p["pred"], "snr_bin": p["snr_bin"], "tid": tid, "subclass": sub}
+    prob = np.asarray(p["prob"], dtype=np.float64)
+    if prob.shape[1] == len(CLASSES):  # a three-class model: never 'other'
+        prob = np.concatenate([prob, np.zeros((prob.shape[0], 1))], axis=1)
+    return {
+        "label": p["label"],
+        "pred": p["pred"],
+        "prob": prob,
+        "snr_bin": p["snr_bin"],
+        "tid": tid,
+        "subclass": sub,
+        "rows": rows,
+    }
+
+
+def load_mean(path: str, spec: str) -> dict[str, np.ndarray]:
+    """``A+B+...``: the models' class probabilities averaged (a late-fusion hybrid), argmax as the answer."""
+    parts = [load_file(path, load_model(name)) for name in spec.split("+")]
+    for q in parts[1:]:
+        if not np.array_equal(q["rows"], parts[0]["rows"]):
+            raise SystemExit(f"{path}: the models of {spec} predicted different rows")
+    out = dict(parts[0])
+    out["prob"] = np.mean([q["prob"] for q in parts], axis=0)
+    bad = np.any([q["pred"] < 0 for q in parts], axis=0)
+    out["pred"] = np.where(bad, -1, out["prob"].argmax(1))
+    return out
+
+
+def load_any(path: str, spec: str) -> dict[str, np.ndarray]:
+    """Predictions of one model, or of the probability mean of ``A+B``."""
+    return load_mean(path, spec) if "+" in spec else load_file(path, load_model(spec))
 
 
 def pooled(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
@@ -96,7 +127,9 @@ def _acc(hit: np.ndarray) -> list[float | int | None]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("models", nargs="+", help="run folders or shipped model names")
+    ap.add_argument(
+        "models", nargs="+", help="run folders or shipped model names; A+B scores the mean of their probabilities"
+    )
     ap.add_argument("--data", action="append", required=True, help="F/G/K file(s) of held-out real stars (pooled)")
     ap.add_argument("--other", default=None, help="file rendered with --other (rejection)")
     ap.add_argument("--json", default=None, help="write every number here")
@@ -106,11 +139,10 @@ def main() -> None:
     torch.set_num_threads(2)
     report = {}
     for m in a.models:
-        model = load_model(m)
-        d = pooled([load_file(f, model) for f in a.data])
+        d = pooled([load_any(f, m) for f in a.data])
         r = score(d)
         if a.other:
-            r["rejection"] = score_other(load_file(a.other, model))
+            r["rejection"] = score_other(load_any(a.other, m))
         report[m] = r
         cl = r["clustered"]
         cells = [cl["bins"].get(k, {}) for k in BINS]
