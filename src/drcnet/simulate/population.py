@@ -92,10 +92,10 @@ and metallicity range. Why so high, and why K too (issue 22, measured on the val
 and G at 0.65 real, the model calls LAMOST F9 stars G (0.26 right above S/N_r 30); at 0.9 F/G but K left
 at 0.35, F rose 6 points and F9 to 0.40 but real K stars lost 11 points: a real LAMOST spectrum's look
 (its flux calibration, sky residuals) then says "F or G" to the model, a shortcut from source to class.
-Giving K nearly the same real share (``lamost_real`` holds ~50 K training stars, each then rendered ~30
+Giving K nearly the same real share (``lamost_real`` holds ~50 K training stars, each then rendered ~37
 times per 10,000 objects under a fresh instrument draw) removes the shortcut: K 0.91, F 0.80, F9 0.43.
-Before issue 22: 0.65 / 0.15 / 0.1 / 0.1 (F, G) and 0.35 / 0.3 / 0.15 / 0.2 (K); before that 0.5 / 0.2 /
-0.15 / 0.15 for every class."""
+Issue 22's first round: 0.65 / 0.15 / 0.1 / 0.1 (F, G) and 0.35 / 0.3 / 0.15 / 0.2 (K); before issue 22
+0.5 / 0.2 / 0.15 / 0.15 for every class."""
 CLASS_SHARE: dict[str, float] = {"F": 0.34, "G": 0.36, "K": 0.30}
 """Share of each class among the F/G/K objects."""
 LIBRARY_FOLDERS = ("spectral_libraries/pyhammer", "spectral_libraries/miles", "spectral_libraries/stelib")
