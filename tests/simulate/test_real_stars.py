@@ -188,6 +188,20 @@ def test_robust_preset_resolves() -> None:
     assert rc.model_config == {}
 
 
+def test_survey_preset_gives_every_model_the_other_class() -> None:
+    from drcnet.models.factory import create_model
+    from drcnet.train.config import TrainConfig
+
+    for name, shape in (("rcnet", (2, 1, 6000)), ("ffcnn", (2, 2, 11, 3000))):
+        cfg = TrainConfig(model=name, data="x.h5", out="r", preset="survey").resolved()
+        assert cfg.model_config == {"n_classes": 4}
+        model = create_model(name, **cfg.model_config).eval()
+        with torch.no_grad():
+            assert model(torch.zeros(shape)).shape == (2, 4)
+    drc = TrainConfig(model="drcnet", data="x.h5", out="r", preset="survey").resolved()
+    assert drc.model_config["n_classes"] == 4 and drc.model_config["heads"] is True
+
+
 def test_batch_norm_options_fast_path_matches_plain() -> None:
     torch.manual_seed(0)
     m = DRCNet(DRCNetConfig(reduce_init="profile", aux_heads=True, seq_norm="batch", feature_norm="batch"))

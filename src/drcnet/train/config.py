@@ -84,7 +84,11 @@ PRESETS: dict[str, dict[str, Any]] = {
                 "heads": True,
                 "n_classes": 4,
                 "arm_feature_dropout": 0.3,
-            }
+            },
+            # the 1D and FFCNN baselines on the same four classes (so `--preset survey` means F/G/K/other
+            # for every model, as the training loop's error message says)
+            "rcnet": {"n_classes": 4},
+            "ffcnn": {"n_classes": 4},
         },
     },
     # finetune: a shipped (or trained) model adapted to a survey's own labelled frames (`drcnet split`):
