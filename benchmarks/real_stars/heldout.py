@@ -22,6 +22,7 @@ probability counts as 0). Predictions come from :func:`drcnet.inference.engine.p
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 from collections import defaultdict
 from typing import Any
@@ -59,9 +60,15 @@ def load_file(path: str, model: Any) -> dict[str, np.ndarray]:
     }
 
 
+@functools.lru_cache(maxsize=8)
+def _model(name: str) -> Any:
+    """Each model loaded once however many files it scores."""
+    return load_model(name)
+
+
 def load_mean(path: str, spec: str) -> dict[str, np.ndarray]:
     """``A+B+...``: the models' class probabilities averaged (a late-fusion hybrid), argmax as the answer."""
-    parts = [load_file(path, load_model(name)) for name in spec.split("+")]
+    parts = [load_file(path, _model(name)) for name in spec.split("+")]
     for q in parts[1:]:
         if not np.array_equal(q["rows"], parts[0]["rows"]):
             raise SystemExit(f"{path}: the models of {spec} predicted different rows")
@@ -74,7 +81,7 @@ def load_mean(path: str, spec: str) -> dict[str, np.ndarray]:
 
 def load_any(path: str, spec: str) -> dict[str, np.ndarray]:
     """Predictions of one model, or of the probability mean of ``A+B``."""
-    return load_mean(path, spec) if "+" in spec else load_file(path, load_model(spec))
+    return load_mean(path, spec) if "+" in spec else load_file(path, _model(spec))
 
 
 def pooled(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:

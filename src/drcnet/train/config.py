@@ -23,6 +23,20 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+# the optimiser of the robust and survey presets (they differ only in their model defaults and heads loss)
+_ROBUST: dict[str, Any] = {
+    "optimizer": "adamw",
+    "lr": 7e-4,
+    "weight_decay": 1e-4,
+    "batch_size": 32,
+    "epochs": 12,
+    "patience": 5,
+    "schedule": "onecycle",
+    "warmup_frac": 0.08,
+    "grad_clip": 1.0,
+    "aux_weight": 0.3,
+}
+
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": {
         "optimizer": "adagrad",
@@ -50,32 +64,14 @@ PRESETS: dict[str, dict[str, Any]] = {
     # sized for one CPU core (8000 objects, ~3-5 min per epoch); per-arm auxiliary losses and
     # profile-initialised reductions against a collapsing arm (docs/notes_real_stars.md).
     "robust": {
-        "optimizer": "adamw",
-        "lr": 7e-4,
-        "weight_decay": 1e-4,
-        "batch_size": 32,
-        "epochs": 12,
-        "patience": 5,
-        "schedule": "onecycle",
-        "warmup_frac": 0.08,
-        "grad_clip": 1.0,
-        "aux_weight": 0.3,
+        **_ROBUST,
         "model_defaults": {"drcnet": {"reduce_init": "profile", "aux_heads": True}},
     },
     # survey: the robust recipe on the population with `other` objects (`simulate-population --other`),
     # four classes (F/G/K/other), the catalogue heads (subclass, luminosity class, Teff/logg/[Fe/H] with
     # uncertainties) and modality dropout so both arms must carry the class (docs/notes_catalogue.md).
     "survey": {
-        "optimizer": "adamw",
-        "lr": 7e-4,
-        "weight_decay": 1e-4,
-        "batch_size": 32,
-        "epochs": 12,
-        "patience": 5,
-        "schedule": "onecycle",
-        "warmup_frac": 0.08,
-        "grad_clip": 1.0,
-        "aux_weight": 0.3,
+        **_ROBUST,
         "heads_weight": 0.5,
         "model_defaults": {
             "drcnet": {
