@@ -27,7 +27,7 @@ def load_model(
     Parameters
     ----------
     name_or_run
-        ``"drcnet-survey"`` (the default, also for ``None``), another shipped model (``drcnet models``), a
+        ``"drcnet-hybrid"`` (the default, also for ``None``), another shipped model (``drcnet models``), a
         run folder from ``drcnet train``, or an ``.onnx`` file from ``drcnet export --onnx``.
     engine
         ``"torch"`` or ``"onnx"`` (ONNX Runtime; the model is exported on the fly).

@@ -25,7 +25,8 @@ FRAME = "ro-01b-SIM00007-10007-86400740.fit"
 
 @pytest.fixture(scope="module")
 def model() -> drcnet.Predictor:
-    return drcnet.load_model()
+    """The 2D model: these tests give stripes alone (the default hybrid needs the 1D spectra too)."""
+    return drcnet.load_model("drcnet-survey")
 
 
 @pytest.fixture(scope="module")
@@ -221,3 +222,18 @@ def test_predict_to_another_ending_writes_csv_with_its_provenance(tmp_path):
     assert lines[0].startswith("object_id,label,pred,prob_F") and len(lines) == 4
     prov = json.loads((tmp_path / "preds.txt.provenance.json").read_text())
     assert prov["config"]["data"] == str(data.resolve()) and prov["config"]["engine"] == "torch"
+
+
+def test_the_default_hybrid_given_stripes_alone_says_what_else_it_needs_and_which_model_reads_stripes(stripes):
+    default = drcnet.load_model()
+    assert default.input_kind == "hybrid"
+    with pytest.raises(
+        ValueError, match=r"hybrid model takes 1D spectra too: pass flux1d.*load_model\('drcnet-survey'\)"
+    ):
+        default.predict_proba(stripes)
+    flux1d = stripes[:, :, 3:8].sum(axis=2)  # a boxcar over the five central rows
+    sky1d = np.full_like(flux1d, 500.0)  # five rows of the 100-count background
+    proba = default.predict_proba(stripes, flux1d, sky1d)
+    assert proba.shape == (2, 4) and np.allclose(proba.sum(axis=1), 1.0, atol=1e-5)
+    table = drcnet.predict(stripes=stripes, flux1d=flux1d, sky1d=sky1d, snr_r=[40.0, 25.0])
+    assert list(table["pred"]) == [["F", "G", "K", "other"][i] for i in proba.argmax(1)]

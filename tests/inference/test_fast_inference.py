@@ -133,9 +133,9 @@ def test_bf16_autocast_agrees_with_fp32(micro_data):
     # emulated where the CPU lacks bf16: the numbers are those of bf16 hardware, only slower
     model, _ = load_run(pretrained_dir(DEFAULT_MODEL))
     with h5py.File(micro_data) as h:
-        stripes = h["stripes"][:]
-    fp32 = predict_arrays(model, stripes=stripes, batch_size=16)
-    bf16 = predict_arrays(model, stripes=stripes, batch_size=16, precision="bf16")
+        arrays = {k: h[k][:] for k in ("stripes", "flux1d", "sky1d")}  # the default hybrid reads all three
+    fp32 = predict_arrays(model, **arrays, batch_size=16)
+    bf16 = predict_arrays(model, **arrays, batch_size=16, precision="bf16")
     agree = (fp32.argmax(1) == bf16.argmax(1)).mean()
     assert agree >= 0.95, agree
     assert np.abs(fp32 - bf16).mean() < 0.02  # 255 paper-file objects: mean 0.005, max 0.10

@@ -80,7 +80,7 @@ def test_import_drcnet_stays_light():
 def test_default_model_on_a_file_gives_the_labels_of_drcnet_predict(small_file, cli_rows):
     model = drcnet.load_model()  # the shipped default model
     assert isinstance(model, drcnet.Predictor)
-    assert model.info["model"] == "drcnet" and model.label_convention == "lamost"
+    assert model.info["model"] == "hybrid" and model.label_convention == "lamost"
     table = drcnet.predict_file(small_file, model=model)
     assert len(table) == len(cli_rows) == 24
     assert list(table["object_id"]) == [r["object_id"] for r in cli_rows]
@@ -128,7 +128,7 @@ def test_onnx_engine_gives_the_same_labels(small_file):
             r"stripes must have shape \(N, 2, 11, 3000\).*got \(3, 2, 10, 3000\)",
         ),
         ({"stripes": np.zeros((2, 11, 3000, 1), np.float32)}, r"stripes must have shape .*got \(2, 11, 3000, 1\)"),
-        ({"flux1d": np.zeros((3, 2, 3000), np.float32)}, r"this model takes stripes: pass stripes=\(N, 2, 11, 3000\)"),
+        ({"flux1d": np.zeros((3, 2, 3000), np.float32)}, r"model takes stripes: pass stripes=\(N, 2, 11, 3000\)"),
     ],
 )
 def test_arrays_of_the_wrong_shape_are_refused_with_the_shape_expected(kwargs, message):

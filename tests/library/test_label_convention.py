@@ -250,6 +250,13 @@ def test_shipped_models_state_their_label_convention():
     from drcnet.models.run_folder import pretrained_dir, run_label_convention
 
     got = {
-        n: run_label_convention(pretrained_dir(n)) for n in ("drcnet", "drcnet-robust", "rcnet-robust", "drcnet-survey")
+        n: run_label_convention(pretrained_dir(n))
+        for n in ("drcnet", "drcnet-robust", "rcnet-robust", "drcnet-survey", "drcnet-hybrid")
     }
-    assert got == {"drcnet": "mk", "drcnet-robust": "lamost", "rcnet-robust": "lamost", "drcnet-survey": "lamost"}
+    assert got == {
+        "drcnet": "mk",
+        "drcnet-robust": "lamost",
+        "rcnet-robust": "lamost",
+        "drcnet-survey": "lamost",
+        "drcnet-hybrid": "lamost",
+    }

@@ -35,7 +35,7 @@ def test_pretrained_records_its_training_and_score():
     assert export["config"]["weights"] == "float16"
 
 
-@pytest.mark.parametrize("name", ["drcnet", "drcnet-robust", "rcnet-robust", "drcnet-survey"])
+@pytest.mark.parametrize("name", ["drcnet", "drcnet-robust", "rcnet-robust", "drcnet-survey", "drcnet-hybrid"])
 def test_shipped_files_name_no_machine_paths(name):
     for path in pretrained_dir(name).iterdir():
         if path.suffix in (".json", ".csv", ".md"):
@@ -54,10 +54,19 @@ def test_predict_without_a_run_folder_uses_the_default_model(micro_data, tmp_pat
 
 def test_models_lists_the_shipped_default_with_its_version():
     text = cli("models")
-    assert "drcnet-survey (default): drcnet, version 0.1.0" in text and "rcnet-robust: rcnet" in text
-    assert [s["name"] for s in shipped_models()] == ["drcnet", "drcnet-robust", "drcnet-survey", "rcnet-robust"]
-    model = create_model("drcnet", pretrained=True)
-    assert model.training is False and model.config.aux_heads  # the default, robust DRC-Net
+    assert "drcnet-hybrid (default): hybrid, version 0.1.0" in text and "rcnet-robust: rcnet" in text
+    assert "drcnet-survey: drcnet" in text
+    assert [s["name"] for s in shipped_models()] == [
+        "drcnet",
+        "drcnet-hybrid",
+        "drcnet-robust",
+        "drcnet-survey",
+        "rcnet-robust",
+    ]
+    model = create_model("hybrid", pretrained=True)  # the default is a hybrid
+    assert model.training is False and model.net2d.config.aux_heads and model.net1d.config.n_classes == 4
+    paper = create_model("drcnet", pretrained=True)  # not the default's architecture: the folder named drcnet
+    assert paper.config.n_classes == 3 and not paper.config.aux_heads
     assert create_model("rcnet", pretrained=True).input_kind == "spectra1d"
 
 
@@ -77,16 +86,18 @@ def test_export_round_trip_keeps_predictions_and_strips_paths(cli_runs, micro_da
     assert run["train_config"]["data"] == micro_data.name and run["train_config"]["out"] == "drcnet"
 
 
-def test_survey_model_is_calibrated_and_scored_on_held_out_real_spectra():
+@pytest.mark.parametrize("name", ["drcnet-survey", "drcnet-hybrid"])
+def test_survey_models_are_calibrated_and_scored_on_held_out_real_spectra(name):
     from drcnet.calibration import load_calibration
 
-    folder = pretrained_dir("drcnet-survey")
+    folder = pretrained_dir(name)
     card = (folder / "MODEL_CARD.md").read_text()
     for heading in ("Training population", "Accuracy", "Known limits", "Licence and acknowledgements"):
         assert heading.lower() in card.lower(), heading
     run = json.loads((folder / "run.json").read_text())
     assert run["train_config"]["preset"] == "survey" and run["model_config"]["n_classes"] == 4
-    assert run["model_config"]["heads"] is True and set(run["checksums"]) == {"best.safetensors"}
+    heads = run["model_config"]["drcnet"] if name == "drcnet-hybrid" else run["model_config"]
+    assert heads["heads"] is True and set(run["checksums"]) == {"best.safetensors"}
     cal = load_calibration(folder)
     assert cal is not None and len(cal.temperatures) == 4 and cal.coverage == 0.9
     m = json.loads((folder / "metrics.json").read_text())
@@ -150,28 +161,37 @@ def real_star_stripes(tmp_path_factory, data_root):
         out,
     )
     with h5py.File(out) as h:
-        return h["stripes"][:].astype(np.float32), h["label"][:].astype(int)
+        arrays = {k: h[k][:].astype(np.float32) for k in ("stripes", "flux1d", "sky1d")}
+        return arrays, h["label"][:].astype(int)
 
 
-def _accuracy_with_arm_replaced(stripes, label, arm):
-    """Accuracy of the default model on clean stripes and with ``arm`` replaced by noise of its mean and spread."""
+def _accuracy_with_arm_replaced(arrays, label, arm):
+    """Accuracy of the default model on clean input and with ``arm`` replaced by noise of its mean and spread.
+
+    The arm is replaced in every input the model reads: its stripe and, for a model that reads 1D spectra
+    too (the hybrid), its sky-subtracted 1D spectrum (sky set to 0)."""
     model, _ = load_run(pretrained_dir(DEFAULT_MODEL))
     rng = np.random.default_rng(0)
-    clean = (predict_arrays(model, stripes=stripes).argmax(1) == label).mean()
-    noisy = stripes.copy()
-    part = stripes[:, arm]
-    noisy[:, arm] = rng.normal(part.mean(axis=(1, 2), keepdims=True), part.std(axis=(1, 2), keepdims=True), part.shape)
-    return clean, (predict_arrays(model, stripes=noisy).argmax(1) == label).mean()
+    clean = (predict_arrays(model, **arrays).argmax(1) == label).mean()
+    noisy = {k: a.copy() for k, a in arrays.items()}
+    part = arrays["stripes"][:, arm]
+    noisy["stripes"][:, arm] = rng.normal(
+        part.mean(axis=(1, 2), keepdims=True), part.std(axis=(1, 2), keepdims=True), part.shape
+    )
+    spec = arrays["flux1d"][:, arm] - arrays["sky1d"][:, arm]
+    noisy["flux1d"][:, arm] = rng.normal(spec.mean(axis=1, keepdims=True), spec.std(axis=1, keepdims=True), spec.shape)
+    noisy["sky1d"][:, arm] = 0.0
+    return clean, (predict_arrays(model, **noisy).argmax(1) == label).mean()
 
 
 def test_default_model_needs_its_blue_arm(real_star_stripes):
-    """Blue stripes replaced by noise of the same mean and spread: the default model falls towards chance."""
+    """Blue arm replaced by noise of the same mean and spread: the default model falls towards chance."""
     clean, ablated = _accuracy_with_arm_replaced(*real_star_stripes, arm=0)
     assert clean >= 0.7 and ablated < clean - 0.3, (clean, ablated)
 
 
 def test_default_model_needs_its_red_arm(real_star_stripes):
-    """Red stripes replaced by noise: the default model loses accuracy too (drcnet-robust did not)."""
+    """Red arm replaced by noise: the default model loses accuracy too (drcnet-robust did not)."""
     clean, ablated = _accuracy_with_arm_replaced(*real_star_stripes, arm=1)
     assert ablated < clean - 0.05, (clean, ablated)
 

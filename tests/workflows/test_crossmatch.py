@@ -464,3 +464,12 @@ def test_finetune_preset_takes_the_source_architecture_and_freeze_names_parts():
     assert all(p.requires_grad for p in model.classifier.parameters())
     with pytest.raises(ValueError, match="--freeze wings: not a part .*parts with weights: reduce, backbones"):
         freeze_parts(model, ["wings"])
+    hybrid = create_model("hybrid")
+    n = freeze_parts(hybrid, ["net2d.reduce", "net2d.backbones", "net1d.backbone"])
+    assert n == len(list(hybrid.net2d.reduce.parameters())) + len(list(hybrid.net2d.backbones.parameters())) + len(
+        list(hybrid.net1d.backbone.parameters())
+    )
+    trainable = {".".join(name.split(".")[:2]) for name, p in hybrid.named_parameters() if p.requires_grad}
+    assert trainable == {"net2d.fusion", "net2d.classifier", "net1d.head", "mix"}
+    with pytest.raises(ValueError, match="--freeze net2d.wings: not a part .*parts with weights: net2d, net1d"):
+        freeze_parts(hybrid, ["net2d.wings"])

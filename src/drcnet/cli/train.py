@@ -85,7 +85,8 @@ def train_cmd(
         str | None,
         typer.Option(
             "--init-from",
-            help="Warm start from a run folder or shipped model (e.g. drcnet-robust): weights copied where shapes agree.",
+            help="Warm start from a run folder or shipped model (e.g. drcnet-robust): weights copied where shapes agree. "
+            "The hybrid takes a 2D and a 1D run: --init-from drcnet-survey,runs/rcnet.",
         ),
     ] = None,
     freeze: Annotated[
@@ -123,25 +124,27 @@ def train_cmd(
 
     # --init-from may name a shipped model: resolved (or refused) before --overwrite empties anything, so a
     # run never starts by removing the folder it was to start from
-    if init_from:
+    sources = [s.strip() for s in (init_from or "").split(",") if s.strip()]
+    if sources:
         from drcnet.models.run_folder import resolve_run
 
-        resolve_run(init_from)
+        for source in sources:
+            resolve_run(source)
     check_outputs(
         [Output(out, kind="folder", replaces_folder=overwrite)],
-        files=[data, *(run_inputs(init_from) if init_from else ())],
+        files=[data, *(f for source in sources for f in run_inputs(source))],
     )
     if model is None:
-        if not init_from:
+        if len(sources) != 1:
             typer.echo(
-                "error: give --model (drcnet, rcnet, ffcnn), or --init-from RUN to take the source run's model",
+                "error: give --model (drcnet, rcnet, ffcnn, hybrid), or --init-from RUN to take the source run's model",
                 err=True,
             )
             raise typer.Exit(2)
         from drcnet.models.run_folder import read_run_json, resolve_run
 
         try:
-            model = str(read_run_json(resolve_run(init_from)).get("model"))
+            model = str(read_run_json(resolve_run(sources[0])).get("model"))
         except (FileNotFoundError, ValueError, KeyError) as err:
             typer.echo(f"error: {err}", err=True)
             raise typer.Exit(2) from err

@@ -4,6 +4,8 @@
   ``z = (x - mean) / std`` over its 33,000 pixels (paper eq. 1).
 * 1D input (RC-Net): each arm's sky-subtracted aperture spectrum ``flux1d - sky1d`` is Z-scored
   on its own (3000 pixels), then blue and red are concatenated along wavelength: ``(1, 6000)``.
+* hybrid input (:class:`drcnet.models.hybrid.HybridNet`): both, each arm's Z-scored 1D spectrum put
+  under its Z-scored stripe as a twelfth row: ``(2, 12, 3000)`` (:func:`hybrid_input`).
 
 A constant (or all-zero, e.g. dead-fiber) input has ``std == 0``: it is mapped to zeros instead of
 NaN/inf (the std is floored at :data:`EPS` and the mean still removed). Non-finite pixels are set
@@ -23,6 +25,13 @@ import numpy as np
 
 EPS = 1e-6
 """Floor for the standard deviation (input units); below it the input counts as constant."""
+
+RAW_ARRAYS: dict[str, tuple[str, ...]] = {
+    "stripes": ("stripes",),
+    "spectra1d": ("flux1d", "sky1d"),
+    "hybrid": ("stripes", "flux1d", "sky1d"),
+}
+"""The raw arrays (dataset file keys) each input kind is made from."""
 
 
 def zscore(x: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
@@ -88,19 +97,58 @@ def zscore_spectra1d(flux1d: np.ndarray, sky1d: np.ndarray | None = None) -> np.
     return z.reshape(*z.shape[:-2], 1, z.shape[-2] * z.shape[-1])
 
 
+def hybrid_input(z_stripes: np.ndarray, z_spectra1d: np.ndarray) -> np.ndarray:
+    """The hybrid input from normalised parts: each arm's 1D spectrum as a twelfth row under its stripe.
+
+    Parameters
+    ----------
+    z_stripes
+        ``(..., 2, 11, L)`` Z-scored stripes (:func:`zscore_stripes`).
+    z_spectra1d
+        ``(..., 1, 2 L)`` the RC-Net input of the same objects (:func:`zscore_spectra1d`): blue then red.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 ``(..., 2, 12, L)``.
+
+    Raises
+    ------
+    ValueError
+        The two do not belong to the same objects and arms (shapes disagree).
+    """
+    *lead, arms, _, length = z_stripes.shape
+    if tuple(z_spectra1d.shape) != (*lead, 1, arms * length):
+        raise ValueError(
+            f"1D input {z_spectra1d.shape} does not match stripes {z_stripes.shape}: "
+            f"expected {(*lead, 1, arms * length)}"
+        )
+    rows = z_spectra1d.reshape(*lead, arms, 1, length)
+    return np.concatenate([z_stripes, rows.astype(np.float32, copy=False)], axis=-2)
+
+
 def prepare_input(
     kind: str, stripes: np.ndarray | None = None, flux1d: np.ndarray | None = None, sky1d: np.ndarray | None = None
 ) -> np.ndarray:
-    """The normalised model input of kind ``"stripes"`` or ``"spectra1d"`` from raw arrays."""
-    if kind == "stripes":
+    """The normalised model input of kind ``"stripes"``, ``"spectra1d"`` or ``"hybrid"`` from raw arrays."""
+    if kind not in RAW_ARRAYS:
+        raise ValueError(f"unknown input kind {kind!r}; expected one of {sorted(RAW_ARRAYS)}")
+    z2d = z1d = None
+    if "stripes" in RAW_ARRAYS[kind]:
         if stripes is None:
-            raise ValueError("this model takes 2D stripes: pass stripes=(N, 2, 11, 3000)")
-        return zscore_stripes(stripes)
-    if kind == "spectra1d":
+            raise ValueError(
+                f"this {'hybrid ' if kind == 'hybrid' else ''}model takes 2D stripes: pass stripes=(N, 2, 11, 3000)"
+            )
+        z2d = zscore_stripes(stripes)
+    if "flux1d" in RAW_ARRAYS[kind]:
         if flux1d is None:
-            raise ValueError("this model takes 1D spectra: pass flux1d=(N, 2, 3000) (and sky1d)")
-        return zscore_spectra1d(flux1d, sky1d)
-    raise ValueError(f"unknown input kind {kind!r}; expected 'stripes' or 'spectra1d'")
+            raise ValueError(
+                f"this {'hybrid ' if kind == 'hybrid' else ''}model takes 1D spectra: pass flux1d=(N, 2, 3000) (and sky1d)"
+            )
+        z1d = zscore_spectra1d(flux1d, sky1d)
+    if z2d is not None and z1d is not None:
+        return hybrid_input(z2d, z1d)
+    return z2d if z2d is not None else z1d  # type: ignore[return-value]  # (one of them is set)
 
 
 def zscore_fast(x: np.ndarray, axes: tuple[int, ...], return_finite: bool = False) -> Any:

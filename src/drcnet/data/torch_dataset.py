@@ -25,10 +25,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from drcnet.data.normalize import prepare_input, zscore_fast
+from drcnet.data.normalize import RAW_ARRAYS, hybrid_input, prepare_input, zscore_fast
 from drcnet.data.schema import SPLIT_NAMES, decode, open_dataset, snr_bin
 
-INPUT_KINDS = ("stripes", "spectra1d")
+INPUT_KINDS = tuple(RAW_ARRAYS)
 
 
 def split_names(h5: h5py.File) -> list[str]:
@@ -87,7 +87,8 @@ class SpectraDataset(Dataset):
         Dataset HDF5 file.
     input_kind
         ``"stripes"`` -> ``x`` is ``(2, 11, 3000)`` float32 Z-scored per stripe;
-        ``"spectra1d"`` -> ``x`` is ``(1, 6000)`` float32 (per-arm Z-scored ``flux1d - sky1d``, concatenated).
+        ``"spectra1d"`` -> ``x`` is ``(1, 6000)`` float32 (per-arm Z-scored ``flux1d - sky1d``, concatenated);
+        ``"hybrid"`` -> ``x`` is ``(2, 12, 3000)`` float32 (both: :func:`drcnet.data.normalize.hybrid_input`).
     split
         Split name (``"train"``, ``"val"``, ``"test"``) or ``None`` for all objects.
     indices
@@ -130,7 +131,7 @@ class SpectraDataset(Dataset):
             oid = decode(h["object_id"][:]) if "object_id" in h else [str(i) for i in range(n)]
             names = split_names(h)
             targets = catalogue_targets(h, label) if with_targets else None
-            missing = [k for k in (("stripes",) if input_kind == "stripes" else ("flux1d", "sky1d")) if k not in h]
+            missing = [k for k in RAW_ARRAYS.get(input_kind, ()) if k not in h]
         if missing:
             raise KeyError(f"{self.path} lacks {missing}, needed for input kind {input_kind!r}")
         if indices is not None:
@@ -165,12 +166,10 @@ class SpectraDataset(Dataset):
         return self._h5
 
     def read_raw(self, i: int) -> dict[str, np.ndarray]:
-        """The raw arrays of item ``i`` (stripes, or flux1d and sky1d)."""
+        """The raw arrays of item ``i`` (:data:`drcnet.data.normalize.RAW_ARRAYS` of the input kind)."""
         h = self._file()
         row = int(self.rows[i])
-        if self.input_kind == "stripes":
-            return {"stripes": h["stripes"][row]}
-        return {"flux1d": h["flux1d"][row], "sky1d": h["sky1d"][row]}
+        return {k: h[k][row] for k in RAW_ARRAYS[self.input_kind]}
 
     def read_batch(self, positions: np.ndarray | list[int] | slice) -> tuple[np.ndarray, np.ndarray]:
         """Normalised model inputs of many items at once.
@@ -189,23 +188,26 @@ class SpectraDataset(Dataset):
         Returns
         -------
         x : numpy.ndarray
-            ``(B, 2, 11, 3000)`` float32 (stripes) or ``(B, 1, 6000)`` float32 (1D spectra), in the
-            order of ``positions``.
+            ``(B, 2, 11, 3000)`` float32 (stripes), ``(B, 1, 6000)`` float32 (1D spectra) or
+            ``(B, 2, 12, 3000)`` (hybrid), in the order of ``positions``.
         valid : numpy.ndarray
             ``(B,)`` bool, False where the raw input holds a NaN or inf pixel.
         """
         pos = np.arange(len(self))[positions] if isinstance(positions, slice) else np.asarray(positions, np.int64)
         rows = self.rows[pos]
         h = self._file()
-        names = ("stripes",) if self.input_kind == "stripes" else ("flux1d", "sky1d")
-        raw = {k: _read_rows(h[k], rows) for k in names}
-        if self.input_kind == "stripes":
-            x, finite = zscore_fast(raw["stripes"], (-2, -1), return_finite=True)
-            return x, finite.reshape(len(rows), -1).all(axis=1)
+        raw = {k: _read_rows(h[k], rows) for k in RAW_ARRAYS[self.input_kind]}
         valid = np.ones(len(rows), dtype=bool)
+        z2d = None
+        if "stripes" in raw:
+            z2d, finite = zscore_fast(raw.pop("stripes"), (-2, -1), return_finite=True)
+            valid &= finite.reshape(len(rows), -1).all(axis=1)
+            if not raw:
+                return z2d, valid
         for a in raw.values():
             valid &= np.isfinite(a.reshape(len(a), -1)).all(axis=1)
-        return prepare_input(self.input_kind, **raw), valid
+        z1d = prepare_input("spectra1d", **raw)
+        return (z1d if z2d is None else hybrid_input(z2d, z1d)), valid
 
     def __getitem__(self, i: int) -> tuple[Any, ...]:
         raw = self.read_raw(i)

@@ -27,7 +27,7 @@ import torch
 
 from drcnet.calibration import softmax
 from drcnet.data.batches import iter_batches
-from drcnet.data.normalize import prepare_input
+from drcnet.data.normalize import RAW_ARRAYS, prepare_input
 from drcnet.data.torch_dataset import SpectraDataset
 
 PRECISIONS = ("fp32", "bf16")
@@ -190,9 +190,9 @@ def predict_arrays_all(
         A model from :mod:`drcnet.models` (e.g. from :func:`drcnet.models.load_run`), or an
         :class:`~drcnet.models.onnx_export.OnnxModel`; its ``input_kind`` says which arrays it needs.
     stripes
-        ``(N, 2, 11, 3000)`` (or one ``(2, 11, 3000)``) raw stripes, for 2D models.
+        ``(N, 2, 11, 3000)`` (or one ``(2, 11, 3000)``) raw stripes, for 2D and hybrid models.
     flux1d, sky1d
-        ``(N, 2, 3000)`` (or one ``(2, 3000)``) aperture spectra and sky, for 1D models
+        ``(N, 2, 3000)`` (or one ``(2, 3000)``) aperture spectra and sky, for 1D and hybrid models
         (``sky1d`` may be ``None`` for sky-subtracted spectra).
     batch_size
         Objects per forward pass.
@@ -217,15 +217,19 @@ def predict_arrays_all(
     The same normalisation as in training is applied (:func:`drcnet.data.normalize.prepare_input`).
     """
     kind = getattr(model, "input_kind", "stripes")
-    stripes, flux1d, sky1d = _as_numpy(stripes), _as_numpy(flux1d), _as_numpy(sky1d)
-    main = stripes if kind == "stripes" else flux1d
-    if main is None:
-        need = "stripes=(N, 2, 11, 3000)" if kind == "stripes" else "flux1d=(N, 2, 3000) and sky1d"
-        raise ValueError(f"{type(model).__name__} takes {kind!r} input: pass {need}")
-    single = main.ndim == (3 if kind == "stripes" else 2)
+    given = {"stripes": _as_numpy(stripes), "flux1d": _as_numpy(flux1d), "sky1d": _as_numpy(sky1d)}
+    need = RAW_ARRAYS.get(kind, ("stripes",))
+    if any(given[k] is None for k in need if k != "sky1d"):
+        shapes = {"stripes": "stripes=(N, 2, 11, 3000)", "flux1d": "flux1d=(N, 2, 3000) and sky1d"}
+        raise ValueError(
+            f"{type(model).__name__} takes {kind!r} input: pass {' and '.join(shapes[k] for k in need if k in shapes)}"
+        )
+    arrays: dict[str, np.ndarray] = {k: a for k in need if (a := given[k]) is not None}
+    main = arrays[need[0]]
+    single = main.ndim == (3 if need[0] == "stripes" else 2)
     if single:
-        main = main[None]
-        sky1d = None if sky1d is None else sky1d[None]
+        arrays = {k: a[None] for k, a in arrays.items()}
+        main = arrays[need[0]]
     is_torch = isinstance(model, torch.nn.Module)
     was_training = model.training if is_torch else False
     if is_torch:
@@ -234,26 +238,17 @@ def predict_arrays_all(
     try:
         runner = make_runner(model, precision)
         if len(main) == 0:  # no object: the outputs of one blank object, cut to (0, ...)
-            blank = np.zeros((1, *main.shape[1:]), dtype=np.float32)
-            if kind == "stripes":
-                x = prepare_input(kind, stripes=blank)
-            else:
-                blank_sky = None if sky1d is None else np.zeros((1, *sky1d.shape[1:]), dtype=np.float32)
-                x = prepare_input(kind, flux1d=blank, sky1d=blank_sky)
-            out = {k: v[:0] for k, v in runner(x).items()}
+            blank = {k: np.zeros((1, *a.shape[1:]), dtype=np.float32) for k, a in arrays.items()}
+            out = {k: v[:0] for k, v in runner(prepare_input(kind, **blank)).items()}
         for start in range(0, len(main), batch_size):
             sl = slice(start, start + batch_size)
-            if kind == "stripes":
-                x = prepare_input(kind, stripes=main[sl])
-            else:
-                x = prepare_input(kind, flux1d=main[sl], sky1d=None if sky1d is None else sky1d[sl])
-            _store_np(out, runner(x), sl, len(main))
+            _store_np(out, runner(prepare_input(kind, **{k: a[sl] for k, a in arrays.items()})), sl, len(main))
     finally:
         if is_torch:
             model.train(was_training)
-    bad = ~finite_rows(main)
-    if sky1d is not None and kind != "stripes":
-        bad |= ~finite_rows(sky1d)
+    bad = np.zeros(len(main), dtype=bool)
+    for a in arrays.values():
+        bad |= ~finite_rows(a)
     for a in out.values():
         a[bad] = np.nan
     return {k: v[0] for k, v in out.items()} if single else out

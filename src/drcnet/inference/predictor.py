@@ -200,7 +200,7 @@ class Predictor:
 
     @property
     def input_kind(self) -> str:
-        """``"stripes"`` (``(N, 2, 11, 3000)`` raw stripes) or ``"spectra1d"`` (flux1d + sky1d)."""
+        """``"stripes"`` (``(N, 2, 11, 3000)`` raw stripes), ``"spectra1d"`` (flux1d + sky1d) or ``"hybrid"`` (all three)."""
         return str(getattr(self.model, "input_kind", "stripes"))
 
     @property
@@ -214,9 +214,9 @@ class Predictor:
         Parameters
         ----------
         stripes
-            ``(N, 2, 11, 3000)`` (or one ``(2, 11, 3000)``) raw stripes, for 2D models.
+            ``(N, 2, 11, 3000)`` (or one ``(2, 11, 3000)``) raw stripes, for 2D and hybrid models.
         flux1d, sky1d
-            ``(N, 2, 3000)`` aperture spectra and sky, for 1D models.
+            ``(N, 2, 3000)`` aperture spectra and sky, for 1D and hybrid models.
 
         Returns
         -------
@@ -356,7 +356,12 @@ class Predictor:
                 self.model, stripes=stripes.astype(np.float32), batch_size=self.batch_size, precision=self.precision
             )
         return predict_arrays_all(
-            self.model, flux1d=flux1d, sky1d=sky1d, batch_size=self.batch_size, precision=self.precision
+            self.model,
+            stripes=stripes.astype(np.float32) if self.input_kind == "hybrid" else None,
+            flux1d=flux1d,
+            sky1d=sky1d,
+            batch_size=self.batch_size,
+            precision=self.precision,
         )
 
 
@@ -381,20 +386,33 @@ def _real_array(name: str, a: Any, shape: str) -> np.ndarray:
     return arr
 
 
+def _kind_word(kind: str) -> str:
+    """``"hybrid "`` for the hybrid input kind (error messages), else nothing."""
+    return "hybrid " if kind == "hybrid" else ""
+
+
 def _checked_arrays(kind: str, stripes: Any, flux1d: Any, sky1d: Any) -> tuple[Any, Any, Any]:
     """The arrays as numpy arrays of real numbers; arrays of the wrong shape or kind are refused with the
-    shape expected (one object or a stack of them)."""
-    if kind == "stripes":
+    shape expected (one object or a stack of them). A hybrid model needs both the stripes and the 1D
+    spectra of the same objects."""
+    if kind in ("stripes", "hybrid"):
         if stripes is None:
-            raise ValueError("this model takes stripes: pass stripes=(N, 2, 11, 3000) raw stripes")
+            raise ValueError(f"this {_kind_word(kind)}model takes stripes: pass stripes=(N, 2, 11, 3000) raw stripes")
         stripes = _real_array("stripes", stripes, "(N, 2, 11, 3000)")
         if stripes.shape[-3:] != (2, 11, 3000) or stripes.ndim not in (3, 4):
             raise ValueError(
                 f"stripes must have shape (N, 2, 11, 3000) or (2, 11, 3000) (arms, rows across the "
                 f"trace, pixels), got {stripes.shape}"
             )
-        return stripes, flux1d, sky1d
+        if kind == "stripes":
+            return stripes, flux1d, sky1d
     if flux1d is None:
+        if kind == "hybrid":
+            raise ValueError(
+                "this hybrid model takes 1D spectra too: pass flux1d=(N, 2, 3000) and sky1d=(N, 2, 3000) of the "
+                "same objects (a dataset file and drcnet.classify_exposure have them), or classify stripes alone "
+                "with the 2D model: drcnet.load_model('drcnet-survey')"
+            )
         raise ValueError("this model takes 1D spectra: pass flux1d=(N, 2, 3000) and sky1d=(N, 2, 3000)")
     arrays = []
     for name, a in (("flux1d", flux1d), ("sky1d", sky1d)):
@@ -405,6 +423,11 @@ def _checked_arrays(kind: str, stripes: Any, flux1d: Any, sky1d: Any) -> tuple[A
         arrays.append(a)
     if arrays[1] is not None and arrays[1].shape != arrays[0].shape:
         raise ValueError(f"sky1d must have the shape of flux1d {arrays[0].shape}, got {arrays[1].shape}")
+    if kind == "hybrid" and arrays[0].shape[:-2] != stripes.shape[:-3]:
+        raise ValueError(
+            f"the stripes {stripes.shape} and flux1d {arrays[0].shape} must be of the same objects "
+            "(one (2, 11, 3000) stripe pair per (2, 3000) spectrum)"
+        )
     return stripes, arrays[0], arrays[1]
 
 

@@ -2,14 +2,14 @@
 
 >>> from drcnet.models import create_model, list_models, load_run
 >>> list_models()
-['drcnet', 'ffcnn', 'rcnet']
+['drcnet', 'ffcnn', 'hybrid', 'rcnet']
 >>> model = create_model("drcnet", fc_widths=(128, 32))
 >>> model.input_kind
 'stripes'
 
 Each model class registers itself where it is defined (``@register_model``), has a config
 dataclass (``Model.Config``), keeps it on ``model.config``, declares ``input_kind``
-(``"stripes"``: ``(B, 2, 11, 3000)``; ``"spectra1d"``: ``(B, 1, 6000)``; see
+(``"stripes"``: ``(B, 2, 11, 3000)``; ``"spectra1d"``: ``(B, 1, 6000)``; ``"hybrid"``: ``(B, 2, 12, 3000)``; see
 :mod:`drcnet.models.base`) and returns logits over :data:`drcnet.conventions.CLASSES`.
 ``model.fast`` (default ``True``) selects the channels-last CPU fast path, numerically
 equivalent to the plain one. :func:`load_run` rebuilds a trained model from its run folder.
@@ -23,6 +23,7 @@ from drcnet.models.base import INPUT_KINDS, InputKind, SpectralModel
 from drcnet.models.drcnet import DRCNet, DRCNetConfig
 from drcnet.models.factory import create_model
 from drcnet.models.ffcnn import FFCNN, FFCNNConfig
+from drcnet.models.hybrid import HybridConfig, HybridNet
 from drcnet.models.rcnet import RCNet, RCNetConfig
 from drcnet.models.registry import build_model, list_models, model_class, model_input_kind, register_model
 from drcnet.models.run_folder import (
@@ -45,6 +46,8 @@ __all__ = [
     "RCNetConfig",
     "FFCNN",
     "FFCNNConfig",
+    "HybridNet",
+    "HybridConfig",
     "build_model",
     "create_model",
     "list_models",

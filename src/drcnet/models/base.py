@@ -10,6 +10,8 @@ Every model in :mod:`drcnet.models` is a plain :class:`torch.nn.Module` that
   - ``"spectra1d"``: the two sky-subtracted 1D spectra ``flux1d - sky1d``, each arm
     Z-scored on its own and the two concatenated along wavelength, tensor ``(B, 1, 6000)``
     (:func:`drcnet.data.normalize.zscore_spectra1d`);
+  - ``"hybrid"``: both, each arm's 1D spectrum as a twelfth row under its stripe, ``(B, 2, 12, 3000)``
+    (:func:`drcnet.data.normalize.hybrid_input`; :class:`drcnet.models.hybrid.HybridNet`);
 
 * returns logits ``(B, n_classes)`` (softmax is applied by the caller).
 """
@@ -22,8 +24,8 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import nn
 
-InputKind = Literal["stripes", "spectra1d"]
-INPUT_KINDS: tuple[str, ...] = ("stripes", "spectra1d")
+InputKind = Literal["stripes", "spectra1d", "hybrid"]
+INPUT_KINDS: tuple[str, ...] = ("stripes", "spectra1d", "hybrid")
 
 
 class SpectralModel(nn.Module):
@@ -41,6 +43,11 @@ class SpectralModel(nn.Module):
         """Every output of the network: ``{"logits": (B, n_classes)}`` here; models with catalogue heads
         add theirs (:class:`drcnet.models.heads.StellarHeads`)."""
         return {"logits": self(x)}
+
+    @property
+    def has_heads(self) -> bool:
+        """Whether the model has catalogue heads (:class:`drcnet.models.heads.StellarHeads`) to train."""
+        return getattr(self, "heads", None) is not None
 
     def config_dict(self) -> dict[str, Any]:
         """The config as a JSON-serialisable dict (tuples become lists)."""

@@ -37,6 +37,15 @@ _ROBUST: dict[str, Any] = {
     "aux_weight": 0.3,
 }
 
+# the DRC-Net of the survey preset: four classes, per-arm heads, catalogue heads, arm-feature dropout
+_SURVEY_DRCNET: dict[str, Any] = {
+    "reduce_init": "profile",
+    "aux_heads": True,
+    "heads": True,
+    "n_classes": 4,
+    "arm_feature_dropout": 0.3,
+}
+
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": {
         "optimizer": "adagrad",
@@ -74,13 +83,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         **_ROBUST,
         "heads_weight": 0.5,
         "model_defaults": {
-            "drcnet": {
-                "reduce_init": "profile",
-                "aux_heads": True,
-                "heads": True,
-                "n_classes": 4,
-                "arm_feature_dropout": 0.3,
-            },
+            "drcnet": _SURVEY_DRCNET,
+            # the hybrid: the survey DRC-Net and RC-Net side by side (warm-started from one run of each)
+            "hybrid": {"n_classes": 4, "drcnet": {k: v for k, v in _SURVEY_DRCNET.items() if k != "n_classes"}},
             # the 1D and FFCNN baselines on the same four classes (so `--preset survey` means F/G/K/other
             # for every model, as the training loop's error message says)
             "rcnet": {"n_classes": 4},
@@ -92,7 +97,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     # no warm-up (the weights are trained already). A DRC-Net keeps its spatial reductions and backbones
     # fixed (`--freeze none` trains everything): on the benchmark night of another instrument the frozen
     # fine-tune beat the shipped model in every S/N_r bin, the unfrozen one lost 14 points below S/N_r 10
-    # (it sees only S/N_r > 30 stars; benchmarks/bench_finetune.py, README "Your own frames").
+    # (it sees only S/N_r > 30 stars; benchmarks/bench_finetune.py, README "Your own frames"). A hybrid keeps
+    # both networks' feature extractors the same way.
     "finetune": {
         "optimizer": "adamw",
         "lr": 1e-4,
@@ -106,7 +112,10 @@ PRESETS: dict[str, dict[str, Any]] = {
         "aux_weight": 0.3,
         "heads_weight": 0.5,
         "model_from_init": True,
-        "freeze_defaults": {"drcnet": ["reduce", "backbones"]},
+        "freeze_defaults": {
+            "drcnet": ["reduce", "backbones"],
+            "hybrid": ["net2d.reduce", "net2d.backbones", "net1d.backbone"],
+        },
     },
 }
 OPTIMIZERS = ("adagrad", "adamw", "adam", "sgd")

@@ -248,17 +248,16 @@ def _setup(cfg: TrainConfig, info: DistInfo, resuming: bool) -> _Run:
     cpu_settings = configure_cpu() if cfg.fast else {"threads": torch.get_num_threads(), "mallopt": False}
 
     kind = model_input_kind(cfg.model)
-    heads = bool(cfg.model_config.get("heads"))
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed % 2**32)
+    model = create_model(cfg.model, **cfg.model_config)
+    heads = model.has_heads
     train_ds = SpectraDataset(cfg.data, kind, "train", labelled_only=True, with_targets=heads)
     val_ds = SpectraDataset(cfg.data, kind, "val", labelled_only=True)
     if len(train_ds) == 0 or len(val_ds) == 0:
         raise ValueError(
             f"{cfg.data} needs labelled objects in both the train ({len(train_ds)}) and val ({len(val_ds)}) splits"
         )
-
-    torch.manual_seed(cfg.seed)
-    np.random.seed(cfg.seed % 2**32)
-    model = create_model(cfg.model, **cfg.model_config)
     n_classes = int(getattr(model.config, "n_classes", len(CLASSES)))
     top = int(max(train_ds.labels.max(), val_ds.labels.max()))
     if top >= n_classes:

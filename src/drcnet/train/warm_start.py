@@ -25,22 +25,46 @@ def warm_start(model: SpectralModel, source: str) -> dict[str, Any]:
     model
         The freshly built model.
     source
-        Run folder or shipped model name.
+        Run folder or shipped model name; for a model made of sub-networks (the ``hybrid``), several runs
+        separated by commas (``drcnet-survey,runs/rcnet``): a run of an architecture the model holds as a
+        part (``model.part_prefix(run_model)``, e.g. ``drcnet`` -> ``net2d.``) fills that part.
 
     Returns
     -------
     dict
         What was done, for ``run.json``: ``source`` (the name as given), ``source_model``,
-        ``weights_sha256``, ``copied``, ``partial`` (grown output layers) and ``fresh`` (tensor names).
+        ``weights_sha256``, ``copied``, ``partial`` (grown output layers) and ``fresh`` (tensor names);
+        with several sources ``source``, ``source_model`` and ``weights_sha256`` are lists, one per source.
 
     Raises
     ------
     ValueError
-        The source is another architecture (no tensor at all could be copied).
+        A source is another architecture (no tensor at all could be copied).
     """
+    sources = [s.strip() for s in source.split(",") if s.strip()]
+    if len(sources) > 1:
+        parts = [_copy_weights(model, s) for s in sources]
+        fresh = set(parts[0]["fresh"]).intersection(*(p["fresh"] for p in parts[1:]))
+        return {
+            "source": sources,
+            "source_model": [p["source_model"] for p in parts],
+            "weights_sha256": [p["weights_sha256"] for p in parts],
+            "copied": sum(p["copied"] for p in parts),
+            "partial": [n for p in parts for n in p["partial"]],
+            "fresh": sorted(fresh),
+        }
+    return _copy_weights(model, source)
+
+
+def _copy_weights(model: SpectralModel, source: str) -> dict[str, Any]:
+    """:func:`warm_start` from one run."""
     folder = resolve_run(source)
     meta = read_run_json(folder)
     tensors, _ = read_safetensors(folder / BEST)
+    part_prefix = getattr(model, "part_prefix", None)
+    prefix = (part_prefix(str(meta.get("model"))) if callable(part_prefix) else None) or ""
+    if prefix and meta.get("model") != model.name:
+        tensors = {prefix + k: v for k, v in tensors.items()}
     own = model.state_dict()
     copied, partial, fresh = [], [], []
     with torch.no_grad():
@@ -102,24 +126,33 @@ def with_source_architecture(cfg: Any) -> Any:
 
 
 def freeze_parts(model: torch.nn.Module, parts: list[str]) -> int:
-    """Fix the weights of the model's top-level parts ``parts`` (``requires_grad`` off); return how many tensors.
+    """Fix the weights of the model's parts ``parts`` (``requires_grad`` off); return how many tensors.
+
+    A part is a top-level sub-module (``reduce``) or, in a model made of networks (the ``hybrid``), a
+    dotted path to one (``net2d.reduce``).
 
     Raises
     ------
     ValueError
-        A name that is not a top-level part of the model (the message lists them).
+        A name that is not a part of the model (the message lists the top-level parts).
     """
-    children = dict(model.named_children())
-    unknown = [p for p in parts if p not in children or children[p] is None]
+    found: dict[str, torch.nn.Module] = {}
+    unknown = []
+    for p in parts:
+        try:
+            found[p] = model.get_submodule(p)
+        except AttributeError:
+            unknown.append(p)
     if unknown:
+        children = dict(model.named_children())
         have = [n for n, m in children.items() if any(True for _ in m.parameters())]
         raise ValueError(
             f"--freeze {','.join(unknown)}: not a part of this {getattr(model, 'name', 'model')}; "
             f"parts with weights: {', '.join(have)}"
         )
     n = 0
-    for p in parts:
-        for param in children[p].parameters():
+    for module in found.values():
+        for param in module.parameters():
             param.requires_grad_(False)
             n += 1
     return n

@@ -12,7 +12,7 @@ object fiber (fiber type Obj, F-std or PosErr) of every reduced spectrograph::
 
 The truth columns follow the convention the model was trained on (``label_convention`` in its
 ``run.json``, :func:`drcnet.models.run_folder.run_label_convention`): a ``"lamost"`` model (the default,
-``drcnet-survey``) is scored against the fiber map's ``TRUE_CLASS_LAMOST``/``TRUE_SUBCLASS_LAMOST`` (stars
+``drcnet-hybrid``) is scored against the fiber map's ``TRUE_CLASS_LAMOST``/``TRUE_SUBCLASS_LAMOST`` (stars
 whose LAMOST class is ambiguous have ``true_class`` empty and are not scored), an ``"mk"`` model (the paper
 reproduction) against ``TRUE_CLASS``/``TRUE_SUBCLASS``; a fiber map without the LAMOST columns is scored on
 ``TRUE_CLASS`` whatever the model. The table's ``meta["label_convention"]`` and

@@ -1,0 +1,145 @@
+"""The hybrid model (issue 21 item 4): DRC-Net on the stripes and RC-Net on the 1D spectrum, probabilities mixed."""
+
+from __future__ import annotations
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from _support.model_fixtures import cli, cli_runs, micro_data  # noqa: F401  (pytest fixtures)
+from drcnet.data.normalize import prepare_input, zscore_spectra1d, zscore_stripes
+from drcnet.inference.engine import predict_arrays, predict_arrays_all
+from drcnet.models import create_model, load_run
+from drcnet.models.hybrid import HYBRID_ROWS, HybridNet
+from drcnet.train.warm_start import warm_start
+
+
+def _arrays(path, n=6):
+    with h5py.File(path, "r") as h:
+        return {k: h[k][:n].astype(np.float32) for k in ("stripes", "flux1d", "sky1d")}
+
+
+def test_answer_is_the_weighted_mixture_of_the_two_networks_probabilities():
+    torch.manual_seed(0)
+    model = create_model("hybrid", mix_init=0.3).eval()
+    x = model.example_input(4)
+    stripes, spec = model.split_input(x)
+    assert stripes.shape == (4, 2, 11, 3000) and spec.shape == (4, 1, 6000)
+    assert torch.equal(spec[:, 0, 3000:], x[:, 1, 11])  # red arm's spectrum after the blue one
+    with torch.no_grad():
+        p2d = torch.softmax(model.net2d(stripes), 1)
+        p1d = torch.softmax(model.net1d(spec), 1)
+        mixed = torch.softmax(model(x), 1)
+    assert model.weight_2d == pytest.approx(0.3)
+    torch.testing.assert_close(mixed, 0.3 * p2d + 0.7 * p1d, rtol=1e-5, atol=1e-6)
+    # the energy (OOD score) is the mixture of the networks' energies, not the constant of log-probabilities
+    with torch.no_grad():
+        energy = torch.logsumexp(model(x), 1)
+        expected = 0.3 * torch.logsumexp(model.net2d(stripes), 1) + 0.7 * torch.logsumexp(model.net1d(spec), 1)
+    torch.testing.assert_close(energy, expected, rtol=1e-5, atol=1e-5)
+    assert energy.std() > 0
+    assert model.aux_logits is None  # eval mode: no auxiliary losses
+
+
+def test_training_mode_returns_each_networks_logits_for_the_auxiliary_loss():
+    torch.manual_seed(0)
+    model = create_model("hybrid", drcnet={"aux_heads": True}).train()
+    x = model.example_input(2)
+    model(x)
+    aux = model.aux_logits
+    assert aux is not None and len(aux) == 4  # blue head, red head, DRC-Net, RC-Net
+    with torch.no_grad():
+        model.eval()
+        torch.testing.assert_close(aux[3].detach(), model.net1d(model.split_input(x)[1]))
+
+
+def test_hybrid_input_puts_each_arms_1d_spectrum_under_its_stripe():
+    rng = np.random.default_rng(4)
+    stripes = rng.normal(100, 10, (3, 2, 11, 3000)).astype(np.float32)
+    flux1d = rng.normal(500, 30, (3, 2, 3000)).astype(np.float32)
+    sky1d = rng.normal(50, 3, (3, 2, 3000)).astype(np.float32)
+    x = prepare_input("hybrid", stripes=stripes, flux1d=flux1d, sky1d=sky1d)
+    assert x.shape == (3, 2, HYBRID_ROWS, 3000) and x.dtype == np.float32
+    np.testing.assert_array_equal(x[:, :, :11], zscore_stripes(stripes))
+    z1d = zscore_spectra1d(flux1d, sky1d)
+    np.testing.assert_array_equal(x[:, 0, 11], z1d[:, 0, :3000])
+    np.testing.assert_array_equal(x[:, 1, 11], z1d[:, 0, 3000:])
+    # one object
+    one = prepare_input("hybrid", stripes=stripes[0], flux1d=flux1d[0], sky1d=sky1d[0])
+    np.testing.assert_allclose(one, x[0], atol=1e-6)
+    with pytest.raises(ValueError, match="this hybrid model takes 1D spectra"):
+        prepare_input("hybrid", stripes=stripes)
+    with pytest.raises(ValueError, match="this hybrid model takes 2D stripes"):
+        prepare_input("hybrid", flux1d=flux1d, sky1d=sky1d)
+
+
+def test_config_refuses_what_the_input_fixes_and_a_mixing_weight_outside_0_1():
+    with pytest.raises(ValueError, match=r"may not set \['n_classes'\]"):
+        HybridNet(HybridNet.Config(drcnet={"n_classes": 4}))
+    with pytest.raises(ValueError, match=r"may not set \['length'\]"):
+        HybridNet(HybridNet.Config(rcnet={"length": 3000}))
+    with pytest.raises(ValueError, match="mix_init must be in"):
+        HybridNet(HybridNet.Config(mix_init=1.0))
+
+
+def _hybrid_like(runs):
+    """A hybrid whose parts have the configs of the two trained runs, warm-started from them."""
+    cfg2d = {
+        k: v for k, v in load_run(runs["drcnet"])[1].model_config.items() if k not in ("n_classes", "rows", "length")
+    }
+    cfg1d = {k: v for k, v in load_run(runs["rcnet"])[1].model_config.items() if k not in ("n_classes", "length")}
+    model = create_model("hybrid", drcnet=cfg2d, rcnet=cfg1d)
+    info = warm_start(model, f"{runs['drcnet']},{runs['rcnet']}")
+    return model.eval(), info
+
+
+def test_warm_started_from_a_2d_and_a_1d_run_it_answers_the_mean_of_their_probabilities(cli_runs, micro_data):  # noqa: F811
+    model, info = _hybrid_like(cli_runs)
+    assert info["source_model"] == ["drcnet", "rcnet"] and info["fresh"] == ["mix"]
+    assert info["copied"] == len(model.state_dict()) - 1
+    raw = _arrays(micro_data)
+    p2d = predict_arrays(load_run(cli_runs["drcnet"])[0], stripes=raw["stripes"])
+    p1d = predict_arrays(load_run(cli_runs["rcnet"])[0], flux1d=raw["flux1d"], sky1d=raw["sky1d"])
+    got = predict_arrays(model, **raw)
+    np.testing.assert_allclose(got, 0.5 * (p2d + p1d), rtol=1e-4, atol=1e-6)
+    # a NaN pixel in either input gives no answer for that object only
+    raw["flux1d"][2, 1, 100] = np.nan
+    raw["stripes"][4, 0, 5, 7] = np.inf
+    out = predict_arrays_all(model, **raw)["logits"]
+    assert np.isnan(out[[2, 4]]).all() and np.isfinite(out[[0, 1, 3, 5]]).all()
+    with pytest.raises(ValueError, match=r"takes 'hybrid' input: pass stripes=\(N, 2, 11, 3000\) and flux1d"):
+        predict_arrays_all(model, stripes=raw["stripes"])
+
+
+def test_trained_through_the_cli_it_predicts_files_arrays_and_onnx_alike(cli_runs, micro_data, tmp_path):  # noqa: F811
+    from drcnet.inference.predictor import Predictor
+    from drcnet.models.onnx_export import export_onnx
+
+    model, _ = _hybrid_like(cli_runs)
+    out = tmp_path / "hyb"
+    cli(
+        "train", "--model", "hybrid", "--data", micro_data, "--out", out, "--epochs", 1, "--batch-size", 8,
+        "--init-from", f"{cli_runs['drcnet']},{cli_runs['rcnet']}", "--no-progress", "--seed", 2,
+        "--model-config", json.dumps({"drcnet": model.config.drcnet, "rcnet": model.config.rcnet}),
+    )  # fmt: skip
+    meta = json.loads((out / "run.json").read_text())
+    assert meta["model"] == "hybrid" and meta["input_kind"] == "hybrid"
+    assert meta["warm_start"]["source_model"] == ["drcnet", "rcnet"] and meta["warm_start"]["fresh"] == ["mix"]
+    predictor = Predictor.load(out)
+    assert predictor.input_kind == "hybrid"
+    raw = _arrays(micro_data, 8)
+    table = predictor.predict_file(micro_data)
+    np.testing.assert_allclose(
+        np.asarray(table["prob_F"])[:8], predictor.predict_proba(**raw)[:, 0], rtol=1e-4, atol=1e-5
+    )
+    with pytest.raises(ValueError, match="this hybrid model takes 1D spectra"):
+        predictor.predict_proba(stripes=raw["stripes"])
+    with pytest.raises(ValueError, match="must be of the same objects"):
+        predictor.predict_proba(stripes=raw["stripes"], flux1d=raw["flux1d"][:5], sky1d=raw["sky1d"][:5])
+    export_onnx(predictor.model, tmp_path / "hyb.onnx")
+    onnx = Predictor.load(tmp_path / "hyb.onnx", engine="onnx")
+    assert onnx.input_kind == "hybrid"
+    np.testing.assert_allclose(onnx.predict_proba(**raw), predictor.predict_proba(**raw), atol=2e-4)
