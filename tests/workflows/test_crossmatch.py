@@ -369,6 +369,26 @@ def test_frames_to_fine_tuned_model_without_reference_data(exposure, tmp_path, m
         assert sum(m["bins"][b]["n"] for b in m["bins"]) == m["all"]["n"] > 50
     assert accs["shipped"]["n"] == accs["finetuned"]["n"]
 
+    # the default hybrid fine-tunes the same way: both networks' feature extractors stay as shipped
+    hyb = tmp_path / "ft_hybrid"
+    res = runner.invoke(
+        app,
+        ["train", "--init-from", "drcnet-hybrid", "--data", str(split), "--preset", "finetune", "--epochs", "1",
+         "--out", str(hyb), "--no-progress", "--threads", "1", "--workers", "0"],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    meta = json.loads((hyb / "run.json").read_text())
+    assert meta["model"] == "hybrid" and meta["input_kind"] == "hybrid"
+    assert meta["train_config"]["freeze"] == ["net2d.reduce", "net2d.backbones", "net1d.backbone"]
+    ft, _ = read_safetensors(hyb / "best.safetensors")
+    src, _ = read_safetensors(pretrained_dir("drcnet-hybrid") / "best.safetensors")
+    frozen = [k for k in ft if k.startswith(("net2d.reduce.", "net2d.backbones.", "net1d.backbone."))]
+    assert frozen and all(np.array_equal(ft[k].float().numpy(), src[k].float().numpy()) for k in frozen)
+    assert not np.array_equal(ft["net1d.head.weight"].float().numpy(), src["net1d.head.weight"].float().numpy())
+    res = runner.invoke(app, ["evaluate", str(hyb), "--data", str(split), "--out", str(tmp_path / "hyb_eval")])
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "hyb_eval" / "metrics.json").read_text())["all"]["n"] == accs["shipped"]["n"]
+
 
 @pytest.mark.slow
 def test_predict_exposure_without_reference_data(exposure, tmp_path, monkeypatch):
