@@ -125,10 +125,10 @@ def test_robust_models_carry_a_model_card_and_their_real_star_scores(name):
 
 @pytest.fixture(scope="module")
 def real_star_stripes(tmp_path_factory, data_root):
-    """Stripes of 36 real LAMOST F/G/K spectra (12 per class) rendered at S/N_r 5-20 by ``drcnet simulate``.
+    """Stripes and 1D spectra of 36 real LAMOST F/G/K spectra (12 per class) rendered at S/N_r 5-20 (``drcnet simulate``).
 
     Faint: above S/N_r 30 the blue arm alone classifies nearly as well (red -> noise costs the default model
-    0-4 points there on the 515 held-out stars, 15-19 below S/N_r 10), so a bright set cannot show the red
+    4-5 points there on the 515 held-out stars, 15-21 below S/N_r 10), so a bright set cannot show the red
     arm counting."""
     import csv
 
