@@ -27,7 +27,7 @@ Models, on the same renders: ``rcnet-robust`` on the boxcar ``flux1d`` (what a d
 aperture sum of the same stripe) and on the optimal (Horne) extraction of the same stripe with the true
 profile (``optimal1d.py``; under ``bad_pixels`` the fit is given the defect map, as a pipeline's
 bad-pixel mask would be); ``drcnet-robust`` and ``drcnet-survey`` on the stripes (float16, as a file
-stores them). A four-class model's ``other`` answer counts as wrong. One render per star and bin, so
+stores them); the default ``drcnet-hybrid`` on the stripes and the boxcar 1D of the same render. A four-class model's ``other`` answer counts as wrong. One render per star and bin, so
 the Wilson interval (:func:`drcnet.metrics.accuracy_interval`) is counted by star; the paired
 difference of two models on the same stars gets a star bootstrap interval.
 
@@ -81,6 +81,7 @@ MODELS = (
     ("rcnet-robust", "optimal"),
     ("drcnet-robust", "stripes"),
     ("drcnet-survey", "stripes"),
+    ("drcnet-hybrid", "hybrid"),  # the default since session 22: stripes + boxcar 1D of the same render
 )
 NOMINAL_DR: dict[str, Any] = {
     "throughput_amplitude": 0.0,
@@ -351,6 +352,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 m = models[mname]
                 if inp == "stripes":
                     p = predict_arrays(m, stripes=st)
+                elif inp == "hybrid":
+                    p = predict_arrays(m, stripes=st, flux1d=fl, sky1d=sk)
                 else:
                     p = predict_arrays(m, flux1d=fl if inp == "boxcar" else op, sky1d=sk)
                 pred = np.where(np.isfinite(p).all(axis=1), np.nan_to_num(p).argmax(axis=1), -1)
@@ -365,8 +368,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             ok1d = [right[(cname, b, "rcnet-robust:boxcar")], right[(cname, b, "rcnet-robust:optimal")]]
             best1d = "rcnet-robust:optimal" if ok1d[1].mean() >= ok1d[0].mean() else "rcnet-robust:boxcar"
             cell["paired_2d_minus_best_1d"] = {
-                f"{m2}:stripes - {best1d}": paired_diff(right[(cname, b, f"{m2}:stripes")], right[(cname, b, best1d)])
-                for m2 in ("drcnet-robust", "drcnet-survey")
+                f"{m2}:{i2} - {best1d}": paired_diff(right[(cname, b, f"{m2}:{i2}")], right[(cname, b, best1d)])
+                for m2, i2 in MODELS
+                if i2 in ("stripes", "hybrid")
             }
             cell["paired_optimal_minus_boxcar"] = paired_diff(ok1d[1], ok1d[0])
             results[cname][b] = cell
