@@ -51,6 +51,7 @@ ARMS = {
     "ffcnn": ("ffcnn", "boxcar"),
     "rcnet-boxcar": ("rcnet", "boxcar"),
     "rcnet-optimal": ("rcnet", "optimal"),
+    "hybrid": ("hybrid", "boxcar"),
 }
 """Arm name -> (registered model, which file: the boxcar population or its optimal twin)."""
 
@@ -146,7 +147,9 @@ def markdown(summary: dict[str, Any], n_seeds: int) -> str:
     lines = ["| arm | input | " + " | ".join(f"S/N_r {b}" for b in bins) + " |", "|---|---|" + "---|" * len(bins)]
     for arm, by in summary.items():
         model, file = ARMS[arm]
-        inp = "2D stripes" if model in ("drcnet", "ffcnn") else f"1D {file}"
+        inp = {"drcnet": "2D stripes", "ffcnn": "2D stripes", "hybrid": "2D stripes + 1D boxcar"}.get(
+            model, f"1D {file}"
+        )
         cells = []
         for b in bins:
             c = by[b]
@@ -166,6 +169,39 @@ def markdown(summary: dict[str, Any], n_seeds: int) -> str:
     return "\n".join(lines)
 
 
+def merge(parts: list[Path], out: Path) -> int:
+    """One table from results files of the same benchmark split by ``--arms`` (e.g. run on two cores at once)."""
+    loaded = [json.loads(p.read_text()) for p in parts]
+    keys = ("n_train", "n_val", "n_eval", "preset", "epochs", "seeds", "pop_seed", "eval_seed")
+    for p, d in zip(parts[1:], loaded[1:], strict=True):
+        differ = [k for k in keys if d["config"][k] != loaded[0]["config"][k]]
+        if differ:
+            raise SystemExit(f"{p}: not the same benchmark as {parts[0]} ({', '.join(differ)} differ)")
+    per_run = [r for d in loaded for r in d["runs"]]
+    runs: dict[str, list[dict[str, Any]]] = {}
+    for r in per_run:
+        if "scored" not in r:
+            raise SystemExit(f"run {r['arm']} seed {r['seed']} holds no predictions (written before --merge existed)")
+        runs.setdefault(r["arm"], []).append({"cells": r["cells"], **r["scored"]})
+    order = [a for a in ARMS if a in runs]
+    summary = {a: summarise(runs[a]) for a in order}
+    table = markdown(summary, len(loaded[0]["config"]["seeds"].split(",")))
+    payload = {
+        "provenance": provenance({"merged": [p.name for p in parts]}, seed=loaded[0]["config"]["pop_seed"]),
+        "config": {**loaded[0]["config"], "arms": ",".join(order), "merged": [p.name for p in parts]},
+        "files": loaded[0]["files"],
+        "timing": [d["timing"] for d in loaded],
+        "runtime_s": sum(d["runtime_s"] for d in loaded),
+        "runs": per_run,
+        "summary": summary,
+        "table_markdown": table,
+    }
+    write_json_atomic(out, payload)
+    write_text_atomic(out.with_suffix(".md"), table + "\n")
+    print(table)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="DRC-Net vs FFCNN vs RC-Net (boxcar, optimal): same data, budget, seeds")
     ap.add_argument("--workdir", required=True, help="population, evaluation files and run folders go here")
@@ -182,7 +218,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=1, help="rendering processes")
     ap.add_argument("--data-root", default=None)
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "train_compare.json"))
+    ap.add_argument(
+        "--merge",
+        default=None,
+        help="comma-separated results of runs split by --arms (same files and seeds): one table of all their arms",
+    )
     args = ap.parse_args(argv)
+    if args.merge:
+        return merge([Path(p) for p in args.merge.split(",") if p], Path(args.out))
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     work = Path(args.workdir)
@@ -223,6 +266,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "n_train": info.get("n_train"),
                     "status": info.get("status"),
                     "cells": r["cells"],
+                    "scored": {k: r[k] for k in ("label", "pred", "snr_bin", "star")},
                 }
             )
             print(f"{arm} seed {seed}: {t_train:.0f} s, all {r['cells']['all']['accuracy']:.3f}", flush=True)
@@ -232,7 +276,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     payload = {
         "provenance": provenance(cfg_record, seed=args.pop_seed),
         "config": cfg_record,
-        "files": {k: str(v) for k, v in files.items()},
+        "files": {k: v.name for k, v in files.items()},  # names in --workdir (no paths of this machine)
         "timing": timing,
         "runtime_s": time.perf_counter() - t0,
         "runs": per_run,

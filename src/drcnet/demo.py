@@ -4,8 +4,8 @@
 2. plot one object of each class;
 3. train DRC-Net and RC-Net with the fast preset;
 4. evaluate them like the paper and write the report (Table 3, Tables 4-5, Figure 7);
-5. render 300 real LAMOST stars the shipped models never saw and score the default model (robust
-   DRC-Net) and the paper reproduction on them;
+5. render 300 real LAMOST stars the shipped models never saw and score the default model (the
+   hybrid, ``drcnet-hybrid``) and the paper reproduction on them;
 6. simulate one raw LAMOST exposure (one spectrograph) and classify it straight from the raw frames with
    the default model, scored against LAMOST's convention (the one it was trained on: the fiber map's
    ``TRUE_CLASS_LAMOST``), with its score against the library stars' MK types beside it for comparison.

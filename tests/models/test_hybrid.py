@@ -14,6 +14,7 @@ from drcnet.data.normalize import prepare_input, zscore_spectra1d, zscore_stripe
 from drcnet.inference.engine import predict_arrays, predict_arrays_all
 from drcnet.models import create_model, load_run
 from drcnet.models.hybrid import HYBRID_ROWS, HybridNet
+from drcnet.models.run_folder import resolve_run
 from drcnet.train.warm_start import warm_start
 
 
@@ -83,6 +84,32 @@ def test_config_refuses_what_the_input_fixes_and_a_mixing_weight_outside_0_1():
         HybridNet(HybridNet.Config(rcnet={"length": 3000}))
     with pytest.raises(ValueError, match="mix_init must be in"):
         HybridNet(HybridNet.Config(mix_init=1.0))
+
+
+def test_config_dict_holds_every_option_of_both_networks_and_rebuilds_the_same_model():
+    model = HybridNet(HybridNet.Config(n_classes=4, drcnet={"reduce_init": "profile", "heads": True}))
+    saved = json.loads(json.dumps(model.config_dict()))
+    assert saved["drcnet"]["reduce_init"] == "profile" and saved["drcnet"]["reduce_activation"] == "none"
+    assert saved["drcnet"]["backbone_channels"] == [16, 16, 32, 32, 64, 64, 128, 128]
+    assert saved["rcnet"] == {"channels": [16, 16, 32, 32, 64, 64, 128, 128], "kernel": 3, "feature_dim": 128}
+    assert not {"n_classes", "rows", "length"} & (set(saved["drcnet"]) | set(saved["rcnet"]))
+    again = create_model("hybrid", **saved)
+    assert json.loads(json.dumps(again.config_dict())) == saved
+    assert {k: v.shape for k, v in again.state_dict().items()} == {k: v.shape for k, v in model.state_dict().items()}
+    # the shipped default's run.json holds the filled configs too
+    assert load_run(resolve_run("drcnet-hybrid"))[1].model_config["drcnet"]["reduce_activation"] == "none"
+
+
+def test_warm_start_gives_each_part_one_run(cli_runs):  # noqa: F811
+    model = create_model("hybrid")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(ValueError, match=r"(?s)both fill net2d; give one run per part"):
+        warm_start(model, f"{cli_runs['drcnet']},{cli_runs['drcnet']}")
+    with pytest.raises(ValueError, match="is a whole hybrid run and would overwrite the other sources"):
+        warm_start(create_model("hybrid", n_classes=4), f"drcnet-hybrid,{cli_runs['rcnet']}")
+    with pytest.raises(ValueError, match="a rcnet is one network and starts from one run"):
+        warm_start(create_model("rcnet"), f"{cli_runs['rcnet']},{cli_runs['rcnet']}")
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # refused before any copy
 
 
 def _hybrid_like(runs):

@@ -186,6 +186,9 @@ def test_robust_preset_resolves() -> None:
     assert TrainConfig(model="drcnet", data="x.h5", out="r", preset="fast").resolved().aux_weight == 0.0
     rc = TrainConfig(model="rcnet", data="x.h5", out="r", preset="robust").resolved()
     assert rc.model_config == {}
+    # the hybrid's DRC-Net gets the robust DRC-Net's settings (a comparison on one preset compares like with like)
+    hy = TrainConfig(model="hybrid", data="x.h5", out="r", preset="robust").resolved()
+    assert hy.model_config == {"drcnet": {"reduce_init": "profile", "aux_heads": True}}
 
 
 def test_survey_preset_gives_every_model_the_other_class() -> None:

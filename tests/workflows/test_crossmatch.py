@@ -493,3 +493,41 @@ def test_finetune_preset_takes_the_source_architecture_and_freeze_names_parts():
     assert trainable == {"net2d.fusion", "net2d.classifier", "net1d.head", "mix"}
     with pytest.raises(ValueError, match="--freeze net2d.wings: not a part .*parts with weights: net2d, net1d"):
         freeze_parts(hybrid, ["net2d.wings"])
+    with pytest.raises(ValueError, match="an empty part name .*would freeze the whole model"):
+        freeze_parts(hybrid, ["net2d.reduce", ""])
+    with pytest.raises(ValueError, match="the finetune preset fine-tunes one trained run .*--init-from drcnet-hybrid"):
+        with_source_architecture(
+            TrainConfig(
+                model="hybrid", data="x.h5", out="o", preset="finetune", init_from="drcnet-survey,rcnet-robust"
+            ).resolved()
+        )
+
+
+def test_nested_model_config_overrides_keep_the_presets_and_the_source_runs_other_options():
+    from drcnet.train.config import PRESETS, TrainConfig, merge_model_config
+    from drcnet.train.warm_start import with_source_architecture
+
+    base = {"n_classes": 4, "drcnet": {"reduce_init": "profile", "heads": True}, "rcnet": {}}
+    got = merge_model_config(base, {"drcnet": {"dropout": 0.2}, "mix_init": 0.3})
+    assert got == {"n_classes": 4, "drcnet": {"reduce_init": "profile", "heads": True, "dropout": 0.2}, "rcnet": {},
+                   "mix_init": 0.3}  # fmt: skip
+    assert base["drcnet"] == {"reduce_init": "profile", "heads": True}  # the arguments stay as they were
+    survey = PRESETS["survey"]["model_defaults"]["hybrid"]
+    cfg = TrainConfig(
+        model="hybrid", data="x.h5", out="o", preset="survey", model_config={"drcnet": {"dropout": 0.2}}
+    ).resolved()
+    assert cfg.model_config["drcnet"] == {**survey["drcnet"], "dropout": 0.2}
+    # fine-tuning the shipped hybrid with one option of its 2D network changed keeps the rest of its architecture
+    tuned = with_source_architecture(
+        TrainConfig(
+            model="hybrid",
+            data="x.h5",
+            out="o",
+            preset="finetune",
+            init_from="drcnet-hybrid",
+            model_config={"drcnet": {"dropout": 0.1}},
+        ).resolved()
+    )
+    assert tuned.model == "hybrid" and tuned.model_config["drcnet"]["dropout"] == 0.1
+    assert tuned.model_config["drcnet"]["reduce_init"] == "profile" and tuned.model_config["drcnet"]["heads"] is True
+    assert tuned.model_config["rcnet"]["channels"] == [16, 16, 32, 32, 64, 64, 128, 128]

@@ -27,7 +27,9 @@ def classify_cmd(
     out: Annotated[
         Path, typer.Option("--out", help="merged catalogue, .parquet (+ .fits and .manifest.json beside it)")
     ],
-    run_dir: Annotated[Path | None, typer.Argument(help="training run folder (default: the shipped DRC-Net)")] = None,
+    run_dir: Annotated[
+        Path | None, typer.Argument(help="training run folder (default: the shipped default model)")
+    ] = None,
     scheduler: Annotated[
         str | None,
         typer.Option(

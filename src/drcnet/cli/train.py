@@ -38,7 +38,9 @@ def train_cmd(
     model: Annotated[
         str | None,
         typer.Option(
-            "--model", "-m", help="Registered model: drcnet, rcnet, ffcnn (default with --init-from: the source run's)."
+            "--model",
+            "-m",
+            help="Registered model: drcnet, rcnet, ffcnn, hybrid (default with --init-from: the source run's).",
         ),
     ] = None,
     preset: Annotated[
@@ -93,7 +95,7 @@ def train_cmd(
         str | None,
         typer.Option(
             "--freeze",
-            help="Comma-separated top-level parts whose weights stay fixed, e.g. reduce,backbones (DRC-Net; the finetune preset's default), or 'none'.",
+            help="Comma-separated parts whose weights stay fixed, e.g. reduce,backbones (DRC-Net) or net2d.reduce,net2d.backbones,net1d.backbone (hybrid: dotted names reach inside a network); the finetune preset's default, or 'none'.",
         ),
     ] = None,
     model_config: Annotated[

@@ -43,6 +43,9 @@ from drcnet.models.registry import register_model
 HYBRID_ROWS = 12
 """Rows per arm of the hybrid input: the 11 stripe rows and one row holding the arm's 1D spectrum."""
 
+_FIXED = frozenset({"n_classes", "rows", "length"})
+"""Options of the two networks' configs that the hybrid sets itself."""
+
 
 @dataclass
 class HybridConfig:
@@ -55,6 +58,8 @@ class HybridConfig:
     drcnet, rcnet
         Overrides of :class:`~drcnet.models.drcnet.DRCNetConfig` and :class:`~drcnet.models.rcnet.RCNetConfig`
         (``n_classes``, ``rows`` and ``length`` are set here and may not be overridden).
+        :meth:`HybridNet.config_dict` writes them filled (every option of each network), so a run folder
+        rebuilds the same networks even after a default of either config changes.
     mix_init
         Starting weight ``w`` of the 2D network's probabilities in the mixture, in (0, 1).
     """
@@ -78,7 +83,7 @@ class HybridNet(SpectralModel):
         super().__init__(config)
         fixed = {"n_classes": config.n_classes}
         for part, given in (("drcnet", config.drcnet), ("rcnet", config.rcnet)):
-            clash = sorted(set(given) & {"n_classes", "rows", "length"})
+            clash = sorted(set(given) & _FIXED)
             if clash:
                 raise ValueError(f"hybrid {part} config may not set {clash}: they follow from the hybrid input")
         if not 0.0 < config.mix_init < 1.0:
@@ -89,6 +94,14 @@ class HybridNet(SpectralModel):
         )
         self.mix = nn.Parameter(torch.tensor(math.log(config.mix_init / (1.0 - config.mix_init))))
         self.branch_logits: list[torch.Tensor] | None = None
+
+    def config_dict(self) -> dict[str, Any]:
+        """The config as a JSON-serialisable dict, each network's config filled with every option it used
+        (less ``n_classes``, ``rows`` and ``length``, which follow from the hybrid input)."""
+        out = super().config_dict()
+        for part, net in (("drcnet", self.net2d), ("rcnet", self.net1d)):
+            out[part] = {k: v for k, v in net.config_dict().items() if k not in _FIXED}
+        return out
 
     @property
     def aux_logits(self) -> list[torch.Tensor] | None:

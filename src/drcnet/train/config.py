@@ -74,7 +74,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     # profile-initialised reductions against a collapsing arm (docs/notes_real_stars.md).
     "robust": {
         **_ROBUST,
-        "model_defaults": {"drcnet": {"reduce_init": "profile", "aux_heads": True}},
+        "model_defaults": {
+            "drcnet": {"reduce_init": "profile", "aux_heads": True},
+            # the hybrid's DRC-Net as the robust DRC-Net (so a comparison on one preset compares like with like)
+            "hybrid": {"drcnet": {"reduce_init": "profile", "aux_heads": True}},
+        },
     },
     # survey: the robust recipe on the population with `other` objects (`simulate-population --other`),
     # four classes (F/G/K/other), the catalogue heads (subclass, luminosity class, Teff/logg/[Fe/H] with
@@ -230,7 +234,7 @@ class TrainConfig:
                     values["freeze"] = list(value[self.model])
                 continue
             if key == "model_defaults":
-                values["model_config"] = {**value.get(self.model, {}), **(values.get("model_config") or {})}
+                values["model_config"] = merge_model_config(value.get(self.model, {}), values.get("model_config"))
             elif values.get(key) is None:
                 values[key] = value
         if values.get("aux_weight") is None:
@@ -263,6 +267,30 @@ class TrainConfig:
         """Inverse of :meth:`to_dict` (unknown keys ignored, so older run folders still load)."""
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in names})
+
+
+def merge_model_config(base: dict[str, Any], override: dict[str, Any] | None) -> dict[str, Any]:
+    """``base`` with ``override`` on top, nested options merged one level deep.
+
+    A model config may hold the config of a sub-network as a dict (the hybrid's ``drcnet`` and ``rcnet``);
+    an override of one of its options keeps the others, so ``{"drcnet": {"dropout": 0.2}}`` on top of the
+    survey preset keeps the preset's ``drcnet`` settings.
+
+    Parameters
+    ----------
+    base, override
+        Model config options (``override`` may be ``None``).
+
+    Returns
+    -------
+    dict
+        A new dict; neither argument is changed.
+    """
+    out = dict(base)
+    for key, value in (override or {}).items():
+        old = out.get(key)
+        out[key] = {**old, **value} if isinstance(old, dict) and isinstance(value, dict) else value
+    return out
 
 
 IDENTITY_KEYS = (
@@ -300,7 +328,7 @@ def resume_conflicts(saved: TrainConfig, asked: TrainConfig) -> list[str]:
         if new is None or (key == "model_config" and not new) or (key == "class_weights" and new is False):
             continue
         if key == "model_config":
-            new = {**old, **new}
+            new = merge_model_config(old, new)
         if new != old:
             out.append(f"{key}: {old!r} -> {new!r}")
     return out

@@ -39,10 +39,13 @@ def warm_start(model: SpectralModel, source: str) -> dict[str, Any]:
     Raises
     ------
     ValueError
-        A source is another architecture (no tensor at all could be copied).
+        A source is another architecture (no tensor at all could be copied); with several sources, the
+        model is not made of parts, a source is a whole run of the model's own architecture, or two
+        sources would fill the same part.
     """
     sources = [s.strip() for s in source.split(",") if s.strip()]
     if len(sources) > 1:
+        _check_parts(model, sources)
         parts = [_copy_weights(model, s) for s in sources]
         fresh = set(parts[0]["fresh"]).intersection(*(p["fresh"] for p in parts[1:]))
         return {
@@ -56,14 +59,47 @@ def warm_start(model: SpectralModel, source: str) -> dict[str, Any]:
     return _copy_weights(model, source)
 
 
+def _part_of(model: SpectralModel, source_model: str) -> str | None:
+    """The prefix of the part of ``model`` that a run of ``source_model`` fills (``""``: the whole model)."""
+    if source_model == model.name:
+        return ""
+    part_prefix = getattr(model, "part_prefix", None)
+    return part_prefix(source_model) if callable(part_prefix) else None
+
+
+def _check_parts(model: SpectralModel, sources: list[str]) -> None:
+    """Refuse several sources unless each fills its own part of ``model`` (see :func:`warm_start`)."""
+    if not callable(getattr(model, "part_prefix", None)):
+        raise ValueError(
+            f"--init-from {','.join(sources)}: a {model.name} is one network and starts from one run; "
+            "several runs separated by commas fill the parts of a model made of networks (the hybrid)"
+        )
+    filled: dict[str, str] = {}
+    for src in sources:
+        src_model = str(read_run_json(resolve_run(src)).get("model"))
+        prefix = _part_of(model, src_model)
+        if prefix == "":
+            raise ValueError(
+                f"--init-from {','.join(sources)}: {src} is a whole {model.name} run and would overwrite the "
+                "other sources; start from it alone"
+            )
+        if prefix is None:
+            raise ValueError(f"{src}: a {src_model} run is not a part of a {model.name}; none of its weights fit")
+        if prefix in filled:
+            raise ValueError(
+                f"--init-from {','.join(sources)}: {filled[prefix]} and {src} would both fill "
+                f"{prefix.rstrip('.')}; give one run per part"
+            )
+        filled[prefix] = src
+
+
 def _copy_weights(model: SpectralModel, source: str) -> dict[str, Any]:
     """:func:`warm_start` from one run."""
     folder = resolve_run(source)
     meta = read_run_json(folder)
     tensors, _ = read_safetensors(folder / BEST)
-    part_prefix = getattr(model, "part_prefix", None)
-    prefix = (part_prefix(str(meta.get("model"))) if callable(part_prefix) else None) or ""
-    if prefix and meta.get("model") != model.name:
+    prefix = _part_of(model, str(meta.get("model"))) or ""
+    if prefix:
         tensors = {prefix + k: v for k, v in tensors.items()}
     own = model.state_dict()
     copied, partial, fresh = [], [], []
@@ -112,17 +148,24 @@ def with_source_architecture(cfg: Any) -> Any:
     """
     from dataclasses import replace
 
-    from drcnet.train.config import PRESETS
+    from drcnet.train.config import PRESETS, merge_model_config
 
     if not cfg.init_from or not PRESETS.get(cfg.preset or "", {}).get("model_from_init"):
         return cfg
+    if "," in cfg.init_from:
+        raise ValueError(
+            f"--init-from {cfg.init_from}: the {cfg.preset} preset fine-tunes one trained run "
+            "(e.g. --init-from drcnet-hybrid); several runs separated by commas start a new hybrid "
+            "(--model hybrid with another preset)"
+        )
     meta = read_run_json(resolve_run(cfg.init_from))
     if cfg.model and cfg.model != meta.get("model"):
         raise ValueError(
             f"--init-from {cfg.init_from} is a {meta.get('model')} run but --model is {cfg.model}; "
             f"fine-tuning keeps the source's architecture (drop --model or give --model {meta.get('model')})"
         )
-    return replace(cfg, model=str(meta.get("model")), model_config={**meta.get("model_config", {}), **cfg.model_config})
+    config = merge_model_config(meta.get("model_config", {}), cfg.model_config)
+    return replace(cfg, model=str(meta.get("model")), model_config=config)
 
 
 def freeze_parts(model: torch.nn.Module, parts: list[str]) -> int:
@@ -139,6 +182,11 @@ def freeze_parts(model: torch.nn.Module, parts: list[str]) -> int:
     found: dict[str, torch.nn.Module] = {}
     unknown = []
     for p in parts:
+        if not p.strip():
+            raise ValueError(
+                f"--freeze {','.join(parts)!r}: an empty part name (it would freeze the whole model); "
+                "name the parts, e.g. net2d.reduce"
+            )
         try:
             found[p] = model.get_submodule(p)
         except AttributeError:
@@ -148,7 +196,7 @@ def freeze_parts(model: torch.nn.Module, parts: list[str]) -> int:
         have = [n for n, m in children.items() if any(True for _ in m.parameters())]
         raise ValueError(
             f"--freeze {','.join(unknown)}: not a part of this {getattr(model, 'name', 'model')}; "
-            f"parts with weights: {', '.join(have)}"
+            f"parts with weights: {', '.join(have)} (a part inside one is named with dots, e.g. net2d.reduce)"
         )
     n = 0
     for module in found.values():
