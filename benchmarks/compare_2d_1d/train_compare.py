@@ -178,6 +178,12 @@ def merge(parts: list[Path], out: Path) -> int:
         if differ:
             raise SystemExit(f"{p}: not the same benchmark as {parts[0]} ({', '.join(differ)} differ)")
     per_run = [r for d in loaded for r in d["runs"]]
+    seen: dict[tuple[str, int], Path] = {}
+    for p, d in zip(parts, loaded, strict=True):
+        for r in d["runs"]:
+            if (r["arm"], r["seed"]) in seen:
+                raise SystemExit(f"{r['arm']} seed {r['seed']} is in both {seen[(r['arm'], r['seed'])]} and {p}")
+            seen[(r["arm"], r["seed"])] = p
     runs: dict[str, list[dict[str, Any]]] = {}
     for r in per_run:
         if "scored" not in r:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from _support.model_fixtures import cli, cli_runs, micro_data  # noqa: F401  (pytest fixtures)
+from _support.model_fixtures import SMALL_DRCNET, cli, cli_runs, micro_data  # noqa: F401  (pytest fixtures)
 from drcnet.data.normalize import prepare_input, zscore_spectra1d, zscore_stripes
 from drcnet.inference.engine import predict_arrays, predict_arrays_all
 from drcnet.models import create_model, load_run
@@ -105,11 +105,18 @@ def test_warm_start_gives_each_part_one_run(cli_runs):  # noqa: F811
     before = {k: v.clone() for k, v in model.state_dict().items()}
     with pytest.raises(ValueError, match=r"(?s)both fill net2d; give one run per part"):
         warm_start(model, f"{cli_runs['drcnet']},{cli_runs['drcnet']}")
-    with pytest.raises(ValueError, match="is a whole hybrid run and would overwrite the other sources"):
-        warm_start(create_model("hybrid", n_classes=4), f"drcnet-hybrid,{cli_runs['rcnet']}")
-    with pytest.raises(ValueError, match="a rcnet is one network and starts from one run"):
-        warm_start(create_model("rcnet"), f"{cli_runs['rcnet']},{cli_runs['rcnet']}")
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # refused before any copy
+    for target, sources, words in (
+        (create_model("hybrid", n_classes=4), f"drcnet-hybrid,{cli_runs['rcnet']}", "is a whole hybrid run and would"),
+        (create_model("rcnet"), f"{cli_runs['rcnet']},{cli_runs['rcnet']}", "the rcnet model is one network"),
+        (model, f"{cli_runs['drcnet']},rcnet-robust,drcnet-robust", "both fill net2d"),
+    ):
+        before = {k: v.clone() for k, v in target.state_dict().items()}
+        with pytest.raises(ValueError, match=words):
+            warm_start(target, sources)
+        assert all(torch.equal(before[k], v) for k, v in target.state_dict().items())
+    # a trailing comma is one source
+    assert warm_start(create_model("hybrid"), f"{cli_runs['drcnet']},")["source_model"] == "drcnet"
 
 
 def _hybrid_like(runs):
@@ -170,3 +177,31 @@ def test_trained_through_the_cli_it_predicts_files_arrays_and_onnx_alike(cli_run
     onnx = Predictor.load(tmp_path / "hyb.onnx", engine="onnx")
     assert onnx.input_kind == "hybrid"
     np.testing.assert_allclose(onnx.predict_proba(**raw), predictor.predict_proba(**raw), atol=2e-4)
+
+
+def test_resume_rebuilds_the_saved_network_and_reports_nested_changes(micro_data, tmp_path, monkeypatch):  # noqa: F811
+    from typer.testing import CliRunner
+
+    from drcnet.cli import app
+    from drcnet.train import config as train_config
+
+    small = {"drcnet": json.loads(SMALL_DRCNET), "rcnet": {"channels": [4, 4, 8, 8, 8, 8, 16, 16]}}
+    out = tmp_path / "hyb"
+    common = ["train", "--model", "hybrid", "--preset", "robust", "--data", micro_data, "--out", out,
+              "--epochs", 2, "--batch-size", 8, "--no-progress", "--model-config", json.dumps(small)]  # fmt: skip
+    cli(*common, "--stop-after-epochs", 1)
+    saved = json.loads((out / "run.json").read_text())["model_config"]
+    assert saved["drcnet"]["aux_heads"] is True and saved["drcnet"]["reduce_init"] == "profile"  # the preset's
+    # a later release adds a default for the hybrid (and changes one): the resumed run is still the network
+    # that was trained
+    robust = train_config.PRESETS["robust"]
+    later = {"drcnet": {"reduce_init": "profile", "aux_heads": False, "arm_dropout": 0.4}}
+    monkeypatch.setitem(robust, "model_defaults", {**robust["model_defaults"], "hybrid": later})
+    # an explicit change of one nested option is a conflict named by its key
+    res = CliRunner().invoke(app, [str(a) for a in common[:-1]] + ['{"drcnet": {"dropout": 0.5}}', "--resume"])
+    assert res.exit_code == 2 and "cannot resume" in res.output and "model_config.drcnet:" in res.output, res.output
+    assert "model_config.rcnet" not in res.output
+    # the saved config given back in full (as run.json shows it) is no change
+    cli(*common[:-1], json.dumps(saved), "--resume")
+    meta = json.loads((out / "run.json").read_text())
+    assert meta["epochs_run"] == 2 and meta["model_config"] == saved

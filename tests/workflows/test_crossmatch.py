@@ -469,6 +469,9 @@ def test_finetune_preset_takes_the_source_architecture_and_freeze_names_parts():
     from drcnet.cli.train import _freeze_parts
 
     assert _freeze_parts("none") == [] and _freeze_parts(None) is None and _freeze_parts("reduce, x") == ["reduce", "x"]
+    for empty in ("", " ", ",", "reduce,"):
+        with pytest.raises(ValueError, match="an empty part name; name the parts .* or --freeze none"):
+            _freeze_parts(empty)
     assert cfg.model_config["n_classes"] == 4 and cfg.model_config["heads"] and cfg.model_config["dropout"] == 0.1
     same = with_source_architecture(
         TrainConfig(model="drcnet", data="x.h5", out="o", preset="fast", init_from="drcnet-survey").resolved()
@@ -512,11 +515,27 @@ def test_nested_model_config_overrides_keep_the_presets_and_the_source_runs_othe
     assert got == {"n_classes": 4, "drcnet": {"reduce_init": "profile", "heads": True, "dropout": 0.2}, "rcnet": {},
                    "mix_init": 0.3}  # fmt: skip
     assert base["drcnet"] == {"reduce_init": "profile", "heads": True}  # the arguments stay as they were
+    got["drcnet"]["heads"] = False
+    assert base["drcnet"]["heads"] is True  # nested dicts are copies too
     survey = PRESETS["survey"]["model_defaults"]["hybrid"]
     cfg = TrainConfig(
         model="hybrid", data="x.h5", out="o", preset="survey", model_config={"drcnet": {"dropout": 0.2}}
     ).resolved()
     assert cfg.model_config["drcnet"] == {**survey["drcnet"], "dropout": 0.2}
+    cfg.model_config["drcnet"]["dropout"] = 0.9
+    assert "dropout" not in PRESETS["survey"]["model_defaults"]["hybrid"]["drcnet"]  # the preset is not shared
+    # resuming: a nested option given again unchanged is no conflict; a changed one is named by its key
+    from drcnet.train.config import resume_conflicts
+
+    saved = TrainConfig(
+        model="hybrid", data="x.h5", out="o", model_config={"drcnet": {"dropout": 0.2}, "mix_init": 0.5}
+    )
+    same = TrainConfig(model="hybrid", data="x.h5", out="o", model_config={"drcnet": {"dropout": 0.2}})
+    assert resume_conflicts(saved, same) == []
+    other = TrainConfig(model="hybrid", data="x.h5", out="o", model_config={"drcnet": {"aux_heads": True}})
+    assert resume_conflicts(saved, other) == [
+        "model_config.drcnet: {'dropout': 0.2} -> {'dropout': 0.2, 'aux_heads': True}"
+    ]
     # fine-tuning the shipped hybrid with one option of its 2D network changed keeps the rest of its architecture
     tuned = with_source_architecture(
         TrainConfig(

@@ -13,12 +13,25 @@ from drcnet.train.config import PRESETS, TrainConfig
 
 
 def _freeze_parts(freeze: str | None) -> list[str] | None:
-    """``--freeze``: None (the preset decides), ``[]`` for ``none``, else the named parts."""
+    """``--freeze``: None (the preset decides), ``[]`` for ``none``, else the named parts.
+
+    Raises
+    ------
+    ValueError
+        An empty value or an empty name between commas (``--freeze ""``, ``--freeze reduce,``): it would
+        silently replace the preset's parts by none.
+    """
     if freeze is None:
         return None
     if freeze.strip().lower() == "none":
         return []
-    return [p.strip() for p in freeze.split(",") if p.strip()]
+    parts = [p.strip() for p in freeze.split(",")]
+    if not all(parts):
+        raise ValueError(
+            f"--freeze {freeze!r}: an empty part name; name the parts (e.g. --freeze net2d.reduce,net2d.backbones), "
+            "or --freeze none to train every weight"
+        )
+    return parts
 
 
 def _interrupt_on_sigterm(signum: int, frame: object) -> None:
@@ -118,6 +131,11 @@ def train_cmd(
             err=True,
         )
         raise typer.Exit(2) from err
+    try:
+        frozen = _freeze_parts(freeze)
+    except ValueError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from err
     if not isinstance(overrides, dict):
         typer.echo(f"error: --model-config must be a JSON object of config overrides, got {model_config!r}", err=True)
         raise typer.Exit(2)
@@ -176,8 +194,8 @@ def train_cmd(
         model_config=overrides,
         aux_weight=aux_weight,
         heads_weight=heads_weight,
-        init_from=init_from,
-        freeze=_freeze_parts(freeze),
+        init_from=",".join(sources) or None,
+        freeze=frozen,
         stop_after_epochs=stop_after_epochs,
         progress=progress,
     )

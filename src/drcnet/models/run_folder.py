@@ -162,6 +162,20 @@ def run_label_convention(run_dir: str | Path, meta: dict[str, Any] | None = None
     return str(value) if value in ("mk", "lamost") else "mk"
 
 
+def saved_model_config(meta: dict[str, Any]) -> dict[str, Any]:
+    """The model config a run folder's ``run.json`` (``meta``) was trained with, ready for ``build_model``.
+
+    ``run.json`` records the model's own config (:meth:`SpectralModel.config_dict`); a DRC-Net run folder
+    written before ``reduce_activation`` existed used ReLUs between the reduction convolutions, which is
+    put back here. Used to load a run and to resume one, so both build the network that was trained.
+    """
+    config = dict(meta["model_config"])
+    if meta.get("model") == "drcnet" and "reduce_activation" not in config:
+        # run folders written before the option existed used ReLUs between the reduction convolutions
+        config["reduce_activation"] = "relu"
+    return config
+
+
 def load_run(
     run_dir: str | Path, which: str = "best", device: str | torch.device = "cpu", fast: bool = True
 ) -> tuple[SpectralModel, RunInfo]:
@@ -193,11 +207,7 @@ def load_run(
         differs from the one ``run.json`` recorded, or it cannot be read) or does not fit the model.
     """
     info = read_run(run_dir)
-    config = dict(info.model_config)
-    if info.model_name == "drcnet" and "reduce_activation" not in config:
-        # run folders written before the option existed used ReLUs between the reduction convolutions
-        config["reduce_activation"] = "relu"
-    model = build_model(info.model_name, **config)
+    model = build_model(info.model_name, **saved_model_config(info.meta))
     if which not in ("best", "last"):
         raise ValueError(f"which must be 'best' or 'last', got {which!r}")
     path = Path(run_dir) / (BEST if which == "best" else LAST)

@@ -284,9 +284,9 @@ def merge_model_config(base: dict[str, Any], override: dict[str, Any] | None) ->
     Returns
     -------
     dict
-        A new dict; neither argument is changed.
+        A new dict (nested dicts copied too); neither argument is changed.
     """
-    out = dict(base)
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in base.items()}
     for key, value in (override or {}).items():
         old = out.get(key)
         out[key] = {**old, **value} if isinstance(old, dict) and isinstance(value, dict) else value
@@ -328,10 +328,23 @@ def resume_conflicts(saved: TrainConfig, asked: TrainConfig) -> list[str]:
         if new is None or (key == "model_config" and not new) or (key == "class_weights" and new is False):
             continue
         if key == "model_config":
-            new = merge_model_config(old, new)
+            merged = merge_model_config(old, new)
+            out.extend(
+                f"model_config.{k}: {old.get(k)!r} -> {merged[k]!r}"
+                for k in sorted(merged)
+                if _json_like(merged[k]) != _json_like(old.get(k))
+            )
+            continue
         if new != old:
             out.append(f"{key}: {old!r} -> {new!r}")
     return out
+
+
+def _json_like(value: Any) -> Any:
+    """``value`` as JSON gives it back (tuples as lists), so a saved and a given config compare alike."""
+    import json
+
+    return json.loads(json.dumps(value))
 
 
 def lr_at(cfg: TrainConfig, step: int, total_steps: int) -> float:

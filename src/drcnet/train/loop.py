@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +53,7 @@ from drcnet.models.run_folder import (
     RUN_JSON,
     file_sha256,
     read_run_json,
+    saved_model_config,
     verify_checksum,
 )
 from drcnet.provenance import provenance, write_json_atomic, write_text_atomic
@@ -208,6 +209,9 @@ def _resolve_config(
         return with_source_architecture(config.resolved()), False
     saved = read_run_json(out)
     base = TrainConfig.from_dict(saved["train_config"])
+    # the network that was trained: run.json's model config, not the preset's defaults applied again
+    # (a default changed since, or one added for this model, would build another network)
+    base.model_config = saved_model_config(saved)
     if "grad_clip" not in saved["train_config"]:
         base.grad_clip = 0.0  # run folders from before the option: they trained without clipping
     conflicts = resume_conflicts(base, config)
@@ -234,7 +238,7 @@ def _resolve_config(
             f"cannot resume {out}: it ran with {saved.get('world_size')} processes, now {info.world}; "
             "the data order per process would change"
         )
-    return base.resolved(), True
+    return replace(base.resolved(), model_config=base.model_config), True
 
 
 def _setup(cfg: TrainConfig, info: DistInfo, resuming: bool) -> _Run:

@@ -56,7 +56,7 @@ def warm_start(model: SpectralModel, source: str) -> dict[str, Any]:
             "partial": [n for p in parts for n in p["partial"]],
             "fresh": sorted(fresh),
         }
-    return _copy_weights(model, source)
+    return _copy_weights(model, sources[0] if sources else source)
 
 
 def _part_of(model: SpectralModel, source_model: str) -> str | None:
@@ -71,7 +71,7 @@ def _check_parts(model: SpectralModel, sources: list[str]) -> None:
     """Refuse several sources unless each fills its own part of ``model`` (see :func:`warm_start`)."""
     if not callable(getattr(model, "part_prefix", None)):
         raise ValueError(
-            f"--init-from {','.join(sources)}: a {model.name} is one network and starts from one run; "
+            f"--init-from {','.join(sources)}: the {model.name} model is one network and starts from one run; "
             "several runs separated by commas fill the parts of a model made of networks (the hybrid)"
         )
     filled: dict[str, str] = {}
@@ -84,7 +84,10 @@ def _check_parts(model: SpectralModel, sources: list[str]) -> None:
                 "other sources; start from it alone"
             )
         if prefix is None:
-            raise ValueError(f"{src}: a {src_model} run is not a part of a {model.name}; none of its weights fit")
+            raise ValueError(
+                f"{src}: a {src_model} run is not a part of a {model.name}; none of its weights fit "
+                "(give one run of each network it holds: a drcnet run and an rcnet run for the hybrid)"
+            )
         if prefix in filled:
             raise ValueError(
                 f"--init-from {','.join(sources)}: {filled[prefix]} and {src} would both fill "
@@ -152,7 +155,7 @@ def with_source_architecture(cfg: Any) -> Any:
 
     if not cfg.init_from or not PRESETS.get(cfg.preset or "", {}).get("model_from_init"):
         return cfg
-    if "," in cfg.init_from:
+    if len([s for s in cfg.init_from.split(",") if s.strip()]) > 1:
         raise ValueError(
             f"--init-from {cfg.init_from}: the {cfg.preset} preset fine-tunes one trained run "
             "(e.g. --init-from drcnet-hybrid); several runs separated by commas start a new hybrid "
