@@ -14,7 +14,14 @@ from typing import Any
 import torch
 
 from drcnet.models import SpectralModel
-from drcnet.models.run_folder import BEST, file_sha256, read_run_json, read_safetensors, resolve_run
+from drcnet.models.run_folder import (
+    BEST,
+    file_sha256,
+    read_run_json,
+    read_safetensors,
+    resolve_run,
+    saved_model_config,
+)
 
 
 def warm_start(model: SpectralModel, source: str) -> dict[str, Any]:
@@ -167,7 +174,7 @@ def with_source_architecture(cfg: Any) -> Any:
             f"--init-from {cfg.init_from} is a {meta.get('model')} run but --model is {cfg.model}; "
             f"fine-tuning keeps the source's architecture (drop --model or give --model {meta.get('model')})"
         )
-    config = merge_model_config(meta.get("model_config", {}), cfg.model_config)
+    config = merge_model_config(saved_model_config(meta), cfg.model_config)
     return replace(cfg, model=str(meta.get("model")), model_config=config)
 
 
