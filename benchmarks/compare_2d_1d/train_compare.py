@@ -98,6 +98,24 @@ def build_files(work: Path, root: Path, args: argparse.Namespace) -> tuple[dict[
     return files, timing
 
 
+def _completed(out: Path, cfg: TrainConfig) -> dict[str, Any] | None:
+    """``run.json`` of a completed run in ``out`` trained as ``cfg`` asks (model, seed, preset, epochs, file)."""
+    path = out / "run.json"
+    if not path.is_file():
+        return None
+    meta = json.loads(path.read_text())
+    done = meta.get("train_config", {})
+    same = (
+        meta.get("status") == "completed"
+        and meta.get("model") == cfg.model
+        and done.get("seed") == cfg.seed
+        and done.get("preset") == cfg.preset
+        and (cfg.epochs is None or done.get("epochs") == cfg.epochs)
+        and Path(done.get("data", "")).name == Path(cfg.data).name
+    )
+    return meta if same else None
+
+
 def score(run_dir: Path, data: Path) -> dict[str, Any]:
     """Predictions of a run on the evaluation file: per-bin accuracy with the interval counted by star."""
     model = load_model(run_dir)
@@ -142,6 +160,75 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def paired_by_star(a: np.ndarray, b: np.ndarray, star: np.ndarray, n_boot: int = 2000, seed: int = 0) -> dict[str, Any]:
+    """Accuracy of ``a`` minus that of ``b`` on the same renders, with a 95 % interval by star.
+
+    ``a``, ``b``: right (1) or wrong (0) per render; ``star``: the render's source star. The interval is a
+    cluster bootstrap: stars drawn with replacement, each bringing all its renders (of every seed).
+    """
+    stars, inv = np.unique(star, return_inverse=True)
+    diff = a.astype(float) - b.astype(float)
+    per_star = np.bincount(inv, weights=diff, minlength=len(stars))
+    count = np.bincount(inv, minlength=len(stars)).astype(float)
+    draw = np.random.default_rng(seed).integers(0, len(stars), size=(n_boot, len(stars)))
+    boots = per_star[draw].sum(1) / count[draw].sum(1)
+    lo, hi = np.percentile(boots, [2.5, 97.5])
+    return {"diff": float(diff.mean()), "ci95_by_star": [float(lo), float(hi)], "n_renders": int(diff.size),
+            "n_stars": int(len(stars))}  # fmt: skip
+
+
+def paired(runs: dict[str, list[dict[str, Any]]], against: Sequence[str] = ("rcnet-optimal", "rcnet-boxcar")) -> dict:
+    """Every arm minus each 1D arm in ``against``, per S/N_r bin, on the same renders of the same seeds.
+
+    Raises
+    ------
+    SystemExit
+        Two arms' runs of one seed were not scored on the same renders (the files differ).
+    """
+
+    def stacked(arm: str) -> dict[str, np.ndarray]:
+        rs = sorted(runs[arm], key=lambda r: r.get("seed", 0))
+        return {k: np.concatenate([np.asarray(r[k]) for r in rs]) for k in ("label", "pred", "snr_bin", "star")}
+
+    out: dict[str, Any] = {}
+    for ref in against:
+        if ref not in runs:
+            continue
+        r = stacked(ref)
+        for arm in runs:
+            if arm == ref or len(runs[arm]) != len(runs[ref]):
+                continue
+            x = stacked(arm)
+            if not (np.array_equal(x["star"], r["star"]) and np.array_equal(x["label"], r["label"])):
+                raise SystemExit(f"{arm} and {ref} were not scored on the same renders")
+            cells = {}
+            for i, b in enumerate(["all", *SNR_BIN_NAMES]):
+                # snr_bin holds the bin's index in SNR_BIN_NAMES (drcnet.conventions)
+                m = np.ones(len(r["star"]), bool) if b == "all" else r["snr_bin"] == i - 1
+                if m.any():
+                    cells[b] = paired_by_star(
+                        x["pred"][m] == x["label"][m], r["pred"][m] == r["label"][m], r["star"][m]
+                    )
+            out[f"{arm} - {ref}"] = cells
+    return out
+
+
+def paired_markdown(diffs: dict[str, Any]) -> str:
+    """The paired differences as a table: points, [95 % interval by star]."""
+    bins = list(SNR_BIN_NAMES)
+    lines = ["| difference (points) | " + " | ".join(f"S/N_r {b}" for b in bins) + " |", "|---|" + "---|" * len(bins)]
+    for name, cells in diffs.items():
+        row = []
+        for b in bins:
+            c = cells.get(b)
+            row.append(
+                "-" if c is None else
+                f"{100 * c['diff']:+.1f} [{100 * c['ci95_by_star'][0]:+.1f}, {100 * c['ci95_by_star'][1]:+.1f}]"
+            )  # fmt: skip
+        lines.append(f"| {name} | " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
 def markdown(summary: dict[str, Any], n_seeds: int) -> str:
     bins = list(SNR_BIN_NAMES)
     lines = ["| arm | input | " + " | ".join(f"S/N_r {b}" for b in bins) + " |", "|---|---|" + "---|" * len(bins)]
@@ -169,10 +256,19 @@ def markdown(summary: dict[str, Any], n_seeds: int) -> str:
     return "\n".join(lines)
 
 
+def _no_paths(config: dict[str, Any]) -> dict[str, Any]:
+    """The command's options with its paths reduced to file names (a results file holds no machine's paths)."""
+    paths = ("workdir", "out", "data_root", "merge")
+    return {
+        k: (",".join(Path(p).name for p in str(v).split(",")) if k in paths and v else v) for k, v in config.items()
+    }
+
+
 def merge(parts: list[Path], out: Path) -> int:
     """One table from results files of the same benchmark split by ``--arms`` (e.g. run on two cores at once)."""
     loaded = [json.loads(p.read_text()) for p in parts]
-    keys = ("n_train", "n_val", "n_eval", "preset", "epochs", "seeds", "pop_seed", "eval_seed")
+    # the same files and budget; the seeds may be split between parts (each arm is summarised over its own)
+    keys = ("n_train", "n_val", "n_eval", "preset", "epochs", "pop_seed", "eval_seed")
     for p, d in zip(parts[1:], loaded[1:], strict=True):
         differ = [k for k in keys if d["config"][k] != loaded[0]["config"][k]]
         if differ:
@@ -188,18 +284,26 @@ def merge(parts: list[Path], out: Path) -> int:
     for r in per_run:
         if "scored" not in r:
             raise SystemExit(f"run {r['arm']} seed {r['seed']} holds no predictions (written before --merge existed)")
-        runs.setdefault(r["arm"], []).append({"cells": r["cells"], **r["scored"]})
+        runs.setdefault(r["arm"], []).append({"cells": r["cells"], "seed": r["seed"], **r["scored"]})
     order = [a for a in ARMS if a in runs]
     summary = {a: summarise(runs[a]) for a in order}
-    table = markdown(summary, len(loaded[0]["config"]["seeds"].split(",")))
+    diffs = paired({a: runs[a] for a in order})
+    table = markdown(summary, max(len(rs) for rs in runs.values()))
+    table += "\n\nPaired on the same renders (seeds pooled), arm minus a 1D arm:\n\n" + paired_markdown(diffs)
     payload = {
         "provenance": provenance({"merged": [p.name for p in parts]}, seed=loaded[0]["config"]["pop_seed"]),
-        "config": {**loaded[0]["config"], "arms": ",".join(order), "merged": [p.name for p in parts]},
+        "config": {
+            **_no_paths(loaded[0]["config"]),
+            "arms": ",".join(order),
+            "seeds": ",".join(sorted({str(r["seed"]) for r in per_run})),
+            "merged": [p.name for p in parts],
+        },
         "files": loaded[0]["files"],
         "timing": [d["timing"] for d in loaded],
         "runtime_s": sum(d["runtime_s"] for d in loaded),
         "runs": per_run,
         "summary": summary,
+        "paired": diffs,
         "table_markdown": table,
     }
     write_json_atomic(out, payload)
@@ -224,6 +328,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=1, help="rendering processes")
     ap.add_argument("--data-root", default=None)
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "train_compare.json"))
+    ap.add_argument(
+        "--reuse",
+        action="store_true",
+        help="score a run folder of the same arm, seed, preset, epochs and file that completed before instead of "
+        "training it again (a benchmark split by --arms or stopped part-way)",
+    )
     ap.add_argument(
         "--merge",
         default=None,
@@ -259,15 +369,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                 workers=0,
                 progress=False,
             )
-            info = train(cfg, overwrite=True)
+            info = _completed(out, cfg) if args.reuse else None
+            reused = info is not None
+            if info is None:
+                info = train(cfg, overwrite=True)
             t_train = time.perf_counter() - t
             r = score(out, files["eval_" + file])
-            runs[arm].append(r)
+            runs[arm].append({**r, "seed": seed})
             per_run.append(
                 {
                     "arm": arm,
                     "seed": seed,
-                    "train_s": t_train,
+                    "train_s": None if reused else t_train,
+                    "reused": reused,
                     "epochs_run": info.get("epochs_run", info.get("state", {}).get("epoch")),
                     "n_train": info.get("n_train"),
                     "status": info.get("status"),
@@ -277,8 +391,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             print(f"{arm} seed {seed}: {t_train:.0f} s, all {r['cells']['all']['accuracy']:.3f}", flush=True)
     summary = {a: summarise(rs) for a, rs in runs.items() if rs}
+    diffs = paired({a: rs for a, rs in runs.items() if rs})
     table = markdown(summary, len(seeds))
-    cfg_record = {k: v for k, v in vars(args).items()}
+    if diffs:
+        table += "\n\nPaired on the same renders (seeds pooled), arm minus a 1D arm:\n\n" + paired_markdown(diffs)
+    cfg_record = _no_paths(vars(args))
     payload = {
         "provenance": provenance(cfg_record, seed=args.pop_seed),
         "config": cfg_record,
@@ -287,6 +404,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "runtime_s": time.perf_counter() - t0,
         "runs": per_run,
         "summary": summary,
+        "paired": diffs,
         "table_markdown": table,
     }
     write_json_atomic(args.out, payload)
