@@ -39,7 +39,7 @@ from drcnet.conventions import SNR_BIN_NAMES
 from drcnet.data.schema import decode
 from drcnet.inference.engine import predict_dataset
 from drcnet.inference.predictor import load_model
-from drcnet.metrics import source_clustered_accuracy
+from drcnet.metrics import clustered_accuracy_interval, source_clustered_accuracy
 from drcnet.paths import data_root as default_data_root
 from drcnet.provenance import provenance, write_json_atomic, write_text_atomic
 from drcnet.train.config import TrainConfig
@@ -160,21 +160,17 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def paired_by_star(a: np.ndarray, b: np.ndarray, star: np.ndarray, n_boot: int = 2000, seed: int = 0) -> dict[str, Any]:
+def paired_by_star(a: np.ndarray, b: np.ndarray, star: np.ndarray) -> dict[str, Any]:
     """Accuracy of ``a`` minus that of ``b`` on the same renders, with a 95 % interval by star.
 
-    ``a``, ``b``: right (1) or wrong (0) per render; ``star``: the render's source star. The interval is a
-    cluster bootstrap: stars drawn with replacement, each bringing all its renders (of every seed).
+    ``a``, ``b``: right (1) or wrong (0) per render; ``star``: the render's source star. The interval is the
+    cluster bootstrap of :func:`drcnet.metrics.clustered_accuracy_interval` applied to the per-render
+    differences (stars drawn with replacement, each bringing all its renders, of every seed).
     """
-    stars, inv = np.unique(star, return_inverse=True)
     diff = a.astype(float) - b.astype(float)
-    per_star = np.bincount(inv, weights=diff, minlength=len(stars))
-    count = np.bincount(inv, minlength=len(stars)).astype(float)
-    draw = np.random.default_rng(seed).integers(0, len(stars), size=(n_boot, len(stars)))
-    boots = per_star[draw].sum(1) / count[draw].sum(1)
-    lo, hi = np.percentile(boots, [2.5, 97.5])
-    return {"diff": float(diff.mean()), "ci95_by_star": [float(lo), float(hi)], "n_renders": int(diff.size),
-            "n_stars": int(len(stars))}  # fmt: skip
+    same = bool(np.all(diff == diff[0]))  # no spread: the bootstrap's fallback (a Wilson interval) would not fit
+    ci = [float(diff[0])] * 2 if same else clustered_accuracy_interval(diff, star)
+    return {"diff": float(diff.mean()), "ci95_by_star": ci, "n_renders": int(diff.size), "n_stars": len(set(star))}
 
 
 def paired(runs: dict[str, list[dict[str, Any]]], against: Sequence[str] = ("rcnet-optimal", "rcnet-boxcar")) -> dict:
@@ -280,27 +276,44 @@ def merge(parts: list[Path], out: Path) -> int:
             if (r["arm"], r["seed"]) in seen:
                 raise SystemExit(f"{r['arm']} seed {r['seed']} is in both {seen[(r['arm'], r['seed'])]} and {p}")
             seen[(r["arm"], r["seed"])] = p
-    runs: dict[str, list[dict[str, Any]]] = {}
     for r in per_run:
         if "scored" not in r:
             raise SystemExit(f"run {r['arm']} seed {r['seed']} holds no predictions (written before --merge existed)")
+    config = {
+        **_no_paths(loaded[0]["config"]),
+        "arms": ",".join(a for a in ARMS if any(r["arm"] == a for r in per_run)),
+        "seeds": ",".join(sorted({str(r["seed"]) for r in per_run})),
+        "merged": [p.name for p in parts],
+    }
+    timing = {"parts": [d["timing"] for d in loaded]}
+    report(per_run, config, loaded[0]["files"], timing, sum(d["runtime_s"] for d in loaded), out)
+    return 0
+
+
+def report(
+    per_run: list[dict[str, Any]],
+    config: dict[str, Any],
+    files: dict[str, str],
+    timing: dict[str, Any],
+    runtime_s: float,
+    out: Path,
+) -> None:
+    """Summarise the runs (each with its ``scored`` predictions) per arm, pair the arms, write JSON and table."""
+    runs: dict[str, list[dict[str, Any]]] = {}
+    for r in per_run:
         runs.setdefault(r["arm"], []).append({"cells": r["cells"], "seed": r["seed"], **r["scored"]})
     order = [a for a in ARMS if a in runs]
     summary = {a: summarise(runs[a]) for a in order}
     diffs = paired({a: runs[a] for a in order})
-    table = markdown(summary, max(len(rs) for rs in runs.values()))
-    table += "\n\nPaired on the same renders (seeds pooled), arm minus a 1D arm:\n\n" + paired_markdown(diffs)
+    table = markdown(summary, max((len(rs) for rs in runs.values()), default=0))
+    if diffs:
+        table += "\n\nPaired on the same renders (seeds pooled), arm minus a 1D arm:\n\n" + paired_markdown(diffs)
     payload = {
-        "provenance": provenance({"merged": [p.name for p in parts]}, seed=loaded[0]["config"]["pop_seed"]),
-        "config": {
-            **_no_paths(loaded[0]["config"]),
-            "arms": ",".join(order),
-            "seeds": ",".join(sorted({str(r["seed"]) for r in per_run})),
-            "merged": [p.name for p in parts],
-        },
-        "files": loaded[0]["files"],
-        "timing": [d["timing"] for d in loaded],
-        "runtime_s": sum(d["runtime_s"] for d in loaded),
+        "provenance": provenance(config, seed=config["pop_seed"]),
+        "config": config,
+        "files": files,
+        "timing": timing,
+        "runtime_s": runtime_s,
         "runs": per_run,
         "summary": summary,
         "paired": diffs,
@@ -309,7 +322,6 @@ def merge(parts: list[Path], out: Path) -> int:
     write_json_atomic(out, payload)
     write_text_atomic(out.with_suffix(".md"), table + "\n")
     print(table)
-    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -350,7 +362,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     files, timing = build_files(work, root, args)
     seeds = [int(s) for s in args.seeds.split(",") if s != ""]
     arms = [a for a in args.arms.split(",") if a]
-    runs: dict[str, list[dict[str, Any]]] = {a: [] for a in arms}
     per_run: list[dict[str, Any]] = []
     for arm in arms:
         model, file = ARMS[arm]
@@ -375,7 +386,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                 info = train(cfg, overwrite=True)
             t_train = time.perf_counter() - t
             r = score(out, files["eval_" + file])
-            runs[arm].append({**r, "seed": seed})
             per_run.append(
                 {
                     "arm": arm,
@@ -390,27 +400,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 }
             )
             print(f"{arm} seed {seed}: {t_train:.0f} s, all {r['cells']['all']['accuracy']:.3f}", flush=True)
-    summary = {a: summarise(rs) for a, rs in runs.items() if rs}
-    diffs = paired({a: rs for a, rs in runs.items() if rs})
-    table = markdown(summary, len(seeds))
-    if diffs:
-        table += "\n\nPaired on the same renders (seeds pooled), arm minus a 1D arm:\n\n" + paired_markdown(diffs)
-    cfg_record = _no_paths(vars(args))
-    payload = {
-        "provenance": provenance(cfg_record, seed=args.pop_seed),
-        "config": cfg_record,
-        "files": {k: v.name for k, v in files.items()},  # names in --workdir (no paths of this machine)
-        "timing": timing,
-        "runtime_s": time.perf_counter() - t0,
-        "runs": per_run,
-        "summary": summary,
-        "paired": diffs,
-        "table_markdown": table,
-    }
-    write_json_atomic(args.out, payload)
-    write_text_atomic(Path(args.out).with_suffix(".md"), table + "\n")
-    print(table)
-    print(json.dumps({"runtime_s": payload["runtime_s"], "timing": timing}, default=str))
+    runtime_s = time.perf_counter() - t0
+    # names in --workdir, no paths of this machine
+    report(per_run, _no_paths(vars(args)), {k: v.name for k, v in files.items()}, timing, runtime_s, Path(args.out))
+    print(json.dumps({"runtime_s": runtime_s, "timing": timing}, default=str))
     return 0
 
 
