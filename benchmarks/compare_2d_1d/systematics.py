@@ -27,7 +27,10 @@ Models, on the same renders: ``rcnet-robust`` on the boxcar ``flux1d`` (what a d
 aperture sum of the same stripe) and on the optimal (Horne) extraction of the same stripe with the true
 profile (``optimal1d.py``; under ``bad_pixels`` the fit is given the defect map, as a pipeline's
 bad-pixel mask would be); ``drcnet-robust`` and ``drcnet-survey`` on the stripes (float16, as a file
-stores them); the default ``drcnet-hybrid`` on the stripes and the boxcar 1D of the same render. A four-class model's ``other`` answer counts as wrong. One render per star and bin, so
+stores them); ``drcnet-hybrid`` on the stripes and the boxcar 1D of the same render; a ``hybrid_optimal``
+model (``--models RUN:hybrid_optimal``) on the stripes and the optimal 1D (the same ``optimal1d.py`` fit,
+given the defect map as the reduction's bad-pixel mask). ``--models`` picks the columns (default
+:data:`MODELS`). A four-class model's ``other`` answer counts as wrong. One render per star and bin, so
 the Wilson interval (:func:`drcnet.metrics.accuracy_interval`) is counted by star; the paired
 difference of two models on the same stars gets a star bootstrap interval.
 
@@ -241,7 +244,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--data-root", default=None)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "systematics.json"))
+    ap.add_argument(
+        "--models",
+        default="",
+        help="comma-separated MODEL:INPUT columns (INPUT: boxcar, optimal, stripes, hybrid, hybrid_optimal); "
+        "default: every model of MODELS",
+    )
     args = ap.parse_args(argv)
+    columns = _columns(args.models)
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     root = Path(args.data_root) if args.data_root else default_data_root()
@@ -264,7 +274,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     site = Site.load(base, root)
     conds = conditions()
     wanted = [c for c in args.conditions.split(",") if c]
-    models = {name: load_model(name) for name in dict.fromkeys(m for m, _ in MODELS)}
+    models = {name: load_model(name) for name in dict.fromkeys(m for m, _ in [*columns, *MODELS[:2]])}
     draws = {
         b: [draw_object(np.random.default_rng([args.seed, s, k, 0]), s, pool, r) for s in stars]
         for k, (b, r) in enumerate(BINS.items())
@@ -348,18 +358,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "sky_subtracted": float(np.median([q[1] for q in flux_ratio])),
                 },
             }
-            for mname, inp in MODELS:
+            for mname, inp in dict.fromkeys([*columns, *MODELS[:2]]):
                 m = models[mname]
                 if inp == "stripes":
                     p = predict_arrays(m, stripes=st)
-                elif inp == "hybrid":
-                    p = predict_arrays(m, stripes=st, flux1d=fl, sky1d=sk)
+                elif inp in ("hybrid", "hybrid_optimal"):
+                    p = predict_arrays(m, stripes=st, flux1d=fl if inp == "hybrid" else op, sky1d=sk)
                 else:
                     p = predict_arrays(m, flux1d=fl if inp == "boxcar" else op, sky1d=sk)
                 pred = np.where(np.isfinite(p).all(axis=1), np.nan_to_num(p).argmax(axis=1), -1)
                 ok = pred == labels
-                right[(cname, b, f"{mname}:{inp}")] = ok
-                cell[f"{mname}:{inp}"] = wilson(int(ok.sum()), ok.size)
+                right[(cname, b, _label(mname, inp))] = ok
+                cell[_label(mname, inp)] = wilson(int(ok.sum()), ok.size)
             if true_trace:
                 p = predict_arrays(models["rcnet-robust"], flux1d=np.stack(true_trace), sky1d=sk)
                 pred = np.where(np.isfinite(p).all(axis=1), np.nan_to_num(p).argmax(axis=1), -1)
@@ -368,33 +378,65 @@ def main(argv: Sequence[str] | None = None) -> int:
             ok1d = [right[(cname, b, "rcnet-robust:boxcar")], right[(cname, b, "rcnet-robust:optimal")]]
             best1d = "rcnet-robust:optimal" if ok1d[1].mean() >= ok1d[0].mean() else "rcnet-robust:boxcar"
             cell["paired_2d_minus_best_1d"] = {
-                f"{m2}:{i2} - {best1d}": paired_diff(right[(cname, b, f"{m2}:{i2}")], right[(cname, b, best1d)])
-                for m2, i2 in MODELS
-                if i2 in ("stripes", "hybrid")
+                f"{_label(m2, i2)} - {best1d}": paired_diff(
+                    right[(cname, b, _label(m2, i2))], right[(cname, b, best1d)]
+                )
+                for m2, i2 in columns
+                if i2 in ("stripes", "hybrid", "hybrid_optimal")
             }
             cell["paired_optimal_minus_boxcar"] = paired_diff(ok1d[1], ok1d[0])
             results[cname][b] = cell
             print(
                 f"{cname:17s} {b:6s} "
-                + "  ".join(f"{mn}:{i}={cell[f'{mn}:{i}']['accuracy']:.3f}" for mn, i in MODELS)
+                + "  ".join(
+                    f"{_label(mn, i)}={cell[_label(mn, i)]['accuracy']:.3f}"
+                    for mn, i in dict.fromkeys([*MODELS[:2], *columns])
+                )
                 + f"  S/N {cell['measured_snr_r_median']:.1f}  {time.perf_counter() - t0:.0f} s",
                 flush=True,
             )
-            write_json_atomic(args.out, _payload(args, results, names, labels, t0))
-    write_json_atomic(args.out, _payload(args, results, names, labels, t0))
-    print(markdown(results))
+            write_json_atomic(args.out, _payload(args, results, names, labels, t0, columns))
+    write_json_atomic(args.out, _payload(args, results, names, labels, t0, columns))
+    print(markdown(results, [_label(m, i) for m, i in dict.fromkeys([*MODELS[:2], *columns])]))
     return 0
 
 
+def _columns(spec: str) -> list[tuple[str, str]]:
+    """``--models`` as (model, input) pairs; the two 1D columns of ``rcnet-robust`` are always scored (the
+    paired differences are taken against the better of them)."""
+    if not spec.strip():
+        return list(MODELS)
+    out = []
+    for item in spec.split(","):
+        name, sep, inp = item.strip().rpartition(":")
+        if not sep or inp not in INPUTS:
+            raise SystemExit(f"--models {item!r}: give MODEL:INPUT with INPUT one of {INPUTS}")
+        out.append((name, inp))
+    return out
+
+
+INPUTS = ("boxcar", "optimal", "stripes", "hybrid", "hybrid_optimal")
+
+
+def _label(model: str, inp: str) -> str:
+    """``model:input`` with a run folder named by its last part (results hold no machine paths)."""
+    return f"{Path(model).name}:{inp}"
+
+
 def _payload(
-    args: argparse.Namespace, results: dict[str, Any], names: list[str], labels: np.ndarray, t0: float
+    args: argparse.Namespace,
+    results: dict[str, Any],
+    names: list[str],
+    labels: np.ndarray,
+    t0: float,
+    columns: Sequence[tuple[str, str]] = MODELS,
 ) -> dict[str, Any]:
     cfg = {
         "stars": args.stars,
         "seed": args.seed,
         "bins": BINS,
         "conditions": args.conditions.split(","),
-        "models": [f"{m}:{i}" for m, i in MODELS],
+        "models": [_label(m, i) for m, i in dict.fromkeys([*MODELS[:2], *columns])],
         "bad_fraction": BAD_FRACTION,
         "neighbour_mag": NEIGHBOUR_MAG,
         "bright_neighbour_mag": BRIGHT_NEIGHBOUR_MAG,
@@ -415,10 +457,14 @@ def _payload(
     }
 
 
-def markdown(results: dict[str, Any]) -> str:
-    """The table of the README: accuracy [95 % CI] per condition, model and S/N_r bin."""
-    cols = [f"{m}:{i}" for m, i in MODELS]
-    head = "| condition | S/N_r | n stars | " + " | ".join(f"`{m}` {i}" for m, i in MODELS) + " | ivar opt/box (red) |"
+def markdown(results: dict[str, Any], cols: Sequence[str] | None = None) -> str:
+    """The table of the README: accuracy [95 % CI] per condition, column (``model:input``) and S/N_r bin."""
+    cols = list(cols) if cols is not None else [_label(m, i) for m, i in MODELS]
+    head = (
+        "| condition | S/N_r | n stars | "
+        + " | ".join("`{}` {}".format(*c.rsplit(":", 1)) for c in cols)
+        + " | ivar opt/box (red) |"
+    )
     lines = [head, "|" + "---|" * (len(cols) + 4)]
     for cname, by in results.items():
         for b, cell in by.items():

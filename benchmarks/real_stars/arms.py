@@ -1,8 +1,9 @@
 """Does a model use both arms? Accuracy on held-out real stars with one arm replaced by noise.
 
 For every object of each file, one arm's input is replaced by Gaussian noise of the same mean and spread:
-its stripe (every model), and for a model that reads the 1D spectra too (``rcnet``, ``hybrid``) its
-sky-subtracted 1D spectrum (sky set to 0). A model that uses an arm loses accuracy when that arm is noise.
+its stripe (every model), and for a model that reads the 1D spectra too (``rcnet``, ``hybrid``;
+``hybrid_optimal`` reads the optimal extraction ``flux1d_opt``) its sky-subtracted 1D spectrum (sky set
+to 0). A model that uses an arm loses accuracy when that arm is noise.
 Prints accuracy (all, S/N_r > 30, S/N_r < 10) clean, blue -> noise, red -> noise.
 
 Usage::
@@ -42,8 +43,11 @@ def main() -> None:
     for name in args.models:
         model, _ = load_run(resolve_run(name))
         for path in args.data:
+            # a hybrid_optimal model reads the optimal extraction as its 1D spectrum
+            spectrum = "flux1d_opt" if model.input_kind == "hybrid_optimal" else "flux1d"
             with h5py.File(path, "r") as h:
-                arrays = {k: h[k][:].astype(np.float32) for k in ("stripes", "flux1d", "sky1d")}
+                arrays = {k: h[k][:].astype(np.float32) for k in ("stripes", "sky1d")}
+                arrays["flux1d"] = h[spectrum][:].astype(np.float32)
                 label, snr = h["label"][:].astype(int), h["snr_r"][:]
             rng = np.random.default_rng(0)
             cells = []

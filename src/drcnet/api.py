@@ -71,9 +71,11 @@ def predict(
     ----------
     stripes
         ``(N, 2, 11, 3000)`` raw 2D stripes (blue, red arm; 11 rows across the trace; 3000 pixels), for
-        DRC-Net/FFCNN models.
+        DRC-Net/FFCNN and hybrid models.
     flux1d, sky1d
-        ``(N, 2, 3000)`` aperture spectra and sky, for RC-Net models.
+        ``(N, 2, 3000)`` 1D spectra and the sky under the same aperture (ADU), for RC-Net and hybrid models:
+        the boxcar (aperture) sum for RC-Net and ``hybrid``, the optimal extraction (a dataset file's
+        ``flux1d_opt``) for ``hybrid_optimal``, the default model (``Predictor.input_kind`` says which).
     model
         A :class:`Predictor`, or what :func:`load_model` takes (default: the shipped default model).
     snr_r

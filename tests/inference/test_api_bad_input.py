@@ -226,9 +226,11 @@ def test_predict_to_another_ending_writes_csv_with_its_provenance(tmp_path):
 
 def test_the_default_hybrid_given_stripes_alone_says_what_else_it_needs_and_which_model_reads_stripes(stripes):
     default = drcnet.load_model()
-    assert default.input_kind == "hybrid"
+    assert default.input_kind == "hybrid_optimal"
     with pytest.raises(
-        ValueError, match=r"hybrid model takes 1D spectra too: pass flux1d.*load_model\('drcnet-survey'\)"
+        ValueError,
+        match=r"hybrid model takes 1D spectra too: pass flux1d=\(N, 2, 3000\) \(the optimal extraction, flux1d_opt\)"
+        r".*load_model\('drcnet-survey'\)",
     ):
         default.predict_proba(stripes)
     flux1d = stripes[:, :, 3:8].sum(axis=2)  # a boxcar over the five central rows

@@ -80,7 +80,7 @@ def test_import_drcnet_stays_light():
 def test_default_model_on_a_file_gives_the_labels_of_drcnet_predict(small_file, cli_rows):
     model = drcnet.load_model()  # the shipped default model
     assert isinstance(model, drcnet.Predictor)
-    assert model.info["model"] == "hybrid" and model.label_convention == "lamost"
+    assert model.info["model"] == "hybrid_optimal" and model.label_convention == "lamost"
     table = drcnet.predict_file(small_file, model=model)
     assert len(table) == len(cli_rows) == 24
     assert list(table["object_id"]) == [r["object_id"] for r in cli_rows]

@@ -148,34 +148,42 @@ def test_warm_started_from_a_2d_and_a_1d_run_it_answers_the_mean_of_their_probab
         predict_arrays_all(model, stripes=raw["stripes"])
 
 
-def test_trained_through_the_cli_it_predicts_files_arrays_and_onnx_alike(cli_runs, micro_data, tmp_path):  # noqa: F811
+@pytest.mark.parametrize("name", ["hybrid", "hybrid_optimal"])
+def test_trained_through_the_cli_it_predicts_files_arrays_and_onnx_alike(cli_runs, micro_data, tmp_path, name):  # noqa: F811
+    """The same for both hybrids; ``hybrid_optimal`` reads the file's optimal extraction ``flux1d_opt``."""
     from drcnet.inference.predictor import Predictor
     from drcnet.models.onnx_export import export_onnx
 
     model, _ = _hybrid_like(cli_runs)
     out = tmp_path / "hyb"
     cli(
-        "train", "--model", "hybrid", "--data", micro_data, "--out", out, "--epochs", 1, "--batch-size", 8,
+        "train", "--model", name, "--data", micro_data, "--out", out, "--epochs", 1, "--batch-size", 8,
         "--init-from", f"{cli_runs['drcnet']},{cli_runs['rcnet']}", "--no-progress", "--seed", 2,
         "--model-config", json.dumps({"drcnet": model.config.drcnet, "rcnet": model.config.rcnet}),
     )  # fmt: skip
     meta = json.loads((out / "run.json").read_text())
-    assert meta["model"] == "hybrid" and meta["input_kind"] == "hybrid"
+    assert meta["model"] == name and meta["input_kind"] == name
     assert meta["warm_start"]["source_model"] == ["drcnet", "rcnet"] and meta["warm_start"]["fresh"] == ["mix"]
     predictor = Predictor.load(out)
-    assert predictor.input_kind == "hybrid"
+    assert predictor.input_kind == name
     raw = _arrays(micro_data, 8)
+    boxcar = predictor.predict_proba(**raw)[:, 0]
+    if name == "hybrid_optimal":
+        with h5py.File(micro_data, "r") as h:
+            raw["flux1d"] = h["flux1d_opt"][:8]
     table = predictor.predict_file(micro_data)
     np.testing.assert_allclose(
         np.asarray(table["prob_F"])[:8], predictor.predict_proba(**raw)[:, 0], rtol=1e-4, atol=1e-5
     )
+    # the file's 1D spectra are the ones the model was trained on: the two extractions give other answers
+    assert (name == "hybrid") == np.allclose(np.asarray(table["prob_F"])[:8], boxcar, rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match="this hybrid model takes 1D spectra"):
         predictor.predict_proba(stripes=raw["stripes"])
     with pytest.raises(ValueError, match="must be of the same objects"):
         predictor.predict_proba(stripes=raw["stripes"], flux1d=raw["flux1d"][:5], sky1d=raw["sky1d"][:5])
     export_onnx(predictor.model, tmp_path / "hyb.onnx")
     onnx = Predictor.load(tmp_path / "hyb.onnx", engine="onnx")
-    assert onnx.input_kind == "hybrid"
+    assert onnx.input_kind == name
     np.testing.assert_allclose(onnx.predict_proba(**raw), predictor.predict_proba(**raw), atol=2e-4)
 
 
@@ -205,3 +213,36 @@ def test_resume_rebuilds_the_saved_network_and_reports_nested_changes(micro_data
     cli(*common[:-1], json.dumps(saved), "--resume")
     meta = json.loads((out / "run.json").read_text())
     assert meta["epochs_run"] == 2 and meta["model_config"] == saved
+
+
+def test_one_hybrid_starts_whole_from_a_run_of_the_other_and_the_optimal_one_needs_its_extraction(micro_data, tmp_path):  # noqa: F811
+    """The two hybrids are the same networks: ``--init-from drcnet-hybrid`` (a ``hybrid_optimal``) fills every
+    tensor of a boxcar ``hybrid``; a file without ``flux1d_opt`` is refused naming the array and what to do."""
+    from drcnet.data.torch_dataset import SpectraDataset
+    from drcnet.models.hybrid import HybridOptimalNet
+
+    src, info = load_run(resolve_run("drcnet-hybrid"))
+    assert isinstance(src, HybridOptimalNet) and src.input_kind == "hybrid_optimal"
+    model = create_model("hybrid", **info.model_config)
+    assert model.input_kind == "hybrid"
+    done = warm_start(model, "drcnet-hybrid")
+    assert done["source_model"] == "hybrid_optimal" and done["fresh"] == [] and done["partial"] == []
+    assert done["copied"] == len(model.state_dict())
+    for key, value in src.state_dict().items():
+        assert torch.equal(model.state_dict()[key], value), key
+    # the input: row 11 is the Z-scored optimal spectrum
+    ds = SpectraDataset(micro_data, "hybrid_optimal")
+    x, _ = ds.read_batch(slice(0, 4))
+    with h5py.File(micro_data, "r") as h:
+        z1d = zscore_spectra1d(h["flux1d_opt"][:4], h["sky1d"][:4])
+    np.testing.assert_allclose(x[:, 1, 11], z1d[:, 0, 3000:], atol=1e-5)
+    np.testing.assert_allclose(ds[1][0].numpy(), x[1], atol=1e-5)
+    old = tmp_path / "old.h5"
+    with h5py.File(micro_data, "r") as h, h5py.File(old, "w") as o:
+        for key in h:
+            if key not in ("flux1d_opt", "ivar1d_opt"):
+                h.copy(key, o)
+        o.attrs.update(h.attrs)
+    with pytest.raises(KeyError, match=r"old.h5 lacks \['flux1d_opt'\].*re-make the file"):
+        SpectraDataset(old, "hybrid_optimal")
+    SpectraDataset(old, "hybrid")  # the boxcar hybrid still reads it

@@ -19,8 +19,9 @@ from drcnet.train.checkpoint import save_weights
 MODELS = list_models()
 
 
-def test_registry_lists_the_three_paper_models_and_the_hybrid():
-    assert MODELS == ["drcnet", "ffcnn", "hybrid", "rcnet"]
+def test_registry_lists_the_three_paper_models_and_the_hybrids():
+    assert MODELS == ["drcnet", "ffcnn", "hybrid", "hybrid_optimal", "rcnet"]
+    assert model_input_kind("hybrid") == "hybrid" and model_input_kind("hybrid_optimal") == "hybrid_optimal"
     assert model_input_kind("drcnet") == "stripes"
     assert model_input_kind("ffcnn") == "stripes"
     assert model_input_kind("rcnet") == "spectra1d"
@@ -35,7 +36,12 @@ def test_forward_shape_and_backward(name):
     torch.manual_seed(0)
     model = create_model(name)
     x = model.example_input(3)
-    expected = {"stripes": (3, 2, 11, 3000), "spectra1d": (3, 1, 6000), "hybrid": (3, 2, 12, 3000)}[model.input_kind]
+    expected = {
+        "stripes": (3, 2, 11, 3000),
+        "spectra1d": (3, 1, 6000),
+        "hybrid": (3, 2, 12, 3000),
+        "hybrid_optimal": (3, 2, 12, 3000),
+    }[model.input_kind]
     assert tuple(x.shape) == expected
     logits = model(x)
     assert logits.shape == (3, len(CLASSES))

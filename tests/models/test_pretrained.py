@@ -54,7 +54,7 @@ def test_predict_without_a_run_folder_uses_the_default_model(micro_data, tmp_pat
 
 def test_models_lists_the_shipped_default_with_its_version():
     text = cli("models")
-    assert "drcnet-hybrid (default): hybrid, version 0.1.0" in text and "rcnet-robust: rcnet" in text
+    assert "drcnet-hybrid (default): hybrid_optimal, version 0.1.0" in text and "rcnet-robust: rcnet" in text
     assert "drcnet-survey: drcnet" in text
     assert [s["name"] for s in shipped_models()] == [
         "drcnet",
@@ -63,8 +63,11 @@ def test_models_lists_the_shipped_default_with_its_version():
         "drcnet-survey",
         "rcnet-robust",
     ]
-    model = create_model("hybrid", pretrained=True)  # the default is a hybrid
+    model = create_model("hybrid_optimal", pretrained=True)  # the default is a hybrid on the optimal 1D extraction
     assert model.training is False and model.net2d.config.aux_heads and model.net1d.config.n_classes == 4
+    assert model.input_kind == "hybrid_optimal"
+    with pytest.raises(FileNotFoundError, match="no shipped 'hybrid' model"):
+        create_model("hybrid", pretrained=True)
     paper = create_model("drcnet", pretrained=True)  # not the default's architecture: the folder named drcnet
     assert paper.config.n_classes == 3 and not paper.config.aux_heads
     assert create_model("rcnet", pretrained=True).input_kind == "spectra1d"
@@ -97,6 +100,7 @@ def test_survey_models_are_calibrated_and_scored_on_held_out_real_spectra(name):
     run = json.loads((folder / "run.json").read_text())
     assert run["train_config"]["preset"] == "survey" and run["model_config"]["n_classes"] == 4
     heads = run["model_config"]["drcnet"] if name == "drcnet-hybrid" else run["model_config"]
+    assert run["model"] == {"drcnet-hybrid": "hybrid_optimal", "drcnet-survey": "drcnet"}[name]
     assert heads["heads"] is True and set(run["checksums"]) == {"best.safetensors"}
     cal = load_calibration(folder)
     assert cal is not None and len(cal.temperatures) == 4 and cal.coverage == 0.9
@@ -160,8 +164,11 @@ def real_star_stripes(tmp_path_factory, data_root):
         "--out",
         out,
     )
+    # the 1D spectrum the default model reads: the optimal extraction (hybrid_optimal) or the boxcar sum
+    spectrum = "flux1d_opt" if load_run(pretrained_dir(DEFAULT_MODEL))[0].input_kind == "hybrid_optimal" else "flux1d"
     with h5py.File(out) as h:
-        arrays = {k: h[k][:].astype(np.float32) for k in ("stripes", "flux1d", "sky1d")}
+        arrays = {k: h[k][:].astype(np.float32) for k in ("stripes", "sky1d")}
+        arrays["flux1d"] = h[spectrum][:].astype(np.float32)
         return arrays, h["label"][:].astype(int)
 
 

@@ -86,6 +86,15 @@ def test_tiny_dataset_has_exact_cells_and_consistent_labels(tiny_file):
         assert h["stripes"].shape == (112, 2, 11, 3000) and h["stripes"].dtype == np.float16
         assert h["stripes"].chunks == (1, 2, 11, 3000)
         assert np.isfinite(h["stripes"][:5].astype(np.float32)).all()
+        # both extractions of every stripe: the boxcar sum and the optimal one, the same light within 10 %
+        for key in ("flux1d", "ivar1d", "flux1d_opt", "ivar1d_opt"):
+            assert h[key].shape == (112, 2, 3000) and h[key].dtype == np.float32, key
+        net_box = h["flux1d"][:, 1] - h["sky1d"][:, 1]
+        net_opt = h["flux1d_opt"][:, 1] - h["sky1d"][:, 1]
+        bright = h["snr_r"][:] > 30
+        ratio = np.median(net_opt[bright], axis=1) / np.median(net_box[bright], axis=1)
+        assert bright.sum() >= 20 and np.all(np.abs(ratio - 1) < 0.1), ratio
+        assert not np.array_equal(net_opt, net_box)
         tids = decode(h["template_id"][:])
         table = dict(zip(decode(h["templates/template_id"][:]), decode(h["templates/split"][:]), strict=True))
         subclass = decode(h["subclass"][:])
@@ -113,7 +122,7 @@ def test_same_seed_same_data_whatever_the_worker_count(tiny_file, tmp_path):
     result = runner.invoke(app, ["simulate", "--preset", "tiny", "--out", str(out), "--seed", "7", "--workers", "1"])
     assert result.exit_code == 0, result.output
     with h5py.File(tiny_file, "r") as a, h5py.File(out, "r") as b:
-        for key in ("stripes", "flux1d", "snr_r", "split", "label", "template_id", "params/mag_r"):
+        for key in ("stripes", "flux1d", "flux1d_opt", "snr_r", "split", "label", "template_id", "params/mag_r"):
             np.testing.assert_array_equal(a[key][:], b[key][:], err_msg=key)
 
 

@@ -378,7 +378,7 @@ def test_frames_to_fine_tuned_model_without_reference_data(exposure, tmp_path, m
     )  # fmt: skip
     assert res.exit_code == 0, res.output
     meta = json.loads((hyb / "run.json").read_text())
-    assert meta["model"] == "hybrid" and meta["input_kind"] == "hybrid"
+    assert meta["model"] == "hybrid_optimal" and meta["input_kind"] == "hybrid_optimal"
     assert meta["train_config"]["freeze"] == ["net2d.reduce", "net2d.backbones", "net1d.backbone"]
     ft, _ = read_safetensors(hyb / "best.safetensors")
     src, _ = read_safetensors(pretrained_dir("drcnet-hybrid") / "best.safetensors")
@@ -524,6 +524,9 @@ def test_nested_model_config_overrides_keep_the_presets_and_the_source_runs_othe
     assert cfg.model_config["drcnet"] == {**survey["drcnet"], "dropout": 0.2}
     cfg.model_config["drcnet"]["dropout"] = 0.9
     assert "dropout" not in PRESETS["survey"]["model_defaults"]["hybrid"]["drcnet"]  # the preset is not shared
+    # the two hybrids get equal defaults, not one shared dict
+    optimal = PRESETS["survey"]["model_defaults"]["hybrid_optimal"]
+    assert optimal == survey and optimal is not survey and optimal["drcnet"] is not survey["drcnet"]
     # resuming: a nested option given again unchanged is no conflict; a changed one is named by its key
     from drcnet.train.config import resume_conflicts
 
@@ -539,7 +542,7 @@ def test_nested_model_config_overrides_keep_the_presets_and_the_source_runs_othe
     # fine-tuning the shipped hybrid with one option of its 2D network changed keeps the rest of its architecture
     tuned = with_source_architecture(
         TrainConfig(
-            model="hybrid",
+            model="hybrid_optimal",
             data="x.h5",
             out="o",
             preset="finetune",
@@ -547,6 +550,6 @@ def test_nested_model_config_overrides_keep_the_presets_and_the_source_runs_othe
             model_config={"drcnet": {"dropout": 0.1}},
         ).resolved()
     )
-    assert tuned.model == "hybrid" and tuned.model_config["drcnet"]["dropout"] == 0.1
+    assert tuned.model == "hybrid_optimal" and tuned.model_config["drcnet"]["dropout"] == 0.1
     assert tuned.model_config["drcnet"]["reduce_init"] == "profile" and tuned.model_config["drcnet"]["heads"] is True
     assert tuned.model_config["rcnet"]["channels"] == [16, 16, 32, 32, 64, 64, 128, 128]

@@ -195,11 +195,40 @@ def test_dataset_file_has_the_simulate_schema(reduced, exposure, tmp_path):
         fm = reduced.fibermap
         assert np.array_equal(label >= 0, fm.is_object)
         assert np.array_equal(h["stripes"][:], model_inputs(reduced)[0])
+        # what a boxcar hybrid and an optimal one (``hybrid_optimal``) read from the file or from memory
+        np.testing.assert_array_equal(h["flux1d"][:], model_inputs(reduced)[1])
+        np.testing.assert_array_equal(h["flux1d_opt"][:], model_inputs(reduced, optimal=True)[1])
+        assert not np.allclose(h["flux1d_opt"][:], h["flux1d"][:], equal_nan=True)
         assert h["object_id"][0].decode() == fm.objid[0]
         assert np.allclose(h["params/snr_r_true"][:], fm.truth["TRUE_SNR_R"], equal_nan=True)
         wave = h["wave1d"][:]
         assert np.all(np.diff(wave, axis=2) > 0)
         assert wave[:, 0].min() > 3800 and wave[:, 1].max() < 8700
+
+
+@pytest.mark.slow
+def test_the_exposure_path_gives_an_optimal_hybrid_the_optimal_extraction(reduced):
+    """``drcnet predict --exposure`` with a ``hybrid_optimal`` model: its 1D input is the reduction's optimal
+    extraction of each object fiber; any other predictor gets the boxcar sum."""
+    from drcnet.workflows.exposure_catalogue import predict_objects
+
+    seen: dict[str, np.ndarray] = {}
+
+    class Spy:
+        def __init__(self, kind: str) -> None:
+            self.input_kind = kind
+
+        def __call__(self, stripes: np.ndarray, flux1d: np.ndarray, sky1d: np.ndarray) -> np.ndarray:
+            seen[self.input_kind] = flux1d
+            return np.full((len(stripes), 3), 1 / 3, dtype=np.float32)
+
+    for kind in ("hybrid_optimal", "hybrid"):
+        predict_objects(Spy(kind), reduced)
+    withheld = FLAG_BITS["trace_lost"] | FLAG_BITS["bad_arm"]
+    use = np.flatnonzero(reduced.fibermap.is_object & ((reduced.flags & withheld) == 0))
+    assert use.size > 100
+    np.testing.assert_array_equal(seen["hybrid_optimal"], model_inputs(reduced, optimal=True)[1][use])
+    np.testing.assert_array_equal(seen["hybrid"], model_inputs(reduced)[1][use])
 
 
 @pytest.mark.slow

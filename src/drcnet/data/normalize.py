@@ -30,8 +30,28 @@ RAW_ARRAYS: dict[str, tuple[str, ...]] = {
     "stripes": ("stripes",),
     "spectra1d": ("flux1d", "sky1d"),
     "hybrid": ("stripes", "flux1d", "sky1d"),
+    "hybrid_optimal": ("stripes", "flux1d_opt", "sky1d"),
 }
 """The raw arrays (dataset file keys) each input kind is made from."""
+
+ROLE_OF_ARRAY: dict[str, str] = {"flux1d_opt": "flux1d"}
+"""Dataset file key -> the argument of :func:`prepare_input` it is passed as (others: their own name).
+The ``hybrid_optimal`` input's 1D spectrum is the optimal extraction ``flux1d_opt``, passed as ``flux1d``."""
+
+
+def input_roles(kind: str) -> tuple[str, ...]:
+    """The :func:`prepare_input` arguments (``stripes``, ``flux1d``, ``sky1d``) input ``kind`` is made from."""
+    return tuple(ROLE_OF_ARRAY.get(k, k) for k in RAW_ARRAYS[kind])
+
+
+def as_roles(raw: dict[str, Any]) -> dict[str, Any]:
+    """Raw arrays keyed by dataset file key -> the same keyed by :func:`prepare_input` argument."""
+    return {ROLE_OF_ARRAY.get(k, k): v for k, v in raw.items()}
+
+
+def is_hybrid(kind: str) -> bool:
+    """Whether input ``kind`` holds the stripes and a 1D spectrum (``hybrid``, ``hybrid_optimal``)."""
+    return kind in ("hybrid", "hybrid_optimal")
 
 
 def zscore(x: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
@@ -130,21 +150,20 @@ def hybrid_input(z_stripes: np.ndarray, z_spectra1d: np.ndarray) -> np.ndarray:
 def prepare_input(
     kind: str, stripes: np.ndarray | None = None, flux1d: np.ndarray | None = None, sky1d: np.ndarray | None = None
 ) -> np.ndarray:
-    """The normalised model input of kind ``"stripes"``, ``"spectra1d"`` or ``"hybrid"`` from raw arrays."""
+    """The normalised model input of kind ``"stripes"``, ``"spectra1d"``, ``"hybrid"`` or ``"hybrid_optimal"``
+    from raw arrays (for ``hybrid_optimal`` pass the optimal extraction ``flux1d_opt`` as ``flux1d``)."""
     if kind not in RAW_ARRAYS:
         raise ValueError(f"unknown input kind {kind!r}; expected one of {sorted(RAW_ARRAYS)}")
     z2d = z1d = None
-    if "stripes" in RAW_ARRAYS[kind]:
+    what = "hybrid " if is_hybrid(kind) else ""
+    if "stripes" in input_roles(kind):
         if stripes is None:
-            raise ValueError(
-                f"this {'hybrid ' if kind == 'hybrid' else ''}model takes 2D stripes: pass stripes=(N, 2, 11, 3000)"
-            )
+            raise ValueError(f"this {what}model takes 2D stripes: pass stripes=(N, 2, 11, 3000)")
         z2d = zscore_stripes(stripes)
-    if "flux1d" in RAW_ARRAYS[kind]:
+    if "flux1d" in input_roles(kind):
         if flux1d is None:
-            raise ValueError(
-                f"this {'hybrid ' if kind == 'hybrid' else ''}model takes 1D spectra: pass flux1d=(N, 2, 3000) (and sky1d)"
-            )
+            extraction = " (the optimal extraction)" if kind == "hybrid_optimal" else ""
+            raise ValueError(f"this {what}model takes 1D spectra: pass flux1d=(N, 2, 3000){extraction} (and sky1d)")
         z1d = zscore_spectra1d(flux1d, sky1d)
     if z2d is not None and z1d is not None:
         return hybrid_input(z2d, z1d)

@@ -21,6 +21,11 @@ Layout (N objects, arm axis 0 = blue, 1 = red)::
     /label_lamost    (N,) int8     optional (``drcnet simulate``): the label on LAMOST's convention, 0 F, 1 G,
                                    2 K, 3 other (A/M stars, galaxies, ...), -1 ambiguous or unknown
     /subclass_lamost (N,) S8       optional: LAMOST subclass (the labeller's best even when ambiguous)
+    /flux1d_opt   (N, 2, 3000)     float32  optional (``drcnet simulate``, ``drcnet frames reduce``): optimal
+                                   (Horne 1986) extraction of the stripe with the fiber's spatial profile from
+                                   the flat, ADU on the boxcar's scale, sky included; the ``hybrid_optimal``
+                                   input reads it instead of ``flux1d``
+    /ivar1d_opt   (N, 2, 3000)     float32  optional: inverse variance of flux1d_opt (ADU^-2)
 
 Root attributes: ``schema_version``, ``classes``, ``arms``, ``split_names``,
 ``stripe_rows``, ``stripe_cols``, ``col_start``, ``provenance`` (JSON),
@@ -80,6 +85,8 @@ _PER_OBJECT: dict[str, tuple[tuple[int, ...], Any]] = {
 OPTIONAL_PER_OBJECT: dict[str, tuple[tuple[int, ...], Any]] = {
     "label_lamost": ((), np.int8),
     "subclass_lamost": ((), "S8"),
+    "flux1d_opt": ((2, STRIPE_COLS), np.float32),
+    "ivar1d_opt": ((2, STRIPE_COLS), np.float32),
 }
 LABEL_CONVENTIONS = ("mk", "lamost")
 

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from drcnet.data.normalize import RAW_ARRAYS, hybrid_input, prepare_input, zscore_fast
+from drcnet.data.normalize import RAW_ARRAYS, as_roles, hybrid_input, prepare_input, zscore_fast
 from drcnet.data.schema import SPLIT_NAMES, decode, open_dataset, snr_bin
 
 INPUT_KINDS = tuple(RAW_ARRAYS)
@@ -88,7 +88,8 @@ class SpectraDataset(Dataset):
     input_kind
         ``"stripes"`` -> ``x`` is ``(2, 11, 3000)`` float32 Z-scored per stripe;
         ``"spectra1d"`` -> ``x`` is ``(1, 6000)`` float32 (per-arm Z-scored ``flux1d - sky1d``, concatenated);
-        ``"hybrid"`` -> ``x`` is ``(2, 12, 3000)`` float32 (both: :func:`drcnet.data.normalize.hybrid_input`).
+        ``"hybrid"`` -> ``x`` is ``(2, 12, 3000)`` float32 (both: :func:`drcnet.data.normalize.hybrid_input`);
+        ``"hybrid_optimal"`` -> the same with the optimal extraction ``flux1d_opt`` as the 1D spectrum.
     split
         Split name (``"train"``, ``"val"``, ``"test"``) or ``None`` for all objects.
     indices
@@ -133,7 +134,13 @@ class SpectraDataset(Dataset):
             targets = catalogue_targets(h, label) if with_targets else None
             missing = [k for k in RAW_ARRAYS.get(input_kind, ()) if k not in h]
         if missing:
-            raise KeyError(f"{self.path} lacks {missing}, needed for input kind {input_kind!r}")
+            hint = (
+                "; the optimal extraction is written by drcnet simulate, simulate-population and frames reduce "
+                "(since this release): re-make the file, or use a model that reads the boxcar flux1d (drcnet-survey)"
+                if "flux1d_opt" in missing
+                else ""
+            )
+            raise KeyError(f"{self.path} lacks {missing}, needed for input kind {input_kind!r}{hint}")
         if indices is not None:
             rows = np.asarray(indices, dtype=np.int64)
         elif split is not None:
@@ -196,7 +203,7 @@ class SpectraDataset(Dataset):
         pos = np.arange(len(self))[positions] if isinstance(positions, slice) else np.asarray(positions, np.int64)
         rows = self.rows[pos]
         h = self._file()
-        raw = {k: _read_rows(h[k], rows) for k in RAW_ARRAYS[self.input_kind]}
+        raw = as_roles({k: _read_rows(h[k], rows) for k in RAW_ARRAYS[self.input_kind]})
         valid = np.ones(len(rows), dtype=bool)
         z2d = None
         if "stripes" in raw:
@@ -211,7 +218,7 @@ class SpectraDataset(Dataset):
 
     def __getitem__(self, i: int) -> tuple[Any, ...]:
         raw = self.read_raw(i)
-        x = prepare_input(self.input_kind, **raw)
+        x = prepare_input(self.input_kind, **as_roles(raw))
         item = (torch.from_numpy(x), torch.tensor(self.labels[i], dtype=torch.int64), int(i))
         if self.with_validity:
             return (*item, all(bool(np.isfinite(a).all()) for a in raw.values()))

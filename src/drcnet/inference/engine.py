@@ -27,7 +27,7 @@ import torch
 
 from drcnet.calibration import softmax
 from drcnet.data.batches import iter_batches
-from drcnet.data.normalize import RAW_ARRAYS, prepare_input
+from drcnet.data.normalize import input_roles, prepare_input
 from drcnet.data.torch_dataset import SpectraDataset
 
 PRECISIONS = ("fp32", "bf16")
@@ -193,7 +193,8 @@ def predict_arrays_all(
         ``(N, 2, 11, 3000)`` (or one ``(2, 11, 3000)``) raw stripes, for 2D and hybrid models.
     flux1d, sky1d
         ``(N, 2, 3000)`` (or one ``(2, 3000)``) aperture spectra and sky, for 1D and hybrid models
-        (``sky1d`` may be ``None`` for sky-subtracted spectra).
+        (``sky1d`` may be ``None`` for sky-subtracted spectra); for a ``hybrid_optimal`` model ``flux1d`` is
+        the optimal extraction (``flux1d_opt`` of a dataset file).
     batch_size
         Objects per forward pass.
     precision
@@ -218,7 +219,7 @@ def predict_arrays_all(
     """
     kind = getattr(model, "input_kind", "stripes")
     given = {"stripes": _as_numpy(stripes), "flux1d": _as_numpy(flux1d), "sky1d": _as_numpy(sky1d)}
-    need = RAW_ARRAYS.get(kind, ("stripes",))
+    need = input_roles(kind)
     if any(given[k] is None for k in need if k != "sky1d"):
         shapes = {"stripes": "stripes=(N, 2, 11, 3000)", "flux1d": "flux1d=(N, 2, 3000) and sky1d"}
         raise ValueError(

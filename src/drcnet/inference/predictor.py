@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from drcnet.data.normalize import is_hybrid
+
 ENGINES = ("torch", "onnx")
 """Inference engines: PyTorch (default) or ONNX Runtime (the model exported on the fly, or an ``.onnx`` file)."""
 
@@ -200,7 +202,8 @@ class Predictor:
 
     @property
     def input_kind(self) -> str:
-        """``"stripes"`` (``(N, 2, 11, 3000)`` raw stripes), ``"spectra1d"`` (flux1d + sky1d) or ``"hybrid"`` (all three)."""
+        """``"stripes"`` (``(N, 2, 11, 3000)`` raw stripes), ``"spectra1d"`` (flux1d + sky1d), ``"hybrid"`` (all
+        three) or ``"hybrid_optimal"`` (all three, ``flux1d`` the optimal extraction)."""
         return str(getattr(self.model, "input_kind", "stripes"))
 
     @property
@@ -357,7 +360,7 @@ class Predictor:
             )
         return predict_arrays_all(
             self.model,
-            stripes=stripes.astype(np.float32) if self.input_kind == "hybrid" else None,
+            stripes=stripes.astype(np.float32) if is_hybrid(self.input_kind) else None,
             flux1d=flux1d,
             sky1d=sky1d,
             batch_size=self.batch_size,
@@ -388,14 +391,14 @@ def _real_array(name: str, a: Any, shape: str) -> np.ndarray:
 
 def _kind_word(kind: str) -> str:
     """``"hybrid "`` for the hybrid input kind (error messages), else nothing."""
-    return "hybrid " if kind == "hybrid" else ""
+    return "hybrid " if is_hybrid(kind) else ""
 
 
 def _checked_arrays(kind: str, stripes: Any, flux1d: Any, sky1d: Any) -> tuple[Any, Any, Any]:
     """The arrays as numpy arrays of real numbers; arrays of the wrong shape or kind are refused with the
     shape expected (one object or a stack of them). A hybrid model needs both the stripes and the 1D
     spectra of the same objects."""
-    if kind in ("stripes", "hybrid"):
+    if kind == "stripes" or is_hybrid(kind):
         if stripes is None:
             raise ValueError(f"this {_kind_word(kind)}model takes stripes: pass stripes=(N, 2, 11, 3000) raw stripes")
         stripes = _real_array("stripes", stripes, "(N, 2, 11, 3000)")
@@ -407,9 +410,10 @@ def _checked_arrays(kind: str, stripes: Any, flux1d: Any, sky1d: Any) -> tuple[A
         if kind == "stripes":
             return stripes, flux1d, sky1d
     if flux1d is None:
-        if kind == "hybrid":
+        if is_hybrid(kind):
+            extraction = " (the optimal extraction, flux1d_opt)" if kind == "hybrid_optimal" else ""
             raise ValueError(
-                "this hybrid model takes 1D spectra too: pass flux1d=(N, 2, 3000) and sky1d=(N, 2, 3000) of the "
+                f"this hybrid model takes 1D spectra too: pass flux1d=(N, 2, 3000){extraction} and sky1d=(N, 2, 3000) of the "
                 "same objects (a dataset file and drcnet.classify_exposure have them), or classify stripes alone "
                 "with the 2D model: drcnet.load_model('drcnet-survey')"
             )
@@ -423,7 +427,7 @@ def _checked_arrays(kind: str, stripes: Any, flux1d: Any, sky1d: Any) -> tuple[A
         arrays.append(a)
     if arrays[1] is not None and arrays[1].shape != arrays[0].shape:
         raise ValueError(f"sky1d must have the shape of flux1d {arrays[0].shape}, got {arrays[1].shape}")
-    if kind == "hybrid" and arrays[0].shape[:-2] != stripes.shape[:-3]:
+    if is_hybrid(kind) and arrays[0].shape[:-2] != stripes.shape[:-3]:
         raise ValueError(
             f"the stripes {stripes.shape} and flux1d {arrays[0].shape} must be of the same objects "
             "(one (2, 11, 3000) stripe pair per (2, 3000) spectrum)"

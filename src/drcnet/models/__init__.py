@@ -2,7 +2,7 @@
 
 >>> from drcnet.models import create_model, list_models, load_run
 >>> list_models()
-['drcnet', 'ffcnn', 'hybrid', 'rcnet']
+['drcnet', 'ffcnn', 'hybrid', 'hybrid_optimal', 'rcnet']
 >>> model = create_model("drcnet", fc_widths=(128, 32))
 >>> model.input_kind
 'stripes'

@@ -12,6 +12,8 @@ Every model in :mod:`drcnet.models` is a plain :class:`torch.nn.Module` that
     (:func:`drcnet.data.normalize.zscore_spectra1d`);
   - ``"hybrid"``: both, each arm's 1D spectrum as a twelfth row under its stripe, ``(B, 2, 12, 3000)``
     (:func:`drcnet.data.normalize.hybrid_input`; :class:`drcnet.models.hybrid.HybridNet`);
+  - ``"hybrid_optimal"``: the same with the optimal (Horne) extraction ``flux1d_opt`` as the 1D spectrum
+    (:class:`drcnet.models.hybrid.HybridOptimalNet`);
 
 * returns logits ``(B, n_classes)`` (softmax is applied by the caller).
 """
@@ -24,8 +26,8 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import nn
 
-InputKind = Literal["stripes", "spectra1d", "hybrid"]
-INPUT_KINDS: tuple[str, ...] = ("stripes", "spectra1d", "hybrid")
+InputKind = Literal["stripes", "spectra1d", "hybrid", "hybrid_optimal"]
+INPUT_KINDS: tuple[str, ...] = ("stripes", "spectra1d", "hybrid", "hybrid_optimal")
 
 
 class SpectralModel(nn.Module):

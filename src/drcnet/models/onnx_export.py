@@ -152,7 +152,7 @@ class OnnxModel:
     Attributes
     ----------
     input_kind
-        ``"stripes"``, ``"spectra1d"`` or ``"hybrid"``, from the file's metadata.
+        ``"stripes"``, ``"spectra1d"``, ``"hybrid"`` or ``"hybrid_optimal"``, from the file's metadata.
     output_names
         The file's outputs, ``"logits"`` first.
     """

@@ -2,7 +2,7 @@
 
 >>> from drcnet.models import create_model, list_models
 >>> list_models()
-['drcnet', 'ffcnn', 'hybrid', 'rcnet']
+['drcnet', 'ffcnn', 'hybrid', 'hybrid_optimal', 'rcnet']
 """
 
 from __future__ import annotations
@@ -59,5 +59,5 @@ def build_model(name: str, **config: Any) -> SpectralModel:
 
 
 def model_input_kind(name: str) -> InputKind:
-    """``"stripes"``, ``"spectra1d"`` or ``"hybrid"``: which input model ``name`` needs."""
+    """``"stripes"``, ``"spectra1d"``, ``"hybrid"`` or ``"hybrid_optimal"``: which input model ``name`` needs."""
     return model_class(name).input_kind

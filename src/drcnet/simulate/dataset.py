@@ -232,6 +232,8 @@ def _pack(
         "ivar1d": ("ivar1d", np.float32),
         "sky1d": ("sky1d", np.float32),
         "wave1d": ("wave", np.float32),
+        "flux1d_opt": ("flux1d_opt", np.float32),
+        "ivar1d_opt": ("ivar1d_opt", np.float32),
     }
     out: dict[str, np.ndarray] = {}
     for key, (attr, dtype) in arrays.items():

@@ -23,7 +23,7 @@ import numpy as np
 from drcnet.conventions import FLAG_BITS, R_BAND_A, STRIPE_HALF_ROWS, stripe_columns
 from drcnet.instrument.config import N_FIBERS, ArmConfig, InstrumentConfig
 from drcnet.library.template import Template
-from drcnet.reduce.extract import boxcar_extract
+from drcnet.reduce.extract import boxcar_extract, optimal_extract
 from drcnet.reduce.snr import measure_snr_r
 from drcnet.simulate.ccd import overscan_level, read_out, read_overscan, stripe_rows, subtract_overscan
 from drcnet.simulate.optics import FiberGeometry, ProfileTable, arm_throughput, dispersion, fiber_geometries, wavelength
@@ -52,11 +52,15 @@ class ArmResult:
 
     stripe: np.ndarray
     flux1d: np.ndarray
+    """Boxcar (aperture) sum of the stripe's 11 rows (ADU)."""
     ivar1d: np.ndarray
     sky1d: np.ndarray
     wave: np.ndarray
     flags: int
     geometry: FiberGeometry
+    flux1d_opt: np.ndarray | None = None
+    """Optimal (Horne) extraction of the same stripe with the fiber's profile (ADU, the boxcar's scale)."""
+    ivar1d_opt: np.ndarray | None = None
 
 
 @dataclass
@@ -330,11 +334,37 @@ class ForwardModel:
             flags |= FLAG_BITS["saturated"]
         if np.any(readout.cosmic):
             flags |= FLAG_BITS["cosmic_ray"]
-        flux1d, ivar1d = boxcar_extract(stripe, ccd.gain_e_per_adu, ccd.read_noise_e / ccd.gain_e_per_adu)
+        read_noise_adu = ccd.read_noise_e / ccd.gain_e_per_adu
+        flux1d, ivar1d = boxcar_extract(stripe, ccd.gain_e_per_adu, read_noise_adu)
+        opt = optimal_extract(
+            stripe[None], self._extraction_profile(geom, rows, cols)[None], ccd.gain_e_per_adu, read_noise_adu
+        )
         sky1d = self._master_sky(sky_e * ap, rng)
         return ArmResult(
-            stripe=stripe, flux1d=flux1d, ivar1d=ivar1d, sky1d=sky1d, wave=wave, flags=flags, geometry=geom
+            stripe=stripe,
+            flux1d=flux1d,
+            ivar1d=ivar1d,
+            sky1d=sky1d,
+            wave=wave,
+            flags=flags,
+            geometry=geom,
+            flux1d_opt=opt.flux[0],
+            ivar1d_opt=opt.ivar[0],
         )
+
+    def _extraction_profile(self, geom: FiberGeometry, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """``(11, n_cols)`` spatial profile an optimal extraction of this stripe uses, each column summing to 1.
+
+        The fiber's own profile (the one its light was spread with) centred on the trace the stripe was cut
+        around: what a reduction measures from the flat of the same exposure (:mod:`drcnet.reduce.science`).
+        Normalised over the stripe's rows, so the optimal flux is on the boxcar sum's scale.
+        """
+        own = self._own_profile.get(id(geom))
+        if own is not None and own[0] is geom and own[1] is cols:
+            prof = np.array(own[2], dtype=np.float64)
+        else:
+            prof = self.profile.stripe(rows[0], rows.shape[0], geom.trace(cols))
+        return prof / np.maximum(prof.sum(axis=0, keepdims=True), 1e-12)
 
     def _stripe_light(
         self, geom: FiberGeometry, rows: np.ndarray, cols: np.ndarray, lights: list[tuple[FiberGeometry, np.ndarray]]

@@ -38,6 +38,9 @@ _ROBUST: dict[str, Any] = {
 }
 
 # the DRC-Net of the survey preset: four classes, per-arm heads, catalogue heads, arm-feature dropout
+_HYBRIDS = ("hybrid", "hybrid_optimal")
+"""The registered hybrid models (:data:`drcnet.models.hybrid.HYBRID_MODELS`): one set of preset defaults."""
+
 _SURVEY_DRCNET: dict[str, Any] = {
     "reduce_init": "profile",
     "aux_heads": True,
@@ -77,7 +80,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "model_defaults": {
             "drcnet": {"reduce_init": "profile", "aux_heads": True},
             # the hybrid's DRC-Net as the robust DRC-Net (so a comparison on one preset compares like with like)
-            "hybrid": {"drcnet": {"reduce_init": "profile", "aux_heads": True}},
+            **{m: {"drcnet": {"reduce_init": "profile", "aux_heads": True}} for m in _HYBRIDS},
         },
     },
     # survey: the robust recipe on the population with `other` objects (`simulate-population --other`),
@@ -89,7 +92,10 @@ PRESETS: dict[str, dict[str, Any]] = {
         "model_defaults": {
             "drcnet": _SURVEY_DRCNET,
             # the hybrid: the survey DRC-Net and RC-Net side by side (warm-started from one run of each)
-            "hybrid": {"n_classes": 4, "drcnet": {k: v for k, v in _SURVEY_DRCNET.items() if k != "n_classes"}},
+            **{
+                m: {"n_classes": 4, "drcnet": {k: v for k, v in _SURVEY_DRCNET.items() if k != "n_classes"}}
+                for m in _HYBRIDS
+            },
             # the 1D and FFCNN baselines on the same four classes (so `--preset survey` means F/G/K/other
             # for every model, as the training loop's error message says)
             "rcnet": {"n_classes": 4},
@@ -118,7 +124,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "model_from_init": True,
         "freeze_defaults": {
             "drcnet": ["reduce", "backbones"],
-            "hybrid": ["net2d.reduce", "net2d.backbones", "net1d.backbone"],
+            **{m: ["net2d.reduce", "net2d.backbones", "net1d.backbone"] for m in _HYBRIDS},
         },
     },
 }

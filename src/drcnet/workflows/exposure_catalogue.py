@@ -21,22 +21,24 @@ from drcnet.workflows.reduce_exposure import SpectrographReduction
 from drcnet.workflows.reduced_dataset import object_ids
 
 Predictor = Callable[[np.ndarray, np.ndarray, np.ndarray], "np.ndarray | dict[str, np.ndarray]"]
-"""``(stripes (N,2,11,3000), flux1d (N,2,3000), sky1d (N,2,3000))`` -> either the model's outputs (a dict
+"""``(stripes (N,2,11,3000), flux1d (N,2,3000), sky1d (N,2,3000))`` (``flux1d`` the optimal extraction when
+the predictor's ``input_kind`` is ``"hybrid_optimal"``, else the boxcar sum) -> either the model's outputs (a dict
 with ``"logits"`` ``(N, C)`` and, for a model with heads, ``"subclass_logits"`` ... as
 :func:`drcnet.inference.engine.predict_arrays_all` returns them), or plain class probabilities ``(N, C)``
 (C = 3 or 4). A predictor may carry its model's calibration as a ``calibration`` attribute
 (:class:`drcnet.inference.predictor.Predictor`)."""
 
 
-def model_inputs(sr: SpectrographReduction) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def model_inputs(sr: SpectrographReduction, optimal: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Stripes, flux1d and sky1d of a reduced spectrograph as the dataset file stores them.
 
     The stripes go through float16 like the file, so a catalogue made from memory and
-    one made from the written dataset agree.
+    one made from the written dataset agree. With ``optimal`` the 1D spectra are the optimal extraction
+    (``flux1d_opt``, what a ``hybrid_optimal`` model reads) instead of the boxcar sum.
     """
     arms = [sr.arms[a] for a in ARMS]
     stripes = np.stack([a.stripes for a in arms], axis=1).astype(np.float16)
-    flux = np.stack([a.flux1d for a in arms], axis=1).astype(np.float32)
+    flux = np.stack([a.flux_opt if optimal else a.flux1d for a in arms], axis=1).astype(np.float32)
     sky = np.stack([a.sky1d for a in arms], axis=1).astype(np.float32)
     return stripes, flux, sky
 
@@ -65,7 +67,7 @@ def predict_objects(predictor: Predictor, sr: SpectrographReduction) -> dict[str
         for a predictor that returns plain probabilities. A row the model returns as NaN (input with
         NaN/inf values) stays NaN.
     """
-    stripes, flux, sky = model_inputs(sr)
+    stripes, flux, sky = model_inputs(sr, optimal=getattr(predictor, "input_kind", "") == "hybrid_optimal")
     withheld = sum(FLAG_BITS[n] for n in NO_CLASS_FLAGS)
     use = np.flatnonzero(sr.fibermap.is_object & ((sr.flags & withheld) == 0))
     n = len(sr.fibermap)

@@ -114,9 +114,10 @@ def pack(sr: SpectrographReduction) -> dict[str, np.ndarray]:
     return out
 
 
+OPTIMAL_1D = ("flux1d_opt", "ivar1d_opt")
+"""The optimal extraction (the schema's optional :data:`drcnet.data.schema.OPTIONAL_PER_OBJECT`)."""
+
 EXTRA = {
-    "flux1d_opt": ((2, 3000), np.float32),
-    "ivar1d_opt": ((2, 3000), np.float32),
     "fibertype": ((), "S8"),
     "spid": ((), np.int8),
     "fiber": ((), np.int16),
@@ -208,7 +209,7 @@ class ReducedDatasetWriter:
         stack = contextlib.ExitStack()
         try:
             tmp = stack.enter_context(atomic_path(self.out))
-            with DatasetWriter(tmp, self.n, PARAM_NAMES, self._attrs):
+            with DatasetWriter(tmp, self.n, PARAM_NAMES, self._attrs, OPTIMAL_1D):
                 pass  # the schema's datasets and attributes
             self._h5 = h5py.File(tmp, "r+")
             stack.callback(self._h5.close)

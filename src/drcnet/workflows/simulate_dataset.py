@@ -76,7 +76,8 @@ def simulate_dataset(
         "kind": "simulated",
         "label_convention": label_convention,
     }
-    optional = ("label_lamost", "subclass_lamost") if prepared.has_lamost_labels else ()
+    lamost = ("label_lamost", "subclass_lamost") if prepared.has_lamost_labels else ()
+    optional = ("flux1d_opt", "ivar1d_opt", *lamost)
     out = Path(out)
     with atomic_path(out) as tmp, DatasetWriter(tmp, n, prepared.param_names, attrs, optional) as writer:
         writer.add_table("templates", prepared.template_table())
