@@ -27,9 +27,10 @@ Models, on the same renders: ``rcnet-robust`` on the boxcar ``flux1d`` (what a d
 aperture sum of the same stripe) and on the optimal (Horne) extraction of the same stripe with the true
 profile (``optimal1d.py``; under ``bad_pixels`` the fit is given the defect map, as a pipeline's
 bad-pixel mask would be); ``drcnet-robust`` and ``drcnet-survey`` on the stripes (float16, as a file
-stores them); ``drcnet-hybrid`` on the stripes and the boxcar 1D of the same render; a ``hybrid_optimal``
-model (``--models RUN:hybrid_optimal``) on the stripes and the optimal 1D (the same ``optimal1d.py`` fit,
-given the defect map as the reduction's bad-pixel mask). ``--models`` picks the columns (default
+stores them); the default ``drcnet-hybrid`` (a ``hybrid_optimal`` since session 24) on the stripes and the
+optimal 1D of the same render (the same ``optimal1d.py`` fit, given the defect map as the reduction's
+bad-pixel mask); a boxcar ``hybrid`` run (``--models RUN:hybrid``) on the stripes and the boxcar 1D. A
+column whose input does not match its model's input kind is refused. ``--models`` picks the columns (default
 :data:`MODELS`). A four-class model's ``other`` answer counts as wrong. One render per star and bin, so
 the Wilson interval (:func:`drcnet.metrics.accuracy_interval`) is counted by star; the paired
 difference of two models on the same stars gets a star bootstrap interval.
@@ -84,7 +85,7 @@ MODELS = (
     ("rcnet-robust", "optimal"),
     ("drcnet-robust", "stripes"),
     ("drcnet-survey", "stripes"),
-    ("drcnet-hybrid", "hybrid"),  # the default since session 22: stripes + boxcar 1D of the same render
+    ("drcnet-hybrid", "hybrid_optimal"),  # the default since session 24: stripes + optimal 1D of the same render
 )
 NOMINAL_DR: dict[str, Any] = {
     "throughput_amplitude": 0.0,
@@ -182,6 +183,8 @@ class SystematicsModel(RandomizedForwardModel):
             res.flux1d, res.ivar1d = boxcar_extract(
                 res.stripe, ccd.gain_e_per_adu, ccd.read_noise_e / ccd.gain_e_per_adu
             )
+            # the renderer's optimal extraction saw the clean stripe: the masked fit is optimal1d.optimal_arms
+            res.flux1d_opt = res.ivar1d_opt = None
             self.defects.append(bad)
         return res
 
@@ -275,6 +278,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     conds = conditions()
     wanted = [c for c in args.conditions.split(",") if c]
     models = {name: load_model(name) for name in dict.fromkeys(m for m, _ in [*columns, *MODELS[:2]])}
+    for name, inp in columns:  # a column must feed its model the input it was trained on
+        kind = getattr(models[name], "input_kind", "stripes")
+        if KIND_OF_INPUT[inp] != kind:
+            raise SystemExit(f"--models {name}:{inp}: {name} reads {kind!r} input; give {name}:{INPUT_OF_KIND[kind]}")
     draws = {
         b: [draw_object(np.random.default_rng([args.seed, s, k, 0]), s, pool, r) for s in stars]
         for k, (b, r) in enumerate(BINS.items())
@@ -416,6 +423,15 @@ def _columns(spec: str) -> list[tuple[str, str]]:
 
 
 INPUTS = ("boxcar", "optimal", "stripes", "hybrid", "hybrid_optimal")
+KIND_OF_INPUT = {
+    "boxcar": "spectra1d",
+    "optimal": "spectra1d",
+    "stripes": "stripes",
+    "hybrid": "hybrid",
+    "hybrid_optimal": "hybrid_optimal",
+}
+"""The model input kind each column input needs (a 1D model reads either extraction)."""
+INPUT_OF_KIND = {"spectra1d": "boxcar", "stripes": "stripes", "hybrid": "hybrid", "hybrid_optimal": "hybrid_optimal"}
 
 
 def _label(model: str, inp: str) -> str:

@@ -3,8 +3,10 @@
 Issue 22 asks for the expected calibration error of the default model on the pooled held-out real stars,
 reported beside its small-set floor (:func:`drcnet.calibration.ece_floor`: the ECE a perfectly
 calibrated model with the same confidences shows on a set of that size). This script scores one model
-(a run folder or a shipped name; its ``calibration.json`` is applied for the calibrated column) on one or
-more F/G/K files of held-out real stars (``drcnet simulate --library stars/val ...``), per file and pooled,
+(a run folder or a shipped name, not an ``.onnx`` file; its ``calibration.json`` is applied for the
+calibrated column) on one or more F/G/K files of held-out **real LAMOST** stars (``drcnet simulate --library
+stars/val ...``: their ``label`` is LAMOST's own class; for a library-star file, whose ``label`` holds MK
+types, use ``drcnet evaluate``, which scores on the model's convention), pooled,
 with the same top-label ECE (15 bins) that ``drcnet evaluate`` reports. A four-class model's probabilities
 are used as they are (an F/G/K star called ``other`` is a wrong top label).
 

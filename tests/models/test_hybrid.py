@@ -243,6 +243,20 @@ def test_one_hybrid_starts_whole_from_a_run_of_the_other_and_the_optimal_one_nee
             if key not in ("flux1d_opt", "ivar1d_opt"):
                 h.copy(key, o)
         o.attrs.update(h.attrs)
-    with pytest.raises(KeyError, match=r"old.h5 lacks \['flux1d_opt'\].*re-make the file"):
+    with pytest.raises(KeyError, match=r"old.h5 has no flux1d_opt, needed for input kind 'hybrid_optimal'") as err:
         SpectraDataset(old, "hybrid_optimal")
+    assert "re-make the file" in str(err.value) and "drcnet predict drcnet-survey --data old.h5" in str(err.value)
+    assert not str(err.value).startswith(("'", '"'))  # the CLI prints the message, not its repr
     SpectraDataset(old, "hybrid")  # the boxcar hybrid still reads it
+    # `drcnet train --overwrite` refuses such a file before it deletes the run it would replace
+    from typer.testing import CliRunner
+
+    from drcnet.cli import app
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "run.json").write_text("{}")
+    args = ["train", "--model", "hybrid_optimal", "--data", str(old), "--out", str(run), "--overwrite"]
+    res = CliRunner().invoke(app, [*args, "--epochs", "1", "--no-progress"])
+    assert res.exit_code != 0 and "has no flux1d_opt" in res.output
+    assert (run / "run.json").read_text() == "{}"

@@ -259,7 +259,7 @@ def models_cmd(
     typer.echo("registered models:")
     for name in list_models():
         m = create_model(name)
-        typer.echo(f"  {name:8s} input={m.input_kind:9s} parameters={m.num_parameters():,}")
+        typer.echo(f"  {name:14s} input={m.input_kind:14s} parameters={m.num_parameters():,}")
         if details:
             typer.echo("    " + json.dumps(m.config_dict()))
     typer.echo("shipped trained models (use by name: no run folder needed):")

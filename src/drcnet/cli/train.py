@@ -53,7 +53,7 @@ def train_cmd(
         typer.Option(
             "--model",
             "-m",
-            help="Registered model: drcnet, rcnet, ffcnn, hybrid (default with --init-from: the source run's).",
+            help="Registered model: drcnet, rcnet, ffcnn, hybrid, hybrid_optimal (default with --init-from: the source run's).",
         ),
     ] = None,
     preset: Annotated[
@@ -157,7 +157,7 @@ def train_cmd(
     if model is None:
         if len(sources) != 1:
             typer.echo(
-                "error: give --model (drcnet, rcnet, ffcnn, hybrid), or --init-from RUN to take the source run's model",
+                "error: give --model (drcnet, rcnet, ffcnn, hybrid, hybrid_optimal), or --init-from RUN to take the source run's model",
                 err=True,
             )
             raise typer.Exit(2)

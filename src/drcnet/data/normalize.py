@@ -5,7 +5,8 @@
 * 1D input (RC-Net): each arm's sky-subtracted aperture spectrum ``flux1d - sky1d`` is Z-scored
   on its own (3000 pixels), then blue and red are concatenated along wavelength: ``(1, 6000)``.
 * hybrid input (:class:`drcnet.models.hybrid.HybridNet`): both, each arm's Z-scored 1D spectrum put
-  under its Z-scored stripe as a twelfth row: ``(2, 12, 3000)`` (:func:`hybrid_input`).
+  under its Z-scored stripe as a twelfth row: ``(2, 12, 3000)`` (:func:`hybrid_input`); the
+  ``hybrid_optimal`` input the same with the optimal extraction ``flux1d_opt - sky1d`` as that row.
 
 A constant (or all-zero, e.g. dead-fiber) input has ``std == 0``: it is mapped to zeros instead of
 NaN/inf (the std is floored at :data:`EPS` and the mean still removed). Non-finite pixels are set

@@ -78,6 +78,37 @@ def catalogue_targets(h: h5py.File, label: np.ndarray) -> np.ndarray:
     return out
 
 
+class MissingArrayError(KeyError):
+    """A dataset file lacks an array the model's input is made from (:func:`check_arrays`); a ``KeyError``
+    whose text is the message itself (no quotes around it)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+def check_arrays(path: str | Path, input_kind: str) -> None:
+    """Refuse a dataset file that lacks an array input ``input_kind`` is made from.
+
+    Raises
+    ------
+    MissingArrayError
+        Naming the file, the missing arrays and what to do (for ``flux1d_opt``, the optimal extraction the
+        ``hybrid_optimal`` default model reads: re-make the file, or classify the stripes alone).
+    """
+    with open_dataset(path) as h:
+        missing = [k for k in RAW_ARRAYS.get(input_kind, ()) if k not in h]
+    if not missing:
+        return
+    hint = ""
+    if "flux1d_opt" in missing:
+        hint = (
+            " (the optimal 1D extraction: drcnet simulate, simulate-population and frames reduce write it; "
+            "files simulated by earlier drcnet versions lack it): re-make the file, or classify the stripes "
+            f"alone with the 2D model: drcnet predict drcnet-survey --data {Path(path).name} --out TABLE"
+        )
+    raise MissingArrayError(f"{path} has no {', '.join(missing)}, needed for input kind {input_kind!r}{hint}")
+
+
 class SpectraDataset(Dataset):
     """Objects of one dataset file (optionally one split) as model inputs.
 
@@ -132,15 +163,7 @@ class SpectraDataset(Dataset):
             oid = decode(h["object_id"][:]) if "object_id" in h else [str(i) for i in range(n)]
             names = split_names(h)
             targets = catalogue_targets(h, label) if with_targets else None
-            missing = [k for k in RAW_ARRAYS.get(input_kind, ()) if k not in h]
-        if missing:
-            hint = (
-                "; the optimal extraction is written by drcnet simulate, simulate-population and frames reduce "
-                "(since this release): re-make the file, or use a model that reads the boxcar flux1d (drcnet-survey)"
-                if "flux1d_opt" in missing
-                else ""
-            )
-            raise KeyError(f"{self.path} lacks {missing}, needed for input kind {input_kind!r}{hint}")
+        check_arrays(self.path, input_kind)
         if indices is not None:
             rows = np.asarray(indices, dtype=np.int64)
         elif split is not None:

@@ -219,7 +219,8 @@ class Predictor:
         stripes
             ``(N, 2, 11, 3000)`` (or one ``(2, 11, 3000)``) raw stripes, for 2D and hybrid models.
         flux1d, sky1d
-            ``(N, 2, 3000)`` aperture spectra and sky, for 1D and hybrid models.
+            ``(N, 2, 3000)`` 1D spectra and sky, for 1D and hybrid models: the boxcar (aperture) sum, or for a
+            ``hybrid_optimal`` model (:attr:`input_kind`; the default model) the optimal extraction.
 
         Returns
         -------

@@ -9,7 +9,8 @@
 
 Each model class registers itself where it is defined (``@register_model``), has a config
 dataclass (``Model.Config``), keeps it on ``model.config``, declares ``input_kind``
-(``"stripes"``: ``(B, 2, 11, 3000)``; ``"spectra1d"``: ``(B, 1, 6000)``; ``"hybrid"``: ``(B, 2, 12, 3000)``; see
+(``"stripes"``: ``(B, 2, 11, 3000)``; ``"spectra1d"``: ``(B, 1, 6000)``; ``"hybrid"`` and ``"hybrid_optimal"``:
+``(B, 2, 12, 3000)``; see
 :mod:`drcnet.models.base`) and returns logits over :data:`drcnet.conventions.CLASSES`.
 ``model.fast`` (default ``True``) selects the channels-last CPU fast path, numerically
 equivalent to the plain one. :func:`load_run` rebuilds a trained model from its run folder.

@@ -39,8 +39,8 @@ FORMAT = "drcnet-run-v1"
 PRETRAINED_ROOT = Path(__file__).resolve().parent.parent / "pretrained"
 DEFAULT_MODEL = "drcnet-hybrid"
 """The shipped model that ``predict``, ``evaluate``, ``frames classify`` and ``night classify`` use when no
-run folder is given: the ``hybrid`` (DRC-Net on the raw stripes and RC-Net on the extracted 1D spectrum,
-their probabilities mixed) trained with the ``survey`` preset on the survey population (real LAMOST
+run folder is given: the ``hybrid_optimal`` (DRC-Net on the raw stripes and RC-Net on the optimal 1D
+extraction, their probabilities mixed) trained with the ``survey`` preset on the survey population (real LAMOST
 spectra + libraries on LAMOST's labels, domain-randomised, ``other`` objects); its ``MODEL_CARD.md`` says
 what it does and does not do. ``drcnet-survey`` is its DRC-Net alone (2D stripes only), ``drcnet`` the
 paper reproduction (fast preset, PyHammer dwarfs)."""

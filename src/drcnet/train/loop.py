@@ -41,7 +41,7 @@ from tqdm.auto import tqdm
 
 from drcnet.conventions import CLASSES
 from drcnet.data.schema import dataset_fingerprint, dataset_label_convention
-from drcnet.data.torch_dataset import SpectraDataset
+from drcnet.data.torch_dataset import SpectraDataset, check_arrays
 from drcnet.models import SpectralModel, create_model, model_input_kind
 from drcnet.models.fastpath import configure_cpu, set_fast
 from drcnet.models.heads import heads_loss
@@ -203,10 +203,13 @@ def _resolve_config(
                 f"{out} already holds a run ({', '.join(present)}); {hint}choose another --out, "
                 "or pass --overwrite to replace it"
             )
+        resolved = with_source_architecture(config.resolved())
         if present and info.rank == 0:
+            # refuse a data file the model cannot read before the old run is deleted
+            check_arrays(resolved.data, model_input_kind(resolved.model))
             for name in present:
                 (out / name).unlink()
-        return with_source_architecture(config.resolved()), False
+        return resolved, False
     saved = read_run_json(out)
     base = TrainConfig.from_dict(saved["train_config"])
     # the network that was trained: run.json's model config, not the preset's defaults applied again

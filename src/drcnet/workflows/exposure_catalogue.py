@@ -16,13 +16,15 @@ from astropy.table import Table
 
 from drcnet.catalogue import CATALOGUE_COLUMNS, catalogue_columns
 from drcnet.conventions import ARMS, CLASSES, FLAG_BITS, flags_to_names
+from drcnet.data.normalize import RAW_ARRAYS
 from drcnet.inference.table import EXPOSURE_FORMATS, FIBER_COLUMNS, TAIL_COLUMNS, TRUTH_COLUMNS, set_formats
 from drcnet.workflows.reduce_exposure import SpectrographReduction
 from drcnet.workflows.reduced_dataset import object_ids
 
 Predictor = Callable[[np.ndarray, np.ndarray, np.ndarray], "np.ndarray | dict[str, np.ndarray]"]
 """``(stripes (N,2,11,3000), flux1d (N,2,3000), sky1d (N,2,3000))`` (``flux1d`` the optimal extraction when
-the predictor's ``input_kind`` is ``"hybrid_optimal"``, else the boxcar sum) -> either the model's outputs (a dict
+the predictor's ``input_kind`` reads ``flux1d_opt`` (``"hybrid_optimal"``), else the boxcar sum; a plain
+callable without ``input_kind`` gets the boxcar sum) -> either the model's outputs (a dict
 with ``"logits"`` ``(N, C)`` and, for a model with heads, ``"subclass_logits"`` ... as
 :func:`drcnet.inference.engine.predict_arrays_all` returns them), or plain class probabilities ``(N, C)``
 (C = 3 or 4). A predictor may carry its model's calibration as a ``calibration`` attribute
@@ -67,7 +69,8 @@ def predict_objects(predictor: Predictor, sr: SpectrographReduction) -> dict[str
         for a predictor that returns plain probabilities. A row the model returns as NaN (input with
         NaN/inf values) stays NaN.
     """
-    stripes, flux, sky = model_inputs(sr, optimal=getattr(predictor, "input_kind", "") == "hybrid_optimal")
+    optimal = "flux1d_opt" in RAW_ARRAYS.get(str(getattr(predictor, "input_kind", "")), ())
+    stripes, flux, sky = model_inputs(sr, optimal=optimal)
     withheld = sum(FLAG_BITS[n] for n in NO_CLASS_FLAGS)
     use = np.flatnonzero(sr.fibermap.is_object & ((sr.flags & withheld) == 0))
     n = len(sr.fibermap)
