@@ -16,7 +16,7 @@ import pytest
 from drcnet.conventions import FLAG_BITS, STRIPE_HALF_ROWS, stripe_columns
 from drcnet.instrument.config import N_FIBERS, InstrumentConfig
 from drcnet.reduce.calib import amplifier_of
-from drcnet.reduce.extract import boxcar_extract
+from drcnet.reduce.extract import boxcar_extract, optimal_extract
 from drcnet.reduce.snr import measure_snr_r
 from drcnet.simulate.ccd import (
     overscan_level,
@@ -203,9 +203,22 @@ class ReferenceForwardModel(ForwardModel):
         if np.any(cosmic):
             flags |= FLAG_BITS["cosmic_ray"]
         flux1d, ivar1d = boxcar_extract(stripe, ccd.gain_e_per_adu, ccd.read_noise_e / ccd.gain_e_per_adu)
+        # the optimal extraction (added with the hybrid_optimal model): the fiber's profile over the stripe's
+        # rows, evaluated pixel by pixel, each column normalised to 1
+        prof = ref_profile(self.profile, rows, geom.trace(cols))
+        prof = prof / np.maximum(prof.sum(axis=0, keepdims=True), 1e-12)
+        opt = optimal_extract(stripe[None], prof[None], ccd.gain_e_per_adu, ccd.read_noise_e / ccd.gain_e_per_adu)
         sky1d = self._master_sky(sky_e * ap, rng)
         return ArmResult(
-            stripe=stripe, flux1d=flux1d, ivar1d=ivar1d, sky1d=sky1d, wave=wave, flags=flags, geometry=geom
+            stripe=stripe,
+            flux1d=flux1d,
+            ivar1d=ivar1d,
+            sky1d=sky1d,
+            wave=wave,
+            flags=flags,
+            geometry=geom,
+            flux1d_opt=opt.flux[0],
+            ivar1d_opt=opt.ivar[0],
         )
 
 
@@ -225,7 +238,7 @@ def reference_model(model: ForwardModel) -> ForwardModel:
 
 def _assert_same(a: ObjectResult, b: ObjectResult) -> None:
     for x, y in zip(a.arms, b.arms, strict=True):
-        for name in ("stripe", "flux1d", "ivar1d", "sky1d", "wave"):
+        for name in ("stripe", "flux1d", "ivar1d", "sky1d", "wave", "flux1d_opt", "ivar1d_opt"):
             np.testing.assert_array_equal(getattr(x, name), getattr(y, name), err_msg=name)
         assert x.flags == y.flags and x.geometry == y.geometry
     assert a.snr_r == b.snr_r
