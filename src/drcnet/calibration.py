@@ -45,6 +45,8 @@ OOD_QUANTILE = 0.99
 """Share of validation objects below the OOD energy threshold."""
 T_RANGE = (0.05, 20.0)
 """Search range of the temperature."""
+TEMPERATURE_MODES = ("per-bin", "none")
+"""``fit_calibration(temperature=...)``: temperatures fitted per S/N_r bin, or all 1."""
 
 
 def softmax(logits: np.ndarray, temperature: float | np.ndarray = 1.0) -> np.ndarray:
@@ -215,6 +217,7 @@ def fit_calibration(
     coverage: float | None = 0.9,
     min_objects: int = 50,
     provenance: dict[str, Any] | None = None,
+    temperature: str = "per-bin",
 ) -> Calibration:
     """Fit per-bin temperatures, the OOD threshold and (optionally) the conformal threshold.
 
@@ -230,12 +233,19 @@ def fit_calibration(
         Target coverage of the prediction sets (None: no sets).
     min_objects
         A bin with fewer objects takes the temperature fitted on all objects.
+    temperature
+        ``"per-bin"``: one temperature per S/N_r bin fitted by likelihood (Guo et al. 2017); ``"none"``:
+        every temperature 1 (the model's own probabilities), the OOD and conformal thresholds still fitted:
+        for a model whose fitted temperatures make held-out objects worse calibrated (the shipped default:
+        README, its model card).
 
     Raises
     ------
     ValueError
-        Shapes disagree, or no object.
+        Shapes disagree, no object, or an unknown ``temperature``.
     """
+    if temperature not in TEMPERATURE_MODES:
+        raise ValueError(f"temperature must be one of {TEMPERATURE_MODES}, got {temperature!r}")
     logits = np.asarray(logits, dtype=np.float64)
     labels = np.asarray(labels, dtype=np.int64)
     if logits.ndim != 2 or len(logits) != len(labels) or len(labels) != len(snr_r):
@@ -249,6 +259,8 @@ def fit_calibration(
         sel = bins == b
         counts.append(int(sel.sum()))
         t = fit_temperature(logits[sel], labels[sel]) if sel.sum() >= min_objects else t_all
+        if temperature == "none":
+            t = 1.0
         temps.append(t)
         before.append(expected_calibration_error(softmax(logits[sel]), labels[sel]))
         after.append(expected_calibration_error(softmax(logits[sel], t), labels[sel]))

@@ -14,6 +14,7 @@ from _support.model_fixtures import cli, cli_runs, micro_data  # noqa: F401
 from drcnet.calibration import (
     CALIBRATION_JSON,
     Calibration,
+    energy,
     expected_calibration_error,
     fit_calibration,
     fit_temperature,
@@ -85,6 +86,16 @@ def test_fit_calibration_per_snr_bin_and_conformal_coverage():
     assert (cal.ood_score(z[fit], snr[fit]) > cal.ood_threshold).mean() == pytest.approx(0.01, abs=0.005)
     # temperature scaling never changes the predicted class
     assert (cal.probabilities(z, snr).argmax(1) == z.argmax(1)).all()
+    # temperature="none": the model's own probabilities, the thresholds fitted on them
+    plain = fit_calibration(z[fit], y[fit], snr[fit], coverage=0.9, temperature="none")
+    assert plain.temperatures == [1.0, 1.0, 1.0, 1.0] and plain.ece_after == plain.ece_before
+    np.testing.assert_allclose(plain.probabilities(z[test], snr[test]), softmax(z[test]))
+    assert plain.ood_threshold == pytest.approx(float(np.quantile(energy(z[fit]), 0.99)))
+    assert plain.ood_threshold != pytest.approx(cal.ood_threshold)
+    sets = plain.prediction_sets(softmax(z[test]))
+    assert sets[np.arange(n // 2), y[test]].mean() == pytest.approx(0.9, abs=0.03)
+    with pytest.raises(ValueError, match=r"temperature must be one of \('per-bin', 'none'\), got 'global'"):
+        fit_calibration(z[fit], y[fit], snr[fit], temperature="global")
 
 
 def test_fit_calibration_small_bins_use_the_global_temperature_and_bad_input_is_refused():
@@ -152,6 +163,16 @@ def test_cli_calibrate_writes_calibration_and_predict_uses_it(cli_runs, micro_da
     assert m["calibration"]["calibrated"] is True and m["calibration"]["all"]["ece_calibrated"] is not None
     assert m["calibration"]["temperatures"] == cal.temperatures
     assert m["ood"]["all"]["n"] == sum(v["objects"] for v in metrics["counts"].values())  # every test object
+    # --temperature none keeps the probabilities; an unknown mode is refused before any work
+    out = cli("calibrate", run, "--data", micro_data, "--split", "val", "--temperature", "none")
+    assert load_calibration(run).temperatures == [1.0, 1.0, 1.0, 1.0]
+    assert json.loads((run / CALIBRATION_JSON).read_text())["provenance"]["temperature"] == "none"
+    cli("predict", run, "--data", micro_data, "--split", "test", "--out", tmp_path / "none.csv")
+    np.testing.assert_allclose(_probs(tmp_path / "none.csv")[0], p_raw, atol=1e-5)
+    from drcnet.cli import app
+
+    res = CliRunner().invoke(app, ["calibrate", str(run), "--data", str(micro_data), "--temperature", "global"])
+    assert res.exit_code != 0 and "--temperature must be one of per-bin, none, got 'global'" in res.output
 
 
 def test_cli_calibrate_refuses_what_it_must_not_write(tmp_path, micro_data):

@@ -192,6 +192,13 @@ def calibrate_cmd(
         int, typer.Option(help="0: read the file in the main thread; >= 1: read the next batch in a background thread.")
     ] = 1,
     fast: Annotated[bool, typer.Option("--fast/--no-fast", help="CPU fast path.")] = True,
+    temperature: Annotated[
+        str,
+        typer.Option(
+            help="per-bin: fit one temperature per S/N_r bin; none: keep the model's probabilities (T = 1) and "
+            "fit only the OOD and conformal thresholds"
+        ),
+    ] = "per-bin",
 ) -> None:
     """Temperature per S/N_r bin, OOD threshold and conformal sets -> RUN_DIR/calibration.json (then used by predict)."""
     from drcnet.conventions import SNR_BIN_NAMES
@@ -199,7 +206,15 @@ def calibrate_cmd(
 
     check_outputs([Output(run_dir / "calibration.json", "calibration.json")], files=[data])  # before any work
     cal, path = calibrate_run(
-        run_dir, data, split=split, coverage=coverage, which=which, batch_size=batch_size, workers=workers, fast=fast
+        run_dir,
+        data,
+        split=split,
+        coverage=coverage,
+        which=which,
+        batch_size=batch_size,
+        workers=workers,
+        fast=fast,
+        temperature=temperature,
     )
     typer.echo(f"{'S/N_r':>6s} {'n':>6s} {'T':>7s} {'ECE before':>11s} {'ECE after':>10s}")
     for k, name in enumerate(SNR_BIN_NAMES):

@@ -68,6 +68,7 @@ def calibrate_run(
     batch_size: int = 64,
     workers: int = 1,
     fast: bool = True,
+    temperature: str = "per-bin",
 ) -> tuple[Calibration, Path]:
     """Fit the calibration of a run folder's model on ``split`` of ``data`` and write ``calibration.json``.
 
@@ -84,6 +85,9 @@ def calibrate_run(
         Target coverage of the conformal prediction sets, in (0, 1); None: no sets.
     which
         ``best`` or ``last`` weights (the calibration is only valid for the weights it was fitted with).
+    temperature
+        ``"per-bin"`` (fitted temperatures) or ``"none"`` (all 1; the thresholds still fitted), see
+        :func:`drcnet.calibration.fit_calibration`.
 
     Returns
     -------
@@ -95,7 +99,7 @@ def calibrate_run(
     ValueError
         The split holds no labelled object with a finite answer (names the file and split).
     """
-    from drcnet.calibration import fit_calibration
+    from drcnet.calibration import TEMPERATURE_MODES, fit_calibration
     from drcnet.data.schema import dataset_fingerprint
     from drcnet.inference.engine import predict_dataset
     from drcnet.models import load_run
@@ -105,6 +109,8 @@ def calibrate_run(
     run = check_writable_run(run_dir)
     if coverage is not None and not 0.0 < coverage < 1.0:
         raise ValueError(f"--coverage must be in (0, 1), got {coverage}")
+    if temperature not in TEMPERATURE_MODES:
+        raise ValueError(f"--temperature must be one of {', '.join(TEMPERATURE_MODES)}, got {temperature!r}")
     if fast:
         configure_cpu()
     model, info = load_run(run, which=which, fast=fast)
@@ -121,7 +127,17 @@ def calibrate_run(
         "weights": which,
         "n_fitted": int(sel.sum()),
         "model": info.model_name,
-        **provenance({"run": str(run), "data": str(data), "split": split, "coverage": coverage, "weights": which}),
+        "temperature": temperature,
+        **provenance(
+            {
+                "run": str(run),
+                "data": str(data),
+                "split": split,
+                "coverage": coverage,
+                "weights": which,
+                "temperature": temperature,
+            }
+        ),
     }
     cal = fit_calibration(
         pred["outputs"]["logits"][sel],
@@ -129,5 +145,6 @@ def calibrate_run(
         np.asarray(pred["snr_r"])[sel],
         coverage=coverage,
         provenance=prov,
+        temperature=temperature,
     )
     return cal, save_calibration(run, cal)
