@@ -209,17 +209,7 @@ class ReferenceForwardModel(ForwardModel):
         prof = prof / np.maximum(prof.sum(axis=0, keepdims=True), 1e-12)
         opt = optimal_extract(stripe[None], prof[None], ccd.gain_e_per_adu, ccd.read_noise_e / ccd.gain_e_per_adu)
         sky1d = self._master_sky(sky_e * ap, rng)
-        return ArmResult(
-            stripe=stripe,
-            flux1d=flux1d,
-            ivar1d=ivar1d,
-            sky1d=sky1d,
-            wave=wave,
-            flags=flags,
-            geometry=geom,
-            flux1d_opt=opt.flux[0],
-            ivar1d_opt=opt.ivar[0],
-        )
+        return ArmResult(stripe, flux1d, ivar1d, sky1d, wave, flags, geom, opt.flux[0], opt.ivar[0])
 
 
 def reference_model(model: ForwardModel) -> ForwardModel:
