@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from drcnet.data.schema import COL_START, SPLIT_NAMES, STRIPE_COLS, STRIPE_ROWS, DatasetWriter, snr_bin
+from drcnet.data.schema import COL_START, OPTIMAL_1D, SPLIT_NAMES, STRIPE_COLS, STRIPE_ROWS, DatasetWriter, snr_bin
 from drcnet.provenance import atomic_path, provenance
 
 # objects per (split, S/N bin); bins 0: >30, 1: 20-30, 2: 10-20, 3: <10
@@ -106,7 +106,7 @@ def make_synthetic_dataset(
     }
     attrs = {"provenance": provenance(config, seed), "config": config, "seed": seed, "synthetic": 1}
     path = Path(path)
-    with atomic_path(path) as tmp, DatasetWriter(tmp, n, attrs=attrs, optional=("flux1d_opt", "ivar1d_opt")) as w:
+    with atomic_path(path) as tmp, DatasetWriter(tmp, n, attrs=attrs, optional=OPTIMAL_1D) as w:
         for start in range(0, n, block):
             stop = min(n, start + block)
             m = stop - start

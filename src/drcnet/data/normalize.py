@@ -52,7 +52,7 @@ def as_roles(raw: dict[str, Any]) -> dict[str, Any]:
 
 def is_hybrid(kind: str) -> bool:
     """Whether input ``kind`` holds the stripes and a 1D spectrum (``hybrid``, ``hybrid_optimal``)."""
-    return kind in ("hybrid", "hybrid_optimal")
+    return kind in RAW_ARRAYS and {"stripes", "flux1d"} <= set(input_roles(kind))
 
 
 def zscore(x: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:

@@ -88,6 +88,8 @@ OPTIONAL_PER_OBJECT: dict[str, tuple[tuple[int, ...], Any]] = {
     "flux1d_opt": ((2, STRIPE_COLS), np.float32),
     "ivar1d_opt": ((2, STRIPE_COLS), np.float32),
 }
+OPTIMAL_1D = ("flux1d_opt", "ivar1d_opt")
+"""The optional datasets of the optimal extraction, which every simulated and reduced file holds."""
 LABEL_CONVENTIONS = ("mk", "lamost")
 
 

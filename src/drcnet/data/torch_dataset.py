@@ -86,8 +86,9 @@ class MissingArrayError(KeyError):
         return str(self.args[0]) if self.args else ""
 
 
-def check_arrays(path: str | Path, input_kind: str) -> None:
-    """Refuse a dataset file that lacks an array input ``input_kind`` is made from.
+def check_arrays(path: str | Path, input_kind: str, h: h5py.File | None = None) -> None:
+    """Refuse a dataset file that lacks an array input ``input_kind`` is made from (``h``: the file already
+    open, else it is opened here).
 
     Raises
     ------
@@ -95,8 +96,10 @@ def check_arrays(path: str | Path, input_kind: str) -> None:
         Naming the file, the missing arrays and what to do (for ``flux1d_opt``, the optimal extraction the
         ``hybrid_optimal`` default model reads: re-make the file, or classify the stripes alone).
     """
-    with open_dataset(path) as h:
-        missing = [k for k in RAW_ARRAYS.get(input_kind, ()) if k not in h]
+    if h is None:
+        with open_dataset(path) as f:
+            return check_arrays(path, input_kind, f)
+    missing = [k for k in RAW_ARRAYS.get(input_kind, ()) if k not in h]
     if not missing:
         return
     hint = ""
@@ -163,7 +166,7 @@ class SpectraDataset(Dataset):
             oid = decode(h["object_id"][:]) if "object_id" in h else [str(i) for i in range(n)]
             names = split_names(h)
             targets = catalogue_targets(h, label) if with_targets else None
-        check_arrays(self.path, input_kind)
+            check_arrays(self.path, input_kind, h)
         if indices is not None:
             rows = np.asarray(indices, dtype=np.int64)
         elif split is not None:

@@ -236,7 +236,7 @@ def _pack(
         "ivar1d_opt": ("ivar1d_opt", np.float32),
     }
     out: dict[str, np.ndarray] = {}
-    if any(getattr(arm, "flux1d_opt", None) is None for r in block for arm in r.arms):
+    if any(arm.flux1d_opt is None for r in block for arm in r.arms):
         raise ValueError("a rendered arm has no optimal extraction (flux1d_opt); render with ForwardModel")
     for key, (attr, dtype) in arrays.items():
         first = getattr(block[0].arms[0], attr) if block else np.zeros(0)

@@ -361,7 +361,7 @@ class ForwardModel:
         """
         own = self._own_profile.get(id(geom))
         if own is not None and own[0] is geom and own[1] is cols:
-            prof = np.array(own[2], dtype=np.float64)
+            prof = np.asarray(own[2], dtype=np.float64)
         else:
             prof = self.profile.stripe(rows[0], rows.shape[0], geom.trace(cols))
         return prof / np.maximum(prof.sum(axis=0, keepdims=True), 1e-12)

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from drcnet.conventions import ARMS, CLASSES, SPLIT_NAMES, snr_bin
-from drcnet.data.schema import DatasetWriter
+from drcnet.data.schema import OPTIMAL_1D, DatasetWriter
 from drcnet.instrument.config import U0
 from drcnet.provenance import atomic_path, provenance
 from drcnet.reduce.arm import ReduceConfig
@@ -113,9 +113,6 @@ def pack(sr: SpectrographReduction) -> dict[str, np.ndarray]:
         out[f"params/{name}"] = np.asarray(params[name], dtype=np.float32)
     return out
 
-
-OPTIMAL_1D = ("flux1d_opt", "ivar1d_opt")
-"""The optimal extraction (the schema's optional :data:`drcnet.data.schema.OPTIONAL_PER_OBJECT`)."""
 
 EXTRA = {
     "fibertype": ((), "S8"),

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from drcnet.data.schema import DatasetWriter
+from drcnet.data.schema import OPTIMAL_1D, DatasetWriter
 from drcnet.library.template import Template
 from drcnet.provenance import atomic_path, provenance
 from drcnet.simulate.dataset import PreparedDataset, SimulationConfig, prepare_dataset, render_blocks
@@ -77,7 +77,7 @@ def simulate_dataset(
         "label_convention": label_convention,
     }
     lamost = ("label_lamost", "subclass_lamost") if prepared.has_lamost_labels else ()
-    optional = ("flux1d_opt", "ivar1d_opt", *lamost)
+    optional = (*OPTIMAL_1D, *lamost)
     out = Path(out)
     with atomic_path(out) as tmp, DatasetWriter(tmp, n, prepared.param_names, attrs, optional) as writer:
         writer.add_table("templates", prepared.template_table())
