@@ -39,6 +39,7 @@ from drcnet.conventions import STRIPE_HALF_ROWS, stripe_columns
 from drcnet.instrument import InstrumentConfig
 from drcnet.instrument.config import CCDConfig, FiberConfig, slit_position
 from drcnet.reduce.extract import optimal_extract
+from drcnet.reduce.flexure import recentre_profile
 from drcnet.simulate.optics import FiberGeometry, ProfileTable
 
 _TABLES: dict[float, ProfileTable] = {}
@@ -68,12 +69,20 @@ def stripe_profile(
 
 
 def optimal_from_profiles(
-    stripes: np.ndarray, profiles: np.ndarray, ccd: CCDConfig, bad: np.ndarray | None = None
+    stripes: np.ndarray,
+    profiles: np.ndarray,
+    ccd: CCDConfig,
+    bad: np.ndarray | None = None,
+    keep: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Optimal flux and ivar ``(n, n_cols)`` of stripes ``(n, 11, n_cols)`` (net ADU) with their profiles."""
+    """Optimal flux and ivar ``(n, n_cols)`` of stripes ``(n, 11, n_cols)`` (net ADU) with their profiles,
+    each re-centred on its stripe's light first where they are 0.5 px or more apart (the reduction's
+    :func:`drcnet.reduce.flexure.recentre_profile`), except the stripes ``keep`` marks (``(n,)``: a
+    saturated stripe or one a much brighter neighbour fills, as the reduction and the forward model do)."""
+    data = np.asarray(stripes, dtype=np.float64)
     res = optimal_extract(
-        np.asarray(stripes, dtype=np.float64),
-        profiles,
+        data,
+        recentre_profile(data, profiles, bad, keep=keep)[0],
         ccd.gain_e_per_adu,
         ccd.read_noise_e / ccd.gain_e_per_adu,
         bad=bad,
@@ -87,6 +96,7 @@ def optimal_arms(
     instrument: InstrumentConfig | None = None,  # type: ignore[no-untyped-def]
     bad: np.ndarray | None = None,
     trace_shift_px: float = 0.0,
+    keep: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Optimal ``(2, 3000)`` flux and ivar of one rendered object (both arms).
 
@@ -101,13 +111,15 @@ def optimal_arms(
     trace_shift_px : float
         Centre the profile this many rows from the trace the stripe was cut around (the stripe's rows stay
         the same): ``-offset`` puts it back on the light of a mis-traced stripe (an oracle).
+    keep : bool
+        Leave the profile where it is (no re-centring on the light): a much brighter neighbour.
     """
 
     inst = instrument or InstrumentConfig()
     table = profile_table(inst.fiber, fwhm_px)
     stripes = np.stack([a.stripe for a in result.arms])
     profiles = np.stack([stripe_profile(a.geometry, table, shift_px=trace_shift_px) for a in result.arms])
-    return optimal_from_profiles(stripes, profiles, inst.ccd, bad)
+    return optimal_from_profiles(stripes, profiles, inst.ccd, bad, keep=np.array([keep, keep]))
 
 
 def profiles_from_params(params: dict[str, np.ndarray], rows: np.ndarray, fiber: FiberConfig) -> np.ndarray:

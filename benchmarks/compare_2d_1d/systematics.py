@@ -64,6 +64,7 @@ from drcnet.metrics import accuracy_interval
 from drcnet.paths import data_root as default_data_root
 from drcnet.provenance import provenance, write_json_atomic
 from drcnet.reduce.extract import boxcar_extract
+from drcnet.reduce.flexure import NEIGHBOUR_RATIO
 from drcnet.simulate.population import load_population
 from drcnet.simulate.randomize import DomainRandomization, RandomizedForwardModel
 from drcnet.simulate.render import Source
@@ -335,10 +336,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                     src, d.fiber, np.random.default_rng([args.seed, s, k, 1]), snr_target=None, neighbours=nb
                 )
                 bad = np.stack(model.defects) if model.defects else None
-                of, oi = optimal1d.optimal_arms(r, c.fwhm, inst, bad=bad)
+                # the reduction's guard: no re-centring next to a neighbour > NEIGHBOUR_RATIO x brighter
+                keep = any(q is not None and 10 ** (0.4 * (src.mag_r - q.mag_r)) > NEIGHBOUR_RATIO for q in nb)
+                of, oi = optimal1d.optimal_arms(r, c.fwhm, inst, bad=bad, keep=keep)
                 offset = float(c.randomization["trace_offset_px"][0])
                 if offset != 0.0:  # the oracle: the same fit on the light's true trace
-                    tf, _ = optimal1d.optimal_arms(r, c.fwhm, inst, bad=bad, trace_shift_px=-offset)
+                    tf, _ = optimal1d.optimal_arms(r, c.fwhm, inst, bad=bad, trace_shift_px=-offset, keep=keep)
                     true_trace.append(tf.astype(np.float32))
                 red = r.arms[1]
                 flux_ratio.append(

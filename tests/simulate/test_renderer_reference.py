@@ -17,6 +17,7 @@ from drcnet.conventions import FLAG_BITS, STRIPE_HALF_ROWS, stripe_columns
 from drcnet.instrument.config import N_FIBERS, InstrumentConfig
 from drcnet.reduce.calib import amplifier_of
 from drcnet.reduce.extract import boxcar_extract, optimal_extract
+from drcnet.reduce.flexure import recentre_profile
 from drcnet.reduce.snr import measure_snr_r
 from drcnet.simulate.ccd import (
     overscan_level,
@@ -36,6 +37,7 @@ from drcnet.simulate.render import (
     ForwardModel,
     ObjectResult,
     Source,
+    _outshone,
     expected_snr,
 )
 
@@ -204,10 +206,12 @@ class ReferenceForwardModel(ForwardModel):
             flags |= FLAG_BITS["cosmic_ray"]
         flux1d, ivar1d = boxcar_extract(stripe, ccd.gain_e_per_adu, ccd.read_noise_e / ccd.gain_e_per_adu)
         # the optimal extraction (added with the hybrid_optimal model): the fiber's profile over the stripe's
-        # rows, evaluated pixel by pixel, each column normalised to 1
+        # rows, evaluated pixel by pixel, each column normalised to 1, re-centred on the light (session 25)
         prof = ref_profile(self.profile, rows, geom.trace(cols))
         prof = prof / np.maximum(prof.sum(axis=0, keepdims=True), 1e-12)
-        opt = optimal_extract(stripe[None], prof[None], ccd.gain_e_per_adu, ccd.read_noise_e / ccd.gain_e_per_adu)
+        keep = bool(flags & FLAG_BITS["saturated"]) or _outshone(geom, cols, lights)
+        prof_c, _ = recentre_profile(stripe[None], prof[None], keep=np.array([keep]))
+        opt = optimal_extract(stripe[None], prof_c, ccd.gain_e_per_adu, ccd.read_noise_e / ccd.gain_e_per_adu)
         sky1d = self._master_sky(sky_e * ap, rng)
         return ArmResult(stripe, flux1d, ivar1d, sky1d, wave, flags, geom, opt.flux[0], opt.ivar[0])
 

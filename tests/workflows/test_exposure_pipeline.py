@@ -110,6 +110,19 @@ def test_traces_within_a_tenth_of_a_pixel_of_the_truth(reduced, truth_file):
         print(f"{arm}: traced centres rms {err:.4f} px over {int(ok.sum())} fibers")
         assert err < 0.1
         assert np.abs(a.traces.centres(COLS)[ok] - true[ok]).max() < 0.1
+        # no flexure between flat and science in the simulated exposure: a lit fiber measures a shift of
+        # 0.5 px or more (drcnet.reduce.flexure) only when saturated or next to a saturated fiber or one > 100x
+        # brighter, whose halo fakes it, and those keep the flat's profile; fibers without a trace have no shift
+        assert a.profile_shift is not None
+        lit = ok & (reduced.fibermap.fibertype != "Unused")
+        level = np.median(a.flux1d, axis=1)
+        faked = np.flatnonzero(lit & (np.abs(np.nan_to_num(a.profile_shift)) >= 0.5))
+        assert len(faked) < 0.05 * lit.sum()
+        for f in faked:
+            brightest = max(level[max(f - 1, 0)], level[min(f + 1, len(level) - 1)])
+            near = a.saturated[max(f - 1, 0) : f + 2].any()
+            assert near or brightest > 100 * level[f], (arm, f, a.profile_shift[f])
+        assert np.isnan(a.profile_shift[a.lost]).all()
 
 
 @pytest.mark.slow

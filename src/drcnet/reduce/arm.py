@@ -121,6 +121,10 @@ class ArmReduction:
     """``(100, 300)`` float32 net science pixels around the middle of the slit (for the QA page), or None."""
     zoom_origin: tuple[int, int] = (0, 0)
     """Frame row and data column of ``zoom[0, 0]``."""
+    profile_shift: np.ndarray | None = None
+    """``(n_fibers,)`` shift (px) of each fiber's science light against the flat's profile
+    (:func:`drcnet.reduce.flexure.recentre_profile`; 0.5 px or more: the optimal extraction used the re-centred
+    profile); NaN for a fiber without a trace, None when not measured."""
 
     def __post_init__(self) -> None:
         n = self.lost.shape[0]
@@ -348,6 +352,7 @@ def assemble_arm(
         wave=wave,
         bias=bias,
         bad_calib=bad_calib & ~lost,
+        profile_shift=None if opt.profile_shift is None else np.where(lost, np.nan, opt.profile_shift),
         no_arc_lines=(wave.n_lines == 0) & ~lost,
         defect_columns=(np.flatnonzero(science.defect) + STRIPE_COL_START).tolist(),
     )

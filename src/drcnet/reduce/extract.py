@@ -122,6 +122,9 @@ class OptimalResult:
     """``(n_fibers, 11, n_cols)`` ``flux * profile``: the fitted stripe."""
     spikes: np.ndarray | None = None
     """``(n_fibers, n_cols)`` columns repaired as spikes along wavelength (set by the caller), or None."""
+    profile_shift: np.ndarray | None = None
+    """``(n_fibers,)`` shift (px) of the science light against the flat's profile, measured before the
+    extraction (:func:`drcnet.reduce.flexure.recentre_profile`; set by the caller), or None."""
 
 
 def optimal_extract(

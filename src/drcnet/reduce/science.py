@@ -29,6 +29,7 @@ from drcnet.reduce.extract import (
     smooth_columns,
     spatial_profile,
 )
+from drcnet.reduce.flexure import adjacent, outshone, recentre_profile
 from drcnet.reduce.spikes import repair_spikes, spike_columns
 from drcnet.reduce.stripes import StripePixels, cut_stripes
 
@@ -176,6 +177,9 @@ def extract_spectra(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, OptimalResult]:
     """Optimal and boxcar extraction of every stripe.
 
+    The flat's profile is first re-centred on each fiber's science light where the two are 0.5 px or more
+    apart (:func:`drcnet.reduce.flexure.recentre_profile`; the measured shift is ``optimal.profile_shift``),
+    except on saturated fibers and fibers next to a saturated one or one more than 100 times brighter.
     NaN pixels are replaced by the fitted profile so the stripe stays usable (the
     fiber is flagged ``bad_pixels``). Defect columns (``science.defect``) are
     interpolated from the nearest good columns in the stripes and both extractions
@@ -190,7 +194,13 @@ def extract_spectra(
         ``(n_fibers, 3000)``, and the optimal extraction.
     """
     stripes, bad = science.stripes, science.bad
+    # flexure between the flat and the science frame: the profile re-centred on the light where it is off
+    # (not where a much brighter neighbour's halo or saturation would fake the shift)
+    levels = np.median(np.nan_to_num(stripes).sum(axis=1), axis=1)
+    sat = science.saturated
+    profile, shift = recentre_profile(stripes, profile, bad, keep=outshone(levels) | sat | adjacent(sat))
     opt = optimal_extract(stripes, profile, gain, read_noise_adu, clip_sigma, bad=bad)  # float32 per chunk
+    opt.profile_shift = shift
     if bad.any():
         stripes = np.where(bad, opt.model, stripes)
     defect = science.defect

@@ -24,6 +24,7 @@ from drcnet.conventions import FLAG_BITS, R_BAND_A, STRIPE_HALF_ROWS, stripe_col
 from drcnet.instrument.config import N_FIBERS, ArmConfig, InstrumentConfig
 from drcnet.library.template import Template
 from drcnet.reduce.extract import boxcar_extract, optimal_extract
+from drcnet.reduce.flexure import NEIGHBOUR_RATIO, recentre_profile
 from drcnet.reduce.snr import measure_snr_r
 from drcnet.simulate.ccd import overscan_level, read_out, read_overscan, stripe_rows, subtract_overscan
 from drcnet.simulate.optics import FiberGeometry, ProfileTable, arm_throughput, dispersion, fiber_geometries, wavelength
@@ -336,9 +337,12 @@ class ForwardModel:
             flags |= FLAG_BITS["cosmic_ray"]
         read_noise_adu = ccd.read_noise_e / ccd.gain_e_per_adu
         flux1d, ivar1d = boxcar_extract(stripe, ccd.gain_e_per_adu, read_noise_adu)
-        opt = optimal_extract(
-            stripe[None], self._extraction_profile(geom, rows, cols)[None], ccd.gain_e_per_adu, read_noise_adu
+        # as the reduction does: not on a saturated stripe or one a >100x brighter neighbour fills
+        keep = bool(flags & FLAG_BITS["saturated"]) or _outshone(geom, cols, lights)
+        profile, _ = recentre_profile(
+            stripe[None], self._extraction_profile(geom, rows, cols)[None], keep=np.array([keep])
         )
+        opt = optimal_extract(stripe[None], profile, ccd.gain_e_per_adu, read_noise_adu)
         sky1d = self._master_sky(sky_e * ap, rng)
         return ArmResult(
             stripe=stripe,
@@ -431,3 +435,19 @@ def expected_snr(star_e: np.ndarray, background_e: np.ndarray) -> np.ndarray:
     negative pixel never reaches the square root.
     """
     return np.median(star_e / np.sqrt(np.clip(star_e, 0.0, None) + background_e), axis=-1)
+
+
+def _outshone(geom: FiberGeometry, cols: np.ndarray, lights: list[tuple[FiberGeometry, np.ndarray]]) -> bool:
+    """Whether a neighbour's light (median e- per column) is more than ``NEIGHBOUR_RATIO`` times the fiber's own.
+
+    The fiber's own light is the one whose trace is nearest ``geom``'s (a mis-traced ``geom`` is still
+    far nearer its own light than a neighbour's, one fiber pitch away).
+    """
+    if len(lights) < 2:
+        return False
+    mid = cols[cols.size // 2 : cols.size // 2 + 1]
+    centre = float(geom.trace(mid)[0])
+    dist = [abs(float(g.trace(mid)[0]) - centre) for g, _ in lights]
+    own = int(np.argmin(dist))
+    level = [float(np.median(e)) for _, e in lights]
+    return max(v for k, v in enumerate(level) if k != own) > NEIGHBOUR_RATIO * max(level[own], 0.0)

@@ -55,6 +55,8 @@ PARAM_NAMES: tuple[str, ...] = (
     "wave_shift_px_red",
     "fiber_throughput_blue",
     "fiber_throughput_red",
+    "profile_shift_blue",
+    "profile_shift_red",
 )
 
 
@@ -109,6 +111,7 @@ def pack(sr: SpectrographReduction) -> dict[str, np.ndarray]:
         params[f"trace_rms_{a.arm}"] = a.traces.rms
         params[f"wave_shift_px_{a.arm}"] = a.wave.shift_px
         params[f"fiber_throughput_{a.arm}"] = np.where(a.lost, np.nan, np.median(a.efficiency, axis=1))
+        params[f"profile_shift_{a.arm}"] = a.profile_shift if a.profile_shift is not None else np.full(n, np.nan)
     for name in PARAM_NAMES:
         out[f"params/{name}"] = np.asarray(params[name], dtype=np.float32)
     return out
