@@ -112,8 +112,8 @@ def measure_profile_shift(stripes: np.ndarray, profile: np.ndarray, bad: np.ndar
     ValueError
         The shapes disagree.
     """
-    d = np.asarray(stripes, dtype=np.float64)
-    p = np.asarray(profile, dtype=np.float64)
+    d = np.asarray(stripes)  # the medians along wavelength in the arrays' own precision: no float64 copy
+    p = np.asarray(profile)
     if d.shape != p.shape or d.ndim != 3:
         raise ValueError(f"stripes {d.shape} and profile {p.shape} must be the same (n_fibers, n_rows, n_cols)")
     if bad is not None:
@@ -124,8 +124,8 @@ def measure_profile_shift(stripes: np.ndarray, profile: np.ndarray, bad: np.ndar
             light = np.nanmedian(d, axis=2)
     else:
         light = np.median(d, axis=2)
-    light = np.nan_to_num(light, nan=0.0)
-    model = np.median(p, axis=2)
+    light = np.nan_to_num(light.astype(np.float64), nan=0.0)
+    model = np.median(p, axis=2).astype(np.float64)
     n, n_rows = light.shape
     core = slice(EDGE_ROWS, n_rows - EDGE_ROWS) if n_rows > 2 * EDGE_ROWS + 2 else slice(0, n_rows)
     grid = np.arange(-MAX_SHIFT_PX, MAX_SHIFT_PX + _GRID_STEP_PX / 2, _GRID_STEP_PX)

@@ -24,7 +24,7 @@ from drcnet.conventions import FLAG_BITS, R_BAND_A, STRIPE_HALF_ROWS, stripe_col
 from drcnet.instrument.config import N_FIBERS, ArmConfig, InstrumentConfig
 from drcnet.library.template import Template
 from drcnet.reduce.extract import boxcar_extract, optimal_extract
-from drcnet.reduce.flexure import NEIGHBOUR_RATIO, recentre_profile
+from drcnet.reduce.flexure import outshone, recentre_profile
 from drcnet.reduce.snr import measure_snr_r
 from drcnet.simulate.ccd import overscan_level, read_out, read_overscan, stripe_rows, subtract_overscan
 from drcnet.simulate.optics import FiberGeometry, ProfileTable, arm_throughput, dispersion, fiber_geometries, wavelength
@@ -438,7 +438,8 @@ def expected_snr(star_e: np.ndarray, background_e: np.ndarray) -> np.ndarray:
 
 
 def _outshone(geom: FiberGeometry, cols: np.ndarray, lights: list[tuple[FiberGeometry, np.ndarray]]) -> bool:
-    """Whether a neighbour's light (median e- per column) is more than ``NEIGHBOUR_RATIO`` times the fiber's own.
+    """Whether a neighbour's light (median e- per column) outshines the fiber's own
+    (:func:`drcnet.reduce.flexure.outshone`, the reduction's test).
 
     The fiber's own light is the one whose trace is nearest ``geom``'s (a mis-traced ``geom`` is still
     far nearer its own light than a neighbour's, one fiber pitch away).
@@ -447,7 +448,7 @@ def _outshone(geom: FiberGeometry, cols: np.ndarray, lights: list[tuple[FiberGeo
         return False
     mid = cols[cols.size // 2 : cols.size // 2 + 1]
     centre = float(geom.trace(mid)[0])
-    dist = [abs(float(g.trace(mid)[0]) - centre) for g, _ in lights]
-    own = int(np.argmin(dist))
+    own = int(np.argmin([abs(float(g.trace(mid)[0]) - centre) for g, _ in lights]))
     level = [float(np.median(e)) for _, e in lights]
-    return max(v for k, v in enumerate(level) if k != own) > NEIGHBOUR_RATIO * max(level[own], 0.0)
+    brightest = max(v for k, v in enumerate(level) if k != own)
+    return bool(outshone(np.array([brightest, level[own]]))[1])
