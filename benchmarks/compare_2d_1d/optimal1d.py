@@ -38,7 +38,7 @@ import numpy as np
 from drcnet.conventions import STRIPE_HALF_ROWS, stripe_columns
 from drcnet.instrument import InstrumentConfig
 from drcnet.instrument.config import CCDConfig, FiberConfig, slit_position
-from drcnet.reduce.extract import optimal_extract
+from drcnet.reduce.extract import OptimalResult, extraction_chi2, optimal_extract
 from drcnet.reduce.flexure import recentre_profile
 from drcnet.simulate.optics import FiberGeometry, ProfileTable
 
@@ -68,26 +68,26 @@ def stripe_profile(
     return p / np.maximum(p.sum(axis=0, keepdims=True), 1e-12)
 
 
-def optimal_from_profiles(
+def optimal_fit(
     stripes: np.ndarray,
     profiles: np.ndarray,
     ccd: CCDConfig,
     bad: np.ndarray | None = None,
     keep: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Optimal flux and ivar ``(n, n_cols)`` of stripes ``(n, 11, n_cols)`` (net ADU) with their profiles,
-    each re-centred on its stripe's light first where they are 0.5 px or more apart (the reduction's
-    :func:`drcnet.reduce.flexure.recentre_profile`), except the stripes ``keep`` marks (``(n,)``: a
-    saturated stripe or one a much brighter neighbour fills, as the reduction and the forward model do)."""
+) -> OptimalResult:
+    """The reduction's optimal fit (:func:`drcnet.reduce.extract.optimal_extract`) of stripes ``(n, 11,
+    n_cols)`` (net ADU) with their profiles, each re-centred on its stripe's light first where they are
+    0.5 px or more apart (:func:`drcnet.reduce.flexure.recentre_profile`), except the stripes ``keep``
+    marks (``(n,)``: a saturated stripe or one a much brighter neighbour fills, as the reduction and the
+    forward model do)."""
     data = np.asarray(stripes, dtype=np.float64)
-    res = optimal_extract(
+    return optimal_extract(
         data,
         recentre_profile(data, profiles, bad, keep=keep)[0],
         ccd.gain_e_per_adu,
         ccd.read_noise_e / ccd.gain_e_per_adu,
         bad=bad,
     )
-    return res.flux, res.ivar
 
 
 def optimal_arms(
@@ -97,8 +97,9 @@ def optimal_arms(
     bad: np.ndarray | None = None,
     trace_shift_px: float = 0.0,
     keep: bool = False,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Optimal ``(2, 3000)`` flux and ivar of one rendered object (both arms).
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Optimal ``(2, 3000)`` flux and ivar of one rendered object (both arms), and what each arm's stripe
+    holds beyond it: the ``(2, 3)`` :func:`drcnet.reduce.extract.extraction_chi2` after the fit.
 
     Parameters
     ----------
@@ -114,12 +115,13 @@ def optimal_arms(
     keep : bool
         Leave the profile where it is (no re-centring on the light): a much brighter neighbour.
     """
-
     inst = instrument or InstrumentConfig()
     table = profile_table(inst.fiber, fwhm_px)
     stripes = np.stack([a.stripe for a in result.arms])
     profiles = np.stack([stripe_profile(a.geometry, table, shift_px=trace_shift_px) for a in result.arms])
-    return optimal_from_profiles(stripes, profiles, inst.ccd, bad, keep=np.array([keep, keep]))
+    fit = optimal_fit(stripes, profiles, inst.ccd, bad, keep=np.array([keep, keep]))
+    rn_adu = inst.ccd.read_noise_e / inst.ccd.gain_e_per_adu
+    return fit.flux, fit.ivar, extraction_chi2(stripes, fit, inst.ccd.gain_e_per_adu, rn_adu, bad)
 
 
 def profiles_from_params(params: dict[str, np.ndarray], rows: np.ndarray, fiber: FiberConfig) -> np.ndarray:
@@ -176,9 +178,8 @@ def write_optimal_dataset(src: str | Path, dst: str | Path, chunk: int = 64) -> 
             st = h["stripes"][s : rows[-1] + 1].astype(np.float64)  # (m, 2, 11, 3000)
             prof = profiles_from_params(params, rows, inst.fiber)
             m = len(rows)
-            flux, ivar = optimal_from_profiles(
-                st.reshape(m * 2, *st.shape[2:]), prof.reshape(m * 2, *prof.shape[2:]), inst.ccd
-            )
+            fit = optimal_fit(st.reshape(m * 2, *st.shape[2:]), prof.reshape(m * 2, *prof.shape[2:]), inst.ccd)
+            flux, ivar = fit.flux, fit.ivar
             box_ivar = h["ivar1d"][s : rows[-1] + 1]
             ivar = ivar.reshape(m, 2, -1)
             for a in range(2):

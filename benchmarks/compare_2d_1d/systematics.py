@@ -21,7 +21,14 @@ scattered_12pc     ``DomainRandomization.scattered_fraction`` = 0.12
 trace_error_1p5    ``DomainRandomization.trace_offset_px`` = +1.5: the stripe (and both extractions) are cut
                    around a trace 1.5 px off the light
 fwhm_9px           ``DomainRandomization.profile_fwhm_px`` = 9 (nominal 6)
+no_neighbours      both neighbouring fibers are sky fibers (no neighbour halo at all): with nothing but the
+                   star's profile and noise in the stripe, the optimal spectrum is all there is to know
 =================  ===========================================================================================
+
+Each cell also records what the stripe holds beyond the optimal 1D spectrum of the same render
+(:func:`drcnet.reduce.extract.extraction_chi2`: chi^2 per degree of freedom of the stripe minus profile x optimal flux, all
+rows, and per pixel in the core and edge rows; medians over the stars, each arm): 1 where the stripe is
+the profile times the spectrum plus noise, above 1 where it holds light the profile model lacks.
 
 Models, on the same renders: ``rcnet-robust`` on the boxcar ``flux1d`` (what a dataset file stores: the
 aperture sum of the same stripe) and on the optimal (Horne) extraction of the same stripe with the true
@@ -33,7 +40,8 @@ bad-pixel mask); a boxcar ``hybrid`` run (``--models RUN:hybrid``) on the stripe
 column whose input does not match its model's input kind is refused. ``--models`` picks the columns (default
 :data:`MODELS`). A four-class model's ``other`` answer counts as wrong. One render per star and bin, so
 the Wilson interval (:func:`drcnet.metrics.accuracy_interval`) is counted by star; the paired
-difference of two models on the same stars gets a star bootstrap interval.
+difference of two models on the same stars gets a star bootstrap interval, and so does each model's
+difference between a condition and ``nominal`` (``paired_minus_nominal``, when ``nominal`` is run first).
 
 usage::
 
@@ -80,6 +88,7 @@ CONDITIONS = (
     "scattered_12pc",
     "trace_error_1p5",
     "fwhm_9px",
+    "no_neighbours",
 )
 MODELS = (
     ("rcnet-robust", "boxcar"),
@@ -113,6 +122,7 @@ class Condition:
     bad_pixels: bool = False
     bright_neighbour: bool = False
     neighbour_mag: tuple[float, float] = BRIGHT_NEIGHBOUR_MAG
+    neighbours: bool = True
 
     @property
     def fwhm(self) -> float:
@@ -136,6 +146,7 @@ def conditions() -> dict[str, Condition]:
         "scattered_12pc": Condition("scattered_12pc", dr(scattered_fraction=(0.12, 0.12))),
         "trace_error_1p5": Condition("trace_error_1p5", dr(trace_offset_px=(1.5, 1.5))),
         "fwhm_9px": Condition("fwhm_9px", dr(profile_fwhm_px=(9.0, 9.0))),
+        "no_neighbours": Condition("no_neighbours", dr(), neighbours=False),
     }
 
 
@@ -319,12 +330,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         results[cname] = {}
         for k, (b, ds) in enumerate(draws.items()):
-            stripes, flux, sky, opt, snr, ratio = [], [], [], [], [], []
+            stripes, flux, sky, opt, snr, ratio, chi2 = [], [], [], [], [], [], []
             true_trace: list[np.ndarray] = []
             flux_ratio: list[list[float]] = []
             for j, d in enumerate(ds):
                 s = stars[j]
-                nb = list(d.neighbours)
+                nb = list(d.neighbours) if c.neighbours else [None, None]
                 if c.bright_neighbour:
                     lo, hi = c.neighbour_mag
                     q = d.bright
@@ -338,18 +349,20 @@ def main(argv: Sequence[str] | None = None) -> int:
                 bad = np.stack(model.defects) if model.defects else None
                 # the reduction's guard: no re-centring next to a neighbour > NEIGHBOUR_RATIO x brighter
                 keep = any(q is not None and 10 ** (0.4 * (src.mag_r - q.mag_r)) > NEIGHBOUR_RATIO for q in nb)
-                of, oi = optimal1d.optimal_arms(r, c.fwhm, inst, bad=bad, keep=keep)
+                of, oi, ch = optimal1d.optimal_arms(r, c.fwhm, inst, bad=bad, keep=keep)
+                chi2.append(ch)
                 offset = float(c.randomization["trace_offset_px"][0])
                 if offset != 0.0:  # the oracle: the same fit on the light's true trace
-                    tf, _ = optimal1d.optimal_arms(r, c.fwhm, inst, bad=bad, trace_shift_px=-offset, keep=keep)
+                    tf, _, _ = optimal1d.optimal_arms(r, c.fwhm, inst, bad=bad, trace_shift_px=-offset, keep=keep)
                     true_trace.append(tf.astype(np.float32))
                 red = r.arms[1]
-                flux_ratio.append(
-                    [
-                        float(np.median(of[1] / red.flux1d)),
-                        float(np.median((of[1] - red.sky1d) / np.maximum(red.flux1d - red.sky1d, 1e-3))),
-                    ]
-                )
+                with np.errstate(invalid="ignore", divide="ignore"):  # a dead column: boxcar 0, ratio NaN, left out
+                    flux_ratio.append(
+                        [
+                            float(np.nanmedian(of[1] / red.flux1d)),
+                            float(np.median((of[1] - red.sky1d) / np.maximum(red.flux1d - red.sky1d, 1e-3))),
+                        ]
+                    )
                 stripes.append(np.stack([a.stripe for a in r.arms]).astype(np.float16))
                 flux.append(np.stack([a.flux1d for a in r.arms]).astype(np.float32))
                 sky.append(np.stack([a.sky1d for a in r.arms]).astype(np.float32))
@@ -367,6 +380,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "with_sky": float(np.median([q[0] for q in flux_ratio])),
                     "sky_subtracted": float(np.median([q[1] for q in flux_ratio])),
                 },
+                "stripe_residual_chi2_median": _chi2_cell(np.stack(chi2)),
             }
             for mname, inp in dict.fromkeys([*columns, *MODELS[:2]]):
                 m = models[mname]
@@ -380,6 +394,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 ok = pred == labels
                 right[(cname, b, _label(mname, inp))] = ok
                 cell[_label(mname, inp)] = wilson(int(ok.sum()), ok.size)
+                # per star, in the order of the payload's "stars" (pool_seeds.py pools runs of other seeds)
+                cell.setdefault("right_by_star", {})[_label(mname, inp)] = ok.astype(int).tolist()
             if true_trace:
                 p = predict_arrays(models["rcnet-robust"], flux1d=np.stack(true_trace), sky1d=sk)
                 pred = np.where(np.isfinite(p).all(axis=1), np.nan_to_num(p).argmax(axis=1), -1)
@@ -395,6 +411,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if i2 in ("stripes", "hybrid", "hybrid_optimal")
             }
             cell["paired_optimal_minus_boxcar"] = paired_diff(ok1d[1], ok1d[0])
+            if cname != "nominal" and ("nominal", b, best1d) in right:  # what the systematic costs each model
+                cell["paired_minus_nominal"] = {
+                    col: paired_diff(right[(cname, b, col)], right[("nominal", b, col)])
+                    for col in (_label(m2, i2) for m2, i2 in dict.fromkeys([*MODELS[:2], *columns]))
+                }
             results[cname][b] = cell
             print(
                 f"{cname:17s} {b:6s} "
@@ -409,6 +430,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     write_json_atomic(args.out, _payload(args, results, names, labels, t0, columns))
     print(markdown(results, [_label(m, i) for m, i in dict.fromkeys([*MODELS[:2], *columns])]))
     return 0
+
+
+def _chi2_cell(chi2: np.ndarray) -> dict[str, dict[str, float]]:
+    """Medians over the stars of :func:`drcnet.reduce.extract.extraction_chi2` (``chi2``: ``(n, 2 arms, 3)``) per arm."""
+    return {
+        arm: {key: float(np.median(chi2[:, a, k])) for k, key in enumerate(("all_rows", "core_rows", "edge_rows"))}
+        for a, arm in enumerate(("blue", "red"))
+    }
+
+
+def _chi2_text(cell: dict[str, Any]) -> str:
+    """``all (edge rows)`` of the red arm's residual chi^2, or ``-`` for a result written before it existed."""
+    red = cell.get("stripe_residual_chi2_median", {}).get("red")
+    return f"{red['all_rows']:.3f} (edge {red['edge_rows']:.2f})" if red else "-"
 
 
 def _columns(spec: str) -> list[tuple[str, str]]:
@@ -482,9 +517,9 @@ def markdown(results: dict[str, Any], cols: Sequence[str] | None = None) -> str:
     head = (
         "| condition | S/N_r | n stars | "
         + " | ".join("`{}` {}".format(*c.rsplit(":", 1)) for c in cols)
-        + " | ivar opt/box (red) |"
+        + " | ivar opt/box (red) | stripe chi2/dof after the optimal model (red) |"
     )
-    lines = [head, "|" + "---|" * (len(cols) + 4)]
+    lines = [head, "|" + "---|" * (len(cols) + 5)]
     for cname, by in results.items():
         for b, cell in by.items():
             accs = [cell[c]["accuracy"] for c in cols]
@@ -498,7 +533,7 @@ def markdown(results: dict[str, Any], cols: Sequence[str] | None = None) -> str:
             lines.append(
                 f"| {cname} | {b} | {n} | "
                 + " | ".join(parts)
-                + f" | {cell['ivar_optimal_over_boxcar_median']['red']:.3f} |"
+                + f" | {cell['ivar_optimal_over_boxcar_median']['red']:.3f} | {_chi2_text(cell)} |"
             )
     return "\n".join(lines)
 

@@ -15,7 +15,7 @@ the accuracy of each true class, LAMOST F9 right, and the share of F/G/K renders
 ``other``; with ``--other`` (a file rendered with ``--other``), the share of non-F/G/K objects called
 ``other`` above S/N_r 20. A model given as ``A+B`` (``drcnet-survey+runs/rcnet``) is the mean of
 the two models' class probabilities (a late-fusion 2D + 1D hybrid; a three-class model's ``other``
-probability counts as 0). Predictions come from :func:`drcnet.inference.engine.predict_dataset`, the code path of
+probability counts as 0); ``RUN@last`` scores a run folder's last epoch instead of its best. Predictions come from :func:`drcnet.inference.engine.predict_dataset`, the code path of
 ``drcnet predict``. A four-class model's ``other`` answers count as wrong on F/G/K stars.
 """
 
@@ -62,8 +62,9 @@ def load_file(path: str, model: Any) -> dict[str, np.ndarray]:
 
 @functools.lru_cache(maxsize=8)
 def _model(name: str) -> Any:
-    """Each model loaded once however many files it scores."""
-    return load_model(name)
+    """Each model loaded once however many files it scores; ``RUN@last`` takes a run's last epoch."""
+    run, _, which = name.partition("@")
+    return load_model(run, which=which or "best")
 
 
 def load_mean(path: str, spec: str) -> dict[str, np.ndarray]:

@@ -13,7 +13,7 @@ from drcnet.instrument.lamost import OVERSCAN, RAW_SHAPE
 from drcnet.instrument.rawframe import read_raw_frame
 from drcnet.reduce.calib import bias_model, levels, net_image
 from drcnet.reduce.centroid import windowed_centroid
-from drcnet.reduce.extract import boxcar, optimal_extract
+from drcnet.reduce.extract import boxcar, extraction_chi2, optimal_extract
 from drcnet.reduce.sky import master_sky
 from drcnet.reduce.stripes import StripePixels, cut_stripes
 from drcnet.reduce.trace import trace_fibers
@@ -129,6 +129,30 @@ def test_optimal_extraction_rejects_cosmic_rays():
     assert opt.rejected[3, 4, 100] and opt.rejected[7, 6, 2000:2003].all()
     assert abs(opt.flux[3, 100] - truth[3, 100]) < 5 / np.sqrt(clean.ivar[3, 100])
     assert opt.rejected.sum() < 0.002 * opt.rejected.size + 4
+
+
+def test_extraction_chi2_is_one_for_profile_times_spectrum_and_sees_a_halo():
+    rng = np.random.default_rng(13)
+    stripes, prof, _ = _noisy_stripes(rng, n_fib=12, star_e=400.0, sky_e=30.0)
+    fit = optimal_extract(stripes.astype(np.float32), prof.astype(np.float32), GAIN, RN_ADU)
+    chi = extraction_chi2(stripes, fit, GAIN, RN_ADU)
+    assert chi.shape == (12, 3)
+    # profile x spectrum + noise: the residual is noise (30,000 dof per stripe: sd 0.008; Poisson, not Gaussian)
+    np.testing.assert_allclose(chi[:, 0], 1.0, atol=0.04)
+    assert (chi[:, 1] < 1.0).all() and (chi[:, 2] > chi[:, 1]).all()  # the flux is fitted on the core
+    # a neighbour's halo: light rising towards one edge that the profile does not describe
+    halo = stripes + 4.0 * np.linspace(0.0, 1.0, stripes.shape[1])[None, :, None] ** 2
+    fit_h = optimal_extract(halo.astype(np.float32), prof.astype(np.float32), GAIN, RN_ADU)
+    chi_h = extraction_chi2(halo, fit_h, GAIN, RN_ADU)
+    assert (chi_h[:, 0] > 1.1).all() and (chi_h[:, 2] > chi[:, 2] + 0.3).all()  # 12 sd and more
+    # a pixel the mask marks is left out: a dead block does not count, unmasked it does
+    dead = stripes.copy()
+    dead[:, 2:5, 100:400] = 0.0
+    bad = np.zeros(stripes.shape, dtype=bool)
+    bad[:, 2:5, 100:400] = True
+    fit_d = optimal_extract(dead.astype(np.float32), prof.astype(np.float32), GAIN, RN_ADU, bad=bad)
+    np.testing.assert_allclose(extraction_chi2(dead, fit_d, GAIN, RN_ADU, bad=bad)[:, 0], chi[:, 0], atol=0.02)
+    assert (extraction_chi2(dead, fit_d, GAIN, RN_ADU)[:, 0] > 1.5).all()
 
 
 def test_bias_pattern_is_subtracted_only_when_significant():

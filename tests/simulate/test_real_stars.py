@@ -333,3 +333,66 @@ def test_real_stars_take_their_share_of_each_class_whatever_the_library_sizes() 
     np.testing.assert_allclose(w[:3], 0.75 / (0.75 + miles) / 3)
     np.testing.assert_allclose(w[3:5], miles / (0.75 + miles) / 2)
     assert w[5] == pytest.approx(1.0) and w[6] == 0.0
+
+
+def _a_star(sub: str, i: int) -> Template:
+    from dataclasses import replace
+
+    return replace(_t("other", sub, 7500.0 + i, 4.0, 0.0), meta={"mk_class": "A"}, source_id=f"{sub}-{i}")
+
+
+def test_boundary_weight_draws_late_a_stars_more_often_in_training_only() -> None:
+    from drcnet.simulate.population import OTHER_SHARE, plan_population, sampling_weights
+    from drcnet.simulate.sources import at_fa_boundary
+
+    # 3 early-A (A1, A3, A5) and 2 late-A (A7, A9V) real stars, 1 STELIB A star, all in training
+    ts = [_a_star("A1", 0), _a_star("A3", 1), _a_star("A5", 2), _a_star("A7", 3), _a_star("A9V", 4)]
+    ts.append(replace_library(_a_star("A7", 5), "stelib"))
+    assert [at_fa_boundary(t) for t in ts] == [False, False, False, True, True, False]
+    split = np.zeros(len(ts), dtype=int)
+    a_share = OTHER_SHARE["lamost:A"] / (OTHER_SHARE["lamost:A"] + OTHER_SHARE["stelib"])
+    w1 = sampling_weights(ts, split, 0)
+    np.testing.assert_allclose(w1[:5], a_share / 5)
+    w3 = sampling_weights(ts, split, 0, boundary_weight=3.0)
+    # mass 1 + 1 + 1 + 3 + 3 = 9 within the group; the group keeps its share, STELIB keeps its own
+    np.testing.assert_allclose(w3[:3], a_share / 9)
+    np.testing.assert_allclose(w3[3:5], a_share * 3 / 9)
+    assert w3[5] == pytest.approx(w1[5]) == pytest.approx(1 - a_share)
+    for bad in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="boundary_weight must be a finite number > 0"):
+            sampling_weights(ts, split, 0, boundary_weight=bad)
+    # the weight reaches the training split and nothing else: a validation draw is the same with or without
+    fgk = [_t("F", "F5", 6300.0, 4.2, 0.0), _t("G", "G2", 5700.0, 4.3, 0.0), _t("K", "K2", 4900.0, 4.5, 0.0)]
+    ts2 = ts + fgk + [replace_library(t, t.library) for t in ts + fgk]
+    both = np.repeat([0, 1], 9)
+    plans = [
+        plan_population(ts2, both, {"train": 4000, "val": 600}, (5, 50), np.random.default_rng(3), 0.9, bw)
+        for bw in (1.0, 3.0)
+    ]
+    val = plans[0].split == 1
+    assert np.array_equal(plans[0].template[val], plans[1].template[val])
+    assert np.isin(plans[0].template[val], [12, 13]).sum() > 20
+    n_late = [int(np.isin(p.template[p.split == 0], [3, 4]).sum()) for p in plans]
+    n_a = [int(np.isin(p.template[p.split == 0], [0, 1, 2, 3, 4]).sum()) for p in plans]
+    assert abs(n_a[1] - n_a[0]) < 150  # the A share stays the same (about 2,520 of 4,000)
+    assert 0.33 < n_late[0] / n_a[0] < 0.47 and 0.60 < n_late[1] / n_a[1] < 0.73  # 2/5 -> 6/9
+
+
+def replace_library(t: Template, library: str) -> Template:
+    from dataclasses import replace
+
+    return replace(t, library=library)
+
+
+def test_cli_boundary_weight_is_checked_before_any_work(tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from drcnet.cli import app
+
+    for bad in ("0", "-2", "nan", "inf"):
+        res = CliRunner().invoke(
+            app, ["simulate-population", "--out", str(tmp_path / "p.h5"), "--boundary-weight", bad]
+        )
+        assert res.exit_code == 2, res.output
+        assert f"--boundary-weight {float(bad)}: give a finite number > 0" in res.output
+        assert not (tmp_path / "p.h5").exists()

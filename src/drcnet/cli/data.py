@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from typing import Annotated
@@ -161,6 +162,13 @@ def simulate_population_cmd(
             help="how library stars get LAMOST's labels: 'spectra' (a CNN trained on the real stars of the training split; ambiguous stars left out) or 'parameters' (the Teff/logg/[Fe/H] vote alone, as before issue 22)",
         ),
     ] = "spectra",
+    boundary_weight: Annotated[
+        float,
+        typer.Option(
+            "--boundary-weight",
+            help="training split only: draw LAMOST's late-A stars (A6-A9, class 'other', next to F0) this many times as often as the other real A stars (the A share stays the same)",
+        ),
+    ] = 1.0,
     seed: Annotated[int, typer.Option(help="random seed: same seed, same data")] = 0,
     workers: Annotated[int | None, typer.Option(help="worker processes (default: all cores)")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="replace an existing --out file")] = False,
@@ -180,6 +188,10 @@ def simulate_population_cmd(
     )
     if (snr_min is None) != (snr_max is None):
         raise ValueError("give both --snr-min and --snr-max, or neither")
+    if not (math.isfinite(boundary_weight) and boundary_weight > 0):
+        raise ValueError(
+            f"--boundary-weight {boundary_weight}: give a finite number > 0 (1 draws every A star equally)"
+        )
     if library_labels not in ("spectra", "parameters"):
         raise ValueError(f"--library-labels {library_labels!r}: give 'spectra' or 'parameters'")
     counts = {k: v for k, v in (("train", n_train), ("val", n_val), ("test", n_test)) if v > 0}
@@ -210,6 +222,7 @@ def simulate_population_cmd(
         other_share=other,
         lamost_fractions=fractions,
         spectral_labels=library_labels == "spectra",
+        boundary_weight=boundary_weight,
     )
     for name, by in table.items():
         console.print(f"templates {name}: " + ", ".join(f"{k} {v}" for k, v in by.items()))

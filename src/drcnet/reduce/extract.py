@@ -177,6 +177,53 @@ def optimal_extract(
     return OptimalResult(flux=np.concatenate(flux), ivar=np.concatenate(ivar), rejected=rejected, model=model)
 
 
+def extraction_chi2(
+    stripes: np.ndarray,
+    fit: OptimalResult,
+    gain: float,
+    read_noise_adu: float,
+    bad: np.ndarray | None = None,
+) -> np.ndarray:
+    """What each stripe holds beyond its optimal spectrum: the residual of ``stripes - fit.model``.
+
+    Parameters
+    ----------
+    stripes : numpy.ndarray
+        ``(n_fibers, n_rows, n_cols)`` net ADU, the stripes ``fit`` was made from.
+    fit : OptimalResult
+        :func:`optimal_extract` of them (its ``model`` is profile x flux, ``rejected`` its outliers).
+    gain, read_noise_adu : float
+        e-/ADU and ADU: the fit's variance model ``max(model, 0) / gain + read_noise_adu^2`` (ADU^2).
+    bad : numpy.ndarray, optional
+        ``(n_fibers, n_rows, n_cols)`` pixels to leave out as well (a bad-pixel mask).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n_fibers, 3)``: chi^2 per degree of freedom over all rows (pixels used less one fitted flux per
+        column), and chi^2 per pixel over the 7 central rows and over the 2 + 2 outermost rows. Pixels
+        the fit rejected or ``bad`` marks are left out.
+
+    Notes
+    -----
+    If a stripe is its profile times a spectrum plus Gaussian noise of the variance model, the optimal
+    spectrum is a sufficient statistic for that spectrum (the weighted least-squares estimate of a linear
+    model, Horne 1986) and the residual is noise: the first number is 1 (to ``sqrt(2 / dof)``), the central
+    rows give a little less and the outer rows a little more per pixel, since each column's flux is fitted
+    mostly on the centre. An excess is light the profile model does not describe (a neighbour's halo,
+    scattered light, a trace error, defects): what a 2D stripe holds that its 1D spectrum lacks.
+    """
+    data = np.asarray(stripes, dtype=np.float64)
+    var = np.maximum(fit.model, 0) / gain + read_noise_adu**2
+    use = ~fit.rejected if bad is None else ~(fit.rejected | bad)
+    chi = np.where(use, (data - fit.model) ** 2 / var, 0.0)
+    total = chi.sum(axis=(1, 2)) / np.maximum(use.sum(axis=(1, 2)) - data.shape[2], 1)
+    mid = data.shape[1] // 2
+    rows = (np.arange(mid - 3, mid + 4), np.r_[0:2, data.shape[1] - 2 : data.shape[1]])
+    per_pix = [chi[:, r].sum(axis=(1, 2)) / np.maximum(use[:, r].sum(axis=(1, 2)), 1) for r in rows]
+    return np.stack([total, *per_pix], axis=1)
+
+
 def _optimal_fibers(
     stripes: np.ndarray,
     profile: np.ndarray,

@@ -26,6 +26,7 @@ the rest.
 from __future__ import annotations
 
 import csv
+import math
 import os
 import warnings
 from collections.abc import Sequence
@@ -47,6 +48,7 @@ from drcnet.simulate.sources import (  # noqa: F401  (re-exported: the populatio
     LAMOST_SPLIT_FRACTIONS,
     LIBRARY_SPLIT_FRACTIONS,
     OTHER_SHARE,
+    at_fa_boundary,
     check_split_fractions,
     lamost_split_of,
     no_light_templates,
@@ -190,20 +192,36 @@ def load_population(
     return templates, split
 
 
-def sampling_weights(templates: Sequence[Template], template_split: np.ndarray, split: int) -> np.ndarray:
-    """Probability of drawing each template for an object of its class in ``split`` (sums to 1 per class)."""
+def sampling_weights(
+    templates: Sequence[Template], template_split: np.ndarray, split: int, boundary_weight: float = 1.0
+) -> np.ndarray:
+    """Probability of drawing each template for an object of its class in ``split`` (sums to 1 per class).
+
+    Within a class each source group gets its share (:data:`SOURCE_SHARE`, :data:`OTHER_SHARE`), and
+    within a group every template is drawn equally often, except that templates :func:`~drcnet.simulate.sources.at_fa_boundary`
+    (LAMOST's late-A stars) are drawn ``boundary_weight`` times as often as the rest of their group; the
+    group's share stays the same.
+
+    Raises
+    ------
+    ValueError
+        ``boundary_weight`` not a finite number > 0.
+    """
+    if not (math.isfinite(boundary_weight) and boundary_weight > 0):
+        raise ValueError(f"boundary_weight must be a finite number > 0, got {boundary_weight}")
     w = np.zeros(len(templates))
     for c in CLASSES_WITH_OTHER:
         share = OTHER_SHARE if c == OTHER else SOURCE_SHARE[c]
         members = [i for i, t in enumerate(templates) if t.cls == c and template_split[i] == split]
-        counts: dict[str, int] = {}
+        emphasis = {i: boundary_weight if at_fa_boundary(templates[i]) else 1.0 for i in members}
+        mass: dict[str, float] = {}
         for i in members:
             g = source_group(templates[i])
-            counts[g] = counts.get(g, 0) + 1
-        total = sum(share.get(g, 0.1) for g in counts)
+            mass[g] = mass.get(g, 0.0) + emphasis[i]
+        total = sum(share.get(g, 0.1) for g in mass)
         for i in members:
             g = source_group(templates[i])
-            w[i] = share.get(g, 0.1) / total / counts[g]
+            w[i] = share.get(g, 0.1) / total * emphasis[i] / mass[g]
     return w
 
 
@@ -214,10 +232,13 @@ def plan_population(
     snr_range: tuple[float, float],
     rng: np.random.Generator,
     other_share: float = 0.0,
+    boundary_weight: float = 1.0,
 ) -> ObjectPlan:
     """Objects per split (``{"train": N, ...}``) with classes by :data:`CLASS_SHARE`, free S/N.
 
     ``other_share`` of the objects are class ``other`` (label 3); the F/G/K shares scale down to fill the rest.
+    ``boundary_weight`` (:func:`sampling_weights`) applies to the training split only: validation and test
+    objects keep the survey's own mix.
     """
     classes = CLASSES_WITH_OTHER if other_share > 0 else CLASSES
     shares = [CLASS_SHARE[c] * (1.0 - other_share) for c in CLASSES] + ([other_share] if other_share > 0 else [])
@@ -229,7 +250,7 @@ def plan_population(
                 f"{n} {name} objects asked for, but no source spectrum is in the {name} split (with these "
                 "--include sources and --lamost-shares); ask for 0 or change the shares"
             )
-        w = sampling_weights(templates, template_split, s)
+        w = sampling_weights(templates, template_split, s, boundary_weight if name == "train" else 1.0)
         for c, k in zip(classes, apportion(n, shares), strict=True):
             idx = np.flatnonzero([(t.cls == c) and template_split[i] == s for i, t in enumerate(templates)])
             if k == 0:
@@ -292,6 +313,7 @@ def prepare_population(
     other_share: float = 0.0,
     lamost_fractions: Sequence[float] = LAMOST_SPLIT_FRACTIONS,
     spectral_labels: bool = True,
+    boundary_weight: float = 1.0,
 ) -> tuple[SimulationConfig, PreparedDataset]:
     """The survey population's templates, split, plan and (domain-randomised) forward model.
 
@@ -318,6 +340,9 @@ def prepare_population(
     spectral_labels
         Library stars labelled from their spectra (default) or by the parameter vote alone
         (:func:`load_population`).
+    boundary_weight
+        How much more often the training split draws LAMOST's late-A stars (A6-A9, class ``other``) than the
+        other real A stars (:func:`sampling_weights`); 1 draws them equally.
 
     Returns
     -------
@@ -348,7 +373,15 @@ def prepare_population(
         ebv_max=1.0,
         instrument=InstrumentConfig(),
     )
-    plan = plan_population(templates, tsplit, counts, snr, np.random.default_rng(seed), other_share=other_share)
+    plan = plan_population(
+        templates,
+        tsplit,
+        counts,
+        snr,
+        np.random.default_rng(seed),
+        other_share=other_share,
+        boundary_weight=boundary_weight,
+    )
     site = Site.load(cfg.instrument, root)
     if randomize:
         model: ForwardModel = RandomizedForwardModel(cfg.instrument, site, templates, dr)

@@ -87,6 +87,21 @@ def renderable(t: Template) -> bool:
     return True
 
 
+FA_BOUNDARY_SUBCLASSES: tuple[str, ...] = ("A6", "A7", "A8", "A9")
+"""LAMOST subclasses of the real A stars next to F0: the ``other`` objects a model most often calls F
+(issue 22 item 3). A luminosity suffix (``A7V``, ``A7IV``) counts as the subclass."""
+
+
+def at_fa_boundary(t: Template) -> bool:
+    """A real LAMOST late-A star (:data:`FA_BOUNDARY_SUBCLASSES`), class ``other``."""
+    return (
+        t.cls == OTHER
+        and t.library == "lamost"
+        and t.meta.get("mk_class") == "A"
+        and t.subclass[:2] in FA_BOUNDARY_SUBCLASSES
+    )
+
+
 def source_group(t: Template) -> str:
     """Sampling group of a template: its library for F/G/K; for ``other`` see :data:`OTHER_SHARE`."""
     if t.meta.get("no_light"):

@@ -28,6 +28,7 @@ def simulate_population(
     other_share: float = 0.0,
     lamost_fractions: tuple[float, float, float] = LAMOST_SPLIT_FRACTIONS,
     spectral_labels: bool = True,
+    boundary_weight: float = 1.0,
 ) -> tuple[Path, dict[str, dict[str, int]]]:
     """Render the survey population into ``out`` (HDF5, the schema of ``drcnet simulate``).
 
@@ -50,6 +51,9 @@ def simulate_population(
         validation stars into training and keeps the same test stars).
     spectral_labels
         Library stars on LAMOST's convention from their spectra (default) or by the parameter vote alone.
+    boundary_weight
+        How much more often the training split draws LAMOST's late-A stars
+        (:func:`drcnet.simulate.population.sampling_weights`).
     lamost_splits
         If given, write ``train/``, ``val/`` and ``test/`` folders of links to the real LAMOST files of
         each split there (so a held-out part can be rendered with ``drcnet simulate --library``).
@@ -69,6 +73,7 @@ def simulate_population(
         other_share=other_share,
         lamost_fractions=lamost_fractions,
         spectral_labels=spectral_labels,
+        boundary_weight=boundary_weight,
     )
     table = split_counts(prepared.templates, prepared.template_split)
     if lamost_splits is not None:
@@ -82,6 +87,7 @@ def simulate_population(
             "other_share": other_share,
             "lamost_fractions": list(lamost_fractions),
             "library_labels": "spectra" if spectral_labels else "parameters",
+            "boundary_weight": boundary_weight,
             "randomization": DomainRandomization().model_dump(mode="json") if randomize else None,
         }
     }
