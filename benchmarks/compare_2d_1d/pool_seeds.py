@@ -33,6 +33,8 @@ def load_runs(paths: Sequence[str]) -> list[dict[str, Any]]:
     """The runs' payloads; every run must hold the same stars and per-star outcomes."""
     runs = [json.loads(Path(p).read_text()) for p in paths]
     for p, r in zip(paths, runs, strict=True):
+        if not isinstance(r, dict) or "stars" not in r or "results" not in r:
+            raise SystemExit(f"{p}: not a systematics.py result (no 'stars' and 'results')")
         if r["stars"] != runs[0]["stars"]:
             raise SystemExit(f"{p}: its stars differ from {paths[0]}'s (run both with the same --stars)")
         for cond in r["results"].values():
@@ -78,6 +80,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise SystemExit(f"--pair {pair!r}: give COND:MODEL:INPUT,COND:MODEL:INPUT")
         (c1, col1), (c2, col2) = (x.split(":", 1) for x in (first, second))
         out[pair] = {}
+        if c1 not in runs[0]["results"]:
+            raise SystemExit(f"--pair {pair!r}: condition {c1!r} is not in {args.runs[0]}")
         for b in runs[0]["results"][c1]:
             cell = pooled_diff(outcomes(runs, c1, col1, b), outcomes(runs, c2, col2, b))
             out[pair][b] = cell

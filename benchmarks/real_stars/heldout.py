@@ -63,8 +63,8 @@ def load_file(path: str, model: Any) -> dict[str, np.ndarray]:
 @functools.lru_cache(maxsize=8)
 def _model(name: str) -> Any:
     """Each model loaded once however many files it scores; ``RUN@last`` takes a run's last epoch."""
-    run, _, which = name.partition("@")
-    return load_model(run, which=which or "best")
+    run, at, which = name.rpartition("@")
+    return load_model(run, which=which) if at and which in ("best", "last") else load_model(name)
 
 
 def load_mean(path: str, spec: str) -> dict[str, np.ndarray]:

@@ -153,6 +153,17 @@ def test_extraction_chi2_is_one_for_profile_times_spectrum_and_sees_a_halo():
     fit_d = optimal_extract(dead.astype(np.float32), prof.astype(np.float32), GAIN, RN_ADU, bad=bad)
     np.testing.assert_allclose(extraction_chi2(dead, fit_d, GAIN, RN_ADU, bad=bad)[:, 0], chi[:, 0], atol=0.02)
     assert (extraction_chi2(dead, fit_d, GAIN, RN_ADU)[:, 0] > 1.5).all()
+    # whole columns masked fit no flux and cost no degree of freedom; a NaN pixel is left out
+    cols = np.zeros(stripes.shape, dtype=bool)
+    cols[:, :, :2000] = True  # counting their columns as fitted would give 1.25
+    fit_c = optimal_extract(stripes.astype(np.float32), prof.astype(np.float32), GAIN, RN_ADU, bad=cols)
+    np.testing.assert_allclose(extraction_chi2(stripes, fit_c, GAIN, RN_ADU, bad=cols)[:, 0], 1.0, atol=0.04)
+    nan = stripes.copy()
+    nan[0, 5, 50] = np.nan
+    fit_n = optimal_extract(nan.astype(np.float32), prof.astype(np.float32), GAIN, RN_ADU)
+    assert np.isfinite(extraction_chi2(nan, fit_n, GAIN, RN_ADU)).all()
+    with pytest.raises(ValueError, match="odd number of rows >= 11, got 9"):
+        extraction_chi2(stripes[:, 1:10], fit, GAIN, RN_ADU)
 
 
 def test_bias_pattern_is_subtracted_only_when_significant():

@@ -180,12 +180,7 @@ def simulate_population_cmd(
     from drcnet.paths import data_root as find_root
     from drcnet.workflows.simulate_population import simulate_population
 
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"{out}: already exists; pass --overwrite to replace it, or choose another --out")
-    check_outputs(
-        [Output(out), Output(lamost_splits, "--lamost-splits", "folder") if lamost_splits else None],
-        folders=[data_root or find_root()],
-    )
+    # the options first: a wrong value is reported before any file or data folder is looked at
     if (snr_min is None) != (snr_max is None):
         raise ValueError("give both --snr-min and --snr-max, or neither")
     if not (math.isfinite(boundary_weight) and boundary_weight > 0):
@@ -206,6 +201,12 @@ def simulate_population_cmd(
             f"--lamost-shares {lamost_shares!r}: give three finite shares >= 0 for train,val,test with a "
             "positive sum, e.g. 0.70,0.15,0.15"
         ) from None
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out}: already exists; pass --overwrite to replace it, or choose another --out")
+    check_outputs(
+        [Output(out), Output(lamost_splits, "--lamost-splits", "folder") if lamost_splits else None],
+        folders=[data_root or find_root()],
+    )
     root = data_root or find_root()
     t0 = time.perf_counter()
     path, table = simulate_population(

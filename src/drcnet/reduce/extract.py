@@ -201,8 +201,14 @@ def extraction_chi2(
     -------
     numpy.ndarray
         ``(n_fibers, 3)``: chi^2 per degree of freedom over all rows (pixels used less one fitted flux per
-        column), and chi^2 per pixel over the 7 central rows and over the 2 + 2 outermost rows. Pixels
-        the fit rejected or ``bad`` marks are left out.
+        column that has a pixel used), and chi^2 per pixel over the 7 central rows and over the 2 + 2
+        outermost rows. Pixels the fit rejected, ``bad`` marks (pass the mask the fit was given) or that
+        are not finite are left out.
+
+    Raises
+    ------
+    ValueError
+        Stripes of an even number of rows or fewer than 11 (the central and outer rows would overlap).
 
     Notes
     -----
@@ -214,11 +220,17 @@ def extraction_chi2(
     scattered light, a trace error, defects): what a 2D stripe holds that its 1D spectrum lacks.
     """
     data = np.asarray(stripes, dtype=np.float64)
+    n_rows = data.shape[1]
+    if n_rows < 11 or n_rows % 2 == 0:
+        raise ValueError(f"extraction_chi2 needs stripes of an odd number of rows >= 11, got {n_rows}")
     var = np.maximum(fit.model, 0) / gain + read_noise_adu**2
-    use = ~fit.rejected if bad is None else ~(fit.rejected | bad)
-    chi = np.where(use, (data - fit.model) ** 2 / var, 0.0)
-    total = chi.sum(axis=(1, 2)) / np.maximum(use.sum(axis=(1, 2)) - data.shape[2], 1)
-    mid = data.shape[1] // 2
+    use = ~fit.rejected & np.isfinite(data)
+    if bad is not None:
+        use &= ~bad
+    chi = np.where(use, (np.nan_to_num(data) - fit.model) ** 2 / var, 0.0)
+    fitted_cols = use.any(axis=1).sum(axis=1)  # one flux fitted per column that has a pixel left
+    total = chi.sum(axis=(1, 2)) / np.maximum(use.sum(axis=(1, 2)) - fitted_cols, 1)
+    mid = n_rows // 2
     rows = (np.arange(mid - 3, mid + 4), np.r_[0:2, data.shape[1] - 2 : data.shape[1]])
     per_pix = [chi[:, r].sum(axis=(1, 2)) / np.maximum(use[:, r].sum(axis=(1, 2)), 1) for r in rows]
     return np.stack([total, *per_pix], axis=1)
