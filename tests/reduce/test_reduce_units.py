@@ -137,6 +137,7 @@ def test_extraction_chi2_is_one_for_profile_times_spectrum_and_sees_a_halo():
     fit = optimal_extract(stripes.astype(np.float32), prof.astype(np.float32), GAIN, RN_ADU)
     chi = extraction_chi2(stripes, fit, GAIN, RN_ADU)
     assert chi.shape == (12, 3)
+    np.testing.assert_array_equal(extraction_chi2(stripes, fit, GAIN, RN_ADU, chunk=5), chi)  # chunks: same numbers
     # profile x spectrum + noise: the residual is noise (30,000 dof per stripe: sd 0.008; Poisson, not Gaussian)
     np.testing.assert_allclose(chi[:, 0], 1.0, atol=0.04)
     assert (chi[:, 1] < 1.0).all() and (chi[:, 2] > chi[:, 1]).all()  # the flux is fitted on the core

@@ -126,6 +126,27 @@ def test_traces_within_a_tenth_of_a_pixel_of_the_truth(reduced, truth_file):
 
 
 @pytest.mark.slow
+def test_extraction_chi2_is_near_one_where_the_profile_describes_the_stripe(reduced):
+    for arm in ("blue", "red"):
+        a = reduced.arms[arm]
+        assert a.extraction_chi2 is not None
+        assert np.isnan(a.extraction_chi2[a.lost]).all()
+        ok = ~a.lost & ~a.saturated & (reduced.fibermap.fibertype != "Unused")
+        level = np.median(a.flux1d, axis=1)
+        nb = np.maximum(np.r_[level[1:], 0.0], np.r_[0.0, level[:-1]])  # brighter of the two neighbours
+        near_sat = np.r_[a.saturated[1:], False] | np.r_[False, a.saturated[:-1]]
+        quiet = ok & (nb < 3 * np.maximum(level, 1.0)) & ~near_sat
+        loud = ok & (nb > 100 * np.maximum(level, 1.0))
+        chi = a.extraction_chi2
+        # a fiber the profile describes: residual noise (measured 1.05 / 1.07, 95 % under 1.3); one next to a
+        # neighbour > 100x brighter holds its halo (13-35); a saturated one is far off (> 3,000)
+        assert quiet.sum() > 100
+        assert 0.98 < np.median(chi[quiet]) < 1.15 and np.percentile(chi[quiet], 95) < 1.5
+        assert loud.any() and np.median(chi[loud]) > 3.0
+        assert a.saturated.any() and np.nanmedian(chi[a.saturated]) > 100.0
+
+
+@pytest.mark.slow
 def test_dead_fibers_lose_their_trace_and_are_flagged(reduced):
     dead = reduced.fibermap.fibertype == "Dead"
     for a in reduced.arms.values():

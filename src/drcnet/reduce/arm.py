@@ -125,6 +125,11 @@ class ArmReduction:
     """``(n_fibers,)`` shift (px) of each fiber's science light against the flat's profile
     (:func:`drcnet.reduce.flexure.recentre_profile`; 0.5 px or more: the optimal extraction used the re-centred
     profile); NaN for a fiber without a trace, None when not measured."""
+    extraction_chi2: np.ndarray | None = None
+    """``(n_fibers,)`` chi^2 per degree of freedom of each stripe after its optimal fit
+    (:func:`drcnet.reduce.extract.extraction_chi2`): about 1 where the stripe is the profile times the
+    spectrum, above where it holds light the profile does not describe (a neighbour's halo, scattered
+    light, a trace error); NaN for a fiber without a trace, None when not measured."""
 
     def __post_init__(self) -> None:
         n = self.lost.shape[0]
@@ -353,6 +358,7 @@ def assemble_arm(
         bias=bias,
         bad_calib=bad_calib & ~lost,
         profile_shift=None if opt.profile_shift is None else np.where(lost, np.nan, opt.profile_shift),
+        extraction_chi2=None if opt.chi2 is None else np.where(lost, np.nan, opt.chi2),
         no_arc_lines=(wave.n_lines == 0) & ~lost,
         defect_columns=(np.flatnonzero(science.defect) + STRIPE_COL_START).tolist(),
     )

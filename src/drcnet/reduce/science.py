@@ -25,6 +25,7 @@ from drcnet.reduce.calib import quiet_nan_warnings, robust_levels
 from drcnet.reduce.extract import (
     OptimalResult,
     boxcar,
+    extraction_chi2,
     optimal_extract,
     smooth_columns,
     spatial_profile,
@@ -180,6 +181,8 @@ def extract_spectra(
     The flat's profile is first re-centred on each fiber's science light where the two are 0.5 px or more
     apart (:func:`drcnet.reduce.flexure.recentre_profile`; the measured shift is ``optimal.profile_shift``),
     except on saturated fibers and fibers next to a saturated one or one more than 100 times brighter.
+    What each stripe holds beyond its optimal spectrum is ``optimal.chi2``
+    (:func:`~drcnet.reduce.extract.extraction_chi2`, pixels in ``science.bad`` left out).
     NaN pixels are replaced by the fitted profile so the stripe stays usable (the
     fiber is flagged ``bad_pixels``). Defect columns (``science.defect``) are
     interpolated from the nearest good columns in the stripes and both extractions
@@ -201,6 +204,7 @@ def extract_spectra(
     profile, shift = recentre_profile(stripes, profile, bad, keep=outshone(levels) | sat | adjacent(sat))
     opt = optimal_extract(stripes, profile, gain, read_noise_adu, clip_sigma, bad=bad)  # float32 per chunk
     opt.profile_shift = shift
+    opt.chi2 = extraction_chi2(stripes, opt, gain, read_noise_adu, bad)[:, 0]  # bad: defect columns too
     if bad.any():
         stripes = np.where(bad, opt.model, stripes)
     defect = science.defect

@@ -57,6 +57,8 @@ PARAM_NAMES: tuple[str, ...] = (
     "fiber_throughput_red",
     "profile_shift_blue",
     "profile_shift_red",
+    "extraction_chi2_blue",
+    "extraction_chi2_red",
 )
 
 
@@ -112,6 +114,7 @@ def pack(sr: SpectrographReduction) -> dict[str, np.ndarray]:
         params[f"wave_shift_px_{a.arm}"] = a.wave.shift_px
         params[f"fiber_throughput_{a.arm}"] = np.where(a.lost, np.nan, np.median(a.efficiency, axis=1))
         params[f"profile_shift_{a.arm}"] = a.profile_shift if a.profile_shift is not None else np.full(n, np.nan)
+        params[f"extraction_chi2_{a.arm}"] = a.extraction_chi2 if a.extraction_chi2 is not None else np.full(n, np.nan)
     for name in PARAM_NAMES:
         out[f"params/{name}"] = np.asarray(params[name], dtype=np.float32)
     return out
