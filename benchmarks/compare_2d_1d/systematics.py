@@ -21,8 +21,8 @@ scattered_12pc     ``DomainRandomization.scattered_fraction`` = 0.12
 trace_error_1p5    ``DomainRandomization.trace_offset_px`` = +1.5: the stripe (and both extractions) are cut
                    around a trace 1.5 px off the light
 fwhm_9px           ``DomainRandomization.profile_fwhm_px`` = 9 (nominal 6)
-no_neighbours      both neighbouring fibers are sky fibers (no neighbour halo at all): with nothing but the
-                   star's profile and noise in the stripe, the optimal spectrum is all there is to know
+no_neighbours      both neighbouring fibers are sky fibers (no neighbour halo at all): the stripe holds the
+                   fiber's own light (star and sky, along the profile) and noise, what the optimal fit models
 =================  ===========================================================================================
 
 Each cell also records what the stripe holds beyond the optimal 1D spectrum of the same render

@@ -229,7 +229,7 @@ def extraction_chi2(
     n_rows = data.shape[1]
     if n_rows < 11 or n_rows % 2 == 0:
         raise ValueError(f"extraction_chi2 needs stripes of an odd number of rows >= 11, got {n_rows}")
-    # float32, in place and a chunk of fibers at a time (as the fit itself): about half the fit's cost and
+    # float32, in place and a chunk of fibers at a time (as the fit itself): about a quarter of the fit's cost,
     # no stripe-sized temporaries; the sums are float64
     mid = n_rows // 2
     rows = (np.arange(mid - 3, mid + 4), np.r_[0:2, n_rows - 2 : n_rows])
