@@ -253,14 +253,13 @@ def fit_calibration(
     if len(labels) == 0:
         raise ValueError("no labelled object to calibrate on")
     bins = snr_bin(np.nan_to_num(np.asarray(snr_r, float), nan=0.0))
-    t_all = fit_temperature(logits, labels)
+    fitted = temperature == "per-bin"
+    t_all = fit_temperature(logits, labels) if fitted else 1.0
     temps, counts, before, after = [], [], [], []
     for b in range(len(SNR_BIN_NAMES)):
         sel = bins == b
         counts.append(int(sel.sum()))
-        t = fit_temperature(logits[sel], labels[sel]) if sel.sum() >= min_objects else t_all
-        if temperature == "none":
-            t = 1.0
+        t = fit_temperature(logits[sel], labels[sel]) if fitted and sel.sum() >= min_objects else t_all
         temps.append(t)
         before.append(expected_calibration_error(softmax(logits[sel]), labels[sel]))
         after.append(expected_calibration_error(softmax(logits[sel], t), labels[sel]))

@@ -24,6 +24,7 @@ from drcnet.instrument.fibermap import read_fibermap
 from drcnet.instrument.lamost import RAW_SHAPE, parse_raw_name
 from drcnet.instrument.rawframe import read_raw_frame
 from drcnet.reduce.arm import ReduceConfig
+from drcnet.reduce.flexure import adjacent, outshone
 from drcnet.reduce.wavesol import columns_of
 from drcnet.simulate.exposure.arm import truth_stripes
 from drcnet.simulate.exposure.run import read_truth_geometries
@@ -133,10 +134,8 @@ def test_extraction_chi2_is_near_one_where_the_profile_describes_the_stripe(redu
         assert np.isnan(a.extraction_chi2[a.lost]).all()
         ok = ~a.lost & ~a.saturated & (reduced.fibermap.fibertype != "Unused")
         level = np.median(a.flux1d, axis=1)
-        nb = np.maximum(np.r_[level[1:], 0.0], np.r_[0.0, level[:-1]])  # brighter of the two neighbours
-        near_sat = np.r_[a.saturated[1:], False] | np.r_[False, a.saturated[:-1]]
-        quiet = ok & (nb < 3 * np.maximum(level, 1.0)) & ~near_sat
-        loud = ok & (nb > 100 * np.maximum(level, 1.0))
+        quiet = ok & ~outshone(level, ratio=3.0) & ~adjacent(a.saturated)
+        loud = ok & outshone(level, ratio=100.0)
         chi = a.extraction_chi2
         # a fiber the profile describes: residual noise (measured 1.05 / 1.07, 95 % under 1.3); one next to a
         # neighbour > 100x brighter holds its halo (13-35); a saturated one is far off (> 3,000)

@@ -244,15 +244,20 @@ def extraction_chi2(
         model = fit.model[part]
         chi = np.subtract(data[part], model, dtype=np.float32)
         np.square(chi, out=chi)
-        var = np.maximum(model, 0, dtype=np.float32)
-        var *= np.float32(1.0 / gain)
-        var += np.float32(read_noise_adu**2)
-        chi /= var
+        chi /= _variance(model, gain, read_noise_adu, np.empty(model.shape, dtype=np.float32))
         chi[~use] = 0.0
         fitted_cols = use.any(axis=1).sum(axis=1)  # one flux fitted per column that has a pixel left
         out[part, 0] = chi.sum(axis=(1, 2), dtype=np.float64) / np.maximum(use.sum(axis=(1, 2)) - fitted_cols, 1)
         for k, r in enumerate(rows, start=1):
             out[part, k] = chi[:, r].sum(axis=(1, 2), dtype=np.float64) / np.maximum(use[:, r].sum(axis=(1, 2)), 1)
+    return out
+
+
+def _variance(model: np.ndarray, gain: float, read_noise_adu: float, out: np.ndarray) -> np.ndarray:
+    """Horne's variance model ``max(model, 0) / gain + read_noise^2`` (ADU^2) into ``out`` (float32)."""
+    np.maximum(model, 0, out=out)
+    np.multiply(out, np.float32(1.0 / gain), out=out)
+    np.add(out, np.float32(read_noise_adu**2), out=out)
     return out
 
 
@@ -274,8 +279,6 @@ def _optimal_fibers(
     p = profile.astype(np.float32, copy=False)
     mask = np.ones(d.shape, dtype=bool) if bad is None else ~bad
     maskf = mask.astype(np.float32)
-    rn2 = np.float32(read_noise_adu**2)
-    inv_gain = np.float32(1.0 / gain)
     clip2 = np.float32(clip_sigma**2)
     f = np.einsum("ijk,ijk->ik", d, maskf) / np.maximum(np.einsum("ijk,ijk->ik", p, maskf), 1e-12)
     f = f.astype(np.float32)
@@ -284,9 +287,7 @@ def _optimal_fibers(
 
     def update(f: np.ndarray) -> None:
         np.multiply(f[:, None, :], p, out=model)
-        np.maximum(model, 0, out=var)
-        np.multiply(var, inv_gain, out=var)
-        np.add(var, rn2, out=var)
+        _variance(model, gain, read_noise_adu, var)
 
     for _ in range(iterations):
         update(f)
