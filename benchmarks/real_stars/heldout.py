@@ -7,13 +7,14 @@ STARS/val ...``), pooled, scored against LAMOST's own labels.
 usage::
 
     python benchmarks/real_stars/heldout.py MODEL [MODEL ...] [A+B] --data eval_val.h5 --data eval_test.h5 \
-        [--other eval_other.h5] [--json out.json]
+        [--other eval_other.h5] [--json out.json] [--other-bias 1 --other-bias 2]
 
 For every model it prints, per S/N_r bin (> 30, 20-30, 10-20, < 10): accuracy with its 95 % interval
 counted by star (a cluster bootstrap over the source spectra, :func:`drcnet.metrics.source_clustered_accuracy`),
 the accuracy of each true class, LAMOST F9 right, and the share of F/G/K renders (and stars) called
 ``other``; with ``--other`` (a file rendered with ``--other``), the share of non-F/G/K objects called
-``other`` above S/N_r 20. A model given as ``A+B`` (``drcnet-survey+runs/rcnet``) is the mean of
+``other`` above S/N_r 20 (and of its A stars alone). ``--other-bias B`` adds the rejection's operating curve:
+every number again with ``B`` added to the ``other`` log-probability (a larger prior on ``other``). A model given as ``A+B`` (``drcnet-survey+runs/rcnet``) is the mean of
 the two models' class probabilities (a late-fusion 2D + 1D hybrid; a three-class model's ``other``
 probability counts as 0); ``RUN@last`` scores a run folder's last epoch instead of its best. Predictions come from :func:`drcnet.inference.engine.predict_dataset`, the code path of
 ``drcnet predict``. A four-class model's ``other`` answers count as wrong on F/G/K stars.
@@ -122,15 +123,71 @@ def score_other(d: dict[str, np.ndarray]) -> dict[str, Any]:
     oth = hi & (d["label"] == 3)
     fgk = hi & (d["label"] >= 0) & (d["label"] < 3)
     k_, n_ = star_share(oth, d["pred"] == 3, d["tid"])
+    a_star = oth & np.array([str(s).startswith("A") for s in d["subclass"]])
+    ka, na = star_share(a_star, d["pred"] == 3, d["tid"])
     return {
         "other_called_other_above20": _acc(d["pred"][oth] == 3),
         "other_stars": [k_, n_],
+        "A_called_other_above20": _acc(d["pred"][a_star] == 3),
+        "A_stars": [ka, na],
         "fgk_called_other_above20": _acc(d["pred"][fgk] == 3),
     }
 
 
+def with_other_bias(d: dict[str, np.ndarray], bias: float) -> dict[str, np.ndarray]:
+    """``d`` with ``bias`` added to the ``other`` log-probability (a prior shift) and the answers re-taken.
+
+    The operating curve of the rejection: how many A stars a larger ``other`` prior catches and how many
+    F/G/K stars it costs. Objects without an answer (``pred`` < 0) stay without one.
+    """
+    prob = d["prob"].copy()
+    prob[:, 3] *= np.exp(bias)
+    prob /= prob.sum(axis=1, keepdims=True)
+    out = dict(d)
+    out["prob"] = prob
+    out["pred"] = np.where(d["pred"] < 0, -1, prob.argmax(1))
+    return out
+
+
 def _acc(hit: np.ndarray) -> list[float | int | None]:
     return [round(float(hit.mean()), 3) if hit.size else None, int(hit.size)]
+
+
+def other_bias_curve(
+    d: dict[str, np.ndarray], other: dict[str, np.ndarray] | None, biases: list[float]
+) -> dict[str, Any]:
+    """Accuracy, F/G/K and F0 called ``other``, and the rejection at each ``other`` log-prior shift; printed."""
+    if d["prob"].shape[1] != len(CLASSES) + 1 or not d["prob"][:, 3].any():
+        raise SystemExit("--other-bias needs a four-class model (F/G/K/other)")
+    curve: dict[str, Any] = {}
+    print(
+        "\n| other bias | "
+        + " | ".join(BINS)
+        + " | F/G/K called other > 20 (renders; stars) | F0 called other > 20 | A called other > 20 (renders; stars) | all other > 20 |"
+    )
+    print("|---" * 9 + "|")
+    for bias in [0.0, *biases]:
+        db = with_other_bias(d, bias)
+        r = score(db)
+        f0 = (db["subclass"] == "F0") & (db["snr_bin"] <= 1)
+        r["F0_called_other_above20"] = _acc(db["pred"][f0] == 3)
+        if other is not None:
+            r["rejection"] = score_other(with_other_bias(other, bias))
+        curve[str(bias)] = r
+        cells = [r["clustered"]["bins"].get(k, {}).get("accuracy") for k in BINS]
+        rej = r.get("rejection", {})
+        print(
+            f"| {bias:g} | "
+            + " | ".join("-" if c is None else f"{c:.3f}" for c in cells)
+            + f" | {r['fgk_called_other_above20'][0]}; {r['fgk_stars_called_other_above20'][0]} of "
+            f"{r['fgk_stars_called_other_above20'][1]} | {r['F0_called_other_above20'][0]} ({r['F0_called_other_above20'][1]})"
+            + (
+                f" | {rej['A_called_other_above20'][0]}; {rej['A_stars'][0]} of {rej['A_stars'][1]} | {rej['other_called_other_above20'][0]} |"
+                if rej
+                else " | - | - |"
+            )
+        )
+    return curve
 
 
 def main() -> None:
@@ -141,6 +198,13 @@ def main() -> None:
     ap.add_argument("--data", action="append", required=True, help="F/G/K file(s) of held-out real stars (pooled)")
     ap.add_argument("--other", default=None, help="file rendered with --other (rejection)")
     ap.add_argument("--json", default=None, help="write every number here")
+    ap.add_argument(
+        "--other-bias",
+        type=float,
+        action="append",
+        default=[],
+        help="also score with this added to the 'other' log-probability (repeatable; the rejection's operating curve)",
+    )
     a = ap.parse_args()
     import torch
 
@@ -174,6 +238,8 @@ def main() -> None:
         )
         if "rejection" in r:
             print(f"rejection file: {r['rejection']}")
+        if a.other_bias:
+            r["other_bias"] = other_bias_curve(d, load_any(a.other, m) if a.other else None, a.other_bias)
     if a.json:
         with open(a.json, "w", encoding="utf-8") as fh:
             json.dump(report, fh, indent=1)
