@@ -13,7 +13,12 @@ condition          what changes (the forward model's knob)
 nominal            nothing (RandomizedForwardModel with every range collapsed to the nominal value)
 cosmics_x10        ``CCDConfig.cosmic_rate_per_cm2_min`` x 10
 bad_pixels         ~1 % of the stripe's pixels: hot pixels and hot/dead column segments (benchmark-local:
-                   the forward model has no defect knob; :class:`SystematicsModel`)
+                   the forward model has no defect knob; :class:`SystematicsModel`), in the bad-pixel map:
+                   the optimal fit leaves them out and the stripes get the fit (profile x flux) in their
+                   place, the boxcar summed from those, as ``frames reduce`` does with masked (NaN) pixels
+                   (:func:`drcnet.reduce.science.extract_spectra`; until session 27 the stripes kept them)
+bad_pixels_unmasked  the same defects, in no map: the fit's outlier rejection is all that removes them, the
+                   stripes and the boxcar keep them
 bright_neighbour   one neighbouring fiber holds an r = 10-11 mag star (``neighbour_mag_range`` of the
                    dataset: 14-18.5 nominally); its Lorentzian halo reaches the stripe
 bright_neighbour_13  the same neighbour (same star, side, quantile) at r = 13-14 mag
@@ -33,7 +38,7 @@ the profile times the spectrum plus noise, above 1 where it holds light the prof
 Models, on the same renders: ``rcnet-robust`` on the boxcar ``flux1d`` (what a dataset file stores: the
 aperture sum of the same stripe) and on the optimal (Horne) extraction of the same stripe with the true
 profile (``optimal1d.py``; under ``bad_pixels`` the fit is given the defect map, as a pipeline's
-bad-pixel mask would be); ``drcnet-robust`` and ``drcnet-survey`` on the stripes (float16, as a file
+bad-pixel mask would be, and the stripes are repaired with the fit); ``drcnet-robust`` and ``drcnet-survey`` on the stripes (float16, as a file
 stores them); the default ``drcnet-hybrid`` (a ``hybrid_optimal`` since session 24) on the stripes and the
 optimal 1D of the same render (the same ``optimal1d.py`` fit, given the defect map as the reduction's
 bad-pixel mask); a boxcar ``hybrid`` run (``--models RUN:hybrid``) on the stripes and the boxcar 1D. A
@@ -83,6 +88,7 @@ CONDITIONS = (
     "nominal",
     "cosmics_x10",
     "bad_pixels",
+    "bad_pixels_unmasked",
     "bright_neighbour",
     "bright_neighbour_13",
     "scattered_12pc",
@@ -120,6 +126,8 @@ class Condition:
     randomization: dict[str, Any]
     cosmic_factor: float = 1.0
     bad_pixels: bool = False
+    bad_pixel_map: bool = True
+    """With ``bad_pixels``: the defects are in the reduction's bad-pixel map (left out of the fit, repaired)."""
     bright_neighbour: bool = False
     neighbour_mag: tuple[float, float] = BRIGHT_NEIGHBOUR_MAG
     neighbours: bool = True
@@ -139,6 +147,7 @@ def conditions() -> dict[str, Condition]:
         "nominal": Condition("nominal", dr()),
         "cosmics_x10": Condition("cosmics_x10", dr(), cosmic_factor=10.0),
         "bad_pixels": Condition("bad_pixels", dr(), bad_pixels=True),
+        "bad_pixels_unmasked": Condition("bad_pixels_unmasked", dr(), bad_pixels=True, bad_pixel_map=False),
         "bright_neighbour": Condition("bright_neighbour", dr(), bright_neighbour=True),
         "bright_neighbour_13": Condition(
             "bright_neighbour_13", dr(), bright_neighbour=True, neighbour_mag=MILD_NEIGHBOUR_MAG
@@ -346,14 +355,21 @@ def main(argv: Sequence[str] | None = None) -> int:
                 r = model.render_object(
                     src, d.fiber, np.random.default_rng([args.seed, s, k, 1]), snr_target=None, neighbours=nb
                 )
-                bad = np.stack(model.defects) if model.defects else None
+                bad = np.stack(model.defects) if model.defects and c.bad_pixel_map else None
                 # the reduction's guard: no re-centring next to a neighbour > NEIGHBOUR_RATIO x brighter
                 keep = any(q is not None and 10 ** (0.4 * (src.mag_r - q.mag_r)) > NEIGHBOUR_RATIO for q in nb)
-                of, oi, ch = optimal1d.optimal_arms(r, c.fwhm, inst, bad=bad, keep=keep)
+                of, oi, ch, fitted = optimal1d.optimal_arms(r, c.fwhm, inst, bad=bad, keep=keep)
+                if bad is not None:  # the reduction's repair of masked pixels (extract_spectra), then its boxcar
+                    ccd = inst.ccd
+                    for a, arm in enumerate(r.arms):
+                        arm.stripe = np.where(bad[a], fitted[a], arm.stripe)
+                        arm.flux1d, arm.ivar1d = boxcar_extract(
+                            arm.stripe, ccd.gain_e_per_adu, ccd.read_noise_e / ccd.gain_e_per_adu
+                        )
                 chi2.append(ch)
                 offset = float(c.randomization["trace_offset_px"][0])
                 if offset != 0.0:  # the oracle: the same fit on the light's true trace
-                    tf, _, _ = optimal1d.optimal_arms(r, c.fwhm, inst, bad=bad, trace_shift_px=-offset, keep=keep)
+                    tf, _, _, _ = optimal1d.optimal_arms(r, c.fwhm, inst, bad=bad, trace_shift_px=-offset, keep=keep)
                     true_trace.append(tf.astype(np.float32))
                 red = r.arms[1]
                 with np.errstate(invalid="ignore", divide="ignore"):  # a dead column: boxcar 0, ratio NaN, left out

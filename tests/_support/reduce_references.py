@@ -170,4 +170,10 @@ def optimal_extract_one_pass(
     psum = np.einsum("ijk,ijk->ik", p, maskf)
     with np.errstate(invalid="ignore", divide="ignore"):
         ivar = np.where((denom > 0) & (psum > 0), denom / psum, 0.0)
+    empty = psum <= 0  # columns with no pixel left: flux interpolated from the fiber's other columns
+    cols = np.arange(f.shape[1])
+    for i in range(f.shape[0]):
+        if empty[i].any() and not empty[i].all():
+            f[i, empty[i]] = np.interp(cols[empty[i]], cols[~empty[i]], f[i, ~empty[i]])
+    np.multiply(f[:, None, :], p, out=model)
     return f, ivar, rejected, model

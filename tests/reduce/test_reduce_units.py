@@ -13,7 +13,7 @@ from drcnet.instrument.lamost import OVERSCAN, RAW_SHAPE
 from drcnet.instrument.rawframe import read_raw_frame
 from drcnet.reduce.calib import bias_model, levels, net_image
 from drcnet.reduce.centroid import windowed_centroid
-from drcnet.reduce.extract import boxcar, extraction_chi2, optimal_extract
+from drcnet.reduce.extract import boxcar, extraction_chi2, interpolate_row_gaps, optimal_extract
 from drcnet.reduce.sky import master_sky
 from drcnet.reduce.stripes import StripePixels, cut_stripes
 from drcnet.reduce.trace import trace_fibers
@@ -129,6 +129,39 @@ def test_optimal_extraction_rejects_cosmic_rays():
     assert opt.rejected[3, 4, 100] and opt.rejected[7, 6, 2000:2003].all()
     assert abs(opt.flux[3, 100] - truth[3, 100]) < 5 / np.sqrt(clean.ivar[3, 100])
     assert opt.rejected.sum() < 0.002 * opt.rejected.size + 4
+
+
+def test_a_column_with_no_pixel_left_gets_interpolated_flux_and_no_weight():
+    rng = np.random.default_rng(14)
+    stripes, prof, truth = _noisy_stripes(rng, n_fib=6, star_e=3000.0)
+    dead = stripes.copy()
+    dead[2, :, 700:705] = 0.0  # a dead column segment across fiber 2's aperture, in the bad-pixel map
+    dead[4, :, 0:3] = 0.0  # and one at the start of fiber 4
+    bad = np.zeros(stripes.shape, dtype=bool)
+    bad[2, :, 700:705] = bad[4, :, 0:3] = True
+    bad[1, :10, 300] = True  # ten of eleven rows: still fitted from the one left
+    opt = optimal_extract(dead.astype(np.float32), prof.astype(np.float32), GAIN, RN_ADU, bad=bad)
+    want = np.zeros(opt.flux.shape, dtype=bool)
+    want[2, 700:705] = want[4, 0:3] = True
+    np.testing.assert_array_equal(opt.filled, want)
+    assert (opt.ivar[want] == 0).all() and (opt.ivar[~want] > 0).all()
+    # linear between the fitted columns on either side, the nearest one before the first column
+    np.testing.assert_allclose(
+        opt.flux[2, 700:705], np.interp(np.arange(700, 705), [699, 705], opt.flux[2, [699, 705]])
+    )
+    np.testing.assert_array_equal(opt.flux[4, 0:3], opt.flux[4, 3])
+    np.testing.assert_allclose(opt.flux[2, 700:705], truth[2, 700:705], rtol=0.1)  # a smooth star: close
+    np.testing.assert_allclose(opt.model[2, :, 702], prof[2, :, 702] * opt.flux[2, 702], rtol=1e-6)
+    assert opt.flux[2, 702] > 0.5 * truth[2, 702]  # not the zero the fit alone would give
+
+
+def test_interpolate_row_gaps_is_numpys_interp_per_row():
+    values = np.array([[0.0, 9.0, 9.0, 3.0, 4.0], [5.0, 1.0, 1.0, 1.0, 1.0], [7.0, 7.0, 7.0, 7.0, 7.0]])
+    empty = np.array([[False, True, True, False, True], [True, True, True, True, True], [False] * 5])
+    got = interpolate_row_gaps(values, empty)
+    np.testing.assert_array_equal(got[0], [0.0, 1.0, 2.0, 3.0, 3.0])  # linear inside, the nearest beyond
+    np.testing.assert_array_equal(got[1:], values[1:])  # nothing to interpolate from, or nothing missing
+    assert values[0, 1] == 9.0  # the input is left alone
 
 
 def test_extraction_chi2_is_one_for_profile_times_spectrum_and_sees_a_halo():

@@ -128,6 +128,9 @@ class OptimalResult:
     chi2: np.ndarray | None = None
     """``(n_fibers,)`` chi^2 per degree of freedom of each stripe after the fit (:func:`extraction_chi2`, its
     first column; set by the caller), or None: about 1 where the stripe is the profile times the spectrum."""
+    filled: np.ndarray | None = None
+    """``(n_fibers, n_cols)`` columns with no pixel left to fit (all masked ``bad`` or rejected): their flux
+    is interpolated along wavelength from the fiber's nearest fitted columns and ``model`` follows it; ivar 0."""
 
 
 def optimal_extract(
@@ -148,7 +151,10 @@ def optimal_extract(
     with variance ``sum(M P) / sum(M P^2 / V)``. ``M`` masks pixels whose
     residual exceeds ``clip_sigma`` standard deviations (the worst one per
     column and iteration, as Horne does) and ``bad`` pixels. The flux is on
-    the same scale as the boxcar sum over the aperture.
+    the same scale as the boxcar sum over the aperture. A column with no pixel
+    left (a bad column segment across the aperture) has no measurement: its ivar is 0, and its flux
+    is interpolated linearly along wavelength from the fiber's nearest fitted columns (``filled``;
+    the model follows), so a repaired stripe or a network's 1D input holds no zero column there.
 
     The stripes are converted to float32, then NaN pixels set to 0. Every fiber's fit is its
     own: the fibers are fitted ``chunk`` at a time (:func:`_optimal_fibers`), which gives the
@@ -157,6 +163,7 @@ def optimal_extract(
     n_f = stripes.shape[0]
     model = np.empty(stripes.shape, dtype=np.float32)
     rejected = np.zeros(stripes.shape, dtype=bool)
+    filled = np.zeros((n_f, stripes.shape[2]), dtype=bool)
     flux, ivar = [], []
     step = max(chunk, 1)
     for i in range(0, n_f, step):
@@ -171,13 +178,30 @@ def optimal_extract(
             None if bad is None else bad[part],
             model[part],
             rejected[part],
+            filled[part],
         )
         flux.append(f)
         ivar.append(v)
     if not flux:
         empty = np.zeros((0, stripes.shape[2]), dtype=np.float32)
-        return OptimalResult(flux=empty, ivar=empty.copy(), rejected=rejected, model=model)
-    return OptimalResult(flux=np.concatenate(flux), ivar=np.concatenate(ivar), rejected=rejected, model=model)
+        return OptimalResult(flux=empty, ivar=empty.copy(), rejected=rejected, model=model, filled=filled)
+    return OptimalResult(
+        flux=np.concatenate(flux), ivar=np.concatenate(ivar), rejected=rejected, model=model, filled=filled
+    )
+
+
+def interpolate_row_gaps(values: np.ndarray, empty: np.ndarray) -> np.ndarray:
+    """``values`` ``(n, n_cols)`` with each row's ``empty`` columns interpolated from its other columns.
+
+    Linear in the column index (:func:`numpy.interp`), the nearest value beyond either end; a row with no
+    other column is left as it is. Returns a new array of ``values``' dtype.
+    """
+    out = np.array(values, copy=True)
+    cols = np.arange(out.shape[1])
+    for i in np.flatnonzero(empty.any(axis=1) & ~empty.all(axis=1)):
+        good = ~empty[i]
+        out[i, empty[i]] = np.interp(cols[empty[i]], cols[good], out[i, good])
+    return out
 
 
 def extraction_chi2(
@@ -271,8 +295,10 @@ def _optimal_fibers(
     bad: np.ndarray | None,
     model: np.ndarray,
     rejected: np.ndarray,
+    filled: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`optimal_extract` of some fibers; fills ``model`` and ``rejected`` (their slices), returns flux and ivar."""
+    """:func:`optimal_extract` of some fibers; fills ``model``, ``rejected`` and ``filled`` (their slices),
+    returns flux and ivar."""
     # the float32 cast first, then NaN -> 0 and +-inf -> float32's extremes: what the reduction did when it cast
     # the stripes before calling this (an inf pixel, masked bad, then weighs 0 instead of giving inf x 0 = NaN)
     d = np.nan_to_num(stripes.astype(np.float32), copy=False, nan=0.0)
@@ -315,4 +341,9 @@ def _optimal_fibers(
     psum = np.einsum("ijk,ijk->ik", p, maskf)
     with np.errstate(invalid="ignore", divide="ignore"):
         ivar = np.where((denom > 0) & (psum > 0), denom / psum, 0.0)
+    empty = psum <= 0
+    if empty.any():  # no pixel left in the column: the flux from the fiber's neighbouring columns
+        filled[:] = empty
+        f = interpolate_row_gaps(f, empty)
+        np.multiply(f[:, None, :], p, out=model)
     return f, ivar

@@ -184,7 +184,9 @@ def extract_spectra(
     What each stripe holds beyond its optimal spectrum is ``optimal.chi2``
     (:func:`~drcnet.reduce.extract.extraction_chi2`, pixels in ``science.bad`` left out).
     NaN pixels are replaced by the fitted profile so the stripe stays usable (the
-    fiber is flagged ``bad_pixels``). Defect columns (``science.defect``) are
+    fiber is flagged ``bad_pixels``); where a fiber's column has no pixel left, the fit's flux there is
+    interpolated from the neighbouring columns (``optimal.filled``) and both extractions get zero inverse
+    variance. Defect columns (``science.defect``) are
     interpolated from the nearest good columns in the stripes and both extractions
     and get zero inverse variance. Spikes along wavelength in the optimal spectra
     (a hit across the whole aperture, :func:`~drcnet.reduce.spikes.spike_columns`)
@@ -215,6 +217,8 @@ def extract_spectra(
     flux1d, ivar1d = boxcar(stripes, gain, read_noise_adu)
     if defect is not None and defect.any():
         ivar1d[:, defect] = 0.0
+    if opt.filled is not None:
+        ivar1d[opt.filled] = 0.0
     spikes = spike_columns(opt.flux, opt.ivar) & ~science.saturated[:, None]
     repair_spikes(opt.flux, opt.ivar, spikes)
     opt.spikes = spikes
