@@ -17,8 +17,7 @@ bad_pixels         ~1 % of the stripe's pixels: hot pixels and hot/dead column s
                    the optimal fit leaves them out and the stripes get the fit (profile x flux) in their
                    place, the boxcar summed from those, as ``frames reduce`` does with masked (NaN) pixels
                    (:func:`drcnet.reduce.science.extract_spectra`; until session 27 the stripes kept them)
-bad_pixels_unmasked  the same defects, in no map: the fit's outlier rejection is all that removes them, the
-                   stripes and the boxcar keep them
+bad_pixels_unmasked  the same defects, in no map: the fit's outlier rejection is all that removes them
 bright_neighbour   one neighbouring fiber holds an r = 10-11 mag star (``neighbour_mag_range`` of the
                    dataset: 14-18.5 nominally); its Lorentzian halo reaches the stripe
 bright_neighbour_13  the same neighbour (same star, side, quantile) at r = 13-14 mag
@@ -30,6 +29,11 @@ no_neighbours      both neighbouring fibers are sky fibers (no neighbour halo at
                    fiber's own light (star and sky, along the profile) and noise, what the optimal fit models
 =================  ===========================================================================================
 
+Every model reads the stripes and the boxcar as ``frames reduce`` hands them on: the pixels in the
+bad-pixel map replaced by the optimal fit's model (:func:`drcnet.reduce.extract.repaired_stripes`; since
+session 27), the boxcar summed from those. ``--repair-outliers`` (an experiment) replaces the pixels the
+fit rejected as outliers (cosmic rays, unmapped hot pixels) as well.
+
 Each cell also records what the stripe holds beyond the optimal 1D spectrum of the same render
 (:func:`drcnet.reduce.extract.extraction_chi2`: chi^2 per degree of freedom of the stripe minus profile x optimal flux, all
 rows, and per pixel in the core and edge rows; medians over the stars, each arm): 1 where the stripe is
@@ -38,7 +42,7 @@ the profile times the spectrum plus noise, above 1 where it holds light the prof
 Models, on the same renders: ``rcnet-robust`` on the boxcar ``flux1d`` (what a dataset file stores: the
 aperture sum of the same stripe) and on the optimal (Horne) extraction of the same stripe with the true
 profile (``optimal1d.py``; under ``bad_pixels`` the fit is given the defect map, as a pipeline's
-bad-pixel mask would be, and the stripes are repaired with the fit); ``drcnet-robust`` and ``drcnet-survey`` on the stripes (float16, as a file
+bad-pixel mask would be); ``drcnet-robust`` and ``drcnet-survey`` on the stripes (float16, as a file
 stores them); the default ``drcnet-hybrid`` (a ``hybrid_optimal`` since session 24) on the stripes and the
 optimal 1D of the same render (the same ``optimal1d.py`` fit, given the defect map as the reduction's
 bad-pixel mask); a boxcar ``hybrid`` run (``--models RUN:hybrid``) on the stripes and the boxcar 1D. A
@@ -76,7 +80,7 @@ from drcnet.instrument.config import N_FIBERS
 from drcnet.metrics import accuracy_interval
 from drcnet.paths import data_root as default_data_root
 from drcnet.provenance import provenance, write_json_atomic
-from drcnet.reduce.extract import boxcar_extract
+from drcnet.reduce.extract import boxcar_extract, repaired_stripes
 from drcnet.reduce.flexure import NEIGHBOUR_RATIO
 from drcnet.simulate.population import load_population
 from drcnet.simulate.randomize import DomainRandomization, RandomizedForwardModel
@@ -267,6 +271,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--conditions", default=",".join(CONDITIONS))
     ap.add_argument("--data-root", default=None)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument(
+        "--repair-outliers",
+        action="store_true",
+        help="also replace the pixels the optimal fit rejected (cosmic rays, unmapped hot pixels) by its model in "
+        "the stripes and the boxcar every model reads (an experiment: frames reduce keeps them; README, session 27)",
+    )
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "systematics.json"))
     ap.add_argument(
         "--models",
@@ -358,11 +368,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 bad = np.stack(model.defects) if model.defects and c.bad_pixel_map else None
                 # the reduction's guard: no re-centring next to a neighbour > NEIGHBOUR_RATIO x brighter
                 keep = any(q is not None and 10 ** (0.4 * (src.mag_r - q.mag_r)) > NEIGHBOUR_RATIO for q in nb)
-                of, oi, ch, fitted = optimal1d.optimal_arms(r, c.fwhm, inst, bad=bad, keep=keep)
-                if bad is not None:  # the reduction's repair of masked pixels (extract_spectra), then its boxcar
+                of, oi, ch, fit = optimal1d.optimal_arms(r, c.fwhm, inst, bad=bad, keep=keep)
+                if bad is not None or args.repair_outliers:  # the reduction's repair (extract_spectra), its boxcar
                     ccd = inst.ccd
+                    fixed = repaired_stripes(np.stack([a.stripe for a in r.arms]), fit, bad, args.repair_outliers)
                     for a, arm in enumerate(r.arms):
-                        arm.stripe = np.where(bad[a], fitted[a], arm.stripe)
+                        arm.stripe = fixed[a]
                         arm.flux1d, arm.ivar1d = boxcar_extract(
                             arm.stripe, ccd.gain_e_per_adu, ccd.read_noise_e / ccd.gain_e_per_adu
                         )
@@ -508,6 +519,7 @@ def _payload(
         "conditions": args.conditions.split(","),
         "models": [_label(m, i) for m, i in dict.fromkeys([*MODELS[:2], *columns])],
         "bad_fraction": BAD_FRACTION,
+        "outliers_repaired": bool(getattr(args, "repair_outliers", False)),
         "neighbour_mag": NEIGHBOUR_MAG,
         "bright_neighbour_mag": BRIGHT_NEIGHBOUR_MAG,
         "mild_neighbour_mag": MILD_NEIGHBOUR_MAG,

@@ -155,6 +155,34 @@ def test_a_column_with_no_pixel_left_gets_interpolated_flux_and_no_weight():
     assert opt.flux[2, 702] > 0.5 * truth[2, 702]  # not the zero the fit alone would give
 
 
+def test_the_reduction_repairs_masked_pixels_and_keeps_cosmic_rays():
+    from types import SimpleNamespace
+
+    from drcnet.reduce.extract import repaired_stripes
+    from drcnet.reduce.science import extract_spectra
+
+    rng = np.random.default_rng(15)
+    stripes, prof, _ = _noisy_stripes(rng, n_fib=3, star_e=2000.0)
+    hit = stripes.copy()
+    for f in range(3):
+        hit[f, 5, 1000] += 3000.0  # a cosmic ray in every fiber's core
+    bad = np.zeros(stripes.shape, dtype=bool)
+    bad[1, 3, 200] = True  # a mapped bad pixel of fiber 1
+    hit[1, 3, 200] = np.nan
+    sci = SimpleNamespace(stripes=hit, bad=bad, defect=None, saturated=np.zeros(3, bool))
+    out, box, _, opt = extract_spectra(sci, prof.astype(np.float32), GAIN, RN_ADU, 5.0)  # type: ignore[arg-type]
+    assert opt.rejected[:, 5, 1000].all()
+    assert out[1, 3, 200] == opt.model[1, 3, 200] and np.isfinite(out).all()  # the masked pixel: the fit
+    np.testing.assert_array_equal(out[:, 5, 1000], hit[:, 5, 1000])  # the cosmic rays: kept (flag, checks)
+    np.testing.assert_allclose(box[1, 200], out[1, :, 200].sum(), rtol=1e-6)  # the boxcar sums the repaired stripe
+    # outliers=True (or per fiber) replaces what the fit rejected as well; nothing to replace: the same array
+    both = repaired_stripes(hit, opt, bad, outliers=np.array([True, False, True]))
+    np.testing.assert_array_equal(both[[0, 2], 5, 1000], opt.model[[0, 2], 5, 1000])
+    assert both[1, 5, 1000] == hit[1, 5, 1000] and both[1, 3, 200] == opt.model[1, 3, 200]
+    clean = optimal_extract(stripes.astype(np.float32), prof.astype(np.float32), GAIN, RN_ADU)
+    assert not clean.rejected.any() and repaired_stripes(stripes, clean, None, outliers=True) is stripes
+
+
 def test_interpolate_row_gaps_is_numpys_interp_per_row():
     values = np.array([[0.0, 9.0, 9.0, 3.0, 4.0], [5.0, 1.0, 1.0, 1.0, 1.0], [7.0, 7.0, 7.0, 7.0, 7.0]])
     empty = np.array([[False, True, True, False, True], [True, True, True, True, True], [False] * 5])

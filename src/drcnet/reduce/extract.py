@@ -190,6 +190,37 @@ def optimal_extract(
     )
 
 
+def repaired_stripes(
+    stripes: np.ndarray, fit: OptimalResult, bad: np.ndarray | None = None, outliers: bool | np.ndarray = False
+) -> np.ndarray:
+    """``stripes`` with the pixels ``bad`` marks (and, with ``outliers``, those the fit rejected) replaced
+    by the fit's model (profile x optimal flux): what the reduction hands a network that reads stripes.
+
+    Parameters
+    ----------
+    stripes
+        ``(n_fibers, 11, n_cols)`` net ADU, the stripes :func:`optimal_extract` fitted.
+    fit
+        That fit.
+    bad
+        ``(n_fibers, 11, n_cols)`` masked pixels (the bad-pixel map, NaN pixels), or None.
+    outliers
+        Replace the pixels the fit rejected as well (cosmic rays, hot pixels in no map): True for every
+        fiber, or a ``(n_fibers,)`` bool array naming the fibers.
+
+    Returns
+    -------
+    numpy.ndarray
+        A new array (``stripes`` itself when nothing is to be replaced).
+    """
+    mask = None if bad is None or not bad.any() else bad
+    which = np.broadcast_to(np.asarray(outliers, dtype=bool), (stripes.shape[0],))
+    if which.any() and fit.rejected.any():
+        out = fit.rejected & which[:, None, None]
+        mask = out if mask is None else mask | out
+    return stripes if mask is None else np.where(mask, fit.model, stripes)
+
+
 def interpolate_row_gaps(values: np.ndarray, empty: np.ndarray) -> np.ndarray:
     """``values`` ``(n, n_cols)`` with each row's ``empty`` columns interpolated from its other columns.
 

@@ -27,6 +27,7 @@ from drcnet.reduce.extract import (
     boxcar,
     extraction_chi2,
     optimal_extract,
+    repaired_stripes,
     smooth_columns,
     spatial_profile,
 )
@@ -183,19 +184,19 @@ def extract_spectra(
     except on saturated fibers and fibers next to a saturated one or one more than 100 times brighter.
     What each stripe holds beyond its optimal spectrum is ``optimal.chi2``
     (:func:`~drcnet.reduce.extract.extraction_chi2`, pixels in ``science.bad`` left out).
-    NaN pixels are replaced by the fitted profile so the stripe stays usable (the
-    fiber is flagged ``bad_pixels``); where a fiber's column has no pixel left, the fit's flux there is
-    interpolated from the neighbouring columns (``optimal.filled``) and both extractions get zero inverse
-    variance. Defect columns (``science.defect``) are
-    interpolated from the nearest good columns in the stripes and both extractions
-    and get zero inverse variance. Spikes along wavelength in the optimal spectra
-    (a hit across the whole aperture, :func:`~drcnet.reduce.spikes.spike_columns`)
-    are repaired there (``optimal.spikes``; saturated fibers are left alone).
+    NaN pixels are replaced by the fitted profile so the stripe stays usable
+    (:func:`~drcnet.reduce.extract.repaired_stripes`; the fiber is flagged ``bad_pixels``);
+    where a fiber's column has no pixel left, the fit's flux there is interpolated from the neighbouring
+    columns (``optimal.filled``) and both extractions get zero inverse variance. Defect columns
+    (``science.defect``) are interpolated from the nearest good columns in the stripes and both
+    extractions and get zero inverse variance. Spikes along wavelength in the optimal spectra (a hit
+    across the whole aperture, :func:`~drcnet.reduce.spikes.spike_columns`) are repaired there
+    (``optimal.spikes``; saturated fibers are left alone).
 
     Returns
     -------
     stripes, flux1d, ivar1d, optimal
-        The stripes (bad pixels replaced), the boxcar flux and inverse variance
+        The stripes (masked pixels replaced), the boxcar flux and inverse variance
         ``(n_fibers, 3000)``, and the optimal extraction.
     """
     stripes, bad = science.stripes, science.bad
@@ -207,8 +208,9 @@ def extract_spectra(
     opt = optimal_extract(stripes, profile, gain, read_noise_adu, clip_sigma, bad=bad)  # float32 per chunk
     opt.profile_shift = shift
     opt.chi2 = extraction_chi2(stripes, opt, gain, read_noise_adu, bad)[:, 0]  # bad: defect columns too
-    if bad.any():
-        stripes = np.where(bad, opt.model, stripes)
+    # masked pixels get the fit; the fit's outliers stay (the cosmic-ray flag, the plausibility checks and
+    # the stripes' pixel-for-pixel contract with the forward model read them; README, session 27)
+    stripes = repaired_stripes(stripes, opt, bad)
     defect = science.defect
     if defect is not None and defect.any():
         stripes = _interpolate_columns(stripes, defect)
