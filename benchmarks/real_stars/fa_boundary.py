@@ -21,7 +21,6 @@ Runs in ~6 min on one core (torch one thread; two CNNs x 5 folds).
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -35,9 +34,8 @@ import torch
 from sklearn.model_selection import StratifiedGroupKFold
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from label_ceiling import make, snr_r_of  # noqa: E402
+from label_ceiling import common_arguments, load_real, make, snr_r_of  # noqa: E402
 
-from drcnet.library import load_templates  # noqa: E402
 from drcnet.library import spectral_labels as sl  # noqa: E402
 from drcnet.library.labels import read_lamost_index  # noqa: E402
 from drcnet.simulate.sources import star_key  # noqa: E402
@@ -134,31 +132,12 @@ def teff_table(cls: np.ndarray, sub: np.ndarray, pred: np.ndarray, teff: np.ndar
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", default=os.environ.get("DRCNET_DATA", "../shared/data"))
-    ap.add_argument("--out", default="fa_boundary.json")
-    ap.add_argument("--folds", type=int, default=5)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--epochs", type=int, default=40)
-    ap.add_argument("--no-cnn", action="store_true", help="template match only")
-    a = ap.parse_args()
+    a = common_arguments(__doc__.splitlines()[0], "fa_boundary.json").parse_args()
     warnings.filterwarnings("ignore")
     torch.set_num_threads(1)
     t_start = time.time()
     folder = Path(a.data) / "lamost_real"
-    lam, x_by_rep = [], {"flux": [], "norm": []}
-    for t in load_templates([folder], classes=None).templates:
-        if t.cls not in ("F", "G", "K", "A", "M") or not t.subclass:
-            continue
-        try:
-            xs = {rep: sl.prepare(t, rep) for rep in x_by_rep}
-        except ValueError as e:
-            print(f"skipped: {e}")
-            continue
-        lam.append(t)
-        for rep in xs:
-            x_by_rep[rep].append(xs[rep])
-    x = {rep: np.stack(v) for rep, v in x_by_rep.items()}
+    lam, x, _ = load_real(folder)
     cls = np.array([t.cls for t in lam])
     sub = np.array(sl.training_labels(lam)[1])
     keys = np.array([star_key(t) for t in lam])

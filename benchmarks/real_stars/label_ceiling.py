@@ -256,24 +256,23 @@ def library_check(args, best: str, lam_all, x_all_by_rep) -> dict:
     return out
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def common_arguments(description: str, out: str) -> argparse.ArgumentParser:
+    """The options this benchmark shares with ``fa_boundary.py`` (data folder, output, folds, seed, epochs)."""
+    ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--data", default=os.environ.get("DRCNET_DATA", "../shared/data"))
-    ap.add_argument("--out", default="label_ceiling.json")
+    ap.add_argument("--out", default=out)
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--epochs", type=int, default=40)
     ap.add_argument("--no-cnn", action="store_true", help="template match only")
-    ap.add_argument("--no-cnn-flux", action="store_true", help="CNN on the normalised spectrum only")
-    ap.add_argument("--library", action="store_true", help="also label the library stars with the best labeller")
-    a = ap.parse_args()
-    warnings.filterwarnings("ignore")
-    torch.set_num_threads(1)
-    t_start = time.time()
-    folder = Path(a.data) / "lamost_real"
-    res = load_templates([folder], classes=None)
+    return ap
+
+
+def load_real(folder: Path) -> tuple[list, dict[str, np.ndarray], list[str]]:
+    """Every F, G, K, A and M spectrum of ``lamost_real`` with a subclass, prepared as calibrated flux and
+    continuum-normalised (:func:`drcnet.library.spectral_labels.prepare`); the ones that cannot be, named."""
     lam, x_by_rep, skipped = [], {"flux": [], "norm": []}, []
-    for t in res.templates:
+    for t in load_templates([folder], classes=None).templates:
         if t.cls not in ("F", "G", "K", "A", "M") or not t.subclass:
             continue
         try:
@@ -285,7 +284,19 @@ def main() -> None:
         lam.append(t)
         for rep in xs:
             x_by_rep[rep].append(xs[rep])
-    X = {rep: np.stack(v) for rep, v in x_by_rep.items()}
+    return lam, {rep: np.stack(v) for rep, v in x_by_rep.items()}, skipped
+
+
+def main() -> None:
+    ap = common_arguments(__doc__.splitlines()[0], "label_ceiling.json")
+    ap.add_argument("--no-cnn-flux", action="store_true", help="CNN on the normalised spectrum only")
+    ap.add_argument("--library", action="store_true", help="also label the library stars with the best labeller")
+    a = ap.parse_args()
+    warnings.filterwarnings("ignore")
+    torch.set_num_threads(1)
+    t_start = time.time()
+    folder = Path(a.data) / "lamost_real"
+    lam, X, skipped = load_real(folder)
     t_prep = time.time() - t_start
     cls = np.array([t.cls for t in lam])
     _, sub_list = sl.training_labels(lam)
