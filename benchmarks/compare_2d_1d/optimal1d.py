@@ -97,11 +97,10 @@ def optimal_arms(
     bad: np.ndarray | None = None,
     trace_shift_px: float = 0.0,
     keep: bool = False,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, OptimalResult]:
-    """Optimal ``(2, 3000)`` flux and ivar of one rendered object (both arms), what each arm's stripe
-    holds beyond it (the ``(2, 3)`` :func:`drcnet.reduce.extract.extraction_chi2` after the fit) and the
-    fit itself (both arms: its ``model`` is what the reduction puts in place of masked pixels,
-    :func:`drcnet.reduce.extract.repaired_stripes`).
+) -> tuple[OptimalResult, np.ndarray]:
+    """The optimal fit of one rendered object's two stripes (``flux``, ``ivar`` ``(2, 3000)``; its ``model``
+    is what the reduction puts in place of masked pixels, :func:`drcnet.reduce.extract.repaired_stripes`)
+    and what each arm's stripe holds beyond it (the ``(2, 3)`` :func:`drcnet.reduce.extract.extraction_chi2`).
 
     Parameters
     ----------
@@ -123,7 +122,7 @@ def optimal_arms(
     profiles = np.stack([stripe_profile(a.geometry, table, shift_px=trace_shift_px) for a in result.arms])
     fit = optimal_fit(stripes, profiles, inst.ccd, bad, keep=np.array([keep, keep]))
     rn_adu = inst.ccd.read_noise_e / inst.ccd.gain_e_per_adu
-    return fit.flux, fit.ivar, extraction_chi2(stripes, fit, inst.ccd.gain_e_per_adu, rn_adu, bad), fit
+    return fit, extraction_chi2(stripes, fit, inst.ccd.gain_e_per_adu, rn_adu, bad)
 
 
 def profiles_from_params(params: dict[str, np.ndarray], rows: np.ndarray, fiber: FiberConfig) -> np.ndarray:

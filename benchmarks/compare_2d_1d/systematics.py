@@ -368,7 +368,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 bad = np.stack(model.defects) if model.defects and c.bad_pixel_map else None
                 # the reduction's guard: no re-centring next to a neighbour > NEIGHBOUR_RATIO x brighter
                 keep = any(q is not None and 10 ** (0.4 * (src.mag_r - q.mag_r)) > NEIGHBOUR_RATIO for q in nb)
-                of, oi, ch, fit = optimal1d.optimal_arms(r, c.fwhm, inst, bad=bad, keep=keep)
+                fit, ch = optimal1d.optimal_arms(r, c.fwhm, inst, bad=bad, keep=keep)
+                of, oi = fit.flux, fit.ivar
                 if bad is not None or args.repair_outliers:  # the reduction's repair (extract_spectra), its boxcar
                     ccd = inst.ccd
                     fixed = repaired_stripes(np.stack([a.stripe for a in r.arms]), fit, bad, args.repair_outliers)
@@ -380,7 +381,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 chi2.append(ch)
                 offset = float(c.randomization["trace_offset_px"][0])
                 if offset != 0.0:  # the oracle: the same fit on the light's true trace
-                    tf, _, _, _ = optimal1d.optimal_arms(r, c.fwhm, inst, bad=bad, trace_shift_px=-offset, keep=keep)
+                    tf = optimal1d.optimal_arms(r, c.fwhm, inst, bad=bad, trace_shift_px=-offset, keep=keep)[0].flux
                     true_trace.append(tf.astype(np.float32))
                 red = r.arms[1]
                 with np.errstate(invalid="ignore", divide="ignore"):  # a dead column: boxcar 0, ratio NaN, left out
